@@ -1,0 +1,1 @@
+//! The stormhold simulator driver (work in progress: see issue 2).

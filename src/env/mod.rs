@@ -1,0 +1,233 @@
+//! The environment boundary: the one trait through which the kernel reaches files and clocks.
+//!
+//! Owns: the [`Env`] and [`EnvFile`] contracts, [`OpenOptions`], and the real-OS
+//! implementation [`OsEnv`]. With the `sim` feature, `sim::SimEnv` is the simulated one.
+//!
+//! # The contract, in one place
+//!
+//! Durability is explicit. A write or a `set_len` is visible to later reads at once but is
+//! durable only after [`EnvFile::sync_data`] or [`EnvFile::sync_all`] on that file returned
+//! `Ok`. Creating, renaming or removing a directory entry is durable only after
+//! [`Env::sync_dir`] on the directory holding the entry returned `Ok` (for a rename across
+//! directories: both). A crash may keep any subset of what was not yet durable, and a write
+//! that was not durable may be *torn*: some of its sectors new, the rest old, zero or garbage.
+//!
+//! A failed sync (`Err`) means the outcome is unknown: some, all or none of the pending data
+//! may be durable, and the failure may have marked the pages clean, so a later sync can
+//! return `Ok` without writing them again. Callers must treat a failed sync as fatal for the
+//! data it covered and never retry it and assume durability.
+//!
+//! Errors are [`std::io::Error`] with the kind the real OS gives: `NotFound`,
+//! `AlreadyExists`, `IsADirectory`, `NotADirectory`, `DirectoryNotEmpty`, `StorageFull`,
+//! `WouldBlock` (directory locked), `InvalidInput` (a path `Env` does not accept).
+//!
+//! Paths are plain [`Path`]s. `Env` renames only regular files: renaming a directory fails
+//! with `Unsupported` on every implementation, because a crash model of directory renames
+//! adds nothing the kernel needs and much it could get wrong.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+mod os;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+pub use os::{OsDirLock, OsEnv, OsFile};
+
+/// How [`Env::open`] opens a file. Mirrors the subset of `std::fs::OpenOptions` the kernel
+/// uses; every flag defaults to `false`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Allow reads through the handle.
+    pub read: bool,
+    /// Allow writes, `set_len` and syncs that change data through the handle.
+    pub write: bool,
+    /// Create the file if it does not exist (needs `write`).
+    pub create: bool,
+    /// Create the file and fail with `AlreadyExists` if it exists (needs `write`).
+    pub create_new: bool,
+    /// Truncate an existing file to length 0 on open (needs `write`).
+    pub truncate: bool,
+}
+
+impl OpenOptions {
+    /// Open an existing file for reading only.
+    pub fn read_only() -> Self {
+        Self { read: true, ..Self::default() }
+    }
+
+    /// Open an existing file for reading and writing.
+    pub fn read_write() -> Self {
+        Self { read: true, write: true, ..Self::default() }
+    }
+
+    /// Open for reading and writing, creating the file if it is missing.
+    pub fn create() -> Self {
+        Self { create: true, ..Self::read_write() }
+    }
+
+    /// Create a new file for reading and writing; fail with `AlreadyExists` if it exists.
+    pub fn create_new() -> Self {
+        Self { create_new: true, ..Self::read_write() }
+    }
+
+    /// Returns these options with `truncate` set.
+    pub fn truncate(self, truncate: bool) -> Self {
+        Self { truncate, ..self }
+    }
+
+    /// Checks the flag combination the way the OS does: creating or truncating needs `write`,
+    /// and a handle must allow reading or writing.
+    pub fn validate(&self) -> io::Result<()> {
+        if (self.create || self.create_new || self.truncate) && !self.write {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "create, create_new and truncate need write access",
+            ));
+        }
+        if !self.read && !self.write {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a handle must read or write"));
+        }
+        Ok(())
+    }
+}
+
+/// An open regular file.
+///
+/// All methods take `&self`: a handle may be shared between threads on [`OsEnv`]; the kernel
+/// serializes writes to one file itself.
+pub trait EnvFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes starting at `offset` and returns how many were read.
+    ///
+    /// A short read (fewer bytes than asked) is allowed anywhere, not only at end of file;
+    /// `Ok(0)` with a non-empty `buf` means `offset` is at or past the end of the file.
+    /// Use [`EnvFile::read_exact_at`] to read a whole range.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+
+    /// Writes up to `buf.len()` bytes at `offset` and returns how many were written (at least
+    /// one for a non-empty `buf`). Writing past the end extends the file, and any gap between
+    /// the old end and `offset` reads as zeros. Nothing written is durable until a sync.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+
+    /// The file's current length in bytes, including writes not yet durable.
+    fn len(&self) -> io::Result<u64>;
+
+    /// Truncates or extends the file to `len_bytes`; extending zero-fills. Not durable until
+    /// a sync.
+    fn set_len(&self, len_bytes: u64) -> io::Result<()>;
+
+    /// Makes the file's data and length durable (`fdatasync`). After `Ok`, every write and
+    /// `set_len` that returned before this call survives a crash. After `Err`, see the module
+    /// docs: the outcome is unknown and must not be retried as if nothing happened.
+    fn sync_data(&self) -> io::Result<()>;
+
+    /// Like [`EnvFile::sync_data`], and also the file's other metadata (`fsync`).
+    fn sync_all(&self) -> io::Result<()>;
+
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`, looping over short reads. Fails with
+    /// `UnexpectedEof` if the file ends first.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset)? {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("file ends before offset {offset}"),
+                    ));
+                }
+                n => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf` at `offset`, looping over short writes. On error, a prefix of `buf`
+    /// may have been written.
+    fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write_at(buf, offset)? {
+                0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0")),
+                n => {
+                    buf = &buf[n..];
+                    offset += n as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends all of `buf` at the current end of the file and returns the offset it was
+    /// written at. The caller must be the file's only writer.
+    fn append(&self, buf: &[u8]) -> io::Result<u64> {
+        let offset = self.len()?;
+        self.write_all_at(buf, offset)?;
+        Ok(offset)
+    }
+}
+
+/// The environment: files, directories and clocks.
+pub trait Env: Send + Sync {
+    /// An open file.
+    type File: EnvFile;
+    /// Holds an exclusive lock on a directory until dropped.
+    type DirLock: Send + Sync;
+
+    /// Opens the regular file at `path`. `NotFound` if it is missing and `options` do not
+    /// create it (or its parent directory is missing); `AlreadyExists` for `create_new` on an
+    /// existing path; `IsADirectory` if `path` names a directory. A newly created entry is
+    /// durable only after [`Env::sync_dir`] on the parent.
+    fn open(&self, path: &Path, options: OpenOptions) -> io::Result<Self::File>;
+
+    /// Creates one directory (the parent must exist). `AlreadyExists` if `path` exists.
+    /// Durable after [`Env::sync_dir`] on the parent.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Removes an empty directory: `DirectoryNotEmpty` if it has entries, `NotADirectory`
+    /// for a file. Durable after [`Env::sync_dir`] on the parent.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// The names in a directory, sorted bytewise, without `.` and `..`.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+
+    /// Renames the regular file `from` to `to`, atomically replacing a file at `to`.
+    /// `IsADirectory` if `to` is a directory, `Unsupported` if `from` is one. Durable after
+    /// [`Env::sync_dir`] on both parents.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Removes a regular file (`IsADirectory` for a directory). Durable after
+    /// [`Env::sync_dir`] on the parent.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Whether `path` names an existing file or directory.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+
+    /// Makes every entry operation in the directory `path` durable (create, rename in or out,
+    /// remove). Same failure semantics as [`EnvFile::sync_data`].
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+
+    /// Takes an exclusive lock on the directory `path`, held until the returned guard drops
+    /// (or the process dies). Fails with `WouldBlock` while another holder has it. May
+    /// create a file named `LOCK` in the directory.
+    fn lock_dir(&self, path: &Path) -> io::Result<Self::DirLock>;
+
+    /// Monotonic time since the environment started. Never goes backwards.
+    fn now_monotonic(&self) -> Duration;
+
+    /// Wall-clock time. May jump, backwards too: use it for timestamps, never for intervals.
+    fn now_wall(&self) -> SystemTime;
+
+    /// Blocks the caller for `duration` (advances the virtual clock in the simulator).
+    fn sleep(&self, duration: Duration);
+}
+
+/// The name of the lock file [`Env::lock_dir`] keeps in a locked directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";

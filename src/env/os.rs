@@ -1,0 +1,195 @@
+//! `OsEnv`: the [`Env`] of the real operating system, with std only.
+//!
+//! This is the only module of the kernel that touches `std::fs` and real time (the tidy test
+//! enforces it). It adds the few checks that make the real OS honour the [`Env`] contract
+//! exactly as the simulator does: opening a directory as a file fails with `IsADirectory`,
+//! renaming a directory fails with `Unsupported`, syncing a file as a directory fails with
+//! `NotADirectory`, and reading, writing or resizing through a handle opened without that
+//! access fails with `PermissionDenied`.
+
+use std::fs::{self, File, TryLockError};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Env, EnvFile, LOCK_FILE_NAME, OpenOptions};
+
+/// The real operating system.
+#[derive(Debug)]
+pub struct OsEnv {
+    started: Instant,
+}
+
+impl OsEnv {
+    /// A new real-OS environment; its monotonic clock starts at zero now.
+    pub fn new() -> Self {
+        Self { started: Instant::now() }
+    }
+}
+
+impl Default for OsEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An open file of [`OsEnv`].
+#[derive(Debug)]
+pub struct OsFile {
+    file: File,
+    readable: bool,
+    writable: bool,
+}
+
+/// The exclusive lock [`OsEnv::lock_dir`] holds on a directory; released on drop.
+#[derive(Debug)]
+pub struct OsDirLock {
+    // Held for its lock: the OS releases it when the descriptor closes.
+    _file: File,
+}
+
+fn check_access(allowed: bool, what: &str) -> io::Result<()> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("handle was opened without {what} access")))
+    }
+}
+
+fn is_dir(path: &Path) -> bool {
+    fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
+}
+
+impl EnvFile for OsFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        check_access(self.readable, "read")?;
+        self.file.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        check_access(self.writable, "write")?;
+        self.file.write_at(buf, offset)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        check_access(self.writable, "write")?;
+        self.file.set_len(len_bytes)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+impl Env for OsEnv {
+    type File = OsFile;
+    type DirLock = OsDirLock;
+
+    fn open(&self, path: &Path, options: OpenOptions) -> io::Result<OsFile> {
+        options.validate()?;
+        if is_dir(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{} is a directory", path.display()),
+            ));
+        }
+        let file = fs::OpenOptions::new()
+            .read(options.read)
+            .write(options.write)
+            .create(options.create)
+            .create_new(options.create_new)
+            .truncate(options.truncate)
+            .open(path)?;
+        Ok(OsFile { file, readable: options.read, writable: options.write })
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path)? {
+            let name = entry?.file_name().into_string().map_err(|raw| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("non-UTF-8 file name {raw:?} in {}", path.display()),
+                )
+            })?;
+            names.push(name);
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if is_dir(from) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("Env renames files only; {} is a directory", from.display()),
+            ));
+        }
+        fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        fs::exists(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let dir = File::open(path)?;
+        if !dir.metadata()?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+        dir.sync_all()
+    }
+
+    fn lock_dir(&self, path: &Path) -> io::Result<OsDirLock> {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.join(LOCK_FILE_NAME))?;
+        match file.try_lock() {
+            Ok(()) => Ok(OsDirLock { _file: file }),
+            Err(TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked by another open store", path.display()),
+            )),
+            Err(TryLockError::Error(error)) => Err(error),
+        }
+    }
+
+    fn now_monotonic(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn now_wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}

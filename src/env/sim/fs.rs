@@ -1,0 +1,335 @@
+//! The simulated file system: nodes with a durable image and pending changes. No faults here.
+//!
+//! Invariants:
+//! - every file has `live == durable` with every pending write applied in order (the
+//!   misdirected target of a write matters only for the durable image);
+//! - every directory has `live == durable` with every pending entry operation applied in order;
+//! - the root directory (node 0) always exists and is never unlinked;
+//! - errors carry the kind Linux gives for the same call (see the `Env` docs).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Component, Path};
+
+use crate::env::OpenOptions;
+
+/// Identifies a file or directory node (an inode).
+pub(crate) type NodeId = u64;
+
+/// The root directory.
+pub(crate) const ROOT: NodeId = 0;
+
+/// A change to a file that is visible but not yet durable.
+#[derive(Clone, Debug)]
+pub(crate) enum PendingWrite {
+    /// Bytes written at `offset`; when they reach the disk they land at `disk_offset`
+    /// (different only for a misdirected write).
+    Write { offset: u64, disk_offset: u64, data: Vec<u8> },
+    /// A truncate or extend.
+    SetLen { len: u64 },
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FileNode {
+    pub durable: Vec<u8>,
+    pub live: Vec<u8>,
+    pub pending: Vec<PendingWrite>,
+    /// Sector indices whose reads fail forever (latent media errors).
+    pub bad_sectors: BTreeSet<u64>,
+}
+
+/// A change to a directory entry that is visible but not yet durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DirOp {
+    Link { name: String, node: NodeId },
+    Unlink { name: String },
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DirNode {
+    pub durable: BTreeMap<String, NodeId>,
+    pub live: BTreeMap<String, NodeId>,
+    pub pending: Vec<DirOp>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Node {
+    File(FileNode),
+    Dir(DirNode),
+}
+
+pub(crate) fn error(kind: io::ErrorKind, message: String) -> io::Error {
+    io::Error::new(kind, message)
+}
+
+/// Splits a path into its names; `/`, `.` and a leading root are ignored, `..` is refused.
+pub(crate) fn components(path: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => match name.to_str() {
+                Some(name) => names.push(name.to_owned()),
+                None => return Err(error(io::ErrorKind::InvalidInput, format!("non-UTF-8 path {path:?}"))),
+            },
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(error(io::ErrorKind::InvalidInput, format!("unsupported path {}", path.display())));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Writes `data` at `offset` of `bytes`, zero-filling any gap.
+pub(crate) fn write_into(bytes: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let start = offset as usize;
+    let end = start + data.len();
+    if bytes.len() < end {
+        bytes.resize(end, 0);
+    }
+    bytes[start..end].copy_from_slice(data);
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Fs {
+    pub nodes: BTreeMap<NodeId, Node>,
+    next_id: NodeId,
+}
+
+impl Fs {
+    pub fn new() -> Self {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(ROOT, Node::Dir(DirNode::default()));
+        Self { nodes, next_id: ROOT + 1 }
+    }
+
+    pub fn dir(&self, id: NodeId) -> &DirNode {
+        match self.nodes.get(&id) {
+            Some(Node::Dir(dir)) => dir,
+            _ => panic!("node {id} is not a directory"),
+        }
+    }
+
+    pub fn dir_mut(&mut self, id: NodeId) -> &mut DirNode {
+        match self.nodes.get_mut(&id) {
+            Some(Node::Dir(dir)) => dir,
+            _ => panic!("node {id} is not a directory"),
+        }
+    }
+
+    pub fn file(&self, id: NodeId) -> &FileNode {
+        match self.nodes.get(&id) {
+            Some(Node::File(file)) => file,
+            _ => panic!("node {id} is not a file"),
+        }
+    }
+
+    pub fn file_mut(&mut self, id: NodeId) -> &mut FileNode {
+        match self.nodes.get_mut(&id) {
+            Some(Node::File(file)) => file,
+            _ => panic!("node {id} is not a file"),
+        }
+    }
+
+    pub fn is_dir(&self, id: NodeId) -> bool {
+        matches!(self.nodes.get(&id), Some(Node::Dir(_)))
+    }
+
+    /// Resolves `names` in the live tree.
+    pub fn resolve(&self, names: &[String], path: &Path) -> io::Result<NodeId> {
+        let mut at = ROOT;
+        for name in names {
+            if !self.is_dir(at) {
+                return Err(error(io::ErrorKind::NotADirectory, format!("{}: not a directory", path.display())));
+            }
+            at = *self.dir(at).live.get(name).ok_or_else(|| {
+                error(io::ErrorKind::NotFound, format!("{}: no such file or directory", path.display()))
+            })?;
+        }
+        Ok(at)
+    }
+
+    /// Resolves the parent directory of `names` and returns it with the last name.
+    pub fn resolve_parent<'a>(&self, names: &'a [String], path: &Path) -> io::Result<(NodeId, &'a str)> {
+        let (last, parents) = names
+            .split_last()
+            .ok_or_else(|| error(io::ErrorKind::InvalidInput, format!("{}: the root has no parent", path.display())))?;
+        let parent = self.resolve(parents, path)?;
+        if !self.is_dir(parent) {
+            return Err(error(io::ErrorKind::NotADirectory, format!("{}: not a directory", path.display())));
+        }
+        Ok((parent, last))
+    }
+
+    fn new_node(&mut self, node: Node) -> NodeId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.nodes.insert(id, node);
+        id
+    }
+
+    fn link(&mut self, dir: NodeId, name: &str, node: NodeId) {
+        let dir = self.dir_mut(dir);
+        dir.live.insert(name.to_owned(), node);
+        dir.pending.push(DirOp::Link { name: name.to_owned(), node });
+    }
+
+    fn unlink(&mut self, dir: NodeId, name: &str) {
+        let dir = self.dir_mut(dir);
+        dir.live.remove(name);
+        dir.pending.push(DirOp::Unlink { name: name.to_owned() });
+    }
+
+    /// Opens (and maybe creates or truncates) a file; returns its node.
+    pub fn open(&mut self, names: &[String], path: &Path, options: OpenOptions) -> io::Result<NodeId> {
+        let (parent, name) = self.resolve_parent(names, path)?;
+        let existing = self.dir(parent).live.get(name).copied();
+        let node = match existing {
+            Some(id) if self.is_dir(id) => {
+                return Err(error(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display())));
+            }
+            Some(_) if options.create_new => {
+                return Err(error(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
+            }
+            Some(id) => id,
+            None if options.create || options.create_new => {
+                let id = self.new_node(Node::File(FileNode::default()));
+                self.link(parent, name, id);
+                id
+            }
+            None => {
+                return Err(error(io::ErrorKind::NotFound, format!("{}: no such file", path.display())));
+            }
+        };
+        if options.truncate && !self.file(node).live.is_empty() {
+            self.set_len(node, 0);
+        }
+        Ok(node)
+    }
+
+    pub fn write(&mut self, node: NodeId, offset: u64, data: &[u8], disk_offset: u64) {
+        let file = self.file_mut(node);
+        write_into(&mut file.live, offset, data);
+        file.pending.push(PendingWrite::Write { offset, disk_offset, data: data.to_vec() });
+    }
+
+    pub fn set_len(&mut self, node: NodeId, len: u64) {
+        let file = self.file_mut(node);
+        file.live.resize(len as usize, 0);
+        file.pending.push(PendingWrite::SetLen { len });
+    }
+
+    pub fn create_dir(&mut self, names: &[String], path: &Path) -> io::Result<()> {
+        if names.is_empty() {
+            return Err(error(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
+        }
+        let (parent, name) = self.resolve_parent(names, path)?;
+        if self.dir(parent).live.contains_key(name) {
+            return Err(error(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
+        }
+        let id = self.new_node(Node::Dir(DirNode::default()));
+        self.link(parent, name, id);
+        Ok(())
+    }
+
+    pub fn remove_dir(&mut self, names: &[String], path: &Path) -> io::Result<()> {
+        let (parent, name) = self.resolve_parent(names, path)?;
+        let id = self.resolve(names, path)?;
+        match self.nodes.get(&id) {
+            Some(Node::Dir(dir)) if !dir.live.is_empty() => {
+                Err(error(io::ErrorKind::DirectoryNotEmpty, format!("{} is not empty", path.display())))
+            }
+            Some(Node::Dir(_)) => {
+                self.unlink(parent, name);
+                Ok(())
+            }
+            _ => Err(error(io::ErrorKind::NotADirectory, format!("{} is not a directory", path.display()))),
+        }
+    }
+
+    pub fn list(&self, names: &[String], path: &Path) -> io::Result<Vec<String>> {
+        let id = self.resolve(names, path)?;
+        match self.nodes.get(&id) {
+            Some(Node::Dir(dir)) => Ok(dir.live.keys().cloned().collect()),
+            _ => Err(error(io::ErrorKind::NotADirectory, format!("{} is not a directory", path.display()))),
+        }
+    }
+
+    pub fn rename(&mut self, from: (&[String], &Path), to: (&[String], &Path)) -> io::Result<()> {
+        let (from_parent, from_name) = self.resolve_parent(from.0, from.1)?;
+        let node = self.resolve(from.0, from.1)?;
+        if self.is_dir(node) {
+            return Err(error(
+                io::ErrorKind::Unsupported,
+                format!("Env renames files only; {} is a directory", from.1.display()),
+            ));
+        }
+        let (to_parent, to_name) = self.resolve_parent(to.0, to.1)?;
+        match self.dir(to_parent).live.get(to_name).copied() {
+            Some(id) if self.is_dir(id) => {
+                return Err(error(io::ErrorKind::IsADirectory, format!("{} is a directory", to.1.display())));
+            }
+            Some(id) if id == node => return Ok(()),
+            _ => {}
+        }
+        self.unlink(from_parent, from_name);
+        self.link(to_parent, to_name, node);
+        Ok(())
+    }
+
+    pub fn remove_file(&mut self, names: &[String], path: &Path) -> io::Result<()> {
+        let (parent, name) = self.resolve_parent(names, path)?;
+        let id = self.resolve(names, path)?;
+        if self.is_dir(id) {
+            return Err(error(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display())));
+        }
+        self.unlink(parent, name);
+        Ok(())
+    }
+
+    /// Bytes the live files take: what `disk_bytes_max` limits. Files no longer reachable
+    /// from the live tree count while `open` holds them.
+    pub fn used_bytes(&self, open: &BTreeSet<NodeId>) -> u64 {
+        let reachable = self.reachable(|dir| dir.live.values().copied().collect(), open);
+        reachable
+            .iter()
+            .filter_map(|id| match self.nodes.get(id) {
+                Some(Node::File(file)) => Some(file.live.len() as u64),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// Nodes reachable from the root through the entries `entries` gives for each directory,
+    /// plus `extra` roots.
+    pub fn reachable(&self, entries: impl Fn(&DirNode) -> Vec<NodeId>, extra: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<NodeId> = vec![ROOT];
+        stack.extend(extra.iter().copied());
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(Node::Dir(dir)) = self.nodes.get(&id) {
+                stack.extend(entries(dir));
+            }
+        }
+        seen
+    }
+
+    /// Drops nodes that nothing can reach any more: not the live tree, the durable tree, a
+    /// pending link, nor an open handle in `open`.
+    pub fn collect_garbage(&mut self, open: &BTreeSet<NodeId>) {
+        let keep = self.reachable(
+            |dir| {
+                let pending = dir.pending.iter().filter_map(|op| match op {
+                    DirOp::Link { node, .. } => Some(*node),
+                    DirOp::Unlink { .. } => None,
+                });
+                dir.live.values().chain(dir.durable.values()).copied().chain(pending).collect()
+            },
+            open,
+        );
+        self.nodes.retain(|id, _| keep.contains(id));
+    }
+}

@@ -1,0 +1,530 @@
+//! `SimEnv`: a deterministic, seeded, fault-injecting in-memory disk and virtual clock.
+//!
+//! Owns the simulated [`Env`]. One `u64` seed and one [`FaultOptions`] determine every event of
+//! a run: the same seed, options and sequence of calls give the same trace and the same
+//! [`SimEnv::trace_hash`] on every machine. It is single-threaded in spirit: the state sits
+//! behind a mutex only so the type is `Send + Sync` like [`OsEnv`](crate::env::OsEnv); the
+//! simulator drives it from one thread.
+//!
+//! For every file it keeps the durable image and the pending writes since the last sync; for
+//! every directory the durable entries and the pending entry operations. A crash (drawn at any
+//! call, scheduled at the Nth call, or asked for with [`SimEnv::crash`]) resolves the pending
+//! state under the fault model of `DESIGN.md` section 2 (see `crash.rs`), after which every call
+//! fails with a [`SimCrash`] error until [`SimEnv::restart`]; handles and locks of the dead
+//! process stay dead.
+//!
+//! Fault decisions are recorded as a [`FaultSchedule`]; [`SimEnv::replaying`] replays one
+//! without drawing any random number, so a recorded run survives code changes elsewhere.
+
+mod crash;
+mod faults;
+mod fs;
+mod options;
+mod state;
+mod trace;
+
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use faults::{CallKind, Fault, FaultSchedule, ScheduledFault};
+pub use options::{
+    CrashMode, DirOrdering, FaultOptions, InvalidFaultOptions, LatencyOptions, SECTOR_SIZES_BYTES,
+    SyncFailureProfile, TearFillWeights, WriteFateWeights,
+};
+pub use state::{DamageKind, SimCrash, is_crash};
+pub use trace::{StableHasher, TRACE_TAIL_EVENTS, TraceEvent};
+
+use super::{Env, EnvFile, LOCK_FILE_NAME, OpenOptions};
+use faults::FaultSource;
+use fs::{Node, NodeId, components};
+use state::{HandleState, Plan, State, WALL_ORIGIN_SECS};
+
+/// Counters of what the simulator did to a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// Env calls that could fail (clock readings excluded).
+    pub calls: u64,
+    /// Process crashes.
+    pub crashes: u64,
+    /// Injected EIO errors (persistent ones counted at each failing call).
+    pub io_errors: u64,
+    /// Short reads and writes.
+    pub short_ios: u64,
+    /// Failed file and directory syncs.
+    pub sync_failures: u64,
+    /// Calls refused with `StorageFull`.
+    pub storage_full: u64,
+    /// Flipped durable bits.
+    pub bit_rot: u64,
+    /// Writes that will land at a wrong offset.
+    pub misdirected_writes: u64,
+    /// Sectors gone bad.
+    pub bad_sectors: u64,
+    /// Reads that failed on a bad sector.
+    pub bad_sector_reads: u64,
+    /// Wall-clock jumps.
+    pub clock_jumps: u64,
+    /// Slow calls.
+    pub slow_ios: u64,
+    /// Pending writes lost whole at a crash or failed sync.
+    pub writes_lost: u64,
+    /// Pending writes torn at a crash or failed sync.
+    pub writes_torn: u64,
+    /// Pending directory operations lost at a crash or failed directory sync.
+    pub dir_ops_lost: u64,
+}
+
+/// The simulated environment. Cloning gives another handle to the same simulated machine.
+#[derive(Clone)]
+pub struct SimEnv {
+    shared: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for SimEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("SimEnv").field("seed", &state.seed).field("call", &state.call).finish()
+    }
+}
+
+fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while the lock was held leaves the simulated machine as it was; keep going so
+    // the simulator can report the panic instead of a poisoned lock.
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SimEnv {
+    /// A new simulated machine with an empty disk, drawing faults from `seed`.
+    pub fn new(seed: u64, options: FaultOptions) -> Result<Self, InvalidFaultOptions> {
+        Self::with_source(seed, options, FaultSource::drawing(seed))
+    }
+
+    /// A new simulated machine that takes its faults from `schedule` instead of drawing them.
+    pub fn replaying(seed: u64, options: FaultOptions, schedule: FaultSchedule) -> Result<Self, InvalidFaultOptions> {
+        Self::with_source(seed, options, FaultSource::replaying(seed, schedule))
+    }
+
+    fn with_source(seed: u64, options: FaultOptions, source: FaultSource) -> Result<Self, InvalidFaultOptions> {
+        options.validate()?;
+        Ok(Self { shared: Arc::new(Mutex::new(State::new(seed, options, source))) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared)
+    }
+
+    /// Runs one Env call through the fault machinery (see `state.rs`).
+    fn call<T: std::fmt::Debug>(
+        &self,
+        kind: CallKind,
+        bytes: u64,
+        handle: Option<u64>,
+        what: impl FnOnce() -> String,
+        op: impl FnOnce(&mut State, &Plan) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let mut state = self.lock();
+        match state.begin(kind, bytes, handle) {
+            Ok(plan) => {
+                let result = op(&mut state, &plan);
+                state.finish(plan, what(), result)
+            }
+            Err(error) => {
+                if !state.crashed || !is_crash(&error) {
+                    let text = format!("{} -> err {:?}", what(), error.kind());
+                    state.event(text);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The seed this machine draws from.
+    pub fn seed(&self) -> u64 {
+        self.lock().seed
+    }
+
+    /// The fault options in force.
+    pub fn options(&self) -> FaultOptions {
+        self.lock().options.clone()
+    }
+
+    /// Crashes the process now (between calls). Does nothing if it has crashed already.
+    pub fn crash(&self) {
+        let mut state = self.lock();
+        if !state.crashed {
+            let call = state.call;
+            let image_seed = state.faults.driver_crash_seed(call);
+            state.crash(image_seed);
+        }
+    }
+
+    /// Whether the process has crashed and not restarted yet.
+    pub fn is_crashed(&self) -> bool {
+        self.lock().crashed
+    }
+
+    /// Starts a new process on the crashed machine: calls work again, on the durable image.
+    pub fn restart(&self) {
+        let mut state = self.lock();
+        state.crashed = false;
+        state.event("restart".into());
+    }
+
+    /// Switches the drawing of new faults on or off (off for the quiet phase). Armed faults and
+    /// a replayed schedule still apply.
+    pub fn set_faults_enabled(&self, enabled: bool) {
+        let mut state = self.lock();
+        state.faults.enabled = enabled;
+        state.event(format!("faults enabled={enabled}"));
+    }
+
+    /// Arms `fault` for the next call of `kind` (for tests that pin one fault's effect).
+    pub fn arm(&self, kind: CallKind, fault: Fault) {
+        self.lock().faults.arm(kind, fault);
+    }
+
+    /// The hash of every event so far.
+    pub fn trace_hash(&self) -> u64 {
+        self.lock().trace.hash()
+    }
+
+    /// How many events the trace holds.
+    pub fn trace_len(&self) -> u64 {
+        self.lock().trace.count()
+    }
+
+    /// The most recent events (at most [`TRACE_TAIL_EVENTS`]).
+    pub fn trace_tail(&self) -> Vec<TraceEvent> {
+        self.lock().trace.tail()
+    }
+
+    /// Starts keeping each event's hash, for event-by-event determinism checks.
+    pub fn keep_event_hashes(&self) {
+        self.lock().trace.event_hashes.get_or_insert_with(Vec::new);
+    }
+
+    /// Each event's hash since [`SimEnv::keep_event_hashes`].
+    pub fn event_hashes(&self) -> Vec<u64> {
+        self.lock().trace.event_hashes.clone().unwrap_or_default()
+    }
+
+    /// Adds a driver event (a workload operation, a check) to the trace.
+    pub fn note(&self, text: impl Into<String>) {
+        self.lock().event(text.into());
+    }
+
+    /// The fault decisions drawn so far.
+    pub fn schedule(&self) -> FaultSchedule {
+        self.lock().faults.recorded().clone()
+    }
+
+    /// What the simulator has done so far.
+    pub fn stats(&self) -> SimStats {
+        self.lock().stats.clone()
+    }
+
+    /// Virtual monotonic time.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.lock().monotonic_ns)
+    }
+
+    /// Bytes the live files take (what `disk_bytes_max` limits).
+    pub fn used_bytes(&self) -> u64 {
+        let state = self.lock();
+        state.fs.used_bytes(&state.open_nodes())
+    }
+
+    /// Media damage the simulator did to the file at `path` (live tree): kind and byte range.
+    /// A checker uses it to tell damage it must accept from a kernel bug.
+    pub fn damage_at(&self, path: &Path) -> io::Result<Vec<(DamageKind, Range<u64>)>> {
+        let state = self.lock();
+        let node = state.fs.resolve(&components(path)?, path)?;
+        Ok(state.damage.iter().filter(|d| d.node == node).map(|d| (d.kind, d.range.clone())).collect())
+    }
+
+    /// The durable contents of the file at `path`, following durable directory entries only:
+    /// what a crash right now would keep, if nothing pending survived. `None` if no durable
+    /// entry leads there.
+    pub fn durable_contents(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        let state = self.lock();
+        let mut at: NodeId = fs::ROOT;
+        for name in components(path)? {
+            match state.fs.nodes.get(&at) {
+                Some(Node::Dir(dir)) => match dir.durable.get(&name) {
+                    Some(&next) => at = next,
+                    None => return Ok(None),
+                },
+                _ => return Ok(None),
+            }
+        }
+        match state.fs.nodes.get(&at) {
+            Some(Node::File(file)) => Ok(Some(file.durable.clone())),
+            _ => Ok(None),
+        }
+    }
+
+    fn resolve_dir(state: &State, path: &Path) -> io::Result<NodeId> {
+        let node = state.fs.resolve(&components(path)?, path)?;
+        if !state.fs.is_dir(node) {
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", path.display())));
+        }
+        Ok(node)
+    }
+
+    fn collect_garbage(state: &mut State) {
+        let open = state.open_nodes();
+        state.fs.collect_garbage(&open);
+    }
+}
+
+/// An open file of [`SimEnv`].
+pub struct SimFile {
+    shared: Arc<Mutex<State>>,
+    handle: u64,
+    readable: bool,
+    writable: bool,
+}
+
+impl std::fmt::Debug for SimFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimFile").field("handle", &self.handle).finish()
+    }
+}
+
+impl SimFile {
+    fn env(&self) -> SimEnv {
+        SimEnv { shared: Arc::clone(&self.shared) }
+    }
+
+    fn node(state: &State, handle: u64) -> NodeId {
+        // `begin` already failed the call if the handle died with a crash.
+        state.handles.get(&handle).map(|h| h.node).unwrap_or_else(|| unreachable!("live handle"))
+    }
+
+    fn check(allowed: bool, what: &str) -> io::Result<()> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("handle was opened without {what} access")))
+        }
+    }
+}
+
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared);
+        if state.handles.remove(&self.handle).is_some() {
+            SimEnv::collect_garbage(&mut state);
+        }
+    }
+}
+
+impl EnvFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let (handle, len) = (self.handle, buf.len());
+        self.env().call(
+            CallKind::Read,
+            len as u64,
+            Some(handle),
+            || format!("read fd{handle} @{offset}+{len}"),
+            |state, plan| {
+                Self::check(self.readable, "read")?;
+                let node = Self::node(state, handle);
+                state.read(node, buf, offset, plan)
+            },
+        )
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        let handle = self.handle;
+        let mut hasher = StableHasher::default();
+        hasher.write(buf);
+        self.env().call(
+            CallKind::Write,
+            buf.len() as u64,
+            Some(handle),
+            || format!("write fd{handle} @{offset}+{} data={:016x}", buf.len(), hasher.finish()),
+            |state, plan| {
+                Self::check(self.writable, "write")?;
+                if buf.is_empty() {
+                    return Ok(0);
+                }
+                let node = Self::node(state, handle);
+                state.write(node, buf, offset, plan)
+            },
+        )
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        let handle = self.handle;
+        self.env().call(CallKind::Len, 0, Some(handle), || format!("len fd{handle}"), |state, _| {
+            let node = Self::node(state, handle);
+            Ok(state.fs.file(node).live.len() as u64)
+        })
+    }
+
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        let handle = self.handle;
+        self.env().call(CallKind::SetLen, 0, Some(handle), || format!("set_len fd{handle} {len_bytes}"), |state, _| {
+            Self::check(self.writable, "write")?;
+            let node = Self::node(state, handle);
+            state.set_len(node, len_bytes)
+        })
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let handle = self.handle;
+        self.env().call(CallKind::SyncFile, 0, Some(handle), || format!("sync_data fd{handle}"), |state, plan| {
+            let node = Self::node(state, handle);
+            state.sync_file(node, plan)
+        })
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        let handle = self.handle;
+        self.env().call(CallKind::SyncFile, 0, Some(handle), || format!("sync_all fd{handle}"), |state, plan| {
+            let node = Self::node(state, handle);
+            state.sync_file(node, plan)
+        })
+    }
+}
+
+/// The exclusive directory lock of [`SimEnv`]; released on drop or by a crash.
+pub struct SimDirLock {
+    shared: Arc<Mutex<State>>,
+    node: NodeId,
+    generation: u64,
+}
+
+impl std::fmt::Debug for SimDirLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDirLock").field("node", &self.node).finish()
+    }
+}
+
+impl Drop for SimDirLock {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared);
+        if state.generation == self.generation {
+            state.locks.remove(&self.node);
+        }
+    }
+}
+
+impl Env for SimEnv {
+    type File = SimFile;
+    type DirLock = SimDirLock;
+
+    fn open(&self, path: &Path, options: OpenOptions) -> io::Result<SimFile> {
+        let handle = self.call(CallKind::Open, 0, None, || format!("open {} {options:?}", path.display()), |state, _| {
+            options.validate()?;
+            let node = state.fs.open(&components(path)?, path, options)?;
+            let handle = state.next_handle;
+            state.next_handle += 1;
+            state.handles.insert(handle, HandleState { node, sticky_error: false });
+            Ok(handle)
+        })?;
+        Ok(SimFile { shared: Arc::clone(&self.shared), handle, readable: options.read, writable: options.write })
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.call(CallKind::CreateDir, 0, None, || format!("create_dir {}", path.display()), |state, _| {
+            state.fs.create_dir(&components(path)?, path)
+        })
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.call(CallKind::RemoveDir, 0, None, || format!("remove_dir {}", path.display()), |state, _| {
+            state.fs.remove_dir(&components(path)?, path)?;
+            Self::collect_garbage(state);
+            Ok(())
+        })
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.call(CallKind::ListDir, 0, None, || format!("list_dir {}", path.display()), |state, _| {
+            state.fs.list(&components(path)?, path)
+        })
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let what = || format!("rename {} {}", from.display(), to.display());
+        self.call(CallKind::Rename, 0, None, what, |state, _| {
+            state.fs.rename((&components(from)?, from), (&components(to)?, to))?;
+            Self::collect_garbage(state);
+            Ok(())
+        })
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.call(CallKind::RemoveFile, 0, None, || format!("remove_file {}", path.display()), |state, _| {
+            state.fs.remove_file(&components(path)?, path)?;
+            Self::collect_garbage(state);
+            Ok(())
+        })
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.call(CallKind::Exists, 0, None, || format!("exists {}", path.display()), |state, _| {
+            match state.fs.resolve(&components(path)?, path) {
+                Ok(_) => Ok(true),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(error) => Err(error),
+            }
+        })
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.call(CallKind::SyncDir, 0, None, || format!("sync_dir {}", path.display()), |state, plan| {
+            let node = Self::resolve_dir(state, path)?;
+            state.sync_dir(node, plan)
+        })
+    }
+
+    fn lock_dir(&self, path: &Path) -> io::Result<SimDirLock> {
+        let node = self.call(CallKind::LockDir, 0, None, || format!("lock_dir {}", path.display()), |state, _| {
+            let node = Self::resolve_dir(state, path)?;
+            if state.locks.contains_key(&node) {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("{} is locked by another open store", path.display()),
+                ));
+            }
+            let lock_path = path.join(LOCK_FILE_NAME);
+            state.fs.open(&components(&lock_path)?, &lock_path, OpenOptions::create())?;
+            let generation = state.generation;
+            state.locks.insert(node, generation);
+            Ok(node)
+        })?;
+        let generation = self.lock().generation;
+        Ok(SimDirLock { shared: Arc::clone(&self.shared), node, generation })
+    }
+
+    fn now_monotonic(&self) -> Duration {
+        self.call(CallKind::Clock, 0, None, || "now_monotonic".into(), |state, _| Ok(state.monotonic_ns))
+            .map(Duration::from_nanos)
+            .unwrap_or_else(|_| self.now())
+    }
+
+    fn now_wall(&self) -> SystemTime {
+        let wall_ns = self
+            .call(CallKind::Clock, 0, None, || "now_wall".into(), |state, _| {
+                let origin_ns = (WALL_ORIGIN_SECS * 1_000_000_000) as i128;
+                Ok((origin_ns + i128::from(state.monotonic_ns) + i128::from(state.wall_offset_ns)).max(0))
+            })
+            .unwrap_or(0);
+        UNIX_EPOCH + Duration::from_nanos(u64::try_from(wall_ns).unwrap_or(u64::MAX))
+    }
+
+    fn sleep(&self, duration: Duration) {
+        // A dead process does not sleep; the error is the crash the caller will see next call.
+        let _ = self.call(CallKind::Clock, 0, None, || format!("sleep {duration:?}"), |state, _| {
+            state.advance(duration);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,252 @@
+//! `FaultOptions`: every knob of the simulated disk and clock, with unit, range and effect.
+//!
+//! Each fault class is switched by its own probability (0.0 disables it), and each draws from
+//! its own random stream (see `faults.rs`), so switching one class on or off never changes the
+//! decisions of another. `FaultOptions::default()` is a perfect disk: no faults at all.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Sector sizes the simulated disk supports, in bytes.
+pub const SECTOR_SIZES_BYTES: [u32; 2] = [512, 4096];
+
+/// When the simulated process crashes on its own (the driver can always crash it explicitly
+/// with `SimEnv::crash`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CrashMode {
+    /// Never, except when the driver asks.
+    Off,
+    /// At each Env call with this probability (0.0..=1.0), before or after the call takes
+    /// effect (even odds).
+    Random {
+        /// Chance per Env call.
+        probability: f64,
+    },
+    /// Exactly at the Nth fault-eligible Env call (1-based, counted across restarts), for
+    /// systematic enumeration of crash points.
+    AtCall {
+        /// The call index.
+        call: u64,
+        /// Crash after the call took effect (`true`) or before (`false`).
+        after: bool,
+    },
+}
+
+/// What a failed sync does to the file's pending writes. In every profile the pending writes
+/// are marked clean, so a later sync returns `Ok` without writing them ("fsyncgate").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncFailureProfile {
+    /// ext4 (data=ordered) and XFS: the page cache keeps the new bytes (reads still see them);
+    /// on disk each pending write may or may not have landed.
+    Keep,
+    /// The dirty pages are dropped: reads see what is on disk, where each pending write may or
+    /// may not have landed.
+    Drop,
+    /// btrfs: the file reverts to its last synced state, on disk and in the cache.
+    Revert,
+}
+
+/// How pending directory operations survive a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DirOrdering {
+    /// Pessimistic POSIX: each pending create, rename or remove survives or vanishes
+    /// independently.
+    Independent,
+    /// ext4-like: the pending operations of a directory survive as a prefix, in order.
+    Ordered,
+}
+
+/// Relative weights of the fate of one pending write at a crash (or a failed sync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteFateWeights {
+    /// The whole write reached the disk.
+    pub survive: u32,
+    /// None of it did.
+    pub lose: u32,
+    /// Torn: each sector it touches independently reached the disk or not.
+    pub tear: u32,
+}
+
+/// Relative weights of what a sector of a torn write holds when its new bytes did not land.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TearFillWeights {
+    /// The bytes it held before the write.
+    pub old: u32,
+    /// Zeros.
+    pub zero: u32,
+    /// Random bytes.
+    pub garbage: u32,
+}
+
+/// Simulated latency of Env calls, which advances the virtual clock.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyOptions {
+    /// Latency of a metadata call (open, list, rename, ...), in microseconds.
+    pub metadata_us: u64,
+    /// Latency of a read or write, in microseconds, before the per-byte cost.
+    pub io_us: u64,
+    /// Transfer rate of reads and writes, in bytes per microsecond (1000 = 1 GB/s). At least 1.
+    pub bytes_per_us: u64,
+    /// Latency of a file or directory sync, in microseconds.
+    pub sync_us: u64,
+    /// Chance (0.0..=1.0) that a call is slow.
+    pub slow_probability: f64,
+    /// How many times slower a slow call is (at least 1).
+    pub slow_factor: u64,
+}
+
+impl Default for LatencyOptions {
+    fn default() -> Self {
+        Self {
+            metadata_us: 5,
+            io_us: 10,
+            bytes_per_us: 1000,
+            sync_us: 500,
+            slow_probability: 0.0,
+            slow_factor: 50,
+        }
+    }
+}
+
+/// Every fault knob of `SimEnv`. Probabilities are per eligible Env call, in `0.0..=1.0`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultOptions {
+    /// Sector size for tears, misdirected writes and bad sectors: 512 or 4096 bytes.
+    pub sector_size_bytes: u32,
+    /// Spontaneous crashes.
+    pub crash: CrashMode,
+    /// Fate of each pending write at a crash or failed sync.
+    pub write_fate: WriteFateWeights,
+    /// Contents of a torn sector whose new bytes did not land.
+    pub tear_fill: TearFillWeights,
+    /// `true`: a torn write changes only the bytes it wrote. `false`: a torn sector may also
+    /// lose the bytes of that sector outside the written range (they get zeros or garbage).
+    pub powersafe_overwrite: bool,
+    /// How pending directory operations survive a crash.
+    pub dir_ordering: DirOrdering,
+    /// Chance that a `sync_data`, `sync_all` or `sync_dir` fails with EIO.
+    pub sync_failure_probability: f64,
+    /// What a failed sync does to the pending writes.
+    pub sync_failure_profile: SyncFailureProfile,
+    /// Chance that any other call (open, read, write, set_len, len, rename, remove, create,
+    /// list, lock) fails with EIO and no effect.
+    pub io_error_probability: f64,
+    /// Of those errors, the fraction that are persistent: every later call through the same
+    /// file handle fails too, until the handle is dropped.
+    pub io_error_persistent_fraction: f64,
+    /// Chance that a read or write transfers fewer bytes than asked (at least one).
+    pub short_io_probability: f64,
+    /// Disk capacity: a write or `set_len` that would make the live files larger than this
+    /// fails with `StorageFull` and no effect. `None`: unlimited.
+    pub disk_bytes_max: Option<u64>,
+    /// Chance per call that one random durable bit flips (bit rot).
+    pub bit_rot_probability: f64,
+    /// Chance per write that its bytes will reach the disk at a wrong, sector-aligned offset
+    /// (the cache still shows them at the right one).
+    pub misdirect_probability: f64,
+    /// Chance per call that a random sector of a durable file goes bad: reads overlapping it
+    /// fail with EIO forever after.
+    pub bad_sector_probability: f64,
+    /// Budget: at most this many media faults (bit rot, misdirected writes, bad sectors) in a
+    /// run. `u32::MAX` is the "unbounded" mode.
+    pub media_faults_max: u32,
+    /// Chance per clock reading that the wall clock jumps.
+    pub clock_jump_probability: f64,
+    /// Largest wall-clock jump, forwards or backwards, in milliseconds.
+    pub clock_jump_max_ms: u64,
+    /// Simulated latency.
+    pub latency: LatencyOptions,
+}
+
+impl Default for FaultOptions {
+    fn default() -> Self {
+        Self {
+            sector_size_bytes: 512,
+            crash: CrashMode::Off,
+            write_fate: WriteFateWeights { survive: 1, lose: 1, tear: 1 },
+            tear_fill: TearFillWeights { old: 1, zero: 1, garbage: 1 },
+            powersafe_overwrite: true,
+            dir_ordering: DirOrdering::Independent,
+            sync_failure_probability: 0.0,
+            sync_failure_profile: SyncFailureProfile::Keep,
+            io_error_probability: 0.0,
+            io_error_persistent_fraction: 0.0,
+            short_io_probability: 0.0,
+            disk_bytes_max: None,
+            bit_rot_probability: 0.0,
+            misdirect_probability: 0.0,
+            bad_sector_probability: 0.0,
+            media_faults_max: 0,
+            clock_jump_probability: 0.0,
+            clock_jump_max_ms: 0,
+            latency: LatencyOptions::default(),
+        }
+    }
+}
+
+/// A `FaultOptions` field out of its range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidFaultOptions {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for InvalidFaultOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid fault option {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidFaultOptions {}
+
+fn check_probability(field: &'static str, value: f64) -> Result<(), InvalidFaultOptions> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(InvalidFaultOptions { field, reason: format!("{value} is not in 0.0..=1.0") })
+    }
+}
+
+impl FaultOptions {
+    /// Checks every field against its documented range.
+    pub fn validate(&self) -> Result<(), InvalidFaultOptions> {
+        if !SECTOR_SIZES_BYTES.contains(&self.sector_size_bytes) {
+            return Err(InvalidFaultOptions {
+                field: "sector_size_bytes",
+                reason: format!("{} is not 512 or 4096", self.sector_size_bytes),
+            });
+        }
+        if let CrashMode::Random { probability } = self.crash {
+            check_probability("crash.probability", probability)?;
+        }
+        if let CrashMode::AtCall { call: 0, .. } = self.crash {
+            return Err(InvalidFaultOptions { field: "crash.call", reason: "calls count from 1".into() });
+        }
+        let fate = self.write_fate;
+        if fate.survive + fate.lose + fate.tear == 0 {
+            return Err(InvalidFaultOptions { field: "write_fate", reason: "all weights are 0".into() });
+        }
+        let fill = self.tear_fill;
+        if fill.old + fill.zero + fill.garbage == 0 {
+            return Err(InvalidFaultOptions { field: "tear_fill", reason: "all weights are 0".into() });
+        }
+        check_probability("sync_failure_probability", self.sync_failure_probability)?;
+        check_probability("io_error_probability", self.io_error_probability)?;
+        check_probability("io_error_persistent_fraction", self.io_error_persistent_fraction)?;
+        check_probability("short_io_probability", self.short_io_probability)?;
+        check_probability("bit_rot_probability", self.bit_rot_probability)?;
+        check_probability("misdirect_probability", self.misdirect_probability)?;
+        check_probability("bad_sector_probability", self.bad_sector_probability)?;
+        check_probability("clock_jump_probability", self.clock_jump_probability)?;
+        check_probability("latency.slow_probability", self.latency.slow_probability)?;
+        if self.latency.bytes_per_us == 0 || self.latency.slow_factor == 0 {
+            return Err(InvalidFaultOptions {
+                field: "latency",
+                reason: "bytes_per_us and slow_factor must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}

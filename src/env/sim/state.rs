@@ -1,0 +1,407 @@
+//! The state behind a `SimEnv` and the machinery every simulated call goes through.
+//!
+//! Each call: (1) fails at once if the process has crashed; (2) gets the next call index and
+//! its fault decisions; (3) advances the virtual clock by its latency; (4) applies global
+//! faults (bit rot, bad sectors, clock jumps); (5) crashes before taking effect, or fails with
+//! EIO, if so decided; (6) runs; (7) is traced; (8) crashes after taking effect if so decided.
+//!
+//! Invariants: the virtual monotonic clock only moves forward; a crash resolves every pending
+//! change exactly once, invalidates every handle and lock of the dead process, and leaves the
+//! live view equal to the durable one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::time::Duration;
+
+use super::SimStats;
+use super::crash::{self, RandomChooser, Resolution};
+use super::faults::{CallKind, Fault, FaultSource};
+use super::fs::{Fs, NodeId, PendingWrite, write_into};
+use super::options::{FaultOptions, SyncFailureProfile};
+use super::trace::{Trace, TraceEvent};
+
+/// The payload of the error every call returns once the simulated process has crashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimCrash;
+
+impl fmt::Display for SimCrash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("simulated crash: the process is dead until SimEnv::restart")
+    }
+}
+
+impl std::error::Error for SimCrash {}
+
+/// Whether `error` says the simulated process crashed (as opposed to an injected I/O error).
+pub fn is_crash(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|inner| inner.is::<SimCrash>())
+}
+
+pub(crate) fn crash_error() -> io::Error {
+    io::Error::other(SimCrash)
+}
+
+pub(crate) fn eio(what: &str) -> io::Error {
+    io::Error::other(format!("simulated EIO: {what}"))
+}
+
+/// Which kind of media damage the simulator did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DamageKind {
+    /// A durable bit flipped.
+    BitRot,
+    /// A write landed at the wrong offset: both its intended and its actual range.
+    Misdirect,
+    /// A sector that fails every read.
+    BadSector,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Damage {
+    pub kind: DamageKind,
+    pub node: NodeId,
+    pub range: Range<u64>,
+}
+
+/// The per-call fault decisions the call itself must act on.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Plan {
+    pub crash_after: Option<u64>,
+    pub short_per_mille: Option<u32>,
+    pub sync_failure: Option<u64>,
+    pub misdirect_sectors: Option<i64>,
+}
+
+pub(crate) struct HandleState {
+    pub node: NodeId,
+    pub sticky_error: bool,
+}
+
+/// Virtual wall-clock origin: 2026-01-01T00:00:00Z, in seconds since the Unix epoch.
+pub(crate) const WALL_ORIGIN_SECS: u64 = 1_767_225_600;
+
+pub(crate) struct State {
+    pub seed: u64,
+    pub fs: Fs,
+    pub options: FaultOptions,
+    pub faults: FaultSource,
+    pub trace: Trace,
+    pub stats: SimStats,
+    pub monotonic_ns: u64,
+    pub wall_offset_ns: i64,
+    pub crashed: bool,
+    pub generation: u64,
+    pub call: u64,
+    pub io_call: u64,
+    pub handles: BTreeMap<u64, HandleState>,
+    pub next_handle: u64,
+    pub locks: BTreeMap<NodeId, u64>,
+    pub damage: Vec<Damage>,
+    pub media_faults_used: u32,
+}
+
+impl State {
+    pub fn new(seed: u64, options: FaultOptions, faults: FaultSource) -> Self {
+        Self {
+            seed,
+            fs: Fs::new(),
+            options,
+            faults,
+            trace: Trace::default(),
+            stats: SimStats::default(),
+            monotonic_ns: 0,
+            wall_offset_ns: 0,
+            crashed: false,
+            generation: 0,
+            call: 0,
+            io_call: 0,
+            handles: BTreeMap::new(),
+            next_handle: 1,
+            locks: BTreeMap::new(),
+            damage: Vec::new(),
+            media_faults_used: 0,
+        }
+    }
+
+    pub fn open_nodes(&self) -> BTreeSet<NodeId> {
+        self.handles.values().map(|handle| handle.node).collect()
+    }
+
+    pub fn event(&mut self, text: String) {
+        let event = TraceEvent { call: self.call, time_ns: self.monotonic_ns, text };
+        self.trace.push(event);
+    }
+
+    fn latency_ns(&mut self, kind: CallKind, bytes: u64) -> u64 {
+        use rand::Rng;
+        let latency = self.options.latency;
+        let base_us = match kind {
+            CallKind::Clock => return 0,
+            CallKind::Read | CallKind::Write => latency.io_us + bytes / latency.bytes_per_us,
+            CallKind::SyncFile | CallKind::SyncDir => latency.sync_us,
+            _ => latency.metadata_us,
+        };
+        base_us * 1000 * self.faults.latency.random_range(500..1500) / 1000
+    }
+
+    /// Steps 1–5 of a call (see the module docs).
+    pub fn begin(&mut self, kind: CallKind, bytes: u64, handle: Option<u64>) -> io::Result<Plan> {
+        if self.crashed {
+            return Err(crash_error());
+        }
+        self.call += 1;
+        if kind.is_io() {
+            self.io_call += 1;
+            self.stats.calls += 1;
+        }
+        let media_left = self.media_faults_used < self.options.media_faults_max;
+        let faults = self.faults.decide(self.call, self.io_call, kind, &self.options, media_left);
+        let mut latency_ns = self.latency_ns(kind, bytes);
+        let mut plan = Plan::default();
+        let mut crash_before = None;
+        let mut io_error = None;
+        for fault in faults {
+            self.event(format!("fault {fault:?}"));
+            match fault {
+                Fault::Crash { after: true, image_seed } => plan.crash_after = Some(image_seed),
+                Fault::Crash { after: false, image_seed } => crash_before = Some(image_seed),
+                Fault::DriverCrash { .. } => {}
+                Fault::IoError { persistent } => io_error = Some(persistent),
+                Fault::ShortIo { kept_per_mille } => plan.short_per_mille = Some(kept_per_mille),
+                Fault::SyncFailure { image_seed } => plan.sync_failure = Some(image_seed),
+                Fault::Misdirect { shift_sectors } => plan.misdirect_sectors = Some(shift_sectors),
+                Fault::BitRot { pick } => self.rot_bit(pick),
+                Fault::BadSector { pick } => self.break_sector(pick),
+                Fault::ClockJump { delta_ms } => {
+                    self.wall_offset_ns = self.wall_offset_ns.saturating_add(delta_ms.saturating_mul(1_000_000));
+                    self.stats.clock_jumps += 1;
+                }
+                Fault::SlowIo => {
+                    latency_ns = latency_ns.saturating_mul(self.options.latency.slow_factor);
+                    self.stats.slow_ios += 1;
+                }
+            }
+        }
+        self.monotonic_ns = self.monotonic_ns.saturating_add(latency_ns);
+        if let Some(image_seed) = crash_before {
+            self.crash(image_seed);
+            return Err(crash_error());
+        }
+        let sticky = match handle {
+            Some(id) => match self.handles.get(&id) {
+                None => return Err(crash_error()),
+                Some(state) => state.sticky_error,
+            },
+            None => false,
+        };
+        if sticky {
+            self.stats.io_errors += 1;
+            return Err(eio("persistent error on this handle"));
+        }
+        if let Some(persistent) = io_error {
+            self.stats.io_errors += 1;
+            if let (true, Some(id)) = (persistent, handle)
+                && let Some(state) = self.handles.get_mut(&id)
+            {
+                state.sticky_error = true;
+            }
+            return Err(eio("injected I/O error"));
+        }
+        Ok(plan)
+    }
+
+    /// Steps 7–8 of a call.
+    pub fn finish<T: fmt::Debug>(&mut self, plan: Plan, what: String, result: io::Result<T>) -> io::Result<T> {
+        let outcome = match &result {
+            Ok(value) => format!("ok {value:?}"),
+            Err(error) => format!("err {:?}", error.kind()),
+        };
+        self.event(format!("{what} -> {outcome}"));
+        if let Some(image_seed) = plan.crash_after {
+            self.crash(image_seed);
+            return Err(crash_error());
+        }
+        result
+    }
+
+    /// Crashes the process: every pending change resolves into the durable image.
+    pub fn crash(&mut self, image_seed: u64) {
+        assert!(!self.crashed, "a dead process cannot crash again");
+        let options = self.options.clone();
+        let resolution = crash::crash(&mut self.fs, &options, &mut RandomChooser::new(image_seed));
+        self.count(resolution);
+        self.stats.crashes += 1;
+        self.crashed = true;
+        self.generation += 1;
+        self.handles.clear();
+        self.locks.clear();
+        self.event(format!("crash image_seed={image_seed:#x} {resolution:?}"));
+    }
+
+    fn count(&mut self, resolution: Resolution) {
+        self.stats.writes_lost += resolution.writes_lost;
+        self.stats.writes_torn += resolution.writes_torn;
+        self.stats.dir_ops_lost += resolution.dir_ops_lost;
+    }
+
+    /// Files with durable bytes, in node order: the candidates of media damage.
+    fn durable_files(&self) -> Vec<(NodeId, u64)> {
+        self.fs
+            .nodes
+            .iter()
+            .filter_map(|(&id, node)| match node {
+                super::fs::Node::File(file) if !file.durable.is_empty() => Some((id, file.durable.len() as u64)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn rot_bit(&mut self, pick: u64) {
+        let files = self.durable_files();
+        if files.is_empty() {
+            return;
+        }
+        let (node, len) = files[(pick % files.len() as u64) as usize];
+        let offset = (pick / files.len() as u64) % len;
+        let bit = (pick >> 59) as u8 % 8;
+        self.fs.file_mut(node).durable[offset as usize] ^= 1 << bit;
+        self.damage.push(Damage { kind: DamageKind::BitRot, node, range: offset..offset + 1 });
+        self.media_faults_used += 1;
+        self.stats.bit_rot += 1;
+    }
+
+    fn break_sector(&mut self, pick: u64) {
+        let files = self.durable_files();
+        if files.is_empty() {
+            return;
+        }
+        let sector = u64::from(self.options.sector_size_bytes);
+        let (node, len) = files[(pick % files.len() as u64) as usize];
+        let index = (pick / files.len() as u64) % len.div_ceil(sector);
+        self.fs.file_mut(node).bad_sectors.insert(index);
+        let start = index * sector;
+        self.damage.push(Damage { kind: DamageKind::BadSector, node, range: start..start + sector });
+        self.media_faults_used += 1;
+        self.stats.bad_sectors += 1;
+    }
+
+    /// Whether growing the live files by `growth_bytes` stays within the disk budget.
+    pub fn check_space(&mut self, growth_bytes: u64) -> io::Result<()> {
+        let Some(max) = self.options.disk_bytes_max else { return Ok(()) };
+        if growth_bytes > 0 && self.fs.used_bytes(&self.open_nodes()) + growth_bytes > max {
+            self.stats.storage_full += 1;
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated disk is full"));
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, node: NodeId, data: &[u8], offset: u64, plan: &Plan) -> io::Result<usize> {
+        let live_len = self.fs.file(node).live.len() as u64;
+        let mut len = data.len() as u64;
+        if let Some(kept) = plan.short_per_mille
+            && len > 1
+        {
+            len = (len * u64::from(kept) / 1000).max(1);
+            self.stats.short_ios += 1;
+        }
+        self.check_space((offset + len).saturating_sub(live_len))?;
+        let mut disk_offset = offset;
+        if let Some(shift) = plan.misdirect_sectors {
+            let sector = i64::from(self.options.sector_size_bytes);
+            let target = offset as i64 + shift * sector;
+            disk_offset = if target >= 0 { target as u64 } else { offset + shift.unsigned_abs() * sector as u64 };
+            for range in [offset..offset + len, disk_offset..disk_offset + len] {
+                self.damage.push(Damage { kind: DamageKind::Misdirect, node, range });
+            }
+            self.media_faults_used += 1;
+            self.stats.misdirected_writes += 1;
+        }
+        self.fs.write(node, offset, &data[..len as usize], disk_offset);
+        Ok(len as usize)
+    }
+
+    pub fn read(&mut self, node: NodeId, buf: &mut [u8], offset: u64, plan: &Plan) -> io::Result<usize> {
+        let sector = u64::from(self.options.sector_size_bytes);
+        let file = self.fs.file(node);
+        let available = (file.live.len() as u64).saturating_sub(offset);
+        let mut len = (buf.len() as u64).min(available);
+        if len == 0 {
+            return Ok(0);
+        }
+        if let Some(kept) = plan.short_per_mille
+            && len > 1
+        {
+            len = (len * u64::from(kept) / 1000).max(1);
+            self.stats.short_ios += 1;
+        }
+        let sectors = offset / sector..(offset + len).div_ceil(sector);
+        if file.bad_sectors.range(sectors).next().is_some() {
+            self.stats.bad_sector_reads += 1;
+            return Err(eio("latent bad sector"));
+        }
+        let start = offset as usize;
+        buf[..len as usize].copy_from_slice(&file.live[start..start + len as usize]);
+        Ok(len as usize)
+    }
+
+    pub fn set_len(&mut self, node: NodeId, len_bytes: u64) -> io::Result<()> {
+        let live_len = self.fs.file(node).live.len() as u64;
+        self.check_space(len_bytes.saturating_sub(live_len))?;
+        self.fs.set_len(node, len_bytes);
+        Ok(())
+    }
+
+    pub fn sync_file(&mut self, node: NodeId, plan: &Plan) -> io::Result<()> {
+        let options = self.options.clone();
+        let file = self.fs.file_mut(node);
+        if let Some(image_seed) = plan.sync_failure {
+            let before = file.durable.clone();
+            let resolution = crash::resolve_file(file, &options, &mut RandomChooser::new(image_seed));
+            match options.sync_failure_profile {
+                SyncFailureProfile::Keep => {}
+                SyncFailureProfile::Drop => file.live = file.durable.clone(),
+                SyncFailureProfile::Revert => {
+                    file.live = before.clone();
+                    file.durable = before;
+                }
+            }
+            self.count(resolution);
+            self.stats.sync_failures += 1;
+            return Err(eio("fsync failed"));
+        }
+        let mut misdirected = false;
+        for pending in std::mem::take(&mut file.pending) {
+            match pending {
+                PendingWrite::Write { offset, disk_offset, data } => {
+                    misdirected |= offset != disk_offset;
+                    write_into(&mut file.durable, disk_offset, &data);
+                }
+                PendingWrite::SetLen { len } => file.durable.resize(len as usize, 0),
+            }
+        }
+        let undamaged = !misdirected && !self.damage.iter().any(|d| d.node == node);
+        debug_assert!(!undamaged || file.durable == file.live, "a clean sync makes durable equal live");
+        Ok(())
+    }
+
+    pub fn sync_dir(&mut self, node: NodeId, plan: &Plan) -> io::Result<()> {
+        let ordering = self.options.dir_ordering;
+        let dir = self.fs.dir_mut(node);
+        if let Some(image_seed) = plan.sync_failure {
+            let resolution = crash::resolve_dir(dir, ordering, &mut RandomChooser::new(image_seed));
+            self.count(resolution);
+            self.stats.sync_failures += 1;
+            return Err(eio("directory fsync failed"));
+        }
+        dir.durable = dir.live.clone();
+        dir.pending.clear();
+        Ok(())
+    }
+
+    pub fn advance(&mut self, duration: Duration) {
+        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.monotonic_ns = self.monotonic_ns.saturating_add(ns);
+    }
+}
