@@ -19,11 +19,17 @@
 //!
 //! Errors are [`std::io::Error`] with the kind the real OS gives: `NotFound`,
 //! `AlreadyExists`, `IsADirectory`, `NotADirectory`, `DirectoryNotEmpty`, `StorageFull`,
-//! `WouldBlock` (directory locked), `InvalidInput` (a path `Env` does not accept).
+//! `FileTooLarge`, `WouldBlock` (directory locked), `PermissionDenied` (a handle used for
+//! what it was not opened for), `Unsupported` (renaming a directory), `InvalidInput` (a path,
+//! flag combination or offset `Env` does not accept). Where a call is wrong in several ways,
+//! the error is the one Linux reports first: the directories leading to a path are resolved
+//! (`NotFound`, `NotADirectory`) before its last name is looked at. The `SimEnv`-vs-`OsEnv`
+//! property test (`tests/env_equivalence.rs`) holds both implementations to this.
 //!
-//! Paths are plain [`Path`]s. `Env` renames only regular files: renaming a directory fails
-//! with `Unsupported` on every implementation, because a crash model of directory renames
-//! adds nothing the kernel needs and much it could get wrong.
+//! Paths are plain [`Path`]s; use absolute paths without `..` (`SimEnv` refuses `..` with
+//! `InvalidInput`, `OsEnv` hands it to the OS). `Env` renames only regular files: renaming a
+//! directory fails with `Unsupported` on every implementation, because a crash model of
+//! directory renames adds nothing the kernel needs and much it could get wrong.
 
 use std::io;
 use std::path::Path;
@@ -102,19 +108,27 @@ pub trait EnvFile: Send + Sync {
     ///
     /// A short read (fewer bytes than asked) is allowed anywhere, not only at end of file;
     /// `Ok(0)` with a non-empty `buf` means `offset` is at or past the end of the file.
-    /// Use [`EnvFile::read_exact_at`] to read a whole range.
+    /// Use [`EnvFile::read_exact_at`] to read a whole range. `InvalidInput` if
+    /// `offset + buf.len()` exceeds `i64::MAX` (Linux file offsets are signed).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
 
     /// Writes up to `buf.len()` bytes at `offset` and returns how many were written (at least
     /// one for a non-empty `buf`). Writing past the end extends the file, and any gap between
     /// the old end and `offset` reads as zeros. Nothing written is durable until a sync.
+    ///
+    /// `InvalidInput` if `offset + buf.len()` exceeds `i64::MAX`, even for an empty `buf`.
+    /// Otherwise an empty `buf` writes nothing and returns `Ok(0)`. A write that would end
+    /// past the largest file the implementation supports is short, and one that starts there
+    /// fails with `FileTooLarge` (Linux: the file system's limit, 16 TiB on ext4; `SimEnv`,
+    /// which keeps files in memory: `sim::FILE_SIZE_MAX_BYTES`).
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
 
     /// The file's current length in bytes, including writes not yet durable.
     fn len(&self) -> io::Result<u64>;
 
     /// Truncates or extends the file to `len_bytes`; extending zero-fills. Not durable until
-    /// a sync.
+    /// a sync. `InvalidInput` past `i64::MAX`, `FileTooLarge` past the largest file the
+    /// implementation supports (see [`EnvFile::write_at`]).
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
 
     /// Makes the file's data and length durable (`fdatasync`). After `Ok`, every write and
@@ -181,10 +195,13 @@ pub trait Env: Send + Sync {
     /// Holds an exclusive lock on a directory until dropped.
     type DirLock: Send + Sync;
 
-    /// Opens the regular file at `path`. `NotFound` if it is missing and `options` do not
-    /// create it (or its parent directory is missing); `AlreadyExists` for `create_new` on an
-    /// existing path; `IsADirectory` if `path` names a directory. A newly created entry is
-    /// durable only after [`Env::sync_dir`] on the parent.
+    /// Opens the regular file at `path`. `InvalidInput` if [`OpenOptions::validate`] refuses
+    /// `options` (checked first); `NotFound` if the file is missing and `options` do not
+    /// create it (or its parent directory is missing); `NotADirectory` if a component before
+    /// the last is a file; `AlreadyExists` for `create_new` on any existing path, a directory
+    /// included (as Linux `O_CREAT | O_EXCL`); otherwise `IsADirectory` if `path` names a
+    /// directory (the root too), even read-only, where Linux would open it. A newly created
+    /// entry is durable only after [`Env::sync_dir`] on the parent.
     fn open(&self, path: &Path, options: OpenOptions) -> io::Result<Self::File>;
 
     /// Creates one directory (the parent must exist). `AlreadyExists` if `path` exists.
@@ -192,22 +209,29 @@ pub trait Env: Send + Sync {
     fn create_dir(&self, path: &Path) -> io::Result<()>;
 
     /// Removes an empty directory: `DirectoryNotEmpty` if it has entries, `NotADirectory`
-    /// for a file. Durable after [`Env::sync_dir`] on the parent.
+    /// for a file. The root of the file system cannot be removed: `ResourceBusy`, as Linux
+    /// answers `rmdir("/")`. Durable after [`Env::sync_dir`] on the parent.
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
 
     /// The names in a directory, sorted bytewise, without `.` and `..`.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
 
-    /// Renames the regular file `from` to `to`, atomically replacing a file at `to`.
-    /// `IsADirectory` if `to` is a directory, `Unsupported` if `from` is one. Durable after
-    /// [`Env::sync_dir`] on both parents.
+    /// Renames the regular file `from` to `to`, atomically replacing a file at `to`; renaming
+    /// a file onto itself does nothing. Durable after [`Env::sync_dir`] on both parents.
+    ///
+    /// Errors, in the order they are checked: `from`'s parent (`NotFound`, `NotADirectory`);
+    /// `Unsupported` if `from` is a directory (whatever `to` is); `to`'s parent; `NotFound`
+    /// if `from` is missing; `IsADirectory` if `to` is a directory, including one that holds
+    /// `from` (where Linux says `ENOTEMPTY`).
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
 
     /// Removes a regular file (`IsADirectory` for a directory). Durable after
     /// [`Env::sync_dir`] on the parent.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
 
-    /// Whether `path` names an existing file or directory.
+    /// Whether `path` names an existing file or directory. `Ok(false)` only when something
+    /// on the path is missing; `NotADirectory` if a component before the last is a file
+    /// (as `std::fs::exists`).
     fn exists(&self, path: &Path) -> io::Result<bool>;
 
     /// Makes every entry operation in the directory `path` durable (create, rename in or out,
@@ -215,8 +239,14 @@ pub trait Env: Send + Sync {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 
     /// Takes an exclusive lock on the directory `path`, held until the returned guard drops
-    /// (or the process dies). Fails with `WouldBlock` while another holder has it. May
-    /// create a file named `LOCK` in the directory.
+    /// (or the process dies). Fails with `WouldBlock` while another holder has it, even a
+    /// guard of the same process. Creates a file named [`LOCK_FILE_NAME`] in the directory
+    /// (and leaves it there), so `NotADirectory` if `path` is a file and `IsADirectory` if
+    /// `LOCK` is a directory.
+    ///
+    /// The caller must not remove, rename or replace the `LOCK` file: what the lock then
+    /// guards is unspecified (`OsEnv` locks the file, so a new `LOCK` can be locked again;
+    /// `SimEnv` locks the directory).
     fn lock_dir(&self, path: &Path) -> io::Result<Self::DirLock>;
 
     /// Monotonic time since the environment started. Never goes backwards.

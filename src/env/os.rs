@@ -2,10 +2,11 @@
 //!
 //! This is the only module of the kernel that touches `std::fs` and real time (the tidy test
 //! enforces it). It adds the few checks that make the real OS honour the [`Env`] contract
-//! exactly as the simulator does: opening a directory as a file fails with `IsADirectory`,
-//! renaming a directory fails with `Unsupported`, syncing a file as a directory fails with
-//! `NotADirectory`, and reading, writing or resizing through a handle opened without that
-//! access fails with `PermissionDenied`.
+//! exactly as the simulator does: opening a directory as a file fails with `IsADirectory`
+//! (Linux would open it read-only), renaming a directory fails with `Unsupported`, renaming a
+//! file onto a directory that holds it fails with `IsADirectory` (Linux: `ENOTEMPTY`),
+//! syncing a file as a directory fails with `NotADirectory`, and reading, writing or resizing
+//! through a handle opened without that access fails with `PermissionDenied`.
 
 use std::fs::{self, File, TryLockError};
 use std::io;
@@ -53,7 +54,10 @@ fn check_access(allowed: bool, what: &str) -> io::Result<()> {
     if allowed {
         Ok(())
     } else {
-        Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("handle was opened without {what} access")))
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("handle was opened without {what} access"),
+        ))
     }
 }
 
@@ -96,7 +100,9 @@ impl Env for OsEnv {
 
     fn open(&self, path: &Path, options: OpenOptions) -> io::Result<OsFile> {
         options.validate()?;
-        if is_dir(path) {
+        // Linux opens a directory read-only, which the contract refuses; with `create_new` it
+        // already answers `AlreadyExists`, which the contract keeps.
+        if !options.create_new && is_dir(path) {
             return Err(io::Error::new(
                 io::ErrorKind::IsADirectory,
                 format!("{} is a directory", path.display()),
@@ -142,7 +148,16 @@ impl Env for OsEnv {
                 format!("Env renames files only; {} is a directory", from.display()),
             ));
         }
-        fs::rename(from, to)
+        match fs::rename(from, to) {
+            // `from` is not a directory, so this is Linux refusing a target that is an
+            // ancestor of the source (it checks that before `EISDIR`); the target is a
+            // directory either way, and the contract says `IsADirectory`.
+            Err(error) if error.kind() == io::ErrorKind::DirectoryNotEmpty => Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                format!("{} is a directory: {error}", to.display()),
+            )),
+            result => result,
+        }
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {

@@ -6,7 +6,9 @@
 //!   garbage; with powersafe overwrite only the written bytes of a sector can change, without
 //!   it the whole sector can;
 //! - each pending `set_len` survives or is lost;
-//! - pending directory operations survive independently, or as a prefix in ordered mode;
+//! - pending directory operations survive independently, or as a prefix in ordered mode; a
+//!   rename within one directory is one operation (its unlink and link survive together), so
+//!   an unsynced rename leaves the file under its old name or its new one, never neither;
 //! - after a crash, only nodes reachable from the root through durable entries remain, and
 //!   the live view equals the durable one.
 //!
@@ -15,7 +17,8 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use super::fs::{DirNode, DirOp, FileNode, Fs, Node, NodeId, PendingWrite, write_into};
 use super::options::{DirOrdering, FaultOptions};
@@ -72,7 +75,11 @@ const FILL_ZERO: usize = 1;
 
 /// Applies the surviving part of each pending write of `file` to its durable image and
 /// clears the pending list. The live view is left alone.
-pub(crate) fn resolve_file(file: &mut FileNode, options: &FaultOptions, chooser: &mut dyn Chooser) -> Resolution {
+pub(crate) fn resolve_file(
+    file: &mut FileNode,
+    options: &FaultOptions,
+    chooser: &mut dyn Chooser,
+) -> Resolution {
     let mut resolution = Resolution::default();
     let fate = options.write_fate;
     for pending in std::mem::take(&mut file.pending) {
@@ -136,30 +143,57 @@ fn tear(durable: &mut Vec<u8>, offset: u64, data: &[u8], options: &FaultOptions,
     }
 }
 
+fn apply(entries: &mut BTreeMap<String, NodeId>, op: &DirOp) {
+    match op {
+        DirOp::Link { name, node } => {
+            entries.insert(name.clone(), *node);
+        }
+        DirOp::Unlink { name } => {
+            entries.remove(name);
+        }
+    }
+}
+
+/// Splits the pending operations of a directory into the entry operations that survive or
+/// vanish whole: one `DirOp` each, except a rename within the directory, which the file
+/// system records as an `Unlink` of a name directly followed by a `Link` of the node that
+/// name held. (Resolving those two apart could lose a durable file under both names, which
+/// no journaling file system does.)
+fn entry_operations(durable: &BTreeMap<String, NodeId>, pending: &[DirOp]) -> Vec<Range<usize>> {
+    let mut entries = durable.clone();
+    let mut operations = Vec::new();
+    let mut start = 0;
+    while start < pending.len() {
+        let renamed = match (&pending[start], pending.get(start + 1)) {
+            (DirOp::Unlink { name }, Some(DirOp::Link { node, .. })) => entries.get(name) == Some(node),
+            _ => false,
+        };
+        let end = start + if renamed { 2 } else { 1 };
+        pending[start..end].iter().for_each(|op| apply(&mut entries, op));
+        operations.push(start..end);
+        start = end;
+    }
+    operations
+}
+
 /// Applies the surviving pending operations of `dir` to its durable entries.
 pub(crate) fn resolve_dir(dir: &mut DirNode, ordering: DirOrdering, chooser: &mut dyn Chooser) -> Resolution {
     let pending = std::mem::take(&mut dir.pending);
+    let operations = entry_operations(&dir.durable, &pending);
     let kept: Vec<bool> = match ordering {
-        DirOrdering::Independent => pending.iter().map(|_| chooser.pick(&[1, 1]) == 0).collect(),
+        DirOrdering::Independent => operations.iter().map(|_| chooser.pick(&[1, 1]) == 0).collect(),
         DirOrdering::Ordered => {
-            let weights = vec![1; pending.len() + 1];
+            let weights = vec![1; operations.len() + 1];
             let prefix = chooser.pick(&weights);
-            (0..pending.len()).map(|index| index < prefix).collect()
+            (0..operations.len()).map(|index| index < prefix).collect()
         }
     };
     let mut resolution = Resolution::default();
-    for (op, keep) in pending.into_iter().zip(kept) {
-        if !keep {
-            resolution.dir_ops_lost += 1;
-            continue;
-        }
-        match op {
-            DirOp::Link { name, node } => {
-                dir.durable.insert(name, node);
-            }
-            DirOp::Unlink { name } => {
-                dir.durable.remove(&name);
-            }
+    for (operation, keep) in operations.into_iter().zip(kept) {
+        if keep {
+            pending[operation].iter().for_each(|op| apply(&mut dir.durable, op));
+        } else {
+            resolution.dir_ops_lost += operation.len() as u64;
         }
     }
     resolution

@@ -221,7 +221,14 @@ impl FaultSource {
     }
 
     /// The faults that hit call number `call` of kind `kind`.
-    pub fn decide(&mut self, call: u64, io_call: u64, kind: CallKind, options: &FaultOptions, media_left: bool) -> Vec<Fault> {
+    pub fn decide(
+        &mut self,
+        call: u64,
+        io_call: u64,
+        kind: CallKind,
+        options: &FaultOptions,
+        media_left: bool,
+    ) -> Vec<Fault> {
         let mut faults = Vec::new();
         if let Some(&(armed_kind, fault)) = self.armed.front()
             && armed_kind == kind
@@ -277,7 +284,13 @@ fn chance(rng: &mut ChaCha8Rng, probability: f64) -> bool {
     probability > 0.0 && rng.random_bool(probability)
 }
 
-fn draw(streams: &mut Streams, io_call: u64, kind: CallKind, options: &FaultOptions, media_left: bool) -> Vec<Fault> {
+fn draw(
+    streams: &mut Streams,
+    io_call: u64,
+    kind: CallKind,
+    options: &FaultOptions,
+    media_left: bool,
+) -> Vec<Fault> {
     let mut faults = Vec::new();
     if kind == CallKind::Clock {
         if chance(&mut streams.clock, options.clock_jump_probability) {
@@ -288,7 +301,9 @@ fn draw(streams: &mut Streams, io_call: u64, kind: CallKind, options: &FaultOpti
     }
     let crash_after = match options.crash {
         CrashMode::Off => None,
-        CrashMode::Random { probability } => chance(&mut streams.crash, probability).then(|| streams.crash.random_bool(0.5)),
+        CrashMode::Random { probability } => {
+            chance(&mut streams.crash, probability).then(|| streams.crash.random_bool(0.5))
+        }
         CrashMode::AtCall { call, after } => (call == io_call).then_some(after),
     };
     if let Some(after) = crash_after {

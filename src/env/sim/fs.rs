@@ -73,11 +73,60 @@ pub(crate) fn components(path: &Path) -> io::Result<Vec<String>> {
                 None => return Err(error(io::ErrorKind::InvalidInput, format!("non-UTF-8 path {path:?}"))),
             },
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(error(io::ErrorKind::InvalidInput, format!("unsupported path {}", path.display())));
+                return Err(error(
+                    io::ErrorKind::InvalidInput,
+                    format!("unsupported path {}", path.display()),
+                ));
             }
         }
     }
     Ok(names)
+}
+
+/// The largest file the simulator keeps, in bytes. Files live in memory, so the limit is far
+/// below a real file system's (16 TiB on ext4); past it, writes and `set_len` fail with
+/// `FileTooLarge` as Linux fails past its limit, instead of exhausting memory on a garbage
+/// offset.
+pub const FILE_SIZE_MAX_BYTES: u64 = 1 << 30;
+
+/// Checks a byte range the way Linux checks `pread`/`pwrite` before anything else:
+/// `InvalidInput` if it ends past `i64::MAX` (Linux file offsets are signed).
+pub(crate) fn check_range(offset: u64, len: usize) -> io::Result<()> {
+    let end = offset.checked_add(len as u64);
+    if end.is_none_or(|end| end > i64::MAX as u64) {
+        return Err(error(io::ErrorKind::InvalidInput, format!("range {offset}+{len} ends past i64::MAX")));
+    }
+    Ok(())
+}
+
+/// How many of `len` bytes a write at `offset` may write: all of them, or the part below
+/// [`FILE_SIZE_MAX_BYTES`] (a short write, as Linux does at its limit); `FileTooLarge` if
+/// none fits, `InvalidInput` as [`check_range`]. Writing nothing is always allowed.
+pub(crate) fn writable_len(offset: u64, len: usize) -> io::Result<usize> {
+    check_range(offset, len)?;
+    if len == 0 {
+        return Ok(0);
+    }
+    if offset >= FILE_SIZE_MAX_BYTES {
+        return Err(error(
+            io::ErrorKind::FileTooLarge,
+            format!("write at {offset} past the simulated file size limit"),
+        ));
+    }
+    Ok(len.min((FILE_SIZE_MAX_BYTES - offset) as usize))
+}
+
+/// Checks a new file length: `InvalidInput` past `i64::MAX`, `FileTooLarge` past
+/// [`FILE_SIZE_MAX_BYTES`].
+pub(crate) fn check_len(len_bytes: u64) -> io::Result<()> {
+    check_range(len_bytes, 0)?;
+    if len_bytes > FILE_SIZE_MAX_BYTES {
+        return Err(error(
+            io::ErrorKind::FileTooLarge,
+            format!("length {len_bytes} past the simulated file size limit"),
+        ));
+    }
+    Ok(())
 }
 
 /// Writes `data` at `offset` of `bytes`, zero-filling any gap.
@@ -88,6 +137,15 @@ pub(crate) fn write_into(bytes: &mut Vec<u8>, offset: u64, data: &[u8]) {
         bytes.resize(end, 0);
     }
     bytes[start..end].copy_from_slice(data);
+}
+
+/// Where the last name of a path lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Slot<'a> {
+    /// The path is the root directory itself.
+    Root,
+    /// `name` in the directory `parent` (which may or may not hold it).
+    Entry { parent: NodeId, name: &'a str },
 }
 
 #[derive(Clone, Debug)]
@@ -140,7 +198,10 @@ impl Fs {
         let mut at = ROOT;
         for name in names {
             if !self.is_dir(at) {
-                return Err(error(io::ErrorKind::NotADirectory, format!("{}: not a directory", path.display())));
+                return Err(error(
+                    io::ErrorKind::NotADirectory,
+                    format!("{}: not a directory", path.display()),
+                ));
             }
             at = *self.dir(at).live.get(name).ok_or_else(|| {
                 error(io::ErrorKind::NotFound, format!("{}: no such file or directory", path.display()))
@@ -149,16 +210,23 @@ impl Fs {
         Ok(at)
     }
 
-    /// Resolves the parent directory of `names` and returns it with the last name.
-    pub fn resolve_parent<'a>(&self, names: &'a [String], path: &Path) -> io::Result<(NodeId, &'a str)> {
-        let (last, parents) = names
-            .split_last()
-            .ok_or_else(|| error(io::ErrorKind::InvalidInput, format!("{}: the root has no parent", path.display())))?;
+    /// Resolves the directory that holds the last name of `names` (the root holds itself).
+    /// `NotFound` or `NotADirectory` if a component before the last is missing or a file.
+    pub fn slot<'a>(&self, names: &'a [String], path: &Path) -> io::Result<Slot<'a>> {
+        let Some((last, parents)) = names.split_last() else { return Ok(Slot::Root) };
         let parent = self.resolve(parents, path)?;
         if !self.is_dir(parent) {
             return Err(error(io::ErrorKind::NotADirectory, format!("{}: not a directory", path.display())));
         }
-        Ok((parent, last))
+        Ok(Slot::Entry { parent, name: last })
+    }
+
+    /// The node a slot names in the live tree, if any.
+    pub fn node_at(&self, slot: Slot<'_>) -> Option<NodeId> {
+        match slot {
+            Slot::Root => Some(ROOT),
+            Slot::Entry { parent, name } => self.dir(parent).live.get(name).copied(),
+        }
     }
 
     fn new_node(&mut self, node: Node) -> NodeId {
@@ -180,24 +248,27 @@ impl Fs {
         dir.pending.push(DirOp::Unlink { name: name.to_owned() });
     }
 
-    /// Opens (and maybe creates or truncates) a file; returns its node.
+    /// Opens (and maybe creates or truncates) a file; returns its node. Like Linux `open`,
+    /// `create_new` on any existing entry, a directory included, is `AlreadyExists`.
     pub fn open(&mut self, names: &[String], path: &Path, options: OpenOptions) -> io::Result<NodeId> {
-        let (parent, name) = self.resolve_parent(names, path)?;
-        let existing = self.dir(parent).live.get(name).copied();
-        let node = match existing {
-            Some(id) if self.is_dir(id) => {
+        let slot = self.slot(names, path)?;
+        let node = match (self.node_at(slot), slot) {
+            (Some(_), _) if options.create_new => {
+                return Err(error(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} already exists", path.display()),
+                ));
+            }
+            (Some(id), _) if self.is_dir(id) => {
                 return Err(error(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display())));
             }
-            Some(_) if options.create_new => {
-                return Err(error(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
-            }
-            Some(id) => id,
-            None if options.create || options.create_new => {
+            (Some(id), _) => id,
+            (None, Slot::Entry { parent, name }) if options.create || options.create_new => {
                 let id = self.new_node(Node::File(FileNode::default()));
                 self.link(parent, name, id);
                 id
             }
-            None => {
+            (None, _) => {
                 return Err(error(io::ErrorKind::NotFound, format!("{}: no such file", path.display())));
             }
         };
@@ -220,22 +291,29 @@ impl Fs {
     }
 
     pub fn create_dir(&mut self, names: &[String], path: &Path) -> io::Result<()> {
-        if names.is_empty() {
-            return Err(error(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
+        let slot = self.slot(names, path)?;
+        match (self.node_at(slot), slot) {
+            (None, Slot::Entry { parent, name }) => {
+                let id = self.new_node(Node::Dir(DirNode::default()));
+                self.link(parent, name, id);
+                Ok(())
+            }
+            _ => Err(error(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display()))),
         }
-        let (parent, name) = self.resolve_parent(names, path)?;
-        if self.dir(parent).live.contains_key(name) {
-            return Err(error(io::ErrorKind::AlreadyExists, format!("{} already exists", path.display())));
-        }
-        let id = self.new_node(Node::Dir(DirNode::default()));
-        self.link(parent, name, id);
-        Ok(())
     }
 
+    /// Removes an empty directory. The root is never removed: `ResourceBusy`, as Linux
+    /// answers `rmdir("/")`.
     pub fn remove_dir(&mut self, names: &[String], path: &Path) -> io::Result<()> {
-        let (parent, name) = self.resolve_parent(names, path)?;
-        let id = self.resolve(names, path)?;
-        match self.nodes.get(&id) {
+        let slot = self.slot(names, path)?;
+        let Slot::Entry { parent, name } = slot else {
+            return Err(error(
+                io::ErrorKind::ResourceBusy,
+                format!("{}: the root cannot be removed", path.display()),
+            ));
+        };
+        match self.node_at(slot).map(|id| &self.nodes[&id]) {
+            None => Err(error(io::ErrorKind::NotFound, format!("{}: no such directory", path.display()))),
             Some(Node::Dir(dir)) if !dir.live.is_empty() => {
                 Err(error(io::ErrorKind::DirectoryNotEmpty, format!("{} is not empty", path.display())))
             }
@@ -243,7 +321,9 @@ impl Fs {
                 self.unlink(parent, name);
                 Ok(())
             }
-            _ => Err(error(io::ErrorKind::NotADirectory, format!("{} is not a directory", path.display()))),
+            Some(Node::File(_)) => {
+                Err(error(io::ErrorKind::NotADirectory, format!("{} is not a directory", path.display())))
+            }
         }
     }
 
@@ -255,36 +335,51 @@ impl Fs {
         }
     }
 
+    /// Renames a file, checking in Linux's order: both parents (`NotFound`, `NotADirectory`),
+    /// then the source (`NotFound`), then the target (`IsADirectory`). A directory source is
+    /// `Unsupported` as soon as its parent resolves, as on `OsEnv`, whatever the target.
     pub fn rename(&mut self, from: (&[String], &Path), to: (&[String], &Path)) -> io::Result<()> {
-        let (from_parent, from_name) = self.resolve_parent(from.0, from.1)?;
-        let node = self.resolve(from.0, from.1)?;
-        if self.is_dir(node) {
+        let from_slot = self.slot(from.0, from.1)?;
+        let node = self.node_at(from_slot);
+        if node.is_some_and(|id| self.is_dir(id)) {
             return Err(error(
                 io::ErrorKind::Unsupported,
                 format!("Env renames files only; {} is a directory", from.1.display()),
             ));
         }
-        let (to_parent, to_name) = self.resolve_parent(to.0, to.1)?;
-        match self.dir(to_parent).live.get(to_name).copied() {
+        let to_slot = self.slot(to.0, to.1)?;
+        let node = node
+            .ok_or_else(|| error(io::ErrorKind::NotFound, format!("{}: no such file", from.1.display())))?;
+        match self.node_at(to_slot) {
             Some(id) if self.is_dir(id) => {
                 return Err(error(io::ErrorKind::IsADirectory, format!("{} is a directory", to.1.display())));
             }
             Some(id) if id == node => return Ok(()),
             _ => {}
         }
+        // Neither slot is the root: the root is a directory.
+        let (
+            Slot::Entry { parent: from_parent, name: from_name },
+            Slot::Entry { parent: to_parent, name: to_name },
+        ) = (from_slot, to_slot)
+        else {
+            unreachable!("a file is never the root");
+        };
         self.unlink(from_parent, from_name);
         self.link(to_parent, to_name, node);
         Ok(())
     }
 
     pub fn remove_file(&mut self, names: &[String], path: &Path) -> io::Result<()> {
-        let (parent, name) = self.resolve_parent(names, path)?;
-        let id = self.resolve(names, path)?;
-        if self.is_dir(id) {
-            return Err(error(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display())));
+        let slot = self.slot(names, path)?;
+        match (self.node_at(slot), slot) {
+            (None, _) => Err(error(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))),
+            (Some(id), Slot::Entry { parent, name }) if !self.is_dir(id) => {
+                self.unlink(parent, name);
+                Ok(())
+            }
+            _ => Err(error(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display()))),
         }
-        self.unlink(parent, name);
-        Ok(())
     }
 
     /// Bytes the live files take: what `disk_bytes_max` limits. Files no longer reachable
@@ -302,7 +397,11 @@ impl Fs {
 
     /// Nodes reachable from the root through the entries `entries` gives for each directory,
     /// plus `extra` roots.
-    pub fn reachable(&self, entries: impl Fn(&DirNode) -> Vec<NodeId>, extra: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+    pub fn reachable(
+        &self,
+        entries: impl Fn(&DirNode) -> Vec<NodeId>,
+        extra: &BTreeSet<NodeId>,
+    ) -> BTreeSet<NodeId> {
         let mut seen = BTreeSet::new();
         let mut stack: Vec<NodeId> = vec![ROOT];
         stack.extend(extra.iter().copied());

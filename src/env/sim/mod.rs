@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use faults::{CallKind, Fault, FaultSchedule, ScheduledFault};
+pub use fs::FILE_SIZE_MAX_BYTES;
 pub use options::{
     CrashMode, DirOrdering, FaultOptions, InvalidFaultOptions, LatencyOptions, SECTOR_SIZES_BYTES,
     SyncFailureProfile, TearFillWeights, WriteFateWeights,
@@ -41,7 +42,7 @@ pub use trace::{StableHasher, TRACE_TAIL_EVENTS, TraceEvent};
 use super::{Env, EnvFile, LOCK_FILE_NAME, OpenOptions};
 use faults::FaultSource;
 use fs::{Node, NodeId, components};
-use state::{HandleState, Plan, State, WALL_ORIGIN_SECS};
+use state::{HandleState, Plan, State};
 
 /// Counters of what the simulator did to a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,11 +105,19 @@ impl SimEnv {
     }
 
     /// A new simulated machine that takes its faults from `schedule` instead of drawing them.
-    pub fn replaying(seed: u64, options: FaultOptions, schedule: FaultSchedule) -> Result<Self, InvalidFaultOptions> {
+    pub fn replaying(
+        seed: u64,
+        options: FaultOptions,
+        schedule: FaultSchedule,
+    ) -> Result<Self, InvalidFaultOptions> {
         Self::with_source(seed, options, FaultSource::replaying(seed, schedule))
     }
 
-    fn with_source(seed: u64, options: FaultOptions, source: FaultSource) -> Result<Self, InvalidFaultOptions> {
+    fn with_source(
+        seed: u64,
+        options: FaultOptions,
+        source: FaultSource,
+    ) -> Result<Self, InvalidFaultOptions> {
         options.validate()?;
         Ok(Self { shared: Arc::new(Mutex::new(State::new(seed, options, source))) })
     }
@@ -270,7 +279,10 @@ impl SimEnv {
     fn resolve_dir(state: &State, path: &Path) -> io::Result<NodeId> {
         let node = state.fs.resolve(&components(path)?, path)?;
         if !state.fs.is_dir(node) {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", path.display()),
+            ));
         }
         Ok(node)
     }
@@ -309,7 +321,10 @@ impl SimFile {
         if allowed {
             Ok(())
         } else {
-            Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("handle was opened without {what} access")))
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("handle was opened without {what} access"),
+            ))
         }
     }
 }
@@ -333,6 +348,7 @@ impl EnvFile for SimFile {
             || format!("read fd{handle} @{offset}+{len}"),
             |state, plan| {
                 Self::check(self.readable, "read")?;
+                fs::check_range(offset, buf.len())?;
                 let node = Self::node(state, handle);
                 state.read(node, buf, offset, plan)
             },
@@ -350,46 +366,72 @@ impl EnvFile for SimFile {
             || format!("write fd{handle} @{offset}+{} data={:016x}", buf.len(), hasher.finish()),
             |state, plan| {
                 Self::check(self.writable, "write")?;
-                if buf.is_empty() {
+                let len = fs::writable_len(offset, buf.len())?;
+                if len == 0 {
                     return Ok(0);
                 }
                 let node = Self::node(state, handle);
-                state.write(node, buf, offset, plan)
+                state.write(node, &buf[..len], offset, plan)
             },
         )
     }
 
     fn len(&self) -> io::Result<u64> {
         let handle = self.handle;
-        self.env().call(CallKind::Len, 0, Some(handle), || format!("len fd{handle}"), |state, _| {
-            let node = Self::node(state, handle);
-            Ok(state.fs.file(node).live.len() as u64)
-        })
+        self.env().call(
+            CallKind::Len,
+            0,
+            Some(handle),
+            || format!("len fd{handle}"),
+            |state, _| {
+                let node = Self::node(state, handle);
+                Ok(state.fs.file(node).live.len() as u64)
+            },
+        )
     }
 
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         let handle = self.handle;
-        self.env().call(CallKind::SetLen, 0, Some(handle), || format!("set_len fd{handle} {len_bytes}"), |state, _| {
-            Self::check(self.writable, "write")?;
-            let node = Self::node(state, handle);
-            state.set_len(node, len_bytes)
-        })
+        self.env().call(
+            CallKind::SetLen,
+            0,
+            Some(handle),
+            || format!("set_len fd{handle} {len_bytes}"),
+            |state, _| {
+                Self::check(self.writable, "write")?;
+                fs::check_len(len_bytes)?;
+                let node = Self::node(state, handle);
+                state.set_len(node, len_bytes)
+            },
+        )
     }
 
     fn sync_data(&self) -> io::Result<()> {
         let handle = self.handle;
-        self.env().call(CallKind::SyncFile, 0, Some(handle), || format!("sync_data fd{handle}"), |state, plan| {
-            let node = Self::node(state, handle);
-            state.sync_file(node, plan)
-        })
+        self.env().call(
+            CallKind::SyncFile,
+            0,
+            Some(handle),
+            || format!("sync_data fd{handle}"),
+            |state, plan| {
+                let node = Self::node(state, handle);
+                state.sync_file(node, plan)
+            },
+        )
     }
 
     fn sync_all(&self) -> io::Result<()> {
         let handle = self.handle;
-        self.env().call(CallKind::SyncFile, 0, Some(handle), || format!("sync_all fd{handle}"), |state, plan| {
-            let node = Self::node(state, handle);
-            state.sync_file(node, plan)
-        })
+        self.env().call(
+            CallKind::SyncFile,
+            0,
+            Some(handle),
+            || format!("sync_all fd{handle}"),
+            |state, plan| {
+                let node = Self::node(state, handle);
+                state.sync_file(node, plan)
+            },
+        )
     }
 }
 
@@ -420,35 +462,60 @@ impl Env for SimEnv {
     type DirLock = SimDirLock;
 
     fn open(&self, path: &Path, options: OpenOptions) -> io::Result<SimFile> {
-        let handle = self.call(CallKind::Open, 0, None, || format!("open {} {options:?}", path.display()), |state, _| {
-            options.validate()?;
-            let node = state.fs.open(&components(path)?, path, options)?;
-            let handle = state.next_handle;
-            state.next_handle += 1;
-            state.handles.insert(handle, HandleState { node, sticky_error: false });
-            Ok(handle)
-        })?;
-        Ok(SimFile { shared: Arc::clone(&self.shared), handle, readable: options.read, writable: options.write })
+        let handle = self.call(
+            CallKind::Open,
+            0,
+            None,
+            || format!("open {} {options:?}", path.display()),
+            |state, _| {
+                options.validate()?;
+                let node = state.fs.open(&components(path)?, path, options)?;
+                let handle = state.next_handle;
+                state.next_handle += 1;
+                state.handles.insert(handle, HandleState { node, sticky_error: false });
+                Ok(handle)
+            },
+        )?;
+        Ok(SimFile {
+            shared: Arc::clone(&self.shared),
+            handle,
+            readable: options.read,
+            writable: options.write,
+        })
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
-        self.call(CallKind::CreateDir, 0, None, || format!("create_dir {}", path.display()), |state, _| {
-            state.fs.create_dir(&components(path)?, path)
-        })
+        self.call(
+            CallKind::CreateDir,
+            0,
+            None,
+            || format!("create_dir {}", path.display()),
+            |state, _| state.fs.create_dir(&components(path)?, path),
+        )
     }
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.call(CallKind::RemoveDir, 0, None, || format!("remove_dir {}", path.display()), |state, _| {
-            state.fs.remove_dir(&components(path)?, path)?;
-            Self::collect_garbage(state);
-            Ok(())
-        })
+        self.call(
+            CallKind::RemoveDir,
+            0,
+            None,
+            || format!("remove_dir {}", path.display()),
+            |state, _| {
+                state.fs.remove_dir(&components(path)?, path)?;
+                Self::collect_garbage(state);
+                Ok(())
+            },
+        )
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.call(CallKind::ListDir, 0, None, || format!("list_dir {}", path.display()), |state, _| {
-            state.fs.list(&components(path)?, path)
-        })
+        self.call(
+            CallKind::ListDir,
+            0,
+            None,
+            || format!("list_dir {}", path.display()),
+            |state, _| state.fs.list(&components(path)?, path),
+        )
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -461,45 +528,67 @@ impl Env for SimEnv {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.call(CallKind::RemoveFile, 0, None, || format!("remove_file {}", path.display()), |state, _| {
-            state.fs.remove_file(&components(path)?, path)?;
-            Self::collect_garbage(state);
-            Ok(())
-        })
+        self.call(
+            CallKind::RemoveFile,
+            0,
+            None,
+            || format!("remove_file {}", path.display()),
+            |state, _| {
+                state.fs.remove_file(&components(path)?, path)?;
+                Self::collect_garbage(state);
+                Ok(())
+            },
+        )
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.call(CallKind::Exists, 0, None, || format!("exists {}", path.display()), |state, _| {
-            match state.fs.resolve(&components(path)?, path) {
+        self.call(
+            CallKind::Exists,
+            0,
+            None,
+            || format!("exists {}", path.display()),
+            |state, _| match state.fs.resolve(&components(path)?, path) {
                 Ok(_) => Ok(true),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
                 Err(error) => Err(error),
-            }
-        })
+            },
+        )
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.call(CallKind::SyncDir, 0, None, || format!("sync_dir {}", path.display()), |state, plan| {
-            let node = Self::resolve_dir(state, path)?;
-            state.sync_dir(node, plan)
-        })
+        self.call(
+            CallKind::SyncDir,
+            0,
+            None,
+            || format!("sync_dir {}", path.display()),
+            |state, plan| {
+                let node = Self::resolve_dir(state, path)?;
+                state.sync_dir(node, plan)
+            },
+        )
     }
 
     fn lock_dir(&self, path: &Path) -> io::Result<SimDirLock> {
-        let node = self.call(CallKind::LockDir, 0, None, || format!("lock_dir {}", path.display()), |state, _| {
-            let node = Self::resolve_dir(state, path)?;
-            if state.locks.contains_key(&node) {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("{} is locked by another open store", path.display()),
-                ));
-            }
-            let lock_path = path.join(LOCK_FILE_NAME);
-            state.fs.open(&components(&lock_path)?, &lock_path, OpenOptions::create())?;
-            let generation = state.generation;
-            state.locks.insert(node, generation);
-            Ok(node)
-        })?;
+        let node = self.call(
+            CallKind::LockDir,
+            0,
+            None,
+            || format!("lock_dir {}", path.display()),
+            |state, _| {
+                let node = Self::resolve_dir(state, path)?;
+                if state.locks.contains_key(&node) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("{} is locked by another open store", path.display()),
+                    ));
+                }
+                let lock_path = path.join(LOCK_FILE_NAME);
+                state.fs.open(&components(&lock_path)?, &lock_path, OpenOptions::create())?;
+                let generation = state.generation;
+                state.locks.insert(node, generation);
+                Ok(node)
+            },
+        )?;
         let generation = self.lock().generation;
         Ok(SimDirLock { shared: Arc::clone(&self.shared), node, generation })
     }
@@ -511,20 +600,25 @@ impl Env for SimEnv {
     }
 
     fn now_wall(&self) -> SystemTime {
+        // A crashed machine's clock keeps its time: fall back to reading it directly, not to
+        // the epoch (which read as a jump of decades backwards).
         let wall_ns = self
-            .call(CallKind::Clock, 0, None, || "now_wall".into(), |state, _| {
-                let origin_ns = (WALL_ORIGIN_SECS * 1_000_000_000) as i128;
-                Ok((origin_ns + i128::from(state.monotonic_ns) + i128::from(state.wall_offset_ns)).max(0))
-            })
-            .unwrap_or(0);
+            .call(CallKind::Clock, 0, None, || "now_wall".into(), |state, _| Ok(state.wall_ns()))
+            .unwrap_or_else(|_| self.lock().wall_ns());
         UNIX_EPOCH + Duration::from_nanos(u64::try_from(wall_ns).unwrap_or(u64::MAX))
     }
 
     fn sleep(&self, duration: Duration) {
         // A dead process does not sleep; the error is the crash the caller will see next call.
-        let _ = self.call(CallKind::Clock, 0, None, || format!("sleep {duration:?}"), |state, _| {
-            state.advance(duration);
-            Ok(())
-        });
+        let _ = self.call(
+            CallKind::Clock,
+            0,
+            None,
+            || format!("sleep {duration:?}"),
+            |state, _| {
+                state.advance(duration);
+                Ok(())
+            },
+        );
     }
 }

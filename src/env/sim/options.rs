@@ -33,7 +33,9 @@ pub enum CrashMode {
 }
 
 /// What a failed sync does to the file's pending writes. In every profile the pending writes
-/// are marked clean, so a later sync returns `Ok` without writing them ("fsyncgate").
+/// are marked clean, so a later sync returns `Ok` without writing them ("fsyncgate"). The
+/// file's length is metadata, not a page: a later successful sync persists the length the file
+/// has then, whatever the failed one left on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncFailureProfile {
     /// ext4 (data=ordered) and XFS: the page cache keeps the new bytes (reads still see them);

@@ -3,7 +3,8 @@
 //! Each call: (1) fails at once if the process has crashed; (2) gets the next call index and
 //! its fault decisions; (3) advances the virtual clock by its latency; (4) applies global
 //! faults (bit rot, bad sectors, clock jumps); (5) crashes before taking effect, or fails with
-//! EIO, if so decided; (6) runs; (7) is traced; (8) crashes after taking effect if so decided.
+//! EIO, if so decided; (6) runs; (7) is traced; (8) crashes after taking effect (or after
+//! failing, whatever the error) if so decided.
 //!
 //! Invariants: the virtual monotonic clock only moves forward; a crash resolves every pending
 //! change exactly once, invalidates every handle and lock of the dead process, and leaves the
@@ -100,6 +101,10 @@ pub(crate) struct State {
     pub locks: BTreeMap<NodeId, u64>,
     pub damage: Vec<Damage>,
     pub media_faults_used: u32,
+    /// Files whose cache still shows bytes that a failed sync (`SyncFailureProfile::Keep`)
+    /// marked clean without writing: their live view may differ from the durable one until
+    /// the next crash, even after a successful sync.
+    pub stale_caches: BTreeSet<NodeId>,
 }
 
 impl State {
@@ -122,6 +127,7 @@ impl State {
             locks: BTreeMap::new(),
             damage: Vec::new(),
             media_faults_used: 0,
+            stale_caches: BTreeSet::new(),
         }
     }
 
@@ -175,7 +181,8 @@ impl State {
                 Fault::BitRot { pick } => self.rot_bit(pick),
                 Fault::BadSector { pick } => self.break_sector(pick),
                 Fault::ClockJump { delta_ms } => {
-                    self.wall_offset_ns = self.wall_offset_ns.saturating_add(delta_ms.saturating_mul(1_000_000));
+                    self.wall_offset_ns =
+                        self.wall_offset_ns.saturating_add(delta_ms.saturating_mul(1_000_000));
                     self.stats.clock_jumps += 1;
                 }
                 Fault::SlowIo => {
@@ -189,31 +196,56 @@ impl State {
             self.crash(image_seed);
             return Err(crash_error());
         }
+        if let Some(error) = self.refusal(handle, io_error) {
+            // The call fails without effect, but a crash planned after it still happens:
+            // otherwise `CrashMode::AtCall` would skip its crash point whenever that call
+            // fails, and a recorded `Crash` would replay as no crash at all.
+            if let Some(image_seed) = plan.crash_after {
+                self.crash(image_seed);
+                return Err(crash_error());
+            }
+            return Err(error);
+        }
+        Ok(plan)
+    }
+
+    /// Why a call fails before it runs, if it does: its handle died with a crash, carries a
+    /// persistent error, or the call drew an EIO (`io_error` says whether persistent).
+    fn refusal(&mut self, handle: Option<u64>, io_error: Option<bool>) -> Option<io::Error> {
         let sticky = match handle {
             Some(id) => match self.handles.get(&id) {
-                None => return Err(crash_error()),
+                None => return Some(crash_error()),
                 Some(state) => state.sticky_error,
             },
             None => false,
         };
         if sticky {
             self.stats.io_errors += 1;
-            return Err(eio("persistent error on this handle"));
+            return Some(eio("persistent error on this handle"));
         }
-        if let Some(persistent) = io_error {
-            self.stats.io_errors += 1;
-            if let (true, Some(id)) = (persistent, handle)
-                && let Some(state) = self.handles.get_mut(&id)
-            {
-                state.sticky_error = true;
-            }
-            return Err(eio("injected I/O error"));
+        let persistent = io_error?;
+        self.stats.io_errors += 1;
+        if let (true, Some(id)) = (persistent, handle)
+            && let Some(state) = self.handles.get_mut(&id)
+        {
+            state.sticky_error = true;
         }
-        Ok(plan)
+        Some(eio("injected I/O error"))
+    }
+
+    /// Virtual wall-clock time in nanoseconds since the Unix epoch (never negative).
+    pub fn wall_ns(&self) -> i128 {
+        let origin_ns = (WALL_ORIGIN_SECS * 1_000_000_000) as i128;
+        (origin_ns + i128::from(self.monotonic_ns) + i128::from(self.wall_offset_ns)).max(0)
     }
 
     /// Steps 7–8 of a call.
-    pub fn finish<T: fmt::Debug>(&mut self, plan: Plan, what: String, result: io::Result<T>) -> io::Result<T> {
+    pub fn finish<T: fmt::Debug>(
+        &mut self,
+        plan: Plan,
+        what: String,
+        result: io::Result<T>,
+    ) -> io::Result<T> {
         let outcome = match &result {
             Ok(value) => format!("ok {value:?}"),
             Err(error) => format!("err {:?}", error.kind()),
@@ -237,6 +269,8 @@ impl State {
         self.generation += 1;
         self.handles.clear();
         self.locks.clear();
+        // The crash made every live view equal to the durable one.
+        self.stale_caches.clear();
         self.event(format!("crash image_seed={image_seed:#x} {resolution:?}"));
     }
 
@@ -252,7 +286,9 @@ impl State {
             .nodes
             .iter()
             .filter_map(|(&id, node)| match node {
-                super::fs::Node::File(file) if !file.durable.is_empty() => Some((id, file.durable.len() as u64)),
+                super::fs::Node::File(file) if !file.durable.is_empty() => {
+                    Some((id, file.durable.len() as u64))
+                }
                 _ => None,
             })
             .collect()
@@ -303,7 +339,7 @@ impl State {
         if let Some(kept) = plan.short_per_mille
             && len > 1
         {
-            len = (len * u64::from(kept) / 1000).max(1);
+            len = (len * u64::from(kept.min(1000)) / 1000).max(1);
             self.stats.short_ios += 1;
         }
         self.check_space((offset + len).saturating_sub(live_len))?;
@@ -311,8 +347,16 @@ impl State {
         if let Some(shift) = plan.misdirect_sectors {
             let sector = i64::from(self.options.sector_size_bytes);
             let target = offset as i64 + shift * sector;
-            disk_offset = if target >= 0 { target as u64 } else { offset + shift.unsigned_abs() * sector as u64 };
-            for range in [offset..offset + len, disk_offset..disk_offset + len] {
+            disk_offset =
+                if target >= 0 { target as u64 } else { offset + shift.unsigned_abs() * sector as u64 };
+            // Without powersafe overwrite a tear of the misplaced write can hit whole sectors,
+            // so the reported damage covers them.
+            let sector = sector as u64;
+            let widen = |range: Range<u64>| match self.options.powersafe_overwrite {
+                true => range,
+                false => range.start - range.start % sector..range.end.div_ceil(sector) * sector,
+            };
+            for range in [widen(offset..offset + len), widen(disk_offset..disk_offset + len)] {
                 self.damage.push(Damage { kind: DamageKind::Misdirect, node, range });
             }
             self.media_faults_used += 1;
@@ -333,7 +377,7 @@ impl State {
         if let Some(kept) = plan.short_per_mille
             && len > 1
         {
-            len = (len * u64::from(kept) / 1000).max(1);
+            len = (len * u64::from(kept.min(1000)) / 1000).max(1);
             self.stats.short_ios += 1;
         }
         let sectors = offset / sector..(offset + len).div_ceil(sector);
@@ -357,16 +401,25 @@ impl State {
         let options = self.options.clone();
         let file = self.fs.file_mut(node);
         if let Some(image_seed) = plan.sync_failure {
-            let before = file.durable.clone();
-            let resolution = crash::resolve_file(file, &options, &mut RandomChooser::new(image_seed));
-            match options.sync_failure_profile {
-                SyncFailureProfile::Keep => {}
-                SyncFailureProfile::Drop => file.live = file.durable.clone(),
+            let resolution = match options.sync_failure_profile {
                 SyncFailureProfile::Revert => {
-                    file.live = before.clone();
-                    file.durable = before;
+                    // Nothing of the failed sync lands: every pending write is lost. (Resolving
+                    // them first and then reverting counted reverted writes as landed or torn.)
+                    let pending = std::mem::take(&mut file.pending);
+                    let writes = pending.iter().filter(|p| matches!(p, PendingWrite::Write { .. })).count();
+                    file.live = file.durable.clone();
+                    Resolution { writes_lost: writes as u64, ..Resolution::default() }
                 }
-            }
+                profile => {
+                    let resolution = crash::resolve_file(file, &options, &mut RandomChooser::new(image_seed));
+                    if profile == SyncFailureProfile::Drop {
+                        file.live = file.durable.clone();
+                    } else {
+                        self.stale_caches.insert(node);
+                    }
+                    resolution
+                }
+            };
             self.count(resolution);
             self.stats.sync_failures += 1;
             return Err(eio("fsync failed"));
@@ -381,7 +434,13 @@ impl State {
                 PendingWrite::SetLen { len } => file.durable.resize(len as usize, 0),
             }
         }
-        let undamaged = !misdirected && !self.damage.iter().any(|d| d.node == node);
+        // The length is inode metadata, which a successful sync persists even when an earlier
+        // failed sync marked the pages of a truncate or an extension clean.
+        file.durable.resize(file.live.len(), 0);
+        // A stale cache (see `stale_caches`) is not damage but breaks the equality too: the
+        // assertion used to fire on the second sync after a failed one under `Keep`.
+        let undamaged =
+            !misdirected && !self.stale_caches.contains(&node) && !self.damage.iter().any(|d| d.node == node);
         debug_assert!(!undamaged || file.durable == file.live, "a clean sync makes durable equal live");
         Ok(())
     }

@@ -1,0 +1,561 @@
+//! The tidy test of `DESIGN.md` section 1: the kernel in `src/` reaches files, clocks and
+//! randomness only through `Env`, iterates no unordered collection, and keeps functions short.
+//!
+//! Rules, for every `.rs` file under `src/`:
+//! - outside `src/env/os*` (the real-OS `Env`), no `std::fs`, `Instant::now`,
+//!   `SystemTime::now`, `.elapsed()` (a `SystemTime` from `Env::now_wall` would read the real
+//!   clock through it), `thread::sleep`, and no OS randomness (`thread_rng`, `rand::random`,
+//!   `rand::rng`, `OsRng`, `from_entropy`, `from_os_rng`); `use` groups are expanded, so
+//!   `use std::{fs, io}` counts;
+//! - outside `src/env/os*`, no `HashMap`/`HashSet`, since their iteration order can reach
+//!   output, unless the line carries `// tidy: unordered-ok: <reason>`;
+//! - everywhere, no function longer than [`FN_LINES_MAX`] lines, counted from the `fn` line to
+//!   its closing brace.
+//!
+//! Comments, doc comments and string and character literals never trigger a rule, and braces
+//! inside them do not count. The checker is a pure function, [`check_source`], so the tests
+//! below prove each rule can fail as well as that the real tree passes.
+
+use std::path::Path;
+
+/// The longest a function may be, in lines from its `fn` line to its closing brace.
+const FN_LINES_MAX: usize = 100;
+
+/// Files that implement the real-OS `Env` and so may touch the OS directly.
+const OS_ENV_PREFIX: &str = "src/env/os";
+
+/// The marker that allows an unordered collection on its line; a reason must follow it.
+const UNORDERED_OK_MARKER: &str = "// tidy: unordered-ok:";
+
+/// What the kernel must not name outside the real-OS `Env`, and why.
+const BANNED: &[(&str, &str)] = &[
+    ("std::fs", "file system access goes through `Env`"),
+    ("Instant::now", "clocks go through `Env`"),
+    ("SystemTime::now", "clocks go through `Env`"),
+    (".elapsed(", "reads the real clock; clocks go through `Env`"),
+    ("thread::sleep", "sleeping goes through `Env`"),
+    ("thread_rng", "randomness comes from the seed, never the OS"),
+    ("rand::random", "randomness comes from the seed, never the OS"),
+    ("rand::rng", "randomness comes from the seed, never the OS"),
+    ("OsRng", "randomness comes from the seed, never the OS"),
+    ("from_entropy", "randomness comes from the seed, never the OS"),
+    ("from_os_rng", "randomness comes from the seed, never the OS"),
+];
+
+const UNORDERED: &[&str] = &["HashMap", "HashSet"];
+
+/// Every rule violation in the source `text` of the file at `path` (relative to the crate
+/// root, `/`-separated), as `path:line: message`, in line order.
+fn check_source(path: &str, text: &str) -> Vec<String> {
+    let code = strip_comments_and_literals(text);
+    let mut violations = Vec::new();
+    if !path.starts_with(OS_ENV_PREFIX) {
+        violations.extend(banned_names(&code));
+        violations.extend(unordered_collections(text, &code));
+    }
+    violations.extend(long_functions(&code));
+    violations.sort();
+    violations.into_iter().map(|(line, message)| format!("{path}:{line}: {message}")).collect()
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Byte offsets where `pattern` occurs in `text` as whole tokens: an identifier character at
+/// either end of the pattern must not continue into its neighbour.
+fn find_token(text: &str, pattern: &str) -> Vec<usize> {
+    let starts_ident = pattern.chars().next().is_some_and(is_ident);
+    let ends_ident = pattern.chars().next_back().is_some_and(is_ident);
+    text.match_indices(pattern)
+        .map(|(at, _)| at)
+        .filter(|&at| {
+            let before = text[..at].chars().next_back();
+            let after = text[at + pattern.len()..].chars().next();
+            let joins_before = starts_ident && before.is_some_and(is_ident);
+            let joins_after = ends_ident && after.is_some_and(is_ident);
+            !joins_before && !joins_after
+        })
+        .collect()
+}
+
+fn banned_in(text: &str) -> impl Iterator<Item = &'static (&'static str, &'static str)> + '_ {
+    BANNED.iter().filter(move |(pattern, _)| !find_token(text, pattern).is_empty())
+}
+
+/// Banned names, written out in the code or brought in by a `use` group (reported as
+/// `via <path>`); one violation per name and line.
+fn banned_names(code: &str) -> Vec<(usize, String)> {
+    let mut found = std::collections::BTreeMap::new();
+    let lines = code.lines().enumerate().map(|(index, line)| (index + 1, line.to_owned(), None));
+    let used = use_paths(code).into_iter().map(|(line, path)| (line, path.clone(), Some(path)));
+    for (line, text, via) in lines.chain(used) {
+        for (pattern, why) in banned_in(&text) {
+            let via = via.as_ref().map(|path| format!(" (via `use {path}`)")).unwrap_or_default();
+            let message = format!("`{pattern}` outside {OS_ENV_PREFIX}*{via}: {why}");
+            found.entry((line, *pattern)).or_insert(message);
+        }
+    }
+    found.into_iter().map(|((line, _), message)| (line, message)).collect()
+}
+
+fn unordered_collections(text: &str, code: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (index, (original, line)) in text.lines().zip(code.lines()).enumerate() {
+        let allowed = original
+            .find(UNORDERED_OK_MARKER)
+            .is_some_and(|at| !original[at + UNORDERED_OK_MARKER.len()..].trim().is_empty());
+        for name in UNORDERED.iter().filter(|name| !find_token(line, name).is_empty()) {
+            if !allowed {
+                found.push((
+                    index + 1,
+                    format!(
+                        "`{name}` iterates in arbitrary order: use BTreeMap/BTreeSet or sort, or mark \
+                         the line `{UNORDERED_OK_MARKER} <reason>`"
+                    ),
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// `text` with every comment and string or character literal replaced by spaces, newlines
+/// kept, so lines and columns still match the original.
+fn strip_comments_and_literals(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let end = literal_or_comment_end(&chars, i);
+        if end == i {
+            out.push(chars[i]);
+            i += 1;
+        } else {
+            out.extend(chars[i..end].iter().map(|&c| if c == '\n' { '\n' } else { ' ' }));
+            i = end;
+        }
+    }
+    out
+}
+
+/// If a comment or literal starts at `i`, the index just past it; otherwise `i`.
+fn literal_or_comment_end(chars: &[char], i: usize) -> usize {
+    let at = |k: usize| chars.get(k).copied();
+    let starts_token = i == 0 || !is_ident(chars[i - 1]);
+    match chars[i] {
+        '/' if at(i + 1) == Some('/') => (i..chars.len()).find(|&k| chars[k] == '\n').unwrap_or(chars.len()),
+        '/' if at(i + 1) == Some('*') => block_comment_end(chars, i),
+        '"' => quoted_end(chars, i + 1, '"'),
+        '\'' => char_literal_end(chars, i),
+        'r' | 'b' | 'c' if starts_token => raw_string_end(chars, i).unwrap_or(i),
+        _ => i,
+    }
+}
+
+fn block_comment_end(chars: &[char], start: usize) -> usize {
+    let (mut depth, mut k) = (0, start);
+    while k + 1 < chars.len() {
+        match (chars[k], chars[k + 1]) {
+            ('/', '*') => {
+                depth += 1;
+                k += 2;
+            }
+            ('*', '/') => {
+                depth -= 1;
+                k += 2;
+                if depth == 0 {
+                    return k;
+                }
+            }
+            _ => k += 1,
+        }
+    }
+    chars.len()
+}
+
+/// The index past the `close` that ends a literal whose body starts at `k`, honouring `\`
+/// escapes.
+fn quoted_end(chars: &[char], mut k: usize, close: char) -> usize {
+    while k < chars.len() {
+        match chars[k] {
+            '\\' => k += 2,
+            c if c == close => return k + 1,
+            _ => k += 1,
+        }
+    }
+    chars.len()
+}
+
+/// A character literal (`'x'`, `'\n'`, `'\u{7f}'`) or, if none, a lifetime or label (left as
+/// code).
+fn char_literal_end(chars: &[char], i: usize) -> usize {
+    match (chars.get(i + 1), chars.get(i + 2)) {
+        (Some('\\'), _) => quoted_end(chars, i + 1, '\''),
+        (Some(_), Some('\'')) => i + 3,
+        _ => i,
+    }
+}
+
+/// A raw string (`r"…"`, `r#"…"#`, `br"…"`, `cr#"…"#`) starting at `i`, if there is one.
+fn raw_string_end(chars: &[char], i: usize) -> Option<usize> {
+    let mut k = i;
+    if chars[k] != 'r' {
+        k += 1;
+        if chars.get(k) != Some(&'r') {
+            return None;
+        }
+    }
+    k += 1;
+    let hashes = chars[k..].iter().take_while(|&&c| c == '#').count();
+    k += hashes;
+    if chars.get(k) != Some(&'"') {
+        return None;
+    }
+    let closing: Vec<char> = std::iter::once('"').chain(std::iter::repeat_n('#', hashes)).collect();
+    (k + 1..chars.len())
+        .find(|&end| chars[end..].starts_with(&closing))
+        .map(|end| end + closing.len())
+        .or(Some(chars.len()))
+}
+
+/// A token of a `use` tree, with its line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum UseToken {
+    Name(String),
+    Separator,
+    Open,
+    Close,
+    Comma,
+    Other,
+}
+
+/// Every path a `use` declaration in `code` brings in, expanded out of its groups
+/// (`use std::{fs::File, io}` gives `std::fs::File` and `std::io`), with the line of its
+/// last name.
+fn use_paths(code: &str) -> Vec<(usize, String)> {
+    let mut paths = Vec::new();
+    for at in find_token(code, "use") {
+        let Some(length) = code[at..].find(';') else { continue };
+        let first_line = code[..at].matches('\n').count() + 1;
+        let tokens = use_tokens(&code[at + "use".len()..at + length], first_line);
+        let mut position = 0;
+        expand_use_tree(&tokens, &mut position, String::new(), &mut paths);
+    }
+    paths
+}
+
+fn use_tokens(text: &str, first_line: usize) -> Vec<(usize, UseToken)> {
+    let mut tokens = Vec::new();
+    let (mut line, mut rest) = (first_line, text);
+    while let Some(c) = rest.chars().next() {
+        let (token, length) = match c {
+            '\n' => {
+                line += 1;
+                (None, 1)
+            }
+            c if c.is_whitespace() => (None, c.len_utf8()),
+            ':' if rest.starts_with("::") => (Some(UseToken::Separator), 2),
+            '{' => (Some(UseToken::Open), 1),
+            '}' => (Some(UseToken::Close), 1),
+            ',' => (Some(UseToken::Comma), 1),
+            c if is_ident(c) => {
+                let length = rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len());
+                (Some(UseToken::Name(rest[..length].to_owned())), length)
+            }
+            c => (Some(UseToken::Other), c.len_utf8()),
+        };
+        tokens.extend(token.map(|token| (line, token)));
+        rest = &rest[length..];
+    }
+    tokens
+}
+
+/// Expands one use tree starting at `tokens[*position]` under `prefix` into `out`; stops
+/// before a `,` or `}` that ends it.
+fn expand_use_tree(
+    tokens: &[(usize, UseToken)],
+    position: &mut usize,
+    prefix: String,
+    out: &mut Vec<(usize, String)>,
+) {
+    let mut path = prefix;
+    let mut line = 0;
+    while let Some((token_line, token)) = tokens.get(*position) {
+        match token {
+            UseToken::Name(name) if name == "as" => {
+                // `as alias`: the alias is not part of the path.
+                *position += 2;
+                break;
+            }
+            UseToken::Name(name) => {
+                path.push_str(name);
+                line = *token_line;
+                *position += 1;
+            }
+            UseToken::Separator => {
+                path.push_str("::");
+                *position += 1;
+            }
+            UseToken::Open => {
+                *position += 1;
+                loop {
+                    expand_use_tree(tokens, position, path.clone(), out);
+                    match tokens.get(*position) {
+                        Some((_, UseToken::Comma)) => *position += 1,
+                        Some((_, UseToken::Close)) => {
+                            *position += 1;
+                            break;
+                        }
+                        _ => return,
+                    }
+                    if matches!(tokens.get(*position), Some((_, UseToken::Close))) {
+                        *position += 1;
+                        break;
+                    }
+                }
+                return;
+            }
+            UseToken::Comma | UseToken::Close => break,
+            UseToken::Other => *position += 1,
+        }
+    }
+    let path = path.trim_start_matches("::").trim_end_matches("::self").to_owned();
+    if line > 0 {
+        out.push((line, path));
+    }
+}
+
+/// Every function whose body, from its `fn` line to its closing brace, is longer than
+/// [`FN_LINES_MAX`] lines.
+fn long_functions(code: &str) -> Vec<(usize, String)> {
+    let line_of = |at: usize| code[..at].matches('\n').count() + 1;
+    let mut found = Vec::new();
+    for at in find_token(code, "fn") {
+        let after = code[at + 2..].trim_start();
+        let name: String = after.chars().take_while(|&c| is_ident(c)).collect();
+        if name.is_empty() {
+            continue; // a function pointer type such as `fn(u8) -> u8`
+        }
+        let Some(open) = body_start(code, at) else { continue };
+        let first = line_of(at);
+        let lines = match matching_brace(code, open) {
+            Some(close) => line_of(close) - first + 1,
+            None => {
+                found.push((first, format!("function `{name}` has no closing brace")));
+                continue;
+            }
+        };
+        if lines > FN_LINES_MAX {
+            found.push((first, format!("function `{name}` is {lines} lines long (max {FN_LINES_MAX})")));
+        }
+    }
+    found
+}
+
+/// The `{` that opens the body of the function declared at `at`, or `None` for a declaration
+/// without a body (`fn f();`). A `;` inside brackets (`[u8; 4]`) does not end it.
+fn body_start(code: &str, at: usize) -> Option<usize> {
+    let mut depth = 0i32;
+    for (offset, c) in code[at..].char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            '{' if depth == 0 => return Some(at + offset),
+            ';' if depth == 0 => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn matching_brace(code: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (offset, c) in code[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(open + offset);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Every `.rs` file under `dir`, as `/`-separated paths relative to `root`, sorted.
+fn rust_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            rust_files(root, &path, out);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            let relative = path.strip_prefix(root).expect("below the root");
+            let parts: Vec<_> =
+                relative.components().map(|part| part.as_os_str().to_string_lossy()).collect();
+            out.push(parts.join("/"));
+        }
+    }
+}
+
+#[test]
+fn tidy_source_tree_has_no_violations() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(root, &root.join("src"), &mut files);
+    files.sort();
+    assert!(files.iter().any(|file| file == "src/env/os.rs"), "the scan found the kernel's files: {files:?}");
+    let violations: Vec<String> = files
+        .iter()
+        .flat_map(|file| {
+            let text =
+                std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"));
+            check_source(file, &text)
+        })
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "tidy found {} violation(s):\n{}",
+        violations.len(),
+        violations.join("\n")
+    );
+}
+
+/// Checks `text` as a kernel file outside the real-OS `Env`.
+fn check(text: &str) -> Vec<String> {
+    check_source("src/wal/writer.rs", text)
+}
+
+/// Asserts `text` gives exactly one violation, on `line`, whose message names `what`.
+fn assert_flagged(text: &str, line: usize, what: &str) {
+    let violations = check(text);
+    assert_eq!(violations.len(), 1, "one violation expected for {text:?}, got {violations:#?}");
+    let prefix = format!("src/wal/writer.rs:{line}: ");
+    assert!(
+        violations[0].starts_with(&prefix) && violations[0].contains(what),
+        "expected `{prefix}…{what}…`, got {:?}",
+        violations[0]
+    );
+}
+
+#[test]
+fn tidy_flags_std_fs_outside_the_os_env() {
+    assert_flagged("use std::fs;\n", 1, "`std::fs`");
+    assert_flagged("fn f() {\n    let _ = std::fs::read(\"x\");\n}\n", 2, "`std::fs` outside src/env/os*");
+    assert_flagged(
+        "use std::io;\nuse std::{fs::File, io::Read};\n",
+        2,
+        "`std::fs` outside src/env/os* (via `use std::fs::File`)",
+    );
+    assert_flagged("use std::{\n    io,\n    fs,\n};\n", 3, "(via `use std::fs`)");
+}
+
+#[test]
+fn tidy_flags_real_clocks() {
+    assert_flagged("fn f() {\n    let t = Instant::now();\n}\n", 2, "`Instant::now`");
+    assert_flagged("fn f() -> u64 {\n    std::time::SystemTime::now();\n    0\n}\n", 2, "`SystemTime::now`");
+    assert_flagged("fn f(env: &E) {\n    let age = env.now_wall().elapsed();\n}\n", 2, "`.elapsed(`");
+}
+
+#[test]
+fn tidy_flags_real_sleep() {
+    assert_flagged("fn f() {\n    std::thread::sleep(D);\n}\n", 2, "`thread::sleep`");
+    assert_flagged(
+        "use std::thread::{sleep, spawn};\n",
+        1,
+        "`thread::sleep` outside src/env/os* (via `use std::thread::sleep`)",
+    );
+}
+
+#[test]
+fn tidy_flags_os_randomness() {
+    assert_flagged("fn f() {\n    let mut rng = rand::thread_rng();\n}\n", 2, "`thread_rng`");
+    assert_flagged("fn f() -> u64 {\n    rand::random()\n}\n", 2, "`rand::random`");
+    assert_flagged("fn f() -> u64 {\n    rand::rng().random()\n}\n", 2, "`rand::rng`");
+    assert_flagged("use rand::{random, Rng};\n", 1, "(via `use rand::random`)");
+    assert_flagged("let rng = ChaCha8Rng::from_os_rng();\n", 1, "`from_os_rng`");
+}
+
+#[test]
+fn tidy_flags_unordered_collections_without_a_marker() {
+    assert_flagged("use std::collections::HashMap;\n", 1, "`HashMap` iterates in arbitrary order");
+    assert_flagged("fn f() {\n    let s: HashSet<u8> = HashSet::new();\n}\n", 2, "`HashSet`");
+    // A marker without a reason does not count.
+    assert_flagged("use std::collections::HashMap; // tidy: unordered-ok:\n", 1, "`HashMap`");
+    let marked = "use std::collections::HashMap; // tidy: unordered-ok: lookups only, never iterated\n";
+    assert_eq!(check(marked), Vec::<String>::new());
+}
+
+/// A function whose `fn` line and closing brace are `lines` lines apart, inclusive.
+fn function_of(lines: usize) -> String {
+    let mut text = String::from("fn long() {\n");
+    for index in 0..lines - 2 {
+        text.push_str(&format!("    let _x{index} = {index};\n"));
+    }
+    text.push_str("}\n");
+    text
+}
+
+#[test]
+fn tidy_flags_functions_over_100_lines() {
+    assert_eq!(function_of(101).lines().count(), 101);
+    assert_flagged(&function_of(101), 1, "function `long` is 101 lines long (max 100)");
+    assert_eq!(check(&function_of(100)), Vec::<String>::new());
+    // Methods count too, at their own `fn` line, and in the real-OS Env as well.
+    let method =
+        format!("impl X {{\n    /// Doc.\n{}}}\n", function_of(101).replace("fn long", "    pub fn method"));
+    assert_flagged(&method, 3, "function `method` is 101 lines long");
+    assert_eq!(check_source("src/env/os.rs", &function_of(101)).len(), 1);
+}
+
+#[test]
+fn tidy_braces_in_comments_and_literals_do_not_count() {
+    let tricky = "fn tricky<'a>(s: &'a str) -> char {\n    // }}}\n    /* } /* nested } */ } */\n    \
+                  let _ = \"}\\\"}\";\n    let _ = r#\"}\"}\"#;\n    let _ = b'}';\n    let _ = '\\'';\n    \
+                  '}'\n}\n";
+    let text = format!("{tricky}{}", function_of(101));
+    // Had a brace in a comment or literal counted, `tricky` would end in the wrong place or
+    // swallow `long`.
+    assert_flagged(&text, tricky.lines().count() + 1, "function `long` is 101 lines long");
+    let declarations = "trait T {\n    fn f(&self, x: [u8; 4]);\n    fn g(&self) -> fn(u8) -> u8;\n}\n";
+    assert_eq!(check(declarations), Vec::<String>::new());
+}
+
+#[test]
+fn tidy_accepts_clean_code_and_mentions_in_comments_or_strings() {
+    let clean = "use std::collections::{BTreeMap, BTreeSet};\nuse std::time::{Duration, SystemTime};\n\n\
+                 /// Unlike std::fs::File, this goes through Env; never Instant::now() or thread_rng().\n\
+                 fn f(env: &E) -> BTreeMap<u8, u8> {\n    // std::fs, HashMap, thread::sleep: none here.\n    \
+                 /* SystemTime::now() */\n    let _ = \"std::fs::read HashMap\";\n    let _ = r#\"rand::random\"#;\n    \
+                 BTreeMap::new()\n}\n";
+    assert_eq!(check(clean), Vec::<String>::new());
+    let module_docs = "//! Only src/env/os.rs may use std::fs or Instant::now.\n";
+    assert_eq!(check(module_docs), Vec::<String>::new());
+    // Names that merely contain a banned one are not it.
+    let lookalikes =
+        "struct NotAHashMapper;\nfn my_thread_rng_seed() {}\nmod stdx { pub mod fs {} }\nuse stdx::fs;\n";
+    assert_eq!(check(lookalikes), Vec::<String>::new());
+}
+
+#[test]
+fn tidy_allows_the_os_env_to_touch_the_os() {
+    let os = "use std::fs::{self, File};\nuse std::time::{Duration, Instant, SystemTime};\n\
+              fn now() -> Instant {\n    Instant::now()\n}\nfn wall() -> SystemTime {\n    SystemTime::now()\n}\n\
+              fn nap(d: Duration) {\n    std::thread::sleep(d);\n}\n";
+    assert_eq!(check_source("src/env/os.rs", os), Vec::<String>::new());
+    assert_eq!(check_source("src/env/os/file.rs", os), Vec::<String>::new());
+    let real_os = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/env/os.rs"))
+        .expect("read src/env/os.rs");
+    assert!(real_os.contains("std::fs"), "the real-OS Env uses std::fs");
+    assert_eq!(check_source("src/env/os.rs", &real_os), Vec::<String>::new());
+    // The same text anywhere else is flagged.
+    let elsewhere = check_source("src/env/sim/fs.rs", os);
+    let lines: Vec<&str> = elsewhere.iter().map(|v| v.split(": ").next().unwrap_or_default()).collect();
+    assert_eq!(
+        lines,
+        ["src/env/sim/fs.rs:1", "src/env/sim/fs.rs:4", "src/env/sim/fs.rs:7", "src/env/sim/fs.rs:10"]
+    );
+}
