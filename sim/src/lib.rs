@@ -1,1 +1,18 @@
-//! The stormhold simulator driver (work in progress: see issue 2).
+//! stormhold-sim: the simulator driver.
+//!
+//! Owns: run configuration from a seed (swarm testing), the workloads, their reference models
+//! and checkers, the runner that turns a config into a report with a trace hash, sweeps over
+//! many seeds, and the `stormhold-sim` command line.
+//!
+//! The dependency arrow points one way: this crate uses the public API of `stormhold` (with its
+//! `sim` feature); the kernel knows nothing of it. The models import only value types from the
+//! kernel, never its logic.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod corpus;
+pub mod env_workload;
+pub mod runner;
+pub mod sweep;

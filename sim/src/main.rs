@@ -1,1 +1,289 @@
-fn main() {}
+//! The `stormhold-sim` command line: `run` one seed, `sweep` many.
+//!
+//! Exit codes: 0 no violation; 1 a correctness violation; 2 a liveness failure; 3 a panic
+//! (of the simulator or the code under test); 64 bad command-line input.
+
+use clap::{Args, Parser, Subcommand};
+use std::fs;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use stormhold::env::sim::FaultSchedule;
+use stormhold_sim::config::{FaultList, OPS_DEFAULT, RunConfig, WorkloadKind};
+use stormhold_sim::corpus::CorpusEntry;
+use stormhold_sim::runner::{self, RunReport};
+use stormhold_sim::sweep::{self, SweepOptions, SweepSummary};
+
+#[derive(Parser)]
+#[command(name = "stormhold-sim", about = "Deterministic fault-injection simulator for stormhold")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one seed and print its options, summary and trace hash.
+    Run(RunArgs),
+    /// Run a range of seeds on all cores and print a summary.
+    Sweep(SweepArgs),
+}
+
+#[derive(Args, Clone)]
+struct WorkloadArgs {
+    /// Chaos-phase operations per seed.
+    #[arg(long, default_value_t = OPS_DEFAULT)]
+    ops: u64,
+    /// Fault classes: `all`, `none`, or a comma list of crash, sync, eio, short, enospc, rot,
+    /// misdirect, badsector, clock, slow. Default: each seed's swarm mix.
+    #[arg(long)]
+    faults: Option<FaultList>,
+    /// The workload.
+    #[arg(long, default_value = "env")]
+    workload: WorkloadKind,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The seed.
+    #[arg(long)]
+    seed: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Write the run's fault schedule to this file (JSON).
+    #[arg(long)]
+    record_schedule: Option<PathBuf>,
+    /// Take faults from this recorded schedule instead of drawing them.
+    #[arg(long)]
+    replay_schedule: Option<PathBuf>,
+    /// Save the run as a corpus entry (config, schedule, outcome) to this file.
+    #[arg(long, requires = "note")]
+    save_corpus: Option<PathBuf>,
+    /// The corpus entry's one-line note: the bug this case found.
+    #[arg(long)]
+    note: Option<String>,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Seeds as A..B (B exclusive).
+    #[arg(long, value_parser = parse_seed_range)]
+    seeds: Range<u64>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+}
+
+fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
+    let (start, end) = text.split_once("..").ok_or_else(|| format!("{text:?} is not A..B"))?;
+    let start: u64 = start.trim().parse().map_err(|e| format!("bad start {start:?}: {e}"))?;
+    let end: u64 = end.trim().parse().map_err(|e| format!("bad end {end:?}: {e}"))?;
+    if end <= start {
+        return Err(format!("empty seed range {text}"));
+    }
+    Ok(start..end)
+}
+
+fn config_for(seed: u64, args: &WorkloadArgs) -> RunConfig {
+    let mut config = RunConfig::from_seed(seed, args.workload, args.ops);
+    if let Some(FaultList(classes)) = &args.faults {
+        config.restrict_faults(classes);
+    }
+    config
+}
+
+fn replay_command(config: &RunConfig, args: &WorkloadArgs) -> String {
+    let mut command = format!(
+        "cargo run --release -p stormhold-sim -- run --seed {} --ops {} --workload {}",
+        config.seed, config.ops, config.workload
+    );
+    if let Some(FaultList(classes)) = &args.faults {
+        let names: Vec<&str> = classes.iter().map(|c| c.name()).collect();
+        command.push_str(&format!(
+            " --faults {}",
+            if names.is_empty() { "none".into() } else { names.join(",") }
+        ));
+    }
+    command
+}
+
+fn print_report(report: &RunReport, args: &WorkloadArgs) {
+    let s = &report.sim;
+    println!(
+        "summary: ops={} recoveries={} crashes={} calls={} faults={} simulated={:.3}s",
+        report.ops,
+        report.recoveries,
+        s.crashes,
+        s.calls,
+        report.faults(),
+        report.simulated_ns as f64 / 1e9
+    );
+    println!(
+        "faults: eio={} short={} sync={} enospc={} rot={} misdirect={} badsector={} (reads {}) clock={} slow={} torn={} lost={} dir-ops-lost={}",
+        s.io_errors,
+        s.short_ios,
+        s.sync_failures,
+        s.storage_full,
+        s.bit_rot,
+        s.misdirected_writes,
+        s.bad_sectors,
+        s.bad_sector_reads,
+        s.clock_jumps,
+        s.slow_ios,
+        s.writes_torn,
+        s.writes_lost,
+        s.dir_ops_lost
+    );
+    match &report.violation {
+        None => println!("result: ok (no violation)"),
+        Some(violation) => {
+            println!("result: VIOLATION (seed {})", report.config.seed);
+            println!("  {violation}");
+            println!("last events:");
+            for event in &report.trace_tail {
+                println!("  {event}");
+            }
+            println!("replay: {}", replay_command(&report.config, args));
+        }
+    }
+    println!("trace-hash: {:016x}", report.trace_hash);
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let config = config_for(args.seed, &args.workload);
+    let classes: Vec<&str> = config.enabled_classes().iter().map(|c| c.name()).collect();
+    println!(
+        "stormhold-sim run: seed={} workload={} ops={} quiet_ops={} driver_crash_probability={:.4}",
+        config.seed, config.workload, config.ops, config.quiet_ops, config.driver_crash_probability
+    );
+    println!("fault classes on: {}", if classes.is_empty() { "none".into() } else { classes.join(", ") });
+    println!("options: {:?}", config.faults);
+    let schedule = match &args.replay_schedule {
+        Some(path) => {
+            let text =
+                fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let schedule: FaultSchedule = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a fault schedule: {e}", path.display()))?;
+            println!("replaying {} scheduled faults from {}", schedule.faults.len(), path.display());
+            Some(schedule)
+        }
+        None => None,
+    };
+    let report = runner::run(&config, schedule);
+    print_report(&report, &args.workload);
+    if let Some(path) = &args.record_schedule {
+        let text = serde_json::to_string_pretty(&report.schedule).map_err(|e| e.to_string())?;
+        fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("schedule: {} faults written to {}", report.schedule.faults.len(), path.display());
+    }
+    if let Some(path) = &args.save_corpus {
+        let entry = CorpusEntry {
+            note: args.note.clone().unwrap_or_default(),
+            config: config.clone(),
+            schedule: report.schedule.clone(),
+            expect_violation: report.violation.as_ref().map(|v| v.kind),
+        };
+        entry.save(path)?;
+        println!("corpus: entry written to {}", path.display());
+    }
+    Ok(ExitCode::from(report.exit_code() as u8))
+}
+
+fn print_progress(summary: &SweepSummary, total: u64) {
+    eprintln!(
+        "[sweep] {}/{} seeds  {} violations  {:.1} seeds/s",
+        summary.seeds,
+        total,
+        summary.failures.len(),
+        summary.seeds_per_second()
+    );
+}
+
+fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
+    let s = &summary.sim;
+    println!("{:<22} {:>12}", "fault / event", "count");
+    let rows = [
+        ("crashes", s.crashes),
+        ("recoveries checked", summary.recoveries),
+        ("env calls", s.calls),
+        ("eio", s.io_errors),
+        ("short io", s.short_ios),
+        ("sync failures", s.sync_failures),
+        ("enospc", s.storage_full),
+        ("bit rot", s.bit_rot),
+        ("misdirected writes", s.misdirected_writes),
+        ("bad sectors", s.bad_sectors),
+        ("clock jumps", s.clock_jumps),
+        ("slow io", s.slow_ios),
+        ("torn writes", s.writes_torn),
+        ("lost writes", s.writes_lost),
+        ("lost dir ops", s.dir_ops_lost),
+    ];
+    for (name, count) in rows {
+        println!("{name:<22} {count:>12}");
+    }
+    let classes: Vec<String> =
+        summary.seeds_with_class.iter().map(|(class, seeds)| format!("{}={seeds}", class.name())).collect();
+    println!("seeds per fault class: {}", classes.join(" "));
+    let speedup = summary.simulated_ns as f64 / 1e9 / summary.elapsed.as_secs_f64().max(1e-9);
+    println!("simulated/real time: {speedup:.1}x");
+    for (seed, violation) in &summary.failures {
+        println!("FAILED seed {seed}: {violation}");
+        let args = WorkloadArgs {
+            ops: options.ops,
+            faults: options.faults.clone().map(FaultList),
+            workload: options.workload,
+        };
+        println!("  replay: {}", replay_command(&options.config(*seed), &args));
+    }
+    println!(
+        "seeds: {} ops: {} crashes: {} faults: {} violations: {} seeds/s: {:.1}",
+        summary.seeds,
+        summary.ops,
+        s.crashes,
+        summary.faults,
+        summary.failures.len(),
+        summary.seeds_per_second()
+    );
+}
+
+fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let options = SweepOptions {
+        seeds: args.seeds,
+        jobs,
+        workload: args.workload.workload,
+        ops: args.workload.ops,
+        faults: args.workload.faults.map(|FaultList(classes)| classes),
+    };
+    eprintln!(
+        "[sweep] seeds {}..{} workload={} ops={} jobs={}",
+        options.seeds.start, options.seeds.end, options.workload, options.ops, jobs
+    );
+    let summary = sweep::sweep(&options, print_progress);
+    print_summary(&summary, &options);
+    let worst = summary.failures.iter().map(|(_, v)| v.kind.exit_code()).max().unwrap_or(0);
+    Ok(ExitCode::from(worst as u8))
+}
+
+fn main() -> ExitCode {
+    // clap exits with 2 on bad input, which is the liveness-failure code here: map it to 64.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 64 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Sweep(args) => sweep(args),
+    };
+    result.unwrap_or_else(|message| {
+        eprintln!("stormhold-sim: {message}");
+        ExitCode::from(64)
+    })
+}

@@ -1,0 +1,275 @@
+//! A run's configuration, derived from its seed (swarm testing) and then overridden by flags.
+//!
+//! Invariants: everything a run does follows from its `RunConfig`; `RunConfig::from_seed` draws
+//! from its own stream of the seed, so the options of a seed never depend on how many random
+//! numbers the workload or the fault classes draw.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use stormhold::env::sim::{
+    CrashMode, DirOrdering, FaultOptions, LatencyOptions, SyncFailureProfile, TearFillWeights,
+    WriteFateWeights,
+};
+
+/// Stream numbers of the driver's own random streams (the fault classes use 1..=99).
+pub mod stream {
+    /// Swarm options of a seed.
+    pub const SWARM: u64 = 100;
+    /// The workload's operations.
+    pub const WORKLOAD: u64 = 101;
+}
+
+/// Default number of workload operations in a run.
+pub const OPS_DEFAULT: u64 = 400;
+
+/// The workloads the simulator can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    /// Raw Env calls (create, write, sync, rename, remove, crash, reopen) checked against a
+    /// model of what the crash-safety rules allow.
+    Env,
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkloadKind::Env => f.write_str("env"),
+        }
+    }
+}
+
+impl FromStr for WorkloadKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "env" => Ok(WorkloadKind::Env),
+            other => Err(format!("unknown workload {other:?} (known: env)")),
+        }
+    }
+}
+
+/// Fault classes, as `--faults` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FaultClass {
+    /// Spontaneous crashes at any Env call.
+    Crash,
+    /// Failed syncs.
+    Sync,
+    /// EIO on other calls.
+    Eio,
+    /// Short reads and writes.
+    Short,
+    /// A disk byte budget (ENOSPC).
+    Enospc,
+    /// Bit rot in durable bytes.
+    Rot,
+    /// Misdirected writes.
+    Misdirect,
+    /// Latent bad sectors.
+    BadSector,
+    /// Wall-clock jumps.
+    Clock,
+    /// Slow I/O.
+    Slow,
+}
+
+impl FaultClass {
+    /// Every class, in a fixed order.
+    pub const ALL: [FaultClass; 10] = [
+        FaultClass::Crash,
+        FaultClass::Sync,
+        FaultClass::Eio,
+        FaultClass::Short,
+        FaultClass::Enospc,
+        FaultClass::Rot,
+        FaultClass::Misdirect,
+        FaultClass::BadSector,
+        FaultClass::Clock,
+        FaultClass::Slow,
+    ];
+
+    /// The `--faults` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultClass::Crash => "crash",
+            FaultClass::Sync => "sync",
+            FaultClass::Eio => "eio",
+            FaultClass::Short => "short",
+            FaultClass::Enospc => "enospc",
+            FaultClass::Rot => "rot",
+            FaultClass::Misdirect => "misdirect",
+            FaultClass::BadSector => "badsector",
+            FaultClass::Clock => "clock",
+            FaultClass::Slow => "slow",
+        }
+    }
+}
+
+/// Parses a `--faults` list: `all`, `none`, or comma-separated class names.
+pub fn parse_fault_list(text: &str) -> Result<Vec<FaultClass>, String> {
+    match text.trim() {
+        "all" => return Ok(FaultClass::ALL.to_vec()),
+        "none" | "" => return Ok(Vec::new()),
+        _ => {}
+    }
+    text.split(',')
+        .map(|name| {
+            let name = name.trim();
+            FaultClass::ALL.iter().copied().find(|class| class.name() == name).ok_or_else(|| {
+                let known: Vec<&str> = FaultClass::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown fault class {name:?} (known: {}, all, none)", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// A `--faults` list, parsed as a whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultList(pub Vec<FaultClass>);
+
+impl FromStr for FaultList {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_fault_list(text).map(FaultList)
+    }
+}
+
+/// Everything that determines a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The seed.
+    pub seed: u64,
+    /// Which workload.
+    pub workload: WorkloadKind,
+    /// Operations in the chaos phase.
+    pub ops: u64,
+    /// Operations in the quiet phase that follows (no new faults).
+    pub quiet_ops: u64,
+    /// Chance that the workload itself crashes the process between two operations.
+    pub driver_crash_probability: f64,
+    /// The simulated disk and clock.
+    pub faults: FaultOptions,
+}
+
+fn rate(rng: &mut ChaCha8Rng, on: bool, low: f64, high: f64) -> f64 {
+    if on { rng.random_range(low..high) } else { 0.0 }
+}
+
+impl RunConfig {
+    /// The swarm configuration of `seed`: each fault class is on or off with even odds, and
+    /// its rate, the sector size, the sync-failure profile and the directory ordering vary.
+    pub fn from_seed(seed: u64, workload: WorkloadKind, ops: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(stream::SWARM);
+        let mut on = [false; FaultClass::ALL.len()];
+        for flag in &mut on {
+            *flag = rng.random_bool(0.5);
+        }
+        let class_on = |class: FaultClass| on[FaultClass::ALL.iter().position(|&c| c == class).unwrap_or(0)];
+        let sector_size_bytes = if rng.random_bool(0.75) { 512 } else { 4096 };
+        let profiles = [SyncFailureProfile::Keep, SyncFailureProfile::Drop, SyncFailureProfile::Revert];
+        let crash_probability = rate(&mut rng, class_on(FaultClass::Crash), 0.001, 0.02);
+        let faults = FaultOptions {
+            sector_size_bytes,
+            crash: if crash_probability > 0.0 {
+                CrashMode::Random { probability: crash_probability }
+            } else {
+                CrashMode::Off
+            },
+            write_fate: WriteFateWeights {
+                survive: rng.random_range(0..4),
+                lose: rng.random_range(0..4),
+                tear: rng.random_range(1..4),
+            },
+            tear_fill: TearFillWeights {
+                old: rng.random_range(0..3),
+                zero: rng.random_range(1..3),
+                garbage: if rng.random_bool(0.5) { rng.random_range(0..3) } else { 0 },
+            },
+            powersafe_overwrite: rng.random_bool(0.5),
+            dir_ordering: if rng.random_bool(0.5) { DirOrdering::Independent } else { DirOrdering::Ordered },
+            sync_failure_probability: rate(&mut rng, class_on(FaultClass::Sync), 0.005, 0.05),
+            sync_failure_profile: profiles[rng.random_range(0..profiles.len())],
+            io_error_probability: rate(&mut rng, class_on(FaultClass::Eio), 0.002, 0.03),
+            io_error_persistent_fraction: rng.random_range(0.0..0.5),
+            short_io_probability: rate(&mut rng, class_on(FaultClass::Short), 0.01, 0.2),
+            disk_bytes_max: class_on(FaultClass::Enospc).then(|| rng.random_range(8_192..65_536)),
+            bit_rot_probability: rate(&mut rng, class_on(FaultClass::Rot), 0.001, 0.01),
+            misdirect_probability: rate(&mut rng, class_on(FaultClass::Misdirect), 0.001, 0.01),
+            bad_sector_probability: rate(&mut rng, class_on(FaultClass::BadSector), 0.001, 0.01),
+            media_faults_max: rng.random_range(1..8),
+            clock_jump_probability: rate(&mut rng, class_on(FaultClass::Clock), 0.01, 0.2),
+            clock_jump_max_ms: 3_600_000,
+            latency: LatencyOptions {
+                slow_probability: rate(&mut rng, class_on(FaultClass::Slow), 0.001, 0.05),
+                ..LatencyOptions::default()
+            },
+        };
+        Self {
+            seed,
+            workload,
+            ops,
+            quiet_ops: (ops / 10).max(10),
+            driver_crash_probability: rng.random_range(0.005..0.03),
+            faults,
+        }
+    }
+
+    /// Keeps exactly the fault classes in `classes`: the others are switched off, and a listed
+    /// class the swarm left off gets a middle rate.
+    pub fn restrict_faults(&mut self, classes: &[FaultClass]) {
+        let f = &mut self.faults;
+        let want = |class| classes.contains(&class);
+        let pick = |current: f64, class, default: f64| match (want(class), current > 0.0) {
+            (false, _) => 0.0,
+            (true, true) => current,
+            (true, false) => default,
+        };
+        f.crash = match (want(FaultClass::Crash), f.crash) {
+            (false, _) => CrashMode::Off,
+            (true, CrashMode::Off) => CrashMode::Random { probability: 0.01 },
+            (true, mode) => mode,
+        };
+        f.sync_failure_probability = pick(f.sync_failure_probability, FaultClass::Sync, 0.02);
+        f.io_error_probability = pick(f.io_error_probability, FaultClass::Eio, 0.01);
+        f.short_io_probability = pick(f.short_io_probability, FaultClass::Short, 0.05);
+        f.bit_rot_probability = pick(f.bit_rot_probability, FaultClass::Rot, 0.005);
+        f.misdirect_probability = pick(f.misdirect_probability, FaultClass::Misdirect, 0.005);
+        f.bad_sector_probability = pick(f.bad_sector_probability, FaultClass::BadSector, 0.005);
+        f.clock_jump_probability = pick(f.clock_jump_probability, FaultClass::Clock, 0.05);
+        f.latency.slow_probability = pick(f.latency.slow_probability, FaultClass::Slow, 0.01);
+        f.disk_bytes_max = match (want(FaultClass::Enospc), f.disk_bytes_max) {
+            (false, _) => None,
+            (true, None) => Some(32_768),
+            (true, some) => some,
+        };
+        let media = [FaultClass::Rot, FaultClass::Misdirect, FaultClass::BadSector];
+        if media.iter().any(|&class| want(class)) && f.media_faults_max == 0 {
+            f.media_faults_max = 4;
+        }
+    }
+
+    /// The fault classes switched on.
+    pub fn enabled_classes(&self) -> Vec<FaultClass> {
+        let f = &self.faults;
+        FaultClass::ALL
+            .iter()
+            .copied()
+            .filter(|class| match class {
+                FaultClass::Crash => f.crash != CrashMode::Off,
+                FaultClass::Sync => f.sync_failure_probability > 0.0,
+                FaultClass::Eio => f.io_error_probability > 0.0,
+                FaultClass::Short => f.short_io_probability > 0.0,
+                FaultClass::Enospc => f.disk_bytes_max.is_some(),
+                FaultClass::Rot => f.bit_rot_probability > 0.0,
+                FaultClass::Misdirect => f.misdirect_probability > 0.0,
+                FaultClass::BadSector => f.bad_sector_probability > 0.0,
+                FaultClass::Clock => f.clock_jump_probability > 0.0,
+                FaultClass::Slow => f.latency.slow_probability > 0.0,
+            })
+            .collect()
+    }
+}

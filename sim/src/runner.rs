@@ -1,0 +1,152 @@
+//! Running one seed: build the simulated machine from the config, drive the workload, and
+//! report what happened.
+//!
+//! Invariants: a run touches no real time, thread or OS randomness, so its report (the trace
+//! hash included) is a pure function of its config and, when replaying, the fault schedule.
+//! A panic anywhere in the run is caught and reported as a violation of its own kind.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TraceEvent};
+
+use crate::config::{RunConfig, WorkloadKind};
+use crate::env_workload::EnvWorkload;
+
+/// What kind of promise a run found broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ViolationKind {
+    /// Something durable was lost or changed.
+    Durability,
+    /// Something appeared that was never written.
+    Invention,
+    /// A read or listing during the run disagreed with the model.
+    Read,
+    /// After faults stopped, the system did not recover and accept durable writes.
+    Liveness,
+    /// The simulator or the code under test panicked.
+    Panic,
+}
+
+impl ViolationKind {
+    /// The process exit code for a run that found this: 1 correctness, 2 liveness, 3 panic.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ViolationKind::Durability | ViolationKind::Invention | ViolationKind::Read => 1,
+            ViolationKind::Liveness => 2,
+            ViolationKind::Panic => 3,
+        }
+    }
+}
+
+/// A broken promise, with where the run was when it saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// What kind.
+    pub kind: ViolationKind,
+    /// The workload operation during or after which it was seen (1-based).
+    pub op_index: u64,
+    /// Expected versus got, in words.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?} violation at op {}: {}", self.kind, self.op_index, self.detail)
+    }
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The configuration it ran.
+    pub config: RunConfig,
+    /// Workload operations executed.
+    pub ops: u64,
+    /// Crash recoveries checked.
+    pub recoveries: u64,
+    /// What the simulator did.
+    pub sim: SimStats,
+    /// The first broken promise, if any.
+    pub violation: Option<Violation>,
+    /// The hash of the whole event trace.
+    pub trace_hash: u64,
+    /// The last events, for a violation report.
+    pub trace_tail: Vec<TraceEvent>,
+    /// The fault decisions, for recording.
+    pub schedule: FaultSchedule,
+    /// Virtual time the run covered, in nanoseconds.
+    pub simulated_ns: u64,
+}
+
+impl RunReport {
+    /// 0 when no promise broke, else the violation's exit code.
+    pub fn exit_code(&self) -> i32 {
+        self.violation.as_ref().map_or(0, |v| v.kind.exit_code())
+    }
+
+    /// Faults injected, all classes together (crashes counted apart).
+    pub fn faults(&self) -> u64 {
+        let s = &self.sim;
+        s.io_errors
+            + s.short_ios
+            + s.sync_failures
+            + s.storage_full
+            + s.bit_rot
+            + s.misdirected_writes
+            + s.bad_sectors
+            + s.clock_jumps
+            + s.slow_ios
+            + s.writes_torn
+            + s.writes_lost
+            + s.dir_ops_lost
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}
+
+/// Runs `config`, drawing faults from the seed, or taking them from `schedule` when given.
+pub fn run(config: &RunConfig, schedule: Option<FaultSchedule>) -> RunReport {
+    let env = match schedule {
+        Some(schedule) => SimEnv::replaying(config.seed, config.faults.clone(), schedule),
+        None => SimEnv::new(config.seed, config.faults.clone()),
+    };
+    let env = match env {
+        Ok(env) => env,
+        Err(invalid) => panic!("the configuration builds invalid fault options: {invalid}"),
+    };
+    run_with_env(config, env)
+}
+
+/// Runs the workload of `config` on `env`. The model believes `config.faults`; a test of the
+/// checker's power passes an `env` whose disk misbehaves beyond those options.
+pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| match config.workload {
+        WorkloadKind::Env => {
+            let mut workload = EnvWorkload::new(env.clone(), config.clone());
+            let result = workload.run();
+            (workload.ops(), workload.recoveries, result.err())
+        }
+    }));
+    let (ops, recoveries, violation) = outcome.unwrap_or_else(|payload| {
+        let detail = format!("panic: {}", panic_message(payload.as_ref()));
+        (0, 0, Some(Violation { kind: ViolationKind::Panic, op_index: 0, detail }))
+    });
+    RunReport {
+        config: config.clone(),
+        ops,
+        recoveries,
+        sim: env.stats(),
+        violation,
+        trace_hash: env.trace_hash(),
+        trace_tail: env.trace_tail(),
+        schedule: env.schedule(),
+        simulated_ns: u64::try_from(env.now().as_nanos()).unwrap_or(u64::MAX),
+    }
+}

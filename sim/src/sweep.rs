@@ -1,0 +1,146 @@
+//! Sweeping many seeds on all cores, with progress and a summary.
+//!
+//! Each seed runs single-threaded and deterministically on one worker thread; threads only
+//! decide which seed runs where. The summary is a sum over seeds and so does not depend on the
+//! thread count, except for the throughput figures.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use stormhold::env::sim::SimStats;
+
+use crate::config::{FaultClass, RunConfig, WorkloadKind};
+use crate::runner::{self, RunReport, Violation};
+
+/// What to sweep.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// The seeds, end exclusive.
+    pub seeds: Range<u64>,
+    /// Worker threads (at least 1).
+    pub jobs: usize,
+    /// The workload of every seed.
+    pub workload: WorkloadKind,
+    /// Chaos-phase operations per seed.
+    pub ops: u64,
+    /// If set, exactly these fault classes (else each seed's swarm mix).
+    pub faults: Option<Vec<FaultClass>>,
+}
+
+impl SweepOptions {
+    /// The configuration of one seed of the sweep.
+    pub fn config(&self, seed: u64) -> RunConfig {
+        let mut config = RunConfig::from_seed(seed, self.workload, self.ops);
+        if let Some(classes) = &self.faults {
+            config.restrict_faults(classes);
+        }
+        config
+    }
+}
+
+/// The sums of a sweep.
+#[derive(Clone, Debug, Default)]
+pub struct SweepSummary {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Workload operations.
+    pub ops: u64,
+    /// Crash recoveries checked.
+    pub recoveries: u64,
+    /// Faults injected (crashes apart).
+    pub faults: u64,
+    /// Simulator counters, summed.
+    pub sim: SimStats,
+    /// Seeds with each fault class switched on.
+    pub seeds_with_class: Vec<(FaultClass, u64)>,
+    /// Failing seeds with their first violation, by seed.
+    pub failures: Vec<(u64, Violation)>,
+    /// Virtual time covered, in nanoseconds.
+    pub simulated_ns: u64,
+    /// Real time taken.
+    pub elapsed: Duration,
+}
+
+fn add_stats(total: &mut SimStats, one: &SimStats) {
+    total.calls += one.calls;
+    total.crashes += one.crashes;
+    total.io_errors += one.io_errors;
+    total.short_ios += one.short_ios;
+    total.sync_failures += one.sync_failures;
+    total.storage_full += one.storage_full;
+    total.bit_rot += one.bit_rot;
+    total.misdirected_writes += one.misdirected_writes;
+    total.bad_sectors += one.bad_sectors;
+    total.bad_sector_reads += one.bad_sector_reads;
+    total.clock_jumps += one.clock_jumps;
+    total.slow_ios += one.slow_ios;
+    total.writes_lost += one.writes_lost;
+    total.writes_torn += one.writes_torn;
+    total.dir_ops_lost += one.dir_ops_lost;
+}
+
+impl SweepSummary {
+    fn add(&mut self, report: &RunReport) {
+        self.seeds += 1;
+        self.ops += report.ops;
+        self.recoveries += report.recoveries;
+        self.faults += report.faults();
+        add_stats(&mut self.sim, &report.sim);
+        self.simulated_ns = self.simulated_ns.saturating_add(report.simulated_ns);
+        for class in report.config.enabled_classes() {
+            match self.seeds_with_class.iter_mut().find(|(c, _)| *c == class) {
+                Some((_, count)) => *count += 1,
+                None => self.seeds_with_class.push((class, 1)),
+            }
+        }
+        if let Some(violation) = &report.violation {
+            self.failures.push((report.config.seed, violation.clone()));
+        }
+    }
+
+    /// Seeds per real second.
+    pub fn seeds_per_second(&self) -> f64 {
+        self.seeds as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs every seed of `options`; `progress` is called now and then with the summary so far.
+pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64)) -> SweepSummary {
+    let started = Instant::now();
+    let next = AtomicU64::new(options.seeds.start);
+    let total = options.seeds.end.saturating_sub(options.seeds.start);
+    let mut summary = SweepSummary::default();
+    let (sender, receiver) = mpsc::channel::<RunReport>();
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.max(1) {
+            let sender = sender.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= options.seeds.end {
+                        break;
+                    }
+                    if sender.send(runner::run(&options.config(seed), None)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut last_progress = Instant::now();
+        for report in receiver {
+            summary.add(&report);
+            if last_progress.elapsed() >= Duration::from_secs(2) {
+                summary.elapsed = started.elapsed();
+                progress(&summary, total);
+                last_progress = Instant::now();
+            }
+        }
+    });
+    summary.failures.sort_by_key(|(seed, _)| *seed);
+    summary.seeds_with_class.sort();
+    summary.elapsed = started.elapsed();
+    summary
+}
