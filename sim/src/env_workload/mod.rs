@@ -61,6 +61,8 @@ pub struct EnvWorkload {
     op_index: u64,
     /// The latest monotonic reading: the clock must never go below it.
     monotonic_seen: Duration,
+    /// Successful file and directory syncs: the durable watermark a report draws.
+    syncs_acknowledged: u64,
     /// Completed crash recoveries (each one checked).
     pub recoveries: u64,
 }
@@ -85,6 +87,7 @@ impl EnvWorkload {
             handles: Vec::new(),
             op_index: 0,
             monotonic_seen: Duration::ZERO,
+            syncs_acknowledged: 0,
             recoveries: 0,
         }
     }
@@ -261,6 +264,7 @@ impl EnvWorkload {
         match result {
             Ok(()) => {
                 self.file(file).synced();
+                self.acknowledge_sync();
                 Ok(())
             }
             Err(error) if is_crash(&error) => Err(Stop::Crashed),
@@ -332,6 +336,7 @@ impl EnvWorkload {
         match self.env.sync_dir(&PathBuf::from(format!("/{dir}"))) {
             Ok(()) => {
                 self.dir(dir).synced();
+                self.acknowledge_sync();
                 Ok(())
             }
             Err(error) if is_crash(&error) => Err(Stop::Crashed),
@@ -340,6 +345,12 @@ impl EnvWorkload {
                 Ok(())
             }
         }
+    }
+
+    /// Counts a sync that returned `Ok` and notes the new durable watermark in the trace.
+    fn acknowledge_sync(&mut self) {
+        self.syncs_acknowledged += 1;
+        self.env.note(format!("watermark durable-syncs={}", self.syncs_acknowledged));
     }
 
     /// Reads both clocks and sometimes sleeps: the wall clock may jump, even backwards, but

@@ -37,7 +37,7 @@ pub use options::{
     SyncFailureProfile, TearFillWeights, WriteFateWeights,
 };
 pub use state::{DamageKind, SimCrash, is_crash};
-pub use trace::{StableHasher, TRACE_TAIL_EVENTS, TraceEvent};
+pub use trace::{StableHasher, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS, TraceEvent};
 
 use super::{Env, EnvFile, LOCK_FILE_NAME, OpenOptions};
 use faults::FaultSource;
@@ -209,6 +209,12 @@ impl SimEnv {
     /// The most recent events (at most [`TRACE_TAIL_EVENTS`]).
     pub fn trace_tail(&self) -> Vec<TraceEvent> {
         self.lock().trace.tail()
+    }
+
+    /// Keeps the last `events` events as text instead of [`TRACE_TAIL_EVENTS`] (clamped to
+    /// 1..=[`TRACE_EVENTS_MAX`]), for reports that draw a whole run.
+    pub fn keep_trace_events(&self, events: usize) {
+        self.lock().trace.set_tail_max(events);
     }
 
     /// Starts keeping each event's hash, for event-by-event determinism checks.

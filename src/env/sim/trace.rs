@@ -10,8 +10,11 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-/// How many of the most recent events the trace keeps for reports.
+/// How many of the most recent events the trace keeps for reports, unless asked for more.
 pub const TRACE_TAIL_EVENTS: usize = 64;
+
+/// The most events a trace can be asked to keep (a bound on memory: about 100 MB of text).
+pub const TRACE_EVENTS_MAX: usize = 1_000_000;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -75,16 +78,37 @@ impl fmt::Display for TraceEvent {
 }
 
 /// The running trace.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Trace {
     hasher: StableHasher,
     count: u64,
     tail: VecDeque<TraceEvent>,
+    tail_max: usize,
     /// Per-event hashes, kept only when asked for (determinism checks).
     pub event_hashes: Option<Vec<u64>>,
 }
 
+impl Default for Trace {
+    fn default() -> Self {
+        Self {
+            hasher: StableHasher::default(),
+            count: 0,
+            tail: VecDeque::new(),
+            tail_max: TRACE_TAIL_EVENTS,
+            event_hashes: None,
+        }
+    }
+}
+
 impl Trace {
+    /// Keeps the last `events` events (at least 1, at most [`TRACE_EVENTS_MAX`]).
+    pub fn set_tail_max(&mut self, events: usize) {
+        self.tail_max = events.clamp(1, TRACE_EVENTS_MAX);
+        while self.tail.len() > self.tail_max {
+            self.tail.pop_front();
+        }
+    }
+
     pub fn push(&mut self, event: TraceEvent) {
         let event_hash = event.hash();
         self.hasher.write_u64(event_hash);
@@ -92,7 +116,7 @@ impl Trace {
         if let Some(hashes) = &mut self.event_hashes {
             hashes.push(event_hash);
         }
-        if self.tail.len() == TRACE_TAIL_EVENTS {
+        if self.tail.len() == self.tail_max {
             self.tail.pop_front();
         }
         self.tail.push_back(event);
