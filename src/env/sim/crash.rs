@@ -13,7 +13,7 @@
 //!   the live view equals the durable one.
 //!
 //! Every choice goes through a [`Chooser`], so the same rules serve random sampling and
-//! (later) systematic enumeration of images.
+//! systematic enumeration of images (`images.rs`).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -160,6 +160,7 @@ pub(crate) fn stream_rng(seed: u64, stream_id: u64) -> ChaCha8Rng {
     rng
 }
 
+#[derive(Clone)]
 struct Streams {
     crash: ChaCha8Rng,
     io_error: ChaCha8Rng,
@@ -171,12 +172,15 @@ struct Streams {
     slow_io: ChaCha8Rng,
 }
 
+#[derive(Clone)]
 enum Mode {
     Draw(Box<Streams>),
     Replay { schedule: FaultSchedule, next: usize },
 }
 
-/// Where fault decisions come from.
+/// Where fault decisions come from. A clone continues every stream, the schedule and the armed
+/// faults from where they are, independently of the original.
+#[derive(Clone)]
 pub(crate) struct FaultSource {
     mode: Mode,
     recorded: FaultSchedule,

@@ -20,7 +20,7 @@ pub(crate) type NodeId = u64;
 pub(crate) const ROOT: NodeId = 0;
 
 /// A change to a file that is visible but not yet durable.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum PendingWrite {
     /// Bytes written at `offset`; when they reach the disk they land at `disk_offset`
     /// (different only for a misdirected write).
@@ -29,7 +29,7 @@ pub(crate) enum PendingWrite {
     SetLen { len: u64 },
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FileNode {
     pub durable: Vec<u8>,
     pub live: Vec<u8>,
@@ -45,14 +45,14 @@ pub(crate) enum DirOp {
     Unlink { name: String },
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct DirNode {
     pub durable: BTreeMap<String, NodeId>,
     pub live: BTreeMap<String, NodeId>,
     pub pending: Vec<DirOp>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Node {
     File(FileNode),
     Dir(DirNode),
@@ -148,7 +148,8 @@ pub(crate) enum Slot<'a> {
     Entry { parent: NodeId, name: &'a str },
 }
 
-#[derive(Clone, Debug)]
+/// Equality compares whole disks, pending state included: crash images are deduplicated by it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Fs {
     pub nodes: BTreeMap<NodeId, Node>,
     next_id: NodeId,

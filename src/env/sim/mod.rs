@@ -13,12 +13,17 @@
 //! fails with a [`SimCrash`] error until [`SimEnv::restart`]; handles and locks of the dead
 //! process stay dead.
 //!
+//! Instead of drawing one post-crash image, [`SimEnv::crash_images`] enumerates every image the
+//! fault model allows at the current point, each in a [`SimEnv::fork`] of the machine (see
+//! `images.rs`).
+//!
 //! Fault decisions are recorded as a [`FaultSchedule`]; [`SimEnv::replaying`] replays one
 //! without drawing any random number, so a recorded run survives code changes elsewhere.
 
 mod crash;
 mod faults;
 mod fs;
+mod images;
 mod options;
 mod state;
 mod trace;
@@ -32,6 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use faults::{CallKind, Fault, FaultSchedule, ScheduledFault};
 pub use fs::FILE_SIZE_MAX_BYTES;
+pub use images::CrashImages;
 pub use options::{
     CrashMode, DirOrdering, FaultOptions, InvalidFaultOptions, LatencyOptions, SECTOR_SIZES_BYTES,
     SyncFailureProfile, TearFillWeights, WriteFateWeights,
@@ -77,6 +83,10 @@ pub struct SimStats {
     pub writes_torn: u64,
     /// Pending directory operations lost at a crash or failed directory sync.
     pub dir_ops_lost: u64,
+    /// Crashes into one of the images of [`SimEnv::crash_images`] (also counted in `crashes`):
+    /// each image counts its own, so a driver sums this over the images it checked.
+    #[serde(default)]
+    pub crash_images: u64,
 }
 
 /// The simulated environment. Cloning gives another handle to the same simulated machine.
@@ -189,6 +199,14 @@ impl SimEnv {
         let mut state = self.lock();
         state.faults.enabled = enabled;
         state.event(format!("faults enabled={enabled}"));
+    }
+
+    /// Changes the disk budget (`FaultOptions::disk_bytes_max`); `None` lifts it. A driver
+    /// lifts it for the quiet phase: the operator has freed space.
+    pub fn set_disk_bytes_max(&self, disk_bytes_max: Option<u64>) {
+        let mut state = self.lock();
+        state.options.disk_bytes_max = disk_bytes_max;
+        state.event(format!("disk budget {disk_bytes_max:?}"));
     }
 
     /// Arms `fault` for the next call of `kind` (for tests that pin one fault's effect).

@@ -8,7 +8,8 @@
 //!
 //! Invariants: the virtual monotonic clock only moves forward; a crash resolves every pending
 //! change exactly once, invalidates every handle and lock of the dead process, and leaves the
-//! live view equal to the durable one.
+//! live view equal to the durable one; a fork shares no state with its original and holds no
+//! handle or lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -263,6 +264,13 @@ impl State {
         assert!(!self.crashed, "a dead process cannot crash again");
         let options = self.options.clone();
         let resolution = crash::crash(&mut self.fs, &options, &mut RandomChooser::new(image_seed));
+        self.die(resolution, format!("crash image_seed={image_seed:#x} {resolution:?}"));
+    }
+
+    /// The rest of a crash once `self.fs` holds the post-crash image that `resolution`
+    /// describes: counts it, kills the process with its handles and locks, and traces `text`.
+    pub fn die(&mut self, resolution: Resolution, text: String) {
+        assert!(!self.crashed, "a dead process cannot crash again");
         self.count(resolution);
         self.stats.crashes += 1;
         self.crashed = true;
@@ -271,7 +279,35 @@ impl State {
         self.locks.clear();
         // The crash made every live view equal to the durable one.
         self.stale_caches.clear();
-        self.event(format!("crash image_seed={image_seed:#x} {resolution:?}"));
+        self.event(text);
+    }
+
+    /// A deep, independent copy of the machine with `fs` as its disk, and no handle or lock
+    /// open: the nodes only the handles of `self` kept alive are gone from the copy.
+    pub fn fork_with(&self, fs: Fs) -> State {
+        let mut fork = State {
+            seed: self.seed,
+            fs,
+            options: self.options.clone(),
+            faults: self.faults.clone(),
+            trace: self.trace.clone(),
+            stats: self.stats.clone(),
+            monotonic_ns: self.monotonic_ns,
+            wall_offset_ns: self.wall_offset_ns,
+            crashed: self.crashed,
+            generation: self.generation,
+            call: self.call,
+            io_call: self.io_call,
+            handles: BTreeMap::new(),
+            next_handle: self.next_handle,
+            locks: BTreeMap::new(),
+            damage: self.damage.clone(),
+            media_faults_used: self.media_faults_used,
+            stale_caches: self.stale_caches.clone(),
+        };
+        fork.fs.collect_garbage(&BTreeSet::new());
+        fork.stale_caches.retain(|node| fork.fs.nodes.contains_key(node));
+        fork
     }
 
     fn count(&mut self, resolution: Resolution) {
