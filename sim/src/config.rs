@@ -4,6 +4,7 @@
 //! from its own stream of the seed, so the options of a seed never depend on how many random
 //! numbers the workload or the fault classes draw.
 
+use crate::kv::toy::ToyBug;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -31,23 +32,42 @@ pub enum WorkloadKind {
     /// Raw Env calls (create, write, sync, rename, remove, crash, reopen) checked against a
     /// model of what the crash-safety rules allow.
     Env,
+    /// A toy key-value store, correct or with one planted crash-safety bug, checked by the
+    /// key-value model (proves the checker can fail).
+    Toy(ToyBug),
+}
+
+impl WorkloadKind {
+    /// Every workload, by name.
+    pub fn all() -> Vec<WorkloadKind> {
+        let mut all = vec![WorkloadKind::Env];
+        all.extend(ToyBug::ALL.iter().map(|&bug| WorkloadKind::Toy(bug)));
+        all
+    }
+
+    /// The `--workload` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Env => "env",
+            WorkloadKind::Toy(bug) => bug.workload_name(),
+        }
+    }
 }
 
 impl fmt::Display for WorkloadKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WorkloadKind::Env => f.write_str("env"),
-        }
+        f.write_str(self.name())
     }
 }
 
 impl FromStr for WorkloadKind {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "env" => Ok(WorkloadKind::Env),
-            other => Err(format!("unknown workload {other:?} (known: env)")),
-        }
+        let all = WorkloadKind::all();
+        all.iter().copied().find(|w| w.name() == text).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|w| w.name()).collect();
+            format!("unknown workload {text:?} (known: {})", names.join(", "))
+        })
     }
 }
 

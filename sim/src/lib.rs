@@ -14,5 +14,8 @@
 pub mod config;
 pub mod corpus;
 pub mod env_workload;
+pub mod kv;
+pub mod report;
 pub mod runner;
+pub mod shrink;
 pub mod sweep;

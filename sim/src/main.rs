@@ -8,9 +8,10 @@ use std::fs;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use stormhold::env::sim::FaultSchedule;
+use stormhold::env::sim::{FaultSchedule, SimEnv, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS};
 use stormhold_sim::config::{FaultList, OPS_DEFAULT, RunConfig, WorkloadKind};
-use stormhold_sim::corpus::CorpusEntry;
+use stormhold_sim::corpus::{self, CorpusEntry};
+use stormhold_sim::report;
 use stormhold_sim::runner::{self, RunReport};
 use stormhold_sim::sweep::{self, SweepOptions, SweepSummary};
 
@@ -27,6 +28,31 @@ enum Command {
     Run(RunArgs),
     /// Run a range of seeds on all cores and print a summary.
     Sweep(SweepArgs),
+    /// Shrink a failing seed to a minimal case and write it to the corpus.
+    Shrink(ShrinkArgs),
+    /// Replay corpus entries (a file or a directory) and compare each with its expectation.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+struct ShrinkArgs {
+    /// The failing seed.
+    #[arg(long)]
+    seed: u64,
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// Where to write the corpus entry (default: corpus/<workload>-seed-<seed>.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The entry's one-line note: the bug this case found.
+    #[arg(long, default_value = "shrunk failing case")]
+    note: String,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// A corpus entry, or a directory of them.
+    path: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -62,6 +88,9 @@ struct RunArgs {
     /// The corpus entry's one-line note: the bug this case found.
     #[arg(long)]
     note: Option<String>,
+    /// Write a picture of the run (one self-contained HTML page) to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -171,8 +200,29 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         }
         None => None,
     };
-    let report = runner::run(&config, schedule);
+    let (report, page) = match &args.report {
+        None => (runner::run(&config, schedule), None),
+        Some(_) => {
+            // The same machine `runner::run` builds, keeping every event so the page draws
+            // the whole run.
+            let env = match schedule {
+                Some(schedule) => SimEnv::replaying(config.seed, config.faults.clone(), schedule),
+                None => SimEnv::new(config.seed, config.faults.clone()),
+            }
+            .map_err(|invalid| format!("invalid fault options: {invalid}"))?;
+            env.keep_trace_events(TRACE_EVENTS_MAX);
+            let mut report = runner::run_with_env(&config, env);
+            let page = report::render_html(&report, &replay_command(&config, &args.workload));
+            let drawn = report.trace_tail.len();
+            report.trace_tail.drain(..drawn.saturating_sub(TRACE_TAIL_EVENTS));
+            (report, Some(page))
+        }
+    };
     print_report(&report, &args.workload);
+    if let (Some(path), Some(page)) = (&args.report, page) {
+        fs::write(path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("report: written to {}", path.display());
+    }
     if let Some(path) = &args.record_schedule {
         let text = serde_json::to_string_pretty(&report.schedule).map_err(|e| e.to_string())?;
         fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -268,6 +318,61 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::from(worst as u8))
 }
 
+fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
+    let config = config_for(args.seed, &args.workload);
+    let Some(shrunk) = stormhold_sim::shrink::shrink(&config) else {
+        println!("seed {} of workload {} does not fail: nothing to shrink", args.seed, config.workload);
+        return Ok(ExitCode::from(0));
+    };
+    let Some(violation) = shrunk.report.violation.clone() else {
+        return Err("the shrunk case lost its violation".into());
+    };
+    println!(
+        "shrunk seed {} ({}): ops {} -> {}, scheduled faults {} -> {}, in {} replays",
+        args.seed,
+        config.workload,
+        config.ops,
+        shrunk.config.ops,
+        runner::run(&config, None).schedule.faults.len(),
+        shrunk.schedule.faults.len(),
+        shrunk.runs
+    );
+    println!("  {violation}");
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("corpus/{}-seed-{}.json", config.workload, args.seed)));
+    let entry = CorpusEntry {
+        note: args.note,
+        config: shrunk.config,
+        schedule: shrunk.schedule,
+        expect_violation: Some(violation.kind),
+    };
+    entry.save(&out)?;
+    println!("corpus: entry written to {}", out.display());
+    println!("replay: cargo run --release -p stormhold-sim -- replay {}", out.display());
+    Ok(ExitCode::from(0))
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
+    let paths = if args.path.is_dir() { corpus::entries(&args.path)? } else { vec![args.path.clone()] };
+    let mut mismatches = 0;
+    for path in &paths {
+        let entry = CorpusEntry::load(path)?;
+        let report = entry.replay();
+        let outcome = report.violation.as_ref().map_or("pass".to_owned(), |v| format!("{v}"));
+        let verdict = if entry.outcome_matches(&report) { "ok" } else { "MISMATCH" };
+        mismatches += usize::from(!entry.outcome_matches(&report));
+        println!(
+            "{verdict:<8} {}: {} | expected {:?}, got {outcome}",
+            path.display(),
+            entry.note,
+            entry.expect_violation
+        );
+    }
+    println!("{} passed, {} failed", paths.len() - mismatches, mismatches);
+    Ok(ExitCode::from(u8::from(mismatches > 0)))
+}
+
 fn main() -> ExitCode {
     // clap exits with 2 on bad input, which is the liveness-failure code here: map it to 64.
     let cli = match Cli::try_parse() {
@@ -281,6 +386,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Sweep(args) => sweep(args),
+        Command::Shrink(args) => shrink(args),
+        Command::Replay(args) => replay(args),
     };
     result.unwrap_or_else(|message| {
         eprintln!("stormhold-sim: {message}");

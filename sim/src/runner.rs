@@ -12,6 +12,8 @@ use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TraceEvent};
 
 use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
+use crate::kv::toy::ToyStore;
+use crate::kv::workload::KvWorkload;
 
 /// What kind of promise a run found broken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -56,6 +58,16 @@ impl fmt::Display for Violation {
     }
 }
 
+/// What a workload reports back to the runner.
+#[derive(Default)]
+struct Outcome {
+    ops: u64,
+    recoveries: u64,
+    undetectable: u64,
+    data_loss_detected: bool,
+    violation: Option<Violation>,
+}
+
 /// Everything a run produced.
 #[derive(Clone, Debug)]
 pub struct RunReport {
@@ -65,6 +77,11 @@ pub struct RunReport {
     pub ops: u64,
     /// Crash recoveries checked.
     pub recoveries: u64,
+    /// Losses of the last durable group after media damage, which no single-copy format can
+    /// detect (not violations).
+    pub undetectable: u64,
+    /// The store honestly reported data loss after real media damage, ending the run early.
+    pub data_loss_detected: bool,
     /// What the simulator did.
     pub sim: SimStats,
     /// The first broken promise, if any.
@@ -131,19 +148,40 @@ pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
         WorkloadKind::Env => {
             let mut workload = EnvWorkload::new(env.clone(), config.clone());
             let result = workload.run();
-            (workload.ops(), workload.recoveries, result.err())
+            Outcome {
+                ops: workload.ops(),
+                recoveries: workload.recoveries,
+                violation: result.err(),
+                ..Outcome::default()
+            }
+        }
+        WorkloadKind::Toy(bug) => {
+            let mut workload = KvWorkload::<ToyStore>::new(env.clone(), config.clone(), bug);
+            let result = workload.run();
+            Outcome {
+                ops: workload.ops(),
+                recoveries: workload.recoveries,
+                undetectable: workload.undetectable,
+                data_loss_detected: workload.early_end.is_some(),
+                violation: result.err(),
+            }
         }
     }));
-    let (ops, recoveries, violation) = outcome.unwrap_or_else(|payload| {
+    let outcome = outcome.unwrap_or_else(|payload| {
         let detail = format!("panic: {}", panic_message(payload.as_ref()));
-        (0, 0, Some(Violation { kind: ViolationKind::Panic, op_index: 0, detail }))
+        Outcome {
+            violation: Some(Violation { kind: ViolationKind::Panic, op_index: 0, detail }),
+            ..Outcome::default()
+        }
     });
     RunReport {
         config: config.clone(),
-        ops,
-        recoveries,
+        ops: outcome.ops,
+        recoveries: outcome.recoveries,
+        undetectable: outcome.undetectable,
+        data_loss_detected: outcome.data_loss_detected,
         sim: env.stats(),
-        violation,
+        violation: outcome.violation,
         trace_hash: env.trace_hash(),
         trace_tail: env.trace_tail(),
         schedule: env.schedule(),

@@ -1,0 +1,71 @@
+//! Key-value stores under test, and the workload that checks them.
+//!
+//! Owns the [`KvStore`] contract every store the simulator checks implements (the toy stores
+//! of [`toy`] now; the WAL, checkpoint and kernel stores later), the reference model of
+//! `DESIGN.md` section 4 ([`model`]), and the driver that runs a store under faults and checks
+//! each recovery against the model ([`workload`]).
+
+pub mod model;
+pub mod toy;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use stormhold::env::sim::SimEnv;
+
+/// A key of the test stores.
+pub type Key = u16;
+/// A value of the test stores.
+pub type Value = u32;
+/// One write of a transaction: a put (`Some`) or a delete (`None`).
+pub type Write = (Key, Option<Value>);
+
+/// How a store answers: the error kinds the checker tells apart.
+#[derive(Debug)]
+pub enum StoreError {
+    /// An I/O error (an injected fault or a simulated crash). The operation's outcome is
+    /// unknown.
+    Io(io::Error),
+    /// Recovery found damage it cannot repair and refuses to open: honest only if the
+    /// simulator really destroyed durable bytes.
+    DataLoss(String),
+    /// The store refuses work after an earlier failure (fail-stop).
+    Poisoned,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io(error) => write!(f, "I/O error: {error}"),
+            StoreError::DataLoss(what) => write!(f, "data loss: {what}"),
+            StoreError::Poisoned => f.write_str("store is poisoned by an earlier failure"),
+        }
+    }
+}
+
+impl From<io::Error> for StoreError {
+    fn from(error: io::Error) -> Self {
+        StoreError::Io(error)
+    }
+}
+
+/// A durable key-value store the simulator can check.
+pub trait KvStore: Sized {
+    /// What the store needs to open (options, a planted bug, ...).
+    type Config;
+    /// A short name for reports.
+    fn name(&self) -> String;
+    /// Opens the store in its directory on `env`, creating it or recovering it.
+    fn open(env: &SimEnv, config: &Self::Config) -> Result<Self, StoreError>;
+    /// The most writes one transaction may carry.
+    fn writes_per_commit_max(&self) -> usize;
+    /// Commits `writes` atomically; with `durable`, returns `Ok` only once they are durable.
+    fn commit(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError>;
+    /// Makes every committed transaction durable.
+    fn sync(&mut self) -> Result<(), StoreError>;
+    /// The current value of `key`, the store's own unsynced writes included.
+    fn get(&self, key: Key) -> Result<Option<Value>, StoreError>;
+    /// The whole current state, ordered by key.
+    fn state(&self) -> Result<BTreeMap<Key, Value>, StoreError>;
+}

@@ -1,0 +1,314 @@
+//! The key-value workload: drives a [`KvStore`] under faults and checks every recovery.
+//!
+//! The workload commits transactions (durable or not), syncs, reads, and crashes the process;
+//! a store that fails a call is treated as fail-stopped and restarted. Recovery runs with
+//! faults still on, so a crash during recovery is just another crash. After each successful
+//! open the recovered state must be a legal prefix of the model ([`KvModel::verdict`]).
+//!
+//! Honest errors: a store may refuse to open with [`StoreError::DataLoss`] only if the
+//! simulator really damaged media; losing exactly the last durable sync group counts as
+//! `undetectable` damage under the same condition; anything else is a violation. After faults
+//! stop, the store must open and take a durable write within a bounded number of attempts.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use stormhold::env::sim::{SimEnv, is_crash};
+
+use super::model::{Ack, KvModel, Verdict};
+use super::{Key, KvStore, StoreError, Value, Write};
+use crate::config::{RunConfig, stream};
+use crate::runner::{Violation, ViolationKind};
+
+/// Keys the workload uses: few, so transactions overwrite each other.
+const KEYS: Key = 16;
+/// Open attempts before recovery counts as stuck.
+const OPEN_ATTEMPTS_MAX: u32 = 64;
+/// The key of the liveness probe, outside the workload's keys.
+const PROBE_KEY: Key = 0xffff;
+
+/// What stopped the run early without a violation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EarlyEnd {
+    /// The store honestly reported data loss after real media damage.
+    DataLossDetected(String),
+}
+
+/// Drives one seed of a key-value store.
+pub struct KvWorkload<S: KvStore> {
+    env: SimEnv,
+    config: RunConfig,
+    store_config: S::Config,
+    rng: ChaCha8Rng,
+    store: Option<S>,
+    model: KvModel,
+    op_index: u64,
+    /// Recoveries whose state was checked.
+    pub recoveries: u64,
+    /// Losses of the last durable sync group after media damage (no single-copy format can
+    /// tell them from a torn write).
+    pub undetectable: u64,
+    /// Set when the run ended early without a violation.
+    pub early_end: Option<EarlyEnd>,
+}
+
+fn media_damage(env: &SimEnv) -> bool {
+    let stats = env.stats();
+    stats.bit_rot + stats.misdirected_writes + stats.bad_sectors > 0
+}
+
+impl<S: KvStore> KvWorkload<S> {
+    /// A workload of `config` over `env`, opening stores with `store_config`.
+    pub fn new(env: SimEnv, config: RunConfig, store_config: S::Config) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        rng.set_stream(stream::WORKLOAD);
+        Self {
+            env,
+            config,
+            store_config,
+            rng,
+            store: None,
+            model: KvModel::default(),
+            op_index: 0,
+            recoveries: 0,
+            undetectable: 0,
+            early_end: None,
+        }
+    }
+
+    /// Operations executed so far.
+    pub fn ops(&self) -> u64 {
+        self.op_index
+    }
+
+    fn violation(&self, kind: ViolationKind, detail: String) -> Violation {
+        Violation { kind, op_index: self.op_index, detail }
+    }
+
+    /// Runs the chaos phase, the quiet phase, and the liveness probe.
+    pub fn run(&mut self) -> Result<(), Violation> {
+        self.recover()?;
+        let total = self.config.ops + self.config.quiet_ops;
+        while self.op_index < total && self.early_end.is_none() {
+            if self.op_index == self.config.ops {
+                self.env.set_faults_enabled(false);
+                self.env.set_disk_bytes_max(None);
+            }
+            self.op_index += 1;
+            self.step()?;
+        }
+        if self.early_end.is_none() {
+            self.recover()?;
+        }
+        if self.early_end.is_some() {
+            return Ok(());
+        }
+        self.liveness_probe()
+    }
+
+    fn step(&mut self) -> Result<(), Violation> {
+        if self.rng.random_bool(self.config.driver_crash_probability) {
+            self.env.note(format!("op {}: driver crash", self.op_index));
+            return self.recover();
+        }
+        let roll = self.rng.random_range(0..100);
+        let outcome = match roll {
+            0..60 => self.op_commit(),
+            60..75 => self.op_sync(),
+            _ => return self.op_get(),
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            // The process died, or the store fail-stopped: restart it.
+            Err(_) => self.recover(),
+        }
+    }
+
+    fn random_writes(&mut self, writes_max: usize) -> Vec<Write> {
+        let count = self.rng.random_range(1..=writes_max.max(1));
+        (0..count)
+            .map(|_| {
+                let key = self.rng.random_range(0..KEYS);
+                let value = self.rng.random_bool(0.85).then(|| self.rng.random::<Value>());
+                (key, value)
+            })
+            .collect()
+    }
+
+    fn op_commit(&mut self) -> Result<(), StoreError> {
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let writes_max = store.writes_per_commit_max();
+        let writes = self.random_writes(writes_max);
+        let durable = self.rng.random_bool(0.5);
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let result = store.commit(&writes, durable);
+        self.env.note(format!(
+            "op {}: commit {writes:?} durable={durable} -> {}",
+            self.op_index,
+            ok(&result)
+        ));
+        match &result {
+            Ok(()) => self.model.commit(writes, if durable { Ack::Durable } else { Ack::Unsynced }),
+            Err(StoreError::Poisoned) => {}
+            Err(_) => self.model.commit(writes, Ack::Indeterminate),
+        }
+        if let (true, Ok(())) = (durable, &result) {
+            self.note_watermark();
+        }
+        result
+    }
+
+    fn op_sync(&mut self) -> Result<(), StoreError> {
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let result = store.sync();
+        self.env.note(format!("op {}: sync -> {}", self.op_index, ok(&result)));
+        if result.is_ok() {
+            self.model.synced();
+            self.note_watermark();
+        }
+        result
+    }
+
+    fn note_watermark(&self) {
+        let durable = self.model.base_txns + self.model.durable_prefix() as u64;
+        self.env.note(format!("watermark durable-txns={durable}"));
+    }
+
+    fn op_get(&mut self) -> Result<(), Violation> {
+        let key = self.rng.random_range(0..KEYS);
+        let Some(store) = self.store.as_ref() else { return Ok(()) };
+        match store.get(key) {
+            Ok(got) if !self.model.uncertain(key) && got != self.model.expected(key) => Err(self.violation(
+                ViolationKind::Read,
+                format!("get {key}: got {got:?}, the model expects {:?}", self.model.expected(key)),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Crashes the process, reopens the store (retrying through faults) and checks it.
+    fn recover(&mut self) -> Result<(), Violation> {
+        self.store = None;
+        self.env.crash();
+        self.env.restart();
+        let store = match self.open_store()? {
+            Some(store) => store,
+            None => return Ok(()),
+        };
+        let recovered = match store.state() {
+            Ok(state) => state,
+            Err(error) => {
+                return Err(self.violation(ViolationKind::Durability, format!("state after open: {error}")));
+            }
+        };
+        self.recoveries += 1;
+        self.judge(&recovered)?;
+        self.model.rebase(recovered);
+        self.store = Some(store);
+        Ok(())
+    }
+
+    /// Opens the store; `None` when it honestly reported data loss (the run ends early).
+    fn open_store(&mut self) -> Result<Option<S>, Violation> {
+        let mut last_error = String::new();
+        for _ in 0..OPEN_ATTEMPTS_MAX {
+            match S::open(&self.env, &self.store_config) {
+                Ok(store) => return Ok(Some(store)),
+                Err(StoreError::DataLoss(what)) if media_damage(&self.env) => {
+                    self.env.note(format!("honest data loss reported: {what}"));
+                    self.early_end = Some(EarlyEnd::DataLossDetected(what));
+                    return Ok(None);
+                }
+                Err(StoreError::DataLoss(what)) => {
+                    return Err(self.violation(
+                        ViolationKind::Durability,
+                        format!("open reported data loss, but the simulator damaged no media: {what}"),
+                    ));
+                }
+                Err(StoreError::Io(error)) if is_crash(&error) => self.env.restart(),
+                Err(error) => last_error = error.to_string(),
+            }
+        }
+        if media_damage(&self.env) {
+            self.early_end = Some(EarlyEnd::DataLossDetected(last_error));
+            return Ok(None);
+        }
+        Err(self.violation(
+            ViolationKind::Liveness,
+            format!("the store did not open in {OPEN_ATTEMPTS_MAX} attempts: {last_error}"),
+        ))
+    }
+
+    fn judge(&mut self, recovered: &BTreeMap<Key, Value>) -> Result<(), Violation> {
+        match self.model.verdict(recovered) {
+            Verdict::Prefix { k } => {
+                self.env.note(format!("recovered a legal prefix: {k} of {} txns", self.model.txns.len()));
+                Ok(())
+            }
+            Verdict::LostLastDurable if media_damage(&self.env) => {
+                self.undetectable += 1;
+                self.env.note("recovered without the last durable sync group after media damage".to_owned());
+                Ok(())
+            }
+            _ => Err(self.violation(ViolationKind::Durability, self.describe_divergence(recovered))),
+        }
+    }
+
+    /// Expected versus got, against the state through the last durable transaction.
+    fn describe_divergence(&self, recovered: &BTreeMap<Key, Value>) -> String {
+        let durable = self.model.durable_prefix();
+        let expected = self.model.state_after(durable);
+        let mut differences = Vec::new();
+        for key in expected.keys().chain(recovered.keys()) {
+            let (want, got) = (expected.get(key), recovered.get(key));
+            if want != got && !differences.iter().any(|(k, _, _)| k == key) {
+                differences.push((*key, want.copied(), got.copied()));
+            }
+        }
+        let shown: Vec<String> = differences
+            .iter()
+            .take(8)
+            .map(|(key, want, got)| format!("key {key}: expected {want:?}, got {got:?}"))
+            .collect();
+        format!(
+            "recovered state is no legal prefix of the {} committed txns ({durable} acknowledged durable); \
+             against the durable prefix: {}",
+            self.model.txns.len(),
+            shown.join("; ")
+        )
+    }
+
+    /// With faults off, the store must take a durable write that survives a crash.
+    fn liveness_probe(&mut self) -> Result<(), Violation> {
+        self.env.set_faults_enabled(false);
+        let writes = vec![(PROBE_KEY, Some(0x5eed))];
+        let result = match self.store.as_mut() {
+            Some(store) => store.commit(&writes, true),
+            None => Err(StoreError::Poisoned),
+        };
+        if let Err(error) = result {
+            return Err(
+                self.violation(ViolationKind::Liveness, format!("durable commit on a quiet disk: {error}"))
+            );
+        }
+        self.model.commit(writes, Ack::Durable);
+        self.recover()?;
+        match self.store.as_ref().map(|s| s.get(PROBE_KEY)) {
+            Some(Ok(Some(0x5eed))) => Ok(()),
+            other => Err(self.violation(
+                ViolationKind::Liveness,
+                format!(
+                    "the quiet-phase probe did not survive a crash: {:?}",
+                    other.map(|r| r.map_err(|e| e.to_string()))
+                ),
+            )),
+        }
+    }
+}
+
+fn ok<T>(result: &Result<T, StoreError>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(error) => format!("err {error}"),
+    }
+}

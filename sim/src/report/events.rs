@@ -1,0 +1,313 @@
+//! Reading a trace for a picture: which lane each event belongs to, where the quiet phase and
+//! the recovery checks lie, the durable watermark series, and which event broke a promise.
+//!
+//! Invariants: classification looks only at an event's text, never guesses from neighbours
+//! (except the phases, which follow the `restart` / `faults enabled=` protocol of the runner),
+//! and an unknown text still lands in a lane, so a new workload's notes are drawn, not lost.
+
+use std::collections::BTreeMap;
+use stormhold::env::sim::TraceEvent;
+
+/// A horizontal band of the timeline.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Lane {
+    /// Workload notes that name no client (`op N: ...`, `discard ...`, anything unknown).
+    Workload,
+    /// Notes of one client (`client <id>: ...`); ids sort by length, then text, so 2 < 10.
+    Client(usize, String),
+    /// `write`, `set_len`.
+    Writes,
+    /// `read`, `len`.
+    Reads,
+    /// `sync_data`, `sync_all`.
+    FileSyncs,
+    /// `sync_dir`.
+    DirSyncs,
+    /// `open`, `rename`, `remove_file`, `list_dir` and the other namespace calls.
+    DirOps,
+    /// `now_wall`, `now_monotonic`, `sleep`.
+    Clock,
+    /// Env calls this module does not know.
+    OtherCalls,
+    /// Injected faults.
+    Faults,
+}
+
+impl Lane {
+    /// The label drawn left of the lane.
+    pub(super) fn label(&self) -> String {
+        match self {
+            Lane::Workload => "workload ops".into(),
+            Lane::Client(_, id) => format!("client {id}"),
+            Lane::Writes => "writes".into(),
+            Lane::Reads => "reads".into(),
+            Lane::FileSyncs => "file syncs".into(),
+            Lane::DirSyncs => "dir syncs".into(),
+            Lane::DirOps => "dir ops".into(),
+            Lane::Clock => "clock".into(),
+            Lane::OtherCalls => "other calls".into(),
+            Lane::Faults => "faults".into(),
+        }
+    }
+
+    /// Whether the lane is drawn even when empty (an empty lane says "none of these happened").
+    pub(super) fn always_shown(&self) -> bool {
+        !matches!(self, Lane::Client(..) | Lane::OtherCalls)
+    }
+
+    /// Lanes drawn on every timeline, top to bottom (client lanes go after `Workload`).
+    pub(super) const FIXED: [Lane; 9] = [
+        Lane::Workload,
+        Lane::Writes,
+        Lane::Reads,
+        Lane::FileSyncs,
+        Lane::DirSyncs,
+        Lane::DirOps,
+        Lane::Clock,
+        Lane::OtherCalls,
+        Lane::Faults,
+    ];
+}
+
+/// What one event is, as far as the picture cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Class {
+    /// An Env call that returned (`ok` or `err`).
+    Call { lane: Lane, ok: bool },
+    /// A note of the workload or of one client.
+    Note { lane: Lane },
+    /// An injected fault; `kind` is the `Fault` variant's name.
+    Fault { kind: String },
+    /// The process crashed.
+    Crash,
+    /// A new process started.
+    Restart,
+    /// Fault drawing switched on or off.
+    FaultsEnabled(bool),
+    /// A durable watermark series reported a new value.
+    Watermark { name: String, value: u64 },
+}
+
+impl Class {
+    /// The lane the event's marker is drawn in, if it has a marker (lines and the watermark
+    /// are drawn apart).
+    pub(super) fn lane(&self) -> Option<Lane> {
+        match self {
+            Class::Call { lane, .. } | Class::Note { lane } => Some(lane.clone()),
+            Class::Fault { .. } => Some(Lane::Faults),
+            _ => None,
+        }
+    }
+
+    /// A short name for the table's lane column.
+    pub(super) fn column(&self) -> String {
+        match self {
+            Class::Crash => "crash".into(),
+            Class::Restart => "restart".into(),
+            Class::FaultsEnabled(_) => "phase".into(),
+            Class::Watermark { .. } => "watermark".into(),
+            other => other.lane().map_or_else(String::new, |lane| lane.label()),
+        }
+    }
+}
+
+/// Classifies one event by its text.
+pub(super) fn classify(text: &str) -> Class {
+    if let Some(rest) = text.strip_prefix("fault ") {
+        let kind: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        return Class::Fault { kind: if kind.is_empty() { "Unknown".into() } else { kind } };
+    }
+    if text.starts_with("crash image_seed=") || text == "crash" {
+        return Class::Crash;
+    }
+    if text == "restart" {
+        return Class::Restart;
+    }
+    if let Some(flag) = text.strip_prefix("faults enabled=") {
+        return Class::FaultsEnabled(flag.trim() == "true");
+    }
+    if let Some(class) = watermark(text) {
+        return class;
+    }
+    if let Some(id) = client_id(text) {
+        return Class::Note { lane: Lane::Client(id.len(), id.to_owned()) };
+    }
+    match call_outcome(text) {
+        Some(ok) => Class::Call { lane: call_lane(text), ok },
+        None => Class::Note { lane: Lane::Workload },
+    }
+}
+
+fn watermark(text: &str) -> Option<Class> {
+    let (name, value) = text.strip_prefix("watermark ")?.split_once('=')?;
+    let value = value.trim().parse().ok()?;
+    Some(Class::Watermark { name: name.trim().to_owned(), value })
+}
+
+/// The `<id>` of a note shaped `client <id>: ...`.
+fn client_id(text: &str) -> Option<&str> {
+    let (id, _) = text.strip_prefix("client ")?.split_once(':')?;
+    (!id.is_empty() && !id.contains(char::is_whitespace)).then_some(id)
+}
+
+/// `Some(ok)` for an Env call's text (`<call> ... -> ok ...` or `-> err ...`).
+fn call_outcome(text: &str) -> Option<bool> {
+    let (_, outcome) = text.rsplit_once(" -> ")?;
+    if outcome.starts_with("ok") {
+        Some(true)
+    } else if outcome.starts_with("err") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+fn call_lane(text: &str) -> Lane {
+    match text.split_whitespace().next().unwrap_or_default() {
+        "write" | "set_len" => Lane::Writes,
+        "read" | "len" => Lane::Reads,
+        "sync_data" | "sync_all" => Lane::FileSyncs,
+        "sync_dir" => Lane::DirSyncs,
+        "open" | "create_dir" | "remove_dir" | "list_dir" | "rename" | "remove_file" | "exists"
+        | "lock_dir" => Lane::DirOps,
+        "now_wall" | "now_monotonic" | "sleep" => Lane::Clock,
+        _ => Lane::OtherCalls,
+    }
+}
+
+/// Closed-open spans of virtual time, in nanoseconds.
+pub(super) type Spans = Vec<(u64, u64)>;
+
+/// The phases of a run, read from its `restart` and `faults enabled=` events.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Phases {
+    /// Fault drawing off outside recovery, after it was first on: the quiet phase.
+    pub quiet: Spans,
+    /// From a restart to the end of its check (the runner's second `faults enabled=` after it).
+    pub recoveries: Spans,
+}
+
+#[derive(Default)]
+struct PhaseScan {
+    phases: Phases,
+    /// An open recovery: its start, and how many `faults enabled=` events it has seen.
+    recovery: Option<(u64, u8)>,
+    quiet_since: Option<u64>,
+    enabled_once: bool,
+}
+
+impl PhaseScan {
+    fn step(&mut self, class: &Class, time_ns: u64) {
+        match class {
+            Class::Restart => {
+                if let Some((start, _)) = self.recovery.take() {
+                    self.phases.recoveries.push((start, time_ns));
+                }
+                self.recovery = Some((time_ns, 0));
+            }
+            Class::FaultsEnabled(enabled) => match self.recovery {
+                Some((start, toggles)) if toggles == 0 && !enabled => self.recovery = Some((start, 1)),
+                Some((start, _)) => {
+                    self.phases.recoveries.push((start, time_ns));
+                    self.recovery = None;
+                    self.toggle(*enabled, time_ns);
+                }
+                None => self.toggle(*enabled, time_ns),
+            },
+            _ => {}
+        }
+    }
+
+    fn toggle(&mut self, enabled: bool, time_ns: u64) {
+        match (enabled, self.quiet_since) {
+            (true, Some(start)) => {
+                self.phases.quiet.push((start, time_ns));
+                self.quiet_since = None;
+            }
+            (false, None) if self.enabled_once => self.quiet_since = Some(time_ns),
+            _ => {}
+        }
+        self.enabled_once |= enabled;
+    }
+
+    fn finish(mut self, end_ns: u64) -> Phases {
+        if let Some((start, _)) = self.recovery {
+            self.phases.recoveries.push((start, end_ns));
+        }
+        if let Some(start) = self.quiet_since {
+            self.phases.quiet.push((start, end_ns));
+        }
+        self.phases
+    }
+}
+
+/// The phases of the classified `events` (in trace order).
+pub(super) fn phases(events: &[TraceEvent], classes: &[Class]) -> Phases {
+    let mut scan = PhaseScan::default();
+    for (event, class) in events.iter().zip(classes) {
+        scan.step(class, event.time_ns);
+    }
+    scan.finish(events.last().map_or(0, |e| e.time_ns))
+}
+
+/// Each watermark series by name: its (time, value) points in trace order.
+pub(super) fn watermarks(events: &[TraceEvent], classes: &[Class]) -> BTreeMap<String, Vec<(u64, u64)>> {
+    let mut series: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for (event, class) in events.iter().zip(classes) {
+        if let Class::Watermark { name, value } = class {
+            series.entry(name.clone()).or_default().push((event.time_ns, *value));
+        }
+    }
+    series
+}
+
+/// The event that broke the promise: the last Env call before the run stopped, because the
+/// checker stops a run at the first call whose result disagrees with the model.
+pub(super) fn violating_event(classes: &[Class]) -> Option<usize> {
+    classes.iter().rposition(|class| matches!(class, Class::Call { .. }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(time_ns: u64, text: &str) -> TraceEvent {
+        TraceEvent { call: 0, time_ns, text: text.into() }
+    }
+
+    #[test]
+    fn texts_land_in_their_lanes() {
+        let lane = |text: &str| classify(text).lane();
+        assert_eq!(lane("write fd3 @4096+512 data=ab -> ok 512"), Some(Lane::Writes));
+        assert_eq!(classify("sync_dir /d0 -> err Other"), Class::Call { lane: Lane::DirSyncs, ok: false });
+        assert_eq!(lane("client 12: put k -> ok"), Some(Lane::Client(2, "12".into())));
+        assert_eq!(lane("op 55: driver crash"), Some(Lane::Workload));
+        assert_eq!(lane("fault SyncFailure { image_seed: 3 }"), Some(Lane::Faults));
+        assert_eq!(classify("fault SlowIo"), Class::Fault { kind: "SlowIo".into() });
+        assert_eq!(
+            classify("watermark durable-syncs=5"),
+            Class::Watermark { name: "durable-syncs".into(), value: 5 }
+        );
+        assert_eq!(classify("crash image_seed=0x1 Resolution { }"), Class::Crash);
+    }
+
+    #[test]
+    fn quiet_phase_starts_outside_recovery_and_recoveries_close_on_their_second_toggle() {
+        let events = [
+            event(0, "faults enabled=false"),
+            event(1, "faults enabled=true"),
+            event(5, "restart"),
+            event(5, "faults enabled=false"),
+            event(7, "faults enabled=true"),
+            event(9, "faults enabled=false"),
+            event(12, "restart"),
+            event(12, "faults enabled=false"),
+            event(14, "faults enabled=false"),
+            event(20, "len fd1 -> ok 0"),
+        ];
+        let classes: Vec<Class> = events.iter().map(|e| classify(&e.text)).collect();
+        let phases = phases(&events, &classes);
+        assert_eq!(phases.quiet, vec![(9, 20)]);
+        assert_eq!(phases.recoveries, vec![(5, 7), (12, 14)]);
+    }
+}

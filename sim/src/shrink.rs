@@ -1,0 +1,126 @@
+//! Shrinking a failing run to a smaller one that fails the same way.
+//!
+//! The run is replayed from its recorded fault schedule, so removing an entry removes exactly
+//! that fault and nothing else moves. The shrinker cuts, greedily and until nothing more
+//! helps: the operations after the violation, then the operation count by halves, then
+//! chunks of the schedule (halves down to single faults, delta-debugging style), then the
+//! quiet phase and the workload's own crash rate. A step is kept only if the replay still ends
+//! with the same kind of violation.
+//!
+//! Invariant: the result replays (config + schedule) to a violation of the original kind, and
+//! every step only removes work, so the shrinker terminates within its run budget.
+
+use stormhold::env::sim::FaultSchedule;
+
+use crate::config::RunConfig;
+use crate::runner::{self, RunReport, ViolationKind};
+
+/// Replays the shrinker may spend.
+pub const SHRINK_RUNS_MAX: usize = 2_000;
+
+/// A failing case, as small as the shrinker could make it.
+#[derive(Clone, Debug)]
+pub struct Shrunk {
+    /// The smaller run.
+    pub config: RunConfig,
+    /// Its fault schedule.
+    pub schedule: FaultSchedule,
+    /// Its replay.
+    pub report: RunReport,
+    /// Replays spent.
+    pub runs: usize,
+}
+
+struct Shrinker {
+    kind: ViolationKind,
+    best: Shrunk,
+}
+
+impl Shrinker {
+    /// Replays a candidate; keeps it if it still fails the same way.
+    fn try_keep(&mut self, config: RunConfig, schedule: FaultSchedule) -> bool {
+        if self.best.runs >= SHRINK_RUNS_MAX {
+            return false;
+        }
+        self.best.runs += 1;
+        let report = runner::run(&config, Some(schedule.clone()));
+        let same = report.violation.as_ref().is_some_and(|v| v.kind == self.kind);
+        if same {
+            let runs = self.best.runs;
+            self.best = Shrunk { config, schedule, report, runs };
+        }
+        same
+    }
+
+    fn cut_ops(&mut self) -> bool {
+        let mut progress = false;
+        let failing_op = self.best.report.violation.as_ref().map_or(0, |v| v.op_index);
+        if failing_op > 0 && failing_op < self.best.config.ops {
+            let config = RunConfig { ops: failing_op, ..self.best.config.clone() };
+            progress |= self.try_keep(config, self.best.schedule.clone());
+        }
+        while self.best.config.ops > 1 {
+            let config = RunConfig { ops: self.best.config.ops / 2, ..self.best.config.clone() };
+            if !self.try_keep(config, self.best.schedule.clone()) {
+                break;
+            }
+            progress = true;
+        }
+        progress
+    }
+
+    fn cut_faults(&mut self) -> bool {
+        let mut progress = false;
+        let mut chunk = self.best.schedule.faults.len().div_ceil(2).max(1);
+        loop {
+            let mut start = 0;
+            while start < self.best.schedule.faults.len() {
+                let mut faults = self.best.schedule.faults.clone();
+                let end = (start + chunk).min(faults.len());
+                faults.drain(start..end);
+                if self.try_keep(self.best.config.clone(), FaultSchedule { faults }) {
+                    progress = true;
+                } else {
+                    start += chunk;
+                }
+            }
+            if chunk == 1 {
+                return progress;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+
+    fn cut_knobs(&mut self) -> bool {
+        let mut progress = false;
+        if self.best.config.quiet_ops > 1 {
+            let config = RunConfig { quiet_ops: 1, ..self.best.config.clone() };
+            progress |= self.try_keep(config, self.best.schedule.clone());
+        }
+        if self.best.config.driver_crash_probability > 0.0 {
+            let config = RunConfig { driver_crash_probability: 0.0, ..self.best.config.clone() };
+            progress |= self.try_keep(config, self.best.schedule.clone());
+        }
+        progress
+    }
+}
+
+/// Shrinks a failing run of `config`. `None` if the run does not fail.
+pub fn shrink(config: &RunConfig) -> Option<Shrunk> {
+    let report = runner::run(config, None);
+    let kind = report.violation.as_ref()?.kind;
+    let schedule = report.schedule.clone();
+    let best = Shrunk { config: config.clone(), schedule, report, runs: 1 };
+    let mut shrinker = Shrinker { kind, best };
+    // Recorded schedules replay exactly; make sure this one does before cutting it.
+    if !shrinker.try_keep(config.clone(), shrinker.best.schedule.clone()) {
+        return Some(shrinker.best);
+    }
+    while shrinker.best.runs < SHRINK_RUNS_MAX {
+        let progress = shrinker.cut_ops() | shrinker.cut_faults() | shrinker.cut_knobs();
+        if !progress {
+            break;
+        }
+    }
+    Some(shrinker.best)
+}
