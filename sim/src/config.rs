@@ -21,10 +21,19 @@ pub mod stream {
     pub const SWARM: u64 = 100;
     /// The workload's operations.
     pub const WORKLOAD: u64 = 101;
+    /// Which crash points enumerate their images.
+    pub const IMAGES: u64 = 102;
 }
 
 /// Default number of workload operations in a run.
 pub const OPS_DEFAULT: u64 = 400;
+
+/// Default bound on the crash images enumerated at one crash point (beyond it: sampled).
+pub const IMAGES_MAX_DEFAULT: usize = 256;
+
+fn images_max_default() -> usize {
+    IMAGES_MAX_DEFAULT
+}
 
 /// The workloads the simulator can drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +179,13 @@ pub struct RunConfig {
     pub quiet_ops: u64,
     /// Chance that the workload itself crashes the process between two operations.
     pub driver_crash_probability: f64,
+    /// Chance that a crash point of the workload enumerates every legal post-crash image
+    /// (up to `images_max`) and checks recovery on each, instead of one drawn image.
+    #[serde(default)]
+    pub image_check_probability: f64,
+    /// Bound on the images enumerated at one crash point; beyond it they are sampled.
+    #[serde(default = "images_max_default")]
+    pub images_max: usize,
     /// The simulated disk and clock.
     pub faults: FaultOptions,
 }
@@ -234,6 +250,8 @@ impl RunConfig {
             ops,
             quiet_ops: (ops / 10).max(10),
             driver_crash_probability: rng.random_range(0.005..0.03),
+            image_check_probability: 0.05,
+            images_max: IMAGES_MAX_DEFAULT,
             faults,
         }
     }

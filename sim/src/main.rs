@@ -76,6 +76,9 @@ struct RunArgs {
     seed: u64,
     #[command(flatten)]
     workload: WorkloadArgs,
+    /// Run the seed twice and compare the traces event by event.
+    #[arg(long)]
+    check_determinism: bool,
     /// Write the run's fault schedule to this file (JSON).
     #[arg(long)]
     record_schedule: Option<PathBuf>,
@@ -103,6 +106,31 @@ struct SweepArgs {
     jobs: Option<usize>,
     #[command(flatten)]
     workload: WorkloadArgs,
+    /// Run only shard I of N (seeds with seed % N == I), for a batch scheduler.
+    #[arg(long, value_parser = parse_shard, default_value = "0/1")]
+    shard: (u64, u64),
+    /// Stop starting new seeds after this many seconds.
+    #[arg(long)]
+    time_limit: Option<f64>,
+    /// Run every Nth seed twice and compare trace hashes.
+    #[arg(long)]
+    check_determinism_every: Option<u64>,
+    /// Write each failing case to corpus/ (as found, or shrunk with --shrink).
+    #[arg(long)]
+    save: bool,
+    /// Shrink each failing case before saving it (implies --save).
+    #[arg(long)]
+    shrink: bool,
+}
+
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let (index, count) = text.split_once('/').ok_or_else(|| format!("{text:?} is not I/N"))?;
+    let index: u64 = index.trim().parse().map_err(|e| format!("bad shard index {index:?}: {e}"))?;
+    let count: u64 = count.trim().parse().map_err(|e| format!("bad shard count {count:?}: {e}"))?;
+    if count == 0 || index >= count {
+        return Err(format!("shard {index}/{count}: need 0 <= I < N"));
+    }
+    Ok((index, count))
 }
 
 fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
@@ -180,8 +208,29 @@ fn print_report(report: &RunReport, args: &WorkloadArgs) {
     println!("trace-hash: {:016x}", report.trace_hash);
 }
 
+fn check_determinism(config: &RunConfig) -> ExitCode {
+    match runner::check_determinism(config) {
+        Ok(hash) => {
+            println!("determinism: two runs agree on every event; trace-hash: {hash:016x}");
+            ExitCode::from(0)
+        }
+        Err(divergence) => {
+            println!("determinism: VIOLATED at event {}", divergence.index);
+            let show = |event: &Option<stormhold::env::sim::TraceEvent>| {
+                event.as_ref().map_or("(the run had ended)".to_owned(), |e| e.to_string())
+            };
+            println!("  first run:  {}", show(&divergence.first));
+            println!("  second run: {}", show(&divergence.second));
+            ExitCode::from(3)
+        }
+    }
+}
+
 fn run(args: RunArgs) -> Result<ExitCode, String> {
     let config = config_for(args.seed, &args.workload);
+    if args.check_determinism {
+        return Ok(check_determinism(&config));
+    }
     let classes: Vec<&str> = config.enabled_classes().iter().map(|c| c.name()).collect();
     println!(
         "stormhold-sim run: seed={} workload={} ops={} quiet_ops={} driver_crash_probability={:.4}",
@@ -242,8 +291,12 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
 }
 
 fn print_progress(summary: &SweepSummary, total: u64) {
+    const WIDTH: u64 = 30;
+    let filled = (summary.seeds * WIDTH).checked_div(total).unwrap_or(WIDTH).min(WIDTH) as usize;
     eprintln!(
-        "[sweep] {}/{} seeds  {} violations  {:.1} seeds/s",
+        "[sweep] [{}{}] {}/{} seeds  {} violations  {:.1} seeds/s",
+        "#".repeat(filled),
+        "-".repeat(WIDTH as usize - filled),
         summary.seeds,
         total,
         summary.failures.len(),
@@ -270,6 +323,9 @@ fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
         ("torn writes", s.writes_torn),
         ("lost writes", s.writes_lost),
         ("lost dir ops", s.dir_ops_lost),
+        ("crash images checked", summary.images_explored),
+        ("undetectable damage", summary.undetectable),
+        ("data loss reported", summary.data_loss_detected),
     ];
     for (name, count) in rows {
         println!("{name:<22} {count:>12}");
@@ -279,6 +335,20 @@ fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
     println!("seeds per fault class: {}", classes.join(" "));
     let speedup = summary.simulated_ns as f64 / 1e9 / summary.elapsed.as_secs_f64().max(1e-9);
     println!("simulated/real time: {speedup:.1}x");
+    let kinds: Vec<String> =
+        summary.violations_by_kind().iter().map(|(kind, count)| format!("{kind:?}={count}")).collect();
+    println!("violations by kind: {}", if kinds.is_empty() { "none".to_owned() } else { kinds.join(" ") });
+    if summary.determinism_checked > 0 {
+        println!(
+            "determinism: {} seeds run twice, {} diverged {:?}",
+            summary.determinism_checked,
+            summary.nondeterministic.len(),
+            summary.nondeterministic
+        );
+    }
+    if summary.stopped_by_time_limit {
+        println!("time limit reached: seeds not started were skipped");
+    }
     for (seed, violation) in &summary.failures {
         println!("FAILED seed {seed}: {violation}");
         let args = WorkloadArgs {
@@ -306,16 +376,62 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
         jobs,
         workload: args.workload.workload,
         ops: args.workload.ops,
-        faults: args.workload.faults.map(|FaultList(classes)| classes),
+        faults: args.workload.faults.clone().map(|FaultList(classes)| classes),
+        shard: args.shard,
+        time_limit: args.time_limit.map(std::time::Duration::from_secs_f64),
+        check_determinism_every: args.check_determinism_every,
     };
     eprintln!(
-        "[sweep] seeds {}..{} workload={} ops={} jobs={}",
-        options.seeds.start, options.seeds.end, options.workload, options.ops, jobs
+        "[sweep] seeds {}..{} shard {}/{} workload={} ops={} jobs={}",
+        options.seeds.start,
+        options.seeds.end,
+        options.shard.0,
+        options.shard.1,
+        options.workload,
+        options.ops,
+        jobs
     );
     let summary = sweep::sweep(&options, print_progress);
     print_summary(&summary, &options);
+    if args.save || args.shrink {
+        save_failures(&summary, &options, &args.workload, args.shrink)?;
+    }
     let worst = summary.failures.iter().map(|(_, v)| v.kind.exit_code()).max().unwrap_or(0);
+    let worst = if summary.nondeterministic.is_empty() { worst } else { 3 };
     Ok(ExitCode::from(worst as u8))
+}
+
+/// Writes each failing seed of a sweep to corpus/, shrunk first if asked.
+fn save_failures(
+    summary: &SweepSummary,
+    options: &SweepOptions,
+    args: &WorkloadArgs,
+    shrink: bool,
+) -> Result<(), String> {
+    for (seed, violation) in &summary.failures {
+        let config = options.config(*seed);
+        let (config, schedule, kind) = match shrink.then(|| stormhold_sim::shrink::shrink(&config)).flatten()
+        {
+            Some(shrunk) => {
+                let kind = shrunk.report.violation.as_ref().map_or(violation.kind, |v| v.kind);
+                (shrunk.config, shrunk.schedule, kind)
+            }
+            None => {
+                let schedule = runner::run(&config, None).schedule;
+                (config, schedule, violation.kind)
+            }
+        };
+        let note = format!("found by sweep: {violation} (replace with the bug it pinned)");
+        let entry = CorpusEntry { note, config, schedule, expect_violation: Some(kind) };
+        let out = PathBuf::from(format!("corpus/{}-seed-{seed}.json", args.workload));
+        entry.save(&out)?;
+        println!(
+            "corpus: {} written; replay: cargo run --release -p stormhold-sim -- replay {}",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {

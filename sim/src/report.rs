@@ -20,6 +20,7 @@ mod style;
 mod svg;
 
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use crate::runner::RunReport;
 use events::Class;
@@ -32,7 +33,10 @@ pub fn render_html(report: &RunReport, replay_command: &str) -> String {
     let events = &report.trace_tail;
     let classes: Vec<Class> = events.iter().map(|e| events::classify(&e.text)).collect();
     let violating = report.violation.as_ref().and_then(|_| events::violating_event(&classes));
-    let picture = svg::Picture { events, classes: &classes, violation: report.violation.as_ref(), violating };
+    let rows = table_rows(events.len(), violating);
+    let zoom = violating.map(|_| rows.clone());
+    let picture =
+        svg::Picture { events, classes: &classes, violation: report.violation.as_ref(), violating, zoom };
     let mut page = String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     let _ = writeln!(
         page,
@@ -178,17 +182,26 @@ fn row_class(class: &Class, violating: bool) -> &'static str {
     }
 }
 
+/// The events the table lists: up to the violating one, or to the end of the run.
+fn table_rows(len: usize, violating: Option<usize>) -> Range<usize> {
+    let end = violating.map_or(len, |i| i + 1);
+    end.saturating_sub(TABLE_EVENTS_MAX)..end
+}
+
 fn table(report: &RunReport, classes: &[Class], violating: Option<usize>) -> String {
     let events = &report.trace_tail;
-    let end = violating.map_or(events.len(), |i| i + 1);
-    let start = end.saturating_sub(TABLE_EVENTS_MAX);
-    let heading = match violating {
-        Some(_) => format!("The last {} events up to the first divergence", end - start),
-        None => format!("The last {} events of the run", end - start),
+    let Range { start, end } = table_rows(events.len(), violating);
+    let (heading, violating_key) = match violating {
+        Some(_) => (
+            format!("The last {} events up to the first divergence", end - start),
+            r#" <span class="key violating">violating call</span>"#,
+        ),
+        None => (format!("The last {} events of the run", end - start), ""),
     };
     let mut html = format!(
-        "<section>\n<h2>{heading}</h2>\n<p class=\"hint\"><span class=\"key fault\">fault</span> <span class=\"key crash\">crash / restart</span> <span class=\"key failed\">failed call</span> <span class=\"key violating\">violating call</span></p>\n<table class=\"events\">\n<thead><tr><th>call</th><th>t (ms)</th><th>lane</th><th>event</th></tr></thead>\n<tbody>\n"
+        "<section>\n<h2>{heading}</h2>\n<p class=\"hint\"><span class=\"key fault\">fault</span> <span class=\"key crash\">crash / restart</span> <span class=\"key failed\">failed call</span>{violating_key}</p>\n"
     );
+    html.push_str("<table class=\"events\">\n<thead><tr><th>call</th><th>t (ms)</th><th>lane</th><th>event</th></tr></thead>\n<tbody>\n");
     for i in start..end {
         let (event, class) = (&events[i], &classes[i]);
         let _ = writeln!(
@@ -228,6 +241,7 @@ svg .scale-label { text-anchor: end; font-size: 10px; fill: #718096; }
 svg .series-label { font-size: 11px; font-weight: 600; }
 svg .empty { font-style: italic; fill: #a0aec0; }
 svg .legend-title { font-weight: 700; }
+svg .panel-title { font-weight: 700; font-size: 13px; fill: #1a202c; }
 svg .callout-heading { font-weight: 700; font-size: 13px; fill: #97266d; }
 svg .callout-label { font-size: 12px; font-weight: 600; fill: #97266d; }
 svg .callout-text { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; font-size: 12px; }

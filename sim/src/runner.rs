@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TraceEvent};
+use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TRACE_EVENTS_MAX, TraceEvent};
 
 use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
@@ -65,6 +65,7 @@ struct Outcome {
     recoveries: u64,
     undetectable: u64,
     data_loss_detected: bool,
+    images_explored: u64,
     violation: Option<Violation>,
 }
 
@@ -82,6 +83,8 @@ pub struct RunReport {
     pub undetectable: u64,
     /// The store honestly reported data loss after real media damage, ending the run early.
     pub data_loss_detected: bool,
+    /// Crash images recovered and checked at enumerated crash points.
+    pub images_explored: u64,
     /// What the simulator did.
     pub sim: SimStats,
     /// The first broken promise, if any.
@@ -163,6 +166,7 @@ pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
                 recoveries: workload.recoveries,
                 undetectable: workload.undetectable,
                 data_loss_detected: workload.early_end.is_some(),
+                images_explored: workload.images_explored,
                 violation: result.err(),
             }
         }
@@ -180,11 +184,70 @@ pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
         recoveries: outcome.recoveries,
         undetectable: outcome.undetectable,
         data_loss_detected: outcome.data_loss_detected,
+        images_explored: outcome.images_explored,
         sim: env.stats(),
         violation: outcome.violation,
         trace_hash: env.trace_hash(),
         trace_tail: env.trace_tail(),
         schedule: env.schedule(),
         simulated_ns: u64::try_from(env.now().as_nanos()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Where two runs of the same seed first differ.
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    /// The index of the first differing event (0-based).
+    pub index: usize,
+    /// That event in the first run (`None`: the run had ended).
+    pub first: Option<TraceEvent>,
+    /// That event in the second run.
+    pub second: Option<TraceEvent>,
+}
+
+/// Runs `config` twice, comparing every event's hash; `Ok` with the trace hash if they agree.
+pub fn check_determinism(config: &RunConfig) -> Result<u64, Divergence> {
+    let traced_run = || {
+        let env = SimEnv::new(config.seed, config.faults.clone())
+            .unwrap_or_else(|invalid| panic!("the configuration builds invalid fault options: {invalid}"));
+        env.keep_event_hashes();
+        env.keep_trace_events(TRACE_EVENTS_MAX);
+        let report = run_with_env(config, env.clone());
+        (report, env.event_hashes())
+    };
+    let (first, first_hashes) = traced_run();
+    let (second, second_hashes) = traced_run();
+    match first_divergence(&first_hashes, &second_hashes) {
+        None if first.trace_hash == second.trace_hash => Ok(first.trace_hash),
+        index => {
+            let index = index.unwrap_or(first_hashes.len());
+            Err(Divergence {
+                index,
+                first: first.trace_tail.get(index).cloned(),
+                second: second.trace_tail.get(index).cloned(),
+            })
+        }
+    }
+}
+
+/// The index of the first event whose hash differs, or where one trace ends before the other.
+pub fn first_divergence(first: &[u64], second: &[u64]) -> Option<usize> {
+    first
+        .iter()
+        .zip(second)
+        .position(|(a, b)| a != b)
+        .or_else(|| (first.len() != second.len()).then(|| first.len().min(second.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_divergence;
+
+    #[test]
+    fn first_divergence_finds_the_first_differing_or_missing_event() {
+        assert_eq!(first_divergence(&[1, 2, 3], &[1, 2, 3]), None);
+        assert_eq!(first_divergence(&[1, 2, 3], &[1, 9, 3]), Some(1));
+        assert_eq!(first_divergence(&[1, 2, 3], &[1, 2]), Some(2));
+        assert_eq!(first_divergence(&[], &[7]), Some(0));
     }
 }

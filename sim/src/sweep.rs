@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use stormhold::env::sim::SimStats;
 
 use crate::config::{FaultClass, RunConfig, WorkloadKind};
-use crate::runner::{self, RunReport, Violation};
+use crate::runner::{self, RunReport, Violation, ViolationKind};
 
 /// What to sweep.
 #[derive(Clone, Debug)]
@@ -26,9 +26,26 @@ pub struct SweepOptions {
     pub ops: u64,
     /// If set, exactly these fault classes (else each seed's swarm mix).
     pub faults: Option<Vec<FaultClass>>,
+    /// Run only the seeds of shard `index` of `count` (seed % count == index).
+    pub shard: (u64, u64),
+    /// Stop starting new seeds after this much real time.
+    pub time_limit: Option<Duration>,
+    /// Run every Nth seed twice and compare trace hashes.
+    pub check_determinism_every: Option<u64>,
 }
 
 impl SweepOptions {
+    /// Whether `seed` belongs to this sweep's shard.
+    pub fn in_shard(&self, seed: u64) -> bool {
+        let (index, count) = self.shard;
+        seed % count.max(1) == index
+    }
+
+    /// How many seeds of the range belong to the shard.
+    pub fn seed_count(&self) -> u64 {
+        self.seeds.clone().filter(|&seed| self.in_shard(seed)).count() as u64
+    }
+
     /// The configuration of one seed of the sweep.
     pub fn config(&self, seed: u64) -> RunConfig {
         let mut config = RunConfig::from_seed(seed, self.workload, self.ops);
@@ -56,6 +73,18 @@ pub struct SweepSummary {
     pub seeds_with_class: Vec<(FaultClass, u64)>,
     /// Failing seeds with their first violation, by seed.
     pub failures: Vec<(u64, Violation)>,
+    /// Seeds whose second run gave another trace hash.
+    pub nondeterministic: Vec<u64>,
+    /// Seeds run twice for the determinism check.
+    pub determinism_checked: u64,
+    /// Crash images recovered and checked.
+    pub images_explored: u64,
+    /// Undetectable losses after media damage (not violations).
+    pub undetectable: u64,
+    /// Runs ended early by an honest data-loss report after media damage.
+    pub data_loss_detected: u64,
+    /// Whether the time limit stopped the sweep early.
+    pub stopped_by_time_limit: bool,
     /// Virtual time covered, in nanoseconds.
     pub simulated_ns: u64,
     /// Real time taken.
@@ -85,6 +114,9 @@ impl SweepSummary {
         self.seeds += 1;
         self.ops += report.ops;
         self.recoveries += report.recoveries;
+        self.images_explored += report.images_explored;
+        self.undetectable += report.undetectable;
+        self.data_loss_detected += u64::from(report.data_loss_detected);
         self.faults += report.faults();
         add_stats(&mut self.sim, &report.sim);
         self.simulated_ns = self.simulated_ns.saturating_add(report.simulated_ns);
@@ -99,19 +131,50 @@ impl SweepSummary {
         }
     }
 
+    /// Violations counted by kind, in kind order.
+    pub fn violations_by_kind(&self) -> Vec<(ViolationKind, u64)> {
+        let mut counts: Vec<(ViolationKind, u64)> = Vec::new();
+        for (_, violation) in &self.failures {
+            match counts.iter_mut().find(|(kind, _)| *kind == violation.kind) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((violation.kind, 1)),
+            }
+        }
+        counts.sort();
+        counts
+    }
+
     /// Seeds per real second.
     pub fn seeds_per_second(&self) -> f64 {
         self.seeds as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
 
+/// What a worker sends back for one seed.
+enum SeedResult {
+    /// The time limit passed before the seed started.
+    Skipped,
+    /// The seed ran; `deterministic` is set when it ran twice.
+    Ran { report: Box<RunReport>, deterministic: Option<bool> },
+}
+
+fn run_seed(options: &SweepOptions, seed: u64) -> SeedResult {
+    let config = options.config(seed);
+    let report = runner::run(&config, None);
+    let check = options
+        .check_determinism_every
+        .is_some_and(|every| (seed - options.seeds.start).is_multiple_of(every.max(1)));
+    let deterministic = check.then(|| runner::run(&config, None).trace_hash == report.trace_hash);
+    SeedResult::Ran { report: Box::new(report), deterministic }
+}
+
 /// Runs every seed of `options`; `progress` is called now and then with the summary so far.
 pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64)) -> SweepSummary {
     let started = Instant::now();
     let next = AtomicU64::new(options.seeds.start);
-    let total = options.seeds.end.saturating_sub(options.seeds.start);
+    let total = options.seed_count();
     let mut summary = SweepSummary::default();
-    let (sender, receiver) = mpsc::channel::<RunReport>();
+    let (sender, receiver) = mpsc::channel::<SeedResult>();
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             let sender = sender.clone();
@@ -122,7 +185,14 @@ pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64
                     if seed >= options.seeds.end {
                         break;
                     }
-                    if sender.send(runner::run(&options.config(seed), None)).is_err() {
+                    if !options.in_shard(seed) {
+                        continue;
+                    }
+                    if options.time_limit.is_some_and(|limit| started.elapsed() >= limit) {
+                        let _ = sender.send(SeedResult::Skipped);
+                        continue;
+                    }
+                    if sender.send(run_seed(options, seed)).is_err() {
                         break;
                     }
                 }
@@ -130,7 +200,22 @@ pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64
         }
         drop(sender);
         let mut last_progress = Instant::now();
-        for report in receiver {
+        for result in receiver {
+            let report = match result {
+                SeedResult::Skipped => {
+                    summary.stopped_by_time_limit = true;
+                    continue;
+                }
+                SeedResult::Ran { report, deterministic } => {
+                    if let Some(same) = deterministic {
+                        summary.determinism_checked += 1;
+                        if !same {
+                            summary.nondeterministic.push(report.config.seed);
+                        }
+                    }
+                    report
+                }
+            };
             summary.add(&report);
             if last_progress.elapsed() >= Duration::from_secs(2) {
                 summary.elapsed = started.elapsed();
@@ -140,6 +225,7 @@ pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64
         }
     });
     summary.failures.sort_by_key(|(seed, _)| *seed);
+    summary.nondeterministic.sort();
     summary.seeds_with_class.sort();
     summary.elapsed = started.elapsed();
     summary

@@ -27,6 +27,13 @@ const OPEN_ATTEMPTS_MAX: u32 = 64;
 /// The key of the liveness probe, outside the workload's keys.
 const PROBE_KEY: Key = 0xffff;
 
+/// The outcome of opening a store.
+enum Opened<S> {
+    Store(S),
+    /// The store refused to open and said why, after real media damage.
+    HonestLoss(String),
+}
+
 /// What stopped the run early without a violation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EarlyEnd {
@@ -50,6 +57,11 @@ pub struct KvWorkload<S: KvStore> {
     pub undetectable: u64,
     /// Set when the run ended early without a violation.
     pub early_end: Option<EarlyEnd>,
+    /// Crash images recovered and judged at enumerated crash points.
+    pub images_explored: u64,
+    /// Decides which crash points enumerate their images (its own stream, so the workload's
+    /// operations do not depend on it).
+    images_rng: ChaCha8Rng,
 }
 
 fn media_damage(env: &SimEnv) -> bool {
@@ -62,6 +74,8 @@ impl<S: KvStore> KvWorkload<S> {
     pub fn new(env: SimEnv, config: RunConfig, store_config: S::Config) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(stream::WORKLOAD);
+        let mut images_rng = ChaCha8Rng::seed_from_u64(config.seed);
+        images_rng.set_stream(stream::IMAGES);
         Self {
             env,
             config,
@@ -73,6 +87,8 @@ impl<S: KvStore> KvWorkload<S> {
             recoveries: 0,
             undetectable: 0,
             early_end: None,
+            images_explored: 0,
+            images_rng,
         }
     }
 
@@ -186,38 +202,72 @@ impl<S: KvStore> KvWorkload<S> {
         }
     }
 
-    /// Crashes the process, reopens the store (retrying through faults) and checks it.
+    /// Crashes the process, reopens the store (retrying through faults) and checks it. At a
+    /// sampled driver crash point, first checks recovery on every legal crash image.
     fn recover(&mut self) -> Result<(), Violation> {
         self.store = None;
+        if !self.env.is_crashed() && self.images_rng.random_bool(self.config.image_check_probability) {
+            self.check_images()?;
+        }
         self.env.crash();
         self.env.restart();
-        let store = match self.open_store()? {
-            Some(store) => store,
-            None => return Ok(()),
-        };
-        let recovered = match store.state() {
-            Ok(state) => state,
-            Err(error) => {
-                return Err(self.violation(ViolationKind::Durability, format!("state after open: {error}")));
+        let store = match self.open_on(&self.env.clone())? {
+            Opened::Store(store) => store,
+            Opened::HonestLoss(what) => {
+                self.early_end = Some(EarlyEnd::DataLossDetected(what));
+                return Ok(());
             }
         };
+        let recovered = self.state_of(&store)?;
         self.recoveries += 1;
-        self.judge(&recovered)?;
+        if self.judge_on(&self.env.clone(), &recovered)? {
+            self.undetectable += 1;
+        }
         self.model.rebase(recovered);
         self.store = Some(store);
         Ok(())
     }
 
-    /// Opens the store; `None` when it honestly reported data loss (the run ends early).
-    fn open_store(&mut self) -> Result<Option<S>, Violation> {
+    fn state_of(&self, store: &S) -> Result<BTreeMap<Key, Value>, Violation> {
+        store
+            .state()
+            .map_err(|error| self.violation(ViolationKind::Durability, format!("state after open: {error}")))
+    }
+
+    /// Recovers the store on every legal post-crash image of the current pending state (each
+    /// on a fork, faults off) and judges each one.
+    fn check_images(&mut self) -> Result<(), Violation> {
+        let images = self.env.crash_images(self.config.images_max);
+        let count = images.images.len();
+        self.env.note(format!(
+            "op {}: checking {count} crash images (exhaustive: {})",
+            self.op_index, images.exhaustive
+        ));
+        for (index, image) in images.images.into_iter().enumerate() {
+            image.restart();
+            image.set_faults_enabled(false);
+            let in_image = |mut violation: Violation| {
+                violation.detail = format!("in crash image {}/{count}: {}", index + 1, violation.detail);
+                violation
+            };
+            if let Opened::Store(store) = self.open_on(&image).map_err(in_image)? {
+                let recovered = self.state_of(&store)?;
+                self.judge_on(&image, &recovered).map_err(in_image)?;
+            }
+        }
+        self.images_explored += count as u64;
+        Ok(())
+    }
+
+    /// Opens the store on `env`, retrying through faults and crashes during recovery.
+    fn open_on(&self, env: &SimEnv) -> Result<Opened<S>, Violation> {
         let mut last_error = String::new();
         for _ in 0..OPEN_ATTEMPTS_MAX {
-            match S::open(&self.env, &self.store_config) {
-                Ok(store) => return Ok(Some(store)),
-                Err(StoreError::DataLoss(what)) if media_damage(&self.env) => {
-                    self.env.note(format!("honest data loss reported: {what}"));
-                    self.early_end = Some(EarlyEnd::DataLossDetected(what));
-                    return Ok(None);
+            match S::open(env, &self.store_config) {
+                Ok(store) => return Ok(Opened::Store(store)),
+                Err(StoreError::DataLoss(what)) if media_damage(env) => {
+                    env.note(format!("honest data loss reported: {what}"));
+                    return Ok(Opened::HonestLoss(what));
                 }
                 Err(StoreError::DataLoss(what)) => {
                     return Err(self.violation(
@@ -225,13 +275,12 @@ impl<S: KvStore> KvWorkload<S> {
                         format!("open reported data loss, but the simulator damaged no media: {what}"),
                     ));
                 }
-                Err(StoreError::Io(error)) if is_crash(&error) => self.env.restart(),
+                Err(StoreError::Io(error)) if is_crash(&error) => env.restart(),
                 Err(error) => last_error = error.to_string(),
             }
         }
-        if media_damage(&self.env) {
-            self.early_end = Some(EarlyEnd::DataLossDetected(last_error));
-            return Ok(None);
+        if media_damage(env) {
+            return Ok(Opened::HonestLoss(last_error));
         }
         Err(self.violation(
             ViolationKind::Liveness,
@@ -239,16 +288,17 @@ impl<S: KvStore> KvWorkload<S> {
         ))
     }
 
-    fn judge(&mut self, recovered: &BTreeMap<Key, Value>) -> Result<(), Violation> {
+    /// Judges a recovered state; `Ok(true)` for a legal loss of the last durable group after
+    /// media damage on `env` (undetectable by a single-copy format).
+    fn judge_on(&self, env: &SimEnv, recovered: &BTreeMap<Key, Value>) -> Result<bool, Violation> {
         match self.model.verdict(recovered) {
             Verdict::Prefix { k } => {
-                self.env.note(format!("recovered a legal prefix: {k} of {} txns", self.model.txns.len()));
-                Ok(())
+                env.note(format!("recovered a legal prefix: {k} of {} txns", self.model.txns.len()));
+                Ok(false)
             }
-            Verdict::LostLastDurable if media_damage(&self.env) => {
-                self.undetectable += 1;
-                self.env.note("recovered without the last durable sync group after media damage".to_owned());
-                Ok(())
+            Verdict::LostLastDurable if media_damage(env) => {
+                env.note("recovered without the last durable sync group after media damage".to_owned());
+                Ok(true)
             }
             _ => Err(self.violation(ViolationKind::Durability, self.describe_divergence(recovered))),
         }

@@ -7,8 +7,8 @@
 //! element is closed, every text escaped, and the output depends only on its inputs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 use std::fmt::Write as _;
+use std::ops::Range;
 use stormhold::env::sim::TraceEvent;
 
 use super::events::{self, Class, Lane, Phases};
@@ -149,15 +149,26 @@ pub(super) fn timeline(picture: &Picture) -> String {
     }
     let mut bottom = whole.layout.bottom + AXIS_PX;
     if let Some((start_ns, end_ns)) = zoom {
-        let title = format!("Zoom: the last events before the first divergence ({} ms to {} ms)", ms(start_ns), ms(end_ns));
+        let title = format!(
+            "Zoom: the last events before the first divergence ({} ms to {} ms)",
+            ms(start_ns),
+            ms(end_ns)
+        );
         body.push_str(&panel_title(bottom + TITLE_PX - 6.0, &title));
         let strip_top = bottom + TITLE_PX;
         let layout = Layout::new(&lanes, strip_top);
-        let zoomed = Panel { scale: Scale::padded(start_ns, end_ns), layout, phases: &phases, divergence_top: strip_top, outline: None };
+        let zoomed = Panel {
+            scale: Scale::padded(start_ns, end_ns),
+            layout,
+            phases: &phases,
+            divergence_top: strip_top,
+            outline: None,
+        };
         body.push_str(&panel(picture, &zoomed));
         bottom = zoomed.layout.bottom + AXIS_PX;
     }
-    let (legend, legend_px) = style::legend(&legend_items(picture), PLOT_LEFT_PX - 140.0, PLOT_RIGHT_PX, bottom);
+    let (legend, legend_px) =
+        style::legend(&legend_items(picture), PLOT_LEFT_PX - 140.0, PLOT_RIGHT_PX, bottom);
     body.push_str(&legend);
     let height = bottom + legend_px + 8.0;
     format!(
@@ -236,6 +247,9 @@ fn band(
     min_px: f64,
     tip: &str,
 ) -> String {
+    if span.1 < scale.start_ns || span.0 > scale.end_ns {
+        return String::new();
+    }
     let x = scale.x(span.0);
     let width = (scale.x(span.1) - x).max(min_px);
     format!(
@@ -256,7 +270,9 @@ fn shading(picture: &Picture, phases: &Phases, scale: &Scale, layout: &Layout) -
     for &span in &phases.quiet {
         let tip = format!("quiet phase: no new faults, {} ms to {} ms", ms(span.0), ms(span.1));
         svg.push_str(&band(scale, span, top, bottom, style::QUIET, 1.0, &tip));
-        svg.push_str(&strip_label(scale.x(span.0) + 4.0, layout, "quiet phase"));
+        if scale.contains(span.0) || scale.contains(span.1) {
+            svg.push_str(&strip_label(scale.x(span.0) + 4.0, layout, "quiet phase: no new faults"));
+        }
     }
     for &span in &phases.recoveries {
         let tip = format!("recovery check: {} ms to {} ms", ms(span.0), ms(span.1));
@@ -269,7 +285,7 @@ fn shading(picture: &Picture, phases: &Phases, scale: &Scale, layout: &Layout) -
 fn strip_label(x: f64, layout: &Layout, text: &str) -> String {
     format!(
         r#"<text x="{x:.1}" y="{:.1}" class="strip-label">{}</text>"#,
-        layout.strip_top + 14.0,
+        layout.strip_top + 10.0,
         escape(text)
     )
 }
@@ -298,12 +314,12 @@ fn tick_label(time_ns: u64, step_ns: u64) -> String {
 }
 
 fn axis(scale: &Scale, layout: &Layout) -> String {
-    let step = tick_step_ns(scale.end_ns);
+    let step = tick_step_ns(scale.end_ns - scale.start_ns);
     let (top, bottom) = (layout.lanes_top(), layout.bottom);
     let mut svg = format!(
         r##"<g class="axis"><line x1="{PLOT_LEFT_PX}" y1="{bottom:.1}" x2="{PLOT_RIGHT_PX}" y2="{bottom:.1}" stroke="#4a5568"/>"##
     );
-    let mut tick = 0u64;
+    let mut tick = scale.start_ns.div_ceil(step) * step;
     while tick <= scale.end_ns {
         let x = scale.x(tick);
         let _ = write!(
@@ -344,7 +360,7 @@ fn hover(events: &[TraceEvent], indices: &[usize]) -> String {
 fn columns(picture: &Picture, scale: &Scale, kind: &Class) -> BTreeMap<i64, Vec<usize>> {
     let mut columns: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (i, class) in picture.classes.iter().enumerate() {
-        if class == kind {
+        if class == kind && scale.contains(picture.events[i].time_ns) {
             let column = (scale.x(picture.events[i].time_ns) / BUCKET_PX).floor() as i64;
             columns.entry(column).or_default().push(i);
         }
@@ -355,7 +371,7 @@ fn columns(picture: &Picture, scale: &Scale, kind: &Class) -> BTreeMap<i64, Vec<
 /// Crashes and restarts: lines across every lane, with a marker in the strip to hover.
 fn process_lines(picture: &Picture, scale: &Scale, layout: &Layout) -> String {
     let mut svg = String::from(r#"<g class="process">"#);
-    let (top, bottom) = (layout.strip_top + 4.0, layout.bottom);
+    let (top, bottom) = (layout.strip_top + 14.0, layout.bottom);
     for (kind, colour, dash, width) in
         [(Class::Crash, style::CRASH, "none", 2.0), (Class::Restart, style::RESTART, "3 4", 1.6)]
     {
@@ -394,7 +410,9 @@ fn markers(picture: &Picture, scale: &Scale, layout: &Layout) -> String {
             Class::Fault { kind } => Mark::Fault(kind.clone()),
             _ => continue,
         };
-        let Some(lane) = class.lane() else { continue };
+        let Some(lane) = class.lane().filter(|_| scale.contains(picture.events[i].time_ns)) else {
+            continue;
+        };
         let column = (scale.x(picture.events[i].time_ns) / BUCKET_PX).floor() as i64;
         buckets.entry((lane, mark, column)).or_default().push(i);
     }
@@ -486,21 +504,20 @@ fn watermark(picture: &Picture, scale: &Scale, layout: &Layout) -> String {
     svg
 }
 
-/// The first divergence: a line and a diamond at its time, a ring on the violating call, and
-/// the callout box with expected vs got.
-fn divergence(picture: &Picture, scale: &Scale, layout: &Layout) -> String {
+/// The first divergence in one panel: a line and a diamond at its time, and a ring on the
+/// violating call.
+fn divergence(picture: &Picture, panel: &Panel) -> String {
     let Some(violation) = picture.violation else { return String::new() };
-    let event = picture.violating.map(|i| &picture.events[i]).or(picture.events.last());
-    let time_ns = event.map_or(0, |e| e.time_ns);
-    let x = scale.x(time_ns);
+    let layout = &panel.layout;
+    let x = panel.scale.x(divergence_time(picture));
     let tip = style::title(&format!("first divergence: {violation}"));
     let mut svg = format!(
         r#"<g class="divergence"><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{}" stroke-width="2.5">{tip}</line>"#,
-        layout.strip_top - 6.0,
+        panel.divergence_top,
         layout.bottom,
         style::DIVERGENCE
     );
-    svg.push_str(&style::shape(Shape::Diamond, x, layout.strip_top + 10.0, 8.0, style::DIVERGENCE, &tip));
+    svg.push_str(&style::shape(Shape::Diamond, x, layout.strip_top + 17.0, 8.0, style::DIVERGENCE, &tip));
     let lane = picture.violating.and_then(|i| picture.classes[i].lane());
     if let Some(y) = lane.and_then(|lane| layout.centre(&lane)) {
         let _ = write!(
@@ -509,30 +526,30 @@ fn divergence(picture: &Picture, scale: &Scale, layout: &Layout) -> String {
             style::DIVERGENCE
         );
     }
-    svg.push_str(&callout(violation, time_ns, x, layout));
     svg.push_str("</g>");
     svg
 }
 
-fn callout(violation: &Violation, time_ns: u64, x: f64, layout: &Layout) -> String {
-    let widest = layout.callout.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+/// The callout box above the whole-run panel: what broke, expected vs got, and the call.
+fn callout(violation: &Violation, lines: &[String], time_ns: u64, whole: &Panel) -> String {
     let heading = format!(
         "First divergence: {:?} violation at op {}, t = {} ms",
         violation.kind,
         violation.op_index,
         ms(time_ns)
     );
-    let width =
-        (widest.max(heading.chars().count()) as f64 * CHAR_MONO_PX + 28.0).min(PLOT_RIGHT_PX - PLOT_LEFT_PX);
+    let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0).max(heading.chars().count());
+    let width = (widest as f64 * CHAR_MONO_PX + 28.0).min(PLOT_RIGHT_PX - PLOT_LEFT_PX);
+    let x = whole.scale.x(time_ns);
     let left = (x - width + 60.0).clamp(PLOT_LEFT_PX, PLOT_RIGHT_PX - width);
-    let height = layout.strip_top - 14.0;
+    let height = whole.divergence_top - 4.0;
     let mut svg = format!(
-        r##"<rect class="callout" x="{left:.1}" y="4" width="{width:.1}" height="{height:.1}" rx="4" fill="#fff5f7" stroke="{}" stroke-width="2"/><text x="{:.1}" y="22" class="callout-heading">{}</text>"##,
+        r##"<g class="callout"><rect x="{left:.1}" y="4" width="{width:.1}" height="{height:.1}" rx="4" fill="#fff5f7" stroke="{}" stroke-width="2"/><text x="{:.1}" y="22" class="callout-heading">{}</text>"##,
         style::DIVERGENCE,
         left + 12.0,
         escape(&heading)
     );
-    for (i, line) in layout.callout.iter().enumerate() {
+    for (i, line) in lines.iter().enumerate() {
         let class = if i == 0 { "callout-label" } else { "callout-text" };
         let _ = write!(
             svg,
@@ -542,6 +559,7 @@ fn callout(violation: &Violation, time_ns: u64, x: f64, layout: &Layout) -> Stri
             escape(line)
         );
     }
+    svg.push_str("</g>");
     svg
 }
 
