@@ -311,3 +311,62 @@ impl RunConfig {
             .collect()
     }
 }
+
+impl RunConfig {
+    /// Overrides one field by its dotted path, e.g. `ops=100` or
+    /// `faults.sync_failure_probability=0.1`; the value is JSON (a bare word is a string).
+    /// The result must still be a valid configuration.
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (path, value) =
+            assignment.split_once('=').ok_or_else(|| format!("--set {assignment:?}: expected key=value"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        let mut tree = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
+        let mut slot = &mut tree;
+        for key in path.split('.') {
+            slot = slot
+                .get_mut(key)
+                .ok_or_else(|| format!("--set {path}: no field {key:?} (see the options printed by run)"))?;
+        }
+        *slot = value;
+        let updated: RunConfig =
+            serde_json::from_value(tree).map_err(|e| format!("--set {assignment}: {e}"))?;
+        updated.faults.validate().map_err(|e| format!("--set {assignment}: {e}"))?;
+        *self = updated;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_overrides_nested_fields_and_refuses_bad_ones() {
+        let mut config = RunConfig::from_seed(1, WorkloadKind::Env, 100);
+        config.set("ops=7").expect("ops");
+        config.set("faults.sync_failure_probability=0.25").expect("nested");
+        config.set("faults.sync_failure_profile=Revert").expect("bare word");
+        assert_eq!(config.ops, 7);
+        assert_eq!(config.faults.sync_failure_probability, 0.25);
+        assert_eq!(config.faults.sync_failure_profile, SyncFailureProfile::Revert);
+        assert!(config.set("faults.nope=1").unwrap_err().contains("no field"));
+        assert!(config.set("faults.sector_size_bytes=1000").unwrap_err().contains("512 or 4096"));
+        assert!(config.set("ops").unwrap_err().contains("key=value"));
+        assert_eq!(config.ops, 7, "a refused --set changes nothing");
+    }
+
+    #[test]
+    fn swarm_switches_whole_classes_off_in_some_seeds() {
+        let mut counts = [0u32; FaultClass::ALL.len()];
+        for seed in 0..200 {
+            let config = RunConfig::from_seed(seed, WorkloadKind::Env, 100);
+            for class in config.enabled_classes() {
+                counts[FaultClass::ALL.iter().position(|&c| c == class).unwrap_or(0)] += 1;
+            }
+        }
+        for (class, count) in FaultClass::ALL.iter().zip(counts) {
+            assert!((40..160).contains(&count), "{} on in {count} of 200 seeds", class.name());
+        }
+    }
+}

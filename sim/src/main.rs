@@ -67,6 +67,10 @@ struct WorkloadArgs {
     /// The workload.
     #[arg(long, default_value = "env")]
     workload: WorkloadKind,
+    /// Override any option of the run by its dotted path, e.g. `--set faults.sector_size_bytes=4096`
+    /// (repeatable; applied after --faults).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Args)]
@@ -143,12 +147,15 @@ fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
     Ok(start..end)
 }
 
-fn config_for(seed: u64, args: &WorkloadArgs) -> RunConfig {
+fn config_for(seed: u64, args: &WorkloadArgs) -> Result<RunConfig, String> {
     let mut config = RunConfig::from_seed(seed, args.workload, args.ops);
     if let Some(FaultList(classes)) = &args.faults {
         config.restrict_faults(classes);
     }
-    config
+    for assignment in &args.set {
+        config.set(assignment)?;
+    }
+    Ok(config)
 }
 
 fn replay_command(config: &RunConfig, args: &WorkloadArgs) -> String {
@@ -227,7 +234,7 @@ fn check_determinism(config: &RunConfig) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
-    let config = config_for(args.seed, &args.workload);
+    let config = config_for(args.seed, &args.workload)?;
     if args.check_determinism {
         return Ok(check_determinism(&config));
     }
@@ -352,6 +359,7 @@ fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
     for (seed, violation) in &summary.failures {
         println!("FAILED seed {seed}: {violation}");
         let args = WorkloadArgs {
+            set: options.sets.clone(),
             ops: options.ops,
             faults: options.faults.clone().map(FaultList),
             workload: options.workload,
@@ -380,7 +388,9 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
         shard: args.shard,
         time_limit: args.time_limit.map(std::time::Duration::from_secs_f64),
         check_determinism_every: args.check_determinism_every,
+        sets: args.workload.set.clone(),
     };
+    config_for(options.seeds.start, &args.workload)?;
     eprintln!(
         "[sweep] seeds {}..{} shard {}/{} workload={} ops={} jobs={}",
         options.seeds.start,
@@ -435,7 +445,7 @@ fn save_failures(
 }
 
 fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
-    let config = config_for(args.seed, &args.workload);
+    let config = config_for(args.seed, &args.workload)?;
     let Some(shrunk) = stormhold_sim::shrink::shrink(&config) else {
         println!("seed {} of workload {} does not fail: nothing to shrink", args.seed, config.workload);
         return Ok(ExitCode::from(0));

@@ -194,7 +194,7 @@ fn table(report: &RunReport, classes: &[Class], violating: Option<usize>) -> Str
     let (heading, violating_key) = match violating {
         Some(_) => (
             format!("The last {} events up to the first divergence", end - start),
-            r#" <span class="key violating">violating call</span>"#,
+            r#" <span class="key violating">violating op: the last call before the check failed</span>"#,
         ),
         None => (format!("The last {} events of the run", end - start), ""),
     };

@@ -32,6 +32,9 @@ pub struct SweepOptions {
     pub time_limit: Option<Duration>,
     /// Run every Nth seed twice and compare trace hashes.
     pub check_determinism_every: Option<u64>,
+    /// `--set key=value` overrides for every seed. The CLI checks them on the first seed; one
+    /// that does not fit some other seed's options is skipped for that seed.
+    pub sets: Vec<String>,
 }
 
 impl SweepOptions {
@@ -51,6 +54,9 @@ impl SweepOptions {
         let mut config = RunConfig::from_seed(seed, self.workload, self.ops);
         if let Some(classes) = &self.faults {
             config.restrict_faults(classes);
+        }
+        for assignment in &self.sets {
+            let _skipped_if_unfit = config.set(assignment);
         }
         config
     }

@@ -132,6 +132,9 @@ pub(super) fn classify(text: &str) -> Class {
     if let Some(id) = client_id(text) {
         return Class::Note { lane: Lane::Client(id.len(), id.to_owned()) };
     }
+    if is_op_note(text) {
+        return Class::Note { lane: Lane::Workload };
+    }
     match call_outcome(text) {
         Some(ok) => Class::Call { lane: call_lane(text), ok },
         None => Class::Note { lane: Lane::Workload },
@@ -148,6 +151,13 @@ fn watermark(text: &str) -> Option<Class> {
 fn client_id(text: &str) -> Option<&str> {
     let (id, _) = text.strip_prefix("client ")?.split_once(':')?;
     (!id.is_empty() && !id.contains(char::is_whitespace)).then_some(id)
+}
+
+/// Whether `text` is a workload note shaped `op <N>: ...` (which may quote an outcome).
+fn is_op_note(text: &str) -> bool {
+    text.strip_prefix("op ")
+        .and_then(|rest| rest.split_once(':'))
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `Some(ok)` for an Env call's text (`<call> ... -> ok ...` or `-> err ...`).
@@ -181,62 +191,61 @@ pub(super) type Spans = Vec<(u64, u64)>;
 /// The phases of a run, read from its `restart` and `faults enabled=` events.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Phases {
-    /// Fault drawing off outside recovery, after it was first on: the quiet phase.
-    pub quiet: Spans,
-    /// From a restart to the end of its check (the runner's second `faults enabled=` after it).
+    /// Fault drawing switched off outside recovery and on again later (setup, pauses).
+    pub faults_off: Spans,
+    /// Fault drawing switched off outside recovery for good: the quiet phase, to the end.
+    pub quiet: Option<(u64, u64)>,
+    /// A recovery check: a `restart` followed at once by `faults enabled=false`, up to the
+    /// next `faults enabled=` (the env workload's protocol; other workloads show none).
     pub recoveries: Spans,
 }
 
 #[derive(Default)]
 struct PhaseScan {
     phases: Phases,
-    /// An open recovery: its start, and how many `faults enabled=` events it has seen.
-    recovery: Option<(u64, u8)>,
-    quiet_since: Option<u64>,
-    enabled_once: bool,
+    /// Set by a `restart`, for the one event after it.
+    restarted_at: Option<u64>,
+    recovery_since: Option<u64>,
+    off_since: Option<u64>,
 }
 
 impl PhaseScan {
     fn step(&mut self, class: &Class, time_ns: u64) {
+        let restarted_at = self.restarted_at.take();
         match class {
             Class::Restart => {
-                if let Some((start, _)) = self.recovery.take() {
-                    self.phases.recoveries.push((start, time_ns));
-                }
-                self.recovery = Some((time_ns, 0));
+                self.close_recovery(time_ns);
+                self.restarted_at = Some(time_ns);
             }
-            Class::FaultsEnabled(enabled) => match self.recovery {
-                Some((start, toggles)) if toggles == 0 && !enabled => self.recovery = Some((start, 1)),
-                Some((start, _)) => {
-                    self.phases.recoveries.push((start, time_ns));
-                    self.recovery = None;
-                    self.toggle(*enabled, time_ns);
-                }
-                None => self.toggle(*enabled, time_ns),
-            },
+            Class::FaultsEnabled(false) if restarted_at.is_some() => self.recovery_since = restarted_at,
+            Class::FaultsEnabled(enabled) => {
+                self.close_recovery(time_ns);
+                self.toggle(*enabled, time_ns);
+            }
             _ => {}
+        }
+    }
+
+    fn close_recovery(&mut self, time_ns: u64) {
+        if let Some(start) = self.recovery_since.take() {
+            self.phases.recoveries.push((start, time_ns));
         }
     }
 
     fn toggle(&mut self, enabled: bool, time_ns: u64) {
-        match (enabled, self.quiet_since) {
+        match (enabled, self.off_since) {
             (true, Some(start)) => {
-                self.phases.quiet.push((start, time_ns));
-                self.quiet_since = None;
+                self.phases.faults_off.push((start, time_ns));
+                self.off_since = None;
             }
-            (false, None) if self.enabled_once => self.quiet_since = Some(time_ns),
+            (false, None) => self.off_since = Some(time_ns),
             _ => {}
         }
-        self.enabled_once |= enabled;
     }
 
     fn finish(mut self, end_ns: u64) -> Phases {
-        if let Some((start, _)) = self.recovery {
-            self.phases.recoveries.push((start, end_ns));
-        }
-        if let Some(start) = self.quiet_since {
-            self.phases.quiet.push((start, end_ns));
-        }
+        self.close_recovery(end_ns);
+        self.phases.quiet = self.off_since.map(|start| (start, end_ns));
         self.phases
     }
 }
@@ -292,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn quiet_phase_starts_outside_recovery_and_recoveries_close_on_their_second_toggle() {
+    fn env_workload_phases_give_setup_recoveries_and_the_quiet_phase() {
         let events = [
             event(0, "faults enabled=false"),
             event(1, "faults enabled=true"),
@@ -307,7 +316,23 @@ mod tests {
         ];
         let classes: Vec<Class> = events.iter().map(|e| classify(&e.text)).collect();
         let phases = phases(&events, &classes);
-        assert_eq!(phases.quiet, vec![(9, 20)]);
+        assert_eq!(phases.faults_off, vec![(0, 1)], "setup");
+        assert_eq!(phases.quiet, Some((9, 20)));
         assert_eq!(phases.recoveries, vec![(5, 7), (12, 14)]);
+    }
+
+    #[test]
+    fn a_restart_without_faults_off_is_no_recovery_check_and_quiet_needs_no_prior_toggle() {
+        let events = [
+            event(3, "restart"),
+            event(3, "exists /toy/log -> ok true"),
+            event(8, "faults enabled=false"),
+            event(9, "restart"),
+            event(11, "op 40: sync -> ok"),
+        ];
+        let classes: Vec<Class> = events.iter().map(|e| classify(&e.text)).collect();
+        let phases = phases(&events, &classes);
+        assert_eq!(phases, Phases { faults_off: vec![], quiet: Some((8, 11)), recoveries: vec![] });
+        assert_eq!(classes[4], Class::Note { lane: Lane::Workload }, "a workload note, not a call");
     }
 }

@@ -34,6 +34,8 @@ const CALLOUT_CHARS: usize = 110;
 const CALLOUT_LINES_MAX: usize = 8;
 const CALLOUT_LINE_PX: f64 = 16.0;
 const CHAR_MONO_PX: f64 = 7.2;
+/// Width of a character of the 11 px italic strip labels, a little generous.
+const STRIP_CHAR_PX: f64 = 6.0;
 
 /// What the timeline draws.
 pub(super) struct Picture<'a> {
@@ -111,7 +113,11 @@ fn callout_lines(violation: &Violation, picture: &Picture) -> Vec<String> {
     let mut lines = vec!["expected vs got:".to_owned()];
     lines.extend(wrap(&violation.detail, CALLOUT_CHARS, CALLOUT_LINES_MAX));
     if let Some(event) = picture.violating.map(|i| &picture.events[i]) {
-        lines.extend(wrap(&format!("at call #{}: {}", event.call, event.text), CALLOUT_CHARS, 2));
+        lines.extend(wrap(
+            &format!("last call before the check failed (#{}): {}", event.call, event.text),
+            CALLOUT_CHARS,
+            2,
+        ));
     }
     lines
 }
@@ -267,10 +273,14 @@ fn shading(picture: &Picture, phases: &Phases, scale: &Scale, layout: &Layout) -
         svg.push_str(&band(scale, (0, first.time_ns), top, bottom, style::NOT_KEPT, 0.0, &tip));
         svg.push_str(&strip_label(scale.x(0) + 4.0, layout, "earlier events not kept"));
     }
-    for &span in &phases.quiet {
-        let tip = format!("quiet phase: no new faults, {} ms to {} ms", ms(span.0), ms(span.1));
+    for &span in &phases.faults_off {
+        let tip = format!("faults off (setup or a pause): {} ms to {} ms", ms(span.0), ms(span.1));
         svg.push_str(&band(scale, span, top, bottom, style::QUIET, 1.0, &tip));
-        if scale.contains(span.0) || scale.contains(span.1) {
+    }
+    if let Some(span) = phases.quiet {
+        let tip = format!("quiet phase: no new faults, {} ms to the end ({} ms)", ms(span.0), ms(span.1));
+        svg.push_str(&band(scale, span, top, bottom, style::QUIET, 1.0, &tip));
+        if span.1 >= scale.start_ns && span.0 <= scale.end_ns {
             svg.push_str(&strip_label(scale.x(span.0) + 4.0, layout, "quiet phase: no new faults"));
         }
     }
@@ -283,8 +293,11 @@ fn shading(picture: &Picture, phases: &Phases, scale: &Scale, layout: &Layout) -
 }
 
 fn strip_label(x: f64, layout: &Layout, text: &str) -> String {
+    // Kept inside the plot: a label that would run past the right edge ends there instead.
+    let width = text.chars().count() as f64 * STRIP_CHAR_PX;
+    let (x, anchor) = if x + width > PLOT_RIGHT_PX { (PLOT_RIGHT_PX, "end") } else { (x, "start") };
     format!(
-        r#"<text x="{x:.1}" y="{:.1}" class="strip-label">{}</text>"#,
+        r#"<text x="{x:.1}" y="{:.1}" class="strip-label" text-anchor="{anchor}">{}</text>"#,
         layout.strip_top + 10.0,
         escape(text)
     )
