@@ -1,6 +1,6 @@
 //! A picture of one run: a single self-contained HTML page with a header (seed, workload,
 //! fault classes, result, trace hash, replay command), a timeline of the run on the virtual
-//! clock (see [`svg`]), and the last events before the first divergence as a table.
+//! clock (the `svg` submodule), and the last events before the first divergence as a table.
 //!
 //! Owns: turning a [`RunReport`] into HTML. It draws whatever events `report.trace_tail` holds;
 //! to draw a whole run, build the env with `SimEnv::keep_trace_events(TRACE_EVENTS_MAX)`.
