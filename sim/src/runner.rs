@@ -154,6 +154,7 @@ pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
             Outcome {
                 ops: workload.ops(),
                 recoveries: workload.recoveries,
+                images_explored: workload.images_explored,
                 violation: result.err(),
                 ..Outcome::default()
             }

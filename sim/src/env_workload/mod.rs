@@ -65,6 +65,10 @@ pub struct EnvWorkload {
     syncs_acknowledged: u64,
     /// Completed crash recoveries (each one checked).
     pub recoveries: u64,
+    /// Crash images checked at enumerated crash points.
+    pub images_explored: u64,
+    /// Decides which crash points enumerate their images (its own stream).
+    images_rng: ChaCha8Rng,
 }
 
 fn path(dir: &str, name: &str) -> PathBuf {
@@ -77,6 +81,8 @@ impl EnvWorkload {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(stream::WORKLOAD);
         let dirs = DIRS.iter().map(|&dir| (dir, DirModel::default())).collect();
+        let mut images_rng = ChaCha8Rng::seed_from_u64(config.seed);
+        images_rng.set_stream(stream::IMAGES);
         Self {
             env,
             config,
@@ -89,6 +95,8 @@ impl EnvWorkload {
             monotonic_seen: Duration::ZERO,
             syncs_acknowledged: 0,
             recoveries: 0,
+            images_explored: 0,
+            images_rng,
         }
     }
 

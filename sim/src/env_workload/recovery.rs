@@ -4,11 +4,12 @@
 //! The check runs with fault drawing switched off: it plays the observer, not the system under
 //! test, and must not confuse an injected read error with lost data.
 
+use rand::Rng;
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use stormhold::env::sim::DamageKind;
+use stormhold::env::sim::{DamageKind, SimEnv};
 use stormhold::env::{Env, EnvFile, OpenOptions};
 
 use super::model::{DirModel, FileId, FileModel};
@@ -30,6 +31,9 @@ struct Survivor {
 impl EnvWorkload {
     /// Crashes (if the process still lives), restarts, checks, and adopts the survivors.
     pub(super) fn recover(&mut self) -> Result<(), Stop> {
+        if !self.env.is_crashed() && self.images_rng.random_bool(self.config.image_check_probability) {
+            self.check_images()?;
+        }
         self.handles.clear();
         self.env.crash();
         self.env.restart();
@@ -41,16 +45,43 @@ impl EnvWorkload {
         result
     }
 
+    /// Checks every legal post-crash image of the current pending state (each on a fork,
+    /// faults off) against the model, before the run goes on with one drawn image.
+    fn check_images(&mut self) -> Result<(), Stop> {
+        let images = self.env.crash_images(self.config.images_max);
+        let count = images.images.len();
+        self.env.note(format!(
+            "op {}: checking {count} crash images (exhaustive: {})",
+            self.op_index, images.exhaustive
+        ));
+        for (index, image) in images.images.into_iter().enumerate() {
+            image.restart();
+            image.set_faults_enabled(false);
+            for dir in DIRS {
+                self.check_dir(&image, dir).map_err(|stop| match stop {
+                    Stop::Violation(mut violation) => {
+                        violation.detail =
+                            format!("in crash image {}/{count}: {}", index + 1, violation.detail);
+                        Stop::Violation(violation)
+                    }
+                    Stop::Crashed => Stop::Crashed,
+                })?;
+            }
+        }
+        self.images_explored += count as u64;
+        Ok(())
+    }
+
     fn check_and_adopt(&mut self) -> Result<(), Stop> {
         let mut survivors = Vec::new();
         for dir in DIRS {
-            survivors.extend(self.check_dir(dir)?);
+            survivors.extend(self.check_dir(&self.env, dir)?);
         }
         self.adopt(survivors)
     }
 
-    fn check_dir(&self, dir: &'static str) -> Result<Vec<Survivor>, Stop> {
-        let names = self.env.list_dir(&PathBuf::from(format!("/{dir}"))).map_err(|error| {
+    fn check_dir(&self, env: &SimEnv, dir: &'static str) -> Result<Vec<Survivor>, Stop> {
+        let names = env.list_dir(&PathBuf::from(format!("/{dir}"))).map_err(|error| {
             self.violation(
                 ViolationKind::Durability,
                 format!("directory /{dir} unreadable after crash: {error}"),
@@ -76,20 +107,26 @@ impl EnvWorkload {
                     format!("/{dir}/{name} exists after the crash, but no create or rename ever linked it"),
                 ));
             }
-            let matched = self.match_file(dir, &name, &legal)?;
+            let matched = self.match_file(env, dir, &name, &legal)?;
             survivors.push(Survivor { dir, name, matched });
         }
         Ok(survivors)
     }
 
     /// Reads `dir/name` and finds every one of `legal` files whose model allows its content.
-    fn match_file(&self, dir: &str, name: &str, legal: &[FileId]) -> Result<Option<Matched>, Stop> {
+    fn match_file(
+        &self,
+        env: &SimEnv,
+        dir: &str,
+        name: &str,
+        legal: &[FileId],
+    ) -> Result<Option<Matched>, Stop> {
         let file_path = path(dir, name);
-        let damage = self.env.damage_at(&file_path).unwrap_or_default();
-        let content = match read_whole(&self.env, &file_path) {
+        let damage = env.damage_at(&file_path).unwrap_or_default();
+        let content = match read_whole(env, &file_path) {
             Ok(content) => content,
             Err(error) if damage.iter().any(|(kind, _)| *kind == DamageKind::BadSector) => {
-                self.env.note(format!("{}: unreadable after media damage ({error})", file_path.display()));
+                env.note(format!("{}: unreadable after media damage ({error})", file_path.display()));
                 return Ok(None);
             }
             Err(error) => {
