@@ -1,8 +1,9 @@
 //! The regression corpus: one JSON file per failing case ever found, replayed by `cargo test`.
 //!
-//! An entry keeps the whole run configuration and the recorded fault schedule, so its replay
-//! does not depend on how the options of a seed are derived or on how many random numbers the
-//! fault classes draw; only the workload's own stream still comes from the seed.
+//! An entry keeps the whole run configuration, the recorded fault schedule and (for workloads
+//! that record them) the recorded operations, so its replay does not depend on how the options
+//! of a seed are derived, on how many random numbers the fault classes draw, or on the code that
+//! draws the operations.
 //!
 //! Invariant: an entry names the bug it pinned, and states the outcome expected since the fix.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use stormhold::env::sim::FaultSchedule;
 
 use crate::config::RunConfig;
-use crate::runner::{self, RunReport, ViolationKind};
+use crate::runner::{self, RecordedOps, RunReport, ViolationKind};
 
 /// One pinned case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,6 +24,9 @@ pub struct CorpusEntry {
     pub config: RunConfig,
     /// The fault decisions of the run, replayed instead of drawn.
     pub schedule: FaultSchedule,
+    /// The operations of the run, replayed instead of drawn (where the workload records them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops: Option<RecordedOps>,
     /// The violation expected now (`None`: the run must pass).
     pub expect_violation: Option<ViolationKind>,
 }
@@ -42,7 +46,7 @@ impl CorpusEntry {
 
     /// Replays the entry.
     pub fn replay(&self) -> RunReport {
-        runner::run(&self.config, Some(self.schedule.clone()))
+        runner::run_recorded(&self.config, Some(self.schedule.clone()), self.ops.clone())
     }
 
     /// Whether a replay ended as expected.

@@ -289,6 +289,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             note: args.note.clone().unwrap_or_default(),
             config: config.clone(),
             schedule: report.schedule.clone(),
+            ops: report.recorded.clone(),
             expect_violation: report.violation.as_ref().map(|v| v.kind),
         };
         entry.save(path)?;
@@ -420,19 +421,19 @@ fn save_failures(
 ) -> Result<(), String> {
     for (seed, violation) in &summary.failures {
         let config = options.config(*seed);
-        let (config, schedule, kind) = match shrink.then(|| stormhold_sim::shrink::shrink(&config)).flatten()
-        {
-            Some(shrunk) => {
-                let kind = shrunk.report.violation.as_ref().map_or(violation.kind, |v| v.kind);
-                (shrunk.config, shrunk.schedule, kind)
-            }
-            None => {
-                let schedule = runner::run(&config, None).schedule;
-                (config, schedule, violation.kind)
-            }
-        };
+        let (config, schedule, ops, kind) =
+            match shrink.then(|| stormhold_sim::shrink::shrink(&config)).flatten() {
+                Some(shrunk) => {
+                    let kind = shrunk.report.violation.as_ref().map_or(violation.kind, |v| v.kind);
+                    (shrunk.config, shrunk.schedule, shrunk.ops, kind)
+                }
+                None => {
+                    let report = runner::run(&config, None);
+                    (config, report.schedule, report.recorded, violation.kind)
+                }
+            };
         let note = format!("found by sweep: {violation} (replace with the bug it pinned)");
-        let entry = CorpusEntry { note, config, schedule, expect_violation: Some(kind) };
+        let entry = CorpusEntry { note, config, schedule, ops, expect_violation: Some(kind) };
         let out = PathBuf::from(format!("corpus/{}-seed-{seed}.json", args.workload));
         entry.save(&out)?;
         println!(
@@ -471,6 +472,7 @@ fn shrink(args: ShrinkArgs) -> Result<ExitCode, String> {
         note: args.note,
         config: shrunk.config,
         schedule: shrunk.schedule,
+        ops: shrunk.ops,
         expect_violation: Some(violation.kind),
     };
     entry.save(&out)?;

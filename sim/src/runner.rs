@@ -13,7 +13,7 @@ use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TRACE_EVENTS_MAX, Tra
 use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
 use crate::kv::toy::ToyStore;
-use crate::kv::workload::KvWorkload;
+use crate::kv::workload::{KvOp, KvWorkload};
 
 /// What kind of promise a run found broken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -58,6 +58,39 @@ impl fmt::Display for Violation {
     }
 }
 
+/// The operations a run executed, per workload, so a replay does not depend on the code that
+/// draws them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordedOps {
+    /// Key-value workload operations.
+    Kv(Vec<KvOp>),
+}
+
+impl RecordedOps {
+    /// How many operations.
+    pub fn len(&self) -> usize {
+        match self {
+            RecordedOps::Kv(ops) => ops.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same recording without the operations in `range`.
+    pub fn without(&self, range: std::ops::Range<usize>) -> RecordedOps {
+        match self {
+            RecordedOps::Kv(ops) => {
+                let mut ops = ops.clone();
+                ops.drain(range);
+                RecordedOps::Kv(ops)
+            }
+        }
+    }
+}
+
 /// What a workload reports back to the runner.
 #[derive(Default)]
 struct Outcome {
@@ -66,6 +99,7 @@ struct Outcome {
     undetectable: u64,
     data_loss_detected: bool,
     images_explored: u64,
+    recorded: Option<RecordedOps>,
     violation: Option<Violation>,
 }
 
@@ -85,6 +119,8 @@ pub struct RunReport {
     pub data_loss_detected: bool,
     /// Crash images recovered and checked at enumerated crash points.
     pub images_explored: u64,
+    /// The operations executed, where the workload records them.
+    pub recorded: Option<RecordedOps>,
     /// What the simulator did.
     pub sim: SimStats,
     /// The first broken promise, if any.
@@ -133,6 +169,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs `config`, drawing faults from the seed, or taking them from `schedule` when given.
 pub fn run(config: &RunConfig, schedule: Option<FaultSchedule>) -> RunReport {
+    run_recorded(config, schedule, None)
+}
+
+/// Like [`run`], replaying the recorded operations `ops` when given (instead of drawing them).
+pub fn run_recorded(
+    config: &RunConfig,
+    schedule: Option<FaultSchedule>,
+    ops: Option<RecordedOps>,
+) -> RunReport {
     let env = match schedule {
         Some(schedule) => SimEnv::replaying(config.seed, config.faults.clone(), schedule),
         None => SimEnv::new(config.seed, config.faults.clone()),
@@ -141,12 +186,16 @@ pub fn run(config: &RunConfig, schedule: Option<FaultSchedule>) -> RunReport {
         Ok(env) => env,
         Err(invalid) => panic!("the configuration builds invalid fault options: {invalid}"),
     };
-    run_with_env(config, env)
+    run_with_env_recorded(config, env, ops)
 }
 
 /// Runs the workload of `config` on `env`. The model believes `config.faults`; a test of the
 /// checker's power passes an `env` whose disk misbehaves beyond those options.
 pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
+    run_with_env_recorded(config, env, None)
+}
+
+fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOps>) -> RunReport {
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| match config.workload {
         WorkloadKind::Env => {
             let mut workload = EnvWorkload::new(env.clone(), config.clone());
@@ -161,6 +210,9 @@ pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
         }
         WorkloadKind::Toy(bug) => {
             let mut workload = KvWorkload::<ToyStore>::new(env.clone(), config.clone(), bug);
+            if let Some(RecordedOps::Kv(ops)) = ops {
+                workload = workload.replaying(ops);
+            }
             let result = workload.run();
             Outcome {
                 ops: workload.ops(),
@@ -168,6 +220,7 @@ pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
                 undetectable: workload.undetectable,
                 data_loss_detected: workload.early_end.is_some(),
                 images_explored: workload.images_explored,
+                recorded: Some(RecordedOps::Kv(workload.recorded.clone())),
                 violation: result.err(),
             }
         }
@@ -186,6 +239,7 @@ pub fn run_with_env(config: &RunConfig, env: SimEnv) -> RunReport {
         undetectable: outcome.undetectable,
         data_loss_detected: outcome.data_loss_detected,
         images_explored: outcome.images_explored,
+        recorded: outcome.recorded,
         sim: env.stats(),
         violation: outcome.violation,
         trace_hash: env.trace_hash(),

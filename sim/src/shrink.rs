@@ -1,9 +1,10 @@
 //! Shrinking a failing run to a smaller one that fails the same way.
 //!
-//! The run is replayed from its recorded fault schedule, so removing an entry removes exactly
-//! that fault and nothing else moves. The shrinker cuts, greedily and until nothing more
-//! helps: the operations after the violation, then the operation count by halves, then
-//! chunks of the schedule (halves down to single faults, delta-debugging style), then the
+//! The run is replayed from its recorded fault schedule (and, where the workload records them,
+//! its recorded operations), so removing an entry removes exactly that fault or operation. The
+//! shrinker cuts, greedily and until nothing more helps: operations (recorded ones in chunks
+//! from halves down to single operations, delta-debugging style; otherwise the operations after
+//! the violation, then the count by halves), then chunks of the schedule the same way, then the
 //! quiet phase and the workload's own crash rate. A step is kept only if the replay still ends
 //! with the same kind of violation.
 //!
@@ -13,7 +14,7 @@
 use stormhold::env::sim::FaultSchedule;
 
 use crate::config::RunConfig;
-use crate::runner::{self, RunReport, ViolationKind};
+use crate::runner::{self, RecordedOps, RunReport, ViolationKind};
 
 /// Replays the shrinker may spend.
 pub const SHRINK_RUNS_MAX: usize = 2_000;
@@ -25,6 +26,8 @@ pub struct Shrunk {
     pub config: RunConfig,
     /// Its fault schedule.
     pub schedule: FaultSchedule,
+    /// Its operations, where the workload records them.
+    pub ops: Option<RecordedOps>,
     /// Its replay.
     pub report: RunReport,
     /// Replays spent.
@@ -39,20 +42,59 @@ struct Shrinker {
 impl Shrinker {
     /// Replays a candidate; keeps it if it still fails the same way.
     fn try_keep(&mut self, config: RunConfig, schedule: FaultSchedule) -> bool {
+        let ops = self.best.ops.clone();
+        self.try_keep_ops(config, schedule, ops)
+    }
+
+    fn try_keep_ops(&mut self, config: RunConfig, schedule: FaultSchedule, ops: Option<RecordedOps>) -> bool {
         if self.best.runs >= SHRINK_RUNS_MAX {
             return false;
         }
         self.best.runs += 1;
-        let report = runner::run(&config, Some(schedule.clone()));
+        let report = runner::run_recorded(&config, Some(schedule.clone()), ops.clone());
         let same = report.violation.as_ref().is_some_and(|v| v.kind == self.kind);
         if same {
             let runs = self.best.runs;
-            self.best = Shrunk { config, schedule, report, runs };
+            // Keep what the replay executed: operations past the violation are gone.
+            let ops = report.recorded.clone().or(ops);
+            self.best = Shrunk { config, schedule, ops, report, runs };
         }
         same
     }
 
+    /// Removes recorded operations, in chunks from halves down to single ones.
+    fn cut_recorded_ops(&mut self) -> bool {
+        let mut progress = false;
+        let Some(len) = self.best.ops.as_ref().map(RecordedOps::len) else { return false };
+        let mut chunk = len.div_ceil(2).max(1);
+        loop {
+            let mut start = 0;
+            while let Some(ops) = self.best.ops.clone()
+                && start < ops.len()
+            {
+                let end = (start + chunk).min(ops.len());
+                let fewer = ops.without(start..end);
+                let config = RunConfig {
+                    ops: self.best.config.ops.min(fewer.len() as u64),
+                    ..self.best.config.clone()
+                };
+                if self.try_keep_ops(config, self.best.schedule.clone(), Some(fewer)) {
+                    progress = true;
+                } else {
+                    start += chunk;
+                }
+            }
+            if chunk == 1 {
+                return progress;
+            }
+            chunk = chunk.div_ceil(2);
+        }
+    }
+
     fn cut_ops(&mut self) -> bool {
+        if self.best.ops.is_some() {
+            return self.cut_recorded_ops();
+        }
         let mut progress = false;
         let failing_op = self.best.report.violation.as_ref().map_or(0, |v| v.op_index);
         if failing_op > 0 && failing_op < self.best.config.ops {
@@ -110,7 +152,8 @@ pub fn shrink(config: &RunConfig) -> Option<Shrunk> {
     let report = runner::run(config, None);
     let kind = report.violation.as_ref()?.kind;
     let schedule = report.schedule.clone();
-    let best = Shrunk { config: config.clone(), schedule, report, runs: 1 };
+    let ops = report.recorded.clone();
+    let best = Shrunk { config: config.clone(), schedule, ops, report, runs: 1 };
     let mut shrinker = Shrinker { kind, best };
     // Recorded schedules replay exactly; make sure this one does before cutting it.
     if !shrinker.try_keep(config.clone(), shrinker.best.schedule.clone()) {

@@ -58,3 +58,24 @@ fn truncating_on_mid_log_corruption_is_caught() {
 fn retrying_a_failed_fsync_is_caught() {
     assert_caught(ToyBug::RetryFailedFsync);
 }
+
+#[test]
+fn each_shrunk_toy_case_passes_on_the_reference_store() {
+    // A corpus case pins its bug only if the same operations and faults leave the correct
+    // store intact: otherwise it would pin a checker false positive.
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+    let mut checked = 0;
+    for path in stormhold_sim::corpus::entries(&dir).expect("corpus") {
+        let mut entry = stormhold_sim::corpus::CorpusEntry::load(&path).expect("entry");
+        let WorkloadKind::Toy(bug) = entry.config.workload else { continue };
+        if bug == ToyBug::None {
+            continue;
+        }
+        assert!(entry.expect_violation.is_some(), "{} pins a violation", path.display());
+        entry.config.workload = WorkloadKind::Toy(ToyBug::None);
+        let report = entry.replay();
+        assert_eq!(report.violation, None, "{} on the reference store", path.display());
+        checked += 1;
+    }
+    assert_eq!(checked, ToyBug::ALL.len() - 1, "one shrunk case per toy bug");
+}

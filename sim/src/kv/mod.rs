@@ -59,7 +59,7 @@ pub trait KvStore: Sized {
     /// Opens the store in its directory on `env`, creating it or recovering it.
     fn open(env: &SimEnv, config: &Self::Config) -> Result<Self, StoreError>;
     /// The most writes one transaction may carry.
-    fn writes_per_commit_max(&self) -> usize;
+    fn writes_per_commit_max(config: &Self::Config) -> usize;
     /// Commits `writes` atomically; with `durable`, returns `Ok` only once they are durable.
     fn commit(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError>;
     /// Makes every committed transaction durable.

@@ -277,7 +277,7 @@ impl KvStore for ToyStore {
         Self::open_with(env, *bug)
     }
 
-    fn writes_per_commit_max(&self) -> usize {
+    fn writes_per_commit_max(_: &ToyBug) -> usize {
         1
     }
 

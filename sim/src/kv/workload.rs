@@ -12,6 +12,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use stormhold::env::sim::{SimEnv, is_crash};
 
@@ -26,6 +27,32 @@ const KEYS: Key = 16;
 const OPEN_ATTEMPTS_MAX: u32 = 64;
 /// The key of the liveness probe, outside the workload's keys.
 const PROBE_KEY: Key = 0xffff;
+
+/// One operation of the key-value workload, as drawn from the seed or replayed from a
+/// recording (so a corpus entry keeps working when the drawing code changes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvOp {
+    /// Commit these writes, durably or not.
+    Commit {
+        /// The writes.
+        writes: Vec<Write>,
+        /// Whether the commit must be durable before it returns.
+        durable: bool,
+    },
+    /// Make every commit durable.
+    Sync,
+    /// Read a key and compare it with the model.
+    Get {
+        /// The key.
+        key: Key,
+    },
+    /// Crash the process between operations; with `check_images`, first recover on every
+    /// legal crash image.
+    Crash {
+        /// Enumerate and check the crash images first.
+        check_images: bool,
+    },
+}
 
 /// The outcome of opening a store.
 enum Opened<S> {
@@ -62,6 +89,10 @@ pub struct KvWorkload<S: KvStore> {
     /// Decides which crash points enumerate their images (its own stream, so the workload's
     /// operations do not depend on it).
     images_rng: ChaCha8Rng,
+    /// Operations to replay instead of drawing (`None`: draw).
+    replay: Option<std::vec::IntoIter<KvOp>>,
+    /// Every operation executed, for the corpus.
+    pub recorded: Vec<KvOp>,
 }
 
 fn media_damage(env: &SimEnv) -> bool {
@@ -89,7 +120,34 @@ impl<S: KvStore> KvWorkload<S> {
             early_end: None,
             images_explored: 0,
             images_rng,
+            replay: None,
+            recorded: Vec::new(),
         }
+    }
+
+    /// Replays `ops` instead of drawing operations; the run ends when they run out.
+    pub fn replaying(mut self, ops: Vec<KvOp>) -> Self {
+        self.replay = Some(ops.into_iter());
+        self
+    }
+
+    /// The next operation: replayed, or drawn from the workload and image streams.
+    fn next_op(&mut self) -> Option<KvOp> {
+        if let Some(replay) = &mut self.replay {
+            return replay.next();
+        }
+        if self.rng.random_bool(self.config.driver_crash_probability) {
+            let check_images = self.images_rng.random_bool(self.config.image_check_probability);
+            return Some(KvOp::Crash { check_images });
+        }
+        Some(match self.rng.random_range(0..100) {
+            0..60 => {
+                let writes = self.random_writes(S::writes_per_commit_max(&self.store_config));
+                KvOp::Commit { writes, durable: self.rng.random_bool(0.5) }
+            }
+            60..75 => KvOp::Sync,
+            _ => KvOp::Get { key: self.rng.random_range(0..KEYS) },
+        })
     }
 
     /// Operations executed so far.
@@ -103,18 +161,20 @@ impl<S: KvStore> KvWorkload<S> {
 
     /// Runs the chaos phase, the quiet phase, and the liveness probe.
     pub fn run(&mut self) -> Result<(), Violation> {
-        self.recover()?;
+        self.recover(false)?;
         let total = self.config.ops + self.config.quiet_ops;
         while self.op_index < total && self.early_end.is_none() {
             if self.op_index == self.config.ops {
                 self.env.set_faults_enabled(false);
                 self.env.set_disk_bytes_max(None);
             }
+            let Some(op) = self.next_op() else { break };
             self.op_index += 1;
-            self.step()?;
+            self.recorded.push(op.clone());
+            self.step(op)?;
         }
         if self.early_end.is_none() {
-            self.recover()?;
+            self.recover(false)?;
         }
         if self.early_end.is_some() {
             return Ok(());
@@ -122,21 +182,20 @@ impl<S: KvStore> KvWorkload<S> {
         self.liveness_probe()
     }
 
-    fn step(&mut self) -> Result<(), Violation> {
-        if self.rng.random_bool(self.config.driver_crash_probability) {
-            self.env.note(format!("op {}: driver crash", self.op_index));
-            return self.recover();
-        }
-        let roll = self.rng.random_range(0..100);
-        let outcome = match roll {
-            0..60 => self.op_commit(),
-            60..75 => self.op_sync(),
-            _ => return self.op_get(),
+    fn step(&mut self, op: KvOp) -> Result<(), Violation> {
+        let outcome = match op {
+            KvOp::Crash { check_images } => {
+                self.env.note(format!("op {}: driver crash", self.op_index));
+                return self.recover(check_images);
+            }
+            KvOp::Commit { writes, durable } => self.op_commit(writes, durable),
+            KvOp::Sync => self.op_sync(),
+            KvOp::Get { key } => return self.op_get(key),
         };
         match outcome {
             Ok(()) => Ok(()),
             // The process died, or the store fail-stopped: restart it.
-            Err(_) => self.recover(),
+            Err(_) => self.recover(false),
         }
     }
 
@@ -151,11 +210,7 @@ impl<S: KvStore> KvWorkload<S> {
             .collect()
     }
 
-    fn op_commit(&mut self) -> Result<(), StoreError> {
-        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
-        let writes_max = store.writes_per_commit_max();
-        let writes = self.random_writes(writes_max);
-        let durable = self.rng.random_bool(0.5);
+    fn op_commit(&mut self, writes: Vec<Write>, durable: bool) -> Result<(), StoreError> {
         let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
         let result = store.commit(&writes, durable);
         self.env.note(format!(
@@ -190,8 +245,7 @@ impl<S: KvStore> KvWorkload<S> {
         self.env.note(format!("watermark durable-txns={durable}"));
     }
 
-    fn op_get(&mut self) -> Result<(), Violation> {
-        let key = self.rng.random_range(0..KEYS);
+    fn op_get(&mut self, key: Key) -> Result<(), Violation> {
         let Some(store) = self.store.as_ref() else { return Ok(()) };
         match store.get(key) {
             Ok(got) if !self.model.uncertain(key) && got != self.model.expected(key) => Err(self.violation(
@@ -204,9 +258,9 @@ impl<S: KvStore> KvWorkload<S> {
 
     /// Crashes the process, reopens the store (retrying through faults) and checks it. At a
     /// sampled driver crash point, first checks recovery on every legal crash image.
-    fn recover(&mut self) -> Result<(), Violation> {
+    fn recover(&mut self, check_images: bool) -> Result<(), Violation> {
         self.store = None;
-        if !self.env.is_crashed() && self.images_rng.random_bool(self.config.image_check_probability) {
+        if check_images && !self.env.is_crashed() {
             self.check_images()?;
         }
         self.env.crash();
@@ -342,7 +396,7 @@ impl<S: KvStore> KvWorkload<S> {
             );
         }
         self.model.commit(writes, Ack::Durable);
-        self.recover()?;
+        self.recover(false)?;
         match self.store.as_ref().map(|s| s.get(PROBE_KEY)) {
             Some(Ok(Some(0x5eed))) => Ok(()),
             other => Err(self.violation(
