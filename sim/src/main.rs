@@ -67,6 +67,9 @@ struct WorkloadArgs {
     /// The workload.
     #[arg(long, default_value = "env")]
     workload: WorkloadKind,
+    /// Bound on the crash images enumerated at a crash point (beyond it: sampled).
+    #[arg(long)]
+    images_max: Option<usize>,
     /// Override any option of the run by its dotted path, e.g. `--set faults.sector_size_bytes=4096`
     /// (repeatable; applied after --faults).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -151,6 +154,9 @@ fn config_for(seed: u64, args: &WorkloadArgs) -> Result<RunConfig, String> {
     let mut config = RunConfig::from_seed(seed, args.workload, args.ops);
     if let Some(FaultList(classes)) = &args.faults {
         config.restrict_faults(classes);
+    }
+    if let Some(images_max) = args.images_max {
+        config.images_max = images_max.max(1);
     }
     for assignment in &args.set {
         config.set(assignment)?;
@@ -361,6 +367,7 @@ fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
         println!("FAILED seed {seed}: {violation}");
         let args = WorkloadArgs {
             set: options.sets.clone(),
+            images_max: None,
             ops: options.ops,
             faults: options.faults.clone().map(FaultList),
             workload: options.workload,
@@ -389,7 +396,13 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
         shard: args.shard,
         time_limit: args.time_limit.map(std::time::Duration::from_secs_f64),
         check_determinism_every: args.check_determinism_every,
-        sets: args.workload.set.clone(),
+        sets: args
+            .workload
+            .images_max
+            .map(|n| format!("images_max={}", n.max(1)))
+            .into_iter()
+            .chain(args.workload.set.clone())
+            .collect(),
     };
     config_for(options.seeds.start, &args.workload)?;
     eprintln!(

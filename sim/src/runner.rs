@@ -12,6 +12,7 @@ use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TRACE_EVENTS_MAX, Tra
 
 use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
+use crate::env_workload::ops::EnvOp;
 use crate::kv::toy::ToyStore;
 use crate::kv::workload::{KvOp, KvWorkload};
 
@@ -62,6 +63,8 @@ impl fmt::Display for Violation {
 /// draws them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecordedOps {
+    /// Env workload operations.
+    Env(Vec<EnvOp>),
     /// Key-value workload operations.
     Kv(Vec<KvOp>),
 }
@@ -70,6 +73,7 @@ impl RecordedOps {
     /// How many operations.
     pub fn len(&self) -> usize {
         match self {
+            RecordedOps::Env(ops) => ops.len(),
             RecordedOps::Kv(ops) => ops.len(),
         }
     }
@@ -81,12 +85,14 @@ impl RecordedOps {
 
     /// The same recording without the operations in `range`.
     pub fn without(&self, range: std::ops::Range<usize>) -> RecordedOps {
+        fn cut<T: Clone>(ops: &[T], range: std::ops::Range<usize>) -> Vec<T> {
+            let mut ops = ops.to_vec();
+            ops.drain(range);
+            ops
+        }
         match self {
-            RecordedOps::Kv(ops) => {
-                let mut ops = ops.clone();
-                ops.drain(range);
-                RecordedOps::Kv(ops)
-            }
+            RecordedOps::Env(ops) => RecordedOps::Env(cut(ops, range)),
+            RecordedOps::Kv(ops) => RecordedOps::Kv(cut(ops, range)),
         }
     }
 }
@@ -199,11 +205,15 @@ fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOp
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| match config.workload {
         WorkloadKind::Env => {
             let mut workload = EnvWorkload::new(env.clone(), config.clone());
+            if let Some(RecordedOps::Env(ops)) = ops {
+                workload = workload.replaying(ops);
+            }
             let result = workload.run();
             Outcome {
                 ops: workload.ops(),
                 recoveries: workload.recoveries,
                 images_explored: workload.images_explored,
+                recorded: Some(RecordedOps::Env(workload.recorded.clone())),
                 violation: result.err(),
                 ..Outcome::default()
             }

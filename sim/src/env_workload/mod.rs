@@ -10,8 +10,9 @@
 //! the call), so the model records it as an unsynced change: the check accepts both outcomes.
 
 pub mod model;
+pub mod ops;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::io;
@@ -23,6 +24,7 @@ use stormhold::env::{Env, EnvFile, OpenOptions};
 use crate::config::{RunConfig, stream};
 use crate::runner::{Violation, ViolationKind};
 use model::{DirChange, DirModel, FileId, FileModel};
+use ops::EnvOp;
 
 const DIRS: [&str; 2] = ["d0", "d1"];
 const NAMES: [&str; 5] = ["a", "b", "c", "d", "tmp"];
@@ -69,6 +71,17 @@ pub struct EnvWorkload {
     pub images_explored: u64,
     /// Decides which crash points enumerate their images (its own stream).
     images_rng: ChaCha8Rng,
+    /// Operations to replay instead of drawing (`None`: draw).
+    replay: Option<std::vec::IntoIter<EnvOp>>,
+    /// Every operation executed, for the corpus.
+    pub recorded: Vec<EnvOp>,
+}
+
+/// A directory and an entry name of the workload's tables.
+type Entry = (&'static str, &'static str);
+
+fn entry((dir, name): (usize, usize)) -> Entry {
+    (DIRS[dir % DIRS.len()], NAMES[name % NAMES.len()])
 }
 
 fn path(dir: &str, name: &str) -> PathBuf {
@@ -97,7 +110,15 @@ impl EnvWorkload {
             recoveries: 0,
             images_explored: 0,
             images_rng,
+            replay: None,
+            recorded: Vec::new(),
         }
+    }
+
+    /// Replays `ops` instead of drawing operations; the run ends when they run out.
+    pub fn replaying(mut self, ops: Vec<EnvOp>) -> Self {
+        self.replay = Some(ops.into_iter());
+        self
     }
 
     /// Operations executed so far.
@@ -117,8 +138,10 @@ impl EnvWorkload {
             if self.op_index == self.config.ops {
                 self.env.set_faults_enabled(false);
             }
+            let Some(op) = self.next_op() else { break };
             self.op_index += 1;
-            let result = self.step();
+            self.recorded.push(op.clone());
+            let result = self.step(op);
             self.settle(result)?;
         }
         self.settle(Err(Stop::Crashed))?;
@@ -151,36 +174,60 @@ impl EnvWorkload {
         })
     }
 
-    fn step(&mut self) -> OpResult {
-        if self.rng.random_bool(self.config.driver_crash_probability) {
-            self.env.note(format!("op {}: driver crash", self.op_index));
-            self.env.crash();
-            return Err(Stop::Crashed);
-        }
-        let roll = self.rng.random_range(0..100);
-        if self.handles.is_empty() || roll < 12 {
-            return self.op_open();
-        }
-        let handle = self.rng.random_range(0..self.handles.len());
-        match roll {
-            12..40 => self.op_write(handle),
-            40..44 => self.op_set_len(handle),
-            44..56 => self.op_sync(handle),
-            56..68 => self.op_read(handle),
-            68..71 => {
-                self.handles.remove(handle);
-                Ok(())
-            }
-            71..78 => self.op_rename(),
-            78..82 => self.op_remove(),
-            82..94 => self.op_sync_dir(),
-            94..97 => self.op_list(),
-            _ => self.op_clock(),
+    /// The next operation: replayed, or drawn.
+    fn next_op(&mut self) -> Option<EnvOp> {
+        match &mut self.replay {
+            Some(replay) => replay.next(),
+            None => Some(self.draw_op()),
         }
     }
 
-    fn pick_entry(&mut self) -> (&'static str, &'static str) {
-        (DIRS[self.rng.random_range(0..DIRS.len())], NAMES[self.rng.random_range(0..NAMES.len())])
+    /// The open handle an operation's index names, if any is open.
+    fn handle_index(&self, handle: usize) -> Option<usize> {
+        (!self.handles.is_empty()).then(|| handle % self.handles.len())
+    }
+
+    fn step(&mut self, op: EnvOp) -> OpResult {
+        match op {
+            EnvOp::Crash { check_images } => {
+                self.env.note(format!("op {}: driver crash", self.op_index));
+                if check_images {
+                    self.check_images()?;
+                }
+                self.env.crash();
+                Err(Stop::Crashed)
+            }
+            EnvOp::Open { dir, name, create } => {
+                self.op_open(DIRS[dir % DIRS.len()], NAMES[name % NAMES.len()], create)
+            }
+            EnvOp::Write { handle, offset, len, data_seed } => match self.handle_index(handle) {
+                Some(handle) => self.op_write(handle, offset, &ops::write_data(data_seed, len)),
+                None => Ok(()),
+            },
+            EnvOp::SetLen { handle, len } => match self.handle_index(handle) {
+                Some(handle) => self.op_set_len(handle, len),
+                None => Ok(()),
+            },
+            EnvOp::Sync { handle, all } => match self.handle_index(handle) {
+                Some(handle) => self.op_sync(handle, all),
+                None => Ok(()),
+            },
+            EnvOp::Read { handle, offset, len } => match self.handle_index(handle) {
+                Some(handle) => self.op_read(handle, offset, len),
+                None => Ok(()),
+            },
+            EnvOp::Close { handle } => {
+                if let Some(handle) = self.handle_index(handle) {
+                    self.handles.remove(handle);
+                }
+                Ok(())
+            }
+            EnvOp::Rename { from, to } => self.op_rename(entry(from), entry(to)),
+            EnvOp::Remove { dir, name } => self.op_remove(DIRS[dir % DIRS.len()], NAMES[name % NAMES.len()]),
+            EnvOp::SyncDir { dir } => self.op_sync_dir(DIRS[dir % DIRS.len()]),
+            EnvOp::List { dir } => self.op_list(DIRS[dir % DIRS.len()]),
+            EnvOp::Clock { sleep_us } => self.op_clock(sleep_us),
+        }
     }
 
     fn dir(&mut self, dir: &str) -> &mut DirModel {
@@ -200,9 +247,7 @@ impl EnvWorkload {
         file
     }
 
-    fn op_open(&mut self) -> OpResult {
-        let (dir, name) = self.pick_entry();
-        let create = self.rng.random_bool(0.7);
+    fn op_open(&mut self, dir: &'static str, name: &'static str, create: bool) -> OpResult {
         let options = if create { OpenOptions::create() } else { OpenOptions::read_write() };
         let existing = self.dirs[dir].expected.get(name).copied();
         match self.env.open(&path(dir, name), options) {
@@ -229,28 +274,23 @@ impl EnvWorkload {
         }
     }
 
-    fn op_write(&mut self, handle: usize) -> OpResult {
+    fn op_write(&mut self, handle: usize, offset: u64, data: &[u8]) -> OpResult {
         let file = self.handles[handle].file;
-        let len_now = self.files[&file].expected.len() as u64;
-        let offset = self.rng.random_range(0..=(len_now + 600).min(FILE_SIZE_BYTES_MAX));
-        let len = self.rng.random_range(1..=WRITE_SIZE_BYTES_MAX);
-        let data: Vec<u8> = (0..len).map(|_| self.rng.random()).collect();
-        match self.handles[handle].io.write_at(&data, offset) {
+        match self.handles[handle].io.write_at(data, offset) {
             Ok(written) => {
                 self.file(file).write(offset, &data[..written]);
                 Ok(())
             }
             Err(error) if is_crash(&error) => {
-                self.file(file).write(offset, &data);
+                self.file(file).write(offset, data);
                 Err(Stop::Crashed)
             }
             Err(_) => Ok(()),
         }
     }
 
-    fn op_set_len(&mut self, handle: usize) -> OpResult {
+    fn op_set_len(&mut self, handle: usize, len: u64) -> OpResult {
         let file = self.handles[handle].file;
-        let len = self.rng.random_range(0..=FILE_SIZE_BYTES_MAX / 2);
         match self.handles[handle].io.set_len(len) {
             Ok(()) => {
                 self.file(file).set_len(len);
@@ -264,10 +304,10 @@ impl EnvWorkload {
         }
     }
 
-    fn op_sync(&mut self, handle: usize) -> OpResult {
+    fn op_sync(&mut self, handle: usize, all: bool) -> OpResult {
         let file = self.handles[handle].file;
         let io = &self.handles[handle].io;
-        let result = if self.rng.random_bool(0.5) { io.sync_data() } else { io.sync_all() };
+        let result = if all { io.sync_all() } else { io.sync_data() };
         let cache_kept = self.config.faults.sync_failure_profile == SyncFailureProfile::Keep;
         match result {
             Ok(()) => {
@@ -283,16 +323,14 @@ impl EnvWorkload {
         }
     }
 
-    fn op_read(&mut self, handle: usize) -> OpResult {
+    fn op_read(&mut self, handle: usize, offset: u64, len: u64) -> OpResult {
         let file = self.handles[handle].file;
         let model = &self.files[&file];
-        let len_now = model.expected.len() as u64;
-        let offset = self.rng.random_range(0..=len_now);
-        let mut buf = vec![0; self.rng.random_range(1..=2048)];
+        let mut buf = vec![0; len as usize];
         let read = self.handles[handle].io.read_at(&mut buf, offset);
         match read {
             Ok(got) if !model.reads_unreliable => {
-                let start = offset as usize;
+                let start = (offset as usize).min(model.expected.len());
                 let expected = &model.expected[start..(start + got).min(model.expected.len())];
                 if got == 0 && start < model.expected.len() || &buf[..got] != expected {
                     return Err(self.violation(
@@ -307,9 +345,7 @@ impl EnvWorkload {
         }
     }
 
-    fn op_rename(&mut self) -> OpResult {
-        let (from_dir, from) = self.pick_entry();
-        let (to_dir, to) = self.pick_entry();
+    fn op_rename(&mut self, (from_dir, from): Entry, (to_dir, to): Entry) -> OpResult {
         let source = self.dirs[from_dir].expected.get(from).copied();
         let result = self.env.rename(&path(from_dir, from), &path(to_dir, to));
         let took_effect = match &result {
@@ -325,8 +361,7 @@ impl EnvWorkload {
         result.or_else(crashed_or_ignore)
     }
 
-    fn op_remove(&mut self) -> OpResult {
-        let (dir, name) = self.pick_entry();
+    fn op_remove(&mut self, dir: &'static str, name: &'static str) -> OpResult {
         let exists = self.dirs[dir].expected.contains_key(name);
         let result = self.env.remove_file(&path(dir, name));
         let took_effect = match &result {
@@ -339,8 +374,7 @@ impl EnvWorkload {
         result.or_else(crashed_or_ignore)
     }
 
-    fn op_sync_dir(&mut self) -> OpResult {
-        let dir = DIRS[self.rng.random_range(0..DIRS.len())];
+    fn op_sync_dir(&mut self, dir: &'static str) -> OpResult {
         match self.env.sync_dir(&PathBuf::from(format!("/{dir}"))) {
             Ok(()) => {
                 self.dir(dir).synced();
@@ -363,9 +397,9 @@ impl EnvWorkload {
 
     /// Reads both clocks and sometimes sleeps: the wall clock may jump, even backwards, but
     /// the monotonic clock must never go back, crashes included.
-    fn op_clock(&mut self) -> OpResult {
-        if self.rng.random_bool(0.3) {
-            self.env.sleep(Duration::from_micros(self.rng.random_range(1..10_000)));
+    fn op_clock(&mut self, sleep_us: Option<u64>) -> OpResult {
+        if let Some(sleep_us) = sleep_us {
+            self.env.sleep(Duration::from_micros(sleep_us));
         }
         let wall = self.env.now_wall();
         let now = self.env.now_monotonic();
@@ -380,8 +414,7 @@ impl EnvWorkload {
         Ok(())
     }
 
-    fn op_list(&mut self) -> OpResult {
-        let dir = DIRS[self.rng.random_range(0..DIRS.len())];
+    fn op_list(&mut self, dir: &'static str) -> OpResult {
         match self.env.list_dir(&PathBuf::from(format!("/{dir}"))) {
             Ok(names) => {
                 let expected: Vec<&String> = self.dirs[dir].expected.keys().collect();

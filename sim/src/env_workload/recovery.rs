@@ -4,7 +4,6 @@
 //! The check runs with fault drawing switched off: it plays the observer, not the system under
 //! test, and must not confuse an injected read error with lost data.
 
-use rand::Rng;
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Range;
@@ -31,9 +30,6 @@ struct Survivor {
 impl EnvWorkload {
     /// Crashes (if the process still lives), restarts, checks, and adopts the survivors.
     pub(super) fn recover(&mut self) -> Result<(), Stop> {
-        if !self.env.is_crashed() && self.images_rng.random_bool(self.config.image_check_probability) {
-            self.check_images()?;
-        }
         self.handles.clear();
         self.env.crash();
         self.env.restart();
@@ -47,7 +43,7 @@ impl EnvWorkload {
 
     /// Checks every legal post-crash image of the current pending state (each on a fork,
     /// faults off) against the model, before the run goes on with one drawn image.
-    fn check_images(&mut self) -> Result<(), Stop> {
+    pub(super) fn check_images(&mut self) -> Result<(), Stop> {
         let images = self.env.crash_images(self.config.images_max);
         let count = images.images.len();
         self.env.note(format!(

@@ -6,7 +6,8 @@
 //!   decisions of another;
 //! - in recording mode every decision that is not "no fault" is appended to the schedule with
 //!   its call index; replaying that schedule reproduces the same faults at the same calls
-//!   without drawing a single random number;
+//!   without drawing a single random number; neither mode injects a fault while faults are
+//!   switched off (the quiet phase, a checker's reads);
 //! - faults armed by a test apply to the next call of their kind, in both modes.
 
 use rand::{Rng, SeedableRng};
@@ -246,7 +247,10 @@ impl FaultSource {
                     if entry.call > call {
                         break;
                     }
-                    if entry.call == call && !matches!(entry.fault, Fault::DriverCrash { .. }) {
+                    // Like drawing, replaying injects nothing while faults are off: a schedule
+                    // edited by a shrinker may put a fault on a call of the quiet phase.
+                    if entry.call == call && self.enabled && !matches!(entry.fault, Fault::DriverCrash { .. })
+                    {
                         faults.push(entry.fault);
                     }
                     *next += 1;

@@ -193,8 +193,8 @@ impl SimEnv {
         state.event("restart".into());
     }
 
-    /// Switches the drawing of new faults on or off (off for the quiet phase). Armed faults and
-    /// a replayed schedule still apply.
+    /// Switches the injection of new faults on or off (off for the quiet phase), whether drawn
+    /// or replayed from a schedule. Armed faults still apply.
     pub fn set_faults_enabled(&self, enabled: bool) {
         let mut state = self.lock();
         state.faults.enabled = enabled;
