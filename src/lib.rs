@@ -16,3 +16,4 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod env;
+pub mod wal;

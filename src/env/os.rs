@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{Env, EnvFile, LOCK_FILE_NAME, OpenOptions};
 
-/// The real operating system.
-#[derive(Debug)]
+/// The real operating system. Clones share the monotonic clock's origin.
+#[derive(Clone, Debug)]
 pub struct OsEnv {
     started: Instant,
 }

@@ -1,0 +1,394 @@
+//! The byte layout of WAL segments and records: encode and decode only, no I/O.
+//!
+//! ```text
+//! segment file wal-<id:016x>.log
+//! 0..4096        segment header, alone in its sector (a torn append never shares its sector)
+//!   0..8           magic "STRMWAL\0"
+//!   8..12          format version, u32 LE (1)
+//!   12..20         segment id, u64 LE
+//!   20..28         first lsn of the segment, u64 LE
+//!   28..32         crc32 of bytes 0..28
+//!   32..4096       zero
+//! 4096..         records, each starting on a multiple of 8 (the gap is zeros); after each sync
+//!                the writer starts the next record on a 4096-byte boundary, so new appends
+//!                never share a sector with synced ones (zeros never decode as a record)
+//!
+//! record = header (56 bytes) + payload
+//!   0..4           header crc32 of bytes 4..56 (so the payload crc and the length are covered
+//!                  before the length is trusted)
+//!   4..8           payload length, u32 LE (at most RECORD_PAYLOAD_BYTES_MAX)
+//!   8..12          payload crc32
+//!   12             record kind, u8
+//!   13..16         zero
+//!   16..24         lsn, u64 LE (dense: 1, 2, 3, ... across segments)
+//!   24..32         durable_lsn, u64 LE: the highest lsn durable when this record was written
+//!   32..40         segment id, u64 LE (stale bytes of another segment never pass)
+//!   40..48         transaction id, u64 LE (0: none)
+//!   48..56         prev_lsn, u64 LE: the previous record of the same transaction (0: none)
+//! ```
+//!
+//! Invariants: decoding any byte string returns a record or a typed error and never panics;
+//! `decode(encode(r)) == r`; a record decodes only if both checksums pass.
+
+use std::fmt;
+
+/// A log sequence number. Dense, starting at 1; 0 means "none".
+pub type Lsn = u64;
+
+/// Bytes of the segment header's sector; records start here.
+pub const SEGMENT_HEADER_BYTES: u64 = 4096;
+/// Bytes of the fields of the segment header that carry data.
+pub const SEGMENT_HEADER_FIELDS_BYTES: usize = 32;
+/// Appends after a sync start on a multiple of this (the largest sector size we support).
+pub const SYNC_ALIGN_BYTES: u64 = 4096;
+/// Bytes of a record header.
+pub const RECORD_HEADER_BYTES: usize = 56;
+/// Largest payload of one record.
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const SEGMENT_MAGIC: &[u8; 8] = b"STRMWAL\0";
+
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(SYNC_ALIGN_BYTES));
+const _: () = assert!(SEGMENT_HEADER_FIELDS_BYTES as u64 <= SEGMENT_HEADER_BYTES);
+
+/// What a record means. The WAL itself gives meaning only to the byte; the ARIES layer and the
+/// kernel give meaning to the payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordKind {
+    /// Opaque data of an upper layer.
+    Data,
+    /// A transaction begins.
+    Begin,
+    /// A transaction changed something (before and after images).
+    Update,
+    /// A transaction committed.
+    Commit,
+    /// A transaction aborted (its undo is complete).
+    Abort,
+    /// A compensation record written while undoing.
+    Clr,
+    /// A fuzzy checkpoint (active transactions, dirty pages).
+    Checkpoint,
+}
+
+impl RecordKind {
+    fn to_byte(self) -> u8 {
+        match self {
+            RecordKind::Data => 1,
+            RecordKind::Begin => 2,
+            RecordKind::Update => 3,
+            RecordKind::Commit => 4,
+            RecordKind::Abort => 5,
+            RecordKind::Clr => 6,
+            RecordKind::Checkpoint => 7,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<Self> {
+        Some(match byte {
+            1 => RecordKind::Data,
+            2 => RecordKind::Begin,
+            3 => RecordKind::Update,
+            4 => RecordKind::Commit,
+            5 => RecordKind::Abort,
+            6 => RecordKind::Clr,
+            7 => RecordKind::Checkpoint,
+            _ => return None,
+        })
+    }
+}
+
+/// The header of a segment file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The segment's id (its file name).
+    pub segment_id: u64,
+    /// The lsn of its first record.
+    pub first_lsn: Lsn,
+}
+
+/// A record, as written or read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// What it means.
+    pub kind: RecordKind,
+    /// Its lsn.
+    pub lsn: Lsn,
+    /// The highest lsn durable when it was written.
+    pub durable_lsn: Lsn,
+    /// The segment it was written to.
+    pub segment_id: u64,
+    /// Its transaction (0: none).
+    pub txn_id: u64,
+    /// The previous record of the same transaction (0: none).
+    pub prev_lsn: Lsn,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// Why bytes are not a record or a segment header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Fewer bytes than the structure needs.
+    Truncated {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes there.
+        available: usize,
+    },
+    /// A checksum does not match.
+    BadChecksum,
+    /// The segment magic is wrong.
+    BadMagic,
+    /// The segment was written by a format version this code does not read.
+    UnsupportedVersion(u32),
+    /// The length field is beyond [`RECORD_PAYLOAD_BYTES_MAX`] (only after the header checksum
+    /// passed, so the writer wrote it: a bug, not damage).
+    LengthTooLarge(u32),
+    /// The kind byte is not a known kind.
+    UnknownKind(u8),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Truncated { needed, available } => {
+                write!(f, "truncated: {needed} bytes needed, {available} available")
+            }
+            DecodeError::BadChecksum => f.write_str("checksum mismatch"),
+            DecodeError::BadMagic => f.write_str("not a stormhold WAL segment (bad magic)"),
+            DecodeError::UnsupportedVersion(version) => write!(f, "unsupported WAL format version {version}"),
+            DecodeError::LengthTooLarge(len) => write!(f, "record length {len} exceeds the maximum"),
+            DecodeError::UnknownKind(kind) => write!(f, "unknown record kind {kind}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn need(bytes: &[u8], needed: usize) -> Result<(), DecodeError> {
+    if bytes.len() < needed { Err(DecodeError::Truncated { needed, available: bytes.len() }) } else { Ok(()) }
+}
+
+/// Encodes a segment header into its 32 data bytes (the rest of its sector is zero).
+pub fn encode_segment_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_FIELDS_BYTES] {
+    let mut bytes = [0; SEGMENT_HEADER_FIELDS_BYTES];
+    bytes[0..8].copy_from_slice(SEGMENT_MAGIC);
+    bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes[12..20].copy_from_slice(&header.segment_id.to_le_bytes());
+    bytes[20..28].copy_from_slice(&header.first_lsn.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[0..28]);
+    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Decodes a segment header from the start of `bytes`.
+pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
+    need(bytes, SEGMENT_HEADER_FIELDS_BYTES)?;
+    if crc32fast::hash(&bytes[0..28]) != u32_at(bytes, 28) {
+        return Err(DecodeError::BadChecksum);
+    }
+    if &bytes[0..8] != SEGMENT_MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = u32_at(bytes, 8);
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    Ok(SegmentHeader { segment_id: u64_at(bytes, 12), first_lsn: u64_at(bytes, 20) })
+}
+
+/// Records start on multiples of this within a segment.
+pub const RECORD_ALIGN_BYTES: u64 = 8;
+
+/// The encoded size of a record with `payload_len` bytes of payload.
+pub fn record_bytes(payload_len: usize) -> u64 {
+    (RECORD_HEADER_BYTES + payload_len) as u64
+}
+
+/// The room a record with `payload_len` bytes of payload takes in a segment (aligned).
+pub fn record_slot_bytes(payload_len: usize) -> u64 {
+    record_bytes(payload_len).next_multiple_of(RECORD_ALIGN_BYTES)
+}
+
+/// Encodes a record. Panics if the payload exceeds [`RECORD_PAYLOAD_BYTES_MAX`] (the writer
+/// checks first and returns an error).
+pub fn encode_record(record: &Record) -> Vec<u8> {
+    assert!(record.payload.len() <= RECORD_PAYLOAD_BYTES_MAX, "payload length checked by the writer");
+    let mut bytes = vec![0; RECORD_HEADER_BYTES + record.payload.len()];
+    bytes[4..8].copy_from_slice(&(record.payload.len() as u32).to_le_bytes());
+    bytes[8..12].copy_from_slice(&crc32fast::hash(&record.payload).to_le_bytes());
+    bytes[12] = record.kind.to_byte();
+    bytes[16..24].copy_from_slice(&record.lsn.to_le_bytes());
+    bytes[24..32].copy_from_slice(&record.durable_lsn.to_le_bytes());
+    bytes[32..40].copy_from_slice(&record.segment_id.to_le_bytes());
+    bytes[40..48].copy_from_slice(&record.txn_id.to_le_bytes());
+    bytes[48..56].copy_from_slice(&record.prev_lsn.to_le_bytes());
+    bytes[RECORD_HEADER_BYTES..].copy_from_slice(&record.payload);
+    let crc = crc32fast::hash(&bytes[4..RECORD_HEADER_BYTES]);
+    bytes[0..4].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// The header fields of a record whose header checksum passed; the payload is still unread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Payload bytes that follow.
+    pub payload_len: usize,
+    payload_crc: u32,
+    /// The kind.
+    pub kind: RecordKind,
+    /// The lsn.
+    pub lsn: Lsn,
+    /// The durable lsn claim.
+    pub durable_lsn: Lsn,
+    /// The segment id.
+    pub segment_id: u64,
+    /// The transaction id.
+    pub txn_id: u64,
+    /// The previous lsn of the transaction.
+    pub prev_lsn: Lsn,
+}
+
+/// Decodes and checks a record header from the start of `bytes`. The length is trusted only
+/// after the header checksum passed.
+pub fn decode_record_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
+    need(bytes, RECORD_HEADER_BYTES)?;
+    if crc32fast::hash(&bytes[4..RECORD_HEADER_BYTES]) != u32_at(bytes, 0) {
+        return Err(DecodeError::BadChecksum);
+    }
+    let payload_len = u32_at(bytes, 4);
+    if payload_len as usize > RECORD_PAYLOAD_BYTES_MAX {
+        return Err(DecodeError::LengthTooLarge(payload_len));
+    }
+    let kind = RecordKind::from_byte(bytes[12]).ok_or(DecodeError::UnknownKind(bytes[12]))?;
+    Ok(RecordHeader {
+        payload_len: payload_len as usize,
+        payload_crc: u32_at(bytes, 8),
+        kind,
+        lsn: u64_at(bytes, 16),
+        durable_lsn: u64_at(bytes, 24),
+        segment_id: u64_at(bytes, 32),
+        txn_id: u64_at(bytes, 40),
+        prev_lsn: u64_at(bytes, 48),
+    })
+}
+
+impl RecordHeader {
+    /// Checks `payload` against the header and builds the record.
+    pub fn with_payload(&self, payload: &[u8]) -> Result<Record, DecodeError> {
+        need(payload, self.payload_len)?;
+        let payload = &payload[..self.payload_len];
+        if crc32fast::hash(payload) != self.payload_crc {
+            return Err(DecodeError::BadChecksum);
+        }
+        Ok(Record {
+            kind: self.kind,
+            lsn: self.lsn,
+            durable_lsn: self.durable_lsn,
+            segment_id: self.segment_id,
+            txn_id: self.txn_id,
+            prev_lsn: self.prev_lsn,
+            payload: payload.to_vec(),
+        })
+    }
+
+    /// The record's encoded size.
+    pub fn record_bytes(&self) -> u64 {
+        record_bytes(self.payload_len)
+    }
+}
+
+/// Decodes a whole record from the start of `bytes`.
+pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let header = decode_record_header(bytes)?;
+    header.with_payload(&bytes[RECORD_HEADER_BYTES..])
+}
+
+/// The segment file name of `segment_id`.
+pub fn segment_file_name(segment_id: u64) -> String {
+    format!("wal-{segment_id:016x}.log")
+}
+
+/// The segment id a file name names, if it is a segment file name.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(payload: &[u8]) -> Record {
+        Record {
+            kind: RecordKind::Update,
+            lsn: 42,
+            durable_lsn: 40,
+            segment_id: 3,
+            txn_id: 7,
+            prev_lsn: 41,
+            payload: payload.to_vec(),
+        }
+    }
+
+    #[test]
+    fn record_round_trips_and_every_flipped_bit_is_refused() {
+        let original = record(b"before/after");
+        let bytes = encode_record(&original);
+        assert_eq!(decode_record(&bytes), Ok(original));
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_record(&damaged).is_err(), "bit {bit} flipped and still decoded");
+        }
+    }
+
+    #[test]
+    fn zeros_and_short_input_are_not_records() {
+        assert_eq!(decode_record(&[0; 128]), Err(DecodeError::BadChecksum));
+        assert!(matches!(decode_record(&[1; 10]), Err(DecodeError::Truncated { needed: 56, available: 10 })));
+        let bytes = encode_record(&record(b"payload"));
+        assert!(matches!(decode_record(&bytes[..bytes.len() - 1]), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn segment_header_round_trips_and_refuses_other_files() {
+        let header = SegmentHeader { segment_id: 9, first_lsn: 1000 };
+        let bytes = encode_segment_header(&header);
+        assert_eq!(decode_segment_header(&bytes), Ok(header));
+        let mut other = bytes;
+        other[0] = b'X';
+        assert_eq!(decode_segment_header(&other), Err(DecodeError::BadChecksum));
+        let mut wrong_magic = bytes;
+        wrong_magic[0] = b'X';
+        let crc = crc32fast::hash(&wrong_magic[0..28]);
+        wrong_magic[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_segment_header(&wrong_magic), Err(DecodeError::BadMagic));
+    }
+
+    #[test]
+    fn segment_file_names_round_trip_and_others_are_ignored() {
+        assert_eq!(parse_segment_file_name(&segment_file_name(0xabc)), Some(0xabc));
+        for name in ["wal-1.log", "wal-000000000000000g.log", "LOCK", "wal-0000000000000001.log.tmp"] {
+            assert_eq!(parse_segment_file_name(name), None, "{name}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The write-ahead log: segmented, checksummed records with group commit and crash recovery.
+//!
+//! Owns the segment files of one directory. [`Wal::open`] recovers (see [`scan`]), truncates a
+//! torn tail and syncs what it recovered before anything new is appended; [`Wal::append`]
+//! writes a record and returns its lsn; [`Wal::sync`] makes everything appended durable with
+//! one sync (group commit).
+//!
+//! Invariants:
+//! - lsns are dense and increasing across segments; `durable_lsn <= last_lsn`;
+//! - a record is acknowledged durable (`sync` returned) only after the bytes holding it were
+//!   written and synced; its `durable_lsn` field never claims more than was durable when it
+//!   was written;
+//! - a segment is synced before the next one receives records, and a new segment's header and
+//!   directory entry are durable before its first record is written;
+//! - after a sync, the next record starts on a new 4096-byte sector, so a torn append never
+//!   damages a synced record, even without powersafe overwrite;
+//! - the log never appends behind garbage: recovery truncates (and re-preallocates) the torn
+//!   tail and syncs before the first new append;
+//! - any failed write or sync poisons the log: every later call fails with
+//!   [`WalError::Poisoned`] until it is reopened; a failed sync is never retried.
+
+pub mod error;
+pub mod format;
+pub mod scan;
+
+use std::path::{Path, PathBuf};
+
+use crate::env::Env;
+pub use error::WalError;
+pub use format::{Lsn, Record, RecordKind};
+use format::{RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES, SegmentHeader};
+pub use scan::{Dropped, RecoveryMode, ScanReport};
+
+/// Smallest segment size the options accept.
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 2 * SEGMENT_HEADER_BYTES;
+/// Largest segment size the options accept.
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = 1 << 30;
+/// Default segment size.
+pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+/// How durable a sync makes the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Durability {
+    /// No sync: the records survive a process crash only if the OS writes them back.
+    None,
+    /// `fdatasync`: the records and the file length are durable.
+    Data,
+    /// `fsync`: also every other metadata of the file.
+    All,
+}
+
+/// Options of a log, validated by [`WalOptions::validate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// Segments rotate when the next record would pass this size, in bytes
+    /// ([`SEGMENT_SIZE_BYTES_MIN`]..=[`SEGMENT_SIZE_BYTES_MAX`]; default 64 MiB).
+    pub segment_size_bytes: u64,
+    /// Extend each new segment to its full size when it is created, so a commit's sync never
+    /// changes the file size (cheaper `fdatasync`). Default on.
+    pub preallocate: bool,
+    /// How recovery treats damage. Default [`RecoveryMode::TolerateTornTail`].
+    pub recovery_mode: RecoveryMode,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+            preallocate: true,
+            recovery_mode: RecoveryMode::default(),
+        }
+    }
+}
+
+impl WalOptions {
+    /// Checks every bound.
+    pub fn validate(&self) -> Result<(), WalError> {
+        if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&self.segment_size_bytes) {
+            return Err(WalError::InvalidOptions(format!(
+                "segment_size_bytes {} is not in {SEGMENT_SIZE_BYTES_MIN}..={SEGMENT_SIZE_BYTES_MAX}",
+                self.segment_size_bytes
+            )));
+        }
+        if !self.segment_size_bytes.is_multiple_of(SYNC_ALIGN_BYTES) {
+            return Err(WalError::InvalidOptions(format!(
+                "segment_size_bytes {} is not a multiple of {SYNC_ALIGN_BYTES}",
+                self.segment_size_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Counters of a log since it was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records appended.
+    pub records: u64,
+    /// Bytes appended (record slots, padding excluded).
+    pub bytes: u64,
+    /// Syncs that made records durable.
+    pub syncs: u64,
+    /// Records made durable by those syncs.
+    pub records_synced: u64,
+    /// Segments created.
+    pub segments_created: u64,
+    /// Segments deleted by `truncate_before`.
+    pub segments_deleted: u64,
+}
+
+impl WalStats {
+    /// Average records per sync (group commit batch size).
+    pub fn average_batch(&self) -> f64 {
+        self.records_synced as f64 / self.syncs.max(1) as f64
+    }
+}
+
+struct Segment<F> {
+    id: u64,
+    file: F,
+    path: PathBuf,
+    tail: u64,
+}
+
+/// An open write-ahead log.
+pub struct Wal<E: Env> {
+    env: E,
+    dir: PathBuf,
+    options: WalOptions,
+    active: Segment<E::File>,
+    /// Segments on disk, oldest first: (id, first lsn).
+    segments: Vec<(u64, Lsn)>,
+    next_lsn: Lsn,
+    durable_lsn: Lsn,
+    poisoned: Option<String>,
+    stats: WalStats,
+}
+
+impl<E: Env> std::fmt::Debug for Wal<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("next_lsn", &self.next_lsn)
+            .field("durable_lsn", &self.durable_lsn)
+            .finish()
+    }
+}
+
+fn io<T>(op: &'static str, path: &Path, result: std::io::Result<T>) -> Result<T, WalError> {
+    result.map_err(|e| WalError::io(op, path, e))
+}
+
+mod open;
+mod write;
+
+impl<E: Env> Wal<E> {
+    /// The lsn the next record gets.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// The last appended lsn (0: none).
+    pub fn last_lsn(&self) -> Lsn {
+        self.next_lsn - 1
+    }
+
+    /// The highest lsn known durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.stats.clone()
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cause, if an earlier failure poisoned the log.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+}
+
+fn segment_header(id: u64, first_lsn: Lsn) -> Vec<u8> {
+    format::encode_segment_header(&SegmentHeader { segment_id: id, first_lsn }).to_vec()
+}
+
+const _: () = assert!(RECORD_PAYLOAD_BYTES_MAX as u64 <= SEGMENT_SIZE_BYTES_MAX);

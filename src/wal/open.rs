@@ -1,0 +1,99 @@
+//! Opening a log: create it crash-safely, or recover it and prepare the tail for appends.
+
+use std::path::{Path, PathBuf};
+
+use super::format::{self, Lsn, Record, SEGMENT_HEADER_BYTES};
+use super::scan::{self, ScanReport};
+use super::{Segment, Wal, WalError, WalOptions, WalStats, io, segment_header};
+use crate::env::{Env, EnvFile, OpenOptions};
+
+impl<E: Env> Wal<E> {
+    /// Opens (creating if needed) the log in `dir`, calling `visit` for every recovered record
+    /// in lsn order. Before it returns, the recovered log is durable and its torn tail gone.
+    pub fn open(
+        env: E,
+        dir: &Path,
+        options: WalOptions,
+        visit: impl FnMut(Record),
+    ) -> Result<(Self, ScanReport), WalError> {
+        options.validate()?;
+        match env.create_dir(dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(WalError::io("create directory", dir, error));
+            }
+            _ => {}
+        }
+        if let Some(parent) = dir.parent() {
+            io("sync directory", parent, env.sync_dir(parent))?;
+        }
+        let report = scan::scan(&env, dir, options.recovery_mode, visit)?;
+        for &id in report.partial_segments.iter().chain(&report.cut_segments) {
+            let path = dir.join(format::segment_file_name(id));
+            io("remove segment", &path, env.remove_file(&path))?;
+        }
+        io("sync directory", dir, env.sync_dir(dir))?;
+        let active = match &report.end {
+            Some(end) => reopen_tail(&env, dir, &options, end.segment_id, end.offset, &report)?,
+            None => create_segment(&env, dir, &options, 1, report.next_lsn)?,
+        };
+        let mut segments = report.segments.clone();
+        if segments.is_empty() {
+            segments.push((active.id, report.next_lsn));
+        }
+        let created = u64::from(report.end.is_none());
+        let wal = Wal {
+            env,
+            dir: dir.to_path_buf(),
+            options,
+            active,
+            segments,
+            next_lsn: report.next_lsn,
+            durable_lsn: report.last_lsn,
+            poisoned: None,
+            stats: WalStats { segments_created: created, ..WalStats::default() },
+        };
+        Ok((wal, report))
+    }
+}
+
+/// Creates segment `id` crash-safely: header written, file (pre)sized and synced, directory
+/// synced, all before the segment can receive a record.
+pub(super) fn create_segment<E: Env>(
+    env: &E,
+    dir: &Path,
+    options: &WalOptions,
+    id: u64,
+    first_lsn: Lsn,
+) -> Result<Segment<E::File>, WalError> {
+    let path = dir.join(format::segment_file_name(id));
+    let file = io("create segment", &path, env.open(&path, OpenOptions::create().truncate(true)))?;
+    io("write segment header", &path, file.write_all_at(&segment_header(id, first_lsn), 0))?;
+    let len = if options.preallocate { options.segment_size_bytes } else { SEGMENT_HEADER_BYTES };
+    io("size segment", &path, file.set_len(len))?;
+    io("sync segment", &path, file.sync_data())?;
+    io("sync directory", dir, env.sync_dir(dir))?;
+    Ok(Segment { id, file, path, tail: SEGMENT_HEADER_BYTES })
+}
+
+/// Reopens the last segment for appends: cuts the torn tail (and re-preallocates), then syncs
+/// what was recovered, so no new record ever vouches for bytes only in the page cache.
+fn reopen_tail<E: Env>(
+    env: &E,
+    dir: &Path,
+    options: &WalOptions,
+    id: u64,
+    end: u64,
+    report: &ScanReport,
+) -> Result<Segment<E::File>, WalError> {
+    let path: PathBuf = dir.join(format::segment_file_name(id));
+    let file = io("open segment", &path, env.open(&path, OpenOptions::read_write()))?;
+    if report.torn_bytes > 0 || report.dropped.is_some() {
+        io("truncate torn tail", &path, file.set_len(end))?;
+    }
+    let len = io("len", &path, file.len())?;
+    if options.preallocate && len < options.segment_size_bytes {
+        io("size segment", &path, file.set_len(options.segment_size_bytes))?;
+    }
+    io("sync recovered segment", &path, file.sync_data())?;
+    Ok(Segment { id, file, path, tail: end.next_multiple_of(format::SYNC_ALIGN_BYTES) })
+}

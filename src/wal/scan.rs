@@ -1,0 +1,335 @@
+//! The recovery scan: reads every segment in order, hands each valid record to a visitor, and
+//! finds where the log ends, telling a torn tail from corruption.
+//!
+//! Rules (DESIGN.md section 3, rule 2): the first bad or missing record X ends the log only if
+//! no later valid record claims `durable_lsn >= X`; otherwise X was durable once and is now
+//! damaged, which is corruption, reported with the file and offset. Because a segment is synced
+//! before the next one receives records, any valid record in a later segment vouches for every
+//! earlier one. A length is trusted only after the header checksum passed. An I/O error while
+//! reading fails the scan; it is never taken for the end of the log.
+//!
+//! Memory is bounded: segments are read through a window of [`READ_WINDOW_BYTES`] (or one
+//! record, if larger), whatever the log's length.
+
+use std::path::{Path, PathBuf};
+
+use super::error::WalError;
+use super::format::{
+    self, Lsn, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, Record, SEGMENT_HEADER_BYTES,
+    SEGMENT_HEADER_FIELDS_BYTES, SYNC_ALIGN_BYTES,
+};
+use crate::env::{Env, EnvFile, OpenOptions};
+
+/// Bytes the scan reads at a time.
+pub const READ_WINDOW_BYTES: usize = 1024 * 1024;
+
+/// How recovery treats damage. Each mode states what it guarantees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Default. Every acknowledged (synced) record is recovered or the open fails: a bad
+    /// record that no later record vouches for was written after the last successful sync (a
+    /// torn write) and ends the log, which is truncated there; a vouched-for bad record is
+    /// corruption and an error naming the file and offset.
+    #[default]
+    TolerateTornTail,
+    /// For logs that were closed cleanly: any damage, a torn tail included, is an error.
+    AbsoluteConsistency,
+    /// Explicit opt-in to losing acknowledged data: recovery stops at the first damage,
+    /// vouched for or not, drops everything after it, and reports exactly what was dropped.
+    PointInTime,
+}
+
+/// Where the valid log ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEnd {
+    /// The segment holding the last valid record (or the last segment, if it has none).
+    pub segment_id: u64,
+    /// Byte offset just past the last valid record in that segment.
+    pub offset: u64,
+}
+
+/// What a point-in-time recovery dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// The first lsn not recovered.
+    pub from_lsn: Lsn,
+    /// The file where the damage is.
+    pub path: PathBuf,
+    /// Its offset.
+    pub offset: u64,
+    /// Valid records found after the damage and dropped with it.
+    pub later_records: u64,
+}
+
+/// What the scan found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Valid records handed to the visitor.
+    pub records: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Segment files with a valid header, in id order: (id, first lsn).
+    pub segments: Vec<(u64, Lsn)>,
+    /// The last valid lsn (0: none).
+    pub last_lsn: Lsn,
+    /// The next lsn to write.
+    pub next_lsn: Lsn,
+    /// Where the log ends (`None`: no segment at all).
+    pub end: Option<LogEnd>,
+    /// Non-zero bytes after the end of the last segment (a torn tail to truncate).
+    pub torn_bytes: u64,
+    /// Segments whose header is damaged or missing after the end: partial creations to remove.
+    pub partial_segments: Vec<u64>,
+    /// Segments after a point-in-time cut, to remove.
+    pub cut_segments: Vec<u64>,
+    /// What a point-in-time recovery dropped.
+    pub dropped: Option<Dropped>,
+}
+
+/// Reads a file through a bounded window.
+struct Window<'a, F: EnvFile> {
+    file: &'a F,
+    path: &'a Path,
+    len: u64,
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl<'a, F: EnvFile> Window<'a, F> {
+    fn new(file: &'a F, path: &'a Path) -> Result<Self, WalError> {
+        let len = file.len().map_err(|e| WalError::io("len", path, e))?;
+        Ok(Self { file, path, len, start: 0, bytes: Vec::new() })
+    }
+
+    /// Up to `len` bytes at `offset` (fewer at the end of the file).
+    fn get(&mut self, offset: u64, len: usize) -> Result<&[u8], WalError> {
+        let end = (offset + len as u64).min(self.len);
+        if offset < self.start || end > self.start + self.bytes.len() as u64 {
+            let want = (self.len.saturating_sub(offset)).min(len.max(READ_WINDOW_BYTES) as u64) as usize;
+            self.bytes.resize(want, 0);
+            self.file
+                .read_exact_at(&mut self.bytes, offset)
+                .map_err(|e| WalError::io("read", self.path, e))?;
+            self.start = offset;
+        }
+        let from = (offset - self.start) as usize;
+        let to = (end.saturating_sub(self.start) as usize).max(from);
+        Ok(&self.bytes[from..to])
+    }
+}
+
+/// The record that starts at `offset`, if it is valid and the one expected.
+fn record_at<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    offset: u64,
+    segment_id: u64,
+    lsn: Lsn,
+) -> Result<Option<Record>, WalError> {
+    let header = match format::decode_record_header(window.get(offset, RECORD_HEADER_BYTES)?) {
+        Ok(header) if header.segment_id == segment_id && header.lsn == lsn => header,
+        _ => return Ok(None),
+    };
+    let bytes = window.get(offset, header.record_bytes() as usize)?;
+    Ok(header.with_payload(&bytes[RECORD_HEADER_BYTES.min(bytes.len())..]).ok())
+}
+
+/// Looks past `from` for a valid record of the segment that vouches for `lsn`; also measures
+/// the non-zero tail. Returns (vouching record offset, valid records seen, last non-zero end).
+fn look_past<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    from: u64,
+    segment_id: u64,
+    lsn: Lsn,
+) -> Result<(Option<u64>, u64, u64), WalError> {
+    let (mut vouch, mut later, mut nonzero_end) = (None, 0, from);
+    let mut offset = from.next_multiple_of(RECORD_ALIGN_BYTES);
+    while offset < window.len {
+        let bytes = window.get(offset, RECORD_HEADER_BYTES)?;
+        if let Some(last) = bytes.iter().rposition(|&b| b != 0) {
+            nonzero_end = nonzero_end.max(offset + last as u64 + 1);
+        }
+        if let Ok(header) = format::decode_record_header(bytes)
+            && header.segment_id == segment_id
+            && header.lsn >= lsn
+        {
+            later += 1;
+            if header.durable_lsn >= lsn && vouch.is_none() {
+                vouch = Some(offset);
+            }
+        }
+        offset += RECORD_ALIGN_BYTES;
+    }
+    Ok((vouch, later, nonzero_end))
+}
+
+/// Segment ids of the files in `dir`, sorted.
+pub fn list_segments<E: Env>(env: &E, dir: &Path) -> Result<Vec<u64>, WalError> {
+    let names = env.list_dir(dir).map_err(|e| WalError::io("list", dir, e))?;
+    let mut ids: Vec<u64> = names.iter().filter_map(|name| format::parse_segment_file_name(name)).collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Scans the log in `dir`, calling `visit` for each valid record in lsn order.
+pub fn scan<E: Env>(
+    env: &E,
+    dir: &Path,
+    mode: RecoveryMode,
+    mut visit: impl FnMut(Record),
+) -> Result<ScanReport, WalError> {
+    let ids = list_segments(env, dir)?;
+    let mut report = ScanReport { next_lsn: 1, ..ScanReport::default() };
+    for (index, &id) in ids.iter().enumerate() {
+        let path = dir.join(format::segment_file_name(id));
+        let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
+        let mut window = Window::new(&file, &path)?;
+        let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?.to_vec();
+        let later_segments = &ids[index + 1..];
+        let header = match format::decode_segment_header(&header) {
+            Ok(header) if header.segment_id == id => header,
+            _ if later_segments.is_empty() => {
+                // A segment being created when the process died: it never held a record.
+                report.partial_segments.push(id);
+                break;
+            }
+            Ok(_) => {
+                return Err(WalError::corruption(
+                    &path,
+                    0,
+                    report.next_lsn,
+                    "segment header names another segment",
+                ));
+            }
+            Err(error) => {
+                return Err(WalError::corruption(
+                    &path,
+                    0,
+                    report.next_lsn,
+                    format!("segment header: {error}"),
+                ));
+            }
+        };
+        if !report.segments.is_empty() && header.first_lsn != report.next_lsn {
+            let detail = format!(
+                "segment starts at lsn {}, the log continues at {}",
+                header.first_lsn, report.next_lsn
+            );
+            return Err(WalError::corruption(&path, 0, report.next_lsn, detail));
+        }
+        report.segments.push((id, header.first_lsn));
+        report.next_lsn = header.first_lsn;
+        let end = scan_segment(&mut window, id, &mut report, &mut visit)?;
+        report.end = Some(LogEnd { segment_id: id, offset: end });
+        let next = match later_segments.first() {
+            None => None,
+            Some(&next_id) => Some(next_header(env, dir, next_id)?),
+        };
+        let next_is_partial = matches!(next, Some(None)) && later_segments.len() == 1;
+        match next {
+            Some(Some(header)) if header.first_lsn == report.next_lsn => {}
+            None => tail_end(&mut window, id, end, mode, &mut report)?,
+            Some(None) if next_is_partial => tail_end(&mut window, id, end, mode, &mut report)?,
+            Some(_) => {
+                // The next segment does not continue this one: this one ended early.
+                damaged_end(&window, end, mode, &mut report, later_segments)?;
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Hands every valid record of a segment to `visit`; returns the offset where they end.
+fn scan_segment<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    id: u64,
+    report: &mut ScanReport,
+    visit: &mut impl FnMut(Record),
+) -> Result<u64, WalError> {
+    let mut offset = SEGMENT_HEADER_BYTES;
+    loop {
+        let record = match record_at(window, offset, id, report.next_lsn)? {
+            Some(record) => Some(record),
+            None => {
+                // A sync moved the next append to a sector boundary: skip that padding.
+                let boundary = offset.next_multiple_of(SYNC_ALIGN_BYTES);
+                match (boundary > offset).then_some(()) {
+                    Some(()) => {
+                        record_at(window, boundary, id, report.next_lsn)?.inspect(|_| offset = boundary)
+                    }
+                    None => None,
+                }
+            }
+        };
+        let Some(record) = record else { return Ok(offset) };
+        let size = format::record_slot_bytes(record.payload.len());
+        report.records += 1;
+        report.bytes += size;
+        report.last_lsn = record.lsn;
+        report.next_lsn = record.lsn + 1;
+        visit(record);
+        offset += size;
+    }
+}
+
+/// The header of segment `next_id`, if it is valid and names that segment.
+fn next_header<E: Env>(env: &E, dir: &Path, next_id: u64) -> Result<Option<format::SegmentHeader>, WalError> {
+    let path = dir.join(format::segment_file_name(next_id));
+    let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
+    let mut window = Window::new(&file, &path)?;
+    let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?;
+    Ok(format::decode_segment_header(header).ok().filter(|h| h.segment_id == next_id))
+}
+
+/// A segment that later segments follow ended before the next one starts: every later valid
+/// record vouches for the missing ones.
+fn damaged_end<F: EnvFile>(
+    window: &Window<'_, F>,
+    end: u64,
+    mode: RecoveryMode,
+    report: &mut ScanReport,
+    later: &[u64],
+) -> Result<(), WalError> {
+    let path = window.path.to_path_buf();
+    if mode != RecoveryMode::PointInTime {
+        let detail = format!(
+            "records end at offset {end} but segment {:016x} follows: acknowledged records are damaged",
+            later[0]
+        );
+        return Err(WalError::corruption(path, end, report.next_lsn, detail));
+    }
+    report.dropped = Some(Dropped { from_lsn: report.next_lsn, path, offset: end, later_records: 0 });
+    report.cut_segments.extend_from_slice(later);
+    Ok(())
+}
+
+/// The last segment ends at `end`: a torn tail, or corruption if a later record vouches.
+fn tail_end<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    id: u64,
+    end: u64,
+    mode: RecoveryMode,
+    report: &mut ScanReport,
+) -> Result<(), WalError> {
+    let (vouch, later, nonzero_end) = look_past(window, end, id, report.next_lsn)?;
+    report.torn_bytes = nonzero_end.saturating_sub(end);
+    let path = window.path.to_path_buf();
+    match (mode, vouch) {
+        (RecoveryMode::PointInTime, _) if report.torn_bytes > 0 => {
+            report.dropped =
+                Some(Dropped { from_lsn: report.next_lsn, path, offset: end, later_records: later });
+            Ok(())
+        }
+        (RecoveryMode::PointInTime, _) => Ok(()),
+        (_, Some(at)) => {
+            let detail =
+                format!("bad record, but the record at offset {at} says lsn {} was durable", report.next_lsn);
+            Err(WalError::corruption(path, end, report.next_lsn, detail))
+        }
+        (RecoveryMode::AbsoluteConsistency, None) if report.torn_bytes > 0 => {
+            let detail = format!("{} bytes of a torn tail (absolute consistency mode)", report.torn_bytes);
+            Err(WalError::corruption(path, end, report.next_lsn, detail))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,129 @@
+//! Appending, syncing, rotating and truncating a log.
+
+use super::format::{
+    self, Lsn, RECORD_PAYLOAD_BYTES_MAX, Record, RecordKind, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES,
+};
+use super::open::create_segment;
+use super::{Durability, Wal, WalError, io};
+use crate::env::{Env, EnvFile};
+
+impl<E: Env> Wal<E> {
+    fn check_poisoned(&self) -> Result<(), WalError> {
+        match &self.poisoned {
+            Some(cause) => Err(WalError::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Poisons the log with `error` as the cause and returns it.
+    fn poison(&mut self, error: WalError) -> WalError {
+        self.poisoned.get_or_insert_with(|| error.to_string());
+        error
+    }
+
+    /// Appends a record and returns its lsn. Not durable until [`Wal::sync`].
+    pub fn append(
+        &mut self,
+        kind: RecordKind,
+        txn_id: u64,
+        prev_lsn: Lsn,
+        payload: &[u8],
+    ) -> Result<Lsn, WalError> {
+        self.check_poisoned()?;
+        if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(WalError::RecordTooLarge { len: payload.len(), max: RECORD_PAYLOAD_BYTES_MAX });
+        }
+        let slot = format::record_slot_bytes(payload.len());
+        if self.active.tail + slot > self.options.segment_size_bytes
+            && self.active.tail > SEGMENT_HEADER_BYTES
+        {
+            self.rotate()?;
+        }
+        let record = Record {
+            kind,
+            lsn: self.next_lsn,
+            durable_lsn: self.durable_lsn,
+            segment_id: self.active.id,
+            txn_id,
+            prev_lsn,
+            payload: payload.to_vec(),
+        };
+        let bytes = format::encode_record(&record);
+        if let Err(error) = self.active.file.write_all_at(&bytes, self.active.tail) {
+            return Err(self.poison(WalError::io("append", &self.active.path, error)));
+        }
+        self.active.tail += slot;
+        self.next_lsn += 1;
+        self.stats.records += 1;
+        self.stats.bytes += slot;
+        Ok(record.lsn)
+    }
+
+    /// Makes every appended record durable with one sync (group commit) and returns the
+    /// durable lsn. `Durability::None` syncs nothing. A failed sync poisons the log.
+    pub fn sync(&mut self, durability: Durability) -> Result<Lsn, WalError> {
+        self.check_poisoned()?;
+        let target = self.last_lsn();
+        if durability == Durability::None || target == self.durable_lsn {
+            return Ok(self.durable_lsn);
+        }
+        let result = match durability {
+            Durability::All => self.active.file.sync_all(),
+            _ => self.active.file.sync_data(),
+        };
+        if let Err(error) = result {
+            return Err(self.poison(WalError::io("sync", &self.active.path, error)));
+        }
+        self.made_durable(target);
+        Ok(self.durable_lsn)
+    }
+
+    fn made_durable(&mut self, target: Lsn) {
+        debug_assert!(target >= self.durable_lsn && target <= self.last_lsn());
+        self.stats.syncs += 1;
+        self.stats.records_synced += target - self.durable_lsn;
+        self.durable_lsn = target;
+        // The next append starts a new sector: a tear of it cannot reach synced records.
+        self.active.tail = self.active.tail.next_multiple_of(SYNC_ALIGN_BYTES);
+    }
+
+    /// Seals the active segment (synced before the next one receives records) and starts the
+    /// next one.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        let target = self.last_lsn();
+        if let Err(error) = self.active.file.sync_data() {
+            return Err(self.poison(WalError::io("seal segment", &self.active.path, error)));
+        }
+        if target > self.durable_lsn {
+            self.made_durable(target);
+        }
+        let id = self.active.id + 1;
+        let segment = match create_segment(&self.env, &self.dir, &self.options, id, self.next_lsn) {
+            Ok(segment) => segment,
+            Err(error) => return Err(self.poison(error)),
+        };
+        self.active = segment;
+        self.segments.push((id, self.next_lsn));
+        self.stats.segments_created += 1;
+        Ok(())
+    }
+
+    /// Deletes every segment whose records all precede `lsn` (never the active one). Callers
+    /// must have made the state those records describe durable elsewhere first.
+    pub fn truncate_before(&mut self, lsn: Lsn) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        let mut removed = 0;
+        while self.segments.len() > 1 && self.segments[1].1 <= lsn {
+            let (id, _) = self.segments[0];
+            let path = self.dir.join(format::segment_file_name(id));
+            io("remove segment", &path, self.env.remove_file(&path))?;
+            self.segments.remove(0);
+            removed += 1;
+        }
+        if removed > 0 {
+            io("sync directory", &self.dir, self.env.sync_dir(&self.dir))?;
+            self.stats.segments_deleted += removed;
+        }
+        Ok(())
+    }
+}
