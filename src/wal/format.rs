@@ -28,7 +28,8 @@
 //! ```
 //!
 //! Invariants: decoding any byte string returns a record or a typed error and never panics;
-//! `decode(encode(r)) == r`; a record decodes only if both checksums pass.
+//! `decode(encode(r)) == r`; a record decodes only if both checksums pass and its reserved
+//! bytes are zero, so only the exact encoding of a record decodes.
 
 use std::fmt;
 
@@ -149,6 +150,9 @@ pub enum DecodeError {
     LengthTooLarge(u32),
     /// The kind byte is not a known kind.
     UnknownKind(u8),
+    /// Header bytes documented as zero are not (only after the header checksum passed: a
+    /// writer of another format version, not damage).
+    ReservedNotZero,
 }
 
 impl fmt::Display for DecodeError {
@@ -162,6 +166,7 @@ impl fmt::Display for DecodeError {
             DecodeError::UnsupportedVersion(version) => write!(f, "unsupported WAL format version {version}"),
             DecodeError::LengthTooLarge(len) => write!(f, "record length {len} exceeds the maximum"),
             DecodeError::UnknownKind(kind) => write!(f, "unknown record kind {kind}"),
+            DecodeError::ReservedNotZero => f.write_str("reserved record header bytes are not zero"),
         }
     }
 }
@@ -276,6 +281,11 @@ pub fn decode_record_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
         return Err(DecodeError::LengthTooLarge(payload_len));
     }
     let kind = RecordKind::from_byte(bytes[12]).ok_or(DecodeError::UnknownKind(bytes[12]))?;
+    // Bug fixed here: bytes 13..16 were ignored, so bytes no writer of this format produces
+    // decoded as a record (and re-encoded differently). Only the exact encoding is a record.
+    if bytes[13..16] != [0; 3] {
+        return Err(DecodeError::ReservedNotZero);
+    }
     Ok(RecordHeader {
         payload_len: payload_len as usize,
         payload_crc: u32_at(bytes, 8),

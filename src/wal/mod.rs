@@ -18,10 +18,19 @@
 //!   tail and syncs before the first new append;
 //! - any failed write or sync poisons the log: every later call fails with
 //!   [`WalError::Poisoned`] until it is reopened; a failed sync is never retried.
+//!
+//! Known limit (fsyncgate): a failed sync may mark pages clean without writing them, and no
+//! later sync writes them. Reopening the log *in the same process* (or, on the real OS, after a
+//! process restart, since the page cache outlives it) then reads those pages from the cache and
+//! cannot tell they are not on disk. After a poisoned log, restart the process, and treat
+//! records after the last successful sync as lost if the machine did not restart either. The
+//! simulator models every process crash as a machine crash, which drops the cache.
 
+pub mod aries;
 pub mod error;
 pub mod format;
 pub mod scan;
+pub mod shared;
 
 use std::path::{Path, PathBuf};
 

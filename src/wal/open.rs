@@ -68,11 +68,29 @@ pub(super) fn create_segment<E: Env>(
     let path = dir.join(format::segment_file_name(id));
     let file = io("create segment", &path, env.open(&path, OpenOptions::create().truncate(true)))?;
     io("write segment header", &path, file.write_all_at(&segment_header(id, first_lsn), 0))?;
-    let len = if options.preallocate { options.segment_size_bytes } else { SEGMENT_HEADER_BYTES };
-    io("size segment", &path, file.set_len(len))?;
+    io("size segment", &path, file.set_len(SEGMENT_HEADER_BYTES))?;
+    if options.preallocate {
+        fill_zeros(&file, &path, SEGMENT_HEADER_BYTES, options.segment_size_bytes)?;
+    }
     io("sync segment", &path, file.sync_data())?;
     io("sync directory", dir, env.sync_dir(dir))?;
     Ok(Segment { id, file, path, tail: SEGMENT_HEADER_BYTES })
+}
+
+/// Bytes written at a time when preallocating.
+const ZERO_FILL_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// Preallocates by writing zeros (not `set_len`, which leaves a sparse file: every commit
+/// would then allocate a block and its `fdatasync` would have to journal that).
+fn fill_zeros<F: EnvFile>(file: &F, path: &Path, from: u64, to: u64) -> Result<(), WalError> {
+    let zeros = vec![0; ZERO_FILL_CHUNK_BYTES.min(to.saturating_sub(from)) as usize];
+    let mut offset = from;
+    while offset < to {
+        let len = (to - offset).min(zeros.len() as u64) as usize;
+        io("preallocate segment", path, file.write_all_at(&zeros[..len], offset))?;
+        offset += len as u64;
+    }
+    Ok(())
 }
 
 /// Reopens the last segment for appends: cuts the torn tail (and re-preallocates), then syncs
@@ -92,7 +110,7 @@ fn reopen_tail<E: Env>(
     }
     let len = io("len", &path, file.len())?;
     if options.preallocate && len < options.segment_size_bytes {
-        io("size segment", &path, file.set_len(options.segment_size_bytes))?;
+        fill_zeros(&file, &path, len, options.segment_size_bytes)?;
     }
     io("sync recovered segment", &path, file.sync_data())?;
     Ok(Segment { id, file, path, tail: end.next_multiple_of(format::SYNC_ALIGN_BYTES) })

@@ -103,6 +103,11 @@ impl<'a, F: EnvFile> Window<'a, F> {
 
     /// Up to `len` bytes at `offset` (fewer at the end of the file).
     fn get(&mut self, offset: u64, len: usize) -> Result<&[u8], WalError> {
+        // Past the end of the file there is nothing (a segment can be shorter than its header
+        // sector if the process died while creating it).
+        if offset >= self.len {
+            return Ok(&[]);
+        }
         let end = (offset + len as u64).min(self.len);
         if offset < self.start || end > self.start + self.bytes.len() as u64 {
             let want = (self.len.saturating_sub(offset)).min(len.max(READ_WINDOW_BYTES) as u64) as usize;
@@ -143,12 +148,25 @@ fn look_past<F: EnvFile>(
 ) -> Result<(Option<u64>, u64, u64), WalError> {
     let (mut vouch, mut later, mut nonzero_end) = (None, 0, from);
     let mut offset = from.next_multiple_of(RECORD_ALIGN_BYTES);
+    let segment_id_bytes = segment_id.to_le_bytes();
     while offset < window.len {
+        // No header starts in an all-zero block (zeros never pass the checksum), and a
+        // preallocated tail is mostly zeros: skip them a block at a time.
+        if offset.is_multiple_of(SYNC_ALIGN_BYTES) {
+            let block = window.get(offset, SYNC_ALIGN_BYTES as usize)?;
+            if block.iter().all(|&b| b == 0) {
+                offset += SYNC_ALIGN_BYTES;
+                continue;
+            }
+        }
         let bytes = window.get(offset, RECORD_HEADER_BYTES)?;
         if let Some(last) = bytes.iter().rposition(|&b| b != 0) {
             nonzero_end = nonzero_end.max(offset + last as u64 + 1);
         }
-        if let Ok(header) = format::decode_record_header(bytes)
+        // The segment id is a cheap filter before the checksum.
+        let ours = bytes.get(32..40).is_some_and(|id| id == segment_id_bytes);
+        if ours
+            && let Ok(header) = format::decode_record_header(bytes)
             && header.segment_id == segment_id
             && header.lsn >= lsn
         {
@@ -188,7 +206,19 @@ pub fn scan<E: Env>(
         let header = match format::decode_segment_header(&header) {
             Ok(header) if header.segment_id == id => header,
             _ if later_segments.is_empty() => {
-                // A segment being created when the process died: it never held a record.
+                // A segment being created when the process died never held a record: its
+                // header is written and synced before the first one. If records of it exist,
+                // the header was damaged later, and deleting the segment would lose them.
+                let (_, records, _) = look_past(&mut window, SEGMENT_HEADER_BYTES, id, 0)?;
+                if records > 0 {
+                    let detail =
+                        format!("damaged segment header, but {records} records of the segment follow it");
+                    return Err(WalError::corruption(&path, 0, report.next_lsn, detail));
+                }
+                if mode == RecoveryMode::AbsoluteConsistency {
+                    let detail = "partial segment (creation interrupted), absolute consistency mode";
+                    return Err(WalError::corruption(&path, 0, report.next_lsn, detail));
+                }
                 report.partial_segments.push(id);
                 break;
             }
@@ -229,9 +259,18 @@ pub fn scan<E: Env>(
             Some(Some(header)) if header.first_lsn == report.next_lsn => {}
             None => tail_end(&mut window, id, end, mode, &mut report)?,
             Some(None) if next_is_partial => tail_end(&mut window, id, end, mode, &mut report)?,
-            Some(_) => {
+            Some(None) => {
+                // Bug fixed here: a damaged header of a middle segment was reported at the end
+                // of the intact segment before it; the damage is in the next file's header.
+                let next_path = dir.join(format::segment_file_name(later_segments[0]));
+                damaged_end(next_path, 0, "segment header is damaged", mode, &mut report, later_segments)?;
+                break;
+            }
+            Some(Some(_)) => {
                 // The next segment does not continue this one: this one ended early.
-                damaged_end(&window, end, mode, &mut report, later_segments)?;
+                let offset = damage_offset(&mut window, end)?;
+                let detail = format!("records end at offset {end}");
+                damaged_end(path.clone(), offset, &detail, mode, &mut report, later_segments)?;
                 break;
             }
         }
@@ -261,7 +300,9 @@ fn scan_segment<F: EnvFile>(
                 }
             }
         };
-        let Some(record) = record else { return Ok(offset) };
+        let Some(record) = record else {
+            return Ok(offset);
+        };
         let size = format::record_slot_bytes(record.payload.len());
         report.records += 1;
         report.bytes += size;
@@ -281,24 +322,42 @@ fn next_header<E: Env>(env: &E, dir: &Path, next_id: u64) -> Result<Option<forma
     Ok(format::decode_segment_header(header).ok().filter(|h| h.segment_id == next_id))
 }
 
-/// A segment that later segments follow ended before the next one starts: every later valid
-/// record vouches for the missing ones.
-fn damaged_end<F: EnvFile>(
-    window: &Window<'_, F>,
-    end: u64,
+/// Where the damaged record after the valid records (which end at `end`) starts, for error
+/// reports: the next sector boundary if only zero padding lies before it and something lies
+/// there (a sync moved the next append to the boundary), else `end`.
+///
+/// Bug fixed here: corruption of the first record after a sync was reported at the end of the
+/// previous record, an offset that holds only padding, not at the damaged record.
+fn damage_offset<F: EnvFile>(window: &mut Window<'_, F>, end: u64) -> Result<u64, WalError> {
+    let boundary = end.next_multiple_of(SYNC_ALIGN_BYTES);
+    if boundary == end
+        || boundary >= window.len
+        || window.get(end, (boundary - end) as usize)?.iter().any(|&b| b != 0)
+    {
+        return Ok(end);
+    }
+    let at_boundary = window.get(boundary, RECORD_HEADER_BYTES)?;
+    Ok(if at_boundary.iter().any(|&b| b != 0) { boundary } else { end })
+}
+
+/// The log breaks at `offset` of `path` (`what` says how) but later segments follow: every
+/// later valid record vouches for the missing ones.
+fn damaged_end(
+    path: PathBuf,
+    offset: u64,
+    what: &str,
     mode: RecoveryMode,
     report: &mut ScanReport,
     later: &[u64],
 ) -> Result<(), WalError> {
-    let path = window.path.to_path_buf();
     if mode != RecoveryMode::PointInTime {
         let detail = format!(
-            "records end at offset {end} but segment {:016x} follows: acknowledged records are damaged",
-            later[0]
+            "{what}, but segment {:016x} follows: acknowledged records are damaged",
+            later[later.len() - 1]
         );
-        return Err(WalError::corruption(path, end, report.next_lsn, detail));
+        return Err(WalError::corruption(path, offset, report.next_lsn, detail));
     }
-    report.dropped = Some(Dropped { from_lsn: report.next_lsn, path, offset: end, later_records: 0 });
+    report.dropped = Some(Dropped { from_lsn: report.next_lsn, path, offset, later_records: 0 });
     report.cut_segments.extend_from_slice(later);
     Ok(())
 }
@@ -314,21 +373,21 @@ fn tail_end<F: EnvFile>(
     let (vouch, later, nonzero_end) = look_past(window, end, id, report.next_lsn)?;
     report.torn_bytes = nonzero_end.saturating_sub(end);
     let path = window.path.to_path_buf();
+    let offset = if report.torn_bytes > 0 { damage_offset(window, end)? } else { end };
     match (mode, vouch) {
         (RecoveryMode::PointInTime, _) if report.torn_bytes > 0 => {
-            report.dropped =
-                Some(Dropped { from_lsn: report.next_lsn, path, offset: end, later_records: later });
+            report.dropped = Some(Dropped { from_lsn: report.next_lsn, path, offset, later_records: later });
             Ok(())
         }
         (RecoveryMode::PointInTime, _) => Ok(()),
         (_, Some(at)) => {
             let detail =
                 format!("bad record, but the record at offset {at} says lsn {} was durable", report.next_lsn);
-            Err(WalError::corruption(path, end, report.next_lsn, detail))
+            Err(WalError::corruption(path, offset, report.next_lsn, detail))
         }
         (RecoveryMode::AbsoluteConsistency, None) if report.torn_bytes > 0 => {
             let detail = format!("{} bytes of a torn tail (absolute consistency mode)", report.torn_bytes);
-            Err(WalError::corruption(path, end, report.next_lsn, detail))
+            Err(WalError::corruption(path, offset, report.next_lsn, detail))
         }
         _ => Ok(()),
     }

@@ -7,6 +7,24 @@ use super::open::create_segment;
 use super::{Durability, Wal, WalError, io};
 use crate::env::{Env, EnvFile};
 
+/// A sync begun by [`Wal::sync_begin`] and not yet finished.
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a begun sync must be finished with Wal::sync_finish"]
+pub(crate) struct SyncTicket {
+    /// Every lsn up to this one is durable once the sync succeeds.
+    pub(crate) target: Lsn,
+    /// The segment whose handle the sync must use.
+    pub(crate) segment_id: u64,
+}
+
+/// Syncs `file` as `durability` asks (`None` is not a sync and never reaches here).
+pub(crate) fn sync_file<F: EnvFile>(file: &F, durability: Durability) -> std::io::Result<()> {
+    match durability {
+        Durability::All => file.sync_all(),
+        _ => file.sync_data(),
+    }
+}
+
 impl<E: Env> Wal<E> {
     fn check_poisoned(&self) -> Result<(), WalError> {
         match &self.poisoned {
@@ -34,9 +52,7 @@ impl<E: Env> Wal<E> {
             return Err(WalError::RecordTooLarge { len: payload.len(), max: RECORD_PAYLOAD_BYTES_MAX });
         }
         let slot = format::record_slot_bytes(payload.len());
-        if self.active.tail + slot > self.options.segment_size_bytes
-            && self.active.tail > SEGMENT_HEADER_BYTES
-        {
+        if self.append_rotates(payload.len()) {
             self.rotate()?;
         }
         let record = Record {
@@ -62,19 +78,61 @@ impl<E: Env> Wal<E> {
     /// Makes every appended record durable with one sync (group commit) and returns the
     /// durable lsn. `Durability::None` syncs nothing. A failed sync poisons the log.
     pub fn sync(&mut self, durability: Durability) -> Result<Lsn, WalError> {
+        let Some(ticket) = self.sync_begin(durability)? else {
+            return Ok(self.durable_lsn);
+        };
+        let result = sync_file(&self.active.file, durability);
+        self.sync_finish(ticket, result)
+    }
+
+    /// Whether appending a record with `payload_len` bytes of payload would rotate (and so
+    /// seal the active segment with a sync of its own).
+    pub(crate) fn append_rotates(&self, payload_len: usize) -> bool {
+        let slot = format::record_slot_bytes(payload_len);
+        self.active.tail + slot > self.options.segment_size_bytes && self.active.tail > SEGMENT_HEADER_BYTES
+    }
+
+    /// First half of [`Wal::sync`]: fixes the target (the last appended lsn) and makes the
+    /// next append start on a new sector, so nothing appended while the sync runs shares a
+    /// sector with what it covers. `None` if there is nothing to sync. The caller syncs
+    /// [`Wal::active_file`] with [`sync_file`], then hands the outcome to [`Wal::sync_finish`].
+    pub(crate) fn sync_begin(&mut self, durability: Durability) -> Result<Option<SyncTicket>, WalError> {
         self.check_poisoned()?;
         let target = self.last_lsn();
         if durability == Durability::None || target == self.durable_lsn {
-            return Ok(self.durable_lsn);
+            return Ok(None);
         }
-        let result = match durability {
-            Durability::All => self.active.file.sync_all(),
-            _ => self.active.file.sync_data(),
-        };
+        // The next append starts a new sector: a tear of it cannot reach the synced records.
+        self.active.tail = self.active.tail.next_multiple_of(SYNC_ALIGN_BYTES);
+        Ok(Some(SyncTicket { target, segment_id: self.active.id }))
+    }
+
+    /// The handle of the active segment: the one a sync begun now must sync.
+    pub(crate) fn active_file(&self) -> &E::File {
+        &self.active.file
+    }
+
+    /// Second half of [`Wal::sync`]: records the outcome of syncing the segment of `ticket`.
+    /// A failure poisons the log; success makes `ticket.target` durable. The active segment
+    /// must still be the ticket's: callers keep rotation (whose seal is a sync of its own)
+    /// out while a sync runs, so the synced handle holds every record up to the target and
+    /// at most one sync of the log is ever in flight.
+    pub(crate) fn sync_finish(
+        &mut self,
+        ticket: SyncTicket,
+        result: std::io::Result<()>,
+    ) -> Result<Lsn, WalError> {
+        assert_eq!(ticket.segment_id, self.active.id, "a segment rotated while its sync ran");
         if let Err(error) = result {
             return Err(self.poison(WalError::io("sync", &self.active.path, error)));
         }
-        self.made_durable(target);
+        if let Some(cause) = &self.poisoned {
+            // Something else failed while this sync ran: its outcome is unknown too.
+            return Err(WalError::Poisoned { cause: cause.clone() });
+        }
+        if ticket.target > self.durable_lsn {
+            self.made_durable(ticket.target);
+        }
         Ok(self.durable_lsn)
     }
 
@@ -83,8 +141,6 @@ impl<E: Env> Wal<E> {
         self.stats.syncs += 1;
         self.stats.records_synced += target - self.durable_lsn;
         self.durable_lsn = target;
-        // The next append starts a new sector: a tear of it cannot reach synced records.
-        self.active.tail = self.active.tail.next_multiple_of(SYNC_ALIGN_BYTES);
     }
 
     /// Seals the active segment (synced before the next one receives records) and starts the
@@ -112,17 +168,15 @@ impl<E: Env> Wal<E> {
     /// must have made the state those records describe durable elsewhere first.
     pub fn truncate_before(&mut self, lsn: Lsn) -> Result<(), WalError> {
         self.check_poisoned()?;
-        let mut removed = 0;
         while self.segments.len() > 1 && self.segments[1].1 <= lsn {
             let (id, _) = self.segments[0];
             let path = self.dir.join(format::segment_file_name(id));
             io("remove segment", &path, self.env.remove_file(&path))?;
-            self.segments.remove(0);
-            removed += 1;
-        }
-        if removed > 0 {
+            // Oldest first, each removal durable before the next: a crash must never keep an
+            // older segment while a newer one is gone (recovery would see a gap).
             io("sync directory", &self.dir, self.env.sync_dir(&self.dir))?;
-            self.stats.segments_deleted += removed;
+            self.segments.remove(0);
+            self.stats.segments_deleted += 1;
         }
         Ok(())
     }

@@ -1,0 +1,280 @@
+//! `stormhold-bench`: the performance harness of DESIGN.md section 7.
+//!
+//! ```text
+//! cargo run --release -p stormhold-bench -- [--quick] [--dir PATH]
+//! ```
+//!
+//! Every workload is printed next to a raw baseline measured in the same run, on the same
+//! disk, with the ratio between them; the targets of DESIGN.md section 7 are ratios, so they
+//! hold on any machine. Each measurement runs for a fixed count or a fixed time (2 s; 0.5 s
+//! with `--quick`), whichever ends first, split into turns that alternate with its baseline's,
+//! so that both see the same disk weather (a virtual disk's sync rate drifts by multiples
+//! within a minute). Everything happens in a temporary directory (in `--dir`, default the
+//! system's) that is removed at the end. No figure is ever asserted.
+//!
+//! Workloads (payload 128 bytes unless stated):
+//! - durable commits, one writer: `append` + `sync(Data)` against baseline B (overwrite of
+//!   zeroed, synced space + `fdatasync`) and baseline A (append + `fdatasync`);
+//! - durable commits with 8 and 32 writers through `SharedWal` against a simple
+//!   leader/follower group commit written directly on a file, with the same threads;
+//! - bulk append (`Durability::None`, one sync at the end of each turn) in MiB/s of log bytes
+//!   against a raw append loop that writes the same record size with one write call each;
+//! - recovery: `Wal::open` of a log of 256 MiB (64 MiB with `--quick`) against a sequential
+//!   read of the same files. The page cache is warm (the log was just written), so this is
+//!   not the cold-recovery figure of the targets.
+
+mod harness;
+mod raw;
+mod wal;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harness::{BenchError, Budget, Row, Scratch, interleave, table};
+use stormhold::wal::WalOptions;
+
+/// Payload of the commit workloads, in bytes.
+const COMMIT_PAYLOAD_BYTES: usize = 128;
+/// Payload of the records of the recovery log, in bytes.
+const RECOVERY_PAYLOAD_BYTES: usize = 1024;
+/// Writer counts of the concurrent commit workloads.
+const WRITER_COUNTS: [usize; 2] = [8, 32];
+
+/// What one run measures and for how long.
+#[derive(Clone, Debug)]
+struct Config {
+    /// Parent of the temporary directory.
+    dir: PathBuf,
+    /// Each comparison alternates its contenders this many times, each turn getting this
+    /// share of its budget (a recovery comparison: one scan and one read per turn).
+    rounds: u32,
+    /// Budget of each durable-commit measurement.
+    commits: Budget,
+    /// Budget of each bulk-append measurement (count in records).
+    bulk: Budget,
+    /// Size of the recovery log, in bytes.
+    recovery_bytes: u64,
+    /// Payload sizes of the bulk-append workload, in bytes.
+    bulk_payloads: Vec<usize>,
+    /// Options of every log (the defaults: 64 MiB preallocated segments).
+    wal: WalOptions,
+}
+
+impl Config {
+    fn full(dir: PathBuf) -> Self {
+        let seconds = Duration::from_secs(2);
+        Self {
+            dir,
+            rounds: 10,
+            commits: Budget { count_max: 1_000_000, duration: seconds },
+            bulk: Budget { count_max: 2_000_000, duration: seconds },
+            recovery_bytes: 256 << 20,
+            bulk_payloads: vec![128, 4096],
+            wal: WalOptions::default(),
+        }
+    }
+
+    fn quick(dir: PathBuf) -> Self {
+        let seconds = Duration::from_millis(500);
+        Self {
+            rounds: 5,
+            commits: Budget { count_max: 1_000_000, duration: seconds },
+            bulk: Budget { count_max: 500_000, duration: seconds },
+            recovery_bytes: 64 << 20,
+            ..Self::full(dir)
+        }
+    }
+}
+
+fn usage() -> &'static str {
+    "usage: stormhold-bench [--quick] [--dir PATH]\n\
+     \x20 --quick     shorter measurements and a 64 MiB recovery log (about 30 s)\n\
+     \x20 --dir PATH  where to create the temporary directory (default: the system's)"
+}
+
+fn parse(args: impl IntoIterator<Item = String>) -> Result<(Config, bool), String> {
+    let mut quick = false;
+    let mut dir = std::env::temp_dir();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--dir" => dir = PathBuf::from(args.next().ok_or("--dir needs a path")?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(if quick { (Config::quick(dir), true) } else { (Config::full(dir), false) })
+}
+
+/// Notes `what` on stderr before measuring it, so a slow disk shows where the time goes.
+fn step(what: &str) {
+    eprintln!("  measuring {what} ...");
+}
+
+fn single_writer(config: &Config, scratch: &Scratch) -> Result<Vec<Row>, BenchError> {
+    let bytes = COMMIT_PAYLOAD_BYTES;
+    step("single-writer durable commits: WAL, baselines A and B, interleaved");
+    let mut a = raw::append_fdatasync(scratch.path(), bytes)?;
+    let mut b = raw::overwrite_fdatasync(scratch.path(), bytes)?;
+    let mut wal = wal::single_writer(scratch.path(), &config.wal, bytes)?;
+    let rates = interleave(config.rounds, config.commits, &mut [&mut wal, &mut a, &mut b])?;
+    let workload = format!("durable commits, 1 writer, {bytes} B (Wal)");
+    Ok(vec![
+        Row {
+            workload: workload.clone(),
+            rate: rates[0],
+            baseline: "B: overwrite zeroed + fdatasync".into(),
+            baseline_rate: rates[2],
+        },
+        Row { workload, rate: rates[0], baseline: "A: append + fdatasync".into(), baseline_rate: rates[1] },
+    ])
+}
+
+fn concurrent_writers(config: &Config, scratch: &Scratch) -> Result<Vec<Row>, BenchError> {
+    let bytes = COMMIT_PAYLOAD_BYTES;
+    let mut rows = Vec::new();
+    for threads in WRITER_COUNTS {
+        step(&format!("{threads} writers: SharedWal and the group-commit ideal, interleaved"));
+        let mut ideal = raw::GroupCommit::new(scratch.path(), threads, bytes)?;
+        let mut shared = wal::SharedWriters::new(scratch.path(), &config.wal, threads, bytes)?;
+        let rates = interleave(config.rounds, config.commits, &mut [&mut shared, &mut ideal])?;
+        rows.push(Row {
+            workload: format!(
+                "durable commits, {threads} writers (SharedWal, {:.1}/sync)",
+                shared.average_batch()?
+            ),
+            rate: rates[0],
+            baseline: format!("group-commit ideal, {threads} writers, {:.1}/sync", ideal.average_batch()),
+            baseline_rate: rates[1],
+        });
+    }
+    Ok(rows)
+}
+
+fn bulk(config: &Config, scratch: &Scratch) -> Result<Vec<Row>, BenchError> {
+    let mut rows = Vec::new();
+    for &payload in &config.bulk_payloads {
+        let slot = wal::record_slot_bytes(payload);
+        step(&format!("bulk append of {payload} B records: WAL and a raw loop, interleaved"));
+        let dir = Scratch::new(scratch.path(), &format!("bulk-{payload}"))?;
+        let mut raw = raw::append_loop(dir.path(), slot)?;
+        let mut wal = wal::bulk_append(dir.path(), &config.wal, payload)?;
+        let rates = interleave(config.rounds, config.bulk, &mut [&mut wal, &mut raw])?;
+        rows.push(Row {
+            workload: format!("bulk append, {payload} B records, unsynced + 1 sync"),
+            rate: rates[0],
+            baseline: format!("raw append loop, {slot} B writes"),
+            baseline_rate: rates[1],
+        });
+    }
+    Ok(rows)
+}
+
+fn recovery(config: &Config, scratch: &Scratch) -> Result<Vec<Row>, BenchError> {
+    let mib = config.recovery_bytes >> 20;
+    step(&format!("building a {mib} MiB log"));
+    let log = wal::build_log(scratch.path(), &config.wal, config.recovery_bytes, RECOVERY_PAYLOAD_BYTES)?;
+    step("recovery scan (Wal::open) and a sequential read of the same files, interleaved");
+    let mut scan = wal::recover(&log);
+    let mut read = raw::sequential_read(log.files.clone());
+    let rates = interleave(config.rounds, config.commits, &mut [&mut scan, &mut read])?;
+    Ok(vec![Row {
+        workload: format!(
+            "recovery, Wal::open of {} MiB, {RECOVERY_PAYLOAD_BYTES} B records (warm cache)",
+            log.bytes() >> 20
+        ),
+        rate: rates[0],
+        baseline: "sequential read, same files (warm)".into(),
+        baseline_rate: rates[1],
+    }])
+}
+
+/// Runs every workload and returns the rows of the table.
+fn run(config: &Config) -> Result<Vec<Row>, BenchError> {
+    let root = tempfile::Builder::new().prefix("stormhold-bench-").tempdir_in(&config.dir)?;
+    let mut rows = Vec::new();
+    type Workload = fn(&Config, &Scratch) -> Result<Vec<Row>, BenchError>;
+    let workloads: [(&str, Workload); 4] = [
+        ("single", single_writer),
+        ("concurrent", concurrent_writers),
+        ("bulk", bulk),
+        ("recovery", recovery),
+    ];
+    for (name, workload) in workloads {
+        let scratch = Scratch::new(root.path(), name)?;
+        rows.extend(workload(config, &scratch)?);
+    }
+    root.close()?;
+    Ok(rows)
+}
+
+fn main() {
+    let (config, quick) = match parse(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("stormhold-bench: {message}");
+            }
+            eprintln!("{}", usage());
+            std::process::exit(if message.is_empty() { 0 } else { 2 });
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    eprintln!(
+        "stormhold-bench ({}): {cores} cores, temporary directory in {}",
+        if quick { "quick" } else { "full" },
+        config.dir.display()
+    );
+    match run(&config) {
+        Ok(rows) => {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{}", table(&rows));
+            let _ = writeln!(
+                out,
+                "\nrecovery: the page cache is warm (the log was just written and synced), so \
+                 both the scan and the read come from memory; this is not a cold-recovery figure."
+            );
+        }
+        Err(error) => {
+            eprintln!("stormhold-bench: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the whole quick path on tiny sizes so every line of the harness runs in
+    /// `cargo test`. Nothing about speed is asserted.
+    #[test]
+    fn tiny_run_measures_every_workload_and_cleans_up() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let (mut config, quick) =
+            parse(["--quick".to_string(), "--dir".to_string(), parent.path().display().to_string()])
+                .expect("arguments");
+        assert!(quick);
+        config.commits = Budget { count_max: 20, duration: Duration::from_secs(5) };
+        config.bulk = Budget { count_max: 200, duration: Duration::from_secs(5) };
+        config.recovery_bytes = 256 * 1024;
+        // Small segments: a debug build scans a preallocated segment tail slowly.
+        config.wal.segment_size_bytes = 64 * 1024;
+        let rows = run(&config).expect("run");
+        assert_eq!(rows.len(), 2 + WRITER_COUNTS.len() + config.bulk_payloads.len() + 1);
+        let printed = table(&rows);
+        assert!(printed.contains("SharedWal") && printed.contains("recovery"), "{printed}");
+        let left: Vec<_> = std::fs::read_dir(parent.path()).expect("list").collect();
+        assert!(left.is_empty(), "the scratch directory is removed");
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        assert!(parse(["--bogus".to_string()]).is_err());
+        assert!(parse(["--dir".to_string()]).is_err());
+        let (config, quick) = parse(Vec::<String>::new()).expect("no arguments");
+        assert!(!quick && config.recovery_bytes == 256 << 20);
+    }
+}
