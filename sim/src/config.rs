@@ -44,12 +44,15 @@ pub enum WorkloadKind {
     /// A toy key-value store, correct or with one planted crash-safety bug, checked by the
     /// key-value model (proves the checker can fail).
     Toy(ToyBug),
+    /// A key-value store on the write-ahead log: several clients with interleaved
+    /// transactions (aborts and long ones included), checked by the key-value model.
+    Wal,
 }
 
 impl WorkloadKind {
     /// Every workload, by name.
     pub fn all() -> Vec<WorkloadKind> {
-        let mut all = vec![WorkloadKind::Env];
+        let mut all = vec![WorkloadKind::Env, WorkloadKind::Wal];
         all.extend(ToyBug::ALL.iter().map(|&bug| WorkloadKind::Toy(bug)));
         all
     }
@@ -58,6 +61,7 @@ impl WorkloadKind {
     pub fn name(self) -> &'static str {
         match self {
             WorkloadKind::Env => "env",
+            WorkloadKind::Wal => "wal",
             WorkloadKind::Toy(bug) => bug.workload_name(),
         }
     }
@@ -250,7 +254,7 @@ impl RunConfig {
             ops,
             quiet_ops: (ops / 10).max(10),
             driver_crash_probability: rng.random_range(0.005..0.03),
-            image_check_probability: 0.05,
+            image_check_probability: 0.01,
             images_max: IMAGES_MAX_DEFAULT,
             faults,
         }

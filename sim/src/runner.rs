@@ -13,7 +13,9 @@ use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TRACE_EVENTS_MAX, Tra
 use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
 use crate::env_workload::ops::EnvOp;
+use crate::kv::KvStore;
 use crate::kv::toy::ToyStore;
+use crate::kv::wal_store::{WalStore, WalStoreConfig};
 use crate::kv::workload::{KvOp, KvWorkload};
 
 /// What kind of promise a run found broken.
@@ -103,7 +105,7 @@ struct Outcome {
     ops: u64,
     recoveries: u64,
     undetectable: u64,
-    data_loss_detected: bool,
+    data_loss_detected: u64,
     images_explored: u64,
     recorded: Option<RecordedOps>,
     violation: Option<Violation>,
@@ -121,8 +123,9 @@ pub struct RunReport {
     /// Losses of the last durable group after media damage, which no single-copy format can
     /// detect (not violations).
     pub undetectable: u64,
-    /// The store honestly reported data loss after real media damage, ending the run early.
-    pub data_loss_detected: bool,
+    /// Times the store honestly reported data loss after real media damage (each time the
+    /// workload wiped the store and went on).
+    pub data_loss_detected: u64,
     /// Crash images recovered and checked at enumerated crash points.
     pub images_explored: u64,
     /// The operations executed, where the workload records them.
@@ -173,6 +176,22 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".to_owned())
 }
 
+fn run_kv<S: KvStore>(mut workload: KvWorkload<S>, ops: Option<RecordedOps>) -> Outcome {
+    if let Some(RecordedOps::Kv(ops)) = ops {
+        workload = workload.replaying(ops);
+    }
+    let result = workload.run();
+    Outcome {
+        ops: workload.ops(),
+        recoveries: workload.recoveries,
+        undetectable: workload.undetectable,
+        data_loss_detected: workload.data_loss_detected,
+        images_explored: workload.images_explored,
+        recorded: Some(RecordedOps::Kv(workload.recorded.clone())),
+        violation: result.err(),
+    }
+}
+
 /// Runs `config`, drawing faults from the seed, or taking them from `schedule` when given.
 pub fn run(config: &RunConfig, schedule: Option<FaultSchedule>) -> RunReport {
     run_recorded(config, schedule, None)
@@ -218,21 +237,9 @@ fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOp
                 ..Outcome::default()
             }
         }
-        WorkloadKind::Toy(bug) => {
-            let mut workload = KvWorkload::<ToyStore>::new(env.clone(), config.clone(), bug);
-            if let Some(RecordedOps::Kv(ops)) = ops {
-                workload = workload.replaying(ops);
-            }
-            let result = workload.run();
-            Outcome {
-                ops: workload.ops(),
-                recoveries: workload.recoveries,
-                undetectable: workload.undetectable,
-                data_loss_detected: workload.early_end.is_some(),
-                images_explored: workload.images_explored,
-                recorded: Some(RecordedOps::Kv(workload.recorded.clone())),
-                violation: result.err(),
-            }
+        WorkloadKind::Toy(bug) => run_kv(KvWorkload::<ToyStore>::new(env.clone(), config.clone(), bug), ops),
+        WorkloadKind::Wal => {
+            run_kv(KvWorkload::<WalStore>::new(env.clone(), config.clone(), WalStoreConfig::default()), ops)
         }
     }));
     let outcome = outcome.unwrap_or_else(|payload| {

@@ -87,7 +87,7 @@ pub struct SweepSummary {
     pub images_explored: u64,
     /// Undetectable losses after media damage (not violations).
     pub undetectable: u64,
-    /// Runs ended early by an honest data-loss report after media damage.
+    /// Honest data-loss reports after media damage (the store was wiped and the run went on).
     pub data_loss_detected: u64,
     /// Whether the time limit stopped the sweep early.
     pub stopped_by_time_limit: bool,
@@ -122,7 +122,7 @@ impl SweepSummary {
         self.recoveries += report.recoveries;
         self.images_explored += report.images_explored;
         self.undetectable += report.undetectable;
-        self.data_loss_detected += u64::from(report.data_loss_detected);
+        self.data_loss_detected += report.data_loss_detected;
         self.faults += report.faults();
         add_stats(&mut self.sim, &report.sim);
         self.simulated_ns = self.simulated_ns.saturating_add(report.simulated_ns);

@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod toy;
+pub mod wal_store;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -58,10 +59,35 @@ pub trait KvStore: Sized {
     fn name(&self) -> String;
     /// Opens the store in its directory on `env`, creating it or recovering it.
     fn open(env: &SimEnv, config: &Self::Config) -> Result<Self, StoreError>;
+    /// Removes every file of the store (what an operator does after it reported data loss).
+    fn destroy(env: &SimEnv) -> std::io::Result<()>;
     /// The most writes one transaction may carry.
     fn writes_per_commit_max(config: &Self::Config) -> usize;
     /// Commits `writes` atomically; with `durable`, returns `Ok` only once they are durable.
     fn commit(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError>;
+    /// Whether the store takes interleaved transactions of several clients
+    /// ([`KvStore::txn_begin`], [`KvStore::txn_write`], [`KvStore::txn_finish`]).
+    fn interleaved_transactions(_config: &Self::Config) -> bool {
+        false
+    }
+    /// Starts transaction `txn` (interleaved mode).
+    fn txn_begin(&mut self, _txn: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Adds a write to the open transaction `txn`; it is invisible until committed.
+    fn txn_write(&mut self, _txn: u64, _write: Write) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Commits (durably if asked) or aborts `txn`, whose writes were `writes`.
+    fn txn_finish(
+        &mut self,
+        _txn: u64,
+        writes: &[Write],
+        commit: bool,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        if commit { self.commit(writes, durable) } else { Ok(()) }
+    }
     /// Makes every committed transaction durable.
     fn sync(&mut self) -> Result<(), StoreError>;
     /// The current value of `key`, the store's own unsynced writes included.

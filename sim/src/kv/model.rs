@@ -45,6 +45,9 @@ pub struct KvModel {
     pub last_durable_group_start: usize,
     /// Durable transactions before the base, for the watermark of reports.
     pub base_txns: u64,
+    /// States the store may fall back to if media damage hits the last durable group from
+    /// before the base (legal while nothing since the base is durable to vouch for it).
+    pub base_group_states: Vec<BTreeMap<Key, Value>>,
 }
 
 /// How a recovered state relates to the model.
@@ -157,12 +160,20 @@ impl KvModel {
             next.truncate(CANDIDATES_MAX);
             candidates = next;
         }
+        if durable == 0 && self.base_group_states.contains(recovered) {
+            lost_last_durable = true;
+        }
         if lost_last_durable { Verdict::LostLastDurable } else { Verdict::Illegal }
     }
 
     /// Starts over from a verified recovered state.
     pub fn rebase(&mut self, recovered: BTreeMap<Key, Value>) {
-        self.base_txns += self.durable_prefix() as u64;
+        let durable = self.durable_prefix();
+        if durable > 0 {
+            self.base_group_states =
+                (self.last_durable_group_start..durable).map(|k| self.state_after(k)).collect();
+        }
+        self.base_txns += durable as u64;
         self.base = recovered;
         self.txns.clear();
         self.last_durable_group_start = 0;
@@ -200,6 +211,18 @@ mod tests {
         assert_eq!(model.verdict(&state(&[(1, 10), (3, 30)])), Verdict::Prefix { k: 3 });
         assert_eq!(model.verdict(&state(&[(1, 10), (2, 20), (3, 30)])), Verdict::Prefix { k: 3 });
         assert!(model.uncertain(2) && !model.uncertain(1));
+    }
+
+    #[test]
+    fn losing_the_last_durable_group_from_before_the_base_is_legal_only_while_nothing_newer_is_durable() {
+        let mut model = KvModel::default();
+        model.commit(vec![(1, Some(10))], Ack::Durable);
+        model.commit(vec![(2, Some(20))], Ack::Durable);
+        model.rebase(state(&[(1, 10), (2, 20)]));
+        assert_eq!(model.verdict(&state(&[(1, 10)])), Verdict::LostLastDurable);
+        assert_eq!(model.verdict(&state(&[])), Verdict::Illegal, "more than the last group");
+        model.commit(vec![(3, Some(30))], Ack::Durable);
+        assert_eq!(model.verdict(&state(&[(1, 10)])), Verdict::Illegal, "a newer durable txn vouches");
     }
 
     #[test]

@@ -277,6 +277,15 @@ impl KvStore for ToyStore {
         Self::open_with(env, *bug)
     }
 
+    fn destroy(env: &SimEnv) -> std::io::Result<()> {
+        for file in [LOG, LOG_TMP] {
+            if env.exists(path(file))? {
+                env.remove_file(path(file))?;
+            }
+        }
+        if env.exists(path(DIR))? { env.sync_dir(path(DIR)) } else { Ok(()) }
+    }
+
     fn writes_per_commit_max(_: &ToyBug) -> usize {
         1
     }

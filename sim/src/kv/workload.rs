@@ -52,20 +52,37 @@ pub enum KvOp {
         /// Enumerate and check the crash images first.
         check_images: bool,
     },
+    /// A client begins a transaction (interleaved mode).
+    Begin {
+        /// The client.
+        client: u8,
+    },
+    /// A client adds a write to its open transaction.
+    Put {
+        /// The client.
+        client: u8,
+        /// The write.
+        write: Write,
+    },
+    /// A client commits (durably or not) or aborts its open transaction.
+    Finish {
+        /// The client.
+        client: u8,
+        /// Commit (`true`) or abort.
+        commit: bool,
+        /// Whether the commit must be durable before it returns.
+        durable: bool,
+    },
 }
+
+/// Simulated clients with interleaved transactions.
+const CLIENTS: u8 = 3;
 
 /// The outcome of opening a store.
 enum Opened<S> {
     Store(S),
     /// The store refused to open and said why, after real media damage.
     HonestLoss(String),
-}
-
-/// What stopped the run early without a violation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EarlyEnd {
-    /// The store honestly reported data loss after real media damage.
-    DataLossDetected(String),
 }
 
 /// Drives one seed of a key-value store.
@@ -82,8 +99,8 @@ pub struct KvWorkload<S: KvStore> {
     /// Losses of the last durable sync group after media damage (no single-copy format can
     /// tell them from a torn write).
     pub undetectable: u64,
-    /// Set when the run ended early without a violation.
-    pub early_end: Option<EarlyEnd>,
+    /// Honest data-loss reports after media damage; each time the store was wiped.
+    pub data_loss_detected: u64,
     /// Crash images recovered and judged at enumerated crash points.
     pub images_explored: u64,
     /// Decides which crash points enumerate their images (its own stream, so the workload's
@@ -93,6 +110,11 @@ pub struct KvWorkload<S: KvStore> {
     replay: Option<std::vec::IntoIter<KvOp>>,
     /// Every operation executed, for the corpus.
     pub recorded: Vec<KvOp>,
+    /// Open transactions per client: (txn id, writes so far).
+    open_txns: BTreeMap<u8, (u64, Vec<Write>)>,
+    /// Whether faults have stopped.
+    quiet: bool,
+    next_txn: u64,
 }
 
 fn media_damage(env: &SimEnv) -> bool {
@@ -117,11 +139,14 @@ impl<S: KvStore> KvWorkload<S> {
             op_index: 0,
             recoveries: 0,
             undetectable: 0,
-            early_end: None,
+            data_loss_detected: 0,
             images_explored: 0,
             images_rng,
             replay: None,
             recorded: Vec::new(),
+            open_txns: BTreeMap::new(),
+            quiet: false,
+            next_txn: 1,
         }
     }
 
@@ -139,6 +164,9 @@ impl<S: KvStore> KvWorkload<S> {
         if self.rng.random_bool(self.config.driver_crash_probability) {
             let check_images = self.images_rng.random_bool(self.config.image_check_probability);
             return Some(KvOp::Crash { check_images });
+        }
+        if S::interleaved_transactions(&self.store_config) && self.rng.random_bool(0.5) {
+            return Some(self.draw_client_op());
         }
         Some(match self.rng.random_range(0..100) {
             0..60 => {
@@ -163,27 +191,46 @@ impl<S: KvStore> KvWorkload<S> {
     pub fn run(&mut self) -> Result<(), Violation> {
         self.recover(false)?;
         let total = self.config.ops + self.config.quiet_ops;
-        while self.op_index < total && self.early_end.is_none() {
-            if self.op_index == self.config.ops {
-                self.env.set_faults_enabled(false);
-                self.env.set_disk_bytes_max(None);
+        while self.op_index < total {
+            if self.op_index >= self.config.ops && !self.quiet {
+                self.begin_quiet_phase();
             }
             let Some(op) = self.next_op() else { break };
             self.op_index += 1;
             self.recorded.push(op.clone());
             self.step(op)?;
         }
-        if self.early_end.is_none() {
-            self.recover(false)?;
-        }
-        if self.early_end.is_some() {
-            return Ok(());
-        }
+        self.recover(false)?;
         self.liveness_probe()
+    }
+
+    /// Faults stop (and the disk budget is lifted: the operator freed space); from now on the
+    /// store owes liveness.
+    fn begin_quiet_phase(&mut self) {
+        self.quiet = true;
+        self.env.set_faults_enabled(false);
+        self.env.set_disk_bytes_max(None);
+    }
+
+    /// A client operation: begin, write (long transactions are common), commit or abort.
+    fn draw_client_op(&mut self) -> KvOp {
+        let client = self.rng.random_range(0..CLIENTS);
+        let Some((_, writes)) = self.open_txns.get(&client) else { return KvOp::Begin { client } };
+        let finish_chance = if writes.is_empty() { 0.0 } else { 0.25 };
+        if self.rng.random_bool(finish_chance) {
+            let commit = self.rng.random_bool(0.85);
+            return KvOp::Finish { client, commit, durable: self.rng.random_bool(0.5) };
+        }
+        let key = self.rng.random_range(0..KEYS);
+        let value = self.rng.random_bool(0.85).then(|| self.rng.random::<Value>());
+        KvOp::Put { client, write: (key, value) }
     }
 
     fn step(&mut self, op: KvOp) -> Result<(), Violation> {
         let outcome = match op {
+            KvOp::Begin { client } => self.op_begin(client),
+            KvOp::Put { client, write } => self.op_put(client, write),
+            KvOp::Finish { client, commit, durable } => self.op_finish(client, commit, durable),
             KvOp::Crash { check_images } => {
                 self.env.note(format!("op {}: driver crash", self.op_index));
                 return self.recover(check_images);
@@ -229,6 +276,59 @@ impl<S: KvStore> KvWorkload<S> {
         result
     }
 
+    fn op_begin(&mut self, client: u8) -> Result<(), StoreError> {
+        if self.open_txns.contains_key(&client) {
+            return Ok(());
+        }
+        let txn = self.next_txn;
+        self.next_txn += 1;
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let result = store.txn_begin(txn);
+        self.env.note(format!("client {client}: op {} begin txn {txn} -> {}", self.op_index, ok(&result)));
+        result.map(|()| {
+            self.open_txns.insert(client, (txn, Vec::new()));
+        })
+    }
+
+    fn op_put(&mut self, client: u8, write: Write) -> Result<(), StoreError> {
+        let Some((txn, _)) = self.open_txns.get(&client) else { return Ok(()) };
+        let txn = *txn;
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let result = store.txn_write(txn, write);
+        self.env.note(format!(
+            "client {client}: op {} txn {txn} write {write:?} -> {}",
+            self.op_index,
+            ok(&result)
+        ));
+        if result.is_ok()
+            && let Some((_, writes)) = self.open_txns.get_mut(&client)
+        {
+            writes.push(write);
+        }
+        result
+    }
+
+    fn op_finish(&mut self, client: u8, commit: bool, durable: bool) -> Result<(), StoreError> {
+        let Some((txn, writes)) = self.open_txns.remove(&client) else { return Ok(()) };
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let result = store.txn_finish(txn, &writes, commit, durable);
+        let what = if commit { "commit" } else { "abort" };
+        self.env.note(format!(
+            "client {client}: op {} {what} txn {txn} durable={durable} -> {}",
+            self.op_index,
+            ok(&result)
+        ));
+        match (&result, commit) {
+            (Ok(()), true) => self.model.commit(writes, if durable { Ack::Durable } else { Ack::Unsynced }),
+            (Err(StoreError::Poisoned), _) | (_, false) => {}
+            (Err(_), true) => self.model.commit(writes, Ack::Indeterminate),
+        }
+        if let (true, true, Ok(())) = (commit, durable, &result) {
+            self.note_watermark();
+        }
+        result
+    }
+
     fn op_sync(&mut self) -> Result<(), StoreError> {
         let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
         let result = store.sync();
@@ -260,16 +360,33 @@ impl<S: KvStore> KvWorkload<S> {
     /// sampled driver crash point, first checks recovery on every legal crash image.
     fn recover(&mut self, check_images: bool) -> Result<(), Violation> {
         self.store = None;
+        // The process died: its open transactions die with it (never committed).
+        self.open_txns.clear();
         if check_images && !self.env.is_crashed() {
             self.check_images()?;
         }
         self.env.crash();
         self.env.restart();
-        let store = match self.open_on(&self.env.clone())? {
+        let opened = match self.open_on(&self.env.clone()) {
+            // A persistent condition (a full disk, a stuck device) may keep recovery from
+            // completing while faults go on; liveness is owed only once they stop.
+            Err(violation) if violation.kind == ViolationKind::Liveness && !self.quiet => {
+                self.env.note(format!(
+                    "op {}: recovery stuck under faults, the quiet phase starts early",
+                    self.op_index
+                ));
+                self.begin_quiet_phase();
+                self.open_on(&self.env.clone())?
+            }
+            other => other?,
+        };
+        let store = match opened {
             Opened::Store(store) => store,
             Opened::HonestLoss(what) => {
-                self.early_end = Some(EarlyEnd::DataLossDetected(what));
-                return Ok(());
+                self.data_loss_detected += 1;
+                self.env
+                    .note(format!("op {}: data loss reported ({what}); the store is wiped", self.op_index));
+                return self.wipe_store();
             }
         };
         let recovered = self.state_of(&store)?;
@@ -279,6 +396,35 @@ impl<S: KvStore> KvWorkload<S> {
         }
         self.model.rebase(recovered);
         self.store = Some(store);
+        Ok(())
+    }
+
+    /// After an honest data-loss report: removes the store's files and starts over from an
+    /// empty store and model (with faults off while the operator works).
+    fn wipe_store(&mut self) -> Result<(), Violation> {
+        self.env.set_faults_enabled(false);
+        let start_over = |this: &Self| {
+            S::destroy(&this.env)
+                .map_err(|e| e.to_string())
+                .and_then(|()| S::open(&this.env, &this.store_config).map_err(|e| e.to_string()))
+        };
+        let opened = match start_over(self) {
+            // A full disk outlasts the wipe: liveness is owed once faults (and the budget) stop.
+            Err(_) if !self.quiet => {
+                self.begin_quiet_phase();
+                start_over(self)
+            }
+            other => other,
+        };
+        let store = opened.map_err(|error| {
+            self.violation(
+                ViolationKind::Liveness,
+                format!("the store does not start over after a wipe: {error}"),
+            )
+        })?;
+        self.model = KvModel { base_txns: self.model.base_txns, ..KvModel::default() };
+        self.store = Some(store);
+        self.env.set_faults_enabled(!self.quiet);
         Ok(())
     }
 
@@ -300,6 +446,7 @@ impl<S: KvStore> KvWorkload<S> {
         for (index, image) in images.images.into_iter().enumerate() {
             image.restart();
             image.set_faults_enabled(false);
+            image.set_disk_bytes_max(None);
             let in_image = |mut violation: Violation| {
                 violation.detail = format!("in crash image {}/{count}: {}", index + 1, violation.detail);
                 violation
@@ -330,7 +477,14 @@ impl<S: KvStore> KvWorkload<S> {
                     ));
                 }
                 Err(StoreError::Io(error)) if is_crash(&error) => env.restart(),
-                Err(error) => last_error = error.to_string(),
+                Err(error) => {
+                    // A failed open fail-stops the process, which restarts before trying again
+                    // (retrying in-process would trust pages a failed sync left only in the
+                    // page cache: see the WAL's fsyncgate note).
+                    last_error = error.to_string();
+                    env.crash();
+                    env.restart();
+                }
             }
         }
         if media_damage(env) {
