@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use stormhold::env::Env;
 use stormhold::env::sim::{SimEnv, is_crash};
 
 use super::model::{Ack, KvModel, Verdict};
@@ -64,6 +65,8 @@ pub enum KvOp {
         /// The write.
         write: Write,
     },
+    /// Read both clocks (the wall clock may jump; the monotonic one must never go back).
+    Clock,
     /// A client commits (durably or not) or aborts its open transaction.
     Finish {
         /// The client.
@@ -114,6 +117,8 @@ pub struct KvWorkload<S: KvStore> {
     open_txns: BTreeMap<u8, (u64, Vec<Write>)>,
     /// Whether faults have stopped.
     quiet: bool,
+    /// The latest monotonic reading.
+    monotonic_seen: std::time::Duration,
     next_txn: u64,
 }
 
@@ -146,6 +151,7 @@ impl<S: KvStore> KvWorkload<S> {
             recorded: Vec::new(),
             open_txns: BTreeMap::new(),
             quiet: false,
+            monotonic_seen: std::time::Duration::ZERO,
             next_txn: 1,
         }
     }
@@ -174,6 +180,7 @@ impl<S: KvStore> KvWorkload<S> {
                 KvOp::Commit { writes, durable: self.rng.random_bool(0.5) }
             }
             60..75 => KvOp::Sync,
+            75..78 => KvOp::Clock,
             _ => KvOp::Get { key: self.rng.random_range(0..KEYS) },
         })
     }
@@ -238,6 +245,7 @@ impl<S: KvStore> KvWorkload<S> {
             KvOp::Commit { writes, durable } => self.op_commit(writes, durable),
             KvOp::Sync => self.op_sync(),
             KvOp::Get { key } => return self.op_get(key),
+            KvOp::Clock => return self.op_clock(),
         };
         match outcome {
             Ok(()) => Ok(()),
@@ -274,6 +282,18 @@ impl<S: KvStore> KvWorkload<S> {
             self.note_watermark();
         }
         result
+    }
+
+    fn op_clock(&mut self) -> Result<(), Violation> {
+        let wall = self.env.now_wall();
+        let now = self.env.now_monotonic();
+        if now < self.monotonic_seen {
+            let detail = format!("monotonic clock went back from {:?} to {now:?}", self.monotonic_seen);
+            return Err(self.violation(ViolationKind::Read, detail));
+        }
+        self.monotonic_seen = now;
+        self.env.note(format!("op {}: wall clock {wall:?}", self.op_index));
+        Ok(())
     }
 
     fn op_begin(&mut self, client: u8) -> Result<(), StoreError> {
