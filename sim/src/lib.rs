@@ -14,6 +14,7 @@
 pub mod config;
 pub mod corpus;
 pub mod env_workload;
+pub mod images;
 pub mod kv;
 pub mod report;
 pub mod runner;

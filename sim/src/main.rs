@@ -514,7 +514,21 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::from(u8::from(mismatches > 0)))
 }
 
+/// Exits quietly when stdout's reader goes away (`stormhold-sim sweep ... | head`), as Unix
+/// tools do, instead of panicking with a backtrace; other panics keep the default report.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     // clap exits with 2 on bad input, which is the liveness-failure code here: map it to 64.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

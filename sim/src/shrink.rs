@@ -62,23 +62,20 @@ impl Shrinker {
         same
     }
 
-    /// Removes recorded operations, in chunks from halves down to single ones.
-    fn cut_recorded_ops(&mut self) -> bool {
+    /// Delta debugging over a list: removes chunks from halves down to single items, keeping
+    /// each removal that `try_without` accepts; `len` reads the list's current length.
+    fn cut_chunks(
+        &mut self,
+        len: impl Fn(&Shrunk) -> usize,
+        mut try_without: impl FnMut(&mut Self, std::ops::Range<usize>) -> bool,
+    ) -> bool {
         let mut progress = false;
-        let Some(len) = self.best.ops.as_ref().map(RecordedOps::len) else { return false };
-        let mut chunk = len.div_ceil(2).max(1);
+        let mut chunk = len(&self.best).div_ceil(2).max(1);
         loop {
             let mut start = 0;
-            while let Some(ops) = self.best.ops.clone()
-                && start < ops.len()
-            {
-                let end = (start + chunk).min(ops.len());
-                let fewer = ops.without(start..end);
-                let config = RunConfig {
-                    ops: self.best.config.ops.min(fewer.len() as u64),
-                    ..self.best.config.clone()
-                };
-                if self.try_keep_ops(config, self.best.schedule.clone(), Some(fewer)) {
+            while start < len(&self.best) {
+                let end = (start + chunk).min(len(&self.best));
+                if try_without(self, start..end) {
                     progress = true;
                 } else {
                     start += chunk;
@@ -89,6 +86,20 @@ impl Shrinker {
             }
             chunk = chunk.div_ceil(2);
         }
+    }
+
+    /// Removes recorded operations, in chunks from halves down to single ones.
+    fn cut_recorded_ops(&mut self) -> bool {
+        self.cut_chunks(
+            |best| best.ops.as_ref().map_or(0, RecordedOps::len),
+            |this, range| {
+                let Some(ops) = this.best.ops.as_ref() else { return false };
+                let fewer = ops.without(range);
+                let ops_max = this.best.config.ops.min(fewer.len() as u64);
+                let config = RunConfig { ops: ops_max, ..this.best.config.clone() };
+                this.try_keep_ops(config, this.best.schedule.clone(), Some(fewer))
+            },
+        )
     }
 
     fn cut_ops(&mut self) -> bool {
@@ -112,25 +123,14 @@ impl Shrinker {
     }
 
     fn cut_faults(&mut self) -> bool {
-        let mut progress = false;
-        let mut chunk = self.best.schedule.faults.len().div_ceil(2).max(1);
-        loop {
-            let mut start = 0;
-            while start < self.best.schedule.faults.len() {
-                let mut faults = self.best.schedule.faults.clone();
-                let end = (start + chunk).min(faults.len());
-                faults.drain(start..end);
-                if self.try_keep(self.best.config.clone(), FaultSchedule { faults }) {
-                    progress = true;
-                } else {
-                    start += chunk;
-                }
-            }
-            if chunk == 1 {
-                return progress;
-            }
-            chunk = chunk.div_ceil(2);
-        }
+        self.cut_chunks(
+            |best| best.schedule.faults.len(),
+            |this, range| {
+                let mut faults = this.best.schedule.faults.clone();
+                faults.drain(range);
+                this.try_keep(this.best.config.clone(), FaultSchedule { faults })
+            },
+        )
     }
 
     fn cut_knobs(&mut self) -> bool {

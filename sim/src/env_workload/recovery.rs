@@ -44,21 +44,13 @@ impl EnvWorkload {
     /// Checks every legal post-crash image of the current pending state (each on a fork,
     /// faults off) against the model, before the run goes on with one drawn image.
     pub(super) fn check_images(&mut self) -> Result<(), Stop> {
-        let images = self.env.crash_images(self.config.images_max);
-        let count = images.images.len();
-        self.env.note(format!(
-            "op {}: checking {count} crash images (exhaustive: {})",
-            self.op_index, images.exhaustive
-        ));
-        for (index, image) in images.images.into_iter().enumerate() {
-            image.restart();
-            image.set_faults_enabled(false);
+        let images = crate::images::prepared_images(&self.env, self.config.images_max, self.op_index);
+        let count = images.len();
+        for (index, image) in images.into_iter().enumerate() {
             for dir in DIRS {
                 self.check_dir(&image, dir).map_err(|stop| match stop {
-                    Stop::Violation(mut violation) => {
-                        violation.detail =
-                            format!("in crash image {}/{count}: {}", index + 1, violation.detail);
-                        Stop::Violation(violation)
+                    Stop::Violation(violation) => {
+                        Stop::Violation(crate::images::in_image(violation, index, count))
                     }
                     Stop::Crashed => Stop::Crashed,
                 })?;

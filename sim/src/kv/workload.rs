@@ -457,20 +457,10 @@ impl<S: KvStore> KvWorkload<S> {
     /// Recovers the store on every legal post-crash image of the current pending state (each
     /// on a fork, faults off) and judges each one.
     fn check_images(&mut self) -> Result<(), Violation> {
-        let images = self.env.crash_images(self.config.images_max);
-        let count = images.images.len();
-        self.env.note(format!(
-            "op {}: checking {count} crash images (exhaustive: {})",
-            self.op_index, images.exhaustive
-        ));
-        for (index, image) in images.images.into_iter().enumerate() {
-            image.restart();
-            image.set_faults_enabled(false);
-            image.set_disk_bytes_max(None);
-            let in_image = |mut violation: Violation| {
-                violation.detail = format!("in crash image {}/{count}: {}", index + 1, violation.detail);
-                violation
-            };
+        let images = crate::images::prepared_images(&self.env, self.config.images_max, self.op_index);
+        let count = images.len();
+        for (index, image) in images.into_iter().enumerate() {
+            let in_image = |violation| crate::images::in_image(violation, index, count);
             if let Opened::Store(store) = self.open_on(&image).map_err(in_image)? {
                 let recovered = self.state_of(&store)?;
                 self.judge_on(&image, &recovered).map_err(in_image)?;
