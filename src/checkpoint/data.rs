@@ -1,0 +1,186 @@
+//! The byte layout of a checkpoint's data file `DATA`: encode and decode only, no I/O.
+//!
+//! ```text
+//! DATA
+//!   0..8     magic "STRMCKD\0"
+//!   8..12    format version, u32 LE (1)
+//!   12       kind, u8: 1 full, 2 incremental
+//!   13..16   zero
+//!   16..24   put count, u64 LE
+//!   24..32   delete count, u64 LE (0 for a full checkpoint)
+//!   32..     the puts, keys strictly increasing: key length u32 LE, key, value length u32 LE,
+//!            value; then the deletes, keys strictly increasing: key length u32 LE, key.
+//!            The file ends right after the last entry.
+//! ```
+//!
+//! The file carries no checksum of its own: `META` records its length and crc32, and the store
+//! verifies both before decoding. Decoding still never panics on any bytes and allocates no
+//! more than the input holds; only the exact encoding of some [`CheckpointData`] decodes
+//! (sorted unique keys, no key both put and deleted, no trailing bytes).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::meta::{Bytes, CheckpointData};
+
+/// The data format version this code writes and reads.
+pub const DATA_VERSION: u32 = 1;
+/// Bytes of the data file header.
+pub const DATA_HEADER_BYTES: usize = 32;
+const DATA_MAGIC: &[u8; 8] = b"STRMCKD\0";
+const KIND_FULL: u8 = 1;
+const KIND_INCREMENTAL: u8 = 2;
+
+/// Why bytes are not a data file, or data cannot be encoded. `offset` is within the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataError {
+    /// Where the problem is (0 for encoding errors).
+    pub offset: u64,
+    /// What is wrong.
+    pub detail: String,
+}
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at offset {}: {}", self.offset, self.detail)
+    }
+}
+
+impl std::error::Error for DataError {}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), DataError> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| DataError { offset: 0, detail: format!("a key or value of {} bytes", bytes.len()) })?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Encodes `data` as a complete data file. Fails if a key is both put and deleted or a key or
+/// value does not fit a u32 length.
+pub fn encode_data(data: &CheckpointData) -> Result<Vec<u8>, DataError> {
+    let empty = BTreeSet::new();
+    let (kind, puts, deletes) = match data {
+        CheckpointData::Full(state) => (KIND_FULL, state, &empty),
+        CheckpointData::Incremental { puts, deletes } => (KIND_INCREMENTAL, puts, deletes),
+    };
+    if let Some(key) = deletes.iter().find(|key| puts.contains_key(*key)) {
+        return Err(DataError { offset: 0, detail: format!("key {key:?} is both put and deleted") });
+    }
+    let mut out = Vec::with_capacity(DATA_HEADER_BYTES);
+    out.extend_from_slice(DATA_MAGIC);
+    out.extend_from_slice(&DATA_VERSION.to_le_bytes());
+    out.extend_from_slice(&[kind, 0, 0, 0]);
+    out.extend_from_slice(&(puts.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(deletes.len() as u64).to_le_bytes());
+    for (key, value) in puts {
+        put_bytes(&mut out, key)?;
+        put_bytes(&mut out, value)?;
+    }
+    for key in deletes {
+        put_bytes(&mut out, key)?;
+    }
+    Ok(out)
+}
+
+/// A cursor over the input that reports the offset of whatever it cannot read.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn error(&self, detail: impl Into<String>) -> DataError {
+        DataError { offset: self.at as u64, detail: detail.into() }
+    }
+
+    fn take(&mut self, len: usize) -> Result<&'a [u8], DataError> {
+        let end = self.at.checked_add(len).filter(|&end| end <= self.bytes.len());
+        let end = end.ok_or_else(|| self.error(format!("{len} bytes needed, the file ends first")))?;
+        let taken = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(taken)
+    }
+
+    fn u64(&mut self) -> Result<u64, DataError> {
+        let mut field = [0; 8];
+        field.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(field))
+    }
+
+    fn sized(&mut self) -> Result<Bytes, DataError> {
+        let mut field = [0; 4];
+        field.copy_from_slice(self.take(4)?);
+        Ok(self.take(u32::from_le_bytes(field) as usize)?.to_vec())
+    }
+
+    /// Reads the next key and checks it sorts after `last`.
+    fn key_after(&mut self, last: Option<&Bytes>) -> Result<Bytes, DataError> {
+        let at = self.at;
+        let key = self.sized()?;
+        if last.is_some_and(|last| *last >= key) {
+            return Err(DataError { offset: at as u64, detail: "keys are not strictly increasing".into() });
+        }
+        Ok(key)
+    }
+}
+
+fn decode_header(reader: &mut Reader<'_>) -> Result<(u8, u64, u64), DataError> {
+    let header = reader.take(DATA_HEADER_BYTES)?;
+    if &header[..8] != DATA_MAGIC {
+        return Err(DataError { offset: 0, detail: "bad magic".into() });
+    }
+    let mut version = [0; 4];
+    version.copy_from_slice(&header[8..12]);
+    let version = u32::from_le_bytes(version);
+    if version != DATA_VERSION {
+        return Err(DataError { offset: 8, detail: format!("unsupported version {version}") });
+    }
+    let kind = header[12];
+    if kind != KIND_FULL && kind != KIND_INCREMENTAL {
+        return Err(DataError { offset: 12, detail: format!("unknown kind {kind}") });
+    }
+    if header[13..16] != [0, 0, 0] {
+        return Err(DataError { offset: 13, detail: "reserved bytes are not zero".into() });
+    }
+    let mut counts = Reader { bytes: &header[16..], at: 0 };
+    Ok((kind, counts.u64()?, counts.u64()?))
+}
+
+/// Decodes a complete data file.
+pub fn decode_data(bytes: &[u8]) -> Result<CheckpointData, DataError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let (kind, put_count, delete_count) = decode_header(&mut reader)?;
+    if kind == KIND_FULL && delete_count != 0 {
+        return Err(DataError {
+            offset: 24,
+            detail: format!("a full checkpoint with {delete_count} deletes"),
+        });
+    }
+    let mut puts = BTreeMap::new();
+    let mut last: Option<Bytes> = None;
+    for _ in 0..put_count {
+        let key = reader.key_after(last.as_ref())?;
+        let value = reader.sized()?;
+        puts.insert(key.clone(), value);
+        last = Some(key);
+    }
+    let mut deletes = BTreeSet::new();
+    let mut last: Option<Bytes> = None;
+    for _ in 0..delete_count {
+        let at = reader.at as u64;
+        let key = reader.key_after(last.as_ref())?;
+        if puts.contains_key(&key) {
+            return Err(DataError { offset: at, detail: "a deleted key is also put".into() });
+        }
+        deletes.insert(key.clone());
+        last = Some(key);
+    }
+    if reader.at != bytes.len() {
+        return Err(reader.error(format!("{} trailing bytes", bytes.len() - reader.at)));
+    }
+    Ok(match kind {
+        KIND_FULL => CheckpointData::Full(puts),
+        _ => CheckpointData::Incremental { puts, deletes },
+    })
+}

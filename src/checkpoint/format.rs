@@ -1,0 +1,252 @@
+//! The byte layout of the store's two small published files, `META` and `HIGH_WATER`: encode
+//! and decode only, no I/O.
+//!
+//! ```text
+//! META (written as META.tmp, synced, then renamed)
+//!   0..8     magic "STRMCKM\0"
+//!   8..12    envelope version, u32 LE (1)
+//!   12..16   body length in bytes, u32 LE (at most META_BODY_BYTES_MAX)
+//!   16..20   crc32 of bytes 0..16 followed by the body (so a rotten length or version fails
+//!            the checksum instead of being trusted)
+//!   20..     body: CheckpointMeta in serde + bincode 2 (standard config: little endian,
+//!            variable-length integers), exactly `length` bytes; the file ends there
+//!
+//! HIGH_WATER (written as HIGH_WATER.tmp, synced, then renamed)
+//!   0..8     magic "STRMCKH\0"
+//!   8..16    a checkpoint id at or above every id whose directory was ever removed, u64 LE
+//!   16..20   crc32 of bytes 0..16
+//! ```
+//!
+//! Invariants: decoding any byte string returns a value or a typed error and never panics;
+//! `decode(encode(x)) == x`; the length is bounded before it is used, the checksum passes
+//! before the version or the body is interpreted, and only the exact encoding decodes (no
+//! trailing bytes, inside the body or after it).
+
+use std::fmt;
+
+use super::meta::CheckpointMeta;
+
+/// The envelope version this code writes and reads.
+pub const META_VERSION: u32 = 1;
+/// Bytes of the envelope header before the body.
+pub const META_HEADER_BYTES: usize = 20;
+/// Largest body a `META` may carry.
+pub const META_BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Largest `META` file.
+pub const META_FILE_BYTES_MAX: usize = META_HEADER_BYTES + META_BODY_BYTES_MAX;
+/// Bytes of a `HIGH_WATER` file.
+pub const HIGH_WATER_BYTES: usize = 20;
+const META_MAGIC: &[u8; 8] = b"STRMCKM\0";
+const HIGH_WATER_MAGIC: &[u8; 8] = b"STRMCKH\0";
+
+const _: () = assert!(META_BODY_BYTES_MAX <= u32::MAX as usize);
+
+type BincodeConfig = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<META_BODY_BYTES_MAX>,
+>;
+
+fn bincode_config() -> BincodeConfig {
+    bincode::config::standard().with_limit::<META_BODY_BYTES_MAX>()
+}
+
+/// Why bytes are not a valid `META` (or `HIGH_WATER`) file. Offsets are within the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// Fewer bytes than the header needs.
+    TooShort {
+        /// Bytes present.
+        len: usize,
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// Bytes 0..8 are not the magic.
+    BadMagic,
+    /// The body length field (offset 12) is larger than the format allows.
+    BodyTooLong {
+        /// The length the field claims.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The file is not exactly header plus body long.
+    LengthMismatch {
+        /// Bytes the header announces.
+        expected: usize,
+        /// Bytes present.
+        actual: usize,
+    },
+    /// The stored checksum (offset 16, or 16 in `HIGH_WATER`) does not match the bytes.
+    Checksum {
+        /// The stored crc32.
+        stored: u32,
+        /// The crc32 of the bytes.
+        computed: u32,
+    },
+    /// The checksum passes but the version (offset 8) is not one this code reads.
+    UnsupportedVersion(u32),
+    /// The checksum passes but the body (offset 20) is not a `CheckpointMeta`.
+    Body(String),
+    /// A `CheckpointMeta` too large to encode.
+    TooLarge {
+        /// Its encoded length.
+        len: usize,
+    },
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatError::TooShort { len, needed } => write!(f, "{len} bytes, the header needs {needed}"),
+            FormatError::BadMagic => write!(f, "bad magic at offset 0"),
+            FormatError::BodyTooLong { len, max } => {
+                write!(f, "body length {len} at offset 12 exceeds {max}")
+            }
+            FormatError::LengthMismatch { expected, actual } => {
+                write!(f, "file holds {actual} bytes, the header announces {expected}")
+            }
+            FormatError::Checksum { stored, computed } => {
+                write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            FormatError::UnsupportedVersion(version) => {
+                write!(f, "unsupported version {version} at offset 8")
+            }
+            FormatError::Body(detail) => write!(f, "body at offset {META_HEADER_BYTES}: {detail}"),
+            FormatError::TooLarge { len } => {
+                write!(f, "metadata of {len} bytes exceeds {META_BODY_BYTES_MAX}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut field = [0; 4];
+    field.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(field)
+}
+
+fn envelope_crc(header: &[u8], body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[..16]);
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// Encodes `meta` as a complete `META` file.
+pub fn encode_meta(meta: &CheckpointMeta) -> Result<Vec<u8>, FormatError> {
+    let body = bincode::serde::encode_to_vec(meta, bincode_config())
+        .map_err(|e| FormatError::Body(e.to_string()))?;
+    if body.len() > META_BODY_BYTES_MAX {
+        return Err(FormatError::TooLarge { len: body.len() });
+    }
+    let mut bytes = Vec::with_capacity(META_HEADER_BYTES + body.len());
+    bytes.extend_from_slice(META_MAGIC);
+    bytes.extend_from_slice(&META_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    let crc = envelope_crc(&bytes, &body);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+/// Decodes a complete `META` file. Checks only the format, not [`CheckpointMeta::check`].
+pub fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, FormatError> {
+    if bytes.len() < META_HEADER_BYTES {
+        return Err(FormatError::TooShort { len: bytes.len(), needed: META_HEADER_BYTES });
+    }
+    if &bytes[..8] != META_MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let body_len = u32_at(bytes, 12) as usize;
+    if body_len > META_BODY_BYTES_MAX {
+        return Err(FormatError::BodyTooLong { len: body_len as u64, max: META_BODY_BYTES_MAX });
+    }
+    if bytes.len() != META_HEADER_BYTES + body_len {
+        return Err(FormatError::LengthMismatch {
+            expected: META_HEADER_BYTES + body_len,
+            actual: bytes.len(),
+        });
+    }
+    let body = &bytes[META_HEADER_BYTES..];
+    let (stored, computed) = (u32_at(bytes, 16), envelope_crc(bytes, body));
+    if stored != computed {
+        return Err(FormatError::Checksum { stored, computed });
+    }
+    let version = u32_at(bytes, 8);
+    if version != META_VERSION {
+        return Err(FormatError::UnsupportedVersion(version));
+    }
+    let (meta, used): (CheckpointMeta, usize) = bincode::serde::decode_from_slice(body, bincode_config())
+        .map_err(|e| FormatError::Body(e.to_string()))?;
+    if used != body.len() {
+        return Err(FormatError::Body(format!("{} trailing bytes after the metadata", body.len() - used)));
+    }
+    Ok(meta)
+}
+
+/// Encodes a `HIGH_WATER` file naming `id`.
+pub fn encode_high_water(id: u64) -> [u8; HIGH_WATER_BYTES] {
+    let mut bytes = [0; HIGH_WATER_BYTES];
+    bytes[..8].copy_from_slice(HIGH_WATER_MAGIC);
+    bytes[8..16].copy_from_slice(&id.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..16]);
+    bytes[16..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Decodes a `HIGH_WATER` file.
+pub fn decode_high_water(bytes: &[u8]) -> Result<u64, FormatError> {
+    if bytes.len() != HIGH_WATER_BYTES {
+        return Err(FormatError::LengthMismatch { expected: HIGH_WATER_BYTES, actual: bytes.len() });
+    }
+    if &bytes[..8] != HIGH_WATER_MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let (stored, computed) = (u32_at(bytes, 16), crc32fast::hash(&bytes[..16]));
+    if stored != computed {
+        return Err(FormatError::Checksum { stored, computed });
+    }
+    let mut id = [0; 8];
+    id.copy_from_slice(&bytes[8..16]);
+    Ok(u64::from_le_bytes(id))
+}
+
+/// The directory name of checkpoint `id`.
+pub fn checkpoint_dir_name(id: u64) -> String {
+    format!("ckpt-{id:016x}")
+}
+
+/// The checkpoint id a directory name names, if it is exactly a checkpoint directory name.
+pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("ckpt-")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_dir_names_round_trip_and_others_are_ignored() {
+        assert_eq!(parse_checkpoint_dir_name(&checkpoint_dir_name(0xabc)), Some(0xabc));
+        for name in ["ckpt-1", "ckpt-000000000000000G", "ckpt-000000000000000A", "LOCK", "HIGH_WATER"] {
+            assert_eq!(parse_checkpoint_dir_name(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn high_water_round_trips_and_a_flipped_bit_fails_the_checksum() {
+        let bytes = encode_high_water(42);
+        assert_eq!(decode_high_water(&bytes), Ok(42));
+        let mut rotten = bytes;
+        rotten[9] ^= 1;
+        assert!(matches!(decode_high_water(&rotten), Err(FormatError::Checksum { .. })));
+    }
+}

@@ -1,0 +1,151 @@
+//! Opening a store: create its directory crash-safely, take the lock, classify every
+//! checkpoint directory (valid, damaged or partial), remove the partial ones durably, and
+//! settle the next id.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use super::error::CheckpointError;
+use super::fsio::{self, io};
+use super::{
+    CheckpointOptions, CheckpointStore, HIGH_WATER_TMP_FILE_NAME, META_FILE_NAME, OpenReport, Slot, Unusable,
+    format,
+};
+use crate::env::Env;
+
+/// What one checkpoint directory turned out to be.
+enum Found {
+    Slot(Slot),
+    Partial,
+}
+
+impl<E: Env> CheckpointStore<E> {
+    /// Opens (creating if needed) the store in `dir`. Before it returns, every partial
+    /// directory is durably gone and `HIGH_WATER` covers its id; damaged checkpoints are
+    /// reported in the [`OpenReport`], and left alone.
+    pub fn open(
+        env: E,
+        dir: &Path,
+        options: CheckpointOptions,
+    ) -> Result<(Self, OpenReport), CheckpointError> {
+        options.validate()?;
+        create_store_dir(&env, dir)?;
+        let lock = io("lock directory", dir, env.lock_dir(dir))?;
+        let high_water = fsio::read_high_water(&env, dir)?;
+        let (slots, partials) = scan(&env, dir)?;
+        let seen_max = slots.keys().chain(&partials).copied().max().unwrap_or(0);
+        let high_water_damaged = high_water.as_ref().err().cloned();
+        let mut store = CheckpointStore {
+            env,
+            dir: dir.to_path_buf(),
+            options,
+            _lock: lock,
+            slots,
+            next_id: 0,
+            high_water: high_water.unwrap_or(0),
+            poisoned: None,
+        };
+        if high_water_damaged.is_some() {
+            fsio::write_high_water(&store.env, dir, seen_max)?;
+            store.high_water = seen_max;
+        }
+        store.remove_partials(&partials, seen_max)?;
+        store.next_id = store.high_water.max(seen_max) + 1;
+        let report = store.report(partials, high_water_damaged);
+        Ok((store, report))
+    }
+
+    /// Removes partial directories: `HIGH_WATER` first covers every id seen, so none of
+    /// theirs is handed out again once they are gone.
+    fn remove_partials(&mut self, partials: &[u64], seen_max: u64) -> Result<(), CheckpointError> {
+        if partials.is_empty() {
+            return Ok(());
+        }
+        if seen_max > self.high_water {
+            fsio::write_high_water(&self.env, &self.dir, seen_max)?;
+            self.high_water = seen_max;
+        }
+        for &id in partials {
+            fsio::remove_dir_with_files(&self.env, &self.checkpoint_dir(id))?;
+        }
+        io("sync directory", &self.dir, self.env.sync_dir(&self.dir))
+    }
+
+    fn report(&self, partial_removed: Vec<u64>, high_water_damaged: Option<String>) -> OpenReport {
+        let valid: Vec<u64> = self.valid().rev().map(|meta| meta.id).collect();
+        let broken_chains = valid
+            .iter()
+            .filter_map(|&id| self.chain_problem(id).map(|reason| Unusable { id, reason }))
+            .collect();
+        OpenReport {
+            valid,
+            damaged: self.damaged(),
+            broken_chains,
+            partial_removed,
+            high_water_damaged,
+            next_id: self.next_id,
+        }
+    }
+}
+
+/// Creates the store directory if it is missing and makes its entry durable, so a crash during
+/// creation leaves either no directory or an empty one, both of which open.
+fn create_store_dir<E: Env>(env: &E, dir: &Path) -> Result<(), CheckpointError> {
+    match env.create_dir(dir) {
+        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(CheckpointError::io("create directory", dir, error));
+        }
+        _ => {}
+    }
+    if let Some(parent) = dir.parent() {
+        io("sync directory", parent, env.sync_dir(parent))?;
+    }
+    Ok(())
+}
+
+/// Classifies every checkpoint directory: (valid and damaged ones by id, partial ids in order).
+fn scan<E: Env>(env: &E, dir: &Path) -> Result<(BTreeMap<u64, Slot>, Vec<u64>), CheckpointError> {
+    let mut slots = BTreeMap::new();
+    let mut partials = Vec::new();
+    for name in io("list directory", dir, env.list_dir(dir))? {
+        if name == HIGH_WATER_TMP_FILE_NAME {
+            // Never renamed, so never read: a leftover of a crash while raising the mark.
+            fsio::remove_file_if_present(env, &dir.join(name))?;
+            continue;
+        }
+        let Some(id) = format::parse_checkpoint_dir_name(&name) else { continue };
+        match classify(env, &dir.join(&name), id)? {
+            Found::Slot(slot) => {
+                slots.insert(id, slot);
+            }
+            Found::Partial => partials.push(id),
+        }
+    }
+    Ok((slots, partials))
+}
+
+/// Reads and checks the `META` of checkpoint directory `path`.
+fn classify<E: Env>(env: &E, path: &Path, id: u64) -> Result<Found, CheckpointError> {
+    let meta_path = path.join(META_FILE_NAME);
+    let damaged = |reason: String| Ok(Found::Slot(Slot::Damaged(reason)));
+    let (file, len) = match fsio::open_read(env, &meta_path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Found::Partial),
+        Err(error) if error.kind() == io::ErrorKind::NotADirectory => {
+            return damaged(format!("{} is not a directory", path.display()));
+        }
+        result => io("open", &meta_path, result)?,
+    };
+    if len > format::META_FILE_BYTES_MAX as u64 {
+        let error = format::FormatError::BodyTooLong { len, max: format::META_BODY_BYTES_MAX };
+        return damaged(CheckpointError::MetaFormat { path: meta_path, source: error }.to_string());
+    }
+    let bytes = fsio::read_len(&file, &meta_path, len)?;
+    match format::decode_meta(&bytes) {
+        Err(source) => damaged(CheckpointError::MetaFormat { path: meta_path, source }.to_string()),
+        Ok(meta) => match meta.check(id) {
+            Err(check) => damaged(CheckpointError::MetaInvalid { path: meta_path, check }.to_string()),
+            Ok(()) => Ok(Found::Slot(Slot::Valid(meta))),
+        },
+    }
+}
