@@ -47,12 +47,15 @@ pub enum WorkloadKind {
     /// A key-value store on the write-ahead log: several clients with interleaved
     /// transactions (aborts and long ones included), checked by the key-value model.
     Wal,
+    /// The `wal` store plus checkpoints (full and incremental), retention and WAL truncation;
+    /// recovery is the latest valid checkpoint plus WAL replay.
+    Checkpoint,
 }
 
 impl WorkloadKind {
     /// Every workload, by name.
     pub fn all() -> Vec<WorkloadKind> {
-        let mut all = vec![WorkloadKind::Env, WorkloadKind::Wal];
+        let mut all = vec![WorkloadKind::Env, WorkloadKind::Wal, WorkloadKind::Checkpoint];
         all.extend(ToyBug::ALL.iter().map(|&bug| WorkloadKind::Toy(bug)));
         all
     }
@@ -62,6 +65,7 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Env => "env",
             WorkloadKind::Wal => "wal",
+            WorkloadKind::Checkpoint => "checkpoint",
             WorkloadKind::Toy(bug) => bug.workload_name(),
         }
     }

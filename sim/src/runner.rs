@@ -14,6 +14,7 @@ use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
 use crate::env_workload::ops::EnvOp;
 use crate::kv::KvStore;
+use crate::kv::ckpt_store::CkptStore;
 use crate::kv::toy::ToyStore;
 use crate::kv::wal_store::{WalStore, WalStoreConfig};
 use crate::kv::workload::{KvOp, KvWorkload};
@@ -238,6 +239,9 @@ fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOp
             }
         }
         WorkloadKind::Toy(bug) => run_kv(KvWorkload::<ToyStore>::new(env.clone(), config.clone(), bug), ops),
+        WorkloadKind::Checkpoint => {
+            run_kv(KvWorkload::<CkptStore>::new(env.clone(), config.clone(), ()), ops)
+        }
         WorkloadKind::Wal => {
             run_kv(KvWorkload::<WalStore>::new(env.clone(), config.clone(), WalStoreConfig::default()), ops)
         }

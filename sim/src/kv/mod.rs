@@ -5,6 +5,7 @@
 //! `DESIGN.md` section 4 ([`model`]), and the driver that runs a store under faults and checks
 //! each recovery against the model ([`workload`]).
 
+pub mod ckpt_store;
 pub mod model;
 pub mod toy;
 pub mod wal_store;
@@ -69,6 +70,14 @@ pub trait KvStore: Sized {
     /// ([`KvStore::txn_begin`], [`KvStore::txn_write`], [`KvStore::txn_finish`]).
     fn interleaved_transactions(_config: &Self::Config) -> bool {
         false
+    }
+    /// Whether the store takes checkpoints ([`KvStore::checkpoint`]).
+    fn checkpoints(_config: &Self::Config) -> bool {
+        false
+    }
+    /// Takes a checkpoint; on `Ok`, every committed transaction is durable.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
     /// Starts transaction `txn` (interleaved mode).
     fn txn_begin(&mut self, _txn: u64) -> Result<(), StoreError> {

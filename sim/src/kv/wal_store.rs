@@ -32,7 +32,8 @@ pub struct WalStoreConfig {
     pub no_preallocate: bool,
 }
 
-fn encode_write((key, value): Write) -> [u8; 7] {
+/// Encodes one write as a `Data` record payload.
+pub(crate) fn encode_write((key, value): Write) -> [u8; 7] {
     let mut bytes = [0; 7];
     bytes[0..2].copy_from_slice(&key.to_le_bytes());
     bytes[2] = if value.is_some() { OP_PUT } else { OP_DELETE };
@@ -40,7 +41,8 @@ fn encode_write((key, value): Write) -> [u8; 7] {
     bytes
 }
 
-fn decode_write(bytes: &[u8]) -> Option<Write> {
+/// Decodes a `Data` record payload.
+pub(crate) fn decode_write(bytes: &[u8]) -> Option<Write> {
     let key = Key::from_le_bytes(bytes.get(0..2)?.try_into().ok()?);
     let value = Value::from_le_bytes(bytes.get(3..7)?.try_into().ok()?);
     match *bytes.get(2)? {
@@ -56,6 +58,25 @@ fn store_error(error: WalError) -> StoreError {
         WalError::Poisoned { .. } => StoreError::Poisoned,
         other => StoreError::DataLoss(other.to_string()),
     }
+}
+
+/// Removes every file under `dir` (and its subdirectories), then syncs it; `dir` stays.
+pub(crate) fn remove_tree(env: &SimEnv, dir: &Path) -> std::io::Result<()> {
+    use stormhold::env::Env;
+    if !env.exists(dir)? {
+        return Ok(());
+    }
+    for name in env.list_dir(dir)? {
+        let path = dir.join(name);
+        match env.remove_file(&path) {
+            Err(error) if error.kind() == std::io::ErrorKind::IsADirectory => {
+                remove_tree(env, &path)?;
+                env.remove_dir(&path)?;
+            }
+            other => other?,
+        }
+    }
+    env.sync_dir(dir)
 }
 
 /// The WAL-backed store.
@@ -157,15 +178,7 @@ impl KvStore for WalStore {
     }
 
     fn destroy(env: &SimEnv) -> std::io::Result<()> {
-        use stormhold::env::Env;
-        let dir = Path::new(DIR);
-        if !env.exists(dir)? {
-            return Ok(());
-        }
-        for name in env.list_dir(dir)? {
-            env.remove_file(&dir.join(name))?;
-        }
-        env.sync_dir(dir)
+        remove_tree(env, Path::new(DIR))
     }
 
     fn writes_per_commit_max(_: &WalStoreConfig) -> usize {

@@ -67,6 +67,8 @@ pub enum KvOp {
     },
     /// Read both clocks (the wall clock may jump; the monotonic one must never go back).
     Clock,
+    /// Take a checkpoint (stores that have them).
+    Checkpoint,
     /// A client commits (durably or not) or aborts its open transaction.
     Finish {
         /// The client.
@@ -171,6 +173,9 @@ impl<S: KvStore> KvWorkload<S> {
             let check_images = self.images_rng.random_bool(self.config.image_check_probability);
             return Some(KvOp::Crash { check_images });
         }
+        if S::checkpoints(&self.store_config) && self.rng.random_bool(0.04) {
+            return Some(KvOp::Checkpoint);
+        }
         if S::interleaved_transactions(&self.store_config) && self.rng.random_bool(0.5) {
             return Some(self.draw_client_op());
         }
@@ -246,6 +251,7 @@ impl<S: KvStore> KvWorkload<S> {
             KvOp::Sync => self.op_sync(),
             KvOp::Get { key } => return self.op_get(key),
             KvOp::Clock => return self.op_clock(),
+            KvOp::Checkpoint => self.op_checkpoint(),
         };
         match outcome {
             Ok(()) => Ok(()),
@@ -279,6 +285,18 @@ impl<S: KvStore> KvWorkload<S> {
             Err(_) => self.model.commit(writes, Ack::Indeterminate),
         }
         if let (true, Ok(())) = (durable, &result) {
+            self.note_watermark();
+        }
+        result
+    }
+
+    fn op_checkpoint(&mut self) -> Result<(), StoreError> {
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let result = store.checkpoint();
+        self.env.note(format!("op {}: checkpoint -> {}", self.op_index, ok(&result)));
+        if result.is_ok() {
+            // A checkpoint syncs the log first: everything committed is durable now.
+            self.model.synced();
             self.note_watermark();
         }
         result
