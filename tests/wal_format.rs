@@ -147,7 +147,7 @@ proptest! {
     #[test]
     fn wal_format_segment_header_round_trips_and_any_flipped_bit_is_refused(
         segment_id in any::<u64>(),
-        first_lsn in any::<u64>(),
+        first_lsn in 1..=format::FIRST_LSN_MAX,
         bit in 0..SEGMENT_HEADER_FIELDS_BYTES * 8,
     ) {
         let header = SegmentHeader { segment_id, first_lsn };
@@ -189,4 +189,17 @@ fn wal_format_header_with_nonzero_reserved_bytes_is_refused() {
     }
     seal_header(&mut bytes);
     assert_eq!(format::decode_record(&bytes), Ok(record));
+}
+
+#[test]
+fn wal_format_segment_header_with_an_impossible_first_lsn_is_refused() {
+    // Regression (review finding): a checksummed header naming first lsn 0 made
+    // `last_lsn()` underflow, and one near u64::MAX overflowed `lsn + 1` during the scan.
+    for first_lsn in [0, format::FIRST_LSN_MAX + 1, u64::MAX] {
+        let bytes = format::encode_segment_header(&SegmentHeader { segment_id: 1, first_lsn });
+        assert_eq!(
+            format::decode_segment_header(&bytes),
+            Err(format::DecodeError::InvalidFirstLsn(first_lsn))
+        );
+    }
 }

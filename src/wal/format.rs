@@ -46,6 +46,8 @@ pub const SYNC_ALIGN_BYTES: u64 = 4096;
 pub const RECORD_HEADER_BYTES: usize = 56;
 /// Largest payload of one record.
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The largest first lsn a segment may name (room for 2^62 more records).
+pub const FIRST_LSN_MAX: Lsn = 1 << 62;
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 const SEGMENT_MAGIC: &[u8; 8] = b"STRMWAL\0";
@@ -150,6 +152,9 @@ pub enum DecodeError {
     LengthTooLarge(u32),
     /// The kind byte is not a known kind.
     UnknownKind(u8),
+    /// A segment header whose checksum passed names an impossible first lsn (0, or so large
+    /// that the log could not go on).
+    InvalidFirstLsn(u64),
     /// Header bytes documented as zero are not (only after the header checksum passed: a
     /// writer of another format version, not damage).
     ReservedNotZero,
@@ -166,6 +171,7 @@ impl fmt::Display for DecodeError {
             DecodeError::UnsupportedVersion(version) => write!(f, "unsupported WAL format version {version}"),
             DecodeError::LengthTooLarge(len) => write!(f, "record length {len} exceeds the maximum"),
             DecodeError::UnknownKind(kind) => write!(f, "unknown record kind {kind}"),
+            DecodeError::InvalidFirstLsn(lsn) => write!(f, "impossible first lsn {lsn}"),
             DecodeError::ReservedNotZero => f.write_str("reserved record header bytes are not zero"),
         }
     }
@@ -214,7 +220,11 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError>
     if version != FORMAT_VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
     }
-    Ok(SegmentHeader { segment_id: u64_at(bytes, 12), first_lsn: u64_at(bytes, 20) })
+    let first_lsn = u64_at(bytes, 20);
+    if first_lsn == 0 || first_lsn > FIRST_LSN_MAX {
+        return Err(DecodeError::InvalidFirstLsn(first_lsn));
+    }
+    Ok(SegmentHeader { segment_id: u64_at(bytes, 12), first_lsn })
 }
 
 /// Records start on multiples of this within a segment.

@@ -105,12 +105,30 @@ fn reopen_tail<E: Env>(
 ) -> Result<Segment<E::File>, WalError> {
     let path: PathBuf = dir.join(format::segment_file_name(id));
     let file = io("open segment", &path, env.open(&path, OpenOptions::read_write()))?;
+    // Never write into the sector holding `end` unless it holds garbage: after every sync the
+    // writer starts a new sector, so garbage there means no acknowledged record shares it, while
+    // zeros there may sit next to the last acknowledged record, which a torn zero-fill (without
+    // powersafe overwrite) would destroy.
+    let boundary = end.next_multiple_of(format::SYNC_ALIGN_BYTES);
     if report.torn_bytes > 0 || report.dropped.is_some() {
-        io("truncate torn tail", &path, file.set_len(end))?;
+        let len = io("len", &path, file.len())?;
+        let upto = boundary.min(len);
+        if upto > end {
+            let mut sector_rest = vec![0; (upto - end) as usize];
+            io("read torn tail", &path, file.read_exact_at(&mut sector_rest, end))?;
+            if sector_rest.iter().any(|&b| b != 0) {
+                fill_zeros(&file, &path, end, upto)?;
+            }
+        }
+        io("truncate torn tail", &path, file.set_len(boundary))?;
     }
     let len = io("len", &path, file.len())?;
     if options.preallocate && len < options.segment_size_bytes {
-        fill_zeros(&file, &path, len, options.segment_size_bytes)?;
+        let from = len.next_multiple_of(format::SYNC_ALIGN_BYTES);
+        if from > len {
+            io("extend segment", &path, file.set_len(from))?;
+        }
+        fill_zeros(&file, &path, from, options.segment_size_bytes)?;
     }
     io("sync recovered segment", &path, file.sync_data())?;
     Ok(Segment { id, file, path, tail: end.next_multiple_of(format::SYNC_ALIGN_BYTES) })

@@ -205,7 +205,9 @@ pub fn scan<E: Env>(
         let later_segments = &ids[index + 1..];
         let header = match format::decode_segment_header(&header) {
             Ok(header) if header.segment_id == id => header,
-            _ if later_segments.is_empty() => {
+            // Only a segment that follows an intact one (or segment 1 of a new log) can be a
+            // creation in progress: after truncate_before, the only segment is an old one.
+            _ if later_segments.is_empty() && (index > 0 || id == 1) => {
                 // A segment being created when the process died never held a record: its
                 // header is written and synced before the first one. If records of it exist,
                 // the header was damaged later, and deleting the segment would lose them.

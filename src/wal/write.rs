@@ -4,7 +4,7 @@ use super::format::{
     self, Lsn, RECORD_PAYLOAD_BYTES_MAX, Record, RecordKind, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES,
 };
 use super::open::create_segment;
-use super::{Durability, Wal, WalError, io};
+use super::{Durability, Wal, WalError};
 use crate::env::{Env, EnvFile};
 
 /// A sync begun by [`Wal::sync_begin`] and not yet finished.
@@ -171,10 +171,18 @@ impl<E: Env> Wal<E> {
         while self.segments.len() > 1 && self.segments[1].1 <= lsn {
             let (id, _) = self.segments[0];
             let path = self.dir.join(format::segment_file_name(id));
-            io("remove segment", &path, self.env.remove_file(&path))?;
+            match self.env.remove_file(&path) {
+                // Removed by an earlier call whose directory sync failed.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(WalError::io("remove segment", &path, error)),
+                Ok(()) => {}
+            }
             // Oldest first, each removal durable before the next: a crash must never keep an
-            // older segment while a newer one is gone (recovery would see a gap).
-            io("sync directory", &self.dir, self.env.sync_dir(&self.dir))?;
+            // older segment while a newer one is gone (recovery would see a gap). A failed
+            // directory sync poisons, like any failed sync.
+            if let Err(error) = self.env.sync_dir(&self.dir) {
+                return Err(self.poison(WalError::io("sync directory", &self.dir, error)));
+            }
             self.segments.remove(0);
             self.stats.segments_deleted += 1;
         }

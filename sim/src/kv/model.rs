@@ -168,10 +168,23 @@ impl KvModel {
 
     /// Starts over from a verified recovered state.
     pub fn rebase(&mut self, recovered: BTreeMap<Key, Value>) {
+        self.rebase_at(recovered, None);
+    }
+
+    /// Like [`KvModel::rebase`], knowing the recovered state reflects the first `k`
+    /// transactions: those past the durable prefix were made durable by recovery itself (its
+    /// sync) and form the newest durable group, the one undetectable damage can take.
+    pub fn rebase_at(&mut self, recovered: BTreeMap<Key, Value>, k: Option<usize>) {
         let durable = self.durable_prefix();
-        if durable > 0 {
-            self.base_group_states =
-                (self.last_durable_group_start..durable).map(|k| self.state_after(k)).collect();
+        match k {
+            Some(k) if k > durable => {
+                self.base_group_states = (durable..k).map(|j| self.state_after(j)).collect()
+            }
+            _ if durable > 0 => {
+                self.base_group_states =
+                    (self.last_durable_group_start..durable).map(|j| self.state_after(j)).collect();
+            }
+            _ => {}
         }
         self.base_txns += durable as u64;
         self.base = recovered;

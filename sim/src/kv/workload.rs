@@ -119,14 +119,17 @@ pub struct KvWorkload<S: KvStore> {
     open_txns: BTreeMap<u8, (u64, Vec<Write>)>,
     /// Whether faults have stopped.
     quiet: bool,
+    /// Media faults done before the store was last wiped: they excuse nothing after it.
+    media_faults_before_wipe: u64,
     /// The latest monotonic reading.
     monotonic_seen: std::time::Duration,
     next_txn: u64,
 }
 
-fn media_damage(env: &SimEnv) -> bool {
+/// Media faults the simulator did so far (bit rot, misdirected writes, bad sectors).
+fn media_faults(env: &SimEnv) -> u64 {
     let stats = env.stats();
-    stats.bit_rot + stats.misdirected_writes + stats.bad_sectors > 0
+    stats.bit_rot + stats.misdirected_writes + stats.bad_sectors
 }
 
 impl<S: KvStore> KvWorkload<S> {
@@ -153,6 +156,7 @@ impl<S: KvStore> KvWorkload<S> {
             recorded: Vec::new(),
             open_txns: BTreeMap::new(),
             quiet: false,
+            media_faults_before_wipe: 0,
             monotonic_seen: std::time::Duration::ZERO,
             next_txn: 1,
         }
@@ -214,6 +218,12 @@ impl<S: KvStore> KvWorkload<S> {
         }
         self.recover(false)?;
         self.liveness_probe()
+    }
+
+    /// Whether the simulator damaged media since the store was last wiped (only then may the
+    /// store honestly report data loss, or lose its last durable group undetectably).
+    fn media_damage(&self, env: &SimEnv) -> bool {
+        media_faults(env) > self.media_faults_before_wipe
     }
 
     /// Faults stop (and the disk budget is lifted: the operator freed space); from now on the
@@ -432,7 +442,11 @@ impl<S: KvStore> KvWorkload<S> {
         if self.judge_on(&self.env.clone(), &recovered)? {
             self.undetectable += 1;
         }
-        self.model.rebase(recovered);
+        let k = match self.model.verdict(&recovered) {
+            Verdict::Prefix { k } => Some(k),
+            _ => None,
+        };
+        self.model.rebase_at(recovered, k);
         self.store = Some(store);
         Ok(())
     }
@@ -461,6 +475,7 @@ impl<S: KvStore> KvWorkload<S> {
             )
         })?;
         self.model = KvModel { base_txns: self.model.base_txns, ..KvModel::default() };
+        self.media_faults_before_wipe = media_faults(&self.env);
         self.store = Some(store);
         self.env.set_faults_enabled(!self.quiet);
         Ok(())
@@ -494,7 +509,7 @@ impl<S: KvStore> KvWorkload<S> {
         for _ in 0..OPEN_ATTEMPTS_MAX {
             match S::open(env, &self.store_config) {
                 Ok(store) => return Ok(Opened::Store(store)),
-                Err(StoreError::DataLoss(what)) if media_damage(env) => {
+                Err(StoreError::DataLoss(what)) if self.media_damage(env) => {
                     env.note(format!("honest data loss reported: {what}"));
                     return Ok(Opened::HonestLoss(what));
                 }
@@ -515,7 +530,7 @@ impl<S: KvStore> KvWorkload<S> {
                 }
             }
         }
-        if media_damage(env) {
+        if self.media_damage(env) {
             return Ok(Opened::HonestLoss(last_error));
         }
         Err(self.violation(
@@ -532,7 +547,7 @@ impl<S: KvStore> KvWorkload<S> {
                 env.note(format!("recovered a legal prefix: {k} of {} txns", self.model.txns.len()));
                 Ok(false)
             }
-            Verdict::LostLastDurable if media_damage(env) => {
+            Verdict::LostLastDurable if self.media_damage(env) => {
                 env.note("recovered without the last durable sync group after media damage".to_owned());
                 Ok(true)
             }
