@@ -552,6 +552,26 @@ fn sync_dir_failure_returns_error() {
     env.sync_dir(path("/")).expect("a second sync_dir returns Ok");
 }
 
+#[test]
+fn entry_dropped_by_a_failed_sync_dir_stays_lost_after_a_later_good_one() {
+    // Regression (review finding 4): a successful sync_dir made every live entry durable, so it
+    // silently undid what a failed one had dropped; a later sync must write nothing again.
+    let (mut lost_for_good, mut kept) = (0, 0);
+    for image_seed in 0..32 {
+        let env = sim(image_seed, FaultOptions::default());
+        drop(env.open(path("/f"), OpenOptions::create()).expect("create"));
+        env.arm(CallKind::SyncDir, Fault::SyncFailure { image_seed });
+        assert_eio(env.sync_dir(path("/")));
+        env.sync_dir(path("/")).expect("a second sync_dir returns Ok");
+        crash_and_restart(&env);
+        match env.exists(path("/f")).expect("exists") {
+            true => kept += 1,
+            false => lost_for_good += 1,
+        }
+    }
+    assert!(lost_for_good > 0 && kept > 0, "lost {lost_for_good}, kept {kept}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Other I/O errors.
 

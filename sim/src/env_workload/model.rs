@@ -237,6 +237,8 @@ pub struct DirModel {
     pub unsynced: Vec<DirChange>,
     /// Changes a failed directory sync covered.
     pub uncertain: Vec<DirChange>,
+    /// What those names held durably before the failed sync (the disk may still hold it).
+    pub uncertain_old: BTreeMap<String, FileId>,
 }
 
 /// What may be found under one name after a crash.
@@ -266,6 +268,11 @@ impl DirModel {
 
     /// Records a directory sync that failed.
     pub fn sync_failed(&mut self) {
+        for change in &self.unsynced {
+            if let Some(&file) = self.durable.get(change.name()) {
+                self.uncertain_old.entry(change.name().to_owned()).or_insert(file);
+            }
+        }
         self.uncertain.append(&mut self.unsynced);
     }
 
@@ -287,6 +294,19 @@ impl DirModel {
                         entry.files.push(*file);
                     }
                 }
+            }
+        }
+        // A failed directory sync may have dropped any of its operations for good (a later
+        // sync does not write them again): such a name may hold its old file, or nothing.
+        for change in &self.uncertain {
+            let entry = names
+                .entry(change.name().to_owned())
+                .or_insert(EntryCandidates { must_exist: false, files: Vec::new() });
+            entry.must_exist = false;
+            if let Some(&old) = self.uncertain_old.get(change.name())
+                && !entry.files.contains(&old)
+            {
+                entry.files.push(old);
             }
         }
         names

@@ -490,8 +490,18 @@ impl State {
             self.stats.sync_failures += 1;
             return Err(eio("directory fsync failed"));
         }
-        dir.durable = dir.live.clone();
-        dir.pending.clear();
+        // Only what is pending reaches the disk: operations a failed sync dropped stay lost
+        // (a later sync writes nothing again), just as for files.
+        for op in std::mem::take(&mut dir.pending) {
+            match op {
+                super::fs::DirOp::Link { name, node } => {
+                    dir.durable.insert(name, node);
+                }
+                super::fs::DirOp::Unlink { name } => {
+                    dir.durable.remove(&name);
+                }
+            }
+        }
         Ok(())
     }
 
