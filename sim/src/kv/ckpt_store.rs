@@ -21,13 +21,13 @@ use stormhold::env::Env;
 use stormhold::env::sim::SimEnv;
 use stormhold::wal::{Durability, Lsn, RecordKind, Wal, WalError, WalOptions};
 
+use super::wal_store::{Replay, SINGLE_CALL_TXN_BASE, apply};
 use super::{Key, KvStore, StoreError, Value, Write};
 
 const ROOT: &str = "/db";
 const WAL_DIR: &str = "/db/wal";
 const CKPT_DIR: &str = "/db/ckpt";
 const SEGMENT_SIZE_BYTES: u64 = 4 * 4096;
-const SINGLE_CALL_TXN_BASE: u64 = 1 << 62;
 const REPLAY_FROM: &str = "replay_from";
 
 fn wal_error(error: WalError) -> StoreError {
@@ -73,49 +73,6 @@ pub struct CkptStore {
     last_checkpoint: Option<u64>,
     next_epoch: u64,
     next_single_txn: u64,
-}
-
-/// Rebuilds the committed state after a checkpoint from the WAL's records.
-struct Replay {
-    checkpoint_lsn: Lsn,
-    state: BTreeMap<Key, Value>,
-    pending: BTreeMap<u64, Vec<Write>>,
-    max_single_txn: u64,
-}
-
-impl Replay {
-    fn visit(&mut self, record: stormhold::wal::Record) {
-        if record.txn_id >= SINGLE_CALL_TXN_BASE {
-            self.max_single_txn = self.max_single_txn.max(record.txn_id);
-        }
-        match record.kind {
-            RecordKind::Data => {
-                if let Some(write) = super::wal_store::decode_write(&record.payload) {
-                    self.pending.entry(record.txn_id).or_default().push(write);
-                }
-            }
-            RecordKind::Commit => {
-                let writes = self.pending.remove(&record.txn_id).unwrap_or_default();
-                // At or below the checkpoint, the commit is in the checkpoint already.
-                if record.lsn > self.checkpoint_lsn {
-                    apply(&mut self.state, &writes);
-                }
-            }
-            RecordKind::Abort => {
-                self.pending.remove(&record.txn_id);
-            }
-            _ => {}
-        }
-    }
-}
-
-fn apply(state: &mut BTreeMap<Key, Value>, writes: &[Write]) {
-    for &(key, value) in writes {
-        match value {
-            Some(value) => state.insert(key, value),
-            None => state.remove(&key),
-        };
-    }
 }
 
 fn ensure_root(env: &SimEnv) -> Result<(), StoreError> {
@@ -197,11 +154,14 @@ impl KvStore for CkptStore {
             }
             None => (0, 1, BTreeMap::new(), None, 1),
         };
-        let mut replay =
-            Replay { checkpoint_lsn, state: base.clone(), pending: BTreeMap::new(), max_single_txn: 0 };
+        let mut replay = Replay::on(checkpoint_lsn, base.clone());
         let wal_options = WalOptions { segment_size_bytes: SEGMENT_SIZE_BYTES, ..WalOptions::default() };
         let (wal, report) = Wal::open(env.clone(), Path::new(WAL_DIR), wal_options, |r| replay.visit(r))
             .map_err(wal_error)?;
+        if replay.undecodable > 0 {
+            let what = format!("{} records of the log are not this store's", replay.undecodable);
+            return Err(StoreError::DataLoss(what));
+        }
         let first_in_log = report.segments.first().map_or(report.next_lsn, |&(_, first)| first);
         if first_in_log > replay_from {
             return Err(StoreError::DataLoss(format!(

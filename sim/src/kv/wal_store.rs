@@ -21,7 +21,7 @@ const DIR: &str = "/wal";
 /// Small segments, so runs rotate often.
 const SEGMENT_SIZE_BYTES: u64 = 4 * 4096;
 /// Transaction ids of single-call commits, apart from the clients' ids.
-const SINGLE_CALL_TXN_BASE: u64 = 1 << 62;
+pub(crate) const SINGLE_CALL_TXN_BASE: u64 = 1 << 62;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 
@@ -88,17 +88,25 @@ pub struct WalStore {
     next_single_txn: u64,
 }
 
-/// Rebuilds the committed state from the log's records.
+/// Rebuilds the committed state from the log's records: a transaction's writes are applied
+/// when its commit record is replayed with an lsn above `checkpoint_lsn` (at or below it, the
+/// commit is in the checkpoint already), so replay on top of a checkpoint is idempotent.
 #[derive(Default)]
-struct Replay {
-    state: BTreeMap<Key, Value>,
+pub(crate) struct Replay {
+    pub checkpoint_lsn: Lsn,
+    pub state: BTreeMap<Key, Value>,
     pending: BTreeMap<u64, Vec<Write>>,
-    undecodable: u64,
-    max_single_txn: u64,
+    pub undecodable: u64,
+    pub max_single_txn: u64,
 }
 
 impl Replay {
-    fn visit(&mut self, record: stormhold::wal::Record) {
+    /// Replays on top of `state`, a checkpoint taken at `checkpoint_lsn` (0 and empty: none).
+    pub fn on(checkpoint_lsn: Lsn, state: BTreeMap<Key, Value>) -> Self {
+        Self { checkpoint_lsn, state, ..Self::default() }
+    }
+
+    pub fn visit(&mut self, record: stormhold::wal::Record) {
         if record.txn_id >= SINGLE_CALL_TXN_BASE {
             self.max_single_txn = self.max_single_txn.max(record.txn_id);
         }
@@ -111,11 +119,9 @@ impl Replay {
                 None => self.undecodable += 1,
             },
             RecordKind::Commit => {
-                for (key, value) in self.pending.remove(&record.txn_id).unwrap_or_default() {
-                    match value {
-                        Some(value) => self.state.insert(key, value),
-                        None => self.state.remove(&key),
-                    };
+                let writes = self.pending.remove(&record.txn_id).unwrap_or_default();
+                if record.lsn > self.checkpoint_lsn {
+                    apply(&mut self.state, &writes);
                 }
             }
             RecordKind::Abort => {
@@ -123,6 +129,16 @@ impl Replay {
             }
             _ => self.undecodable += 1,
         }
+    }
+}
+
+/// Applies writes in order.
+pub(crate) fn apply(state: &mut BTreeMap<Key, Value>, writes: &[Write]) {
+    for &(key, value) in writes {
+        match value {
+            Some(value) => state.insert(key, value),
+            None => state.remove(&key),
+        };
     }
 }
 
@@ -166,7 +182,7 @@ impl KvStore for WalStore {
             preallocate: !config.no_preallocate,
             ..WalOptions::default()
         };
-        let mut replay = Replay::default();
+        let mut replay = Replay::on(0, BTreeMap::new());
         let (wal, _) =
             Wal::open(env.clone(), Path::new(DIR), options, |r| replay.visit(r)).map_err(store_error)?;
         if replay.undecodable > 0 {
