@@ -8,7 +8,7 @@ use std::fs;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use stormhold::env::sim::{FaultSchedule, SimEnv, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS};
+use stormhold::env::sim::{FaultSchedule, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS};
 use stormhold_sim::config::{FaultList, OPS_DEFAULT, RunConfig, WorkloadKind};
 use stormhold_sim::corpus::{self, CorpusEntry};
 use stormhold_sim::report;
@@ -267,11 +267,8 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         Some(_) => {
             // The same machine `runner::run` builds, keeping every event so the page draws
             // the whole run.
-            let env = match schedule {
-                Some(schedule) => SimEnv::replaying(config.seed, config.faults.clone(), schedule),
-                None => SimEnv::new(config.seed, config.faults.clone()),
-            }
-            .map_err(|invalid| format!("invalid fault options: {invalid}"))?;
+            config.faults.validate().map_err(|invalid| format!("invalid fault options: {invalid}"))?;
+            let env = runner::machine(&config, schedule);
             env.keep_trace_events(TRACE_EVENTS_MAX);
             let mut report = runner::run_with_env(&config, env);
             let page = report::render_html(&report, &replay_command(&config, &args.workload));

@@ -204,15 +204,17 @@ pub fn run_recorded(
     schedule: Option<FaultSchedule>,
     ops: Option<RecordedOps>,
 ) -> RunReport {
+    run_with_env_recorded(config, machine(config, schedule), ops)
+}
+
+/// The simulated machine of `config`: drawing faults from the seed, or replaying `schedule`.
+/// Panics on invalid fault options (a configuration is validated when it is built or `--set`).
+pub fn machine(config: &RunConfig, schedule: Option<FaultSchedule>) -> SimEnv {
     let env = match schedule {
         Some(schedule) => SimEnv::replaying(config.seed, config.faults.clone(), schedule),
         None => SimEnv::new(config.seed, config.faults.clone()),
     };
-    let env = match env {
-        Ok(env) => env,
-        Err(invalid) => panic!("the configuration builds invalid fault options: {invalid}"),
-    };
-    run_with_env_recorded(config, env, ops)
+    env.unwrap_or_else(|invalid| panic!("the configuration builds invalid fault options: {invalid}"))
 }
 
 /// Runs the workload of `config` on `env`. The model believes `config.faults`; a test of the
@@ -284,8 +286,7 @@ pub struct Divergence {
 /// Runs `config` twice, comparing every event's hash; `Ok` with the trace hash if they agree.
 pub fn check_determinism(config: &RunConfig) -> Result<u64, Divergence> {
     let traced_run = || {
-        let env = SimEnv::new(config.seed, config.faults.clone())
-            .unwrap_or_else(|invalid| panic!("the configuration builds invalid fault options: {invalid}"));
+        let env = machine(config, None);
         env.keep_event_hashes();
         env.keep_trace_events(TRACE_EVENTS_MAX);
         let report = run_with_env(config, env.clone());
