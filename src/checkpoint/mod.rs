@@ -71,6 +71,7 @@ pub mod epoch;
 pub mod error;
 pub mod format;
 pub mod meta;
+pub mod recovery;
 
 mod create;
 mod fsio;
@@ -85,6 +86,9 @@ use std::path::{Path, PathBuf};
 use crate::env::Env;
 pub use error::CheckpointError;
 pub use meta::{Bytes, CheckpointData, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
+pub use recovery::{
+    CheckpointUsed, Recovered, RecoveryError, RecoveryPaths, RecoveryReport, Replayer, recover,
+};
 
 /// The published metadata file of a checkpoint.
 pub const META_FILE_NAME: &str = "META";
