@@ -17,4 +17,13 @@
 
 pub mod checkpoint;
 pub mod env;
+pub mod kernel;
+pub mod shard;
 pub mod wal;
+
+pub use kernel::{
+    CommitInfo, Config, ConfigBuilder, Document, Kernel, KernelError, KernelStats, Router, SyncHandle,
+    TickReport, Ticker, Transaction,
+};
+pub use shard::{ShardStats, ShardStatus, SyncState};
+pub use wal::Durability;

@@ -257,6 +257,13 @@ pub trait Env: Send + Sync {
 
     /// Blocks the caller for `duration` (advances the virtual clock in the simulator).
     fn sleep(&self, duration: Duration);
+
+    /// How many threads the caller may use for independent work such as recovering shards
+    /// in parallel. Default 1: an environment that must stay deterministic (the simulator)
+    /// keeps every call on one thread, in a fixed order.
+    fn parallelism(&self) -> usize {
+        1
+    }
 }
 
 /// The name of the lock file [`Env::lock_dir`] keeps in a locked directory.

@@ -207,4 +207,8 @@ impl Env for OsEnv {
     fn sleep(&self, duration: Duration) {
         std::thread::sleep(duration);
     }
+
+    fn parallelism(&self) -> usize {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
 }

@@ -106,8 +106,13 @@ impl<E: Env> SharedWal<E> {
         visit: impl FnMut(Record),
     ) -> Result<(Self, ScanReport), WalError> {
         let (wal, report) = Wal::open(SharedEnv(env), dir, options, visit)?;
+        Ok((Self::from_wal(wal), report))
+    }
+
+    /// Shares a log opened on a [`SharedEnv`].
+    pub fn from_wal(wal: Wal<SharedEnv<E>>) -> Self {
         let state = State { wal, syncing: false, rotations_waiting: 0, want_all: false };
-        Ok((Self { state: Mutex::new(state), turn: Condvar::new() }, report))
+        Self { state: Mutex::new(state), turn: Condvar::new() }
     }
 
     /// Appends a record and, unless `durability` is `None`, returns only once it is durable,
@@ -282,11 +287,13 @@ impl<E: Env> Drop for Leading<'_, E> {
 }
 
 /// The caller's `Env`, with file handles behind an `Arc` so that a leader can sync the active
-/// segment's own handle outside the mutex while the core keeps it.
-struct SharedEnv<E>(E);
+/// segment's own handle outside the mutex while the core keeps it. Open a log with it (for
+/// example through [`crate::checkpoint::recover`]) and hand it to [`SharedWal::from_wal`].
+#[derive(Clone, Debug)]
+pub struct SharedEnv<E>(pub E);
 
 /// A file handle of [`SharedEnv`]; clones share the one handle of the inner `Env`.
-struct SharedFile<F>(Arc<F>);
+pub struct SharedFile<F>(Arc<F>);
 
 impl<F> Clone for SharedFile<F> {
     fn clone(&self) -> Self {
@@ -370,5 +377,9 @@ impl<E: Env> Env for SharedEnv<E> {
 
     fn sleep(&self, duration: Duration) {
         self.0.sleep(duration)
+    }
+
+    fn parallelism(&self) -> usize {
+        self.0.parallelism()
     }
 }

@@ -1,0 +1,113 @@
+//! The kernel's errors: every mistake a caller or a disk can cause is a value here, naming the
+//! shard, file or key involved.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::shard::{Failure, ShardError};
+
+/// What went wrong in the kernel.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum KernelError {
+    /// A configuration value is out of range.
+    InvalidConfig(String),
+    /// Another open kernel (in this or another process) holds the directory.
+    Locked {
+        /// The kernel directory.
+        path: PathBuf,
+    },
+    /// An I/O call on the kernel's own files failed.
+    Io {
+        /// What the kernel was doing.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The kernel's metadata file is damaged or not a stormhold file.
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The offset of the first problem.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The directory was created with another shard count or router.
+    ConfigMismatch {
+        /// The kernel directory.
+        path: PathBuf,
+        /// What differs.
+        detail: String,
+    },
+    /// A shard refused the operation (it is failed, a counter is not a counter, ...).
+    Shard {
+        /// The shard.
+        shard: u32,
+        /// What it said.
+        error: ShardError,
+    },
+    /// A transaction or document touched keys of two shards. Transactions are atomic within
+    /// one shard only; use [`crate::Router::Prefix`] to keep related keys together.
+    CrossShard {
+        /// The shard the transaction is bound to.
+        bound_to: u32,
+        /// The key that routes elsewhere.
+        key: Vec<u8>,
+        /// Its shard.
+        key_shard: u32,
+    },
+    /// A key, value or document id is empty or too long.
+    InvalidInput(String),
+}
+
+impl KernelError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        KernelError::Io { op, path: path.into(), source }
+    }
+
+    /// The shard failure behind this error, if it is one.
+    pub fn shard_failure(&self) -> Option<(u32, &Failure)> {
+        match self {
+            KernelError::Shard { shard, error: ShardError::Failed { failure, .. } } => {
+                Some((*shard, failure))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::InvalidConfig(what) => write!(f, "invalid config: {what}"),
+            KernelError::Locked { path } => {
+                write!(f, "{} is already open (the directory lock is held)", path.display())
+            }
+            KernelError::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
+            KernelError::Corrupt { path, offset, detail } => {
+                write!(f, "{} is damaged at offset {offset}: {detail}", path.display())
+            }
+            KernelError::ConfigMismatch { path, detail } => write!(f, "{}: {detail}", path.display()),
+            KernelError::Shard { error, .. } => error.fmt(f),
+            KernelError::CrossShard { bound_to, key, key_shard } => write!(
+                f,
+                "key {key:?} is in shard {key_shard}, but the transaction is bound to shard {bound_to}: \
+                 transactions are atomic within one shard only (route related keys together with a prefix router)"
+            ),
+            KernelError::InvalidInput(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for KernelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KernelError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

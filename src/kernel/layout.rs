@@ -1,0 +1,162 @@
+//! The kernel directory and its metadata file, created crash-safely (DESIGN.md rule 12).
+//!
+//! ```text
+//! <dir>/LOCK            the directory lock (Env::lock_dir)
+//! <dir>/KERNEL          format version, shard count, router (below)
+//! <dir>/shard-<NNNN>/   one directory per shard (crate::shard)
+//! ```
+//!
+//! `KERNEL`, 25 bytes: magic `STRMHOLD` (0..8), format version u32 LE (8..12), shard count
+//! u32 LE (12..16), router kind u8 (16: 0 hash, 1 prefix), prefix length u32 LE (17..21),
+//! crc32 of bytes 0..21, u32 LE (21..25).
+//!
+//! Creation: every shard directory is created and the kernel directory synced, then `KERNEL`
+//! is written to `KERNEL.tmp`, synced, renamed and the directory synced. A crash before the
+//! rename is durable leaves no `KERNEL`: the next open redoes the creation (the shard
+//! directories may exist already; they hold nothing, since no shard opens before `KERNEL` is
+//! durable). `KERNEL` is never rewritten after that, so a damaged one is media damage, an
+//! error naming the file and offset, never "empty store".
+
+use std::path::{Path, PathBuf};
+
+use super::{KernelError, Router};
+use crate::env::{Env, EnvFile, OpenOptions};
+
+/// The metadata file.
+pub const KERNEL_FILE_NAME: &str = "KERNEL";
+/// Its temporary name during creation.
+pub const KERNEL_TMP_FILE_NAME: &str = "KERNEL.tmp";
+const MAGIC: &[u8; 8] = b"STRMHOLD";
+const VERSION: u32 = 1;
+const KERNEL_BYTES: usize = 25;
+
+/// What `KERNEL` records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelMeta {
+    /// The shard count.
+    pub shards: u32,
+    /// The router.
+    pub router: Router,
+}
+
+/// The directory of shard `id`.
+pub fn shard_dir(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("shard-{id:04}"))
+}
+
+fn encode(meta: &KernelMeta) -> [u8; KERNEL_BYTES] {
+    let mut out = [0; KERNEL_BYTES];
+    out[0..8].copy_from_slice(MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&meta.shards.to_le_bytes());
+    let (kind, len) = match meta.router {
+        Router::Hash => (0, 0),
+        Router::Prefix { len_bytes } => (1, len_bytes),
+    };
+    out[16] = kind;
+    out[17..21].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32fast::hash(&out[..21]);
+    out[21..25].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// Decodes `KERNEL`; the error is the offset and what is wrong there.
+fn decode(bytes: &[u8]) -> Result<KernelMeta, (u64, String)> {
+    if bytes.len() != KERNEL_BYTES {
+        let at = bytes.len().min(KERNEL_BYTES) as u64;
+        return Err((at, format!("is {} bytes long, not {KERNEL_BYTES}", bytes.len())));
+    }
+    if &bytes[0..8] != MAGIC {
+        return Err((0, "is not a stormhold kernel file (wrong magic)".to_owned()));
+    }
+    let crc = crc32fast::hash(&bytes[..21]);
+    if crc != u32_at(bytes, 21) {
+        return Err((
+            21,
+            format!("checksum {:#010x} does not match the bytes ({crc:#010x})", u32_at(bytes, 21)),
+        ));
+    }
+    let version = u32_at(bytes, 8);
+    if version != VERSION {
+        return Err((8, format!("format version {version} is not supported (this build reads {VERSION})")));
+    }
+    let shards = u32_at(bytes, 12);
+    if !(1..=super::SHARDS_MAX).contains(&shards) {
+        return Err((12, format!("shard count {shards} is out of range")));
+    }
+    let router = match (bytes[16], u32_at(bytes, 17)) {
+        (0, 0) => Router::Hash,
+        (1, len_bytes @ 1..) => Router::Prefix { len_bytes },
+        (kind, len) => return Err((16, format!("router kind {kind} with length {len} is not valid"))),
+    };
+    Ok(KernelMeta { shards, router })
+}
+
+/// Reads `KERNEL`: `Ok(None)` when it does not exist (the kernel is new, or its creation
+/// crashed before publishing it).
+pub fn read_meta<E: Env>(env: &E, dir: &Path) -> Result<Option<KernelMeta>, KernelError> {
+    let path = dir.join(KERNEL_FILE_NAME);
+    let file = match env.open(&path, OpenOptions::read_only()) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        result => result.map_err(|e| KernelError::io("open", &path, e))?,
+    };
+    let len = file.len().map_err(|e| KernelError::io("len", &path, e))?;
+    // Bound the read before allocating: anything longer is damage anyway.
+    let mut bytes = vec![0; (len as usize).min(KERNEL_BYTES + 1)];
+    file.read_exact_at(&mut bytes, 0).map_err(|e| KernelError::io("read", &path, e))?;
+    if len as usize > KERNEL_BYTES {
+        return Err(KernelError::Corrupt {
+            path,
+            offset: KERNEL_BYTES as u64,
+            detail: format!("is {len} bytes long"),
+        });
+    }
+    decode(&bytes).map(Some).map_err(|(offset, detail)| KernelError::Corrupt { path, offset, detail })
+}
+
+/// Creates the shard directories and publishes `KERNEL` (see the module docs).
+pub fn create<E: Env>(env: &E, dir: &Path, meta: &KernelMeta) -> Result<(), KernelError> {
+    for id in 0..meta.shards {
+        let shard = shard_dir(dir, id);
+        match env.create_dir(&shard) {
+            Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(KernelError::io("create directory", shard, error));
+            }
+            _ => {}
+        }
+    }
+    env.sync_dir(dir).map_err(|e| KernelError::io("sync directory", dir, e))?;
+    let tmp = dir.join(KERNEL_TMP_FILE_NAME);
+    let file = env
+        .open(&tmp, OpenOptions::create().truncate(true))
+        .map_err(|e| KernelError::io("create", &tmp, e))?;
+    file.write_all_at(&encode(meta), 0).map_err(|e| KernelError::io("write", &tmp, e))?;
+    file.sync_all().map_err(|e| KernelError::io("sync", &tmp, e))?;
+    drop(file);
+    let path = dir.join(KERNEL_FILE_NAME);
+    env.rename(&tmp, &path).map_err(|e| KernelError::io("rename", &path, e))?;
+    env.sync_dir(dir).map_err(|e| KernelError::io("sync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_every_damage_is_named() {
+        let meta = KernelMeta { shards: 12, router: Router::Prefix { len_bytes: 3 } };
+        let bytes = encode(&meta);
+        assert_eq!(decode(&bytes), Ok(meta));
+        for at in 0..KERNEL_BYTES {
+            let mut damaged = bytes;
+            damaged[at] ^= 0x40;
+            let (offset, _) = decode(&damaged).unwrap_err();
+            assert!(offset == 0 || offset == 21, "a flip at {at} reported at {offset}");
+        }
+        assert_eq!(decode(&bytes[..10]).unwrap_err().0, 10);
+    }
+}

@@ -1,0 +1,441 @@
+//! The front door: [`Kernel`], an embeddable store of many shards in one directory.
+//!
+//! [`Kernel::open`] takes the directory lock (a second open fails with
+//! [`KernelError::Locked`]), creates the directory crash-safely or checks that it was created
+//! with the same shard count and router ([`layout`]), then recovers every shard independently
+//! (in parallel threads where the `Env` allows, in shard order in the simulator). A shard that
+//! cannot recover, or later hits an I/O or sync failure, is *failed*: its operations return
+//! [`KernelError::Shard`] naming it, and every other shard keeps serving
+//! ([`Kernel::shard_status`] reports each one).
+//!
+//! # Transactions
+//!
+//! A [`Transaction`] buffers its writes (reads through it see them) and commits them as one
+//! WAL record of one shard, so it is atomic and its increments are resolved under the shard's
+//! lock. Transactions spanning shards are **rejected** ([`KernelError::CrossShard`]), at the
+//! first write that routes elsewhere: an atomic cross-shard commit needs a coordinator record
+//! and a recovery rule over several independent logs, and every shard's independent recovery
+//! is what keeps a failed shard from stopping the others. Keep related keys in one shard with
+//! [`Router::Prefix`].
+//!
+//! # Durability
+//!
+//! `commit(Durability::None)` returns once the record is appended (it survives a process
+//! crash only if the OS writes it back, and a machine crash may lose it); `Data` and `All`
+//! return once a group sync covers it. Many threads committing to one shard share syncs
+//! (leader/follower group commit of [`crate::wal::shared`]). A [`SyncHandle`] tracks a
+//! `None` commit until it is durable.
+//!
+//! # Background work
+//!
+//! The kernel starts no thread of its own. [`Kernel::tick`] does the background work: each
+//! shard checkpoints when an epoch trigger fires (operations, WAL bytes, time; the WAL-bytes
+//! trigger caps the WAL to replay after a crash) and, with `sync_on_tick`, syncs unsynced
+//! commits. The simulator calls it at chosen times; [`Kernel::spawn_ticker`] runs it on a
+//! thread for real-OS users.
+
+mod config;
+mod error;
+pub mod layout;
+mod ticker;
+mod txn;
+
+use std::collections::BTreeSet;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+
+pub use config::{
+    Config, ConfigBuilder, DOCUMENT_ID_BYTES_MAX, KEY_BYTES_MAX, ProgressCallback, Router, SHARDS_MAX,
+    VALUE_BYTES_MAX,
+};
+pub use error::KernelError;
+pub use ticker::Ticker;
+pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
+
+use crate::checkpoint::RecoveryReport;
+use crate::env::Env;
+use crate::shard::{Intent, Shard, ShardError, ShardStats, ShardStatus, Tick};
+use crate::wal::{Durability, Lsn};
+use layout::KernelMeta;
+
+/// Key-value pairs in key order, as scans return them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Counters of the whole kernel, and of each shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    /// The sum over shards.
+    pub total: ShardStats,
+    /// Each shard's, in shard order.
+    pub shards: Vec<ShardStats>,
+}
+
+/// What one [`Kernel::tick`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Checkpoints published: (shard, checkpoint id).
+    pub checkpoints: Vec<(u32, u64)>,
+    /// Shards whose unsynced commits were synced.
+    pub synced: Vec<u32>,
+    /// Shards that failed during this tick, with the error.
+    pub failed: Vec<(u32, ShardError)>,
+}
+
+/// An open store: see the module docs.
+pub struct Kernel<E: Env> {
+    env: E,
+    dir: PathBuf,
+    config: Config,
+    shards: Vec<Shard<E>>,
+    _lock: E::DirLock,
+}
+
+impl<E: Env> std::fmt::Debug for Kernel<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel").field("dir", &self.dir).field("shards", &self.shards.len()).finish()
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), KernelError> {
+    if key.len() > KEY_BYTES_MAX {
+        return Err(KernelError::InvalidInput(format!(
+            "a key of {} bytes is longer than {KEY_BYTES_MAX}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> Result<(), KernelError> {
+    if value.len() > VALUE_BYTES_MAX {
+        return Err(KernelError::InvalidInput(format!(
+            "a value of {} bytes is longer than {VALUE_BYTES_MAX}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+impl<E: Env + Clone> Kernel<E> {
+    /// Opens the kernel in `dir`, creating it if needed, and recovers every shard.
+    ///
+    /// ```
+    /// use stormhold::{Config, Durability, Kernel, env::OsEnv};
+    /// let dir = tempfile::tempdir()?;
+    /// let kernel = Kernel::open(OsEnv::new(), dir.path(), Config::builder().shards(2).build()?)?;
+    /// kernel.put(b"greeting", b"hello", Durability::Data)?;
+    /// assert_eq!(kernel.get(b"greeting")?, Some(b"hello".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(env: E, dir: &Path, config: Config) -> Result<Self, KernelError> {
+        match env.create_dir(dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(KernelError::io("create directory", dir, error));
+            }
+            Ok(()) => {
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    env.sync_dir(parent).map_err(|e| KernelError::io("sync directory", parent, e))?;
+                }
+            }
+            Err(_) => {}
+        }
+        let lock = env.lock_dir(dir).map_err(|error| match error.kind() {
+            std::io::ErrorKind::WouldBlock => KernelError::Locked { path: dir.to_path_buf() },
+            _ => KernelError::io("lock directory", dir, error),
+        })?;
+        let wanted = KernelMeta { shards: config.shards, router: config.router };
+        match layout::read_meta(&env, dir)? {
+            Some(found) if found == wanted => {}
+            Some(found) => {
+                return Err(KernelError::ConfigMismatch {
+                    path: dir.to_path_buf(),
+                    detail: format!(
+                        "created with {} shards and {:?}; opened with {} shards and {:?} (both are fixed at creation)",
+                        found.shards, found.router, wanted.shards, wanted.router
+                    ),
+                });
+            }
+            None => layout::create(&env, dir, &wanted)?,
+        }
+        let shards = Self::open_shards(&env, dir, &config);
+        Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock })
+    }
+
+    fn open_shards(env: &E, dir: &Path, config: &Config) -> Vec<Shard<E>> {
+        let threads = match config.recovery_threads {
+            0 => env.parallelism(),
+            n => n.min(env.parallelism().max(1)),
+        }
+        .clamp(1, config.shards as usize);
+        let progress = config.progress.as_deref();
+        let open =
+            |id: u32| Shard::open(id, env.clone(), &layout::shard_dir(dir, id), &config.shard, progress);
+        if threads == 1 {
+            return (0..config.shards).map(open).collect();
+        }
+        let ids: Vec<u32> = (0..config.shards).collect();
+        let chunk = ids.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ids
+                .chunks(chunk)
+                .map(|chunk| scope.spawn(move || chunk.iter().map(|&id| open(id)).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The `Env` the kernel runs on.
+    pub fn env(&self) -> &E {
+        &self.env
+    }
+
+    /// The shard `key` routes to.
+    pub fn shard_of(&self, key: &[u8]) -> u32 {
+        self.config.router.route(key, self.config.shards)
+    }
+
+    fn shard(&self, id: u32) -> &Shard<E> {
+        &self.shards[id as usize]
+    }
+
+    fn shard_result<T>(id: u32, result: Result<T, ShardError>) -> Result<T, KernelError> {
+        result.map_err(|error| KernelError::Shard { shard: id, error })
+    }
+
+    /// The value of `key`, unsynced commits included.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KernelError> {
+        check_key(key)?;
+        let id = self.shard_of(key);
+        Self::shard_result(id, self.shard(id).get(key))
+    }
+
+    /// The entries with keys in `range`, in key order, across shards. Fails if a shard it
+    /// must read is failed (a scan never silently skips a shard).
+    ///
+    /// ```
+    /// # use stormhold::{Config, Durability, Kernel, env::OsEnv};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let kernel = Kernel::open(OsEnv::new(), dir.path(), Config::builder().build()?)?;
+    /// for key in [b"a", b"b", b"c"] {
+    ///     kernel.put(key, b"1", Durability::None)?;
+    /// }
+    /// let keys: Vec<_> = kernel.scan(b"a".as_slice()..b"c".as_slice())?.into_iter().map(|(k, _)| k).collect();
+    /// assert_eq!(keys, [b"a".to_vec(), b"b".to_vec()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn scan<K: AsRef<[u8]>>(
+        &self,
+        range: impl RangeBounds<K>,
+    ) -> Result<Entries, KernelError> {
+        fn bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<&[u8]> {
+            match b {
+                Bound::Included(k) => Bound::Included(k.as_ref()),
+                Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
+                Bound::Unbounded => Bound::Unbounded,
+            }
+        }
+        self.scan_bounds(bound(range.start_bound()), bound(range.end_bound()))
+    }
+
+    fn scan_bounds(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+    ) -> Result<Entries, KernelError> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(Self::shard_result(shard.id(), shard.scan(start, end))?);
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The entries whose keys start with `prefix`, in key order. With a prefix router and a
+    /// prefix at least as long as the router's, only one shard is read.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, KernelError> {
+        check_key(prefix)?;
+        let end = prefix_end(prefix);
+        let end_bound = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        match self.config.router {
+            Router::Prefix { len_bytes } if prefix.len() >= len_bytes as usize => {
+                let id = self.shard_of(prefix);
+                Self::shard_result(id, self.shard(id).scan(Bound::Included(prefix), end_bound))
+            }
+            _ => self.scan_bounds(Bound::Included(prefix), end_bound),
+        }
+    }
+
+    /// Sets `key` to `value` in a transaction of its own; returns the commit's lsn.
+    pub fn put(&self, key: &[u8], value: &[u8], durability: Durability) -> Result<Lsn, KernelError> {
+        let mut txn = self.begin();
+        txn.put(key, value)?;
+        Ok(txn.commit(durability)?.lsn)
+    }
+
+    /// Removes `key` in a transaction of its own; returns the commit's lsn.
+    pub fn delete(&self, key: &[u8], durability: Durability) -> Result<Lsn, KernelError> {
+        let mut txn = self.begin();
+        txn.delete(key)?;
+        Ok(txn.commit(durability)?.lsn)
+    }
+
+    /// Adds `by` to the u64 counter at `key` (an absent key counts as 0; a value that is not 8
+    /// bytes is an error) and returns the new value.
+    pub fn increment(&self, key: &[u8], by: u64, durability: Durability) -> Result<u64, KernelError> {
+        check_key(key)?;
+        let id = self.shard_of(key);
+        let committed = Self::shard_result(
+            id,
+            self.shard(id).commit(vec![(key.to_vec(), Intent::Add(by))], None, durability),
+        )?;
+        Ok(committed.counters.get(key).copied().expect("an increment reports its counter"))
+    }
+
+    /// Starts a transaction.
+    pub fn begin(&self) -> Transaction<'_, E> {
+        Transaction::new(self)
+    }
+
+    /// Starts (or resumes, after a crash) importing document `id`. If the document is already
+    /// complete, the returned handle ignores every insert and commits nothing: re-importing is
+    /// idempotent.
+    pub fn begin_document(&self, id: &str) -> Result<Document<'_, E>, KernelError> {
+        if id.is_empty() || id.len() > DOCUMENT_ID_BYTES_MAX {
+            return Err(KernelError::InvalidInput(format!(
+                "a document id must be 1..={DOCUMENT_ID_BYTES_MAX} bytes, not {}",
+                id.len()
+            )));
+        }
+        let complete = self.is_document_completed(id)?;
+        Ok(Document::new(self, id, complete))
+    }
+
+    /// Whether document `id` was committed complete. Reads every shard (a document lives in
+    /// the shard of its keys), so it fails while any shard is failed.
+    pub fn is_document_completed(&self, id: &str) -> Result<bool, KernelError> {
+        Ok(self.completed_documents()?.contains(id))
+    }
+
+    /// The ids of every document committed complete.
+    pub fn completed_documents(&self) -> Result<BTreeSet<String>, KernelError> {
+        let mut out = BTreeSet::new();
+        for shard in &self.shards {
+            out.extend(Self::shard_result(shard.id(), shard.completed_documents())?);
+        }
+        Ok(out)
+    }
+
+    /// Checkpoints every serving shard; returns (shard, checkpoint id) of each. Every shard is
+    /// tried; the first failure is returned after all were.
+    pub fn checkpoint(&self) -> Result<Vec<(u32, u64)>, KernelError> {
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for shard in &self.shards {
+            match shard.checkpoint() {
+                Ok(id) => out.push((shard.id(), id)),
+                Err(error) => {
+                    first_error.get_or_insert(KernelError::Shard { shard: shard.id(), error });
+                }
+            }
+        }
+        first_error.map_or(Ok(out), Err)
+    }
+
+    /// Makes every commit so far durable on every shard. Every shard is tried; the first
+    /// failure is returned after all were.
+    pub fn sync(&self, durability: Durability) -> Result<(), KernelError> {
+        let mut first_error = None;
+        for shard in &self.shards {
+            if let Err(error) = shard.sync(durability) {
+                first_error.get_or_insert(KernelError::Shard { shard: shard.id(), error });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Runs the background work once (see the module docs). Failed shards are skipped; a
+    /// shard that fails during the tick is reported in [`TickReport::failed`].
+    pub fn tick(&self) -> TickReport {
+        let mut report = TickReport::default();
+        for shard in self.shards.iter().filter(|s| s.status().failed.is_none()) {
+            match shard.tick(self.config.sync_on_tick) {
+                Ok(Tick { checkpoint, synced }) => {
+                    report.checkpoints.extend(checkpoint.map(|id| (shard.id(), id)));
+                    if synced {
+                        report.synced.push(shard.id());
+                    }
+                }
+                Err(error) => report.failed.push((shard.id(), error)),
+            }
+        }
+        report
+    }
+
+    /// Syncs every serving shard and closes the kernel. Returns the first failure; the
+    /// directory lock is released either way.
+    pub fn close(self) -> Result<(), KernelError> {
+        let mut first_error = None;
+        for shard in self.shards.iter().filter(|s| s.status().failed.is_none()) {
+            if let Err(error) = shard.sync(Durability::Data) {
+                first_error.get_or_insert(KernelError::Shard { shard: shard.id(), error });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The state of every shard, in shard order.
+    pub fn shard_status(&self) -> Vec<ShardStatus> {
+        self.shards.iter().map(Shard::status).collect()
+    }
+
+    /// What each shard's recovery did at open (`None` for a shard that failed to open).
+    pub fn recovery_reports(&self) -> Vec<Option<RecoveryReport>> {
+        self.shards.iter().map(|s| s.recovery_report().cloned()).collect()
+    }
+
+    /// Counters, per shard and summed.
+    pub fn stats(&self) -> KernelStats {
+        let shards: Vec<ShardStats> = self.shards.iter().map(Shard::stats).collect();
+        let mut total = ShardStats::default();
+        for s in &shards {
+            total.entries += s.entries;
+            total.reads += s.reads;
+            total.writes += s.writes;
+            total.commits += s.commits;
+            total.syncs += s.syncs;
+            total.checkpoints += s.checkpoints;
+            total.wal_bytes += s.wal_bytes;
+        }
+        KernelStats { total, shards }
+    }
+
+    /// A handle that tells when a commit becomes durable.
+    pub fn sync_handle(&self, commit: &CommitInfo) -> SyncHandle<'_, E> {
+        SyncHandle::new(self, commit)
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None`: no such key).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}

@@ -1,0 +1,271 @@
+//! Transactions, document imports and sync handles: the kernel's client-side buffers.
+//!
+//! A [`Transaction`] and a [`Document`] buffer writes in memory, bound to the shard of their
+//! first key; nothing reaches the disk before `commit`, so dropping one is an abort.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Kernel, KernelError, check_key, check_value};
+use crate::env::Env;
+use crate::shard::record::DocMark;
+use crate::shard::{Intent, counter_value};
+use crate::wal::{Durability, Lsn};
+
+/// What a commit returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The shard the commit went to (`None`: there was nothing to write).
+    pub shard: Option<u32>,
+    /// The lsn of its record in that shard's WAL.
+    pub lsn: Lsn,
+}
+
+fn bind<E: Env + Clone>(kernel: &Kernel<E>, bound: &mut Option<u32>, key: &[u8]) -> Result<u32, KernelError> {
+    check_key(key)?;
+    let key_shard = kernel.shard_of(key);
+    match *bound {
+        Some(bound_to) if bound_to != key_shard => {
+            Err(KernelError::CrossShard { bound_to, key: key.to_vec(), key_shard })
+        }
+        _ => {
+            *bound = Some(key_shard);
+            Ok(key_shard)
+        }
+    }
+}
+
+/// A multi-key transaction of one shard; see the module docs of [`super`].
+///
+/// ```
+/// # use stormhold::{Config, Durability, Kernel, Router, env::OsEnv};
+/// # let dir = tempfile::tempdir()?;
+/// let config = Config::builder().router(Router::Prefix { len_bytes: 5 }).build()?;
+/// let kernel = Kernel::open(OsEnv::new(), dir.path(), config)?;
+/// let mut txn = kernel.begin();
+/// txn.put(b"acct:alice", b"open")?;
+/// txn.increment(b"acct:count", 1)?;
+/// assert_eq!(txn.get(b"acct:alice")?, Some(b"open".to_vec()));
+/// let commit = txn.commit(Durability::Data)?;
+/// assert!(kernel.sync_handle(&commit).is_synced());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Transaction<'k, E: Env + Clone> {
+    kernel: &'k Kernel<E>,
+    shard: Option<u32>,
+    writes: BTreeMap<Vec<u8>, Intent>,
+}
+
+impl<'k, E: Env + Clone> Transaction<'k, E> {
+    pub(super) fn new(kernel: &'k Kernel<E>) -> Self {
+        Self { kernel, shard: None, writes: BTreeMap::new() }
+    }
+
+    /// The shard the transaction is bound to (the shard of its first key).
+    pub fn shard(&self) -> Option<u32> {
+        self.shard
+    }
+
+    /// The value of `key` as this transaction sees it: its own writes over the committed
+    /// state.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KernelError> {
+        match self.writes.get(key) {
+            Some(Intent::Put(value)) => Ok(Some(value.clone())),
+            Some(Intent::Delete) => Ok(None),
+            Some(&Intent::Add(delta)) => {
+                let current = self.kernel.get(key)?;
+                let id = self.kernel.shard_of(key);
+                let value = Kernel::<E>::shard_result(id, counter_value(key, current.as_deref()))?;
+                Ok(Some(value.wrapping_add(delta).to_le_bytes().to_vec()))
+            }
+            None => self.kernel.get(key),
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KernelError> {
+        check_value(value)?;
+        bind(self.kernel, &mut self.shard, key)?;
+        self.writes.insert(key.to_vec(), Intent::Put(value.to_vec()));
+        Ok(())
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: &[u8]) -> Result<(), KernelError> {
+        bind(self.kernel, &mut self.shard, key)?;
+        self.writes.insert(key.to_vec(), Intent::Delete);
+        Ok(())
+    }
+
+    /// Adds `by` to the u64 counter at `key`, resolved against the committed value at commit
+    /// (so concurrent increments never lose one).
+    pub fn increment(&mut self, key: &[u8], by: u64) -> Result<(), KernelError> {
+        let shard = bind(self.kernel, &mut self.shard, key)?;
+        let overflow = || KernelError::Shard {
+            shard,
+            error: crate::shard::ShardError::CounterOverflow { key: key.to_vec() },
+        };
+        let intent = match self.writes.remove(key) {
+            None => Intent::Add(by),
+            Some(Intent::Add(earlier)) => Intent::Add(earlier.checked_add(by).ok_or_else(overflow)?),
+            Some(Intent::Delete) => Intent::Put(by.to_le_bytes().to_vec()),
+            Some(Intent::Put(value)) => {
+                let current = Kernel::<E>::shard_result(shard, counter_value(key, Some(&value)))?;
+                Intent::Put(current.checked_add(by).ok_or_else(overflow)?.to_le_bytes().to_vec())
+            }
+        };
+        self.writes.insert(key.to_vec(), intent);
+        Ok(())
+    }
+
+    /// Commits every write atomically as one record of the bound shard. With `Durability::Data`
+    /// or `All`, returns once the record is durable; an error then means the outcome is
+    /// unknown (the shard is failed).
+    pub fn commit(self, durability: Durability) -> Result<CommitInfo, KernelError> {
+        let Some(id) = self.shard else { return Ok(CommitInfo { shard: None, lsn: 0 }) };
+        let writes = self.writes.into_iter().collect();
+        let committed =
+            Kernel::<E>::shard_result(id, self.kernel.shard(id).commit(writes, None, durability))?;
+        Ok(CommitInfo { shard: Some(id), lsn: committed.lsn })
+    }
+
+    /// Drops every write.
+    pub fn abort(self) {}
+}
+
+/// An idempotent document import: inserts with SET semantics (a key inserted twice holds the
+/// last value), durable chunks, and a final commit that records the document as complete.
+///
+/// After a crash, begin the same document again and insert everything again: chunks that
+/// were durable are overwritten with the same values, and a document already complete is
+/// skipped whole.
+///
+/// ```
+/// # use stormhold::{Config, Kernel, Router, env::OsEnv};
+/// # let dir = tempfile::tempdir()?;
+/// # let config = Config::builder().router(Router::Prefix { len_bytes: 4 }).build()?;
+/// # let kernel = Kernel::open(OsEnv::new(), dir.path(), config)?;
+/// let mut doc = kernel.begin_document("invoice-17")?;
+/// doc.insert(b"inv:17:line1", b"widget")?;
+/// doc.commit_chunk()?;
+/// doc.insert(b"inv:17:line2", b"gadget")?;
+/// doc.commit()?;
+/// assert!(kernel.is_document_completed("invoice-17")?);
+/// assert!(kernel.begin_document("invoice-17")?.already_complete());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Document<'k, E: Env + Clone> {
+    kernel: &'k Kernel<E>,
+    id: String,
+    shard: Option<u32>,
+    writes: BTreeMap<Vec<u8>, Vec<u8>>,
+    already_complete: bool,
+}
+
+impl<'k, E: Env + Clone> Document<'k, E> {
+    pub(super) fn new(kernel: &'k Kernel<E>, id: &str, already_complete: bool) -> Self {
+        Self { kernel, id: id.to_owned(), shard: None, writes: BTreeMap::new(), already_complete }
+    }
+
+    /// The document id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the document was complete before this import began (every call is a no-op).
+    pub fn already_complete(&self) -> bool {
+        self.already_complete
+    }
+
+    /// Inserts `key` = `value` (SET semantics). All keys of a document must route to one
+    /// shard.
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), KernelError> {
+        check_value(value)?;
+        bind(self.kernel, &mut self.shard, key)?;
+        if !self.already_complete {
+            self.writes.insert(key.to_vec(), value.to_vec());
+        }
+        Ok(())
+    }
+
+    fn commit_with(&mut self, complete: bool) -> Result<CommitInfo, KernelError> {
+        if self.already_complete {
+            return Ok(CommitInfo { shard: None, lsn: 0 });
+        }
+        // A document without keys is recorded in the shard its id routes to.
+        let id = *self.shard.get_or_insert_with(|| self.kernel.shard_of(self.id.as_bytes()));
+        let writes = std::mem::take(&mut self.writes).into_iter().map(|(k, v)| (k, Intent::Put(v))).collect();
+        let doc = Some(DocMark { id: self.id.clone(), complete });
+        let committed =
+            Kernel::<E>::shard_result(id, self.kernel.shard(id).commit(writes, doc, Durability::Data))?;
+        Ok(CommitInfo { shard: Some(id), lsn: committed.lsn })
+    }
+
+    /// Makes the inserts so far durable; the document is not complete yet.
+    pub fn commit_chunk(&mut self) -> Result<CommitInfo, KernelError> {
+        self.commit_with(false)
+    }
+
+    /// Makes the remaining inserts durable and records the document as complete, atomically.
+    pub fn commit(mut self) -> Result<CommitInfo, KernelError> {
+        self.commit_with(true)
+    }
+
+    /// Drops the inserts since the last chunk; durable chunks stay (re-import is idempotent).
+    pub fn abort(self) {}
+}
+
+/// Tracks one commit until it is durable.
+pub struct SyncHandle<'k, E: Env + Clone> {
+    kernel: &'k Kernel<E>,
+    commit: CommitInfo,
+}
+
+impl<'k, E: Env + Clone> SyncHandle<'k, E> {
+    pub(super) fn new(kernel: &'k Kernel<E>, commit: &CommitInfo) -> Self {
+        Self { kernel, commit: commit.clone() }
+    }
+
+    /// Whether the commit is durable (a commit that wrote nothing always is).
+    pub fn is_synced(&self) -> bool {
+        match self.commit.shard {
+            Some(id) => self.kernel.shard(id).is_durable(self.commit.lsn),
+            None => true,
+        }
+    }
+
+    /// Makes the commit durable now, joining or leading a group sync of its shard.
+    pub fn wait(&self) -> Result<(), KernelError> {
+        match self.commit.shard {
+            Some(id) if !self.is_synced() => {
+                Kernel::<E>::shard_result(id, self.kernel.shard(id).sync(Durability::Data)).map(drop)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits up to `timeout` (on the `Env`'s monotonic clock) for background work
+    /// ([`Kernel::tick`], for example from [`Kernel::spawn_ticker`]) to make the commit
+    /// durable, without syncing itself. Returns whether it is durable; fails if its shard
+    /// failed meanwhile.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, KernelError> {
+        let env = self.kernel.env();
+        let deadline = env.now_monotonic().saturating_add(timeout);
+        loop {
+            if self.is_synced() {
+                return Ok(true);
+            }
+            if let Some(id) = self.commit.shard
+                && let Some(failure) = self.kernel.shard(id).status().failed
+            {
+                let error = crate::shard::ShardError::Failed { shard: id, failure };
+                return Err(KernelError::Shard { shard: id, error });
+            }
+            let now = env.now_monotonic();
+            if now >= deadline {
+                return Ok(false);
+            }
+            env.sleep((deadline - now).min(Duration::from_millis(1)));
+        }
+    }
+}

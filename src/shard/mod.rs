@@ -1,0 +1,336 @@
+//! One shard: a WAL, a checkpoint store, an epoch tracker and the in-memory state, recovering
+//! independently of every other shard.
+//!
+//! # Layout
+//!
+//! ```text
+//! <shard dir>/wal/    the shard's WAL (crate::wal); one record per committed batch (record.rs)
+//! <shard dir>/ckpt/   its checkpoint store (crate::checkpoint)
+//! ```
+//!
+//! # State and keys
+//!
+//! The state is one ordered map. Its keys carry a one-byte namespace: [`NS_USER`] for the
+//! user's keys, [`NS_DOC`] for the ids of completed documents, so both are checkpointed and
+//! replayed by the same code and a user key can never be taken for a document id.
+//!
+//! # Sync state machine
+//!
+//! ```text
+//!   Clean --commit--> Dirty --sync--> Syncing --ok--> Clean (or Dirty if more was committed)
+//!                                        \--error--> SyncFailed  (the shard is failed)
+//! ```
+//!
+//! A failed sync is never retried in place (DESIGN.md rule 8, "fsyncgate"): the pages it
+//! covered may be gone while the OS reports them clean. The shard fails: every operation on it
+//! returns [`ShardError::Failed`] naming it, while other shards keep serving. The retry is a
+//! reopen of the kernel, which recovers the shard from what is durable on disk; it starts
+//! Clean, since recovery syncs what it recovered.
+//!
+//! # Invariants
+//!
+//! - the state equals the checkpoint plus every appended record, in lsn order: a batch is
+//!   appended and applied under the same lock, so concurrent commits apply in log order;
+//! - a commit is acknowledged durable only after the WAL's group sync covers its lsn;
+//! - a checkpoint is taken under the lock at the WAL's last lsn, after a sync, so its state is
+//!   exactly the records up to that lsn and every one of them is durable (nothing durable
+//!   points at something that is not: rule 11);
+//! - the WAL is truncated only back to the oldest retained checkpoint, so a damaged latest
+//!   checkpoint can be skipped (rule 13);
+//! - any failed append, sync or checkpoint fails the shard; nothing is retried.
+
+mod ops;
+pub mod record;
+mod recovery;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::checkpoint::epoch::{EpochConfig, EpochTracker};
+use crate::checkpoint::{CheckpointOptions, CheckpointStore, RecoveryReport};
+use crate::env::Env;
+use crate::wal::shared::{SharedEnv, SharedWal};
+use crate::wal::{Lsn, WalOptions};
+
+pub use ops::{Committed, Intent, Tick, counter_value};
+pub use recovery::{ProgressFn, RecoveryProgress};
+
+/// Bytes: keys and values.
+pub type Bytes = Vec<u8>;
+
+/// Namespace byte of user keys in the shard state.
+pub const NS_USER: u8 = 0;
+/// Namespace byte of completed document ids in the shard state.
+pub const NS_DOC: u8 = 1;
+
+/// Where a shard is in the sync state machine (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// Everything committed is durable.
+    Clean,
+    /// Commits since the last sync are not durable yet.
+    Dirty,
+    /// A sync is in flight.
+    Syncing,
+    /// A sync failed: the shard is failed until the kernel is reopened.
+    SyncFailed,
+}
+
+impl fmt::Display for SyncState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SyncState::Clean => "clean",
+            SyncState::Dirty => "dirty",
+            SyncState::Syncing => "syncing",
+            SyncState::SyncFailed => "sync-failed",
+        })
+    }
+}
+
+/// Counters of one shard since the kernel was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// User keys present.
+    pub entries: u64,
+    /// Reads served (gets and scans).
+    pub reads: u64,
+    /// Writes committed (puts, deletes, increments).
+    pub writes: u64,
+    /// Batches committed.
+    pub commits: u64,
+    /// Syncs that succeeded.
+    pub syncs: u64,
+    /// Checkpoints published.
+    pub checkpoints: u64,
+    /// WAL bytes appended.
+    pub wal_bytes: u64,
+}
+
+/// What [`Shard::status`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The shard.
+    pub shard: u32,
+    /// Its sync state.
+    pub sync: SyncState,
+    /// Why it is failed (`None`: serving).
+    pub failed: Option<Failure>,
+    /// The last lsn appended (0: none).
+    pub last_lsn: Lsn,
+    /// The highest lsn known durable.
+    pub durable_lsn: Lsn,
+    /// The active epoch.
+    pub epoch: u64,
+    /// The latest checkpoint published or recovered from.
+    pub last_checkpoint: Option<u64>,
+}
+
+/// Why a shard is failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// What happened, naming the file (and offset) where there is one.
+    pub reason: String,
+    /// Whether durable data is damaged or lost (recovery refused it), as opposed to an I/O
+    /// failure after which a reopen may recover everything.
+    pub data_loss: bool,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)?;
+        if self.data_loss { f.write_str(" (data loss)") } else { Ok(()) }
+    }
+}
+
+/// Why a shard refused or failed an operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShardError {
+    /// The shard is failed (fail-stop); the string says why. Reopen to recover it.
+    Failed {
+        /// The shard.
+        shard: u32,
+        /// Why.
+        failure: Failure,
+    },
+    /// An increment found a value that is not an 8-byte counter.
+    NotACounter {
+        /// The user key.
+        key: Bytes,
+        /// The length of the value found.
+        len_bytes: usize,
+    },
+    /// The batch does not fit in one WAL record.
+    BatchTooLarge {
+        /// Its encoded size.
+        bytes: usize,
+        /// The largest record payload.
+        max: usize,
+    },
+    /// An increment would pass `u64::MAX`.
+    CounterOverflow {
+        /// The user key.
+        key: Bytes,
+    },
+}
+
+impl fmt::Display for ShardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShardError::Failed { shard, failure } => write!(f, "shard {shard} is failed: {failure}"),
+            ShardError::NotACounter { key, len_bytes } => {
+                write!(f, "key {key:?} holds {len_bytes} bytes, not an 8-byte counter")
+            }
+            ShardError::BatchTooLarge { bytes, max } => {
+                write!(f, "the transaction encodes to {bytes} bytes, more than the {max} of one WAL record")
+            }
+            ShardError::CounterOverflow { key } => write!(f, "counter {key:?} would overflow u64"),
+        }
+    }
+}
+
+/// Options of one shard.
+#[derive(Clone, Debug)]
+pub struct ShardOptions {
+    /// WAL options.
+    pub wal: WalOptions,
+    /// Checkpoint store options.
+    pub checkpoint: CheckpointOptions,
+    /// Epoch triggers: when one fires, [`Shard::tick`] takes a checkpoint.
+    pub epoch: EpochConfig,
+}
+
+type ShardEnv<E> = SharedEnv<E>;
+
+/// The mutable part of a serving shard, behind the shard's lock.
+struct Serving<E: Env> {
+    state: BTreeMap<Bytes, Bytes>,
+    /// Changes since the last checkpoint, for incrementals: new value or deleted.
+    dirty: BTreeMap<Bytes, Option<Bytes>>,
+    checkpoints: CheckpointStore<ShardEnv<E>>,
+    epochs: EpochTracker,
+    last_checkpoint: Option<u64>,
+    sync: SyncState,
+    stats: ShardStats,
+}
+
+enum Inner<E: Env> {
+    Serving(Box<Serving<E>>),
+    Failed { failure: Failure, sync: SyncState },
+}
+
+/// One shard. Shared by reference between threads; see the module docs.
+pub struct Shard<E: Env> {
+    id: u32,
+    env: E,
+    dir: PathBuf,
+    wal: Option<SharedWal<E>>,
+    inner: Mutex<Inner<E>>,
+    reads: AtomicU64,
+    recovery: Option<RecoveryReport>,
+}
+
+impl<E: Env> fmt::Debug for Shard<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shard").field("id", &self.id).field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl<E: Env + Clone> Shard<E> {
+    /// A shard that failed to open: every operation returns [`ShardError::Failed`] with
+    /// `reason`.
+    pub fn failed(id: u32, env: E, dir: &Path, failure: Failure) -> Self {
+        Self {
+            id,
+            env,
+            dir: dir.to_path_buf(),
+            wal: None,
+            inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean }),
+            reads: AtomicU64::new(0),
+            recovery: None,
+        }
+    }
+
+    /// The shard's number.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The shard's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What recovery found and did when the shard was opened (`None` if it failed to open).
+    pub fn recovery_report(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<E>> {
+        // A panic while the lock was held leaves the state unknown: fail the shard.
+        self.inner.lock().unwrap_or_else(|poisoned| {
+            let mut inner = poisoned.into_inner();
+            if let Inner::Serving(_) = &*inner {
+                let reason = "a thread panicked while it held the shard".to_owned();
+                *inner =
+                    Inner::Failed { failure: Failure { reason, data_loss: false }, sync: SyncState::Clean };
+            }
+            inner
+        })
+    }
+
+    fn failed_error(&self, failure: &Failure) -> ShardError {
+        ShardError::Failed { shard: self.id, failure: failure.clone() }
+    }
+
+    /// Fails the shard (if it is not already) and returns the error naming it.
+    fn fail(&self, inner: &mut Inner<E>, reason: String, sync: SyncState) -> ShardError {
+        if let Inner::Serving(_) = inner {
+            *inner = Inner::Failed { failure: Failure { reason, data_loss: false }, sync };
+        }
+        match inner {
+            Inner::Failed { failure, .. } => self.failed_error(failure),
+            Inner::Serving(_) => unreachable!("the shard was failed just above"),
+        }
+    }
+
+    /// The shard's status.
+    pub fn status(&self) -> ShardStatus {
+        let inner = self.lock();
+        let (last_lsn, durable_lsn) = match &self.wal {
+            Some(wal) => (wal.last_lsn().unwrap_or(0), wal.durable_lsn().unwrap_or(0)),
+            None => (0, 0),
+        };
+        match &*inner {
+            Inner::Serving(s) => ShardStatus {
+                shard: self.id,
+                sync: s.sync,
+                failed: None,
+                last_lsn,
+                durable_lsn,
+                epoch: s.epochs.current().0,
+                last_checkpoint: s.last_checkpoint,
+            },
+            Inner::Failed { failure, sync } => ShardStatus {
+                shard: self.id,
+                sync: *sync,
+                failed: Some(failure.clone()),
+                last_lsn,
+                durable_lsn,
+                epoch: 0,
+                last_checkpoint: None,
+            },
+        }
+    }
+
+    /// The shard's counters (zero for a shard that failed to open).
+    pub fn stats(&self) -> ShardStats {
+        let reads = self.reads.load(Ordering::Relaxed);
+        match &*self.lock() {
+            Inner::Serving(s) => ShardStats { reads, ..Self::serving_stats(s) },
+            Inner::Failed { .. } => ShardStats { reads, ..ShardStats::default() },
+        }
+    }
+}

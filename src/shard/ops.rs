@@ -1,0 +1,289 @@
+//! The operations of a serving shard: reads, commits, syncs, checkpoints and the periodic
+//! `tick`. See the module docs of [`super`] for the invariants they keep.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+
+use super::record::{Batch, DocMark, Op};
+use super::recovery::{apply, user_key};
+use super::{Bytes, Inner, NS_DOC, NS_USER, Serving, Shard, ShardError, ShardStats, SyncState};
+use crate::checkpoint::epoch::EpochId;
+use crate::checkpoint::{CheckpointData, UserMeta};
+use crate::env::Env;
+use crate::wal::format::RECORD_PAYLOAD_BYTES_MAX;
+use crate::wal::{Durability, Lsn, RecordKind};
+
+/// A write of a transaction, before the shard resolves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Intent {
+    /// Set the key to the value.
+    Put(Bytes),
+    /// Remove the key.
+    Delete,
+    /// Add to the key's u64 counter (absent counts as 0), resolved at commit.
+    Add(u64),
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The lsn of the batch's record (the last lsn, if there was nothing to write).
+    pub lsn: Lsn,
+    /// The new value of every counter the commit incremented.
+    pub counters: BTreeMap<Bytes, u64>,
+}
+
+/// What one [`Shard::tick`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// The checkpoint an epoch trigger made the shard publish.
+    pub checkpoint: Option<u64>,
+    /// Whether it synced unsynced commits.
+    pub synced: bool,
+}
+
+/// Reads a u64 counter value.
+pub fn counter_value(key: &[u8], value: Option<&[u8]>) -> Result<u64, ShardError> {
+    match value {
+        None => Ok(0),
+        Some(bytes) => match <[u8; 8]>::try_from(bytes) {
+            Ok(bytes) => Ok(u64::from_le_bytes(bytes)),
+            Err(_) => Err(ShardError::NotACounter { key: key.to_vec(), len_bytes: bytes.len() }),
+        },
+    }
+}
+
+fn state_bound(bound: Bound<&[u8]>, unbounded: Bound<Bytes>) -> Bound<Bytes> {
+    match bound {
+        Bound::Included(key) => Bound::Included(user_key(key)),
+        Bound::Excluded(key) => Bound::Excluded(user_key(key)),
+        Bound::Unbounded => unbounded,
+    }
+}
+
+impl<E: Env + Clone> Shard<E> {
+    fn serving<'a>(&self, inner: &'a mut Inner<E>) -> Result<&'a mut Serving<E>, ShardError> {
+        match inner {
+            Inner::Serving(serving) => Ok(serving),
+            Inner::Failed { failure, .. } => Err(self.failed_error(failure)),
+        }
+    }
+
+    /// The value of user key `key`, the shard's unsynced commits included.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(serving.state.get(&user_key(key)).cloned())
+    }
+
+    /// The user entries with keys in `(start, end)`, in key order.
+    pub fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let range = (
+            state_bound(start, Bound::Included(vec![NS_USER])),
+            state_bound(end, Bound::Excluded(vec![NS_USER + 1])),
+        );
+        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = &range
+            && (s > e || (s == e && !matches!(range, (Bound::Included(_), Bound::Included(_)))))
+        {
+            // BTreeMap::range panics on an empty or inverted range; it holds nothing.
+            return Ok(Vec::new());
+        }
+        Ok(serving.state.range(range).map(|(k, v)| (k[1..].to_vec(), v.clone())).collect())
+    }
+
+    /// The ids of the documents this shard recorded as complete.
+    pub fn completed_documents(&self) -> Result<BTreeSet<String>, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        let docs = serving.state.range(vec![NS_DOC]..vec![NS_DOC + 1]);
+        Ok(docs.map(|(k, _)| String::from_utf8_lossy(&k[1..]).into_owned()).collect())
+    }
+
+    /// Commits `writes` (and a document mark) as one WAL record, then, unless `durability` is
+    /// `None`, waits for a group sync covering it. An error from the append or the sync fails
+    /// the shard; the batch's outcome is then unknown.
+    pub fn commit(
+        &self,
+        writes: Vec<(Bytes, Intent)>,
+        doc: Option<DocMark>,
+        durability: Durability,
+    ) -> Result<Committed, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        let mut committed = Committed::default();
+        let mut ops = Vec::with_capacity(writes.len());
+        for (key, intent) in writes {
+            ops.push(match intent {
+                Intent::Put(value) => Op::Put(key, value),
+                Intent::Delete => Op::Delete(key),
+                Intent::Add(delta) => {
+                    let current = counter_value(&key, serving.state.get(&user_key(&key)).map(Vec::as_slice))?;
+                    let new =
+                        current.checked_add(delta).ok_or(ShardError::CounterOverflow { key: key.clone() })?;
+                    committed.counters.insert(key.clone(), new);
+                    Op::Put(key, new.to_le_bytes().to_vec())
+                }
+            });
+        }
+        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+        if ops.is_empty() && doc.is_none() {
+            committed.lsn = wal.last_lsn().unwrap_or(0);
+            return Ok(committed);
+        }
+        let batch = Batch { ops, doc };
+        let payload_bytes = batch.encoded_len();
+        if payload_bytes > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(ShardError::BatchTooLarge { bytes: payload_bytes, max: RECORD_PAYLOAD_BYTES_MAX });
+        }
+        let payload = batch.encode();
+        committed.lsn = match wal.commit(RecordKind::Data, 0, 0, &payload, Durability::None) {
+            Ok(lsn) => lsn,
+            Err(error) => {
+                let sync = serving.sync;
+                return Err(self.fail(&mut inner, format!("append: {error}"), sync));
+            }
+        };
+        apply(&mut serving.state, Some(&mut serving.dirty), &batch);
+        serving.stats.commits += 1;
+        serving.stats.writes += batch.ops.len() as u64;
+        serving.stats.wal_bytes += payload.len() as u64;
+        if serving.sync == SyncState::Clean {
+            serving.sync = SyncState::Dirty;
+        }
+        let now = self.env.now_monotonic();
+        serving.epochs.record(batch.ops.len().max(1) as u64, payload.len() as u64, now);
+        drop(inner);
+        if durability != Durability::None {
+            self.sync(durability)?;
+        }
+        Ok(committed)
+    }
+
+    /// Makes every commit so far durable (joining a group sync in flight) and returns the
+    /// durable lsn. A failure fails the shard.
+    pub fn sync(&self, durability: Durability) -> Result<Lsn, ShardError> {
+        let wal = {
+            let mut inner = self.lock();
+            let serving = self.serving(&mut inner)?;
+            let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+            if durability == Durability::None {
+                return Ok(wal.durable_lsn().unwrap_or(0));
+            }
+            serving.sync = SyncState::Syncing;
+            wal
+        };
+        let result = wal.sync(durability);
+        let mut inner = self.lock();
+        match result {
+            Ok(durable) => {
+                let serving = self.serving(&mut inner)?;
+                serving.stats.syncs += 1;
+                let last = wal.last_lsn().unwrap_or(0);
+                serving.sync = if last <= durable { SyncState::Clean } else { SyncState::Dirty };
+                Ok(durable)
+            }
+            Err(error) => Err(self.fail(&mut inner, format!("sync: {error}"), SyncState::SyncFailed)),
+        }
+    }
+
+    /// Whether `lsn` is durable.
+    pub fn is_durable(&self, lsn: Lsn) -> bool {
+        self.wal.as_ref().and_then(|wal| wal.durable_lsn().ok()).is_some_and(|durable| durable >= lsn)
+    }
+
+    /// Publishes a checkpoint of the state (incremental on the last one unless a full one is
+    /// due), closes the active epoch, applies retention and truncates the WAL back to the
+    /// oldest retained checkpoint. Returns the checkpoint's id; with nothing new since the last
+    /// checkpoint, returns that one's id without writing. A failure fails the shard.
+    pub fn checkpoint(&self) -> Result<u64, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+        if let Some(last) = serving.last_checkpoint.filter(|_| serving.dirty.is_empty())
+            && serving.checkpoints.meta(last).is_some_and(|m| wal.last_lsn().is_ok_and(|last| last == m.lsn))
+        {
+            return Ok(last);
+        }
+        match self.publish(serving) {
+            Ok(id) => Ok(id),
+            Err(reason) => {
+                let sync = serving.sync;
+                Err(self.fail(&mut inner, reason, sync))
+            }
+        }
+    }
+
+    fn publish(&self, serving: &mut Serving<E>) -> Result<u64, String> {
+        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+        // Under the shard lock nothing is appended: the state is exactly the records up to
+        // `lsn`, and the sync makes every one of them durable before the checkpoint can be.
+        let lsn = wal.sync(Durability::Data).map_err(|e| format!("sync before checkpoint: {e}"))?;
+        debug_assert!(wal.last_lsn().is_ok_and(|last| last == lsn));
+        serving.sync = SyncState::Clean;
+        let sealed = serving.epochs.current();
+        serving.epochs.advance(self.env.now_monotonic(), self.env.now_wall()).map_err(|e| e.to_string())?;
+        let parent = serving.last_checkpoint.filter(|&p| !serving.checkpoints.full_due(p));
+        let data = match parent {
+            Some(_) => {
+                let mut puts = BTreeMap::new();
+                let mut deletes = BTreeSet::new();
+                for (key, value) in &serving.dirty {
+                    if let Some(value) = value {
+                        puts.insert(key.clone(), value.clone());
+                    } else {
+                        deletes.insert(key.clone());
+                    }
+                }
+                CheckpointData::Incremental { puts, deletes }
+            }
+            None => CheckpointData::Full(serving.state.clone()),
+        };
+        let meta = serving
+            .checkpoints
+            .create(sealed.0, lsn, UserMeta::default(), data, parent)
+            .map_err(|e| format!("checkpoint: {e}"))?;
+        serving.epochs.mark_durable(sealed, self.env.now_wall()).map_err(|e| e.to_string())?;
+        serving.dirty.clear();
+        serving.last_checkpoint = Some(meta.id);
+        serving.stats.checkpoints += 1;
+        serving.checkpoints.apply_retention().map_err(|e| format!("retention: {e}"))?;
+        if let Some(oldest) = serving.checkpoints.min_retained_lsn() {
+            wal.truncate_before(oldest + 1).map_err(|e| format!("WAL truncation: {e}"))?;
+        }
+        if let Some(oldest_epoch) = serving.checkpoints.list().iter().map(|m| m.epoch).min() {
+            for epoch in serving.epochs.archivable_before(EpochId(oldest_epoch)) {
+                serving.epochs.archive(epoch, self.env.now_wall()).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(meta.id)
+    }
+
+    /// Background work, driven by the caller: a checkpoint when an epoch trigger fired, then,
+    /// with `sync_dirty`, a sync of unsynced commits.
+    pub fn tick(&self, sync_dirty: bool) -> Result<Tick, ShardError> {
+        let (due, dirty) = {
+            let mut inner = self.lock();
+            let serving = self.serving(&mut inner)?;
+            (serving.epochs.pending(self.env.now_monotonic()).any(), serving.sync == SyncState::Dirty)
+        };
+        let mut tick = Tick::default();
+        if due {
+            tick.checkpoint = Some(self.checkpoint()?);
+        } else if dirty && sync_dirty {
+            self.sync(Durability::Data)?;
+            tick.synced = true;
+        }
+        Ok(tick)
+    }
+
+    /// Counters, with `entries` counted now.
+    pub(super) fn serving_stats(serving: &Serving<E>) -> ShardStats {
+        let entries = serving.state.range(vec![NS_USER]..vec![NS_USER + 1]).count() as u64;
+        ShardStats { entries, ..serving.stats.clone() }
+    }
+}

@@ -1,0 +1,208 @@
+//! Opening a shard: the checkpoint + WAL recovery of [`crate::checkpoint::recover`] with the
+//! shard's own replayer, then the epoch tracker resumed past every epoch seen.
+//!
+//! A shard that cannot recover does not stop the kernel: it opens as *failed*, with the
+//! reason (and whether it is data loss or an I/O failure a retry may cure), and every other
+//! shard serves.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use super::record::{Batch, Op};
+use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardOptions, ShardStats, SyncState};
+use crate::checkpoint::epoch::{EpochId, EpochTracker};
+use crate::checkpoint::{CheckpointMeta, RecoveryPaths, Replayer, recover};
+use crate::env::Env;
+use crate::wal::shared::{SharedEnv, SharedWal};
+use crate::wal::{Record, RecordKind};
+
+/// Records between two progress reports of a long recovery.
+const PROGRESS_EVERY_RECORDS: u64 = 1 << 16;
+
+/// Progress of one shard's recovery, reported to [`crate::Config`]'s progress callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryProgress {
+    /// The shard.
+    pub shard: u32,
+    /// Records replayed so far.
+    pub records_replayed: u64,
+    /// Whether the shard's recovery is over (successfully or not).
+    pub done: bool,
+}
+
+/// A progress callback.
+pub type ProgressFn<'a> = &'a (dyn Fn(&RecoveryProgress) + Send + Sync);
+
+/// Applies one batch to a state, and notes each change in `dirty` when given.
+pub(super) fn apply(
+    state: &mut BTreeMap<Bytes, Bytes>,
+    mut dirty: Option<&mut BTreeMap<Bytes, Option<Bytes>>>,
+    batch: &Batch,
+) {
+    for op in &batch.ops {
+        let (key, value) = match op {
+            Op::Put(key, value) => (user_key(key), Some(value.clone())),
+            Op::Delete(key) => (user_key(key), None),
+        };
+        apply_one(state, dirty.as_deref_mut(), key, value);
+    }
+    if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
+        apply_one(state, dirty, doc_key(&doc.id), Some(Vec::new()));
+    }
+}
+
+fn apply_one(
+    state: &mut BTreeMap<Bytes, Bytes>,
+    dirty: Option<&mut BTreeMap<Bytes, Option<Bytes>>>,
+    key: Bytes,
+    value: Option<Bytes>,
+) {
+    match &value {
+        Some(value) => state.insert(key.clone(), value.clone()),
+        None => state.remove(&key),
+    };
+    if let Some(dirty) = dirty {
+        dirty.insert(key, value);
+    }
+}
+
+/// The state key of a user key.
+pub(crate) fn user_key(key: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(NS_USER);
+    out.extend_from_slice(key);
+    out
+}
+
+/// The state key of a completed document.
+pub(crate) fn doc_key(id: &str) -> Bytes {
+    let mut out = Vec::with_capacity(id.len() + 1);
+    out.push(NS_DOC);
+    out.extend_from_slice(id.as_bytes());
+    out
+}
+
+struct ShardReplayer<'a> {
+    shard: u32,
+    state: BTreeMap<Bytes, Bytes>,
+    dirty: BTreeMap<Bytes, Option<Bytes>>,
+    replayed: u64,
+    progress: Option<ProgressFn<'a>>,
+}
+
+impl Replayer for ShardReplayer<'_> {
+    fn base(&mut self, _: Option<&CheckpointMeta>, state: BTreeMap<Bytes, Bytes>) -> Result<(), String> {
+        if let Some(key) = state.keys().find(|k| !matches!(k.first(), Some(&NS_USER | &NS_DOC))) {
+            return Err(format!("key {key:?} is in no namespace of a shard"));
+        }
+        if let Some(key) = state.keys().find(|k| k[0] == NS_DOC && std::str::from_utf8(&k[1..]).is_err()) {
+            return Err(format!("document id {key:?} is not UTF-8"));
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    fn record(&mut self, record: Record, covered: bool) -> Result<(), String> {
+        if record.kind != RecordKind::Data || record.txn_id != 0 {
+            return Err(format!("a {:?} record of txn {} is not a shard batch", record.kind, record.txn_id));
+        }
+        let batch = Batch::decode(&record.payload)?;
+        if !covered {
+            apply(&mut self.state, Some(&mut self.dirty), &batch);
+            self.replayed += 1;
+            if let Some(progress) =
+                self.progress.filter(|_| self.replayed.is_multiple_of(PROGRESS_EVERY_RECORDS))
+            {
+                progress(&RecoveryProgress {
+                    shard: self.shard,
+                    records_replayed: self.replayed,
+                    done: false,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<E: Env + Clone> Shard<E> {
+    /// Opens (creating if needed) shard `id` in `dir`, recovering it. Never fails: a shard
+    /// that cannot recover opens failed, with the reason.
+    pub fn open(
+        id: u32,
+        env: E,
+        dir: &Path,
+        options: &ShardOptions,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Self {
+        let result = Self::try_open(id, env.clone(), dir, options, progress);
+        if let Some(progress) = progress {
+            let records_replayed =
+                result.as_ref().map_or(0, |s| s.recovery.as_ref().map_or(0, |r| r.records_replayed));
+            progress(&RecoveryProgress { shard: id, records_replayed, done: true });
+        }
+        result.unwrap_or_else(|(reason, data_loss)| Self::failed(id, env, dir, Failure { reason, data_loss }))
+    }
+
+    fn try_open(
+        id: u32,
+        env: E,
+        dir: &Path,
+        options: &ShardOptions,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<Self, (String, bool)> {
+        let shared = SharedEnv(env.clone());
+        match env.create_dir(dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err((format!("create {}: {error}", dir.display()), false));
+            }
+            _ => {}
+        }
+        let (wal_dir, checkpoint_dir) = (dir.join("wal"), dir.join("ckpt"));
+        let paths = RecoveryPaths {
+            checkpoint_dir: &checkpoint_dir,
+            checkpoint_options: options.checkpoint.clone(),
+            wal_dir: &wal_dir,
+            wal_options: options.wal.clone(),
+        };
+        let mut replayer = ShardReplayer {
+            shard: id,
+            state: BTreeMap::new(),
+            dirty: BTreeMap::new(),
+            replayed: 0,
+            progress,
+        };
+        let recovered = recover(&shared, paths, &mut replayer)
+            .map_err(|error| (error.to_string(), error.is_data_loss()))?;
+        let checkpoints = recovered.checkpoints;
+        let last_epoch_seen = checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0);
+        let latest_durable = recovered.report.checkpoint.as_ref().map(|c| c.epoch).filter(|&e| e > 0);
+        let epochs = EpochTracker::resume(
+            options.epoch.clone(),
+            last_epoch_seen,
+            latest_durable.map(EpochId),
+            env.now_monotonic(),
+            env.now_wall(),
+        )
+        .map_err(|error| (format!("resume epochs: {error}"), false))?;
+        let serving = Serving {
+            state: replayer.state,
+            dirty: replayer.dirty,
+            checkpoints,
+            epochs,
+            last_checkpoint: recovered.report.checkpoint.as_ref().map(|c| c.id),
+            sync: SyncState::Clean,
+            stats: ShardStats::default(),
+        };
+        Ok(Self {
+            id,
+            env,
+            dir: dir.to_path_buf(),
+            wal: Some(SharedWal::from_wal(recovered.wal)),
+            inner: Mutex::new(Inner::Serving(Box::new(serving))),
+            reads: AtomicU64::new(0),
+            recovery: Some(recovered.report),
+        })
+    }
+}
