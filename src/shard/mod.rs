@@ -37,6 +37,9 @@
 //!   points at something that is not: rule 11);
 //! - the WAL is truncated only back to the oldest retained checkpoint, so a damaged latest
 //!   checkpoint can be skipped (rule 13);
+//! - the WAL to replay after a crash stays under the epoch config's `wal_bytes_max` (plus one
+//!   record): a commit that crosses it takes a checkpoint before it returns, whether or not
+//!   anybody calls `tick`;
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
 mod ops;

@@ -156,8 +156,13 @@ impl<E: Env + Clone> Shard<E> {
             serving.sync = SyncState::Dirty;
         }
         let now = self.env.now_monotonic();
-        serving.epochs.record(batch.ops.len().max(1) as u64, payload.len() as u64, now);
+        let triggers = serving.epochs.record(batch.ops.len().max(1) as u64, payload.len() as u64, now);
         drop(inner);
+        if triggers.wal_bytes {
+            // The WAL-bytes cap bounds what recovery replays (DESIGN.md rule 13) even when
+            // nobody calls `tick`: the commit that crosses it pays for the checkpoint.
+            self.checkpoint()?;
+        }
         if durability != Durability::None {
             self.sync(durability)?;
         }
