@@ -386,3 +386,38 @@ fn the_wal_bytes_cap_forces_a_checkpoint_without_tick() {
     assert!(report.wal_bytes_scanned < 6 * 64 * 1024, "the WAL kept is bounded by the cap: {report}");
     assert!(report.records_replayed < 100, "{report}");
 }
+
+#[test]
+fn the_ticker_thread_syncs_in_the_background_and_many_threads_commit_to_one_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = Arc::new(open_os(dir.path(), config(1)));
+    let ticker = Kernel::spawn_ticker(Arc::clone(&kernel), std::time::Duration::from_millis(1));
+    let mut txn = kernel.begin();
+    txn.put(b"bg", b"1").unwrap();
+    let info = txn.commit(Durability::None).unwrap();
+    assert!(
+        kernel.sync_handle(&info).wait_timeout(std::time::Duration::from_secs(10)).unwrap(),
+        "the ticker synced it"
+    );
+    drop(ticker);
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let kernel = Arc::clone(&kernel);
+            std::thread::spawn(move || {
+                for i in 0..50u32 {
+                    kernel.put(&key(t * 1000 + i), &i.to_le_bytes(), Durability::Data).unwrap();
+                    kernel.increment(b"total", 1, Durability::Data).unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(kernel.get(b"total").unwrap(), Some(400u64.to_le_bytes().to_vec()), "no increment lost");
+    let kernel = Arc::into_inner(kernel).expect("the ticker released its reference");
+    kernel.close().unwrap();
+    let kernel = open_os(dir.path(), config(1));
+    assert_eq!(kernel.scan_prefix(b"key-").unwrap().len(), 400);
+    assert_eq!(kernel.get(b"total").unwrap(), Some(400u64.to_le_bytes().to_vec()));
+}
