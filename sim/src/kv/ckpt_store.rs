@@ -8,18 +8,23 @@
 //! runs, and the WAL is truncated only back to the oldest retained checkpoint's `replay_from`,
 //! so a damaged latest checkpoint can be skipped and more WAL replayed.
 //!
-//! Recovery: the latest checkpoint that loads (falling back past damaged ones), then the WAL:
-//! a transaction's writes are applied when its commit record has an lsn above the
-//! checkpoint's, so replay is idempotent. If the WAL no longer reaches back to the chosen
-//! checkpoint's `replay_from`, acknowledged data may be gone: that is a data-loss error naming
-//! what is missing, never a silent gap.
+//! Recovery is the kernel's [`stormhold::checkpoint::recover`]: the latest checkpoint that
+//! loads (falling back past damaged ones), then the WAL from its `replay_from`. Records the
+//! checkpoint covers only rebuild the context of transactions open at the checkpoint; a
+//! transaction's writes are applied when its commit record has an lsn above the checkpoint's,
+//! so replay is idempotent. A WAL that no longer reaches back to the chosen checkpoint's
+//! `replay_from`, or ends before its lsn, is a data-loss error naming what is missing, never a
+//! silent gap. The last [`RecoveryReport`] is kept for the checker.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use stormhold::checkpoint::{CheckpointData, CheckpointError, CheckpointOptions, CheckpointStore, UserMeta};
+use stormhold::checkpoint::{
+    Bytes, CheckpointData, CheckpointError, CheckpointMeta, CheckpointOptions, CheckpointStore,
+    RecoveryError, RecoveryPaths, RecoveryReport, Replayer, UserMeta, recover,
+};
 use stormhold::env::Env;
 use stormhold::env::sim::SimEnv;
-use stormhold::wal::{Durability, Lsn, RecordKind, Wal, WalError, WalOptions};
+use stormhold::wal::{Durability, Lsn, Record, RecordKind, Wal, WalError, WalOptions};
 
 use super::wal_store::{Replay, SINGLE_CALL_TXN_BASE, apply};
 use super::{Key, KvStore, StoreError, Value, Write};
@@ -28,7 +33,11 @@ const ROOT: &str = "/db";
 const WAL_DIR: &str = "/db/wal";
 const CKPT_DIR: &str = "/db/ckpt";
 const SEGMENT_SIZE_BYTES: u64 = 4 * 4096;
+/// User-metadata key: the first lsn recovery from the checkpoint must replay.
 const REPLAY_FROM: &str = "replay_from";
+/// User-metadata key: the highest single-call transaction id used before the checkpoint, so
+/// ids stay unique when no record after the replay point names one.
+const SINGLE_TXN_MAX: &str = "single_txn_max";
 
 fn wal_error(error: WalError) -> StoreError {
     match error {
@@ -47,18 +56,65 @@ fn ckpt_error(error: CheckpointError) -> StoreError {
     }
 }
 
+/// Data loss exactly when recovery says so; an I/O failure keeps its `io::Error` (a simulated
+/// crash must stay recognisable); anything else fail-stops.
+fn recovery_error(error: RecoveryError) -> StoreError {
+    if error.is_data_loss() {
+        return StoreError::DataLoss(error.to_string());
+    }
+    match error {
+        RecoveryError::Checkpoint(CheckpointError::Io { source, .. }) => StoreError::Io(source),
+        RecoveryError::Wal(WalError::Io { source, .. }) => StoreError::Io(source),
+        _ => StoreError::Poisoned,
+    }
+}
+
 fn encode_state(state: &BTreeMap<Key, Value>) -> BTreeMap<Vec<u8>, Vec<u8>> {
     state.iter().map(|(k, v)| (k.to_le_bytes().to_vec(), v.to_le_bytes().to_vec())).collect()
 }
 
-fn decode_state(bytes: BTreeMap<Vec<u8>, Vec<u8>>) -> Result<BTreeMap<Key, Value>, StoreError> {
+fn decode_state(bytes: BTreeMap<Bytes, Bytes>) -> Result<BTreeMap<Key, Value>, String> {
     bytes
         .into_iter()
         .map(|(k, v)| match (k.try_into(), v.try_into()) {
             (Ok(k), Ok(v)) => Ok((Key::from_le_bytes(k), Value::from_le_bytes(v))),
-            _ => Err(StoreError::DataLoss("a checkpoint entry is not this store's".to_owned())),
+            _ => Err("a checkpoint entry is not this store's".to_owned()),
         })
         .collect()
+}
+
+/// Rebuilds the store's state for [`recover`]: the checkpoint's state, then
+/// [`Replay`] over the records from the replay point (covered ones only open transactions).
+#[derive(Default)]
+struct StoreReplayer {
+    base: BTreeMap<Key, Value>,
+    replay: Replay,
+    single_txn_max: u64,
+}
+
+impl Replayer for StoreReplayer {
+    fn replay_from(&self, meta: &CheckpointMeta) -> Lsn {
+        meta.user.source_offsets.get(REPLAY_FROM).copied().unwrap_or(meta.lsn + 1)
+    }
+
+    fn base(&mut self, meta: Option<&CheckpointMeta>, state: BTreeMap<Bytes, Bytes>) -> Result<(), String> {
+        self.base = decode_state(state)?;
+        self.replay = Replay::on(meta.map_or(0, |m| m.lsn), self.base.clone());
+        self.single_txn_max =
+            meta.and_then(|m| m.user.source_offsets.get(SINGLE_TXN_MAX).copied()).unwrap_or(0);
+        Ok(())
+    }
+
+    fn record(&mut self, record: Record, covered: bool) -> Result<(), String> {
+        // `Replay` applies a commit only above the checkpoint's lsn: a covered record adds to
+        // the context of its transaction and changes no state.
+        debug_assert_eq!(covered, record.lsn <= self.replay.checkpoint_lsn);
+        self.replay.visit(record);
+        match self.replay.undecodable {
+            0 => Ok(()),
+            _ => Err("the record is not this store's".to_owned()),
+        }
+    }
 }
 
 /// The WAL + checkpoint store.
@@ -73,6 +129,8 @@ pub struct CkptStore {
     last_checkpoint: Option<u64>,
     next_epoch: u64,
     next_single_txn: u64,
+    /// What the recovery that opened the store found and did.
+    recovery: RecoveryReport,
 }
 
 fn ensure_root(env: &SimEnv) -> Result<(), StoreError> {
@@ -84,6 +142,11 @@ fn ensure_root(env: &SimEnv) -> Result<(), StoreError> {
 }
 
 impl CkptStore {
+    /// What the recovery that opened the store found and did.
+    pub fn last_recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
     fn append(&mut self, kind: RecordKind, txn: u64, payload: &[u8]) -> Result<(), StoreError> {
         let prev = self.open.get(&txn).map_or(0, |&(_, last)| last);
         let lsn = self.wal.append(kind, txn, prev, payload).map_err(wal_error)?;
@@ -135,53 +198,30 @@ impl KvStore for CkptStore {
 
     fn open(env: &SimEnv, _: &()) -> Result<Self, StoreError> {
         ensure_root(env)?;
-        let options = CheckpointOptions { max_retained: 3, full_every_incrementals: 4 };
-        let (ckpts, _) =
-            CheckpointStore::open(env.clone(), Path::new(CKPT_DIR), options).map_err(ckpt_error)?;
-        let loaded = ckpts.load_latest_valid().map_err(ckpt_error)?;
-        let (checkpoint_lsn, replay_from, base, last_checkpoint, next_epoch) = match loaded {
-            Some(loaded) => {
-                let replay_from = loaded.meta.user.source_offsets.get(REPLAY_FROM).copied();
-                let epoch = ckpts.list().iter().map(|m| m.epoch).max().unwrap_or(0) + 1;
-                let state = decode_state(loaded.state)?;
-                (
-                    loaded.meta.lsn,
-                    replay_from.unwrap_or(loaded.meta.lsn + 1),
-                    state,
-                    Some(loaded.meta.id),
-                    epoch,
-                )
-            }
-            None => (0, 1, BTreeMap::new(), None, 1),
+        let paths = RecoveryPaths {
+            checkpoint_dir: Path::new(CKPT_DIR),
+            checkpoint_options: CheckpointOptions { max_retained: 3, full_every_incrementals: 4 },
+            wal_dir: Path::new(WAL_DIR),
+            wal_options: WalOptions { segment_size_bytes: SEGMENT_SIZE_BYTES, ..WalOptions::default() },
         };
-        let mut replay = Replay::on(checkpoint_lsn, base.clone());
-        let wal_options = WalOptions { segment_size_bytes: SEGMENT_SIZE_BYTES, ..WalOptions::default() };
-        let (wal, report) = Wal::open(env.clone(), Path::new(WAL_DIR), wal_options, |r| replay.visit(r))
-            .map_err(wal_error)?;
-        if replay.undecodable > 0 {
-            let what = format!("{} records of the log are not this store's", replay.undecodable);
-            return Err(StoreError::DataLoss(what));
-        }
-        let first_in_log = report.segments.first().map_or(report.next_lsn, |&(_, first)| first);
-        if first_in_log > replay_from {
-            return Err(StoreError::DataLoss(format!(
-                "the checkpoint needs the WAL from lsn {replay_from}, but it starts at lsn {first_in_log}"
-            )));
-        }
+        let mut replayer = StoreReplayer::default();
+        let recovered = recover(env, paths, &mut replayer).map_err(recovery_error)?;
+        let StoreReplayer { base, replay, single_txn_max } = replayer;
+        let next_epoch = recovered.checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0) + 1;
         let dirty = replay.state.iter().filter(|(k, v)| base.get(k) != Some(v)).map(|(&k, &v)| (k, Some(v)));
         let deleted = base.keys().filter(|k| !replay.state.contains_key(k)).map(|&k| (k, None));
         let dirty = dirty.chain(deleted).collect();
-        let next_single_txn = replay.max_single_txn.max(SINGLE_CALL_TXN_BASE) + 1;
-        let state = replay.state;
+        let next_single_txn = replay.max_single_txn.max(single_txn_max).max(SINGLE_CALL_TXN_BASE) + 1;
         Ok(Self {
-            wal,
-            ckpts,
-            state,
+            wal: recovered.wal,
+            ckpts: recovered.checkpoints,
+            state: replay.state,
             open: BTreeMap::new(),
             dirty,
-            last_checkpoint,
+            last_checkpoint: recovered.report.checkpoint.as_ref().map(|c| c.id),
             next_epoch,
             next_single_txn,
+            recovery: recovered.report,
         })
     }
 
@@ -236,8 +276,12 @@ impl KvStore for CkptStore {
         let lsn = self.wal.sync(Durability::Data).map_err(wal_error)?;
         let replay_from = self.open.values().map(|&(first, _)| first).min().unwrap_or(lsn + 1);
         let (data, parent) = self.checkpoint_data();
+        let single_txn_max = self.next_single_txn - 1;
         let user = UserMeta {
-            source_offsets: BTreeMap::from([(REPLAY_FROM.to_owned(), replay_from)]),
+            source_offsets: BTreeMap::from([
+                (REPLAY_FROM.to_owned(), replay_from),
+                (SINGLE_TXN_MAX.to_owned(), single_txn_max),
+            ]),
             watermark: None,
         };
         let meta = self.ckpts.create(self.next_epoch, lsn, user, data, parent).map_err(ckpt_error)?;
