@@ -21,9 +21,14 @@
 //!   against a raw append loop that writes the same record size with one write call each;
 //! - recovery: `Wal::open` of a log of 256 MiB (64 MiB with `--quick`) against a sequential
 //!   read of the same files. The page cache is warm (the log was just written), so this is
-//!   not the cold-recovery figure of the targets.
+//!   not the cold-recovery figure of the targets;
+//! - the same through the front door, [`stormhold::Kernel`] (see `kernel.rs`): durable puts
+//!   from 1, 8 and 32 writers on 1 and 4 shards against baseline B and the group-commit ideal,
+//!   a bulk load of 1,000 puts per commit against a raw append loop (puts/s), and
+//!   `Kernel::open` of a WAL of the recovery size against a sequential read (warm cache).
 
 mod harness;
+mod kernel;
 mod raw;
 mod wal;
 
@@ -196,11 +201,14 @@ fn run(config: &Config) -> Result<Vec<Row>, BenchError> {
     let root = tempfile::Builder::new().prefix("stormhold-bench-").tempdir_in(&config.dir)?;
     let mut rows = Vec::new();
     type Workload = fn(&Config, &Scratch) -> Result<Vec<Row>, BenchError>;
-    let workloads: [(&str, Workload); 4] = [
+    let workloads: [(&str, Workload); 7] = [
         ("single", single_writer),
         ("concurrent", concurrent_writers),
         ("bulk", bulk),
         ("recovery", recovery),
+        ("kernel-commits", kernel::commits),
+        ("kernel-bulk", kernel::bulk),
+        ("kernel-recovery", kernel::recovery),
     ];
     for (name, workload) in workloads {
         let scratch = Scratch::new(root.path(), name)?;
@@ -263,9 +271,11 @@ mod tests {
         // Small segments: a debug build scans a preallocated segment tail slowly.
         config.wal.segment_size_bytes = 64 * 1024;
         let rows = run(&config).expect("run");
-        assert_eq!(rows.len(), 2 + WRITER_COUNTS.len() + config.bulk_payloads.len() + 1);
+        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 1 + 2;
+        assert_eq!(rows.len(), 2 + WRITER_COUNTS.len() + config.bulk_payloads.len() + 1 + kernel_rows);
         let printed = table(&rows);
         assert!(printed.contains("SharedWal") && printed.contains("recovery"), "{printed}");
+        assert!(printed.contains("Kernel::put") && printed.contains("Kernel::open"), "{printed}");
         let left: Vec<_> = std::fs::read_dir(parent.path()).expect("list").collect();
         assert!(left.is_empty(), "the scratch directory is removed");
     }
