@@ -204,6 +204,14 @@ impl ConfigBuilder {
         }
         config.shard.wal.validate().map_err(|e| KernelError::InvalidConfig(e.to_string()))?;
         config.shard.checkpoint.validate().map_err(|e| KernelError::InvalidConfig(e.to_string()))?;
+        if config.shard.checkpoint.max_retained < 2 {
+            // The WAL is kept back to the oldest retained checkpoint: with one, a damaged
+            // latest checkpoint would have no fallback (DESIGN.md rule 13).
+            return invalid(format!(
+                "max_retained {} leaves no fallback checkpoint; keep at least 2",
+                config.shard.checkpoint.max_retained
+            ));
+        }
         config.shard.epoch.validate().map_err(|e| KernelError::InvalidConfig(e.to_string()))?;
         Ok(config)
     }
@@ -233,6 +241,8 @@ mod tests {
             Config::builder().shards(SHARDS_MAX + 1),
             Config::builder().router(Router::Prefix { len_bytes: 0 }),
             Config::builder().segment_size_bytes(100),
+            Config::builder()
+                .checkpoint_options(CheckpointOptions { max_retained: 1, full_every_incrementals: 8 }),
         ] {
             let error = builder.build().unwrap_err();
             assert!(matches!(error, KernelError::InvalidConfig(_)), "{error}");

@@ -54,7 +54,7 @@ pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
 
 use crate::checkpoint::RecoveryReport;
 use crate::env::Env;
-use crate::shard::{Intent, Shard, ShardError, ShardStats, ShardStatus, Tick};
+use crate::shard::{Failure, Intent, Shard, ShardError, ShardStats, ShardStatus, Tick};
 use crate::wal::{Durability, Lsn};
 use layout::KernelMeta;
 
@@ -132,20 +132,27 @@ impl<E: Env + Clone> Kernel<E> {
             Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
                 return Err(KernelError::io("create directory", dir, error));
             }
-            Ok(()) => {
-                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    env.sync_dir(parent).map_err(|e| KernelError::io("sync directory", parent, e))?;
-                }
-            }
-            Err(_) => {}
+            _ => {}
         }
+        // Always, not only when this call created it: an earlier process may have died (or
+        // its sync failed) between the creation and the sync, leaving the entry only in the
+        // page cache.
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        env.sync_dir(parent).map_err(|e| KernelError::io("sync directory", parent, e))?;
         let lock = env.lock_dir(dir).map_err(|error| match error.kind() {
             std::io::ErrorKind::WouldBlock => KernelError::Locked { path: dir.to_path_buf() },
             _ => KernelError::io("lock directory", dir, error),
         })?;
         let wanted = KernelMeta { shards: config.shards, router: config.router };
         match layout::read_meta(&env, dir)? {
-            Some(found) if found == wanted => {}
+            // Sync even when `KERNEL` was found: an earlier open may have renamed it into
+            // place and failed (or died) before its directory sync was durable.
+            Some(found) if found == wanted => {
+                env.sync_dir(dir).map_err(|e| KernelError::io("sync directory", dir, e))?;
+            }
             Some(found) => {
                 return Err(KernelError::ConfigMismatch {
                     path: dir.to_path_buf(),
@@ -168,8 +175,25 @@ impl<E: Env + Clone> Kernel<E> {
         }
         .clamp(1, config.shards as usize);
         let progress = config.progress.as_deref();
-        let open =
-            |id: u32| Shard::open(id, env.clone(), &layout::shard_dir(dir, id), &config.shard, progress);
+        let open = |id: u32| {
+            let shard_dir = layout::shard_dir(dir, id);
+            let failed = |reason: String, data_loss: bool| {
+                Shard::failed(id, env.clone(), &shard_dir, Failure { reason, data_loss })
+            };
+            match env.exists(&shard_dir) {
+                // `KERNEL` is durable only after every shard directory is: a missing one was
+                // removed, never "not created yet". Recreating it would serve it empty.
+                Ok(false) => return failed(format!("{} is missing", shard_dir.display()), true),
+                Err(error) => return failed(format!("{}: {error}", shard_dir.display()), false),
+                Ok(true) => {}
+            }
+            // A panic while recovering one shard (a bug, or disk contents nothing checks)
+            // fails that shard only.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Shard::open(id, env.clone(), &shard_dir, &config.shard, progress)
+            }))
+            .unwrap_or_else(|_| failed("recovery panicked".to_owned(), false))
+        };
         if threads == 1 {
             return (0..config.shards).map(open).collect();
         }
@@ -208,7 +232,18 @@ impl<E: Env + Clone> Kernel<E> {
     }
 
     fn shard(&self, id: u32) -> &Shard<E> {
+        assert!(id < self.config.shards, "routing yields a shard below the count");
         &self.shards[id as usize]
+    }
+
+    /// Shard `id`, if the kernel has it (`CommitInfo` fields are public, so not trusted).
+    fn shard_checked(&self, id: u32) -> Result<&Shard<E>, KernelError> {
+        self.shards.get(id as usize).ok_or_else(|| {
+            KernelError::InvalidInput(format!(
+                "shard {id} does not exist (the kernel has {})",
+                self.shards.len()
+            ))
+        })
     }
 
     fn shard_result<T>(id: u32, result: Result<T, ShardError>) -> Result<T, KernelError> {
@@ -236,10 +271,7 @@ impl<E: Env + Clone> Kernel<E> {
     /// assert_eq!(keys, [b"a".to_vec(), b"b".to_vec()]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn scan<K: AsRef<[u8]>>(
-        &self,
-        range: impl RangeBounds<K>,
-    ) -> Result<Entries, KernelError> {
+    pub fn scan<K: AsRef<[u8]>>(&self, range: impl RangeBounds<K>) -> Result<Entries, KernelError> {
         fn bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<&[u8]> {
             match b {
                 Bound::Included(k) => Bound::Included(k.as_ref()),
@@ -250,11 +282,7 @@ impl<E: Env + Clone> Kernel<E> {
         self.scan_bounds(bound(range.start_bound()), bound(range.end_bound()))
     }
 
-    fn scan_bounds(
-        &self,
-        start: Bound<&[u8]>,
-        end: Bound<&[u8]>,
-    ) -> Result<Entries, KernelError> {
+    fn scan_bounds(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Entries, KernelError> {
         let mut out = Vec::new();
         for shard in &self.shards {
             out.extend(Self::shard_result(shard.id(), shard.scan(start, end))?);
@@ -309,9 +337,11 @@ impl<E: Env + Clone> Kernel<E> {
         Transaction::new(self)
     }
 
-    /// Starts (or resumes, after a crash) importing document `id`. If the document is already
-    /// complete, the returned handle ignores every insert and commits nothing: re-importing is
-    /// idempotent.
+    /// Starts (or resumes, after a crash) importing document `id`. A document lives in the
+    /// shard of its first key (of its id, if it has no keys); once that shard is known, if
+    /// the document is already complete there, the handle ignores every insert and commits
+    /// nothing: re-importing is idempotent. Only that shard is read, so a failed shard
+    /// elsewhere does not stop the import.
     pub fn begin_document(&self, id: &str) -> Result<Document<'_, E>, KernelError> {
         if id.is_empty() || id.len() > DOCUMENT_ID_BYTES_MAX {
             return Err(KernelError::InvalidInput(format!(
@@ -319,14 +349,18 @@ impl<E: Env + Clone> Kernel<E> {
                 id.len()
             )));
         }
-        let complete = self.is_document_completed(id)?;
-        Ok(Document::new(self, id, complete))
+        Ok(Document::new(self, id))
     }
 
-    /// Whether document `id` was committed complete. Reads every shard (a document lives in
-    /// the shard of its keys), so it fails while any shard is failed.
+    /// Whether document `id` was committed complete. Reads every shard until it finds it
+    /// (the caller does not say which shard holds it), so it may fail while a shard is failed.
     pub fn is_document_completed(&self, id: &str) -> Result<bool, KernelError> {
-        Ok(self.completed_documents()?.contains(id))
+        for shard in &self.shards {
+            if Self::shard_result(shard.id(), shard.is_document_completed(id))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The ids of every document committed complete.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{Kernel, KernelError, check_key, check_value};
 use crate::env::Env;
 use crate::shard::record::DocMark;
-use crate::shard::{Intent, counter_value};
+use crate::shard::{Intent, ShardError, counter_value};
 use crate::wal::{Durability, Lsn};
 
 /// What a commit returns.
@@ -76,7 +76,9 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
                 let current = self.kernel.get(key)?;
                 let id = self.kernel.shard_of(key);
                 let value = Kernel::<E>::shard_result(id, counter_value(key, current.as_deref()))?;
-                Ok(Some(value.wrapping_add(delta).to_le_bytes().to_vec()))
+                let overflow = ShardError::CounterOverflow { key: key.to_vec() };
+                let value = Kernel::<E>::shard_result(id, value.checked_add(delta).ok_or(overflow))?;
+                Ok(Some(value.to_le_bytes().to_vec()))
             }
             None => self.kernel.get(key),
         }
@@ -101,16 +103,15 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
     /// (so concurrent increments never lose one).
     pub fn increment(&mut self, key: &[u8], by: u64) -> Result<(), KernelError> {
         let shard = bind(self.kernel, &mut self.shard, key)?;
-        let overflow = || KernelError::Shard {
-            shard,
-            error: crate::shard::ShardError::CounterOverflow { key: key.to_vec() },
-        };
-        let intent = match self.writes.remove(key) {
+        let overflow =
+            || KernelError::Shard { shard, error: ShardError::CounterOverflow { key: key.to_vec() } };
+        // Computed from a borrow: a refused increment leaves the earlier write in place.
+        let intent = match self.writes.get(key) {
             None => Intent::Add(by),
             Some(Intent::Add(earlier)) => Intent::Add(earlier.checked_add(by).ok_or_else(overflow)?),
             Some(Intent::Delete) => Intent::Put(by.to_le_bytes().to_vec()),
             Some(Intent::Put(value)) => {
-                let current = Kernel::<E>::shard_result(shard, counter_value(key, Some(&value)))?;
+                let current = Kernel::<E>::shard_result(shard, counter_value(key, Some(value)))?;
                 Intent::Put(current.checked_add(by).ok_or_else(overflow)?.to_le_bytes().to_vec())
             }
         };
@@ -151,7 +152,9 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
 /// doc.insert(b"inv:17:line2", b"gadget")?;
 /// doc.commit()?;
 /// assert!(kernel.is_document_completed("invoice-17")?);
-/// assert!(kernel.begin_document("invoice-17")?.already_complete());
+/// let mut again = kernel.begin_document("invoice-17")?;
+/// again.insert(b"inv:17:line1", b"widget")?;
+/// assert!(again.already_complete());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Document<'k, E: Env + Clone> {
@@ -159,12 +162,14 @@ pub struct Document<'k, E: Env + Clone> {
     id: String,
     shard: Option<u32>,
     writes: BTreeMap<Vec<u8>, Vec<u8>>,
-    already_complete: bool,
+    /// Whether the bound shard had the document complete before this import (`None`: no
+    /// shard bound yet).
+    already_complete: Option<bool>,
 }
 
 impl<'k, E: Env + Clone> Document<'k, E> {
-    pub(super) fn new(kernel: &'k Kernel<E>, id: &str, already_complete: bool) -> Self {
-        Self { kernel, id: id.to_owned(), shard: None, writes: BTreeMap::new(), already_complete }
+    pub(super) fn new(kernel: &'k Kernel<E>, id: &str) -> Self {
+        Self { kernel, id: id.to_owned(), shard: None, writes: BTreeMap::new(), already_complete: None }
     }
 
     /// The document id.
@@ -172,28 +177,42 @@ impl<'k, E: Env + Clone> Document<'k, E> {
         &self.id
     }
 
-    /// Whether the document was complete before this import began (every call is a no-op).
+    /// Whether the document was complete before this import began, in which case every call
+    /// is a no-op. Known once the document's shard is: after the first insert (or a commit,
+    /// for a document without keys); `false` before.
     pub fn already_complete(&self) -> bool {
-        self.already_complete
+        self.already_complete == Some(true)
+    }
+
+    /// Binds the document to shard `id` and reads whether it is complete there.
+    fn bind_shard(&mut self, id: u32) -> Result<bool, KernelError> {
+        if let Some(complete) = self.already_complete {
+            return Ok(complete);
+        }
+        let complete = Kernel::<E>::shard_result(id, self.kernel.shard(id).is_document_completed(&self.id))?;
+        self.shard = Some(id);
+        self.already_complete = Some(complete);
+        Ok(complete)
     }
 
     /// Inserts `key` = `value` (SET semantics). All keys of a document must route to one
     /// shard.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), KernelError> {
         check_value(value)?;
-        bind(self.kernel, &mut self.shard, key)?;
-        if !self.already_complete {
+        let mut bound = self.shard;
+        let id = bind(self.kernel, &mut bound, key)?;
+        if !self.bind_shard(id)? {
             self.writes.insert(key.to_vec(), value.to_vec());
         }
         Ok(())
     }
 
     fn commit_with(&mut self, complete: bool) -> Result<CommitInfo, KernelError> {
-        if self.already_complete {
+        // A document without keys is recorded in the shard its id routes to.
+        let id = self.shard.unwrap_or_else(|| self.kernel.shard_of(self.id.as_bytes()));
+        if self.bind_shard(id)? {
             return Ok(CommitInfo { shard: None, lsn: 0 });
         }
-        // A document without keys is recorded in the shard its id routes to.
-        let id = *self.shard.get_or_insert_with(|| self.kernel.shard_of(self.id.as_bytes()));
         let writes = std::mem::take(&mut self.writes).into_iter().map(|(k, v)| (k, Intent::Put(v))).collect();
         let doc = Some(DocMark { id: self.id.clone(), complete });
         let committed =
@@ -226,10 +245,11 @@ impl<'k, E: Env + Clone> SyncHandle<'k, E> {
         Self { kernel, commit: commit.clone() }
     }
 
-    /// Whether the commit is durable (a commit that wrote nothing always is).
+    /// Whether the commit is durable (a commit that wrote nothing always is; one naming a
+    /// shard the kernel does not have never is).
     pub fn is_synced(&self) -> bool {
         match self.commit.shard {
-            Some(id) => self.kernel.shard(id).is_durable(self.commit.lsn),
+            Some(id) => self.kernel.shard_checked(id).is_ok_and(|shard| shard.is_durable(self.commit.lsn)),
             None => true,
         }
     }
@@ -238,7 +258,8 @@ impl<'k, E: Env + Clone> SyncHandle<'k, E> {
     pub fn wait(&self) -> Result<(), KernelError> {
         match self.commit.shard {
             Some(id) if !self.is_synced() => {
-                Kernel::<E>::shard_result(id, self.kernel.shard(id).sync(Durability::Data)).map(drop)
+                let shard = self.kernel.shard_checked(id)?;
+                Kernel::<E>::shard_result(id, shard.sync(Durability::Data)).map(drop)
             }
             _ => Ok(()),
         }
@@ -256,9 +277,9 @@ impl<'k, E: Env + Clone> SyncHandle<'k, E> {
                 return Ok(true);
             }
             if let Some(id) = self.commit.shard
-                && let Some(failure) = self.kernel.shard(id).status().failed
+                && let Some(failure) = self.kernel.shard_checked(id)?.status().failed
             {
-                let error = crate::shard::ShardError::Failed { shard: id, failure };
+                let error = ShardError::Failed { shard: id, failure };
                 return Err(KernelError::Shard { shard: id, error });
             }
             let now = env.now_monotonic();

@@ -23,9 +23,15 @@
 //!
 //! A failed sync is never retried in place (DESIGN.md rule 8, "fsyncgate"): the pages it
 //! covered may be gone while the OS reports them clean. The shard fails: every operation on it
-//! returns [`ShardError::Failed`] naming it, while other shards keep serving. The retry is a
-//! reopen of the kernel, which recovers the shard from what is durable on disk; it starts
-//! Clean, since recovery syncs what it recovered.
+//! returns [`ShardError::Failed`] naming it, while other shards keep serving.
+//!
+//! The retry is a restart: reopening the kernel recovers the shard from what is on disk, and
+//! it starts Clean, since recovery syncs what it recovered. After a failed *sync* (not after
+//! an I/O error at open), reopen only in a new process, and on the real OS preferably after
+//! the machine restarted: the WAL's known limit (see [`crate::wal`]) applies, since a reopen
+//! in the same process may read pages that exist only in the page cache, acknowledge new
+//! writes on top of them, and then find the log corrupt after a power loss. The simulator
+//! models every restart as a machine restart.
 //!
 //! # Invariants
 //!
@@ -151,7 +157,8 @@ impl fmt::Display for Failure {
 /// Why a shard refused or failed an operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ShardError {
-    /// The shard is failed (fail-stop); the string says why. Reopen to recover it.
+    /// The shard is failed (fail-stop); the failure says why. See the module docs for how
+    /// to recover it (after a failed sync: restart the process first).
     Failed {
         /// The shard.
         shard: u32,

@@ -43,6 +43,14 @@ pub struct Tick {
     pub synced: bool,
 }
 
+/// Bytes a sync may skip to reach the next sector (the WAL's sync alignment).
+const SYNC_PADDING_BYTES_MAX: u64 = 4096;
+
+/// WAL bytes one record of `payload_bytes` takes: header plus payload, 8-byte aligned.
+pub(super) fn record_slot_bytes(payload_bytes: usize) -> u64 {
+    (crate::wal::format::RECORD_HEADER_BYTES as u64 + payload_bytes as u64).next_multiple_of(8)
+}
+
 /// Reads a u64 counter value.
 pub fn counter_value(key: &[u8], value: Option<&[u8]>) -> Result<u64, ShardError> {
     match value {
@@ -104,6 +112,13 @@ impl<E: Env + Clone> Shard<E> {
         Ok(docs.map(|(k, _)| String::from_utf8_lossy(&k[1..]).into_owned()).collect())
     }
 
+    /// Whether document `id` is recorded complete in this shard.
+    pub fn is_document_completed(&self, id: &str) -> Result<bool, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        Ok(serving.state.contains_key(&super::recovery::doc_key(id)))
+    }
+
     /// Commits `writes` (and a document mark) as one WAL record, then, unless `durability` is
     /// `None`, waits for a group sync covering it. An error from the append or the sync fails
     /// the shard; the batch's outcome is then unknown.
@@ -156,7 +171,8 @@ impl<E: Env + Clone> Shard<E> {
             serving.sync = SyncState::Dirty;
         }
         let now = self.env.now_monotonic();
-        let triggers = serving.epochs.record(batch.ops.len().max(1) as u64, payload.len() as u64, now);
+        let slot_bytes = record_slot_bytes(payload.len());
+        let triggers = serving.epochs.record(batch.ops.len().max(1) as u64, slot_bytes, now);
         drop(inner);
         if triggers.wal_bytes {
             // The WAL-bytes cap bounds what recovery replays (DESIGN.md rule 13) even when
@@ -188,6 +204,8 @@ impl<E: Env + Clone> Shard<E> {
             Ok(durable) => {
                 let serving = self.serving(&mut inner)?;
                 serving.stats.syncs += 1;
+                // A sync moves the WAL's tail to a new sector: count the padding it may leave.
+                serving.epochs.record(0, SYNC_PADDING_BYTES_MAX, self.env.now_monotonic());
                 let last = wal.last_lsn().unwrap_or(0);
                 serving.sync = if last <= durable { SyncState::Clean } else { SyncState::Dirty };
                 Ok(durable)
@@ -274,7 +292,9 @@ impl<E: Env + Clone> Shard<E> {
         let (due, dirty) = {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
-            (serving.epochs.pending(self.env.now_monotonic()).any(), serving.sync == SyncState::Dirty)
+            // Only with changes since the last checkpoint: an idle shard publishes nothing.
+            let due = serving.epochs.pending(self.env.now_monotonic()).any() && !serving.dirty.is_empty();
+            (due, serving.sync == SyncState::Dirty)
         };
         let mut tick = Tick::default();
         if due {

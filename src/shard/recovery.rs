@@ -89,6 +89,8 @@ struct ShardReplayer<'a> {
     state: BTreeMap<Bytes, Bytes>,
     dirty: BTreeMap<Bytes, Option<Bytes>>,
     replayed: u64,
+    /// WAL bytes of the replayed records, to seed the epoch's byte count.
+    replayed_bytes: u64,
     progress: Option<ProgressFn<'a>>,
 }
 
@@ -112,6 +114,7 @@ impl Replayer for ShardReplayer<'_> {
         if !covered {
             apply(&mut self.state, Some(&mut self.dirty), &batch);
             self.replayed += 1;
+            self.replayed_bytes += super::ops::record_slot_bytes(record.payload.len());
             if let Some(progress) =
                 self.progress.filter(|_| self.replayed.is_multiple_of(PROGRESS_EVERY_RECORDS))
             {
@@ -171,14 +174,20 @@ impl<E: Env + Clone> Shard<E> {
             state: BTreeMap::new(),
             dirty: BTreeMap::new(),
             replayed: 0,
+            replayed_bytes: 0,
             progress,
         };
         let recovered = recover(&shared, paths, &mut replayer)
             .map_err(|error| (error.to_string(), error.is_data_loss()))?;
         let checkpoints = recovered.checkpoints;
-        let last_epoch_seen = checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0);
+        // A shard closes each epoch with exactly one checkpoint (advance and create go
+        // together, and a failed create fails the shard), so epoch numbers follow checkpoint
+        // ids, which are never reused. Resuming past every id ever durable (damaged and
+        // partial checkpoints included, whose metadata cannot be read) never reuses an epoch.
+        let listed_max = checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0);
+        let last_epoch_seen = listed_max.max(checkpoints.next_id() - 1);
         let latest_durable = recovered.report.checkpoint.as_ref().map(|c| c.epoch).filter(|&e| e > 0);
-        let epochs = EpochTracker::resume(
+        let mut epochs = EpochTracker::resume(
             options.epoch.clone(),
             last_epoch_seen,
             latest_durable.map(EpochId),
@@ -186,6 +195,9 @@ impl<E: Env + Clone> Shard<E> {
             env.now_wall(),
         )
         .map_err(|error| (format!("resume epochs: {error}"), false))?;
+        // The WAL replayed after the checkpoint counts toward the active epoch, so the
+        // WAL-bytes cap holds across restarts that each write less than it.
+        epochs.record(replayer.replayed, replayer.replayed_bytes, env.now_monotonic());
         let serving = Serving {
             state: replayer.state,
             dirty: replayer.dirty,
