@@ -52,7 +52,7 @@ mod ops;
 pub mod record;
 mod recovery;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -217,8 +217,9 @@ type ShardEnv<E> = SharedEnv<E>;
 /// The mutable part of a serving shard, behind the shard's lock.
 struct Serving<E: Env> {
     state: BTreeMap<Bytes, Bytes>,
-    /// Changes since the last checkpoint, for incrementals: new value or deleted.
-    dirty: BTreeMap<Bytes, Option<Bytes>>,
+    /// Keys changed since the last checkpoint, for incrementals (their values are in
+    /// `state`; a key absent there was deleted).
+    dirty: BTreeSet<Bytes>,
     checkpoints: CheckpointStore<ShardEnv<E>>,
     epochs: EpochTracker,
     last_checkpoint: Option<u64>,

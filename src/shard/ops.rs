@@ -163,7 +163,7 @@ impl<E: Env + Clone> Shard<E> {
                 return Err(self.fail(&mut inner, format!("append: {error}"), sync));
             }
         };
-        apply(&mut serving.state, Some(&mut serving.dirty), &batch);
+        apply(&mut serving.state, &mut serving.dirty, &batch);
         serving.stats.commits += 1;
         serving.stats.writes += batch.ops.len() as u64;
         serving.stats.wal_bytes += payload.len() as u64;
@@ -180,7 +180,7 @@ impl<E: Env + Clone> Shard<E> {
             self.checkpoint()?;
         }
         if durability != Durability::None {
-            self.sync(durability)?;
+            self.sync_through(committed.lsn, durability)?;
         }
         Ok(committed)
     }
@@ -188,6 +188,12 @@ impl<E: Env + Clone> Shard<E> {
     /// Makes every commit so far durable (joining a group sync in flight) and returns the
     /// durable lsn. A failure fails the shard.
     pub fn sync(&self, durability: Durability) -> Result<Lsn, ShardError> {
+        self.sync_through(Lsn::MAX, durability)
+    }
+
+    /// Makes every commit up to `lsn` durable: a committer joins a group sync in flight that
+    /// already covers its record instead of waiting for one that covers the newest.
+    fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
         let wal = {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
@@ -198,7 +204,7 @@ impl<E: Env + Clone> Shard<E> {
             serving.sync = SyncState::Syncing;
             wal
         };
-        let result = wal.sync(durability);
+        let result = wal.sync_through(lsn, durability);
         let mut inner = self.lock();
         match result {
             Ok(durable) => {
@@ -255,8 +261,8 @@ impl<E: Env + Clone> Shard<E> {
             Some(_) => {
                 let mut puts = BTreeMap::new();
                 let mut deletes = BTreeSet::new();
-                for (key, value) in &serving.dirty {
-                    if let Some(value) = value {
+                for key in &serving.dirty {
+                    if let Some(value) = serving.state.get(key) {
                         puts.insert(key.clone(), value.clone());
                     } else {
                         deletes.insert(key.clone());

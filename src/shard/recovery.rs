@@ -5,7 +5,7 @@
 //! reason (and whether it is data loss or an I/O failure a retry may cure), and every other
 //! shard serves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -35,18 +35,15 @@ pub struct RecoveryProgress {
 /// A progress callback.
 pub type ProgressFn<'a> = &'a (dyn Fn(&RecoveryProgress) + Send + Sync);
 
-/// Applies one batch to a state, and notes each change in `dirty` when given.
-pub(super) fn apply(
-    state: &mut BTreeMap<Bytes, Bytes>,
-    mut dirty: Option<&mut BTreeMap<Bytes, Option<Bytes>>>,
-    batch: &Batch,
-) {
+/// Applies one batch to a state, and notes each key it changes in `dirty` (the values are
+/// read from the state when a checkpoint is taken, so they are stored once).
+pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Bytes>, batch: &Batch) {
     for op in &batch.ops {
         let (key, value) = match op {
             Op::Put(key, value) => (user_key(key), Some(value.clone())),
             Op::Delete(key) => (user_key(key), None),
         };
-        apply_one(state, dirty.as_deref_mut(), key, value);
+        apply_one(state, dirty, key, value);
     }
     if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
         apply_one(state, dirty, doc_key(&doc.id), Some(Vec::new()));
@@ -55,17 +52,17 @@ pub(super) fn apply(
 
 fn apply_one(
     state: &mut BTreeMap<Bytes, Bytes>,
-    dirty: Option<&mut BTreeMap<Bytes, Option<Bytes>>>,
+    dirty: &mut BTreeSet<Bytes>,
     key: Bytes,
     value: Option<Bytes>,
 ) {
-    match &value {
-        Some(value) => state.insert(key.clone(), value.clone()),
+    if !dirty.contains(&key) {
+        dirty.insert(key.clone());
+    }
+    match value {
+        Some(value) => state.insert(key, value),
         None => state.remove(&key),
     };
-    if let Some(dirty) = dirty {
-        dirty.insert(key, value);
-    }
 }
 
 /// The state key of a user key.
@@ -87,7 +84,7 @@ pub(crate) fn doc_key(id: &str) -> Bytes {
 struct ShardReplayer<'a> {
     shard: u32,
     state: BTreeMap<Bytes, Bytes>,
-    dirty: BTreeMap<Bytes, Option<Bytes>>,
+    dirty: BTreeSet<Bytes>,
     replayed: u64,
     /// WAL bytes of the replayed records, to seed the epoch's byte count.
     replayed_bytes: u64,
@@ -112,7 +109,7 @@ impl Replayer for ShardReplayer<'_> {
         }
         let batch = Batch::decode(&record.payload)?;
         if !covered {
-            apply(&mut self.state, Some(&mut self.dirty), &batch);
+            apply(&mut self.state, &mut self.dirty, &batch);
             self.replayed += 1;
             self.replayed_bytes += super::ops::record_slot_bytes(record.payload.len());
             if let Some(progress) =
@@ -172,7 +169,7 @@ impl<E: Env + Clone> Shard<E> {
         let mut replayer = ShardReplayer {
             shard: id,
             state: BTreeMap::new(),
-            dirty: BTreeMap::new(),
+            dirty: BTreeSet::new(),
             replayed: 0,
             replayed_bytes: 0,
             progress,

@@ -20,6 +20,9 @@ use super::format::{
 };
 use crate::env::{Env, EnvFile, OpenOptions};
 
+/// A sector of zeros, to compare whole blocks of a preallocated tail against.
+static ZERO_BLOCK: [u8; SYNC_ALIGN_BYTES as usize] = [0; SYNC_ALIGN_BYTES as usize];
+
 /// Bytes the scan reads at a time.
 pub const READ_WINDOW_BYTES: usize = 1024 * 1024;
 
@@ -154,7 +157,8 @@ fn look_past<F: EnvFile>(
         // preallocated tail is mostly zeros: skip them a block at a time.
         if offset.is_multiple_of(SYNC_ALIGN_BYTES) {
             let block = window.get(offset, SYNC_ALIGN_BYTES as usize)?;
-            if block.iter().all(|&b| b == 0) {
+            // A slice comparison (memcmp) is several times faster than a byte loop here.
+            if block.len() == ZERO_BLOCK.len() && block == ZERO_BLOCK.as_slice() {
                 offset += SYNC_ALIGN_BYTES;
                 continue;
             }

@@ -137,6 +137,13 @@ impl<E: Env> SharedWal<E> {
     /// Makes every record appended so far durable (joining or leading a group sync) and
     /// returns the durable lsn. `Durability::None` syncs nothing.
     pub fn sync(&self, durability: Durability) -> Result<Lsn, WalError> {
+        self.sync_through(Lsn::MAX, durability)
+    }
+
+    /// Makes every record up to `lsn` durable (capped at the last appended one), joining a
+    /// sync in flight that already covers it rather than waiting for the next, and returns
+    /// the durable lsn. `Durability::None` syncs nothing.
+    pub fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, WalError> {
         let state = self.lock()?;
         if let Some(cause) = state.wal.poisoned() {
             return Err(WalError::Poisoned { cause: cause.to_string() });
@@ -144,7 +151,7 @@ impl<E: Env> SharedWal<E> {
         if durability == Durability::None {
             return Ok(state.wal.durable_lsn());
         }
-        let target = state.wal.last_lsn();
+        let target = lsn.min(state.wal.last_lsn());
         self.wait_durable(state, target, durability)
     }
 
