@@ -30,6 +30,10 @@ pub enum ViolationKind {
     Read,
     /// After faults stopped, the system did not recover and accept durable writes.
     Liveness,
+    /// A checkpoint invariant of DESIGN.md section 4 broke after a recovery: a partial
+    /// checkpoint left on disk, a retained checkpoint that does not load, a fallback without
+    /// media damage, or a recovery from a checkpoint older than an acknowledged one.
+    Checkpoint,
     /// The simulator or the code under test panicked.
     Panic,
 }
@@ -38,7 +42,10 @@ impl ViolationKind {
     /// The process exit code for a run that found this: 1 correctness, 2 liveness, 3 panic.
     pub fn exit_code(self) -> i32 {
         match self {
-            ViolationKind::Durability | ViolationKind::Invention | ViolationKind::Read => 1,
+            ViolationKind::Durability
+            | ViolationKind::Invention
+            | ViolationKind::Read
+            | ViolationKind::Checkpoint => 1,
             ViolationKind::Liveness => 2,
             ViolationKind::Panic => 3,
         }

@@ -27,7 +27,9 @@ use stormhold::env::sim::SimEnv;
 use stormhold::wal::{Durability, Lsn, Record, RecordKind, Wal, WalError, WalOptions};
 
 use super::wal_store::{Replay, SINGLE_CALL_TXN_BASE, apply};
-use super::{Key, KvStore, StoreError, Value, Write};
+use super::{AuditFacts, Key, KvStore, StoreError, Value, Write};
+
+mod audit;
 
 const ROOT: &str = "/db";
 const WAL_DIR: &str = "/db/wal";
@@ -131,6 +133,8 @@ pub struct CkptStore {
     next_single_txn: u64,
     /// What the recovery that opened the store found and did.
     recovery: RecoveryReport,
+    /// The newest checkpoint whose creation returned `Ok` since the store was opened.
+    created: Option<u64>,
 }
 
 fn ensure_root(env: &SimEnv) -> Result<(), StoreError> {
@@ -222,6 +226,7 @@ impl KvStore for CkptStore {
             next_epoch,
             next_single_txn,
             recovery: recovered.report,
+            created: None,
         })
     }
 
@@ -287,6 +292,7 @@ impl KvStore for CkptStore {
         let meta = self.ckpts.create(self.next_epoch, lsn, user, data, parent).map_err(ckpt_error)?;
         self.next_epoch += 1;
         self.last_checkpoint = Some(meta.id);
+        self.created = Some(meta.id);
         self.dirty.clear();
         self.ckpts.apply_retention().map_err(ckpt_error)?;
         let keep_from =
@@ -295,6 +301,14 @@ impl KvStore for CkptStore {
             self.wal.truncate_before(keep_from).map_err(wal_error)?;
         }
         Ok(())
+    }
+
+    fn checkpoint_acknowledged(&self) -> Option<u64> {
+        self.created
+    }
+
+    fn audit(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
+        self.audit_recovery(env, facts)
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {

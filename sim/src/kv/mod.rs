@@ -52,6 +52,17 @@ impl From<io::Error> for StoreError {
     }
 }
 
+/// What the workload knows when it audits a recovered store ([`KvStore::audit`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditFacts {
+    /// The simulator damaged media since the store was last wiped: only then may a checkpoint
+    /// fail to load, or recovery pass over one.
+    pub media_damage: bool,
+    /// The newest checkpoint whose creation returned `Ok` since the store was last wiped
+    /// ([`KvStore::checkpoint_acknowledged`]).
+    pub checkpoint_acknowledged: Option<u64>,
+}
+
 /// A durable key-value store the simulator can check.
 pub trait KvStore: Sized {
     /// What the store needs to open (options, a planted bug, ...).
@@ -77,6 +88,16 @@ pub trait KvStore: Sized {
     }
     /// Takes a checkpoint; on `Ok`, every committed transaction is durable.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The id of the newest checkpoint whose creation returned `Ok` since this store was
+    /// opened (also one taken inside a call that then failed), if any.
+    fn checkpoint_acknowledged(&self) -> Option<u64> {
+        None
+    }
+    /// Checks the store's own durable invariants right after a successful recovery (the
+    /// workload calls it with faults off); `Err` says which one broke. Default: none.
+    fn audit(&self, _env: &SimEnv, _facts: &AuditFacts) -> Result<(), String> {
         Ok(())
     }
     /// Starts transaction `txn` (interleaved mode).

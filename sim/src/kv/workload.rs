@@ -9,6 +9,11 @@
 //! simulator really damaged media; losing exactly the last durable sync group counts as
 //! `undetectable` damage under the same condition; anything else is a violation. After faults
 //! stop, the store must open and take a durable write within a bounded number of attempts.
+//!
+//! Checkpoints (DESIGN.md section 4): after every successful recovery, crash images
+//! included, the store audits its own durable invariants ([`KvStore::audit`]) with faults
+//! off, knowing whether media was damaged and the newest checkpoint whose creation returned
+//! `Ok`; a failed audit is a [`ViolationKind::Checkpoint`] violation.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +23,7 @@ use stormhold::env::Env;
 use stormhold::env::sim::{SimEnv, is_crash};
 
 use super::model::{Ack, KvModel, Verdict};
-use super::{Key, KvStore, StoreError, Value, Write};
+use super::{AuditFacts, Key, KvStore, StoreError, Value, Write};
 use crate::config::{RunConfig, stream};
 use crate::runner::{Violation, ViolationKind};
 
@@ -124,6 +129,8 @@ pub struct KvWorkload<S: KvStore> {
     /// The latest monotonic reading.
     monotonic_seen: std::time::Duration,
     next_txn: u64,
+    /// The newest checkpoint whose creation returned `Ok` since the store was last wiped.
+    checkpoint_acknowledged: Option<u64>,
 }
 
 /// Media faults the simulator did so far (bit rot, misdirected writes, bad sectors).
@@ -159,6 +166,7 @@ impl<S: KvStore> KvWorkload<S> {
             media_faults_before_wipe: 0,
             monotonic_seen: std::time::Duration::ZERO,
             next_txn: 1,
+            checkpoint_acknowledged: None,
         }
     }
 
@@ -263,10 +271,21 @@ impl<S: KvStore> KvWorkload<S> {
             KvOp::Clock => return self.op_clock(),
             KvOp::Checkpoint => self.op_checkpoint(),
         };
+        self.note_checkpoint_acknowledged();
         match outcome {
             Ok(()) => Ok(()),
             // The process died, or the store fail-stopped: restart it.
             Err(_) => self.recover(false),
+        }
+    }
+
+    /// Remembers the newest checkpoint the store acknowledged (a store may checkpoint inside
+    /// any call, and a call that failed may have created one first).
+    fn note_checkpoint_acknowledged(&mut self) {
+        let acknowledged = self.store.as_ref().and_then(S::checkpoint_acknowledged);
+        if acknowledged > self.checkpoint_acknowledged {
+            self.checkpoint_acknowledged = acknowledged;
+            self.env.note(format!("op {}: checkpoint {acknowledged:?} acknowledged", self.op_index));
         }
     }
 
@@ -442,6 +461,10 @@ impl<S: KvStore> KvWorkload<S> {
         if self.judge_on(&self.env.clone(), &recovered)? {
             self.undetectable += 1;
         }
+        self.env.set_faults_enabled(false);
+        let audit = self.audit_on(&self.env.clone(), &store);
+        self.env.set_faults_enabled(!self.quiet);
+        audit?;
         let k = match self.model.verdict(&recovered) {
             Verdict::Prefix { k } => Some(k),
             _ => None,
@@ -476,6 +499,7 @@ impl<S: KvStore> KvWorkload<S> {
         })?;
         self.model = KvModel { base_txns: self.model.base_txns, ..KvModel::default() };
         self.media_faults_before_wipe = media_faults(&self.env);
+        self.checkpoint_acknowledged = None;
         self.store = Some(store);
         self.env.set_faults_enabled(!self.quiet);
         Ok(())
@@ -497,10 +521,23 @@ impl<S: KvStore> KvWorkload<S> {
             if let Opened::Store(store) = self.open_on(&image).map_err(in_image)? {
                 let recovered = self.state_of(&store)?;
                 self.judge_on(&image, &recovered).map_err(in_image)?;
+                // Faults are off on the images already.
+                self.audit_on(&image, &store).map_err(in_image)?;
             }
         }
         self.images_explored += count as u64;
         Ok(())
+    }
+
+    /// Runs the store's audit of its recovery on `env` (the caller turns faults off).
+    fn audit_on(&self, env: &SimEnv, store: &S) -> Result<(), Violation> {
+        let facts = AuditFacts {
+            media_damage: self.media_damage(env),
+            checkpoint_acknowledged: self.checkpoint_acknowledged,
+        };
+        store.audit(env, &facts).map_err(|detail| {
+            self.violation(ViolationKind::Checkpoint, format!("checkpoint audit after recovery: {detail}"))
+        })
     }
 
     /// Opens the store on `env`, retrying through faults and crashes during recovery.
@@ -587,6 +624,7 @@ impl<S: KvStore> KvWorkload<S> {
             Some(store) => store.commit(&writes, true),
             None => Err(StoreError::Poisoned),
         };
+        self.note_checkpoint_acknowledged();
         if let Err(error) = result {
             return Err(
                 self.violation(ViolationKind::Liveness, format!("durable commit on a quiet disk: {error}"))
