@@ -95,8 +95,9 @@ impl fmt::Display for KernelError {
             KernelError::Shard { error, .. } => error.fmt(f),
             KernelError::CrossShard { bound_to, key, key_shard } => write!(
                 f,
-                "key {key:?} is in shard {key_shard}, but the transaction is bound to shard {bound_to}: \
-                 transactions are atomic within one shard only (route related keys together with a prefix router)"
+                "key \"{}\" is in shard {key_shard}, but the transaction is bound to shard {bound_to}: \
+                 transactions are atomic within one shard only (route related keys together with a prefix router)",
+                key.escape_ascii()
             ),
             KernelError::InvalidInput(what) => f.write_str(what),
         }

@@ -191,12 +191,14 @@ impl fmt::Display for ShardError {
         match self {
             ShardError::Failed { shard, failure } => write!(f, "shard {shard} is failed: {failure}"),
             ShardError::NotACounter { key, len_bytes } => {
-                write!(f, "key {key:?} holds {len_bytes} bytes, not an 8-byte counter")
+                write!(f, "key \"{}\" holds {len_bytes} bytes, not an 8-byte counter", key.escape_ascii())
             }
             ShardError::BatchTooLarge { bytes, max } => {
                 write!(f, "the transaction encodes to {bytes} bytes, more than the {max} of one WAL record")
             }
-            ShardError::CounterOverflow { key } => write!(f, "counter {key:?} would overflow u64"),
+            ShardError::CounterOverflow { key } => {
+                write!(f, "counter \"{}\" would overflow u64", key.escape_ascii())
+            }
         }
     }
 }
