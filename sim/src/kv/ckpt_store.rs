@@ -15,9 +15,20 @@
 //! so replay is idempotent. A WAL that no longer reaches back to the chosen checkpoint's
 //! `replay_from`, or ends before its lsn, is a data-loss error naming what is missing, never a
 //! silent gap. The last [`RecoveryReport`] is kept for the checker.
+//!
+//! Epochs ([`EpochTracker`], with small triggers so simulated runs fire them): every commit
+//! records one operation and the WAL bytes appended since the last one; when a trigger fires
+//! the store takes a checkpoint itself. Every checkpoint, the workload's explicit ones too,
+//! seals the active epoch `E` (advance), publishes with epoch `E`, and marks `E` durable once
+//! `create` returned; epochs strictly below the oldest retained checkpoint's are archived. After
+//! recovery the tracker resumes past the highest epoch of every listed checkpoint (a damaged
+//! `META`'s epoch is unknown; its number may come again, but nothing uses that checkpoint).
+//! A checkpoint that fails inside a commit does not fail the commit (which completed before
+//! it): it fail-stops the store, which refuses every later call until reopened.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use stormhold::checkpoint::epoch::{EpochConfig, EpochError, EpochId, EpochTracker};
 use stormhold::checkpoint::{
     Bytes, CheckpointData, CheckpointError, CheckpointMeta, CheckpointOptions, CheckpointStore,
     RecoveryError, RecoveryPaths, RecoveryReport, Replayer, UserMeta, recover,
@@ -40,6 +51,17 @@ const REPLAY_FROM: &str = "replay_from";
 /// User-metadata key: the highest single-call transaction id used before the checkpoint, so
 /// ids stay unique when no record after the replay point names one.
 const SINGLE_TXN_MAX: &str = "single_txn_max";
+
+/// Epoch triggers: small, so a simulated run of a few hundred operations fires each of them.
+fn epoch_config() -> EpochConfig {
+    EpochConfig { ops_max: 10, wal_bytes_max: 4096, duration_max_ms: 40, history_len_max: 8, sealing_max: 2 }
+}
+
+/// A refused epoch transition: checkpoints keep failing (a backlog) or a bookkeeping bug.
+/// Either way the store stops.
+fn epoch_error(error: EpochError) -> StoreError {
+    StoreError::Io(std::io::Error::other(format!("epoch tracker: {error}")))
+}
 
 fn wal_error(error: WalError) -> StoreError {
     match error {
@@ -129,7 +151,12 @@ pub struct CkptStore {
     /// Keys changed since the last checkpoint (for incrementals): new value or deleted.
     dirty: BTreeMap<Key, Option<Value>>,
     last_checkpoint: Option<u64>,
-    next_epoch: u64,
+    epochs: EpochTracker,
+    /// `wal.stats().bytes` when the tracker last recorded a commit.
+    wal_bytes_recorded: u64,
+    /// Why a checkpoint taken inside a commit failed: the store refuses every call since.
+    failed: Option<String>,
+    env: SimEnv,
     next_single_txn: u64,
     /// What the recovery that opened the store found and did.
     recovery: RecoveryReport,
@@ -151,7 +178,15 @@ impl CkptStore {
         &self.recovery
     }
 
+    fn check_failed(&self) -> Result<(), StoreError> {
+        match self.failed {
+            Some(_) => Err(StoreError::Poisoned),
+            None => Ok(()),
+        }
+    }
+
     fn append(&mut self, kind: RecordKind, txn: u64, payload: &[u8]) -> Result<(), StoreError> {
+        self.check_failed()?;
         let prev = self.open.get(&txn).map_or(0, |&(_, last)| last);
         let lsn = self.wal.append(kind, txn, prev, payload).map_err(wal_error)?;
         let first = self.open.get(&txn).map_or(lsn, |&(first, _)| first);
@@ -170,8 +205,66 @@ impl CkptStore {
             if durable {
                 self.wal.sync(Durability::Data).map_err(wal_error)?;
             }
+            self.count_commit();
         }
         Ok(())
+    }
+
+    /// Records a commit in the active epoch; a trigger that fires takes a checkpoint.
+    fn count_commit(&mut self) {
+        let wal_bytes = self.wal.stats().bytes;
+        let appended = wal_bytes - self.wal_bytes_recorded;
+        self.wal_bytes_recorded = wal_bytes;
+        let fired = self.epochs.record(1, appended, self.env.now_monotonic());
+        if !fired.any() {
+            return;
+        }
+        self.env.note(format!("epoch {} triggers {fired:?}: checkpoint", self.epochs.current().0));
+        if let Err(error) = self.take_checkpoint() {
+            self.env.note(format!("triggered checkpoint failed ({error}): the store stops"));
+            self.failed = Some(error.to_string());
+        }
+    }
+
+    /// Seals the active epoch and publishes a checkpoint of everything committed under it;
+    /// then retention, archiving, and WAL truncation back to the oldest retained replay point.
+    fn take_checkpoint(&mut self) -> Result<(), StoreError> {
+        self.check_failed()?;
+        let lsn = self.wal.sync(Durability::Data).map_err(wal_error)?;
+        let replay_from = self.open.values().map(|&(first, _)| first).min().unwrap_or(lsn + 1);
+        let (data, parent) = self.checkpoint_data();
+        let single_txn_max = self.next_single_txn - 1;
+        let user = UserMeta {
+            source_offsets: BTreeMap::from([
+                (REPLAY_FROM.to_owned(), replay_from),
+                (SINGLE_TXN_MAX.to_owned(), single_txn_max),
+            ]),
+            watermark: None,
+        };
+        let epoch = self.epochs.current();
+        self.epochs.advance(self.env.now_monotonic(), self.env.now_wall()).map_err(epoch_error)?;
+        let meta = self.ckpts.create(epoch.0, lsn, user, data, parent).map_err(ckpt_error)?;
+        self.last_checkpoint = Some(meta.id);
+        self.created = Some(meta.id);
+        self.dirty.clear();
+        self.epochs.mark_durable(epoch, self.env.now_wall()).map_err(epoch_error)?;
+        self.ckpts.apply_retention().map_err(ckpt_error)?;
+        let listed = self.ckpts.list();
+        if let Some(oldest) = listed.iter().map(|m| m.epoch).min() {
+            for archivable in self.epochs.archivable_before(EpochId(oldest)) {
+                self.epochs.archive(archivable, self.env.now_wall()).map_err(epoch_error)?;
+            }
+        }
+        let keep_from = listed.iter().filter_map(|m| m.user.source_offsets.get(REPLAY_FROM).copied()).min();
+        if let Some(keep_from) = keep_from {
+            self.wal.truncate_before(keep_from).map_err(wal_error)?;
+        }
+        Ok(())
+    }
+
+    /// The epoch tracker (for tests and the audit).
+    pub fn epochs(&self) -> &EpochTracker {
+        &self.epochs
     }
 
     /// The data of the next checkpoint: incremental on the last one, unless a full one is due.
@@ -211,7 +304,18 @@ impl KvStore for CkptStore {
         let mut replayer = StoreReplayer::default();
         let recovered = recover(env, paths, &mut replayer).map_err(recovery_error)?;
         let StoreReplayer { base, replay, single_txn_max } = replayer;
-        let next_epoch = recovered.checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0) + 1;
+        // Every listed checkpoint's epoch; the used one and every fallback past damaged data
+        // are listed too. A damaged META's epoch cannot be read.
+        let last_epoch_seen = recovered.checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0);
+        let latest_durable = (last_epoch_seen > 0).then_some(EpochId(last_epoch_seen));
+        let epochs = EpochTracker::resume(
+            epoch_config(),
+            last_epoch_seen,
+            latest_durable,
+            env.now_monotonic(),
+            env.now_wall(),
+        )
+        .map_err(|error| StoreError::DataLoss(format!("epochs cannot resume: {error}")))?;
         let dirty = replay.state.iter().filter(|(k, v)| base.get(k) != Some(v)).map(|(&k, &v)| (k, Some(v)));
         let deleted = base.keys().filter(|k| !replay.state.contains_key(k)).map(|&k| (k, None));
         let dirty = dirty.chain(deleted).collect();
@@ -223,7 +327,10 @@ impl KvStore for CkptStore {
             open: BTreeMap::new(),
             dirty,
             last_checkpoint: recovered.report.checkpoint.as_ref().map(|c| c.id),
-            next_epoch,
+            epochs,
+            wal_bytes_recorded: 0,
+            failed: None,
+            env: env.clone(),
             next_single_txn,
             recovery: recovered.report,
             created: None,
@@ -278,29 +385,7 @@ impl KvStore for CkptStore {
     }
 
     fn checkpoint(&mut self) -> Result<(), StoreError> {
-        let lsn = self.wal.sync(Durability::Data).map_err(wal_error)?;
-        let replay_from = self.open.values().map(|&(first, _)| first).min().unwrap_or(lsn + 1);
-        let (data, parent) = self.checkpoint_data();
-        let single_txn_max = self.next_single_txn - 1;
-        let user = UserMeta {
-            source_offsets: BTreeMap::from([
-                (REPLAY_FROM.to_owned(), replay_from),
-                (SINGLE_TXN_MAX.to_owned(), single_txn_max),
-            ]),
-            watermark: None,
-        };
-        let meta = self.ckpts.create(self.next_epoch, lsn, user, data, parent).map_err(ckpt_error)?;
-        self.next_epoch += 1;
-        self.last_checkpoint = Some(meta.id);
-        self.created = Some(meta.id);
-        self.dirty.clear();
-        self.ckpts.apply_retention().map_err(ckpt_error)?;
-        let keep_from =
-            self.ckpts.list().iter().filter_map(|m| m.user.source_offsets.get(REPLAY_FROM).copied()).min();
-        if let Some(keep_from) = keep_from {
-            self.wal.truncate_before(keep_from).map_err(wal_error)?;
-        }
-        Ok(())
+        self.take_checkpoint()
     }
 
     fn checkpoint_acknowledged(&self) -> Option<u64> {
@@ -312,6 +397,7 @@ impl KvStore for CkptStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        self.check_failed()?;
         self.wal.sync(Durability::Data).map(|_| ()).map_err(wal_error)
     }
 
@@ -321,5 +407,35 @@ impl KvStore for CkptStore {
 
     fn state(&self) -> Result<BTreeMap<Key, Value>, StoreError> {
         Ok(self.state.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stormhold::env::sim::FaultOptions;
+
+    #[test]
+    fn an_epoch_trigger_takes_a_checkpoint_and_epochs_resume_past_every_listed_one() {
+        let env = SimEnv::new(2, FaultOptions::default()).expect("valid options");
+        let mut store = CkptStore::open(&env, &()).expect("open");
+        let ops_max = epoch_config().ops_max;
+        for value in 0..ops_max as u32 - 1 {
+            store.commit(&[(1, Some(value))], false).expect("commit");
+        }
+        assert_eq!(store.checkpoint_acknowledged(), None, "no trigger yet");
+        store.commit(&[(2, Some(7))], false).expect("the commit that fires the ops trigger");
+        assert_eq!(store.checkpoint_acknowledged(), Some(1));
+        assert_eq!(store.ckpts.list()[0].epoch, 1, "the checkpoint of the sealed epoch 1");
+        assert_eq!((store.epochs.current(), store.epochs.latest_durable()), (EpochId(2), Some(EpochId(1))));
+        assert_eq!(store.epochs.stats().sealed_by_ops, 1);
+        store.checkpoint().expect("an explicit checkpoint");
+        assert_eq!(store.ckpts.list()[0].epoch, 2);
+        drop(store);
+        env.crash();
+        env.restart();
+        let store = CkptStore::open(&env, &()).expect("reopen");
+        assert_eq!((store.epochs.current(), store.epochs.latest_durable()), (EpochId(3), Some(EpochId(2))));
+        assert_eq!(store.state().expect("state"), BTreeMap::from([(1, ops_max as u32 - 2), (2, 7)]));
     }
 }

@@ -9,7 +9,9 @@
 //! - **the latest checkpoint is used**: without fallbacks, recovery used the newest listed
 //!   checkpoint; fallbacks, and damaged metadata, are legal only after media damage;
 //! - **an acknowledged checkpoint is never lost**: without media damage, the checkpoint used is
-//!   at least the newest one whose creation returned `Ok`.
+//!   at least the newest one whose creation returned `Ok`;
+//! - **epoch numbers are never reused**: listed checkpoints' epochs increase with their ids, and
+//!   the resumed tracker's active epoch is above all of them.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,7 +31,29 @@ impl CkptStore {
         if !facts.media_damage {
             self.listed_checkpoints_load()?;
         }
-        self.recovery_used_the_newest(facts)
+        self.recovery_used_the_newest(facts)?;
+        self.epochs_are_fresh()
+    }
+
+    fn epochs_are_fresh(&self) -> Result<(), String> {
+        let listed = self.ckpts.list();
+        for pair in listed.windows(2) {
+            let (newer, older) = (&pair[0], &pair[1]);
+            if newer.epoch <= older.epoch {
+                return Err(format!(
+                    "checkpoint {} has epoch {}, not above checkpoint {}'s epoch {}: an epoch number was reused",
+                    newer.id, newer.epoch, older.id, older.epoch
+                ));
+            }
+        }
+        let active = self.epochs.current().0;
+        match listed.first() {
+            Some(newest) if newest.epoch >= active => Err(format!(
+                "the resumed active epoch {active} is not above checkpoint {}'s epoch {}",
+                newest.id, newest.epoch
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Every ancestor of every listed checkpoint is present (listed or damaged).
@@ -223,6 +247,19 @@ mod tests {
         env.create_dir(&Path::new(CKPT_DIR).join(checkpoint_dir_name(9))).expect("plant");
         let error = store.audit(&env, &FACTS).expect_err("a partial directory is left");
         assert!(error.contains("ckpt-0000000000000009 has no META"), "{error}");
+    }
+
+    #[test]
+    fn audit_catches_a_reused_epoch_number() {
+        let env = quiet_env();
+        let mut store = three_checkpoints(&env);
+        let reused = store.ckpts.list()[0].epoch;
+        let lsn = store.wal.last_lsn();
+        let data = stormhold::checkpoint::CheckpointData::Full(BTreeMap::new());
+        store.ckpts.create(reused, lsn, Default::default(), data, None).expect("create");
+        let store = reopen(&env, store);
+        let error = store.audit(&env, &FACTS).expect_err("two checkpoints share an epoch");
+        assert!(error.contains("an epoch number was reused"), "{error}");
     }
 
     #[test]
