@@ -6,6 +6,7 @@
 //! each recovery against the model ([`workload`]).
 
 pub mod ckpt_store;
+pub mod groups;
 pub mod model;
 pub mod toy;
 pub mod wal_store;
@@ -124,4 +125,52 @@ pub trait KvStore: Sized {
     fn get(&self, key: Key) -> Result<Option<Value>, StoreError>;
     /// The whole current state, ordered by key.
     fn state(&self) -> Result<BTreeMap<Key, Value>, StoreError>;
+
+    /// Independent groups of keys (key `k` is in group `k % groups`, see [`groups`]), each
+    /// recovering on its own, so that after a crash one group may keep more unsynced commits
+    /// than another: the workload keeps one model per group and draws each transaction's keys
+    /// from one group. Default 1 (the whole store is one group).
+    ///
+    /// With several groups, a group may fail-stop while the others serve
+    /// ([`KvStore::failed_groups`]); an error of a whole-store operation ([`KvStore::sync`],
+    /// [`KvStore::checkpoint`]) then leaves every group that `failed_groups` does not list
+    /// having completed it.
+    fn key_groups(_config: &Self::Config) -> usize {
+        1
+    }
+    /// The groups that are fail-stopped while the others serve (stores with several groups).
+    fn failed_groups(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// Whether the store takes the operations below: [`KvStore::tick`],
+    /// [`KvStore::scan_group`], [`KvStore::increment`] and documents
+    /// ([`KvStore::document_begin`], [`KvStore::document_commit`]).
+    fn extended_ops(_config: &Self::Config) -> bool {
+        false
+    }
+    /// Background work (checkpoints when due, syncs); returns the groups whose every committed
+    /// transaction is durable now.
+    fn tick(&mut self) -> Result<Vec<usize>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The current entries of one group, ordered by key (a whole-store scan is
+    /// [`KvStore::state`]).
+    fn scan_group(&self, _group: usize) -> Result<BTreeMap<Key, Value>, StoreError> {
+        Err(StoreError::Poisoned)
+    }
+    /// Adds `by` to the value of `key` (absent counts as 0, wrapping at `Value::MAX`), resolved
+    /// by the store at commit, in a transaction of its own; returns the new value.
+    fn increment(&mut self, _key: Key, _by: Value, _durable: bool) -> Result<Value, StoreError> {
+        Err(StoreError::Poisoned)
+    }
+    /// Begins (or resumes) importing document `doc`; returns whether it is complete already
+    /// (the import then commits nothing).
+    fn document_begin(&mut self, _doc: u8) -> Result<bool, StoreError> {
+        Err(StoreError::Poisoned)
+    }
+    /// Durably commits a chunk of document `doc` (its `writes`, all in the document's group),
+    /// and with `complete` records the document complete atomically with them.
+    fn document_commit(&mut self, _doc: u8, _writes: &[Write], _complete: bool) -> Result<(), StoreError> {
+        Err(StoreError::Poisoned)
+    }
 }

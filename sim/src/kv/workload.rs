@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
 use stormhold::env::Env;
 use stormhold::env::sim::{SimEnv, is_crash};
 
-use super::model::{Ack, KvModel, Verdict};
+use super::groups::{self, DOCUMENT_MARK_VALUE, DOCUMENTS, GroupedModel};
+use super::model::Ack;
 use super::{AuditFacts, Key, KvStore, StoreError, Value, Write};
 use crate::config::{RunConfig, stream};
 use crate::runner::{Violation, ViolationKind};
@@ -83,6 +84,38 @@ pub enum KvOp {
         /// Whether the commit must be durable before it returns.
         durable: bool,
     },
+    /// The store's background work (checkpoints when due, syncs).
+    Tick,
+    /// Scan one group (`Some`) or the whole store, and compare with the model.
+    Scan {
+        /// The group, or `None` for every group.
+        group: Option<u8>,
+    },
+    /// Add to a key's value, resolved by the store; the new value must match the model.
+    Increment {
+        /// The key.
+        key: Key,
+        /// How much (the value wraps at `Value::MAX`).
+        by: Value,
+        /// Whether the commit must be durable before it returns.
+        durable: bool,
+    },
+    /// Import a document (resuming after a crash; a complete one is skipped).
+    Document {
+        /// The document, below [`groups::DOCUMENTS`].
+        doc: u8,
+        /// Durable chunks to import it in; the last one marks it complete.
+        chunks: u8,
+    },
+}
+
+/// What an operation touches, for telling a failed group from a healthy one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// One group: an error there must come from that group's own failure.
+    Group(usize),
+    /// Several groups, or none in particular.
+    Whole,
 }
 
 /// Simulated clients with interleaved transactions.
@@ -102,7 +135,8 @@ pub struct KvWorkload<S: KvStore> {
     store_config: S::Config,
     rng: ChaCha8Rng,
     store: Option<S>,
-    model: KvModel,
+    /// One model per key group ([`KvStore::key_groups`]).
+    model: GroupedModel,
     op_index: u64,
     /// Recoveries whose state was checked.
     pub recoveries: u64,
@@ -146,13 +180,14 @@ impl<S: KvStore> KvWorkload<S> {
         rng.set_stream(stream::WORKLOAD);
         let mut images_rng = ChaCha8Rng::seed_from_u64(config.seed);
         images_rng.set_stream(stream::IMAGES);
+        let model = GroupedModel::new(S::key_groups(&store_config));
         Self {
             env,
             config,
             store_config,
             rng,
             store: None,
-            model: KvModel::default(),
+            model,
             op_index: 0,
             recoveries: 0,
             undetectable: 0,
@@ -188,6 +223,11 @@ impl<S: KvStore> KvWorkload<S> {
         if S::checkpoints(&self.store_config) && self.rng.random_bool(0.04) {
             return Some(KvOp::Checkpoint);
         }
+        if S::extended_ops(&self.store_config)
+            && let Some(op) = self.draw_extended_op()
+        {
+            return Some(op);
+        }
         if S::interleaved_transactions(&self.store_config) && self.rng.random_bool(0.5) {
             return Some(self.draw_client_op());
         }
@@ -200,6 +240,35 @@ impl<S: KvStore> KvWorkload<S> {
             75..78 => KvOp::Clock,
             _ => KvOp::Get { key: self.rng.random_range(0..KEYS) },
         })
+    }
+
+    /// A tick, scan, increment or document import, or (most often) none of them.
+    fn draw_extended_op(&mut self) -> Option<KvOp> {
+        let groups = self.model.groups();
+        Some(match self.rng.random_range(0..100) {
+            0..5 => KvOp::Tick,
+            5..9 => {
+                let group = self.rng.random_bool(0.7).then(|| self.rng.random_range(0..groups) as u8);
+                KvOp::Scan { group }
+            }
+            9..16 => KvOp::Increment {
+                key: self.rng.random_range(0..KEYS),
+                by: self.rng.random_range(1..=1000),
+                durable: self.rng.random_bool(0.5),
+            },
+            16..19 => KvOp::Document {
+                doc: self.rng.random_range(0..DOCUMENTS),
+                chunks: self.rng.random_range(1..=3),
+            },
+            _ => return None,
+        })
+    }
+
+    /// A key of `group` among the workload's keys.
+    fn random_key_in(&mut self, group: usize) -> Key {
+        let groups = self.model.groups();
+        let in_group = (usize::from(KEYS) - group).div_ceil(groups);
+        (group + groups * self.rng.random_range(0..in_group)) as Key
     }
 
     /// Operations executed so far.
@@ -251,12 +320,33 @@ impl<S: KvStore> KvWorkload<S> {
             let commit = self.rng.random_bool(0.85);
             return KvOp::Finish { client, commit, durable: self.rng.random_bool(0.5) };
         }
-        let key = self.rng.random_range(0..KEYS);
+        // A transaction stays in the group of its first write.
+        let key = match writes.first() {
+            Some(&(first, _)) if self.model.groups() > 1 => self.random_key_in(self.model.group_of(first)),
+            _ => self.rng.random_range(0..KEYS),
+        };
         let value = self.rng.random_bool(0.85).then(|| self.rng.random::<Value>());
         KvOp::Put { client, write: (key, value) }
     }
 
+    /// What `op` touches.
+    fn scope_of(&self, op: &KvOp) -> Scope {
+        let first = match op {
+            KvOp::Commit { writes, .. } => writes.first().map(|w| w.0),
+            KvOp::Finish { client, .. } => {
+                self.open_txns.get(client).and_then(|(_, w)| w.first()).map(|w| w.0)
+            }
+            KvOp::Increment { key, .. } => Some(*key),
+            KvOp::Document { doc, .. } => {
+                return Scope::Group(groups::document_group(doc % DOCUMENTS, self.model.groups()));
+            }
+            _ => None,
+        };
+        first.map_or(Scope::Whole, |key| Scope::Group(self.model.group_of(key)))
+    }
+
     fn step(&mut self, op: KvOp) -> Result<(), Violation> {
+        let scope = self.scope_of(&op);
         let outcome = match op {
             KvOp::Begin { client } => self.op_begin(client),
             KvOp::Put { client, write } => self.op_put(client, write),
@@ -270,12 +360,15 @@ impl<S: KvStore> KvWorkload<S> {
             KvOp::Get { key } => return self.op_get(key),
             KvOp::Clock => return self.op_clock(),
             KvOp::Checkpoint => self.op_checkpoint(),
+            KvOp::Tick => self.op_tick(),
+            KvOp::Scan { group } => return self.op_scan(group),
+            KvOp::Increment { key, by, durable } => self.op_increment(key, by, durable)?,
+            KvOp::Document { doc, chunks } => self.op_document(doc, chunks)?,
         };
         self.note_checkpoint_acknowledged();
         match outcome {
             Ok(()) => Ok(()),
-            // The process died, or the store fail-stopped: restart it.
-            Err(_) => self.recover(false),
+            Err(error) => self.after_error(error, scope),
         }
     }
 
@@ -289,11 +382,41 @@ impl<S: KvStore> KvWorkload<S> {
         }
     }
 
+    /// After an operation failed: the process died, or the store fail-stopped, so restart it;
+    /// except that in a store of several groups, a group that failed alone leaves the others
+    /// serving (the store restarts when an operation finds a failed group, or all failed).
+    fn after_error(&mut self, error: StoreError, scope: Scope) -> Result<(), Violation> {
+        let groups = self.model.groups();
+        let failed = match self.store.as_ref() {
+            Some(store) if groups > 1 && !self.env.is_crashed() => store.failed_groups(),
+            _ => return self.recover(false),
+        };
+        if let Scope::Group(group) = scope
+            && !failed.contains(&group)
+        {
+            let detail = format!(
+                "an operation on group {group} failed while the group serves (failed groups: {failed:?}): {error}"
+            );
+            return Err(self.violation(ViolationKind::Liveness, detail));
+        }
+        if matches!(error, StoreError::Poisoned) || failed.is_empty() || failed.len() == groups {
+            return self.recover(false);
+        }
+        self.env.note(format!("op {}: groups {failed:?} failed; the others keep serving", self.op_index));
+        Ok(())
+    }
+
     fn random_writes(&mut self, writes_max: usize) -> Vec<Write> {
         let count = self.rng.random_range(1..=writes_max.max(1));
+        // With several groups, a transaction's keys come from one group.
+        let groups = self.model.groups();
+        let group = (groups > 1).then(|| self.rng.random_range(0..groups));
         (0..count)
             .map(|_| {
-                let key = self.rng.random_range(0..KEYS);
+                let key = match group {
+                    Some(group) => self.random_key_in(group),
+                    None => self.rng.random_range(0..KEYS),
+                };
                 let value = self.rng.random_bool(0.85).then(|| self.rng.random::<Value>());
                 (key, value)
             })
@@ -327,8 +450,178 @@ impl<S: KvStore> KvWorkload<S> {
             // A checkpoint syncs the log first: everything committed is durable now.
             self.model.synced();
             self.note_watermark();
+        } else {
+            self.synced_where_serving();
         }
         result
+    }
+
+    /// After a whole-store sync or checkpoint failed in a store of several groups: every
+    /// group still serving completed it.
+    fn synced_where_serving(&mut self) {
+        let Some(store) = self.store.as_ref().filter(|_| self.model.groups() > 1) else { return };
+        let failed = store.failed_groups();
+        for group in (0..self.model.groups()).filter(|g| !failed.contains(g)) {
+            self.model.synced_group(group);
+        }
+        self.note_watermark();
+    }
+
+    fn op_tick(&mut self) -> Result<(), StoreError> {
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let result = store.tick();
+        self.env.note(format!("op {}: tick -> {}", self.op_index, ok(&result)));
+        let durable = result?;
+        for &group in &durable {
+            self.model.synced_group(group);
+        }
+        if !durable.is_empty() {
+            self.note_watermark();
+        }
+        Ok(())
+    }
+
+    /// Compares a scan of one group, or of the whole store, with the model. A group's scan
+    /// may fail only if the group is failed; a whole-store scan must fail if any group is
+    /// (a scan never silently skips one).
+    fn op_scan(&mut self, group: Option<u8>) -> Result<(), Violation> {
+        let Some(store) = self.store.as_ref() else { return Ok(()) };
+        let groups = self.model.groups();
+        let failed = store.failed_groups();
+        let group = group.map(|g| usize::from(g) % groups);
+        let result = match group {
+            Some(group) => store.scan_group(group),
+            None => store.state(),
+        };
+        self.env.note(format!("op {}: scan {group:?} -> {}", self.op_index, ok(&result)));
+        let got = match (result, group) {
+            (Ok(_), None) if !failed.is_empty() => {
+                let detail = format!("a scan of every group succeeded while groups {failed:?} are failed");
+                return Err(self.violation(ViolationKind::Read, detail));
+            }
+            (Ok(got), _) => got,
+            (Err(_), Some(group)) if failed.contains(&group) => return Ok(()),
+            (Err(_), None) if !failed.is_empty() => return Ok(()),
+            (Err(error), _) => {
+                let detail = format!("a scan of group {group:?} failed while it serves: {error}");
+                return Err(self.violation(ViolationKind::Liveness, detail));
+            }
+        };
+        let in_scope = |key: Key| group.is_none_or(|g| self.model.group_of(key) == g);
+        // A group's scan reads its keys only; document marks come from every group.
+        let is_mark = |key: Key| group.is_some() && groups::document_of_mark(key, groups).is_some();
+        let mut expected = BTreeMap::new();
+        for model in &self.model.models {
+            expected.extend(model.state_after(model.txns.len()));
+        }
+        for key in expected.keys().chain(got.keys()).copied() {
+            if !in_scope(key) || is_mark(key) || self.model.uncertain(key) {
+                continue;
+            }
+            let (want, found) = (expected.get(&key), got.get(&key));
+            if want != found {
+                let detail = format!("scan {group:?}: key {key}: got {found:?}, the model expects {want:?}");
+                return Err(self.violation(ViolationKind::Read, detail));
+            }
+        }
+        Ok(())
+    }
+
+    /// An increment, unless an indeterminate transaction left the key's value unknown.
+    fn op_increment(
+        &mut self,
+        key: Key,
+        by: Value,
+        durable: bool,
+    ) -> Result<Result<(), StoreError>, Violation> {
+        if self.model.uncertain(key) {
+            self.env.note(format!("op {}: increment of uncertain key {key} skipped", self.op_index));
+            return Ok(Ok(()));
+        }
+        let expected = self.model.expected(key).unwrap_or(0).wrapping_add(by);
+        let Some(store) = self.store.as_mut() else { return Ok(Err(StoreError::Poisoned)) };
+        let result = store.increment(key, by, durable);
+        self.env.note(format!(
+            "op {}: increment {key} by {by} durable={durable} -> {}",
+            self.op_index,
+            result.as_ref().map_or_else(|e| format!("err {e}"), |v| format!("ok {v}"))
+        ));
+        match result {
+            Ok(got) if got != expected => {
+                let detail = format!("increment {key} by {by}: got {got}, the model expects {expected}");
+                Err(self.violation(ViolationKind::Read, detail))
+            }
+            Ok(got) => {
+                self.model.commit(vec![(key, Some(got))], if durable { Ack::Durable } else { Ack::Unsynced });
+                if durable {
+                    self.note_watermark();
+                }
+                Ok(Ok(()))
+            }
+            Err(StoreError::Poisoned) => Ok(Err(StoreError::Poisoned)),
+            Err(error) => {
+                self.model.commit(vec![(key, Some(expected))], Ack::Indeterminate);
+                Ok(Err(error))
+            }
+        }
+    }
+
+    /// Imports document `doc` in `chunks` durable chunks, the last one marking it complete,
+    /// unless the store says it is complete already (which must match the model).
+    fn op_document(&mut self, doc: u8, chunks: u8) -> Result<Result<(), StoreError>, Violation> {
+        let groups = self.model.groups();
+        let doc = doc % DOCUMENTS;
+        let mark = groups::document_mark_key(doc, groups);
+        let Some(store) = self.store.as_mut() else { return Ok(Err(StoreError::Poisoned)) };
+        let begun = store.document_begin(doc);
+        self.env.note(format!(
+            "op {}: begin document {doc} -> {}",
+            self.op_index,
+            begun.as_ref().map_or_else(|e| format!("err {e}"), |c| format!("ok complete={c}"))
+        ));
+        let complete = match begun {
+            Ok(complete) => complete,
+            Err(error) => return Ok(Err(error)),
+        };
+        if !self.model.uncertain(mark) && complete != self.model.expected(mark).is_some() {
+            let detail = format!(
+                "document {doc}: the store says complete={complete}, the model expects complete={}",
+                !complete
+            );
+            return Err(self.violation(ViolationKind::Read, detail));
+        }
+        if complete {
+            return Ok(Ok(()));
+        }
+        let writes = groups::document_writes(doc, groups);
+        let per_chunk = writes.len().div_ceil(usize::from(chunks.max(1)));
+        let parts: Vec<&[Write]> = writes.chunks(per_chunk).collect();
+        for (index, part) in parts.iter().enumerate() {
+            let last = index + 1 == parts.len();
+            let Some(store) = self.store.as_mut() else { return Ok(Err(StoreError::Poisoned)) };
+            let result = store.document_commit(doc, part, last);
+            self.env.note(format!(
+                "op {}: document {doc} chunk {index} complete={last} -> {}",
+                self.op_index,
+                ok(&result)
+            ));
+            let mut modeled = part.to_vec();
+            if last {
+                modeled.push((mark, Some(DOCUMENT_MARK_VALUE)));
+            }
+            match &result {
+                Ok(()) => {
+                    self.model.commit(modeled, Ack::Durable);
+                    self.note_watermark();
+                }
+                Err(StoreError::Poisoned) => {}
+                Err(_) => self.model.commit(modeled, Ack::Indeterminate),
+            }
+            if result.is_err() {
+                return Ok(result);
+            }
+        }
+        Ok(Ok(()))
     }
 
     fn op_clock(&mut self) -> Result<(), Violation> {
@@ -358,8 +651,19 @@ impl<S: KvStore> KvWorkload<S> {
     }
 
     fn op_put(&mut self, client: u8, write: Write) -> Result<(), StoreError> {
-        let Some((txn, _)) = self.open_txns.get(&client) else { return Ok(()) };
+        let Some((txn, writes)) = self.open_txns.get(&client) else { return Ok(()) };
         let txn = *txn;
+        if let Some(&(first, _)) = writes.first()
+            && self.model.group_of(first) != self.model.group_of(write.0)
+        {
+            // Only a replay with operations cut out (a crash that ended the transaction, say)
+            // can bring a write of another group here: a transaction stays in one group.
+            self.env.note(format!(
+                "client {client}: op {} write {write:?} of another group skipped",
+                self.op_index
+            ));
+            return Ok(());
+        }
         let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
         let result = store.txn_write(txn, write);
         self.env.note(format!(
@@ -403,12 +707,14 @@ impl<S: KvStore> KvWorkload<S> {
         if result.is_ok() {
             self.model.synced();
             self.note_watermark();
+        } else {
+            self.synced_where_serving();
         }
         result
     }
 
     fn note_watermark(&self) {
-        let durable = self.model.base_txns + self.model.durable_prefix() as u64;
+        let durable = self.model.durable_txns();
         self.env.note(format!("watermark durable-txns={durable}"));
     }
 
@@ -419,6 +725,13 @@ impl<S: KvStore> KvWorkload<S> {
                 ViolationKind::Read,
                 format!("get {key}: got {got:?}, the model expects {:?}", self.model.expected(key)),
             )),
+            // A read of a serving group never fails because another group failed.
+            Err(error)
+                if self.model.groups() > 1 && !store.failed_groups().contains(&self.model.group_of(key)) =>
+            {
+                let detail = format!("get {key} failed while its group serves: {error}");
+                Err(self.violation(ViolationKind::Liveness, detail))
+            }
             _ => Ok(()),
         }
     }
@@ -465,11 +778,8 @@ impl<S: KvStore> KvWorkload<S> {
         let audit = self.audit_on(&self.env.clone(), &store);
         self.env.set_faults_enabled(!self.quiet);
         audit?;
-        let k = match self.model.verdict(&recovered) {
-            Verdict::Prefix { k } => Some(k),
-            _ => None,
-        };
-        self.model.rebase_at(recovered, k);
+        let prefixes = self.model.judge(&recovered).prefixes();
+        self.model.rebase_at(&recovered, &prefixes);
         self.store = Some(store);
         Ok(())
     }
@@ -497,7 +807,7 @@ impl<S: KvStore> KvWorkload<S> {
                 format!("the store does not start over after a wipe: {error}"),
             )
         })?;
-        self.model = KvModel { base_txns: self.model.base_txns, ..KvModel::default() };
+        self.model.wiped();
         self.media_faults_before_wipe = media_faults(&self.env);
         self.checkpoint_acknowledged = None;
         self.store = Some(store);
@@ -578,42 +888,27 @@ impl<S: KvStore> KvWorkload<S> {
 
     /// Judges a recovered state; `Ok(true)` for a legal loss of the last durable group after
     /// media damage on `env` (undetectable by a single-copy format).
+    ///
+    /// Each key group is judged against its own model (the prefix property is per group).
     fn judge_on(&self, env: &SimEnv, recovered: &BTreeMap<Key, Value>) -> Result<bool, Violation> {
-        match self.model.verdict(recovered) {
-            Verdict::Prefix { k } => {
-                env.note(format!("recovered a legal prefix: {k} of {} txns", self.model.txns.len()));
+        let judgement = self.model.judge(recovered);
+        let divergence = |group| {
+            self.violation(ViolationKind::Durability, self.model.describe_divergence(group, recovered))
+        };
+        if let Some(group) = judgement.illegal() {
+            return Err(divergence(group));
+        }
+        match judgement.lost_last_durable() {
+            None => {
+                env.note(self.model.describe_prefixes(&judgement));
                 Ok(false)
             }
-            Verdict::LostLastDurable if self.media_damage(env) => {
+            Some(_) if self.media_damage(env) => {
                 env.note("recovered without the last durable sync group after media damage".to_owned());
                 Ok(true)
             }
-            _ => Err(self.violation(ViolationKind::Durability, self.describe_divergence(recovered))),
+            Some(group) => Err(divergence(group)),
         }
-    }
-
-    /// Expected versus got, against the state through the last durable transaction.
-    fn describe_divergence(&self, recovered: &BTreeMap<Key, Value>) -> String {
-        let durable = self.model.durable_prefix();
-        let expected = self.model.state_after(durable);
-        let mut differences = Vec::new();
-        for key in expected.keys().chain(recovered.keys()) {
-            let (want, got) = (expected.get(key), recovered.get(key));
-            if want != got && !differences.iter().any(|(k, _, _)| k == key) {
-                differences.push((*key, want.copied(), got.copied()));
-            }
-        }
-        let shown: Vec<String> = differences
-            .iter()
-            .take(8)
-            .map(|(key, want, got)| format!("key {key}: expected {want:?}, got {got:?}"))
-            .collect();
-        format!(
-            "recovered state is no legal prefix of the {} committed txns ({durable} acknowledged durable); \
-             against the durable prefix: {}",
-            self.model.txns.len(),
-            shown.join("; ")
-        )
     }
 
     /// With faults off, the store must take a durable write that survives a crash.
