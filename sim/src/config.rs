@@ -4,6 +4,7 @@
 //! from its own stream of the seed, so the options of a seed never depend on how many random
 //! numbers the workload or the fault classes draw.
 
+use crate::kv::kernel_store::KernelBug;
 use crate::kv::toy::ToyBug;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,7 +24,12 @@ pub mod stream {
     pub const WORKLOAD: u64 = 101;
     /// Which crash points enumerate their images.
     pub const IMAGES: u64 = 102;
+    /// The options of the store under test (the kernel store's shards, epochs, ...).
+    pub const STORE: u64 = 103;
 }
+
+/// The workload of `run`, `sweep` and `shrink` when none is named.
+pub const WORKLOAD_DEFAULT: WorkloadKind = WorkloadKind::Kernel(KernelBug::None);
 
 /// Default number of workload operations in a run.
 pub const OPS_DEFAULT: u64 = 400;
@@ -50,12 +56,17 @@ pub enum WorkloadKind {
     /// The `wal` store plus checkpoints (full and incremental), retention and WAL truncation;
     /// recovery is the latest valid checkpoint plus WAL replay.
     Checkpoint,
+    /// The sharded `Kernel`: transactions within one shard (interleaved clients included),
+    /// increments, scans, documents, checkpoints and `tick`, failed-shard isolation, checked
+    /// against one key-value model per shard; or with one planted mistake.
+    Kernel(KernelBug),
 }
 
 impl WorkloadKind {
     /// Every workload, by name.
     pub fn all() -> Vec<WorkloadKind> {
         let mut all = vec![WorkloadKind::Env, WorkloadKind::Wal, WorkloadKind::Checkpoint];
+        all.extend(KernelBug::ALL.iter().map(|&bug| WorkloadKind::Kernel(bug)));
         all.extend(ToyBug::ALL.iter().map(|&bug| WorkloadKind::Toy(bug)));
         all
     }
@@ -67,6 +78,7 @@ impl WorkloadKind {
             WorkloadKind::Wal => "wal",
             WorkloadKind::Checkpoint => "checkpoint",
             WorkloadKind::Toy(bug) => bug.workload_name(),
+            WorkloadKind::Kernel(bug) => bug.workload_name(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use stormhold::env::sim::{FaultSchedule, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS};
-use stormhold_sim::config::{FaultList, OPS_DEFAULT, RunConfig, WorkloadKind};
+use stormhold_sim::config::{FaultList, OPS_DEFAULT, RunConfig, WORKLOAD_DEFAULT, WorkloadKind};
 use stormhold_sim::corpus::{self, CorpusEntry};
 use stormhold_sim::report;
 use stormhold_sim::runner::{self, RunReport};
@@ -64,8 +64,9 @@ struct WorkloadArgs {
     /// misdirect, badsector, clock, slow. Default: each seed's swarm mix.
     #[arg(long)]
     faults: Option<FaultList>,
-    /// The workload.
-    #[arg(long, default_value = "env")]
+    /// The workload: kernel (the default), env, wal, checkpoint, toy, or a planted-bug
+    /// variant (kernel-ack-unsynced, toy-ack-before-sync, ...).
+    #[arg(long, default_value_t = WORKLOAD_DEFAULT)]
     workload: WorkloadKind,
     /// Bound on the crash images enumerated at a crash point (beyond it: sampled).
     #[arg(long)]

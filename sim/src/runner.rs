@@ -15,6 +15,7 @@ use crate::env_workload::EnvWorkload;
 use crate::env_workload::ops::EnvOp;
 use crate::kv::KvStore;
 use crate::kv::ckpt_store::CkptStore;
+use crate::kv::kernel_store::{KernelStore, KernelStoreConfig};
 use crate::kv::toy::ToyStore;
 use crate::kv::wal_store::{WalStore, WalStoreConfig};
 use crate::kv::workload::{KvOp, KvWorkload};
@@ -253,6 +254,10 @@ fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOp
         }
         WorkloadKind::Wal => {
             run_kv(KvWorkload::<WalStore>::new(env.clone(), config.clone(), WalStoreConfig::default()), ops)
+        }
+        WorkloadKind::Kernel(bug) => {
+            let store = KernelStoreConfig::from_seed(config.seed, bug);
+            run_kv(KvWorkload::<KernelStore>::new(env.clone(), config.clone(), store), ops)
         }
     }));
     let outcome = outcome.unwrap_or_else(|payload| {

@@ -24,7 +24,7 @@ fn run_prints_options_summary_and_the_same_trace_hash_twice() {
     let second = sim(&["run", "--seed", "7", "--ops", "120"]);
     assert_eq!(first.status.code(), Some(0), "{}", stdout(&first));
     let text = stdout(&first);
-    assert!(text.contains("stormhold-sim run: seed=7 workload=env ops=120"), "{text}");
+    assert!(text.contains("stormhold-sim run: seed=7 workload=kernel ops=120"), "{text}");
     assert!(text.contains("fault classes on: "), "{text}");
     assert!(text.contains("options: FaultOptions {"), "{text}");
     assert!(text.contains("result: ok (no violation)"), "{text}");

@@ -7,6 +7,7 @@
 
 pub mod ckpt_store;
 pub mod groups;
+pub mod kernel_store;
 pub mod model;
 pub mod toy;
 pub mod wal_store;

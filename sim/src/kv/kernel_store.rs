@@ -1,0 +1,515 @@
+//! The kernel under test: a [`KvStore`] over [`stormhold::Kernel`] on the simulated disk, what
+//! the `kernel` workload checks.
+//!
+//! The kernel lives in `/kernel` with 1 to 4 shards (drawn per seed, with the other options
+//! below), a prefix router of one byte, and one key group per shard: workload key `k` is in
+//! group `g = k % shards` and is stored as `[p(g), k as u16 BE]`, where `p(g)` is the
+//! smallest byte the router sends to shard `g`. Values are stored as 8-byte little-endian
+//! counters, so every key can be incremented; the workload's 32-bit value is the counter's low
+//! half (an increment wraps at `u32::MAX` in the model, as the low half of a u64 does).
+//!
+//! Per seed ([`KernelStoreConfig::from_seed`], its own random stream): the shard count, small
+//! WAL segments with or without preallocation, short epochs (operations, WAL bytes, time) so
+//! that `tick` and the WAL-bytes cap checkpoint often, checkpoint retention and the full
+//! checkpoint cadence, and whether `tick` syncs unsynced commits. Recovery runs on one thread,
+//! so the simulator stays deterministic.
+//!
+//! Transactions stay within one shard: the workload draws each transaction's keys from one
+//! group. Interleaved client transactions are buffered here and committed as one kernel
+//! transaction (a kernel transaction is itself a buffer until commit). Documents are imported
+//! with the kernel's document API: each chunk a fresh [`stormhold::Document`] handle over the
+//! same id, the last one committed complete; a handle learns whether its document is complete
+//! from its first insert, reading the document's shard only. The state reports a complete
+//! document's mark key (see [`super::groups`]).
+//!
+//! Audit after each recovery ([`KvStore::audit`], per shard, from its recovery report and its
+//! checkpoint directory): no partial checkpoint is left, fallbacks and damaged checkpoint
+//! metadata happen only after media damage, and otherwise recovery used the newest checkpoint.
+//!
+//! Errors: an open that leaves a shard failed with data loss is [`StoreError::DataLoss`], any
+//! other failed open is an I/O error (the workload restarts and retries). An operation on a
+//! shard that was failed before it is [`StoreError::Poisoned`] (it did nothing); an operation
+//! that fails its shard is an I/O error (its outcome is unknown). A whole-kernel sync or
+//! checkpoint is tried on every shard, so each shard still serving after it completed it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use stormhold::checkpoint::epoch::EpochConfig;
+use stormhold::checkpoint::format::parse_checkpoint_dir_name;
+use stormhold::checkpoint::{CheckpointOptions, META_FILE_NAME, RecoveryReport};
+use stormhold::env::Env;
+use stormhold::env::sim::SimEnv;
+use stormhold::kernel::layout;
+use stormhold::wal::WalOptions;
+use stormhold::{CommitInfo, Config, Durability, Kernel, KernelError, Router, SyncState};
+
+use super::groups::{
+    DOCUMENT_MARK_VALUE, DOCUMENTS, document_group, document_mark_key, document_writes, group_of,
+};
+use super::{AuditFacts, Key, KvStore, StoreError, Value, Write};
+
+/// The kernel's directory on the simulated disk.
+const ROOT: &str = "/kernel";
+/// The random stream of the store options of a seed.
+const STORE_STREAM: u64 = crate::config::stream::STORE;
+
+/// A crash-safety mistake planted in the store's use of the kernel, to prove the per-shard
+/// checker can fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum KernelBug {
+    /// None: the kernel as it is.
+    None,
+    /// A commit asked to be durable is committed with `Durability::None` and acknowledged
+    /// durable anyway.
+    AckUnsynced,
+    /// A whole-store sync syncs the first shard only, and is acknowledged for every shard.
+    SyncFirstShardOnly,
+}
+
+impl KernelBug {
+    /// Every variant, the correct store first.
+    pub const ALL: [KernelBug; 3] = [KernelBug::None, KernelBug::AckUnsynced, KernelBug::SyncFirstShardOnly];
+
+    /// The workload name: `kernel`, `kernel-ack-unsynced`.
+    pub fn workload_name(self) -> &'static str {
+        match self {
+            KernelBug::None => "kernel",
+            KernelBug::AckUnsynced => "kernel-ack-unsynced",
+            KernelBug::SyncFirstShardOnly => "kernel-sync-first-shard-only",
+        }
+    }
+}
+
+/// The options of one seed's kernel.
+#[derive(Clone, Debug)]
+pub struct KernelStoreConfig {
+    /// The planted mistake, if any.
+    pub bug: KernelBug,
+    /// Shards (= key groups), 1..=4.
+    pub shards: u32,
+    /// WAL options of every shard.
+    pub wal: WalOptions,
+    /// Checkpoint retention and cadence.
+    pub checkpoint: CheckpointOptions,
+    /// Epoch triggers.
+    pub epochs: EpochConfig,
+    /// Whether `tick` syncs unsynced commits.
+    pub sync_on_tick: bool,
+}
+
+impl KernelStoreConfig {
+    /// The options of `seed`, drawn from their own stream.
+    pub fn from_seed(seed: u64, bug: KernelBug) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(STORE_STREAM);
+        let shards = [1, 2, 2, 3, 3, 3, 4, 4, 4, 4][rng.random_range(0..10)];
+        let wal = WalOptions {
+            segment_size_bytes: if rng.random_bool(0.5) { 2 * 4096 } else { 4 * 4096 },
+            preallocate: rng.random_bool(0.3),
+            ..WalOptions::default()
+        };
+        let checkpoint = CheckpointOptions {
+            max_retained: rng.random_range(2..=3),
+            full_every_incrementals: rng.random_range(0..=4),
+        };
+        let epochs = EpochConfig {
+            ops_max: rng.random_range(4..=64),
+            wal_bytes_max: rng.random_range(4096..=16_384),
+            duration_max_ms: rng.random_range(5..=200),
+            ..EpochConfig::default()
+        };
+        Self { bug, shards, wal, checkpoint, epochs, sync_on_tick: rng.random_bool(0.5) }
+    }
+
+    fn kernel_config(&self) -> Config {
+        Config::builder()
+            .shards(self.shards)
+            .router(Router::Prefix { len_bytes: 1 })
+            .wal_options(self.wal.clone())
+            .checkpoint_options(self.checkpoint.clone())
+            .epochs(self.epochs.clone())
+            .recovery_threads(1)
+            .sync_on_tick(self.sync_on_tick)
+            .build()
+            .unwrap_or_else(|invalid| panic!("the kernel store draws an invalid config: {invalid}"))
+    }
+
+    fn groups(&self) -> usize {
+        self.shards as usize
+    }
+}
+
+/// The kernel store (see the module docs).
+pub struct KernelStore {
+    kernel: Kernel<SimEnv>,
+    config: KernelStoreConfig,
+    /// The key prefix of each group: a byte the router sends to the group's shard.
+    prefixes: Vec<u8>,
+    /// Open interleaved transactions and their writes.
+    open: BTreeMap<u64, Vec<Write>>,
+}
+
+/// The smallest one-byte prefix routed to each shard.
+fn prefixes(shards: u32) -> Vec<u8> {
+    let router = Router::Prefix { len_bytes: 1 };
+    (0..shards)
+        .map(|shard| {
+            (0..=u8::MAX)
+                .find(|&byte| router.route(&[byte], shards) == shard)
+                .unwrap_or_else(|| panic!("no one-byte prefix reaches shard {shard} of {shards}"))
+        })
+        .collect()
+}
+
+fn other(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(io::Error::other(what.to_string()))
+}
+
+fn document_id(doc: u8) -> String {
+    format!("doc-{doc}")
+}
+
+fn durability(durable: bool, bug: KernelBug) -> Durability {
+    if durable && bug != KernelBug::AckUnsynced { Durability::Data } else { Durability::None }
+}
+
+impl KernelStore {
+    fn groups(&self) -> usize {
+        self.config.groups()
+    }
+
+    fn encode_key(&self, key: Key) -> Vec<u8> {
+        let [high, low] = key.to_be_bytes();
+        vec![self.prefixes[group_of(key, self.groups())], high, low]
+    }
+
+    fn decode_key(&self, bytes: &[u8]) -> Result<Key, StoreError> {
+        match *bytes {
+            [prefix, high, low]
+                if self.prefixes[group_of(Key::from_be_bytes([high, low]), self.groups())] == prefix =>
+            {
+                Ok(Key::from_be_bytes([high, low]))
+            }
+            _ => Err(other(format!("the kernel holds key {bytes:?}, which the store never wrote"))),
+        }
+    }
+
+    fn decode_value(key: Key, bytes: &[u8]) -> Result<Value, StoreError> {
+        let bytes: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| other(format!("key {key} holds {} bytes, not an 8-byte counter", bytes.len())))?;
+        Ok(u64::from_le_bytes(bytes) as Value)
+    }
+
+    fn encode_value(value: Value) -> [u8; 8] {
+        u64::from(value).to_le_bytes()
+    }
+
+    fn decode_entries(
+        &self,
+        entries: stormhold::kernel::Entries,
+    ) -> Result<BTreeMap<Key, Value>, StoreError> {
+        entries
+            .into_iter()
+            .map(|(k, v)| {
+                let key = self.decode_key(&k)?;
+                Ok((key, Self::decode_value(key, &v)?))
+            })
+            .collect()
+    }
+
+    fn failed(&self) -> BTreeSet<usize> {
+        self.kernel.shard_status().iter().filter(|s| s.failed.is_some()).map(|s| s.shard as usize).collect()
+    }
+
+    fn is_failed(&self, group: usize) -> bool {
+        self.kernel.shard_status().get(group).is_some_and(|s| s.failed.is_some())
+    }
+
+    /// The error of an operation on `group`: `Poisoned` if the group was failed before it.
+    fn op_error(&self, failed_before: bool, error: KernelError) -> StoreError {
+        if let KernelError::CrossShard { .. } = error {
+            panic!("the workload sent a transaction across groups: {error}");
+        }
+        if failed_before { StoreError::Poisoned } else { other(error) }
+    }
+
+    /// The error of a whole-kernel operation: `Poisoned` if it failed no shard that was serving.
+    fn whole_error(&self, failed_before: &BTreeSet<usize>, error: KernelError) -> StoreError {
+        if self.failed().is_subset(failed_before) { StoreError::Poisoned } else { other(error) }
+    }
+
+    fn commit_in(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError> {
+        let Some(&(first, _)) = writes.first() else {
+            return if durable { self.sync() } else { Ok(()) };
+        };
+        let failed_before = self.is_failed(group_of(first, self.groups()));
+        let mut txn = self.kernel.begin();
+        for &(key, value) in writes {
+            let key = self.encode_key(key);
+            let written = match value {
+                Some(value) => txn.put(&key, &Self::encode_value(value)),
+                None => txn.delete(&key),
+            };
+            written.map_err(|e| self.op_error(failed_before, e))?;
+        }
+        txn.commit(durability(durable, self.config.bug))
+            .map(drop)
+            .map_err(|e| self.op_error(failed_before, e))
+    }
+}
+
+impl KvStore for KernelStore {
+    type Config = KernelStoreConfig;
+
+    fn name(&self) -> String {
+        self.config.bug.workload_name().to_owned()
+    }
+
+    fn open(env: &SimEnv, config: &KernelStoreConfig) -> Result<Self, StoreError> {
+        let kernel =
+            Kernel::open(env.clone(), Path::new(ROOT), config.kernel_config()).map_err(
+                |error| match error {
+                    KernelError::Io { source, .. } => StoreError::Io(source),
+                    KernelError::Corrupt { .. } => StoreError::DataLoss(error.to_string()),
+                    other => StoreError::Io(io::Error::other(other.to_string())),
+                },
+            )?;
+        if env.is_crashed() {
+            // The process died while shards recovered: whatever they said, the open failed.
+            return Err(other("the process crashed during recovery"));
+        }
+        for status in kernel.shard_status() {
+            if let Some(failure) = status.failed {
+                let what = format!("shard {} did not recover: {failure}", status.shard);
+                return Err(if failure.data_loss { StoreError::DataLoss(what) } else { other(what) });
+            }
+        }
+        let prefixes = prefixes(config.shards);
+        Ok(Self { kernel, config: config.clone(), prefixes, open: BTreeMap::new() })
+    }
+
+    fn destroy(env: &SimEnv) -> io::Result<()> {
+        super::wal_store::remove_tree(env, Path::new(ROOT))
+    }
+
+    fn writes_per_commit_max(_: &KernelStoreConfig) -> usize {
+        8
+    }
+
+    fn commit(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError> {
+        self.commit_in(writes, durable)
+    }
+
+    fn interleaved_transactions(_: &KernelStoreConfig) -> bool {
+        true
+    }
+
+    fn txn_begin(&mut self, txn: u64) -> Result<(), StoreError> {
+        self.open.insert(txn, Vec::new());
+        Ok(())
+    }
+
+    fn txn_write(&mut self, txn: u64, write: Write) -> Result<(), StoreError> {
+        self.open.entry(txn).or_default().push(write);
+        Ok(())
+    }
+
+    fn txn_finish(
+        &mut self,
+        txn: u64,
+        writes: &[Write],
+        commit: bool,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let buffered = self.open.remove(&txn).unwrap_or_default();
+        debug_assert_eq!(buffered, writes, "the store buffered what the workload wrote");
+        if commit { self.commit_in(writes, durable) } else { Ok(()) }
+    }
+
+    fn checkpoints(_: &KernelStoreConfig) -> bool {
+        true
+    }
+
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let failed_before = self.failed();
+        self.kernel.checkpoint().map(drop).map_err(|e| self.whole_error(&failed_before, e))
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let failed_before = self.failed();
+        let synced = match self.config.bug {
+            KernelBug::SyncFirstShardOnly => {
+                self.kernel.sync_handle(&CommitInfo { shard: Some(0), lsn: u64::MAX }).wait()
+            }
+            _ => self.kernel.sync(Durability::Data),
+        };
+        synced.map_err(|e| self.whole_error(&failed_before, e))
+    }
+
+    fn get(&self, key: Key) -> Result<Option<Value>, StoreError> {
+        let failed_before = self.is_failed(group_of(key, self.groups()));
+        match self.kernel.get(&self.encode_key(key)) {
+            Ok(value) => value.map(|v| Self::decode_value(key, &v)).transpose(),
+            Err(error) => Err(self.op_error(failed_before, error)),
+        }
+    }
+
+    fn state(&self) -> Result<BTreeMap<Key, Value>, StoreError> {
+        let entries = self.kernel.scan::<&[u8]>(..).map_err(other)?;
+        let mut state = self.decode_entries(entries)?;
+        for id in self.kernel.completed_documents().map_err(other)? {
+            let doc = (0..DOCUMENTS).find(|&doc| document_id(doc) == id).ok_or_else(|| {
+                other(format!("document {id:?} is complete, but the store never imported it"))
+            })?;
+            state.insert(document_mark_key(doc, self.groups()), DOCUMENT_MARK_VALUE);
+        }
+        Ok(state)
+    }
+
+    fn audit(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
+        for (shard, report) in self.kernel.recovery_reports().into_iter().enumerate() {
+            let report = report.ok_or_else(|| format!("shard {shard} opened without a recovery report"))?;
+            audit_shard(env, shard as u32, &report, facts).map_err(|e| format!("shard {shard}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn key_groups(config: &KernelStoreConfig) -> usize {
+        config.groups()
+    }
+
+    fn failed_groups(&self) -> Vec<usize> {
+        self.failed().into_iter().collect()
+    }
+
+    fn extended_ops(_: &KernelStoreConfig) -> bool {
+        true
+    }
+
+    fn tick(&mut self) -> Result<Vec<usize>, StoreError> {
+        let report = self.kernel.tick();
+        if let Some((shard, error)) = report.failed.first() {
+            return Err(other(format!("tick failed shard {shard}: {error}")));
+        }
+        let statuses = self.kernel.shard_status();
+        let clean = statuses.iter().filter(|s| s.failed.is_none() && s.sync == SyncState::Clean);
+        let durable: BTreeSet<usize> = clean.map(|s| s.shard as usize).collect();
+        Ok(durable.into_iter().collect())
+    }
+
+    fn scan_group(&self, group: usize) -> Result<BTreeMap<Key, Value>, StoreError> {
+        let failed_before = self.is_failed(group);
+        let entries =
+            self.kernel.scan_prefix(&[self.prefixes[group]]).map_err(|e| self.op_error(failed_before, e))?;
+        self.decode_entries(entries)
+    }
+
+    fn increment(&mut self, key: Key, by: Value, durable: bool) -> Result<Value, StoreError> {
+        let failed_before = self.is_failed(group_of(key, self.groups()));
+        let durability = durability(durable, self.config.bug);
+        match self.kernel.increment(&self.encode_key(key), u64::from(by), durability) {
+            Ok(value) => Ok(value as Value),
+            Err(error) => Err(self.op_error(failed_before, error)),
+        }
+    }
+
+    fn document_begin(&mut self, doc: u8) -> Result<bool, StoreError> {
+        // A document handle learns whether its document is complete when its first insert
+        // binds it to a shard (it reads that shard only); the probe is dropped, uncommitted.
+        let failed_before = self.is_failed(document_group(doc, self.groups()));
+        let (key, value) = document_writes(doc, self.groups())[0];
+        let mut probe =
+            self.kernel.begin_document(&document_id(doc)).map_err(|e| self.op_error(failed_before, e))?;
+        let value = value.map_or([0; 8], Self::encode_value);
+        probe.insert(&self.encode_key(key), &value).map_err(|e| self.op_error(failed_before, e))?;
+        Ok(probe.already_complete())
+    }
+
+    fn document_commit(&mut self, doc: u8, writes: &[Write], complete: bool) -> Result<(), StoreError> {
+        let failed_before = self.is_failed(document_group(doc, self.groups()));
+        let mut document =
+            self.kernel.begin_document(&document_id(doc)).map_err(|e| self.op_error(failed_before, e))?;
+        for &(key, value) in writes {
+            let value = value.map_or([0; 8], Self::encode_value);
+            document.insert(&self.encode_key(key), &value).map_err(|e| self.op_error(failed_before, e))?;
+        }
+        if document.already_complete() {
+            return Err(other(format!("document {doc} turned complete while it was being imported")));
+        }
+        let committed = if complete { document.commit() } else { document.commit_chunk() };
+        committed.map(drop).map_err(|e| self.op_error(failed_before, e))
+    }
+}
+
+/// The checkpoint invariants of one shard right after its recovery (faults off): no partial
+/// checkpoint directory is left; fallbacks and damaged metadata only after media damage; and
+/// without either, recovery used the newest checkpoint on disk.
+fn audit_shard(env: &SimEnv, shard: u32, report: &RecoveryReport, facts: &AuditFacts) -> Result<(), String> {
+    let dir = layout::shard_dir(Path::new(ROOT), shard).join("ckpt");
+    let names = env.list_dir(&dir).map_err(|e| format!("audit cannot list {}: {e}", dir.display()))?;
+    let mut newest = None;
+    for name in names {
+        let Some(id) = parse_checkpoint_dir_name(&name) else { continue };
+        let meta = dir.join(&name).join(META_FILE_NAME);
+        match env.exists(&meta) {
+            Ok(true) => newest = newest.max(Some(id)),
+            Ok(false) => {
+                return Err(format!(
+                    "{} has no {META_FILE_NAME}: a partial checkpoint outlived recovery",
+                    meta.display()
+                ));
+            }
+            Err(error) => return Err(format!("audit cannot check {}: {error}", meta.display())),
+        }
+    }
+    if !facts.media_damage {
+        if let Some(fallback) = report.fallbacks.first() {
+            return Err(format!(
+                "recovery fell back, and the simulator damaged no media: passed over {fallback}"
+            ));
+        }
+        if let Some(damaged) = report.damaged.first() {
+            return Err(format!(
+                "checkpoint {} has damaged metadata, and the simulator damaged no media: {}",
+                damaged.id, damaged.reason
+            ));
+        }
+    }
+    let used = report.checkpoint.as_ref().map(|c| c.id);
+    if report.fallbacks.is_empty() && report.damaged.is_empty() && used != newest {
+        return Err(format!(
+            "recovery used checkpoint {used:?} without a fallback, but the newest on disk is {newest:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_group_has_a_prefix_routed_to_its_shard() {
+        for shards in 1..=4 {
+            let prefixes = prefixes(shards);
+            let router = Router::Prefix { len_bytes: 1 };
+            for (shard, &byte) in prefixes.iter().enumerate() {
+                assert_eq!(router.route(&[byte, 0, 7], shards), shard as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn every_seed_draws_a_valid_config() {
+        for seed in 0..200 {
+            let config = KernelStoreConfig::from_seed(seed, KernelBug::None);
+            let _ = config.kernel_config();
+            assert!((1..=4).contains(&config.shards));
+        }
+    }
+}

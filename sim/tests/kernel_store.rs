@@ -1,0 +1,90 @@
+//! The kernel workload: the kernel passes a bounded sweep, the workload reaches what it is
+//! meant to check (failed shards while others serve, documents, ticks, scans, increments), and
+//! each planted mistake in the store's use of the kernel is caught, so the per-shard checker
+//! can fail.
+
+use stormhold_sim::config::{RunConfig, WorkloadKind};
+use stormhold_sim::kv::kernel_store::KernelBug;
+use stormhold_sim::runner::{self, ViolationKind};
+
+const SEEDS_MAX: u64 = 200;
+const OPS: u64 = 200;
+
+fn config(seed: u64, bug: KernelBug) -> RunConfig {
+    RunConfig::from_seed(seed, WorkloadKind::Kernel(bug), OPS)
+}
+
+/// The first seed whose run reports a violation, with its kind.
+fn first_detection(bug: KernelBug) -> Option<(u64, ViolationKind)> {
+    (0..SEEDS_MAX).find_map(|seed| runner::run(&config(seed, bug), None).violation.map(|v| (seed, v.kind)))
+}
+
+fn assert_caught(bug: KernelBug) {
+    let (seed, kind) = first_detection(bug).unwrap_or_else(|| panic!("{bug:?} escaped {SEEDS_MAX} seeds"));
+    println!("{}: caught after {} seeds ({kind:?})", bug.workload_name(), seed + 1);
+    assert!(seed < 20, "{bug:?} took {} seeds to catch", seed + 1);
+    assert_eq!(kind, ViolationKind::Durability, "{bug:?} loses acknowledged data");
+}
+
+#[test]
+fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
+    const NOTES: [&str; 7] = [
+        "others keep serving",
+        "recovered a legal prefix of every group",
+        "tick -> ok",
+        "scan Some",
+        "increment",
+        "complete=true -> ok",
+        "ok complete=true",
+    ];
+    let mut seen = [0u64; NOTES.len()];
+    let mut recoveries = 0;
+    for seed in 0..40 {
+        let config = config(seed, KernelBug::None);
+        let env = runner::machine(&config, None);
+        env.keep_trace_events(stormhold::env::sim::TRACE_EVENTS_MAX);
+        let report = runner::run_with_env(&config, env);
+        assert_eq!(report.violation, None, "seed {seed}");
+        recoveries += report.recoveries;
+        for event in &report.trace_tail {
+            for (count, note) in seen.iter_mut().zip(NOTES) {
+                *count += u64::from(event.text.contains(note));
+            }
+        }
+    }
+    assert!(recoveries > 40, "the sweep must exercise recovery: {recoveries}");
+    for (count, note) in seen.iter().zip(NOTES) {
+        assert!(*count > 0, "no run noted {note:?}");
+    }
+}
+
+#[test]
+fn acknowledging_an_unsynced_commit_as_durable_is_caught() {
+    assert_caught(KernelBug::AckUnsynced);
+}
+
+#[test]
+fn a_sync_that_skips_shards_is_caught() {
+    assert_caught(KernelBug::SyncFirstShardOnly);
+}
+
+#[test]
+fn each_kernel_corpus_case_passes_on_the_kernel_as_it_is() {
+    // A corpus case pins its planted mistake only if the same operations and faults leave the
+    // correct store intact: otherwise it would pin a checker false positive.
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+    let mut checked = 0;
+    for path in stormhold_sim::corpus::entries(&dir).expect("corpus") {
+        let mut entry = stormhold_sim::corpus::CorpusEntry::load(&path).expect("entry");
+        let WorkloadKind::Kernel(bug) = entry.config.workload else { continue };
+        if bug == KernelBug::None {
+            continue;
+        }
+        assert!(entry.expect_violation.is_some(), "{} pins a violation", path.display());
+        entry.config.workload = WorkloadKind::Kernel(KernelBug::None);
+        let report = entry.replay();
+        assert_eq!(report.violation, None, "{} on the correct store", path.display());
+        checked += 1;
+    }
+    assert_eq!(checked, KernelBug::ALL.len() - 1, "one shrunk case per planted mistake");
+}
