@@ -25,8 +25,12 @@
 //! - the same through the front door, [`stormhold::Kernel`] (see `kernel.rs`): durable puts
 //!   from 1, 8 and 32 writers on 1 and 4 shards against baseline B and the group-commit ideal,
 //!   a bulk load of 1,000 puts per commit against a raw append loop (puts/s), and
-//!   `Kernel::open` of a WAL of the recovery size against a sequential read (warm cache).
+//!   `Kernel::open` of a WAL of the recovery size against a sequential read (warm cache);
+//! - recovery against data size (see `ckpt_recovery.rs`), printed after the table: the time
+//!   of `checkpoint::recover` for 1x, 2x, 4x and 8x a base volume (8 MiB; 4 MiB with
+//!   `--quick`), with checkpoints and retention and without, and the 8x over 1x ratio of each.
 
+mod ckpt_recovery;
 mod harness;
 mod kernel;
 mod raw;
@@ -64,6 +68,10 @@ struct Config {
     bulk_payloads: Vec<usize>,
     /// Options of every log (the defaults: 64 MiB preallocated segments).
     wal: WalOptions,
+    /// Base volume of the recovery-against-size section, in bytes of values.
+    size_base_bytes: u64,
+    /// Recoveries timed per store in that section (the median is printed).
+    size_runs: u32,
 }
 
 impl Config {
@@ -77,6 +85,8 @@ impl Config {
             recovery_bytes: 256 << 20,
             bulk_payloads: vec![128, 4096],
             wal: WalOptions::default(),
+            size_base_bytes: 8 << 20,
+            size_runs: 15,
         }
     }
 
@@ -87,6 +97,8 @@ impl Config {
             commits: Budget { count_max: 1_000_000, duration: seconds },
             bulk: Budget { count_max: 500_000, duration: seconds },
             recovery_bytes: 64 << 20,
+            size_base_bytes: 4 << 20,
+            size_runs: 9,
             ..Self::full(dir)
         }
     }
@@ -218,6 +230,16 @@ fn run(config: &Config) -> Result<Vec<Row>, BenchError> {
     Ok(rows)
 }
 
+/// The sections printed after the table (their figures are times, not rates).
+fn run_sections(config: &Config) -> Result<String, BenchError> {
+    let root = tempfile::Builder::new().prefix("stormhold-bench-").tempdir_in(&config.dir)?;
+    let scratch = Scratch::new(root.path(), "recovery-vs-size")?;
+    let section = ckpt_recovery::run(&scratch, config.size_base_bytes, config.size_runs)?;
+    drop(scratch);
+    root.close()?;
+    Ok(section)
+}
+
 fn main() {
     let (config, quick) = match parse(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
@@ -235,10 +257,11 @@ fn main() {
         if quick { "quick" } else { "full" },
         config.dir.display()
     );
-    match run(&config) {
-        Ok(rows) => {
+    match run(&config).and_then(|rows| Ok((rows, run_sections(&config)?))) {
+        Ok((rows, sections)) => {
             let mut out = std::io::stdout().lock();
             let _ = write!(out, "{}", table(&rows));
+            let _ = write!(out, "\n{sections}");
             let _ = writeln!(
                 out,
                 "\nrecovery: the page cache is warm (the log was just written and synced), so \
@@ -276,6 +299,22 @@ mod tests {
         let printed = table(&rows);
         assert!(printed.contains("SharedWal") && printed.contains("recovery"), "{printed}");
         assert!(printed.contains("Kernel::put") && printed.contains("Kernel::open"), "{printed}");
+        let left: Vec<_> = std::fs::read_dir(parent.path()).expect("list").collect();
+        assert!(left.is_empty(), "the scratch directory is removed");
+    }
+
+    #[test]
+    fn recovery_against_size_prints_every_multiple_and_both_ratios() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let (mut config, _) =
+            parse(["--dir".to_string(), parent.path().display().to_string()]).expect("arguments");
+        config.size_base_bytes = 1 << 20;
+        config.size_runs = 1;
+        let section = run_sections(&config).expect("run");
+        for multiple in ["1x", "2x", "4x", "8x"] {
+            assert!(section.contains(&format!("  {multiple} = ")), "{section}");
+        }
+        assert!(section.contains("8x / 1x recovery time: with checkpoints"), "{section}");
         let left: Vec<_> = std::fs::read_dir(parent.path()).expect("list").collect();
         assert!(left.is_empty(), "the scratch directory is removed");
     }
