@@ -475,3 +475,37 @@ fn the_replay_bound_holds_across_restarts_that_each_write_less_than_the_cap() {
     let last = *replayed_bytes.last().unwrap();
     assert!(last < 6 * 64 * 1024, "10 rounds of 40 KB each: the WAL kept stays bounded: {replayed_bytes:?}");
 }
+
+#[test]
+fn a_point_in_time_recovery_reports_what_it_dropped() {
+    use stormhold::wal::{RecoveryMode, WalOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let wal = WalOptions {
+        segment_size_bytes: 64 * 1024,
+        recovery_mode: RecoveryMode::PointInTime,
+        ..WalOptions::default()
+    };
+    let config = Config::builder().shards(1).wal_options(wal).build().unwrap();
+    {
+        let kernel = open_os(dir.path(), config.clone());
+        for i in 0..3 {
+            kernel.put(&key(i), b"value", Durability::Data).unwrap();
+        }
+    }
+    let wal_dir = dir.path().join("shard-0000/wal");
+    let segment = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.ends_with("LOCK"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[4096 + 60] ^= 0xff; // the first record's payload; two later records vouch for it
+    std::fs::write(&segment, bytes).unwrap();
+    let kernel = open_os(dir.path(), config);
+    let report = kernel.recovery_reports().remove(0).expect("point-in-time recovery opens");
+    let dropped = report.dropped.as_ref().expect("the report says what was dropped");
+    assert_eq!(dropped.from_lsn, 1, "{report}");
+    assert!(dropped.later_records >= 2, "the two later records are dropped with it: {report}");
+    assert!(report.to_string().contains("DROPPED"), "{report}");
+    assert_eq!(kernel.get(&key(2)).unwrap(), None);
+}

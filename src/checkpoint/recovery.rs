@@ -41,7 +41,7 @@ use super::{
     Unusable,
 };
 use crate::env::Env;
-use crate::wal::{Lsn, Record, ScanReport, Wal, WalError, WalOptions};
+use crate::wal::{Dropped, Lsn, Record, ScanReport, Wal, WalError, WalOptions};
 
 /// What the caller does with the recovered state and records.
 pub trait Replayer {
@@ -49,7 +49,7 @@ pub trait Replayer {
     /// whose transactions span several records returns the first record of the oldest
     /// transaction that was still open when the checkpoint was taken.
     fn replay_from(&self, meta: &CheckpointMeta) -> Lsn {
-        meta.lsn + 1
+        meta.lsn.saturating_add(1)
     }
 
     /// Called once, first, with the checkpoint's state (an empty map and `None` when the store
@@ -105,6 +105,9 @@ pub struct RecoveryReport {
     pub torn_bytes_truncated: u64,
     /// WAL segments found.
     pub wal_segments: usize,
+    /// What a point-in-time recovery ([`crate::wal::RecoveryMode::PointInTime`]) dropped:
+    /// acknowledged records may be among them.
+    pub dropped: Option<Dropped>,
     /// The lsn the next record gets.
     pub next_lsn: Lsn,
     /// Time the recovery took on the Env's monotonic clock.
@@ -132,6 +135,16 @@ impl fmt::Display for RecoveryReport {
         }
         if !self.partial_removed.is_empty() {
             write!(f, "; removed partial checkpoints {:?}", self.partial_removed)?;
+        }
+        if let Some(dropped) = &self.dropped {
+            write!(
+                f,
+                "; DROPPED every lsn from {} (damage at {} offset {}, {} later valid records)",
+                dropped.from_lsn,
+                dropped.path.display(),
+                dropped.offset,
+                dropped.later_records
+            )?;
         }
         for fallback in &self.fallbacks {
             write!(f, "; passed over {fallback}")?;
@@ -328,7 +341,7 @@ pub fn recover<E: Env + Clone>(
             kind: meta.kind,
             key_count: meta.key_count,
         });
-        if report.replay_from > meta.lsn + 1 {
+        if report.replay_from > meta.lsn.saturating_add(1) {
             let detail = format!(
                 "its replay point, lsn {}, is above the record after its lsn {}: the records in \
                  between would never be replayed",
@@ -358,6 +371,7 @@ pub fn recover<E: Env + Clone>(
     report.torn_bytes_truncated = scan.torn_bytes;
     report.wal_segments = scan.segments.len();
     report.next_lsn = scan.next_lsn;
+    report.dropped = scan.dropped.clone();
     report.duration = env.now_monotonic().saturating_sub(started);
     Ok(Recovered { checkpoints, wal, report })
 }
