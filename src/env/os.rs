@@ -22,6 +22,11 @@ pub struct OsEnv {
     started: Instant,
 }
 
+/// Attempts after the first when a directory lock is held (see `lock_dir`).
+const LOCK_RETRIES: u32 = 10;
+/// Wait between those attempts.
+const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl OsEnv {
     /// A new real-OS environment; its monotonic clock starts at zero now.
     pub fn new() -> Self {
@@ -186,14 +191,23 @@ impl Env for OsEnv {
             .create(true)
             .truncate(false)
             .open(path.join(LOCK_FILE_NAME))?;
-        match file.try_lock() {
-            Ok(()) => Ok(OsDirLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is locked by another open store", path.display()),
-            )),
-            Err(TryLockError::Error(error)) => Err(error),
+        // A lock held elsewhere in this process can linger for an instant after its holder
+        // dropped it: a child process forked meanwhile (to be exec'd) holds a copy of the
+        // descriptor until its exec closes it. Retry briefly before calling it contention.
+        for attempt in 0..=LOCK_RETRIES {
+            match file.try_lock() {
+                Ok(()) => return Ok(OsDirLock { _file: file }),
+                Err(TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                    std::thread::sleep(LOCK_RETRY_INTERVAL);
+                }
+                Err(TryLockError::WouldBlock) => break,
+                Err(TryLockError::Error(error)) => return Err(error),
+            }
         }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{} is locked by another open store", path.display()),
+        ))
     }
 
     fn now_monotonic(&self) -> Duration {
