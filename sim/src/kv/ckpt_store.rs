@@ -40,7 +40,7 @@ use stormhold::wal::{Durability, Lsn, Record, RecordKind, Wal, WalError, WalOpti
 use super::wal_store::{Replay, SINGLE_CALL_TXN_BASE, apply};
 use super::{AuditFacts, Key, KvStore, StoreError, Value, Write};
 
-mod audit;
+pub(crate) mod audit;
 
 const ROOT: &str = "/db";
 const WAL_DIR: &str = "/db/wal";

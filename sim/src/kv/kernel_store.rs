@@ -39,14 +39,13 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use stormhold::checkpoint::epoch::EpochConfig;
-use stormhold::checkpoint::format::parse_checkpoint_dir_name;
-use stormhold::checkpoint::{CheckpointOptions, META_FILE_NAME, RecoveryReport};
-use stormhold::env::Env;
+use stormhold::checkpoint::{CheckpointOptions, RecoveryReport};
 use stormhold::env::sim::SimEnv;
 use stormhold::kernel::layout;
 use stormhold::wal::WalOptions;
 use stormhold::{CommitInfo, Config, Durability, Kernel, KernelError, Router, SyncState};
 
+use super::ckpt_store::audit::{checkpoint_dirs_are_whole, fallbacks_need_media_damage};
 use super::groups::{
     DOCUMENT_MARK_VALUE, DOCUMENTS, document_group, document_mark_key, document_writes, group_of,
 };
@@ -451,35 +450,8 @@ impl KvStore for KernelStore {
 /// without either, recovery used the newest checkpoint on disk.
 fn audit_shard(env: &SimEnv, shard: u32, report: &RecoveryReport, facts: &AuditFacts) -> Result<(), String> {
     let dir = layout::shard_dir(Path::new(ROOT), shard).join("ckpt");
-    let names = env.list_dir(&dir).map_err(|e| format!("audit cannot list {}: {e}", dir.display()))?;
-    let mut newest = None;
-    for name in names {
-        let Some(id) = parse_checkpoint_dir_name(&name) else { continue };
-        let meta = dir.join(&name).join(META_FILE_NAME);
-        match env.exists(&meta) {
-            Ok(true) => newest = newest.max(Some(id)),
-            Ok(false) => {
-                return Err(format!(
-                    "{} has no {META_FILE_NAME}: a partial checkpoint outlived recovery",
-                    meta.display()
-                ));
-            }
-            Err(error) => return Err(format!("audit cannot check {}: {error}", meta.display())),
-        }
-    }
-    if !facts.media_damage {
-        if let Some(fallback) = report.fallbacks.first() {
-            return Err(format!(
-                "recovery fell back, and the simulator damaged no media: passed over {fallback}"
-            ));
-        }
-        if let Some(damaged) = report.damaged.first() {
-            return Err(format!(
-                "checkpoint {} has damaged metadata, and the simulator damaged no media: {}",
-                damaged.id, damaged.reason
-            ));
-        }
-    }
+    let newest = checkpoint_dirs_are_whole(env, &dir)?;
+    fallbacks_need_media_damage(report, facts)?;
     let used = report.checkpoint.as_ref().map(|c| c.id);
     if report.fallbacks.is_empty() && report.damaged.is_empty() && used != newest {
         return Err(format!(

@@ -95,26 +95,15 @@ impl CkptStore {
     fn recovery_used_the_newest(&self, facts: &AuditFacts) -> Result<(), String> {
         let report = &self.recovery;
         let used = report.checkpoint.as_ref().map(|c| c.id);
-        if !facts.media_damage {
-            if let Some(fallback) = report.fallbacks.first() {
-                return Err(format!(
-                    "recovery fell back, and the simulator damaged no media: passed over {fallback}"
-                ));
-            }
-            if let Some(damaged) = report.damaged.first() {
-                return Err(format!(
-                    "checkpoint {} has damaged metadata, and the simulator damaged no media: {}",
-                    damaged.id, damaged.reason
-                ));
-            }
-            if let Some(acknowledged) = facts.checkpoint_acknowledged
-                && used.is_none_or(|used| used < acknowledged)
-            {
-                return Err(format!(
-                    "recovery used checkpoint {used:?}, older than checkpoint {acknowledged} whose creation \
-                     returned Ok"
-                ));
-            }
+        fallbacks_need_media_damage(report, facts)?;
+        if !facts.media_damage
+            && let Some(acknowledged) = facts.checkpoint_acknowledged
+            && used.is_none_or(|used| used < acknowledged)
+        {
+            return Err(format!(
+                "recovery used checkpoint {used:?}, older than checkpoint {acknowledged} whose creation \
+                 returned Ok"
+            ));
         }
         let newest = self.ckpts.list().first().map(|m| m.id);
         if report.fallbacks.is_empty() && used != newest {
@@ -128,22 +117,50 @@ impl CkptStore {
 
 /// Every `ckpt-*` directory has a `META`: recovery removed every partial one.
 fn no_partial_directories(env: &SimEnv) -> Result<(), String> {
-    let dir = Path::new(CKPT_DIR);
-    let names = env.list_dir(dir).map_err(|e| format!("audit cannot list {CKPT_DIR}: {e}"))?;
+    checkpoint_dirs_are_whole(env, Path::new(CKPT_DIR)).map(drop)
+}
+
+/// Every `ckpt-*` directory under `dir` has a `META` (recovery removed every partial one);
+/// returns the newest id found. Shared by every store with a checkpoint store.
+pub(crate) fn checkpoint_dirs_are_whole(env: &SimEnv, dir: &Path) -> Result<Option<u64>, String> {
+    let names = env.list_dir(dir).map_err(|e| format!("audit cannot list {}: {e}", dir.display()))?;
+    let mut newest = None;
     for name in names {
-        if parse_checkpoint_dir_name(&name).is_none() {
-            continue;
-        }
+        let Some(id) = parse_checkpoint_dir_name(&name) else { continue };
         let meta = dir.join(&name).join(META_FILE_NAME);
         match env.exists(&meta) {
-            Ok(true) => {}
+            Ok(true) => newest = newest.max(Some(id)),
             Ok(false) => {
                 return Err(format!(
-                    "{CKPT_DIR}/{name} has no {META_FILE_NAME}: a partial checkpoint outlived recovery"
+                    "{} has no {META_FILE_NAME}: a partial checkpoint outlived recovery",
+                    dir.join(&name).display()
                 ));
             }
             Err(error) => return Err(format!("audit cannot check {}: {error}", meta.display())),
         }
+    }
+    Ok(newest)
+}
+
+/// Fallbacks and damaged checkpoint metadata are legal only after the simulator damaged
+/// media. Shared by every store with a checkpoint store.
+pub(crate) fn fallbacks_need_media_damage(
+    report: &stormhold::checkpoint::RecoveryReport,
+    facts: &AuditFacts,
+) -> Result<(), String> {
+    if facts.media_damage {
+        return Ok(());
+    }
+    if let Some(fallback) = report.fallbacks.first() {
+        return Err(format!(
+            "recovery fell back, and the simulator damaged no media: passed over {fallback}"
+        ));
+    }
+    if let Some(damaged) = report.damaged.first() {
+        return Err(format!(
+            "checkpoint {} has damaged metadata, and the simulator damaged no media: {}",
+            damaged.id, damaged.reason
+        ));
     }
     Ok(())
 }
