@@ -443,11 +443,21 @@ impl<S: KvStore> KvWorkload<S> {
     }
 
     fn op_checkpoint(&mut self) -> Result<(), StoreError> {
+        // A checkpoint syncs the log first: on success everything committed is durable.
+        self.whole_store_sync("checkpoint", S::checkpoint)
+    }
+
+    /// Runs a store-wide operation that makes every committed transaction durable on
+    /// success (a sync or a checkpoint), and updates the model either way.
+    fn whole_store_sync(
+        &mut self,
+        what: &str,
+        op: impl FnOnce(&mut S) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
-        let result = store.checkpoint();
-        self.env.note(format!("op {}: checkpoint -> {}", self.op_index, ok(&result)));
+        let result = op(store);
+        self.env.note(format!("op {}: {what} -> {}", self.op_index, ok(&result)));
         if result.is_ok() {
-            // A checkpoint syncs the log first: everything committed is durable now.
             self.model.synced();
             self.note_watermark();
         } else {
@@ -701,16 +711,7 @@ impl<S: KvStore> KvWorkload<S> {
     }
 
     fn op_sync(&mut self) -> Result<(), StoreError> {
-        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
-        let result = store.sync();
-        self.env.note(format!("op {}: sync -> {}", self.op_index, ok(&result)));
-        if result.is_ok() {
-            self.model.synced();
-            self.note_watermark();
-        } else {
-            self.synced_where_serving();
-        }
-        result
+        self.whole_store_sync("sync", S::sync)
     }
 
     fn note_watermark(&self) {
