@@ -4,8 +4,8 @@
 //! from its own stream of the seed, so the options of a seed never depend on how many random
 //! numbers the workload or the fault classes draw.
 
-use crate::kv::kernel_store::KernelBug;
-use crate::kv::toy::ToyBug;
+use crate::kv::stores::kernel_store::KernelBug;
+use crate::kv::stores::toy::ToyBug;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

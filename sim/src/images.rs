@@ -5,7 +5,7 @@
 
 use stormhold::env::sim::SimEnv;
 
-use crate::runner::Violation;
+use crate::verdict::Violation;
 
 /// The legal post-crash images of `env`'s pending state (at most `images_max`, sampled beyond
 /// that), each ready to recover on; notes the enumeration in the trace.

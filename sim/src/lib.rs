@@ -20,3 +20,4 @@ pub mod report;
 pub mod runner;
 pub mod shrink;
 pub mod sweep;
+pub mod verdict;

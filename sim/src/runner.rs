@@ -6,7 +6,6 @@
 //! A panic anywhere in the run is caught and reported as a violation of its own kind.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TRACE_EVENTS_MAX, TraceEvent};
 
@@ -14,61 +13,14 @@ use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
 use crate::env_workload::ops::EnvOp;
 use crate::kv::KvStore;
-use crate::kv::ckpt_store::CkptStore;
-use crate::kv::kernel_store::{KernelStore, KernelStoreConfig};
-use crate::kv::toy::ToyStore;
-use crate::kv::wal_store::{WalStore, WalStoreConfig};
-use crate::kv::workload::{KvOp, KvWorkload};
-
-/// What kind of promise a run found broken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ViolationKind {
-    /// Something durable was lost or changed.
-    Durability,
-    /// Something appeared that was never written.
-    Invention,
-    /// A read or listing during the run disagreed with the model.
-    Read,
-    /// After faults stopped, the system did not recover and accept durable writes.
-    Liveness,
-    /// A checkpoint invariant of DESIGN.md section 4 broke after a recovery: a partial
-    /// checkpoint left on disk, a retained checkpoint that does not load, a fallback without
-    /// media damage, or a recovery from a checkpoint older than an acknowledged one.
-    Checkpoint,
-    /// The simulator or the code under test panicked.
-    Panic,
-}
-
-impl ViolationKind {
-    /// The process exit code for a run that found this: 1 correctness, 2 liveness, 3 panic.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            ViolationKind::Durability
-            | ViolationKind::Invention
-            | ViolationKind::Read
-            | ViolationKind::Checkpoint => 1,
-            ViolationKind::Liveness => 2,
-            ViolationKind::Panic => 3,
-        }
-    }
-}
-
-/// A broken promise, with where the run was when it saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Violation {
-    /// What kind.
-    pub kind: ViolationKind,
-    /// The workload operation during or after which it was seen (1-based).
-    pub op_index: u64,
-    /// Expected versus got, in words.
-    pub detail: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} violation at op {}: {}", self.kind, self.op_index, self.detail)
-    }
-}
+use crate::kv::stores::ckpt_store::CkptStore;
+use crate::kv::stores::kernel_store::{KernelStore, KernelStoreConfig};
+use crate::kv::stores::toy::ToyStore;
+use crate::kv::stores::wal_store::{WalStore, WalStoreConfig};
+use crate::kv::workload::KvWorkload;
+use crate::kv::workload::ops::KvOp;
+// The verdict types' old paths, kept for the sweep, the command line and the tests.
+pub use crate::verdict::{Violation, ViolationKind};
 
 /// The operations a run executed, per workload, so a replay does not depend on the code that
 /// draws them.

@@ -22,7 +22,7 @@ use stormhold::env::sim::{SimEnv, SimFile, SyncFailureProfile, is_crash};
 use stormhold::env::{Env, EnvFile, OpenOptions};
 
 use crate::config::{RunConfig, stream};
-use crate::runner::{Violation, ViolationKind};
+use crate::verdict::{Violation, ViolationKind};
 use model::{DirChange, DirModel, FileId, FileModel};
 use ops::EnvOp;
 

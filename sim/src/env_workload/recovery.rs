@@ -13,7 +13,7 @@ use stormhold::env::{Env, EnvFile, OpenOptions};
 
 use super::model::{DirModel, FileId, FileModel};
 use super::{DIRS, EnvWorkload, Stop, path};
-use crate::runner::{Violation, ViolationKind};
+use crate::verdict::{Violation, ViolationKind};
 
 /// The model files a survivor's content matches, and the content.
 type Matched = (Vec<FileId>, Vec<u8>);

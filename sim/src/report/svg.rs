@@ -15,7 +15,7 @@ use stormhold::env::sim::TraceEvent;
 use super::events::{self, Class, Lane, Phases};
 use super::style::{self, Shape, Swatch};
 use super::{escape, ms, wrap};
-use crate::runner::Violation;
+use crate::verdict::Violation;
 use marks::{callout, divergence, markers, process_lines, watermark};
 
 mod marks;

@@ -17,7 +17,7 @@ use super::{
     BUCKET_PX, CALLOUT_LINE_PX, CHAR_MONO_PX, Layout, PLOT_LEFT_PX, PLOT_RIGHT_PX, Panel, Picture, Scale,
     TITLE_EVENTS_MAX, divergence_time,
 };
-use crate::runner::Violation;
+use crate::verdict::Violation;
 
 /// Up to [`TITLE_EVENTS_MAX`] of `indices` as hover text, the rest counted.
 fn hover(events: &[TraceEvent], indices: &[usize]) -> String {

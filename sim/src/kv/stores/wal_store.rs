@@ -14,7 +14,7 @@ use std::path::Path;
 use stormhold::env::sim::SimEnv;
 use stormhold::wal::{Durability, Lsn, RecordKind, Wal, WalError, WalOptions};
 
-use super::{Key, KvStore, StoreError, Value, Write};
+use crate::kv::{Key, KvStore, StoreError, Value, Write};
 
 /// The log's directory on the simulated disk.
 const DIR: &str = "/wal";

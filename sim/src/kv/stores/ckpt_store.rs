@@ -38,7 +38,7 @@ use stormhold::env::sim::SimEnv;
 use stormhold::wal::{Durability, Lsn, Record, RecordKind, Wal, WalError, WalOptions};
 
 use super::wal_store::{Replay, SINGLE_CALL_TXN_BASE, apply};
-use super::{AuditFacts, Key, KvStore, StoreError, Value, Write};
+use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write};
 
 pub(crate) mod audit;
 

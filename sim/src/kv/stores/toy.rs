@@ -31,7 +31,7 @@ use std::path::Path;
 use stormhold::env::sim::{SimEnv, SimFile, is_crash};
 use stormhold::env::{Env, EnvFile, OpenOptions};
 
-use super::{Key, KvStore, StoreError, Value, Write};
+use crate::kv::{Key, KvStore, StoreError, Value, Write};
 
 /// The mistake a toy store makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]

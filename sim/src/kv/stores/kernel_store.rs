@@ -20,7 +20,7 @@
 //! with the kernel's document API: each chunk a fresh [`stormhold::Document`] handle over the
 //! same id, the last one committed complete; a handle learns whether its document is complete
 //! from its first insert, reading the document's shard only. The state reports a complete
-//! document's mark key (see [`super::groups`]).
+//! document's mark key (see [`crate::kv::groups`]).
 //!
 //! Audit after each recovery ([`KvStore::audit`], per shard, from its recovery report and its
 //! checkpoint directory): no partial checkpoint is left, fallbacks and damaged checkpoint
@@ -46,10 +46,10 @@ use stormhold::wal::WalOptions;
 use stormhold::{CommitInfo, Config, Durability, Kernel, KernelError, Router, SyncState};
 
 use super::ckpt_store::audit::{checkpoint_dirs_are_whole, fallbacks_need_media_damage};
-use super::groups::{
+use crate::kv::groups::{
     DOCUMENT_MARK_VALUE, DOCUMENTS, document_group, document_mark_key, document_writes, group_of,
 };
-use super::{AuditFacts, Key, KvStore, StoreError, Value, Write};
+use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write};
 
 /// The kernel's directory on the simulated disk.
 const ROOT: &str = "/kernel";

@@ -173,7 +173,7 @@ mod tests {
     use crate::config::{RunConfig, WorkloadKind};
     use crate::kv::workload::KvWorkload;
     use crate::kv::{Key, KvStore, StoreError, Value, Write};
-    use crate::runner::ViolationKind;
+    use crate::verdict::ViolationKind;
     use std::collections::BTreeMap;
     use stormhold::checkpoint::format::checkpoint_dir_name;
     use stormhold::env::sim::FaultOptions;

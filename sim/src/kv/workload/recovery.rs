@@ -1,0 +1,234 @@
+//! Checking: crash, reopen and judge. A crash ends the process (its open transactions die
+//! with it), the store reopens retrying through faults, and the recovered state is judged
+//! against the model, on the live disk and on every enumerated crash image; then the store
+//! audits its own durable invariants with faults off, and the quiet phase ends with a
+//! liveness probe.
+//!
+//! Invariants: an open may report data loss only after real media damage; a store that does
+//! not open in [`OPEN_ATTEMPTS_MAX`] attempts without media damage is a liveness violation;
+//! after a successful recovery the model is rebased on what survived.
+
+use std::collections::BTreeMap;
+use stormhold::env::sim::{SimEnv, is_crash};
+
+use super::{KvWorkload, media_faults};
+use crate::kv::model::Ack;
+use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value};
+use crate::verdict::{Violation, ViolationKind};
+
+/// Open attempts before recovery counts as stuck.
+const OPEN_ATTEMPTS_MAX: u32 = 64;
+/// The key of the liveness probe, outside the workload's keys.
+const PROBE_KEY: Key = 0xffff;
+
+/// The outcome of opening a store.
+enum Opened<S> {
+    Store(S),
+    /// The store refused to open and said why, after real media damage.
+    HonestLoss(String),
+}
+
+impl<S: KvStore> KvWorkload<S> {
+    /// Crashes the process, reopens the store (retrying through faults) and checks it. At a
+    /// sampled driver crash point, first checks recovery on every legal crash image.
+    pub(super) fn recover(&mut self, check_images: bool) -> Result<(), Violation> {
+        self.store = None;
+        // The process died: its open transactions die with it (never committed).
+        self.open_txns.clear();
+        if check_images && !self.env.is_crashed() {
+            self.check_images()?;
+        }
+        self.env.crash();
+        self.env.restart();
+        let opened = match self.open_on(&self.env.clone()) {
+            // A persistent condition (a full disk, a stuck device) may keep recovery from
+            // completing while faults go on; liveness is owed only once they stop.
+            Err(violation) if violation.kind == ViolationKind::Liveness && !self.quiet => {
+                self.env.note(format!(
+                    "op {}: recovery stuck under faults, the quiet phase starts early",
+                    self.op_index
+                ));
+                self.begin_quiet_phase();
+                self.open_on(&self.env.clone())?
+            }
+            other => other?,
+        };
+        let store = match opened {
+            Opened::Store(store) => store,
+            Opened::HonestLoss(what) => {
+                self.data_loss_detected += 1;
+                self.env
+                    .note(format!("op {}: data loss reported ({what}); the store is wiped", self.op_index));
+                return self.wipe_store();
+            }
+        };
+        let recovered = self.state_of(&store)?;
+        self.recoveries += 1;
+        if self.judge_on(&self.env.clone(), &recovered)? {
+            self.undetectable += 1;
+        }
+        self.env.set_faults_enabled(false);
+        let audit = self.audit_on(&self.env.clone(), &store);
+        self.env.set_faults_enabled(!self.quiet);
+        audit?;
+        let prefixes = self.model.judge(&recovered).prefixes();
+        self.model.rebase_at(&recovered, &prefixes);
+        self.store = Some(store);
+        Ok(())
+    }
+
+    /// After an honest data-loss report: removes the store's files and starts over from an
+    /// empty store and model (with faults off while the operator works).
+    fn wipe_store(&mut self) -> Result<(), Violation> {
+        self.env.set_faults_enabled(false);
+        let start_over = |this: &Self| {
+            S::destroy(&this.env)
+                .map_err(|e| e.to_string())
+                .and_then(|()| S::open(&this.env, &this.store_config).map_err(|e| e.to_string()))
+        };
+        let opened = match start_over(self) {
+            // A full disk outlasts the wipe: liveness is owed once faults (and the budget) stop.
+            Err(_) if !self.quiet => {
+                self.begin_quiet_phase();
+                start_over(self)
+            }
+            other => other,
+        };
+        let store = opened.map_err(|error| {
+            self.violation(
+                ViolationKind::Liveness,
+                format!("the store does not start over after a wipe: {error}"),
+            )
+        })?;
+        self.model.wiped();
+        self.media_faults_before_wipe = media_faults(&self.env);
+        self.checkpoint_acknowledged = None;
+        self.store = Some(store);
+        self.env.set_faults_enabled(!self.quiet);
+        Ok(())
+    }
+
+    fn state_of(&self, store: &S) -> Result<BTreeMap<Key, Value>, Violation> {
+        store
+            .state()
+            .map_err(|error| self.violation(ViolationKind::Durability, format!("state after open: {error}")))
+    }
+
+    /// Recovers the store on every legal post-crash image of the current pending state (each
+    /// on a fork, faults off) and judges each one.
+    fn check_images(&mut self) -> Result<(), Violation> {
+        let images = crate::images::prepared_images(&self.env, self.config.images_max, self.op_index);
+        let count = images.len();
+        for (index, image) in images.into_iter().enumerate() {
+            let in_image = |violation| crate::images::in_image(violation, index, count);
+            if let Opened::Store(store) = self.open_on(&image).map_err(in_image)? {
+                let recovered = self.state_of(&store)?;
+                self.judge_on(&image, &recovered).map_err(in_image)?;
+                // Faults are off on the images already.
+                self.audit_on(&image, &store).map_err(in_image)?;
+            }
+        }
+        self.images_explored += count as u64;
+        Ok(())
+    }
+
+    /// Runs the store's audit of its recovery on `env` (the caller turns faults off).
+    fn audit_on(&self, env: &SimEnv, store: &S) -> Result<(), Violation> {
+        let facts = AuditFacts {
+            media_damage: self.media_damage(env),
+            checkpoint_acknowledged: self.checkpoint_acknowledged,
+        };
+        store.audit(env, &facts).map_err(|detail| {
+            self.violation(ViolationKind::Checkpoint, format!("checkpoint audit after recovery: {detail}"))
+        })
+    }
+
+    /// Opens the store on `env`, retrying through faults and crashes during recovery.
+    fn open_on(&self, env: &SimEnv) -> Result<Opened<S>, Violation> {
+        let mut last_error = String::new();
+        for _ in 0..OPEN_ATTEMPTS_MAX {
+            match S::open(env, &self.store_config) {
+                Ok(store) => return Ok(Opened::Store(store)),
+                Err(StoreError::DataLoss(what)) if self.media_damage(env) => {
+                    env.note(format!("honest data loss reported: {what}"));
+                    return Ok(Opened::HonestLoss(what));
+                }
+                Err(StoreError::DataLoss(what)) => {
+                    return Err(self.violation(
+                        ViolationKind::Durability,
+                        format!("open reported data loss, but the simulator damaged no media: {what}"),
+                    ));
+                }
+                Err(StoreError::Io(error)) if is_crash(&error) => env.restart(),
+                Err(error) => {
+                    // A failed open fail-stops the process, which restarts before trying again
+                    // (retrying in-process would trust pages a failed sync left only in the
+                    // page cache: see the WAL's fsyncgate note).
+                    last_error = error.to_string();
+                    env.crash();
+                    env.restart();
+                }
+            }
+        }
+        if self.media_damage(env) {
+            return Ok(Opened::HonestLoss(last_error));
+        }
+        Err(self.violation(
+            ViolationKind::Liveness,
+            format!("the store did not open in {OPEN_ATTEMPTS_MAX} attempts: {last_error}"),
+        ))
+    }
+
+    /// Judges a recovered state; `Ok(true)` for a legal loss of the last durable group after
+    /// media damage on `env` (undetectable by a single-copy format).
+    ///
+    /// Each key group is judged against its own model (the prefix property is per group).
+    fn judge_on(&self, env: &SimEnv, recovered: &BTreeMap<Key, Value>) -> Result<bool, Violation> {
+        let judgement = self.model.judge(recovered);
+        let divergence = |group| {
+            self.violation(ViolationKind::Durability, self.model.describe_divergence(group, recovered))
+        };
+        if let Some(group) = judgement.illegal() {
+            return Err(divergence(group));
+        }
+        match judgement.lost_last_durable() {
+            None => {
+                env.note(self.model.describe_prefixes(&judgement));
+                Ok(false)
+            }
+            Some(_) if self.media_damage(env) => {
+                env.note("recovered without the last durable sync group after media damage".to_owned());
+                Ok(true)
+            }
+            Some(group) => Err(divergence(group)),
+        }
+    }
+
+    /// With faults off, the store must take a durable write that survives a crash.
+    pub(super) fn liveness_probe(&mut self) -> Result<(), Violation> {
+        self.env.set_faults_enabled(false);
+        let writes = vec![(PROBE_KEY, Some(0x5eed))];
+        let result = match self.store.as_mut() {
+            Some(store) => store.commit(&writes, true),
+            None => Err(StoreError::Poisoned),
+        };
+        self.note_checkpoint_acknowledged();
+        if let Err(error) = result {
+            return Err(
+                self.violation(ViolationKind::Liveness, format!("durable commit on a quiet disk: {error}"))
+            );
+        }
+        self.model.commit(writes, Ack::Durable);
+        self.recover(false)?;
+        match self.store.as_ref().map(|s| s.get(PROBE_KEY)) {
+            Some(Ok(Some(0x5eed))) => Ok(()),
+            other => Err(self.violation(
+                ViolationKind::Liveness,
+                format!(
+                    "the quiet-phase probe did not survive a crash: {:?}",
+                    other.map(|r| r.map_err(|e| e.to_string()))
+                ),
+            )),
+        }
+    }
+}
