@@ -22,7 +22,7 @@
 //!   when the handler's `page_lsn` says the page already has it;
 //! - after [`recover`] returns, no transaction of the log is left open (each loser ended by an
 //!   Abort) and every record is durable;
-//! - the page store's side of the bargain (checked by the STEAL test in `tests/wal_aries.rs`):
+//! - the page store's side of the bargain (checked by the STEAL test in `tests/wal_aries_steal.rs`):
 //!   a page is written only once the log is durable up to its lsn; a checkpoint's dirty page
 //!   table lists every page whose latest changes are not durable in the store (written but
 //!   unsynced included); pages recovery changed are synced or listed before the next
