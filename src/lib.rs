@@ -18,6 +18,7 @@
 pub mod checkpoint;
 pub mod env;
 pub mod kernel;
+pub mod recovery;
 pub mod shard;
 pub mod wal;
 

@@ -71,7 +71,6 @@ pub mod epoch;
 pub mod error;
 pub mod format;
 pub mod meta;
-pub mod recovery;
 
 mod create;
 mod fsio;
@@ -86,8 +85,21 @@ use std::path::{Path, PathBuf};
 use crate::env::Env;
 pub use error::CheckpointError;
 pub use meta::{Bytes, CheckpointData, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
-pub use recovery::{
-    CheckpointUsed, Recovered, RecoveryError, RecoveryPaths, RecoveryReport, Replayer, recover,
+
+/// Checkpoint plus WAL recovery moved up to [`crate::recovery`], a layer above this one; these
+/// names stay here only so code written against the old path keeps compiling. New code names
+/// `crate::recovery`.
+#[doc(hidden)]
+pub use crate::recovery::{
+    // tidy: compat-path: the old `checkpoint::recovery` names, re-exported, never used here
+    self as recovery,
+    CheckpointUsed,
+    Recovered,
+    RecoveryError,
+    RecoveryPaths,
+    RecoveryReport,
+    Replayer,
+    recover,
 };
 
 /// The published metadata file of a checkpoint.

@@ -59,9 +59,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::checkpoint::epoch::{EpochConfig, EpochTracker};
-use crate::checkpoint::{CheckpointOptions, CheckpointStore, RecoveryReport};
+use crate::checkpoint::{CheckpointOptions, CheckpointStore};
 use crate::env::Env;
-use crate::wal::shared::{SharedEnv, SharedWal};
+use crate::env::SharedEnv;
+use crate::recovery::RecoveryReport;
+use crate::wal::shared::SharedWal;
 use crate::wal::{Lsn, WalOptions};
 
 pub use ops::{Committed, Intent, Tick, counter_value};

@@ -36,7 +36,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{
+use crate::checkpoint::{
     Bytes, CheckpointError, CheckpointKind, CheckpointMeta, CheckpointOptions, CheckpointStore, Fallback,
     Unusable,
 };
