@@ -91,8 +91,7 @@ pub use meta::{Bytes, CheckpointData, CheckpointKind, CheckpointMeta, FileEntry,
 /// `crate::recovery`.
 #[doc(hidden)]
 pub use crate::recovery::{
-    // tidy: compat-path: the old `checkpoint::recovery` names, re-exported, never used here
-    self as recovery,
+    // tidy: compat-path: the old `checkpoint::recover` names, re-exported, never used here
     CheckpointUsed,
     Recovered,
     RecoveryError,
@@ -182,8 +181,9 @@ pub struct OpenReport {
     pub next_id: u64,
 }
 
-/// Why [`CheckpointStore::load_latest_valid`] passed over a checkpoint.
+/// Why `CheckpointStore::load_latest_valid` (run by recovery) passed over a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FallbackReason {
     /// Its `META` exists but fails.
     DamagedMeta(String),

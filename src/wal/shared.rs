@@ -62,7 +62,11 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use super::write::{SyncTicket, sync_file};
 use super::{Durability, Lsn, Record, RecordKind, ScanReport, Wal, WalError, WalOptions, WalStats};
 use crate::env::Env;
+#[cfg(not(feature = "internals"))]
+use crate::env::SharedEnv;
 /// `SharedEnv` lives beside `Env` now; these names stay here for code written before the move.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub use crate::env::{SharedEnv, SharedFile};
 
 /// A write-ahead log that many threads may commit to at once; see the module docs.
