@@ -8,6 +8,9 @@
 //! hands the replayer every record from the checkpoint's replay point on. The caller owns the
 //! meaning of records; this module owns the order and the checks that make replay safe.
 //!
+//! It is the layer above both stores it combines: `wal` and `checkpoint` know nothing of each
+//! other, only this module (and the shard above it) sees both.
+//!
 //! Invariants:
 //! - **idempotent replay**: records below [`Replayer::replay_from`] are never handed over, and
 //!   each record handed over says whether the checkpoint already covers it (`lsn <=
