@@ -11,8 +11,8 @@
 //! An embedder needs only the names at the crate root ([`Kernel`], [`Config`] and its
 //! [`ConfigBuilder`], [`Durability`], [`Lsn`], [`KernelError`], [`Transaction`], [`Document`],
 //! [`SyncHandle`], the stats, status and report types, the bounds of the config) and
-//! [`env`](mod@env) ([`env::Env`], [`env::EnvFile`], [`env::OsEnv`]; `SimEnv` with `sim`). The layers below the kernel are
-//! not part of that API and may change in any release.
+//! [`env`](mod@env) ([`env::Env`], [`env::EnvFile`], [`env::OsEnv`]; `SimEnv` with `sim`).
+//! The layers below the kernel are not part of that API and may change in any release.
 //!
 //! # Features
 //!
