@@ -1,4 +1,4 @@
-//! `checkpoint::recover`: the latest checkpoint that loads plus a replay of the WAL after it,
+//! `recovery::recover`: the latest checkpoint that loads plus a replay of the WAL after it,
 //! on a fault-free `SimEnv` (crashed explicitly, damaged through the Env) and on the real OS.
 //!
 //! Records are counter increments (`key += delta`), so a record replayed twice, or one that
@@ -10,11 +10,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use stormhold::checkpoint::format::checkpoint_dir_name;
 use stormhold::checkpoint::{
-    Bytes, CheckpointData, CheckpointKind, CheckpointMeta, CheckpointOptions, FallbackReason, Recovered,
-    RecoveryError, RecoveryPaths, Replayer, UserMeta, recover,
+    Bytes, CheckpointData, CheckpointKind, CheckpointMeta, CheckpointOptions, FallbackReason, UserMeta,
 };
 use stormhold::env::sim::{CallKind, Fault, FaultOptions, SimEnv};
 use stormhold::env::{Env, EnvFile, OpenOptions, OsEnv};
+use stormhold::recovery::{Recovered, RecoveryError, RecoveryPaths, Replayer, recover};
 use stormhold::wal::{Durability, Lsn, Record, RecordKind, WalOptions};
 
 /// The model: counter values by key.

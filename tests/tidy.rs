@@ -9,8 +9,16 @@
 //!   `use std::{fs, io}` counts;
 //! - outside `src/env/os*`, no `HashMap`/`HashSet`, since their iteration order can reach
 //!   output, unless the line carries `// tidy: unordered-ok: <reason>`;
-//! - everywhere, no function longer than [`FN_LINES_MAX`] lines, counted from the `fn` line to
-//!   its closing brace.
+//! - everywhere, no function longer than [`FN_LINES_MAX`] lines (70, as `shared/STYLE.md`
+//!   asks), counted from the `fn` line to its closing brace;
+//! - each layer imports only the layers below it ([`ROOMS`]): env <- wal, env <- checkpoint,
+//!   both <- recovery <- shard <- kernel. A `use` (groups expanded, `super::` resolved) or an
+//!   inline `crate::<layer>` path into a layer the file's folder may not import is flagged,
+//!   unless the `use` declaration carries `// tidy: compat-path: <reason>` (a re-export kept
+//!   only so code written against an old path compiles);
+//! - `src/lib.rs` declares no public module but [`PUBLIC_MODULES`] unless it is gated by
+//!   `#[cfg(feature = "internals")]`, and re-exports no layer module: the layers are behind
+//!   the `internals` line.
 //!
 //! Comments, doc comments and string and character literals never trigger a rule, and braces
 //! inside them do not count. The checker is a pure function, [`check_source`], so the tests
@@ -19,7 +27,37 @@
 use std::path::Path;
 
 /// The longest a function may be, in lines from its `fn` line to its closing brace.
-const FN_LINES_MAX: usize = 100;
+/// `shared/STYLE.md`: "functions under ~70".
+const FN_LINES_MAX: usize = 70;
+
+/// Each layer folder under `src/`, and the layers it must not import (those above it, and
+/// its sibling: `wal` and `checkpoint` are independent).
+const ROOMS: &[(&str, &[&str])] = &[
+    ("env", &["wal", "checkpoint", "recovery", "shard", "kernel"]),
+    ("wal", &["checkpoint", "recovery", "shard", "kernel"]),
+    ("checkpoint", &["wal", "recovery", "shard", "kernel"]),
+    ("recovery", &["shard", "kernel"]),
+    ("shard", &["kernel"]),
+    ("kernel", &[]),
+];
+
+/// Functions allowed over [`FN_LINES_MAX`] for now, by file and name, each with the reason.
+/// Keep this list short and shrinking.
+const LONG_FUNCTIONS_ALLOWED: &[(&str, &str, &str)] = &[(
+    "src/wal/scan.rs",
+    "scan",
+    "90 lines when the limit fell from 100 to 70; the WAL scan is being reworked for speed \
+     in a parallel branch, which should split it",
+)];
+
+/// The marker that lets one `use` declaration cross the import direction; a reason must follow.
+const COMPAT_PATH_MARKER: &str = "// tidy: compat-path:";
+
+/// The modules `src/lib.rs` may declare public without the `internals` feature.
+const PUBLIC_MODULES: &[&str] = &["env"];
+
+/// The attribute that puts a module of `src/lib.rs` behind the `internals` line.
+const INTERNALS_GATE: &str = "#[cfg(feature = \"internals\")]";
 
 /// Files that implement the real-OS `Env` and so may touch the OS directly.
 const OS_ENV_PREFIX: &str = "src/env/os";
@@ -53,7 +91,13 @@ fn check_source(path: &str, text: &str) -> Vec<String> {
         violations.extend(banned_names(&code));
         violations.extend(unordered_collections(text, &code));
     }
-    violations.extend(long_functions(&code));
+    let allowed: Vec<&str> =
+        LONG_FUNCTIONS_ALLOWED.iter().filter(|(file, ..)| *file == path).map(|(_, name, _)| *name).collect();
+    violations.extend(long_functions(&code, &allowed));
+    violations.extend(imports_against_direction(path, text, &code));
+    if path == "src/lib.rs" {
+        violations.extend(public_layer_modules(text, &code));
+    }
     violations.sort();
     violations.into_iter().map(|(line, message)| format!("{path}:{line}: {message}")).collect()
 }
@@ -234,14 +278,22 @@ enum UseToken {
 /// (`use std::{fs::File, io}` gives `std::fs::File` and `std::io`), with the line of its
 /// last name.
 fn use_paths(code: &str) -> Vec<(usize, String)> {
+    use_declarations(code).into_iter().flat_map(|span| use_paths_in(code, span)).collect()
+}
+
+/// The byte span of every `use` declaration in `code`, from `use` to its `;`.
+fn use_declarations(code: &str) -> Vec<(usize, usize)> {
+    let ends = |at: usize| code[at..].find(';').map(|length| (at, at + length));
+    find_token(code, "use").into_iter().filter_map(ends).collect()
+}
+
+/// The paths of the one `use` declaration at `span`, expanded out of its groups.
+fn use_paths_in(code: &str, (at, end): (usize, usize)) -> Vec<(usize, String)> {
+    let first_line = code[..at].matches('\n').count() + 1;
+    let tokens = use_tokens(&code[at + "use".len()..end], first_line);
     let mut paths = Vec::new();
-    for at in find_token(code, "use") {
-        let Some(length) = code[at..].find(';') else { continue };
-        let first_line = code[..at].matches('\n').count() + 1;
-        let tokens = use_tokens(&code[at + "use".len()..at + length], first_line);
-        let mut position = 0;
-        expand_use_tree(&tokens, &mut position, String::new(), &mut paths);
-    }
+    let mut position = 0;
+    expand_use_tree(&tokens, &mut position, String::new(), &mut paths);
     paths
 }
 
@@ -327,8 +379,8 @@ fn expand_use_tree(
 }
 
 /// Every function whose body, from its `fn` line to its closing brace, is longer than
-/// [`FN_LINES_MAX`] lines.
-fn long_functions(code: &str) -> Vec<(usize, String)> {
+/// [`FN_LINES_MAX`] lines, except those named in `allowed`.
+fn long_functions(code: &str, allowed: &[&str]) -> Vec<(usize, String)> {
     let line_of = |at: usize| code[..at].matches('\n').count() + 1;
     let mut found = Vec::new();
     for at in find_token(code, "fn") {
@@ -346,7 +398,7 @@ fn long_functions(code: &str) -> Vec<(usize, String)> {
                 continue;
             }
         };
-        if lines > FN_LINES_MAX {
+        if lines > FN_LINES_MAX && !allowed.contains(&name.as_str()) {
             found.push((first, format!("function `{name}` is {lines} lines long (max {FN_LINES_MAX})")));
         }
     }
@@ -384,6 +436,108 @@ fn matching_brace(code: &str, open: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// The module path of the file at `path` (`src/wal/aries/mod.rs` is `[wal, aries]`,
+/// `src/wal/scan.rs` is `[wal, scan]`, `src/lib.rs` is `[]`).
+fn module_of(path: &str) -> Vec<String> {
+    let inner = path.trim_start_matches("src/").trim_end_matches(".rs");
+    let mut module: Vec<String> = inner.split('/').map(str::to_owned).collect();
+    if matches!(module.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+        module.pop();
+    }
+    module
+}
+
+/// The top-level module of the crate a path written in `module` names, if it names one of
+/// the crate's (`crate::wal::Wal` and, from `[shard, ops]`, `super::super::wal` are `wal`).
+fn top_module_named(use_path: &str, module: &[String]) -> Option<String> {
+    let parts: Vec<&str> = use_path.split("::").collect();
+    let mut resolved: Vec<String> = match parts.first().copied() {
+        Some("crate") => Vec::new(),
+        Some("super" | "self") => module.to_vec(),
+        _ => return None,
+    };
+    for part in &parts[usize::from(parts.first() == Some(&"crate"))..] {
+        match *part {
+            "super" => {
+                resolved.pop()?;
+            }
+            "self" => {}
+            name => resolved.push(name.to_owned()),
+        }
+    }
+    resolved.into_iter().next()
+}
+
+/// Imports into a layer that the folder of `path` may not import ([`ROOMS`]).
+fn imports_against_direction(path: &str, text: &str, code: &str) -> Vec<(usize, String)> {
+    let module = module_of(path);
+    let Some((room, banned)) = module.first().and_then(|top| ROOMS.iter().find(|(room, _)| room == top))
+    else {
+        return Vec::new();
+    };
+    let mut named = Vec::new();
+    let declarations = use_declarations(code);
+    for &(at, end) in &declarations {
+        let marked = text[at..end].find(COMPAT_PATH_MARKER).is_some_and(|m| {
+            !text[at + m + COMPAT_PATH_MARKER.len()..end].lines().next().unwrap_or("").trim().is_empty()
+        });
+        if !marked {
+            named.extend(use_paths_in(code, (at, end)));
+        }
+    }
+    for at in find_token(code, "crate::") {
+        if !declarations.iter().any(|&(start, end)| (start..end).contains(&at)) {
+            let rest: String = code[at..].chars().take_while(|&c| is_ident(c) || c == ':').collect();
+            named.push((code[..at].matches('\n').count() + 1, rest));
+        }
+    }
+    let mut found = std::collections::BTreeMap::new();
+    for (line, use_path) in named {
+        if let Some(top) = top_module_named(&use_path, &module).filter(|top| banned.contains(&top.as_str())) {
+            let message = format!(
+                "`{use_path}`: src/{room}/ must not import `{top}` (layers import only those below them: \
+                 env <- wal, checkpoint <- recovery <- shard <- kernel)"
+            );
+            found.entry((line, top)).or_insert(message);
+        }
+    }
+    found.into_iter().map(|((line, _), message)| (line, message)).collect()
+}
+
+/// Public modules of `src/lib.rs` outside [`PUBLIC_MODULES`] that no `internals` gate covers,
+/// and re-exports of a layer module (which would make it public without the gate).
+fn public_layer_modules(text: &str, code: &str) -> Vec<(usize, String)> {
+    // Attributes are read from `text`: their string literals are blank in `code`.
+    let originals: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = code.lines().collect();
+    let mut found = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let Some(name) = line.trim().strip_prefix("pub mod ") else { continue };
+        let name = name.trim_end_matches(';').trim();
+        let attributes =
+            originals[..index].iter().rev().map(|l| l.trim()).take_while(|l| l.starts_with("#["));
+        let gated = attributes.into_iter().any(|attribute| attribute == INTERNALS_GATE);
+        if !gated && !PUBLIC_MODULES.contains(&name) {
+            found.push((
+                index + 1,
+                format!("`pub mod {name}` without `{INTERNALS_GATE}`: layers stay behind `internals`"),
+            ));
+        }
+    }
+    let layers: Vec<&str> =
+        ROOMS.iter().map(|(room, _)| *room).filter(|room| !PUBLIC_MODULES.contains(room)).collect();
+    for (line, use_path) in use_paths(code) {
+        let name = use_path.trim_start_matches("crate::").trim_start_matches("self::");
+        if layers.contains(&name) && lines.get(line - 1).is_some_and(|l| l.contains("pub")) {
+            found.push((
+                line,
+                format!("`{use_path}` re-exports a layer module: layers stay behind `internals`"),
+            ));
+        }
+    }
+    found
 }
 
 /// Every `.rs` file under `dir`, as `/`-separated paths relative to `root`, sorted.
@@ -500,15 +654,75 @@ fn function_of(lines: usize) -> String {
 }
 
 #[test]
-fn tidy_flags_functions_over_100_lines() {
-    assert_eq!(function_of(101).lines().count(), 101);
-    assert_flagged(&function_of(101), 1, "function `long` is 101 lines long (max 100)");
-    assert_eq!(check(&function_of(100)), Vec::<String>::new());
+fn tidy_flags_functions_over_70_lines() {
+    assert_eq!(function_of(71).lines().count(), 71);
+    assert_flagged(&function_of(71), 1, "function `long` is 71 lines long (max 70)");
+    assert_eq!(check(&function_of(70)), Vec::<String>::new());
     // Methods count too, at their own `fn` line, and in the real-OS Env as well.
     let method =
-        format!("impl X {{\n    /// Doc.\n{}}}\n", function_of(101).replace("fn long", "    pub fn method"));
-    assert_flagged(&method, 3, "function `method` is 101 lines long");
-    assert_eq!(check_source("src/env/os.rs", &function_of(101)).len(), 1);
+        format!("impl X {{\n    /// Doc.\n{}}}\n", function_of(71).replace("fn long", "    pub fn method"));
+    assert_flagged(&method, 3, "function `method` is 71 lines long");
+    assert_eq!(check_source("src/env/os.rs", &function_of(71)).len(), 1);
+    // The allowance names one function of one file, nothing else.
+    let scan = function_of(91).replace("fn long", "fn scan");
+    assert_eq!(check_source("src/wal/scan.rs", &scan), Vec::<String>::new());
+    assert_eq!(check_source("src/wal/open.rs", &scan).len(), 1);
+    assert_eq!(check_source("src/wal/scan.rs", &function_of(71)).len(), 1);
+}
+
+/// The violations of `text` as the file at `path` that concern the import direction.
+fn direction(path: &str, text: &str) -> Vec<String> {
+    check_source(path, text).into_iter().filter(|v| v.contains("must not import")).collect()
+}
+
+#[test]
+fn tidy_flags_imports_against_the_layer_direction() {
+    let flagged = |path: &str, text: &str, line: usize, what: &str| {
+        let found = direction(path, text);
+        assert_eq!(found.len(), 1, "one violation expected for {path}: {text:?}, got {found:#?}");
+        assert!(found[0].starts_with(&format!("{path}:{line}: ")) && found[0].contains(what), "{found:?}");
+    };
+    flagged("src/checkpoint/load.rs", "use crate::wal::Lsn;\n", 1, "src/checkpoint/ must not import `wal`");
+    flagged(
+        "src/wal/scan.rs",
+        "use crate::{env::Env,\n    checkpoint::CheckpointMeta};\n",
+        2,
+        "`checkpoint`",
+    );
+    flagged("src/wal/aries/undo.rs", "use super::super::super::recovery::recover;\n", 1, "`recovery`");
+    flagged("src/shard/ops.rs", "fn f() -> crate::kernel::Config {\n    todo!()\n}\n", 1, "`kernel`");
+    flagged("src/recovery/mod.rs", "use crate::shard::Shard;\n", 1, "src/recovery/ must not import `shard`");
+    flagged("src/env/sim/fs.rs", "use crate::wal::format::Lsn;\n", 1, "src/env/ must not import `wal`");
+    // What the direction allows: below, within, the crate root, std, comments and strings.
+    let allowed = "use super::super::Lsn;\nuse super::scan;\nuse crate::env::Env;\nuse crate::Durability;\n\
+                   use std::fmt;\n// crate::checkpoint\nconst S: &str = \"crate::kernel\";\n";
+    assert_eq!(direction("src/wal/aries/undo.rs", allowed), Vec::<String>::new());
+    let up = "use crate::checkpoint::CheckpointMeta;\nuse crate::wal::Record;\nuse crate::env::SharedEnv;\n";
+    assert_eq!(direction("src/recovery/mod.rs", up), Vec::<String>::new());
+    assert_eq!(
+        direction("src/kernel/mod.rs", "use crate::shard::Shard;\nuse crate::recovery::X;\n"),
+        Vec::<String>::new()
+    );
+    // A compat re-export passes only with the marker and a reason.
+    let compat = "pub use crate::recovery::{\n    // tidy: compat-path: the old names\n    recover,\n};\n";
+    assert_eq!(direction("src/checkpoint/mod.rs", compat), Vec::<String>::new());
+    let no_reason = compat.replace(" the old names", "");
+    flagged("src/checkpoint/mod.rs", &no_reason, 3, "`recovery`");
+}
+
+#[test]
+fn tidy_flags_layer_modules_public_without_the_internals_gate() {
+    let gated = "#[cfg(feature = \"internals\")]\npub mod wal;\n#[cfg(not(feature = \"internals\"))]\nmod wal;\n\
+                 pub mod env;\npub use wal::Durability;\n";
+    assert_eq!(check_source("src/lib.rs", gated), Vec::<String>::new());
+    let open = "pub mod env;\n#[doc(hidden)]\npub mod wal;\n";
+    let found = check_source("src/lib.rs", open);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("src/lib.rs:3: `pub mod wal` without"), "{found:?}");
+    let reexport = check_source("src/lib.rs", "mod shard;\npub use self::shard;\n");
+    assert!(reexport.len() == 1 && reexport[0].contains("re-exports a layer module"), "{reexport:?}");
+    // Only the crate root is held to it.
+    assert_eq!(check_source("src/kernel/mod.rs", "pub mod layout;\n"), Vec::<String>::new());
 }
 
 #[test]

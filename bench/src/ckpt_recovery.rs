@@ -6,7 +6,7 @@
 //! [`CHECKPOINT_EVERY_BYTES`] of WAL, retention of [`RETAINED`] checkpoints and the WAL
 //! truncated back to the oldest retained one; and once without checkpoints. Every put writes a
 //! 128-byte value to one of [`KEYS`] keys, so the state stays the same size while the history
-//! grows. Then [`stormhold::checkpoint::recover`] is timed on each store (median of a few runs;
+//! grows. Then [`stormhold::recovery::recover`] is timed on each store (median of a few runs;
 //! the page cache is warm, the data was just written). With checkpoints the time should stay
 //! flat (the 8x over 1x ratio near 1); without, it grows with the WAL (near 8).
 
@@ -15,11 +15,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use stormhold::checkpoint::{
-    Bytes, CheckpointData, CheckpointMeta, CheckpointOptions, Recovered, RecoveryPaths, Replayer, UserMeta,
-    recover,
-};
+use stormhold::checkpoint::{Bytes, CheckpointData, CheckpointMeta, CheckpointOptions, UserMeta};
 use stormhold::env::OsEnv;
+use stormhold::recovery::{Recovered, RecoveryPaths, Replayer, recover};
 use stormhold::wal::{Durability, Record, RecordKind, WalOptions};
 
 use crate::harness::{BenchError, Scratch};
@@ -180,7 +178,7 @@ pub fn run(scratch: &Scratch, base_bytes: u64, runs: u32) -> Result<String, Benc
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "recovery vs data size (checkpoint::recover on OsEnv, warm cache, median of {runs}): {VALUE_BYTES} B \
+        "recovery vs data size (recovery::recover on OsEnv, warm cache, median of {runs}): {VALUE_BYTES} B \
          values over {KEYS} keys; a full checkpoint every {} KiB of WAL, {RETAINED} retained, WAL truncated \
          to the oldest",
         CHECKPOINT_EVERY_BYTES >> 10

@@ -27,7 +27,7 @@
 //!   a bulk load of 1,000 puts per commit against a raw append loop (puts/s), and
 //!   `Kernel::open` of a WAL of the recovery size against a sequential read (warm cache);
 //! - recovery against data size (see `ckpt_recovery.rs`), printed after the table: the time
-//!   of `checkpoint::recover` for 1x, 2x, 4x and 8x a base volume (8 MiB; 4 MiB with
+//!   of `recovery::recover` for 1x, 2x, 4x and 8x a base volume (8 MiB; 4 MiB with
 //!   `--quick`), with checkpoints and retention and without, and the 8x over 1x ratio of each.
 
 mod ckpt_recovery;

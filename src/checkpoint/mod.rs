@@ -71,7 +71,6 @@ pub mod epoch;
 pub mod error;
 pub mod format;
 pub mod meta;
-pub mod recovery;
 
 mod create;
 mod fsio;
@@ -86,8 +85,20 @@ use std::path::{Path, PathBuf};
 use crate::env::Env;
 pub use error::CheckpointError;
 pub use meta::{Bytes, CheckpointData, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
-pub use recovery::{
-    CheckpointUsed, Recovered, RecoveryError, RecoveryPaths, RecoveryReport, Replayer, recover,
+
+/// Checkpoint plus WAL recovery moved up to [`crate::recovery`], a layer above this one; these
+/// names stay here only so code written against the old path keeps compiling. New code names
+/// `crate::recovery`.
+#[doc(hidden)]
+pub use crate::recovery::{
+    // tidy: compat-path: the old `checkpoint::recover` names, re-exported, never used here
+    CheckpointUsed,
+    Recovered,
+    RecoveryError,
+    RecoveryPaths,
+    RecoveryReport,
+    Replayer,
+    recover,
 };
 
 /// The published metadata file of a checkpoint.
@@ -170,8 +181,9 @@ pub struct OpenReport {
     pub next_id: u64,
 }
 
-/// Why [`CheckpointStore::load_latest_valid`] passed over a checkpoint.
+/// Why `CheckpointStore::load_latest_valid` (run by recovery) passed over a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FallbackReason {
     /// Its `META` exists but fails.
     DamagedMeta(String),

@@ -2,6 +2,8 @@
 //!
 //! Owns: the [`Env`] and [`EnvFile`] contracts, [`OpenOptions`], and the real-OS
 //! implementation [`OsEnv`]. With the `sim` feature, `sim::SimEnv` is the simulated one.
+//! `SharedEnv` (public with the `internals` feature) wraps any `Env` so one file handle can be
+//! shared across threads.
 //!
 //! # The contract, in one place
 //!
@@ -36,10 +38,15 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 mod os;
+mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
 
 pub use os::{OsDirLock, OsEnv, OsFile};
+#[cfg(not(feature = "internals"))]
+pub(crate) use shared::SharedEnv;
+#[cfg(feature = "internals")]
+pub use shared::{SharedEnv, SharedFile};
 
 /// How [`Env::open`] opens a file. Mirrors the subset of `std::fs::OpenOptions` the kernel
 /// uses; every flag defaults to `false`.

@@ -21,6 +21,7 @@ pub const DOCUMENT_ID_BYTES_MAX: usize = 1024;
 /// How keys are mapped to shards. Recorded on disk at creation: reopening with another router
 /// is an error, since keys would be looked for in the wrong shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Router {
     /// A stable hash (FNV-1a, 64 bits) of the whole key, modulo the shard count.
     Hash,

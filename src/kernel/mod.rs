@@ -52,8 +52,8 @@ pub use error::KernelError;
 pub use ticker::Ticker;
 pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
 
-use crate::checkpoint::RecoveryReport;
 use crate::env::Env;
+use crate::recovery::RecoveryReport;
 use crate::shard::{Failure, Intent, Shard, ShardError, ShardStats, ShardStatus, Tick};
 use crate::wal::{Durability, Lsn};
 use layout::KernelMeta;

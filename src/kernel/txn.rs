@@ -35,7 +35,7 @@ fn bind<E: Env + Clone>(kernel: &Kernel<E>, bound: &mut Option<u32>, key: &[u8])
     }
 }
 
-/// A multi-key transaction of one shard; see the module docs of [`super`].
+/// A multi-key transaction of one shard; see [`Kernel`](crate::Kernel)'s module docs.
 ///
 /// ```
 /// # use stormhold::{Config, Durability, Kernel, Router, env::OsEnv};

@@ -59,9 +59,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::checkpoint::epoch::{EpochConfig, EpochTracker};
-use crate::checkpoint::{CheckpointOptions, CheckpointStore, RecoveryReport};
+use crate::checkpoint::{CheckpointOptions, CheckpointStore};
 use crate::env::Env;
-use crate::wal::shared::{SharedEnv, SharedWal};
+use crate::env::SharedEnv;
+use crate::recovery::RecoveryReport;
+use crate::wal::shared::SharedWal;
 use crate::wal::{Lsn, WalOptions};
 
 pub use ops::{Committed, Intent, Tick, counter_value};
@@ -77,6 +79,7 @@ pub const NS_DOC: u8 = 1;
 
 /// Where a shard is in the sync state machine (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SyncState {
     /// Everything committed is durable.
     Clean,
@@ -118,7 +121,7 @@ pub struct ShardStats {
     pub wal_bytes: u64,
 }
 
-/// What [`Shard::status`] reports.
+/// What `Shard::status` reports (and, per shard, `Kernel::shard_status`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardStatus {
     /// The shard.
@@ -156,6 +159,7 @@ impl fmt::Display for Failure {
 
 /// Why a shard refused or failed an operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ShardError {
     /// The shard is failed (fail-stop); the failure says why. See the module docs for how
     /// to recover it (after a failed sync: restart the process first).
@@ -210,7 +214,7 @@ pub struct ShardOptions {
     pub wal: WalOptions,
     /// Checkpoint store options.
     pub checkpoint: CheckpointOptions,
-    /// Epoch triggers: when one fires, [`Shard::tick`] takes a checkpoint.
+    /// Epoch triggers: when one fires, `Shard::tick` (run by `Kernel::tick`) takes a checkpoint.
     pub epoch: EpochConfig,
 }
 

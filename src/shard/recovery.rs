@@ -1,4 +1,4 @@
-//! Opening a shard: the checkpoint + WAL recovery of [`crate::checkpoint::recover`] with the
+//! Opening a shard: the checkpoint + WAL recovery of [`crate::recovery::recover`] with the
 //! shard's own replayer, then the epoch tracker resumed past every epoch seen.
 //!
 //! A shard that cannot recover does not stop the kernel: it opens as *failed*, with the
@@ -12,10 +12,12 @@ use std::sync::atomic::AtomicU64;
 
 use super::record::{Batch, Op};
 use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardOptions, ShardStats, SyncState};
+use crate::checkpoint::CheckpointMeta;
 use crate::checkpoint::epoch::{EpochId, EpochTracker};
-use crate::checkpoint::{CheckpointMeta, RecoveryPaths, Replayer, recover};
 use crate::env::Env;
-use crate::wal::shared::{SharedEnv, SharedWal};
+use crate::env::SharedEnv;
+use crate::recovery::{RecoveryPaths, Replayer, recover};
+use crate::wal::shared::SharedWal;
 use crate::wal::{Record, RecordKind};
 
 /// Records between two progress reports of a long recovery.

@@ -28,6 +28,7 @@ pub const READ_WINDOW_BYTES: usize = 1024 * 1024;
 
 /// How recovery treats damage. Each mode states what it guarantees.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecoveryMode {
     /// Default. Every acknowledged (synced) record is recovered or the open fails: a bad
     /// record that no later record vouches for was written after the last successful sync (a

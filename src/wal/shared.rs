@@ -57,12 +57,17 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::write::{SyncTicket, sync_file};
 use super::{Durability, Lsn, Record, RecordKind, ScanReport, Wal, WalError, WalOptions, WalStats};
-use crate::env::{Env, EnvFile, OpenOptions};
+use crate::env::Env;
+#[cfg(not(feature = "internals"))]
+use crate::env::SharedEnv;
+/// `SharedEnv` lives beside `Env` now; these names stay here for code written before the move.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub use crate::env::{SharedEnv, SharedFile};
 
 /// A write-ahead log that many threads may commit to at once; see the module docs.
 pub struct SharedWal<E: Env> {
@@ -290,103 +295,5 @@ impl<E: Env> Drop for Leading<'_, E> {
             let _poisoned = state.wal.sync_finish(self.ticket, Err(error));
         }
         self.shared.turn.notify_all();
-    }
-}
-
-/// The caller's `Env`, with file handles behind an `Arc` so that a leader can sync the active
-/// segment's own handle outside the mutex while the core keeps it. Open a log with it (for
-/// example through [`crate::checkpoint::recover`]) and hand it to [`SharedWal::from_wal`].
-#[derive(Clone, Debug)]
-pub struct SharedEnv<E>(pub E);
-
-/// A file handle of [`SharedEnv`]; clones share the one handle of the inner `Env`.
-pub struct SharedFile<F>(Arc<F>);
-
-impl<F> Clone for SharedFile<F> {
-    fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
-impl<F: EnvFile> EnvFile for SharedFile<F> {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.0.read_at(buf, offset)
-    }
-
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        self.0.write_at(buf, offset)
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        self.0.len()
-    }
-
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.0.set_len(len_bytes)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
-    }
-
-    fn sync_all(&self) -> io::Result<()> {
-        self.0.sync_all()
-    }
-}
-
-impl<E: Env> Env for SharedEnv<E> {
-    type File = SharedFile<E::File>;
-    type DirLock = E::DirLock;
-
-    fn open(&self, path: &Path, options: OpenOptions) -> io::Result<Self::File> {
-        Ok(SharedFile(Arc::new(self.0.open(path, options)?)))
-    }
-
-    fn create_dir(&self, path: &Path) -> io::Result<()> {
-        self.0.create_dir(path)
-    }
-
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.0.remove_dir(path)
-    }
-
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.0.list_dir(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.0.rename(from, to)
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.0.remove_file(path)
-    }
-
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.0.exists(path)
-    }
-
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.0.sync_dir(path)
-    }
-
-    fn lock_dir(&self, path: &Path) -> io::Result<Self::DirLock> {
-        self.0.lock_dir(path)
-    }
-
-    fn now_monotonic(&self) -> Duration {
-        self.0.now_monotonic()
-    }
-
-    fn now_wall(&self) -> SystemTime {
-        self.0.now_wall()
-    }
-
-    fn sleep(&self, duration: Duration) {
-        self.0.sleep(duration)
-    }
-
-    fn parallelism(&self) -> usize {
-        self.0.parallelism()
     }
 }

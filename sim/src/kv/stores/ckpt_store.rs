@@ -8,7 +8,7 @@
 //! runs, and the WAL is truncated only back to the oldest retained checkpoint's `replay_from`,
 //! so a damaged latest checkpoint can be skipped and more WAL replayed.
 //!
-//! Recovery is the kernel's [`stormhold::checkpoint::recover`]: the latest checkpoint that
+//! Recovery is the kernel's [`stormhold::recovery::recover`]: the latest checkpoint that
 //! loads (falling back past damaged ones), then the WAL from its `replay_from`. Records the
 //! checkpoint covers only rebuild the context of transactions open at the checkpoint; a
 //! transaction's writes are applied when its commit record has an lsn above the checkpoint's,
@@ -30,11 +30,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use stormhold::checkpoint::epoch::{EpochConfig, EpochError, EpochId, EpochTracker};
 use stormhold::checkpoint::{
-    Bytes, CheckpointData, CheckpointError, CheckpointMeta, CheckpointOptions, CheckpointStore,
-    RecoveryError, RecoveryPaths, RecoveryReport, Replayer, UserMeta, recover,
+    Bytes, CheckpointData, CheckpointError, CheckpointMeta, CheckpointOptions, CheckpointStore, UserMeta,
 };
 use stormhold::env::Env;
 use stormhold::env::sim::SimEnv;
+use stormhold::recovery::{RecoveryError, RecoveryPaths, RecoveryReport, Replayer, recover};
 use stormhold::wal::{Durability, Lsn, Record, RecordKind, Wal, WalError, WalOptions};
 
 use super::wal_store::{Replay, SINGLE_CALL_TXN_BASE, apply};

@@ -38,10 +38,11 @@ use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use stormhold::checkpoint::CheckpointOptions;
 use stormhold::checkpoint::epoch::EpochConfig;
-use stormhold::checkpoint::{CheckpointOptions, RecoveryReport};
 use stormhold::env::sim::SimEnv;
 use stormhold::kernel::layout;
+use stormhold::recovery::RecoveryReport;
 use stormhold::wal::WalOptions;
 use stormhold::{CommitInfo, Config, Durability, Kernel, KernelError, Router, SyncState};
 

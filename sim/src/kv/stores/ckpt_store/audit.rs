@@ -145,7 +145,7 @@ pub(crate) fn checkpoint_dirs_are_whole(env: &SimEnv, dir: &Path) -> Result<Opti
 /// Fallbacks and damaged checkpoint metadata are legal only after the simulator damaged
 /// media. Shared by every store with a checkpoint store.
 pub(crate) fn fallbacks_need_media_damage(
-    report: &stormhold::checkpoint::RecoveryReport,
+    report: &stormhold::recovery::RecoveryReport,
     facts: &AuditFacts,
 ) -> Result<(), String> {
     if facts.media_damage {

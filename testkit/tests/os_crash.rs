@@ -1,4 +1,4 @@
-//! Real process crashes on the real OS: `crash_child` (`src/bin/crash_child.rs`) commits a seeded
+//! Real process crashes on the real OS: `crash_child` (`testkit/src/bin/crash_child.rs`) commits a seeded
 //! mix on an `OsEnv` kernel and prints each commit before it starts (`W`) and once it is
 //! acknowledged (`A`); this test kills it with SIGKILL at a random moment (after a random number
 //! of acknowledgements, after a random short delay, or right after spawn so that recovery itself
@@ -36,9 +36,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use stormhold::checkpoint::epoch::EpochConfig;
 use stormhold::env::OsEnv;
-use stormhold::{Config, Kernel, Router};
+use stormhold::{Config, EpochConfig, Kernel, Router};
 
 /// Rounds when `STORMHOLD_OS_CRASH_ROUNDS` is not set.
 const ROUNDS_DEFAULT: u64 = 8;

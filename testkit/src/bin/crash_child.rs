@@ -1,4 +1,4 @@
-//! `crash_child`: a process for `tests/os_crash.rs` to kill with SIGKILL.
+//! `crash_child`: a process for `testkit/tests/os_crash.rs` to kill with SIGKILL.
 //!
 //! Usage: `crash_child DIR SEED [--ops N] [--ack-before-sync]`
 //!
@@ -29,9 +29,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use stormhold::checkpoint::epoch::EpochConfig;
 use stormhold::env::OsEnv;
-use stormhold::{Config, Document, Durability, Kernel, KernelError, Router};
+use stormhold::{Config, Document, Durability, EpochConfig, Kernel, KernelError, Router};
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
@@ -44,7 +43,7 @@ const DOC_KEYS_PER_GROUP: u64 = 4;
 /// Operations when `--ops` is not given: more than any test waits for.
 const OPS_DEFAULT: u64 = 1_000_000;
 
-/// The kernel's config; `tests/os_crash.rs` repeats it (the shard count and router are
+/// The kernel's config; `testkit/tests/os_crash.rs` repeats it (the shard count and router are
 /// checked at open, so a mismatch fails loudly).
 fn config() -> Result<Config, KernelError> {
     let epochs = EpochConfig {

@@ -8,6 +8,9 @@
 //! hands the replayer every record from the checkpoint's replay point on. The caller owns the
 //! meaning of records; this module owns the order and the checks that make replay safe.
 //!
+//! It is the layer above both stores it combines: `wal` and `checkpoint` know nothing of each
+//! other, only this module (and the shard above it) sees both.
+//!
 //! Invariants:
 //! - **idempotent replay**: records below [`Replayer::replay_from`] are never handed over, and
 //!   each record handed over says whether the checkpoint already covers it (`lsn <=
@@ -36,7 +39,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{
+use crate::checkpoint::{
     Bytes, CheckpointError, CheckpointKind, CheckpointMeta, CheckpointOptions, CheckpointStore, Fallback,
     Unusable,
 };
@@ -333,22 +336,7 @@ pub fn recover<E: Env + Clone>(
         Err(error) => return Err(RecoveryError::Checkpoint(error)),
     };
     if let Some(meta) = &meta {
-        report.replay_from = replayer.replay_from(meta);
-        report.checkpoint = Some(CheckpointUsed {
-            id: meta.id,
-            epoch: meta.epoch,
-            lsn: meta.lsn,
-            kind: meta.kind,
-            key_count: meta.key_count,
-        });
-        if report.replay_from > meta.lsn.saturating_add(1) {
-            let detail = format!(
-                "its replay point, lsn {}, is above the record after its lsn {}: the records in \
-                 between would never be replayed",
-                report.replay_from, meta.lsn
-            );
-            return Err(RecoveryError::BadCheckpointState { checkpoint: Some(meta.id), detail });
-        }
+        start_from_checkpoint(meta, replayer, &mut report)?;
     }
     replayer.base(meta.as_ref(), state).map_err(|detail| RecoveryError::BadCheckpointState {
         checkpoint: meta.as_ref().map(|m| m.id),
@@ -374,6 +362,32 @@ pub fn recover<E: Env + Clone>(
     report.dropped = scan.dropped.clone();
     report.duration = env.now_monotonic().saturating_sub(started);
     Ok(Recovered { checkpoints, wal, report })
+}
+
+/// Records in `report` that recovery starts from checkpoint `meta`, and where its replay
+/// starts; refuses a replay point that would skip records the checkpoint does not hold.
+fn start_from_checkpoint(
+    meta: &CheckpointMeta,
+    replayer: &impl Replayer,
+    report: &mut RecoveryReport,
+) -> Result<(), RecoveryError> {
+    report.replay_from = replayer.replay_from(meta);
+    report.checkpoint = Some(CheckpointUsed {
+        id: meta.id,
+        epoch: meta.epoch,
+        lsn: meta.lsn,
+        kind: meta.kind,
+        key_count: meta.key_count,
+    });
+    if report.replay_from > meta.lsn.saturating_add(1) {
+        let detail = format!(
+            "its replay point, lsn {}, is above the record after its lsn {}: the records in \
+             between would never be replayed",
+            report.replay_from, meta.lsn
+        );
+        return Err(RecoveryError::BadCheckpointState { checkpoint: Some(meta.id), detail });
+    }
+    Ok(())
 }
 
 /// Opens the WAL, handing `replayer` every record from `report.replay_from` on.
