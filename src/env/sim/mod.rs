@@ -24,6 +24,7 @@ mod crash;
 mod faults;
 mod fs;
 mod images;
+mod media;
 mod options;
 mod state;
 mod trace;
@@ -39,10 +40,11 @@ pub use faults::{CallKind, Fault, FaultSchedule, ScheduledFault};
 pub use fs::FILE_SIZE_MAX_BYTES;
 pub use images::CrashImages;
 pub use options::{
-    CrashMode, DirOrdering, FaultOptions, InvalidFaultOptions, LatencyOptions, SECTOR_SIZES_BYTES,
-    SyncFailureProfile, TearFillWeights, WriteFateWeights,
+    CrashKind, CrashMode, DirOrdering, FaultOptions, InvalidFaultOptions, LatencyOptions, MediaTarget,
+    SECTOR_SIZES_BYTES, SyncFailureProfile, TargetRegion, TargetedFaults, TargetedWeights, TearFillWeights,
+    WriteFateWeights,
 };
-pub use state::{DamageKind, SimCrash, is_crash};
+pub use state::{Damage, DamageKind, DamageRole, SimCrash, is_crash};
 pub use trace::{StableHasher, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS, TraceEvent};
 
 use super::{Env, EnvFile, LOCK_FILE_NAME, OpenOptions};
@@ -55,8 +57,16 @@ use state::{HandleState, Plan, State};
 pub struct SimStats {
     /// Env calls that could fail (clock readings excluded).
     pub calls: u64,
-    /// Process crashes.
+    /// Crashes of the process: machine crashes, and process crashes that kept the page cache
+    /// (those are also counted in `process_crashes`).
     pub crashes: u64,
+    /// Process crashes that kept the page cache (`CrashKind::Process`).
+    #[serde(default)]
+    pub process_crashes: u64,
+    /// Media faults aimed at a critical region (`FaultOptions::targeted`); also counted in
+    /// `bit_rot`, `misdirected_writes` or `bad_sectors`.
+    #[serde(default)]
+    pub targeted_media: u64,
     /// Injected EIO errors (persistent ones counted at each failing call).
     pub io_errors: u64,
     /// Short reads and writes.
@@ -171,14 +181,44 @@ impl SimEnv {
         self.lock().options.clone()
     }
 
-    /// Crashes the process now (between calls). Does nothing if it has crashed already.
+    /// Crashes the machine now (between calls): a [`CrashKind::Machine`] crash. Does nothing
+    /// if the process has crashed already, whatever the kind (see [`SimEnv::crash_with`] for
+    /// a power loss while the process is down).
     pub fn crash(&self) {
-        let mut state = self.lock();
-        if !state.crashed {
-            let call = state.call;
-            let image_seed = state.faults.driver_crash_seed(call);
-            state.crash(image_seed);
+        if !self.is_crashed() {
+            self.crash_with(CrashKind::Machine);
         }
+    }
+
+    /// Crashes now (between calls), as `kind` says:
+    /// - [`CrashKind::Process`]: if the process lives, it dies; every unsynced write and
+    ///   pending directory operation stays in the page cache, readable after
+    ///   [`SimEnv::restart`] and made durable by a later sync. Otherwise nothing.
+    /// - [`CrashKind::Machine`]: if the process lives, or is dead after a process crash with
+    ///   the page cache still there, the machine loses power: what was never synced resolves
+    ///   under the fault model. Otherwise (down after a machine crash) nothing.
+    ///
+    /// Both are recorded in the schedule, so a replay makes the same image.
+    pub fn crash_with(&self, kind: CrashKind) {
+        let mut state = self.lock();
+        let call = state.call;
+        match kind {
+            CrashKind::Process if !state.crashed => {
+                state.faults.driver_process_crash(call);
+                state.process_crash();
+            }
+            CrashKind::Machine if !state.crashed || state.cache_kept => {
+                let image_seed = state.faults.driver_crash_seed(call);
+                state.crash(image_seed);
+            }
+            _ => {}
+        }
+    }
+
+    /// The kind of the latest crash (drawn or asked for), if any: a driver tells by it whether
+    /// unsynced data must still be readable after the restart.
+    pub fn last_crash_kind(&self) -> Option<CrashKind> {
+        self.lock().last_crash
     }
 
     /// Whether the process has crashed and not restarted yet.
@@ -186,10 +226,12 @@ impl SimEnv {
         self.lock().crashed
     }
 
-    /// Starts a new process on the crashed machine: calls work again, on the durable image.
+    /// Starts a new process on the crashed machine: calls work again, on the durable image
+    /// after a machine crash, on the page cache after a process crash.
     pub fn restart(&self) {
         let mut state = self.lock();
         state.crashed = false;
+        state.cache_kept = false;
         state.event("restart".into());
     }
 
@@ -276,7 +318,13 @@ impl SimEnv {
     pub fn damage_at(&self, path: &Path) -> io::Result<Vec<(DamageKind, Range<u64>)>> {
         let state = self.lock();
         let node = state.fs.resolve(&components(path)?, path)?;
-        Ok(state.damage.iter().filter(|d| d.node == node).map(|d| (d.kind, d.range.clone())).collect())
+        Ok(state.damage.iter().filter(|d| d.node == node).map(|d| (d.kind, d.range())).collect())
+    }
+
+    /// Every byte range every injected media fault hit so far, in injection order, crashes and
+    /// restarts included: a checker tells by it whether a reported data loss was legal.
+    pub fn damage_log(&self) -> Vec<Damage> {
+        self.lock().damage.clone()
     }
 
     /// The durable contents of the file at `path`, following durable directory entries only:
