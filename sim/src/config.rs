@@ -295,6 +295,7 @@ impl RunConfig {
         let (process_crash_probability, targeted) = second_wave(seed, workload);
         let faults = FaultOptions {
             process_crash_probability,
+            process_crash_keeps_cache: true,
             targeted,
             sector_size_bytes,
             crash: if crash_probability > 0.0 {

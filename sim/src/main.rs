@@ -192,7 +192,7 @@ fn print_report(report: &RunReport, args: &WorkloadArgs) {
         report.simulated_ns as f64 / 1e9
     );
     println!(
-        "faults: eio={} short={} sync={} enospc={} rot={} misdirect={} badsector={} (reads {}) clock={} slow={} torn={} lost={} dir-ops-lost={}",
+        "faults: eio={} short={} sync={} enospc={} rot={} misdirect={} badsector={} (reads {}) clock={} slow={} torn={} lost={} dir-ops-lost={} process-crashes={} targeted-media={}",
         s.io_errors,
         s.short_ios,
         s.sync_failures,
@@ -205,7 +205,9 @@ fn print_report(report: &RunReport, args: &WorkloadArgs) {
         s.slow_ios,
         s.writes_torn,
         s.writes_lost,
-        s.dir_ops_lost
+        s.dir_ops_lost,
+        s.process_crashes,
+        s.targeted_media
     );
     match &report.violation {
         None => println!("result: ok (no violation)"),
@@ -321,6 +323,7 @@ fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
     println!("{:<22} {:>12}", "fault / event", "count");
     let rows = [
         ("crashes", s.crashes),
+        ("  of the process only", s.process_crashes),
         ("recoveries checked", summary.recoveries),
         ("env calls", s.calls),
         ("eio", s.io_errors),
@@ -330,6 +333,7 @@ fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
         ("bit rot", s.bit_rot),
         ("misdirected writes", s.misdirected_writes),
         ("bad sectors", s.bad_sectors),
+        ("  targeted media", s.targeted_media),
         ("clock jumps", s.clock_jumps),
         ("slow io", s.slow_ios),
         ("torn writes", s.writes_torn),

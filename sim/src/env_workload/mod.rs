@@ -209,8 +209,9 @@ impl EnvWorkload {
     fn step(&mut self, op: EnvOp) -> OpResult {
         match op {
             EnvOp::Crash { check_images, process } => {
-                let kind = if process { CrashKind::Process } else { CrashKind::Machine };
-                self.env.note(format!("op {}: driver crash {kind:?}", self.op_index));
+                let (kind, what) =
+                    if process { (CrashKind::Process, " (process)") } else { (CrashKind::Machine, "") };
+                self.env.note(format!("op {}: driver crash{what}", self.op_index));
                 if check_images {
                     self.check_images()?;
                 }

@@ -118,81 +118,99 @@ impl EnvWorkload {
                 )
             })?;
             self.check_cached_dir(dir, &names, in_flight)?;
-            for name in names {
-                let file = self.dirs[dir].expected[&name];
-                self.check_cached_file(dir, &name, file, in_flight.files.contains(&file))?;
-            }
         }
         Ok(())
     }
 
-    /// The listing is the model's, or (for a directory the interrupted operation changed) the
-    /// model's before that operation, which is then adopted.
+    /// The directory holds the model's entries, or (if the interrupted operation changed it)
+    /// the model's entries before that operation; the names alone may not tell them apart (a
+    /// rename onto an existing name), so each candidate's files must read back too.
     fn check_cached_dir(
         &mut self,
         dir: &'static str,
         names: &[String],
         in_flight: &InFlight,
     ) -> Result<(), Stop> {
-        let listed = |entries: &BTreeMap<String, FileId>| entries.keys().eq(names.iter());
-        if listed(&self.dirs[dir].expected) {
-            return Ok(());
+        let expected = self.dirs[dir].expected.clone();
+        let mut candidates = vec![expected.clone()];
+        candidates.extend(in_flight.dirs_before.get(dir).filter(|before| **before != expected).cloned());
+        let mut reasons = Vec::new();
+        for (index, entries) in candidates.into_iter().enumerate() {
+            if !entries.keys().eq(names.iter()) {
+                reasons.push(format!("lists {names:?}, the page cache must show {:?}", entries.keys()));
+                continue;
+            }
+            let verdicts: Result<Vec<_>, String> = entries
+                .iter()
+                .map(|(name, &file)| self.cached_file(dir, name, file, in_flight.files.contains(&file)))
+                .collect();
+            match verdicts {
+                Ok(verdicts) => {
+                    if index > 0 {
+                        self.env.note(format!("/{dir}: the interrupted operation did not take effect"));
+                    }
+                    for (&file, verdict) in entries.values().zip(verdicts) {
+                        self.adopt_cached(file, verdict);
+                    }
+                    self.dir(dir).expected = entries;
+                    return Ok(());
+                }
+                Err(reason) => reasons.push(reason),
+            }
         }
-        if let Some(before) = in_flight.dirs_before.get(dir)
-            && listed(before)
-        {
-            self.env.note(format!("/{dir}: the interrupted operation did not take effect"));
-            self.dir(dir).expected = before.clone();
-            return Ok(());
-        }
-        let expected: Vec<&String> = self.dirs[dir].expected.keys().collect();
         Err(self.violation(
             ViolationKind::Durability,
-            format!("/{dir} after a process crash lists {names:?}, the page cache must show {expected:?}"),
+            format!("/{dir} after a process crash: {}", reasons.join("; or ")),
         ))
     }
 
-    fn check_cached_file(
-        &mut self,
-        dir: &str,
-        name: &str,
-        file: FileId,
-        uncertain: bool,
-    ) -> Result<(), Stop> {
+    fn adopt_cached(&mut self, file: FileId, verdict: Cached) {
+        match verdict {
+            Cached::Same => {}
+            Cached::Unreadable => self.file(file).reads_unreliable = true,
+            Cached::Adopt(content) => self.file(file).expected = content,
+        }
+    }
+
+    /// What `dir/name` (the model's `file`) holds in the page cache; `Err` if the model rules
+    /// it out: exactly the model's content, or for a file the interrupted operation may have
+    /// changed, any content the machine-crash rules allow.
+    fn cached_file(&self, dir: &str, name: &str, file: FileId, uncertain: bool) -> Result<Cached, String> {
         let file_path = path(dir, name);
         let damage = self.env.damage_at(&file_path).unwrap_or_default();
         let content = match super::recovery::read_whole(&self.env, &file_path) {
             Ok(content) => content,
             Err(_) if damage.iter().any(|(kind, _)| *kind == DamageKind::BadSector) => {
-                self.files.get_mut(&file).map(|model| model.reads_unreliable = true);
-                return Ok(());
+                return Ok(Cached::Unreadable);
             }
-            Err(error) => {
-                return Err(self.violation(
-                    ViolationKind::Read,
-                    format!("{} unreadable after a process crash: {error}", file_path.display()),
-                ));
-            }
+            Err(error) => return Err(format!("{} unreadable: {error}", file_path.display())),
         };
         let model = &self.files[&file];
         if model.reads_unreliable || content == model.expected {
-            return Ok(());
+            return Ok(Cached::Same);
         }
         if uncertain {
             let excused: Vec<_> = damage.iter().map(|(_, range)| range.clone()).collect();
             let misdirected = damage.iter().any(|(kind, _)| *kind == DamageKind::Misdirect);
             if model.check_recovered(&content, &self.config.faults, &excused, misdirected).is_ok() {
-                self.file(file).expected = content;
-                return Ok(());
+                return Ok(Cached::Adopt(content));
             }
         }
-        let (got, want) = (content.len(), model.expected.len());
-        Err(self.violation(
-            ViolationKind::Durability,
-            format!(
-                "{} after a process crash holds {got} bytes that differ from the {want} the page cache must show",
-                file_path.display()
-            ),
+        Err(format!(
+            "{} holds {} bytes that differ from the {} of file#{file}",
+            file_path.display(),
+            content.len(),
+            model.expected.len()
         ))
     }
+}
+
+/// What the page cache showed of one file.
+enum Cached {
+    /// The model's content.
+    Same,
+    /// Unreadable after media damage: reads of it prove nothing from now on.
+    Unreadable,
+    /// Content an interrupted operation may have left: the model's from now on.
+    Adopt(Vec<u8>),
 }

@@ -217,6 +217,12 @@ pub struct FaultOptions {
     /// A machine crash drawn for the same call wins. 0.0 disables it.
     #[serde(default)]
     pub process_crash_probability: f64,
+    /// `true` (the default, and the truth on every real OS): a process crash keeps the page
+    /// cache. `false` breaks that promise on purpose, for tests of a checker's power only: a
+    /// process crash then resolves the pending changes as a machine crash does (while still
+    /// reporting `CrashKind::Process`).
+    #[serde(default = "keeps_cache")]
+    pub process_crash_keeps_cache: bool,
     /// Fate of each pending write at a crash or failed sync.
     pub write_fate: WriteFateWeights,
     /// Contents of a torn sector whose new bytes did not land.
@@ -269,6 +275,7 @@ impl Default for FaultOptions {
             sector_size_bytes: 512,
             crash: CrashMode::Off,
             process_crash_probability: 0.0,
+            process_crash_keeps_cache: true,
             write_fate: WriteFateWeights { survive: 1, lose: 1, tear: 1 },
             tear_fill: TearFillWeights { old: 1, zero: 1, garbage: 1 },
             powersafe_overwrite: true,
@@ -289,6 +296,10 @@ impl Default for FaultOptions {
             latency: LatencyOptions::default(),
         }
     }
+}
+
+fn keeps_cache() -> bool {
+    true
 }
 
 /// A `FaultOptions` field out of its range.

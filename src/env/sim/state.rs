@@ -335,6 +335,12 @@ impl State {
     /// kept alive go, and every pending change stays pending, visible to the next process.
     pub fn process_crash(&mut self) {
         assert!(!self.crashed, "a dead process cannot crash again");
+        if !self.options.process_crash_keeps_cache {
+            // The broken promise of a checker-power test: the cache goes as in a power loss.
+            let options = self.options.clone();
+            let resolution = crash::crash(&mut self.fs, &options, &mut RandomChooser::new(self.call));
+            self.count(resolution);
+        }
         self.stats.crashes += 1;
         self.stats.process_crashes += 1;
         self.crashed = true;
