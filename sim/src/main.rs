@@ -61,7 +61,8 @@ struct WorkloadArgs {
     #[arg(long, default_value_t = OPS_DEFAULT)]
     ops: u64,
     /// Fault classes: `all`, `none`, or a comma list of crash, sync, eio, short, enospc, rot,
-    /// misdirect, badsector, clock, slow. Default: each seed's swarm mix.
+    /// misdirect, badsector, clock, slow, process (process crashes that keep the page cache),
+    /// targeted (media faults aimed at critical regions). Default: each seed's swarm mix.
     #[arg(long)]
     faults: Option<FaultList>,
     /// The workload: kernel (the default), env, wal, checkpoint, toy, or a planted-bug

@@ -24,6 +24,7 @@ mod crash;
 mod faults;
 mod fs;
 mod images;
+mod lifecycle;
 mod media;
 mod options;
 mod state;
@@ -179,60 +180,6 @@ impl SimEnv {
     /// The fault options in force.
     pub fn options(&self) -> FaultOptions {
         self.lock().options.clone()
-    }
-
-    /// Crashes the machine now (between calls): a [`CrashKind::Machine`] crash. Does nothing
-    /// if the process has crashed already, whatever the kind (see [`SimEnv::crash_with`] for
-    /// a power loss while the process is down).
-    pub fn crash(&self) {
-        if !self.is_crashed() {
-            self.crash_with(CrashKind::Machine);
-        }
-    }
-
-    /// Crashes now (between calls), as `kind` says:
-    /// - [`CrashKind::Process`]: if the process lives, it dies; every unsynced write and
-    ///   pending directory operation stays in the page cache, readable after
-    ///   [`SimEnv::restart`] and made durable by a later sync. Otherwise nothing.
-    /// - [`CrashKind::Machine`]: if the process lives, or is dead after a process crash with
-    ///   the page cache still there, the machine loses power: what was never synced resolves
-    ///   under the fault model. Otherwise (down after a machine crash) nothing.
-    ///
-    /// Both are recorded in the schedule, so a replay makes the same image.
-    pub fn crash_with(&self, kind: CrashKind) {
-        let mut state = self.lock();
-        let call = state.call;
-        match kind {
-            CrashKind::Process if !state.crashed => {
-                state.faults.driver_process_crash(call);
-                state.process_crash();
-            }
-            CrashKind::Machine if !state.crashed || state.cache_kept => {
-                let image_seed = state.faults.driver_crash_seed(call);
-                state.crash(image_seed);
-            }
-            _ => {}
-        }
-    }
-
-    /// The kind of the latest crash (drawn or asked for), if any: a driver tells by it whether
-    /// unsynced data must still be readable after the restart.
-    pub fn last_crash_kind(&self) -> Option<CrashKind> {
-        self.lock().last_crash
-    }
-
-    /// Whether the process has crashed and not restarted yet.
-    pub fn is_crashed(&self) -> bool {
-        self.lock().crashed
-    }
-
-    /// Starts a new process on the crashed machine: calls work again, on the durable image
-    /// after a machine crash, on the page cache after a process crash.
-    pub fn restart(&self) {
-        let mut state = self.lock();
-        state.crashed = false;
-        state.cache_kept = false;
-        state.event("restart".into());
     }
 
     /// Switches the injection of new faults on or off (off for the quiet phase), whether drawn
