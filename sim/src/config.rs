@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use stormhold::env::sim::{
-    CrashMode, DirOrdering, FaultOptions, LatencyOptions, SyncFailureProfile, TearFillWeights,
-    WriteFateWeights,
+    CrashMode, DirOrdering, FaultOptions, LatencyOptions, MediaTarget, SyncFailureProfile, TargetRegion,
+    TargetedFaults, TargetedWeights, TearFillWeights, WriteFateWeights,
 };
 
 /// Stream numbers of the driver's own random streams (the fault classes use 1..=99).
@@ -26,6 +26,11 @@ pub mod stream {
     pub const IMAGES: u64 = 102;
     /// The options of the store under test (the kernel store's shards, epochs, ...).
     pub const STORE: u64 = 103;
+    /// Swarm options of the classes added after the first ten (process crashes, targeted
+    /// media faults): drawn apart so the older options of a seed stay what they were.
+    pub const SWARM_SECOND_WAVE: u64 = 104;
+    /// Which of the env workload's crashes are process crashes.
+    pub const PROCESS_CRASHES: u64 = 105;
 }
 
 /// The workload of `run`, `sweep` and `shrink` when none is named.
@@ -123,11 +128,15 @@ pub enum FaultClass {
     Clock,
     /// Slow I/O.
     Slow,
+    /// Process crashes that keep the page cache.
+    ProcessCrash,
+    /// Media faults aimed at critical regions.
+    Targeted,
 }
 
 impl FaultClass {
     /// Every class, in a fixed order.
-    pub const ALL: [FaultClass; 10] = [
+    pub const ALL: [FaultClass; 12] = [
         FaultClass::Crash,
         FaultClass::Sync,
         FaultClass::Eio,
@@ -138,7 +147,13 @@ impl FaultClass {
         FaultClass::BadSector,
         FaultClass::Clock,
         FaultClass::Slow,
+        FaultClass::ProcessCrash,
+        FaultClass::Targeted,
     ];
+
+    /// How many of [`FaultClass::ALL`] the swarm stream `stream::SWARM` switches (the rest:
+    /// `stream::SWARM_SECOND_WAVE`).
+    const FIRST_WAVE: usize = 10;
 
     /// The `--faults` name.
     pub fn name(self) -> &'static str {
@@ -153,6 +168,8 @@ impl FaultClass {
             FaultClass::BadSector => "badsector",
             FaultClass::Clock => "clock",
             FaultClass::Slow => "slow",
+            FaultClass::ProcessCrash => "process",
+            FaultClass::Targeted => "targeted",
         }
     }
 }
@@ -214,6 +231,53 @@ fn rate(rng: &mut ChaCha8Rng, on: bool, low: f64, high: f64) -> f64 {
     if on { rng.random_range(low..high) } else { 0.0 }
 }
 
+/// The critical regions targeted media faults aim at in `workload`'s files. The kernel's:
+/// checkpoint `META`, `HIGH_WATER`, the `KERNEL` file, WAL segment headers (their 32 bytes of
+/// fields) and the last durable record of each segment. The env workload's: the last synced
+/// write of every file and the first sector of each file named `a`.
+pub fn media_targets(workload: WorkloadKind) -> Vec<MediaTarget> {
+    let named = |prefix: &str, suffix: &str, region| MediaTarget {
+        name_prefix: prefix.to_owned(),
+        name_suffix: suffix.to_owned(),
+        region,
+    };
+    match workload {
+        WorkloadKind::Env => vec![
+            named("", "", TargetRegion::LastSyncedWrite),
+            named("a", "a", TargetRegion::Bytes { start: 0, end: 512 }),
+        ],
+        _ => vec![
+            named("META", "META", TargetRegion::Whole),
+            named("HIGH_WATER", "HIGH_WATER", TargetRegion::Whole),
+            named("KERNEL", "KERNEL", TargetRegion::Whole),
+            named("wal-", ".log", TargetRegion::Bytes { start: 0, end: 32 }),
+            named("wal-", ".log", TargetRegion::LastSyncedWrite),
+        ],
+    }
+}
+
+/// The process-crash probability and the targeted media faults of `seed`, from a stream of
+/// their own. Swarmed (each on with even odds) only for the workloads whose checker knows
+/// them, so far `env`; the others get them through `--faults` or `--set`.
+fn second_wave(seed: u64, workload: WorkloadKind) -> (f64, TargetedFaults) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream::SWARM_SECOND_WAVE);
+    let swarmed = workload == WorkloadKind::Env;
+    let process_on = rng.random_bool(0.5) && swarmed;
+    let targeted_on = rng.random_bool(0.5) && swarmed;
+    let process_crash_probability = rate(&mut rng, process_on, 0.001, 0.01);
+    let targeted = TargetedFaults {
+        probability: rate(&mut rng, targeted_on, 0.002, 0.02),
+        weights: TargetedWeights {
+            bit_rot: rng.random_range(1..4),
+            misdirect: rng.random_range(0..4),
+            bad_sector: rng.random_range(0..4),
+        },
+        targets: media_targets(workload),
+    };
+    (process_crash_probability, targeted)
+}
+
 impl RunConfig {
     /// The swarm configuration of `seed`: each fault class is on or off with even odds, and
     /// its rate, the sector size, the sync-failure profile and the directory ordering vary.
@@ -221,14 +285,18 @@ impl RunConfig {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream::SWARM);
         let mut on = [false; FaultClass::ALL.len()];
-        for flag in &mut on {
+        for flag in &mut on[..FaultClass::FIRST_WAVE] {
             *flag = rng.random_bool(0.5);
         }
         let class_on = |class: FaultClass| on[FaultClass::ALL.iter().position(|&c| c == class).unwrap_or(0)];
         let sector_size_bytes = if rng.random_bool(0.75) { 512 } else { 4096 };
         let profiles = [SyncFailureProfile::Keep, SyncFailureProfile::Drop, SyncFailureProfile::Revert];
         let crash_probability = rate(&mut rng, class_on(FaultClass::Crash), 0.001, 0.02);
+        let (process_crash_probability, targeted) = second_wave(seed, workload);
         let faults = FaultOptions {
+            process_crash_probability,
+            process_crash_keeps_cache: true,
+            targeted,
             sector_size_bytes,
             crash: if crash_probability > 0.0 {
                 CrashMode::Random { probability: crash_probability }
@@ -299,12 +367,14 @@ impl RunConfig {
         f.bad_sector_probability = pick(f.bad_sector_probability, FaultClass::BadSector, 0.005);
         f.clock_jump_probability = pick(f.clock_jump_probability, FaultClass::Clock, 0.05);
         f.latency.slow_probability = pick(f.latency.slow_probability, FaultClass::Slow, 0.01);
+        f.process_crash_probability = pick(f.process_crash_probability, FaultClass::ProcessCrash, 0.005);
+        f.targeted.probability = pick(f.targeted.probability, FaultClass::Targeted, 0.01);
         f.disk_bytes_max = match (want(FaultClass::Enospc), f.disk_bytes_max) {
             (false, _) => None,
             (true, None) => Some(32_768),
             (true, some) => some,
         };
-        let media = [FaultClass::Rot, FaultClass::Misdirect, FaultClass::BadSector];
+        let media = [FaultClass::Rot, FaultClass::Misdirect, FaultClass::BadSector, FaultClass::Targeted];
         if media.iter().any(|&class| want(class)) && f.media_faults_max == 0 {
             f.media_faults_max = 4;
         }
@@ -327,6 +397,8 @@ impl RunConfig {
                 FaultClass::BadSector => f.bad_sector_probability > 0.0,
                 FaultClass::Clock => f.clock_jump_probability > 0.0,
                 FaultClass::Slow => f.latency.slow_probability > 0.0,
+                FaultClass::ProcessCrash => f.process_crash_probability > 0.0,
+                FaultClass::Targeted => f.targeted.probability > 0.0,
             })
             .collect()
     }

@@ -61,7 +61,8 @@ struct WorkloadArgs {
     #[arg(long, default_value_t = OPS_DEFAULT)]
     ops: u64,
     /// Fault classes: `all`, `none`, or a comma list of crash, sync, eio, short, enospc, rot,
-    /// misdirect, badsector, clock, slow. Default: each seed's swarm mix.
+    /// misdirect, badsector, clock, slow, process (process crashes that keep the page cache),
+    /// targeted (media faults aimed at critical regions). Default: each seed's swarm mix.
     #[arg(long)]
     faults: Option<FaultList>,
     /// The workload: kernel (the default), env, wal, checkpoint, toy, or a planted-bug
@@ -192,7 +193,7 @@ fn print_report(report: &RunReport, args: &WorkloadArgs) {
         report.simulated_ns as f64 / 1e9
     );
     println!(
-        "faults: eio={} short={} sync={} enospc={} rot={} misdirect={} badsector={} (reads {}) clock={} slow={} torn={} lost={} dir-ops-lost={}",
+        "faults: eio={} short={} sync={} enospc={} rot={} misdirect={} badsector={} (reads {}) clock={} slow={} torn={} lost={} dir-ops-lost={} process-crashes={} targeted-media={}",
         s.io_errors,
         s.short_ios,
         s.sync_failures,
@@ -205,7 +206,9 @@ fn print_report(report: &RunReport, args: &WorkloadArgs) {
         s.slow_ios,
         s.writes_torn,
         s.writes_lost,
-        s.dir_ops_lost
+        s.dir_ops_lost,
+        s.process_crashes,
+        s.targeted_media
     );
     match &report.violation {
         None => println!("result: ok (no violation)"),
@@ -321,6 +324,7 @@ fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
     println!("{:<22} {:>12}", "fault / event", "count");
     let rows = [
         ("crashes", s.crashes),
+        ("  of the process only", s.process_crashes),
         ("recoveries checked", summary.recoveries),
         ("env calls", s.calls),
         ("eio", s.io_errors),
@@ -330,6 +334,7 @@ fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
         ("bit rot", s.bit_rot),
         ("misdirected writes", s.misdirected_writes),
         ("bad sectors", s.bad_sectors),
+        ("  targeted media", s.targeted_media),
         ("clock jumps", s.clock_jumps),
         ("slow io", s.slow_ios),
         ("torn writes", s.writes_torn),

@@ -100,6 +100,8 @@ pub struct SweepSummary {
 fn add_stats(total: &mut SimStats, one: &SimStats) {
     total.calls += one.calls;
     total.crashes += one.crashes;
+    total.process_crashes += one.process_crashes;
+    total.targeted_media += one.targeted_media;
     total.io_errors += one.io_errors;
     total.short_ios += one.short_ios;
     total.sync_failures += one.sync_failures;

@@ -8,9 +8,14 @@
 //!
 //! A call that failed with a crash may or may not have taken effect (the crash can come after
 //! the call), so the model records it as an unsynced change: the check accepts both outcomes.
+//!
+//! A process crash (drawn, or the workload's own) keeps the page cache: after the restart
+//! every unsynced change must still read back (see `process.rs`), and the model goes on from
+//! where it was, so a later machine crash keeps only what was synced, before or after.
 
 pub mod model;
 pub mod ops;
+mod process;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
-use stormhold::env::sim::{SimEnv, SimFile, SyncFailureProfile, is_crash};
+use stormhold::env::sim::{CrashKind, SimEnv, SimFile, SyncFailureProfile, is_crash};
 use stormhold::env::{Env, EnvFile, OpenOptions};
 
 use crate::config::{RunConfig, stream};
@@ -71,6 +76,13 @@ pub struct EnvWorkload {
     pub images_explored: u64,
     /// Decides which crash points enumerate their images (its own stream).
     images_rng: ChaCha8Rng,
+    /// Decides which of the workload's crashes are process crashes, and which process crashes
+    /// are followed by a power loss before the restart (its own stream).
+    process_rng: ChaCha8Rng,
+    /// Recoveries from a process crash, on the page cache (also counted in `recoveries`).
+    pub process_recoveries: u64,
+    /// What the operation running now may change, while process crashes can interrupt it.
+    in_flight: Option<process::InFlight>,
     /// Operations to replay instead of drawing (`None`: draw).
     replay: Option<std::vec::IntoIter<EnvOp>>,
     /// Every operation executed, for the corpus.
@@ -96,6 +108,8 @@ impl EnvWorkload {
         let dirs = DIRS.iter().map(|&dir| (dir, DirModel::default())).collect();
         let mut images_rng = ChaCha8Rng::seed_from_u64(config.seed);
         images_rng.set_stream(stream::IMAGES);
+        let mut process_rng = ChaCha8Rng::seed_from_u64(config.seed);
+        process_rng.set_stream(stream::PROCESS_CRASHES);
         Self {
             env,
             config,
@@ -110,6 +124,9 @@ impl EnvWorkload {
             recoveries: 0,
             images_explored: 0,
             images_rng,
+            process_rng,
+            process_recoveries: 0,
+            in_flight: None,
             replay: None,
             recorded: Vec::new(),
         }
@@ -141,8 +158,10 @@ impl EnvWorkload {
             let Some(op) = self.next_op() else { break };
             self.op_index += 1;
             self.recorded.push(op.clone());
+            self.in_flight = self.in_flight_of(&op);
             let result = self.step(op);
             self.settle(result)?;
+            self.in_flight = None;
         }
         self.settle(Err(Stop::Crashed))?;
         self.liveness_probe()
@@ -189,12 +208,16 @@ impl EnvWorkload {
 
     fn step(&mut self, op: EnvOp) -> OpResult {
         match op {
-            EnvOp::Crash { check_images } => {
-                self.env.note(format!("op {}: driver crash", self.op_index));
+            EnvOp::Crash { check_images, process } => {
+                let (kind, what) =
+                    if process { (CrashKind::Process, " (process)") } else { (CrashKind::Machine, "") };
+                self.env.note(format!("op {}: driver crash{what}", self.op_index));
                 if check_images {
                     self.check_images()?;
                 }
-                self.env.crash();
+                // Nothing is in flight between operations.
+                self.in_flight = None;
+                self.env.crash_with(kind);
                 Err(Stop::Crashed)
             }
             EnvOp::Open { dir, name, create } => {

@@ -97,6 +97,9 @@ pub enum EnvOp {
     Crash {
         /// Enumerate and check the crash images first.
         check_images: bool,
+        /// Crash the process only, keeping the page cache (`CrashKind::Process`).
+        #[serde(default)]
+        process: bool,
     },
 }
 
@@ -114,9 +117,12 @@ impl EnvWorkload {
     /// Draws the next operation from the workload's and the image check's streams.
     pub(super) fn draw_op(&mut self) -> EnvOp {
         if self.rng.random_bool(self.config.driver_crash_probability) {
-            return EnvOp::Crash {
-                check_images: self.images_rng.random_bool(self.config.image_check_probability),
-            };
+            let check_images = self.images_rng.random_bool(self.config.image_check_probability);
+            // Drawn from a stream of its own, and only when process crashes are on, so the
+            // operations of a seed without them stay what they were.
+            let process =
+                self.config.faults.process_crash_probability > 0.0 && self.process_rng.random_bool(0.5);
+            return EnvOp::Crash { check_images, process };
         }
         let roll = self.rng.random_range(0..100);
         if self.handles.is_empty() || roll < 12 {

@@ -30,6 +30,12 @@ struct Survivor {
 impl EnvWorkload {
     /// Crashes (if the process still lives), restarts, checks, and adopts the survivors.
     pub(super) fn recover(&mut self) -> Result<(), Stop> {
+        if self.process_crashed() {
+            let in_flight = self.in_flight.take();
+            if self.recover_process(in_flight)? {
+                return Ok(());
+            }
+        }
         self.handles.clear();
         self.env.crash();
         self.env.restart();
@@ -229,7 +235,7 @@ impl EnvWorkload {
     }
 }
 
-fn read_whole(env: &impl Env, path: &Path) -> io::Result<Vec<u8>> {
+pub(super) fn read_whole(env: &impl Env, path: &Path) -> io::Result<Vec<u8>> {
     let file = env.open(path, OpenOptions::read_only())?;
     let mut content = vec![0; file.len()? as usize];
     file.read_exact_at(&mut content, 0)?;

@@ -122,6 +122,31 @@ pub enum Fault {
     },
     /// The call is slow.
     SlowIo,
+    /// The process crashes at this call, before or after it takes effect, and the machine
+    /// stays up: the page cache keeps every unsynced change (`CrashKind::Process`).
+    ProcessCrash {
+        /// After the call took effect (`true`) or before (`false`).
+        after: bool,
+    },
+    /// The driver crashed the process, not the machine, between calls (recorded at the last
+    /// call's index; replaying it does nothing, as the driver asks again).
+    DriverProcessCrash,
+    /// One bit of a target region flips (`pick` chooses the region, byte and bit).
+    TargetedRot {
+        /// Chooses the region, byte and bit.
+        pick: u64,
+    },
+    /// A sector overlapping a target region goes bad (`pick` chooses the region and sector).
+    TargetedBadSector {
+        /// Chooses the region and sector.
+        pick: u64,
+    },
+    /// If this write overlaps a target region of its file, it reaches the disk this many
+    /// sectors away from its offset; otherwise nothing happens.
+    TargetedMisdirect {
+        /// Signed distance in sectors (never 0).
+        shift_sectors: i64,
+    },
 }
 
 /// A fault at a given call index.
@@ -152,6 +177,8 @@ mod stream {
     pub const CLOCK: u64 = 7;
     pub const SLOW_IO: u64 = 8;
     pub const LATENCY: u64 = 9;
+    pub const PROCESS_CRASH: u64 = 10;
+    pub const TARGETED: u64 = 11;
 }
 
 /// A ChaCha stream of `seed` for one class.
@@ -171,6 +198,8 @@ struct Streams {
     bad_sector: ChaCha8Rng,
     clock: ChaCha8Rng,
     slow_io: ChaCha8Rng,
+    process_crash: ChaCha8Rng,
+    targeted: ChaCha8Rng,
 }
 
 #[derive(Clone)]
@@ -203,6 +232,8 @@ impl FaultSource {
             bad_sector: stream_rng(seed, stream::BAD_SECTOR),
             clock: stream_rng(seed, stream::CLOCK),
             slow_io: stream_rng(seed, stream::SLOW_IO),
+            process_crash: stream_rng(seed, stream::PROCESS_CRASH),
+            targeted: stream_rng(seed, stream::TARGETED),
         };
         Self {
             mode: Mode::Draw(Box::new(streams)),
@@ -249,8 +280,8 @@ impl FaultSource {
                     }
                     // Like drawing, replaying injects nothing while faults are off: a schedule
                     // edited by a shrinker may put a fault on a call of the quiet phase.
-                    if entry.call == call && self.enabled && !matches!(entry.fault, Fault::DriverCrash { .. })
-                    {
+                    let driver = matches!(entry.fault, Fault::DriverCrash { .. } | Fault::DriverProcessCrash);
+                    if entry.call == call && self.enabled && !driver {
                         faults.push(entry.fault);
                     }
                     *next += 1;
@@ -266,6 +297,13 @@ impl FaultSource {
             Mode::Draw(_) => {}
         }
         faults
+    }
+
+    /// Records a process crash the driver asks for after call `call` (nothing to draw).
+    pub fn driver_process_crash(&mut self, call: u64) {
+        if let Mode::Draw(_) = self.mode {
+            self.recorded.faults.push(ScheduledFault { call, fault: Fault::DriverProcessCrash });
+        }
     }
 
     /// The image seed of a crash the driver asks for after call `call`.
@@ -343,6 +381,35 @@ fn draw(
         if chance(&mut streams.bad_sector, options.bad_sector_probability) {
             faults.push(Fault::BadSector { pick: streams.bad_sector.random() });
         }
+        faults.extend(draw_targeted(&mut streams.targeted, kind, options));
+    }
+    if chance(&mut streams.process_crash, options.process_crash_probability) {
+        faults.push(Fault::ProcessCrash { after: streams.process_crash.random_bool(0.5) });
     }
     faults
+}
+
+/// A targeted media fault of `FaultOptions::targeted`, if one is drawn for a call of `kind`.
+fn draw_targeted(rng: &mut ChaCha8Rng, kind: CallKind, options: &FaultOptions) -> Option<Fault> {
+    let targeted = &options.targeted;
+    if !chance(rng, targeted.probability) {
+        return None;
+    }
+    let weights = targeted.weights;
+    let misdirect = if kind == CallKind::Write { weights.misdirect } else { 0 };
+    let total = u64::from(weights.bit_rot) + u64::from(misdirect) + u64::from(weights.bad_sector);
+    if total == 0 {
+        return None;
+    }
+    let roll = rng.random_range(0..total);
+    if roll < u64::from(weights.bit_rot) {
+        Some(Fault::TargetedRot { pick: rng.random() })
+    } else if roll < u64::from(weights.bit_rot) + u64::from(misdirect) {
+        let distance = rng.random_range(1..=4_i64);
+        Some(Fault::TargetedMisdirect {
+            shift_sectors: if rng.random_bool(0.5) { distance } else { -distance },
+        })
+    } else {
+        Some(Fault::TargetedBadSector { pick: rng.random() })
+    }
 }

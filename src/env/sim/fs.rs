@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::path::{Component, Path};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
 
 use crate::env::OpenOptions;
 
@@ -36,6 +37,9 @@ pub(crate) struct FileNode {
     pub pending: Vec<PendingWrite>,
     /// Sector indices whose reads fail forever (latent media errors).
     pub bad_sectors: BTreeSet<u64>,
+    /// Where the last write before the last successful sync went (its intended range): the
+    /// `TargetRegion::LastSyncedWrite` of targeted media faults.
+    pub last_synced_write: Option<Range<u64>>,
 }
 
 /// A change to a directory entry that is visible but not yet durable.
@@ -381,6 +385,30 @@ impl Fs {
             }
             _ => Err(error(io::ErrorKind::IsADirectory, format!("{} is a directory", path.display()))),
         }
+    }
+
+    /// Every name each node has, live or durable (a name in both counts once), with the path
+    /// of its parent: in node order, names in path order.
+    pub fn names(&self) -> BTreeMap<NodeId, Vec<(PathBuf, String)>> {
+        let mut names: BTreeMap<NodeId, Vec<(PathBuf, String)>> = BTreeMap::new();
+        let mut stack = vec![(ROOT, PathBuf::from("/"))];
+        let mut seen = BTreeSet::new();
+        while let Some((id, path)) = stack.pop() {
+            let Some(Node::Dir(dir)) = self.nodes.get(&id) else { continue };
+            if !seen.insert(id) {
+                continue;
+            }
+            let entries: BTreeSet<(&String, NodeId)> =
+                dir.live.iter().chain(dir.durable.iter()).map(|(name, &node)| (name, node)).collect();
+            for (name, node) in entries {
+                let slot = names.entry(node).or_default();
+                if !slot.iter().any(|(parent, other)| *parent == path && other == name) {
+                    slot.push((path.clone(), name.clone()));
+                }
+                stack.push((node, path.join(name)));
+            }
+        }
+        names
     }
 
     /// Bytes the live files take: what `disk_bytes_max` limits. Files no longer reachable

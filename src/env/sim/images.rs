@@ -79,8 +79,8 @@ impl SimEnv {
     /// Identical disks are returned once. Garbage fill is one kind of image, not one per byte
     /// value (its bytes cycle through a fixed non-zero pattern). The walk also gives up, and
     /// samples, after `images_max * 16` runs of the crash rules, for when many choices give
-    /// the same disk. Sampled images may repeat. A machine that has crashed already has one
-    /// image: a fork of it as it is.
+    /// the same disk. Sampled images may repeat. A machine down after a machine crash has one
+    /// image: a fork of it as it is; down after a process crash, its page cache resolves.
     ///
     /// # Panics
     ///
@@ -88,7 +88,9 @@ impl SimEnv {
     pub fn crash_images(&self, images_max: usize) -> CrashImages {
         assert!(images_max > 0, "crash_images needs room for at least one image");
         let state = self.lock();
-        if state.crashed {
+        // After a machine crash nothing is pending; after a process crash the page cache is
+        // still there to resolve.
+        if state.crashed && !state.cache_kept {
             let image = SimEnv::from_state(state.fork_with(state.fs.clone()));
             return CrashImages { images: vec![image], exhaustive: true };
         }

@@ -24,6 +24,8 @@ mod crash;
 mod faults;
 mod fs;
 mod images;
+mod lifecycle;
+mod media;
 mod options;
 mod state;
 mod trace;
@@ -39,10 +41,11 @@ pub use faults::{CallKind, Fault, FaultSchedule, ScheduledFault};
 pub use fs::FILE_SIZE_MAX_BYTES;
 pub use images::CrashImages;
 pub use options::{
-    CrashMode, DirOrdering, FaultOptions, InvalidFaultOptions, LatencyOptions, SECTOR_SIZES_BYTES,
-    SyncFailureProfile, TearFillWeights, WriteFateWeights,
+    CrashKind, CrashMode, DirOrdering, FaultOptions, InvalidFaultOptions, LatencyOptions, MediaTarget,
+    SECTOR_SIZES_BYTES, SyncFailureProfile, TargetRegion, TargetedFaults, TargetedWeights, TearFillWeights,
+    WriteFateWeights,
 };
-pub use state::{DamageKind, SimCrash, is_crash};
+pub use state::{Damage, DamageKind, DamageRole, SimCrash, is_crash};
 pub use trace::{StableHasher, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS, TraceEvent};
 
 use super::{Env, EnvFile, LOCK_FILE_NAME, OpenOptions};
@@ -55,8 +58,16 @@ use state::{HandleState, Plan, State};
 pub struct SimStats {
     /// Env calls that could fail (clock readings excluded).
     pub calls: u64,
-    /// Process crashes.
+    /// Crashes of the process: machine crashes, and process crashes that kept the page cache
+    /// (those are also counted in `process_crashes`).
     pub crashes: u64,
+    /// Process crashes that kept the page cache (`CrashKind::Process`).
+    #[serde(default)]
+    pub process_crashes: u64,
+    /// Media faults aimed at a critical region (`FaultOptions::targeted`); also counted in
+    /// `bit_rot`, `misdirected_writes` or `bad_sectors`.
+    #[serde(default)]
+    pub targeted_media: u64,
     /// Injected EIO errors (persistent ones counted at each failing call).
     pub io_errors: u64,
     /// Short reads and writes.
@@ -171,28 +182,6 @@ impl SimEnv {
         self.lock().options.clone()
     }
 
-    /// Crashes the process now (between calls). Does nothing if it has crashed already.
-    pub fn crash(&self) {
-        let mut state = self.lock();
-        if !state.crashed {
-            let call = state.call;
-            let image_seed = state.faults.driver_crash_seed(call);
-            state.crash(image_seed);
-        }
-    }
-
-    /// Whether the process has crashed and not restarted yet.
-    pub fn is_crashed(&self) -> bool {
-        self.lock().crashed
-    }
-
-    /// Starts a new process on the crashed machine: calls work again, on the durable image.
-    pub fn restart(&self) {
-        let mut state = self.lock();
-        state.crashed = false;
-        state.event("restart".into());
-    }
-
     /// Switches the injection of new faults on or off (off for the quiet phase), whether drawn
     /// or replayed from a schedule. Armed faults still apply.
     pub fn set_faults_enabled(&self, enabled: bool) {
@@ -276,7 +265,13 @@ impl SimEnv {
     pub fn damage_at(&self, path: &Path) -> io::Result<Vec<(DamageKind, Range<u64>)>> {
         let state = self.lock();
         let node = state.fs.resolve(&components(path)?, path)?;
-        Ok(state.damage.iter().filter(|d| d.node == node).map(|d| (d.kind, d.range.clone())).collect())
+        Ok(state.damage.iter().filter(|d| d.node == node).map(|d| (d.kind, d.range())).collect())
+    }
+
+    /// Every byte range every injected media fault hit so far, in injection order, crashes and
+    /// restarts included: a checker tells by it whether a reported data loss was legal.
+    pub fn damage_log(&self) -> Vec<Damage> {
+        self.lock().damage.clone()
     }
 
     /// The durable contents of the file at `path`, following durable directory entries only:

@@ -3,6 +3,10 @@
 //! Each fault class is switched by its own probability (0.0 disables it), and each draws from
 //! its own random stream (see `faults.rs`), so switching one class on or off never changes the
 //! decisions of another. `FaultOptions::default()` is a perfect disk: no faults at all.
+//!
+//! Fields added after the first wave (`process_crash_probability`, `targeted`) default when
+//! missing from a serialized configuration, and draw from streams of their own, so older
+//! recorded configurations and seeds keep their meaning.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -80,6 +84,97 @@ pub struct TearFillWeights {
     pub garbage: u32,
 }
 
+/// Which crash a simulated process suffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CrashKind {
+    /// The process dies (`kill -9`) but the machine stays up: the page cache keeps every
+    /// unsynced write and pending directory operation, the next process reads them, and a
+    /// later sync makes them durable. A later machine crash drops whatever was still unsynced.
+    Process,
+    /// The machine loses power: every unsynced change resolves under the fault model (kept,
+    /// lost or torn; see `crash.rs`) and the page cache is gone.
+    Machine,
+}
+
+/// Where a targeted media fault may hit, in one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetRegion {
+    /// The whole durable file.
+    Whole,
+    /// Bytes `start..end` of the durable file, cut at its durable length (past the end the
+    /// region is empty). `start < end`.
+    Bytes {
+        /// First byte, inclusive.
+        start: u64,
+        /// Last byte, exclusive.
+        end: u64,
+    },
+    /// The bytes of the last write before the file's last successful `sync_data`/`sync_all`
+    /// (for a log, the last durable record), cut at the durable length; empty until a sync
+    /// has made a write durable.
+    LastSyncedWrite,
+}
+
+/// A critical region: files chosen by name, and the bytes of each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaTarget {
+    /// The file's name (its last path component) starts with this; `""` matches every name.
+    #[serde(default)]
+    pub name_prefix: String,
+    /// The file's name ends with this; `""` matches every name.
+    #[serde(default)]
+    pub name_suffix: String,
+    /// The bytes of each matching file.
+    pub region: TargetRegion,
+}
+
+impl MediaTarget {
+    /// Whether the file name `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        name.starts_with(&self.name_prefix) && name.ends_with(&self.name_suffix)
+    }
+}
+
+/// Relative weights of the kind of a targeted media fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetedWeights {
+    /// One bit of a target region flips.
+    pub bit_rot: u32,
+    /// A write into a target region lands elsewhere (drawn only at writes).
+    pub misdirect: u32,
+    /// A sector of a target region goes bad.
+    pub bad_sector: u32,
+}
+
+/// Media faults aimed at small critical regions (checkpoint metadata, segment headers, the
+/// last durable record, ...), so the paths that handle damage there are reached in a few
+/// seeds rather than tens. They share the `media_faults_max` budget with the untargeted ones
+/// and are counted in the same statistics (and in `SimStats::targeted_media`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetedFaults {
+    /// Chance (0.0..=1.0) per eligible Env call that a targeted fault is drawn. Its kind is
+    /// drawn by `weights` (at a write among all three, elsewhere between rot and bad
+    /// sectors). Rot flips one bit of a region, a bad sector covers a sector overlapping one;
+    /// both pick the region among those of every durable file that matches a target, and do
+    /// nothing if there is none. A misdirect applies only if the write overlaps a region of
+    /// its file (any write to a `LastSyncedWrite` file counts): it lands 1 to 4 sectors away.
+    pub probability: f64,
+    /// Kinds of the faults. At least one weight must be positive when `probability > 0`.
+    pub weights: TargetedWeights,
+    /// The regions. Empty: targeted faults never hit anything.
+    pub targets: Vec<MediaTarget>,
+}
+
+impl Default for TargetedFaults {
+    fn default() -> Self {
+        Self {
+            probability: 0.0,
+            weights: TargetedWeights { bit_rot: 1, misdirect: 1, bad_sector: 1 },
+            targets: Vec::new(),
+        }
+    }
+}
+
 /// Simulated latency of Env calls, which advances the virtual clock.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyOptions {
@@ -115,8 +210,19 @@ impl Default for LatencyOptions {
 pub struct FaultOptions {
     /// Sector size for tears, misdirected writes and bad sectors: 512 or 4096 bytes.
     pub sector_size_bytes: u32,
-    /// Spontaneous crashes.
+    /// Spontaneous crashes (machine crashes: `CrashKind::Machine`).
     pub crash: CrashMode,
+    /// Chance (0.0..=1.0) per eligible Env call that the process crashes and the machine
+    /// stays up (`CrashKind::Process`), before or after the call takes effect (even odds).
+    /// A machine crash drawn for the same call wins. 0.0 disables it.
+    #[serde(default)]
+    pub process_crash_probability: f64,
+    /// `true` (the default, and the truth on every real OS): a process crash keeps the page
+    /// cache. `false` breaks that promise on purpose, for tests of a checker's power only: a
+    /// process crash then resolves the pending changes as a machine crash does (while still
+    /// reporting `CrashKind::Process`).
+    #[serde(default = "keeps_cache")]
+    pub process_crash_keeps_cache: bool,
     /// Fate of each pending write at a crash or failed sync.
     pub write_fate: WriteFateWeights,
     /// Contents of a torn sector whose new bytes did not land.
@@ -149,9 +255,12 @@ pub struct FaultOptions {
     /// Chance per call that a random sector of a durable file goes bad: reads overlapping it
     /// fail with EIO forever after.
     pub bad_sector_probability: f64,
-    /// Budget: at most this many media faults (bit rot, misdirected writes, bad sectors) in a
-    /// run. `u32::MAX` is the "unbounded" mode.
+    /// Budget: at most this many media faults (bit rot, misdirected writes, bad sectors,
+    /// targeted ones included) in a run. `u32::MAX` is the "unbounded" mode.
     pub media_faults_max: u32,
+    /// Media faults aimed at critical regions. Off by default.
+    #[serde(default)]
+    pub targeted: TargetedFaults,
     /// Chance per clock reading that the wall clock jumps.
     pub clock_jump_probability: f64,
     /// Largest wall-clock jump, forwards or backwards, in milliseconds.
@@ -165,6 +274,8 @@ impl Default for FaultOptions {
         Self {
             sector_size_bytes: 512,
             crash: CrashMode::Off,
+            process_crash_probability: 0.0,
+            process_crash_keeps_cache: true,
             write_fate: WriteFateWeights { survive: 1, lose: 1, tear: 1 },
             tear_fill: TearFillWeights { old: 1, zero: 1, garbage: 1 },
             powersafe_overwrite: true,
@@ -179,11 +290,16 @@ impl Default for FaultOptions {
             misdirect_probability: 0.0,
             bad_sector_probability: 0.0,
             media_faults_max: 0,
+            targeted: TargetedFaults::default(),
             clock_jump_probability: 0.0,
             clock_jump_max_ms: 0,
             latency: LatencyOptions::default(),
         }
     }
+}
+
+fn keeps_cache() -> bool {
+    true
 }
 
 /// A `FaultOptions` field out of its range.
@@ -234,6 +350,8 @@ impl FaultOptions {
         if fill.old + fill.zero + fill.garbage == 0 {
             return Err(InvalidFaultOptions { field: "tear_fill", reason: "all weights are 0".into() });
         }
+        check_probability("process_crash_probability", self.process_crash_probability)?;
+        self.validate_targeted()?;
         check_probability("sync_failure_probability", self.sync_failure_probability)?;
         check_probability("io_error_probability", self.io_error_probability)?;
         check_probability("io_error_persistent_fraction", self.io_error_persistent_fraction)?;
@@ -248,6 +366,29 @@ impl FaultOptions {
                 field: "latency",
                 reason: "bytes_per_us and slow_factor must be at least 1".into(),
             });
+        }
+        Ok(())
+    }
+
+    fn validate_targeted(&self) -> Result<(), InvalidFaultOptions> {
+        let targeted = &self.targeted;
+        check_probability("targeted.probability", targeted.probability)?;
+        let weights = targeted.weights;
+        if targeted.probability > 0.0 && weights.bit_rot + weights.misdirect + weights.bad_sector == 0 {
+            return Err(InvalidFaultOptions {
+                field: "targeted.weights",
+                reason: "all weights are 0".into(),
+            });
+        }
+        for target in &targeted.targets {
+            if let TargetRegion::Bytes { start, end } = target.region
+                && start >= end
+            {
+                return Err(InvalidFaultOptions {
+                    field: "targeted.targets",
+                    reason: format!("empty byte range {start}..{end}"),
+                });
+            }
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ use super::SimStats;
 use super::crash::{self, RandomChooser, Resolution};
 use super::faults::{CallKind, Fault, FaultSource};
 use super::fs::{Fs, NodeId, PendingWrite, write_into};
-use super::options::{FaultOptions, SyncFailureProfile};
+use super::options::{CrashKind, FaultOptions, SyncFailureProfile};
 use super::trace::{Trace, TraceEvent};
 
 /// The payload of the error every call returns once the simulated process has crashed.
@@ -60,20 +60,64 @@ pub enum DamageKind {
     BadSector,
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct Damage {
+/// Which part a damaged byte range plays in its fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DamageRole {
+    /// Bytes the fault changed or made unreadable (rot, a bad sector).
+    Hit,
+    /// Where a misdirected write lands: bytes it overwrites.
+    Landed,
+    /// Where a misdirected write should have gone: bytes that keep what they held.
+    Intended,
+}
+
+/// One byte range of one injected media fault, as [`SimEnv::damage_log`](super::SimEnv::damage_log)
+/// reports it. A misdirected write gives two: where it lands and where it should have gone.
+/// The range is where the fault can have changed the durable file: a misdirected write does
+/// its damage only if it reaches the disk (a sync, or surviving a crash), and without
+/// powersafe overwrite its ranges are widened to whole sectors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// What the simulator did.
     pub kind: DamageKind,
-    pub node: NodeId,
-    pub range: Range<u64>,
+    /// Which part of the fault this range is.
+    pub role: DamageRole,
+    /// A path of the file when the fault was injected (a live name first, else a durable
+    /// one; `"?"` for a file no entry names). Later renames do not change it.
+    pub path: std::path::PathBuf,
+    /// First damaged byte in the file.
+    pub offset: u64,
+    /// Damaged bytes.
+    pub len: u64,
+    /// The index of the Env call at which the fault was injected.
+    pub at_call: u64,
+    /// Whether a targeted fault (`FaultOptions::targeted`) chose the place.
+    pub targeted: bool,
+    pub(crate) node: NodeId,
+}
+
+impl Damage {
+    /// The damaged byte range.
+    pub fn range(&self) -> Range<u64> {
+        self.offset..self.offset + self.len
+    }
+}
+
+/// A crash planned for a call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PlannedCrash {
+    Machine { image_seed: u64 },
+    Process,
 }
 
 /// The per-call fault decisions the call itself must act on.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Plan {
-    pub crash_after: Option<u64>,
+    pub crash_after: Option<PlannedCrash>,
     pub short_per_mille: Option<u32>,
     pub sync_failure: Option<u64>,
     pub misdirect_sectors: Option<i64>,
+    pub targeted_misdirect_sectors: Option<i64>,
 }
 
 pub(crate) struct HandleState {
@@ -94,6 +138,11 @@ pub(crate) struct State {
     pub monotonic_ns: u64,
     pub wall_offset_ns: i64,
     pub crashed: bool,
+    /// The process is dead after a process crash and the machine still holds its page cache
+    /// (pending changes are still there): a machine crash may still resolve them.
+    pub cache_kept: bool,
+    /// The kind of the latest crash.
+    pub last_crash: Option<CrashKind>,
     pub generation: u64,
     pub call: u64,
     pub io_call: u64,
@@ -120,6 +169,8 @@ impl State {
             monotonic_ns: 0,
             wall_offset_ns: 0,
             crashed: false,
+            cache_kept: false,
+            last_crash: None,
             generation: 0,
             call: 0,
             io_call: 0,
@@ -172,9 +223,23 @@ impl State {
         for fault in faults {
             self.event(format!("fault {fault:?}"));
             match fault {
-                Fault::Crash { after: true, image_seed } => plan.crash_after = Some(image_seed),
-                Fault::Crash { after: false, image_seed } => crash_before = Some(image_seed),
-                Fault::DriverCrash { .. } => {}
+                // A machine crash wins over a process crash of the same call.
+                Fault::Crash { after: true, image_seed } => {
+                    plan.crash_after = Some(PlannedCrash::Machine { image_seed });
+                }
+                Fault::Crash { after: false, image_seed } => {
+                    crash_before = Some(PlannedCrash::Machine { image_seed });
+                }
+                Fault::ProcessCrash { after } => {
+                    let slot = if after { &mut plan.crash_after } else { &mut crash_before };
+                    slot.get_or_insert(PlannedCrash::Process);
+                }
+                Fault::DriverCrash { .. } | Fault::DriverProcessCrash => {}
+                Fault::TargetedRot { pick } => self.rot_target(pick),
+                Fault::TargetedBadSector { pick } => self.break_target_sector(pick),
+                Fault::TargetedMisdirect { shift_sectors } => {
+                    plan.targeted_misdirect_sectors = Some(shift_sectors);
+                }
                 Fault::IoError { persistent } => io_error = Some(persistent),
                 Fault::ShortIo { kept_per_mille } => plan.short_per_mille = Some(kept_per_mille),
                 Fault::SyncFailure { image_seed } => plan.sync_failure = Some(image_seed),
@@ -193,16 +258,16 @@ impl State {
             }
         }
         self.monotonic_ns = self.monotonic_ns.saturating_add(latency_ns);
-        if let Some(image_seed) = crash_before {
-            self.crash(image_seed);
+        if let Some(planned) = crash_before {
+            self.crash_planned(planned);
             return Err(crash_error());
         }
         if let Some(error) = self.refusal(handle, io_error) {
             // The call fails without effect, but a crash planned after it still happens:
             // otherwise `CrashMode::AtCall` would skip its crash point whenever that call
             // fails, and a recorded `Crash` would replay as no crash at all.
-            if let Some(image_seed) = plan.crash_after {
-                self.crash(image_seed);
+            if let Some(planned) = plan.crash_after {
+                self.crash_planned(planned);
                 return Err(crash_error());
             }
             return Err(error);
@@ -252,16 +317,48 @@ impl State {
             Err(error) => format!("err {:?}", error.kind()),
         };
         self.event(format!("{what} -> {outcome}"));
-        if let Some(image_seed) = plan.crash_after {
-            self.crash(image_seed);
+        if let Some(planned) = plan.crash_after {
+            self.crash_planned(planned);
             return Err(crash_error());
         }
         result
     }
 
-    /// Crashes the process: every pending change resolves into the durable image.
-    pub fn crash(&mut self, image_seed: u64) {
+    fn crash_planned(&mut self, planned: PlannedCrash) {
+        match planned {
+            PlannedCrash::Machine { image_seed } => self.crash(image_seed),
+            PlannedCrash::Process => self.process_crash(),
+        }
+    }
+
+    /// Kills the process and keeps the machine up: handles and locks die, files only they
+    /// kept alive go, and every pending change stays pending, visible to the next process.
+    pub fn process_crash(&mut self) {
         assert!(!self.crashed, "a dead process cannot crash again");
+        if !self.options.process_crash_keeps_cache {
+            // The broken promise of a checker-power test: the cache goes as in a power loss.
+            let options = self.options.clone();
+            let resolution = crash::crash(&mut self.fs, &options, &mut RandomChooser::new(self.call));
+            self.count(resolution);
+        }
+        self.stats.crashes += 1;
+        self.stats.process_crashes += 1;
+        self.crashed = true;
+        self.cache_kept = true;
+        self.last_crash = Some(CrashKind::Process);
+        self.generation += 1;
+        self.handles.clear();
+        self.locks.clear();
+        self.fs.collect_garbage(&BTreeSet::new());
+        let fs = &self.fs;
+        self.stale_caches.retain(|node| fs.nodes.contains_key(node));
+        self.event("process crash: the page cache keeps every unsynced change".into());
+    }
+
+    /// Crashes the process: every pending change resolves into the durable image.
+    /// Also the power loss of a machine whose process is dead after a process crash.
+    pub fn crash(&mut self, image_seed: u64) {
+        assert!(!self.crashed || self.cache_kept, "a dead process cannot crash again");
         let options = self.options.clone();
         let resolution = crash::crash(&mut self.fs, &options, &mut RandomChooser::new(image_seed));
         self.die(resolution, format!("crash image_seed={image_seed:#x} {resolution:?}"));
@@ -269,16 +366,24 @@ impl State {
 
     /// The rest of a crash once `self.fs` holds the post-crash image that `resolution`
     /// describes: counts it, kills the process with its handles and locks, and traces `text`.
+    /// If the process was dead already (after a process crash), only the machine's page
+    /// cache goes: no process crash is counted.
     pub fn die(&mut self, resolution: Resolution, text: String) {
-        assert!(!self.crashed, "a dead process cannot crash again");
+        assert!(!self.crashed || self.cache_kept, "a dead process cannot crash again");
         self.count(resolution);
+        self.last_crash = Some(CrashKind::Machine);
+        let was_dead = std::mem::replace(&mut self.cache_kept, false);
+        // The crash made every live view equal to the durable one.
+        self.stale_caches.clear();
+        if was_dead {
+            self.event(format!("machine crash while the process is down: {text}"));
+            return;
+        }
         self.stats.crashes += 1;
         self.crashed = true;
         self.generation += 1;
         self.handles.clear();
         self.locks.clear();
-        // The crash made every live view equal to the durable one.
-        self.stale_caches.clear();
         self.event(text);
     }
 
@@ -295,6 +400,8 @@ impl State {
             monotonic_ns: self.monotonic_ns,
             wall_offset_ns: self.wall_offset_ns,
             crashed: self.crashed,
+            cache_kept: self.cache_kept,
+            last_crash: self.last_crash,
             generation: self.generation,
             call: self.call,
             io_call: self.io_call,
@@ -314,49 +421,6 @@ impl State {
         self.stats.writes_lost += resolution.writes_lost;
         self.stats.writes_torn += resolution.writes_torn;
         self.stats.dir_ops_lost += resolution.dir_ops_lost;
-    }
-
-    /// Files with durable bytes, in node order: the candidates of media damage.
-    fn durable_files(&self) -> Vec<(NodeId, u64)> {
-        self.fs
-            .nodes
-            .iter()
-            .filter_map(|(&id, node)| match node {
-                super::fs::Node::File(file) if !file.durable.is_empty() => {
-                    Some((id, file.durable.len() as u64))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn rot_bit(&mut self, pick: u64) {
-        let files = self.durable_files();
-        if files.is_empty() {
-            return;
-        }
-        let (node, len) = files[(pick % files.len() as u64) as usize];
-        let offset = (pick / files.len() as u64) % len;
-        let bit = (pick >> 59) as u8 % 8;
-        self.fs.file_mut(node).durable[offset as usize] ^= 1 << bit;
-        self.damage.push(Damage { kind: DamageKind::BitRot, node, range: offset..offset + 1 });
-        self.media_faults_used += 1;
-        self.stats.bit_rot += 1;
-    }
-
-    fn break_sector(&mut self, pick: u64) {
-        let files = self.durable_files();
-        if files.is_empty() {
-            return;
-        }
-        let sector = u64::from(self.options.sector_size_bytes);
-        let (node, len) = files[(pick % files.len() as u64) as usize];
-        let index = (pick / files.len() as u64) % len.div_ceil(sector);
-        self.fs.file_mut(node).bad_sectors.insert(index);
-        let start = index * sector;
-        self.damage.push(Damage { kind: DamageKind::BadSector, node, range: start..start + sector });
-        self.media_faults_used += 1;
-        self.stats.bad_sectors += 1;
     }
 
     /// Whether growing the live files by `growth_bytes` stays within the disk budget.
@@ -379,25 +443,7 @@ impl State {
             self.stats.short_ios += 1;
         }
         self.check_space((offset + len).saturating_sub(live_len))?;
-        let mut disk_offset = offset;
-        if let Some(shift) = plan.misdirect_sectors {
-            let sector = i64::from(self.options.sector_size_bytes);
-            let target = offset as i64 + shift * sector;
-            disk_offset =
-                if target >= 0 { target as u64 } else { offset + shift.unsigned_abs() * sector as u64 };
-            // Without powersafe overwrite a tear of the misplaced write can hit whole sectors,
-            // so the reported damage covers them.
-            let sector = sector as u64;
-            let widen = |range: Range<u64>| match self.options.powersafe_overwrite {
-                true => range,
-                false => range.start - range.start % sector..range.end.div_ceil(sector) * sector,
-            };
-            for range in [widen(offset..offset + len), widen(disk_offset..disk_offset + len)] {
-                self.damage.push(Damage { kind: DamageKind::Misdirect, node, range });
-            }
-            self.media_faults_used += 1;
-            self.stats.misdirected_writes += 1;
-        }
+        let disk_offset = self.misdirected_offset(node, offset..offset + len, plan);
         self.fs.write(node, offset, &data[..len as usize], disk_offset);
         Ok(len as usize)
     }
@@ -466,6 +512,7 @@ impl State {
                 PendingWrite::Write { offset, disk_offset, data } => {
                     misdirected |= offset != disk_offset;
                     write_into(&mut file.durable, disk_offset, &data);
+                    file.last_synced_write = Some(offset..offset + data.len() as u64);
                 }
                 PendingWrite::SetLen { len } => file.durable.resize(len as usize, 0),
             }
