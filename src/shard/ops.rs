@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::record::{Batch, DocMark, Op};
 use super::recovery::{apply, user_key};
-use super::{Bytes, Inner, NS_DOC, NS_USER, Serving, Shard, ShardError, ShardStats, SyncState};
+use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardError, ShardStats, SyncState};
 use crate::checkpoint::epoch::EpochId;
 use crate::checkpoint::{CheckpointData, UserMeta};
 use crate::env::Env;
@@ -160,7 +160,7 @@ impl<E: Env + Clone> Shard<E> {
             Ok(lsn) => lsn,
             Err(error) => {
                 let sync = serving.sync;
-                return Err(self.fail(&mut inner, format!("append: {error}"), sync));
+                return Err(self.fail(&mut inner, Failure::wal("append", error), sync));
             }
         };
         apply(&mut serving.state, &mut serving.dirty, &batch);
@@ -216,7 +216,7 @@ impl<E: Env + Clone> Shard<E> {
                 serving.sync = if last <= durable { SyncState::Clean } else { SyncState::Dirty };
                 Ok(durable)
             }
-            Err(error) => Err(self.fail(&mut inner, format!("sync: {error}"), SyncState::SyncFailed)),
+            Err(error) => Err(self.fail(&mut inner, Failure::wal("sync", error), SyncState::SyncFailed)),
         }
     }
 
@@ -240,22 +240,25 @@ impl<E: Env + Clone> Shard<E> {
         }
         match self.publish(serving) {
             Ok(id) => Ok(id),
-            Err(reason) => {
+            Err(failure) => {
                 let sync = serving.sync;
-                Err(self.fail(&mut inner, reason, sync))
+                Err(self.fail(&mut inner, failure, sync))
             }
         }
     }
 
-    fn publish(&self, serving: &mut Serving<E>) -> Result<u64, String> {
+    fn publish(&self, serving: &mut Serving<E>) -> Result<u64, Failure> {
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
         // Under the shard lock nothing is appended: the state is exactly the records up to
         // `lsn`, and the sync makes every one of them durable before the checkpoint can be.
-        let lsn = wal.sync(Durability::Data).map_err(|e| format!("sync before checkpoint: {e}"))?;
+        let lsn = wal.sync(Durability::Data).map_err(|e| Failure::wal("sync before checkpoint", e))?;
         debug_assert!(wal.last_lsn().is_ok_and(|last| last == lsn));
         serving.sync = SyncState::Clean;
         let sealed = serving.epochs.current();
-        serving.epochs.advance(self.env.now_monotonic(), self.env.now_wall()).map_err(|e| e.to_string())?;
+        serving
+            .epochs
+            .advance(self.env.now_monotonic(), self.env.now_wall())
+            .map_err(|e| Failure::epoch("", e))?;
         let parent = serving.last_checkpoint.filter(|&p| !serving.checkpoints.full_due(p));
         let data = match parent {
             Some(_) => {
@@ -275,18 +278,18 @@ impl<E: Env + Clone> Shard<E> {
         let meta = serving
             .checkpoints
             .create(sealed.0, lsn, UserMeta::default(), data, parent)
-            .map_err(|e| format!("checkpoint: {e}"))?;
-        serving.epochs.mark_durable(sealed, self.env.now_wall()).map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::checkpoint("checkpoint", e))?;
+        serving.epochs.mark_durable(sealed, self.env.now_wall()).map_err(|e| Failure::epoch("", e))?;
         serving.dirty.clear();
         serving.last_checkpoint = Some(meta.id);
         serving.stats.checkpoints += 1;
-        serving.checkpoints.apply_retention().map_err(|e| format!("retention: {e}"))?;
+        serving.checkpoints.apply_retention().map_err(|e| Failure::checkpoint("retention", e))?;
         if let Some(oldest) = serving.checkpoints.min_retained_lsn() {
-            wal.truncate_before(oldest + 1).map_err(|e| format!("WAL truncation: {e}"))?;
+            wal.truncate_before(oldest + 1).map_err(|e| Failure::wal("WAL truncation", e))?;
         }
         if let Some(oldest_epoch) = serving.checkpoints.list().iter().map(|m| m.epoch).min() {
             for epoch in serving.epochs.archivable_before(EpochId(oldest_epoch)) {
-                serving.epochs.archive(epoch, self.env.now_wall()).map_err(|e| e.to_string())?;
+                serving.epochs.archive(epoch, self.env.now_wall()).map_err(|e| Failure::epoch("", e))?;
             }
         }
         Ok(meta.id)

@@ -142,7 +142,7 @@ impl<E: Env + Clone> Shard<E> {
                 result.as_ref().map_or(0, |s| s.recovery.as_ref().map_or(0, |r| r.records_replayed));
             progress(&RecoveryProgress { shard: id, records_replayed, done: true });
         }
-        result.unwrap_or_else(|(reason, data_loss)| Self::failed(id, env, dir, Failure { reason, data_loss }))
+        result.unwrap_or_else(|failure| Self::failed(id, env, dir, failure))
     }
 
     fn try_open(
@@ -151,11 +151,11 @@ impl<E: Env + Clone> Shard<E> {
         dir: &Path,
         options: &ShardOptions,
         progress: Option<ProgressFn<'_>>,
-    ) -> Result<Self, (String, bool)> {
+    ) -> Result<Self, Failure> {
         let shared = SharedEnv(env.clone());
         match env.create_dir(dir) {
             Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err((format!("create {}: {error}", dir.display()), false));
+                return Err(Failure::io("create", dir, error));
             }
             _ => {}
         }
@@ -174,8 +174,7 @@ impl<E: Env + Clone> Shard<E> {
             replayed_bytes: 0,
             progress,
         };
-        let recovered = recover(&shared, paths, &mut replayer)
-            .map_err(|error| (error.to_string(), error.is_data_loss()))?;
+        let recovered = recover(&shared, paths, &mut replayer).map_err(Failure::recovery)?;
         let checkpoints = recovered.checkpoints;
         // A shard closes each epoch with exactly one checkpoint (advance and create go
         // together, and a failed create fails the shard), so epoch numbers follow checkpoint
@@ -191,7 +190,7 @@ impl<E: Env + Clone> Shard<E> {
             env.now_monotonic(),
             env.now_wall(),
         )
-        .map_err(|error| (format!("resume epochs: {error}"), false))?;
+        .map_err(|error| Failure::epoch("resume epochs", error))?;
         // The WAL replayed after the checkpoint counts toward the active epoch, so the
         // WAL-bytes cap holds across restarts that each write less than it.
         epochs.record(replayer.replayed, replayer.replayed_bytes, env.now_monotonic());
