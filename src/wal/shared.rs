@@ -111,6 +111,9 @@ impl<E: Env> SharedWal<E> {
 
     /// Shares a log opened on a [`SharedEnv`].
     pub fn from_wal(wal: Wal<SharedEnv<E>>) -> Self {
+        // Postconditions of open: the writer is consistent, and what it recovered is durable.
+        wal.check_invariants();
+        debug_assert_eq!(wal.durable_lsn(), wal.last_lsn(), "open syncs what it recovered");
         let state = State { wal, syncing: false, rotations_waiting: 0, want_all: false };
         Self { state: Mutex::new(state), turn: Condvar::new() }
     }
