@@ -169,6 +169,16 @@ impl<E: Env + Clone> Kernel<E> {
     }
 
     fn open_shards(env: &E, dir: &Path, config: &Config) -> Vec<Shard<E>> {
+        // Precondition: the config was validated (at least one shard).
+        debug_assert!(config.shards >= 1, "a kernel has at least one shard");
+        let shards = Self::open_shards_unchecked(env, dir, config);
+        // Postconditions: one shard per index, in order, failed or serving.
+        debug_assert_eq!(shards.len(), config.shards as usize, "every shard is opened");
+        debug_assert!(shards.iter().enumerate().all(|(i, s)| s.id() == i as u32), "shards are in order");
+        shards
+    }
+
+    fn open_shards_unchecked(env: &E, dir: &Path, config: &Config) -> Vec<Shard<E>> {
         let threads = match config.recovery_threads {
             0 => env.parallelism(),
             n => n.min(env.parallelism().max(1)),

@@ -49,6 +49,7 @@
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
 mod failure;
+mod invariants;
 mod ops;
 pub mod record;
 mod recovery;

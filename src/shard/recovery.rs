@@ -152,6 +152,9 @@ impl<E: Env + Clone> Shard<E> {
         options: &ShardOptions,
         progress: Option<ProgressFn<'_>>,
     ) -> Result<Self, Failure> {
+        // Precondition: the shard's directory has a name of its own (`wal/` and `ckpt/` go
+        // below it, never beside another shard's).
+        debug_assert!(dir.file_name().is_some(), "shard directory {} has no name", dir.display());
         let shared = SharedEnv(env.clone());
         match env.create_dir(dir) {
             Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
@@ -203,7 +206,11 @@ impl<E: Env + Clone> Shard<E> {
             sync: SyncState::Clean,
             stats: ShardStats::default(),
         };
-        Ok(Self {
+        debug_assert_eq!(
+            replayer.replayed, recovered.report.records_replayed,
+            "every replayed record is counted"
+        );
+        let shard = Self {
             id,
             env,
             dir: dir.to_path_buf(),
@@ -211,6 +218,11 @@ impl<E: Env + Clone> Shard<E> {
             inner: Mutex::new(Inner::Serving(Box::new(serving))),
             reads: AtomicU64::new(0),
             recovery: Some(recovered.report),
-        })
+        };
+        // Postcondition: the recovered shard is consistent (and Clean: recovery synced it).
+        if let Inner::Serving(serving) = &*shard.lock() {
+            shard.check_serving(serving);
+        }
+        Ok(shard)
     }
 }

@@ -132,7 +132,9 @@ impl<E: Env> SharedWal<E> {
         let state = self.lock()?;
         let (state, lsn) = self.append(state, kind, txn_id, prev_lsn, payload)?;
         if durability != Durability::None {
-            self.wait_durable(state, lsn, durability)?;
+            let durable = self.wait_durable(state, lsn, durability)?;
+            // Postcondition: a durable commit is acknowledged only once its lsn is durable.
+            debug_assert!(durable >= lsn, "lsn {lsn} acknowledged with durable {durable}");
         }
         Ok(lsn)
     }
@@ -228,7 +230,8 @@ impl<E: Env> SharedWal<E> {
         lsn: Lsn,
         durability: Durability,
     ) -> Result<Lsn, WalError> {
-        debug_assert!(durability != Durability::None && lsn <= state.wal.last_lsn());
+        debug_assert_ne!(durability, Durability::None, "waiting for no sync");
+        debug_assert!(lsn <= state.wal.last_lsn(), "waiting for an lsn not appended");
         if durability == Durability::All {
             state.want_all = true;
         }

@@ -48,6 +48,7 @@ impl<E: Env> Wal<E> {
         payload: &[u8],
     ) -> Result<Lsn, WalError> {
         self.check_poisoned()?;
+        let last_before = self.last_lsn();
         if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
             return Err(WalError::RecordTooLarge { len: payload.len(), max: RECORD_PAYLOAD_BYTES_MAX });
         }
@@ -73,6 +74,9 @@ impl<E: Env> Wal<E> {
         self.next_lsn += 1;
         self.stats.records += 1;
         self.stats.bytes += slot;
+        // Postconditions: the record is the next lsn, and the writer is consistent.
+        debug_assert_eq!(record.lsn, last_before + 1, "appends are dense");
+        debug_assert_eq!(self.last_lsn(), record.lsn, "the record is the last appended");
         self.check_invariants();
         Ok(record.lsn)
     }
