@@ -100,7 +100,7 @@ impl fmt::Display for FailureCause {
             FailureCause::Recovery(error) => error.fmt(f),
             FailureCause::Epoch(error) => error.fmt(f),
             FailureCause::MissingDirectory { path } => write!(f, "{} is missing", path.display()),
-            FailureCause::Io { op, path, source } if op.is_empty() => {
+            FailureCause::Io { op: "", path, source } => {
                 write!(f, "{}: {source}", path.display())
             }
             FailureCause::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
