@@ -3,9 +3,10 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::shard::{Failure, ShardError};
+use crate::wal::Lsn;
 
 /// What went wrong in the kernel.
 #[derive(Debug)]
@@ -78,6 +79,14 @@ impl KernelError {
             _ => None,
         }
     }
+
+    /// Where WAL corruption failed the shard behind this error, if it did: the shard, the
+    /// segment file, the offset in it and the lsn expected there.
+    pub fn wal_corruption(&self) -> Option<(u32, &Path, u64, Lsn)> {
+        let (shard, failure) = self.shard_failure()?;
+        let (path, offset, lsn) = failure.wal_corruption()?;
+        Some((shard, path, offset, lsn))
+    }
 }
 
 impl fmt::Display for KernelError {
@@ -108,6 +117,7 @@ impl std::error::Error for KernelError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             KernelError::Io { source, .. } => Some(source),
+            KernelError::Shard { error, .. } => Some(error),
             _ => None,
         }
     }

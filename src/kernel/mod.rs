@@ -169,6 +169,16 @@ impl<E: Env + Clone> Kernel<E> {
     }
 
     fn open_shards(env: &E, dir: &Path, config: &Config) -> Vec<Shard<E>> {
+        // Precondition: the config was validated (at least one shard).
+        debug_assert!(config.shards >= 1, "a kernel has at least one shard");
+        let shards = Self::open_shards_unchecked(env, dir, config);
+        // Postconditions: one shard per index, in order, failed or serving.
+        debug_assert_eq!(shards.len(), config.shards as usize, "every shard is opened");
+        debug_assert!(shards.iter().enumerate().all(|(i, s)| s.id() == i as u32), "shards are in order");
+        shards
+    }
+
+    fn open_shards_unchecked(env: &E, dir: &Path, config: &Config) -> Vec<Shard<E>> {
         let threads = match config.recovery_threads {
             0 => env.parallelism(),
             n => n.min(env.parallelism().max(1)),
@@ -177,14 +187,12 @@ impl<E: Env + Clone> Kernel<E> {
         let progress = config.progress.as_deref();
         let open = |id: u32| {
             let shard_dir = layout::shard_dir(dir, id);
-            let failed = |reason: String, data_loss: bool| {
-                Shard::failed(id, env.clone(), &shard_dir, Failure { reason, data_loss })
-            };
+            let failed = |failure: Failure| Shard::failed(id, env.clone(), &shard_dir, failure);
             match env.exists(&shard_dir) {
                 // `KERNEL` is durable only after every shard directory is: a missing one was
                 // removed, never "not created yet". Recreating it would serve it empty.
-                Ok(false) => return failed(format!("{} is missing", shard_dir.display()), true),
-                Err(error) => return failed(format!("{}: {error}", shard_dir.display()), false),
+                Ok(false) => return failed(Failure::missing_directory(&shard_dir)),
+                Err(error) => return failed(Failure::io("", &shard_dir, error)),
                 Ok(true) => {}
             }
             // A panic while recovering one shard (a bug, or disk contents nothing checks)
@@ -192,7 +200,7 @@ impl<E: Env + Clone> Kernel<E> {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 Shard::open(id, env.clone(), &shard_dir, &config.shard, progress)
             }))
-            .unwrap_or_else(|_| failed("recovery panicked".to_owned(), false))
+            .unwrap_or_else(|_| failed(Failure::panic("recovery")))
         };
         if threads == 1 {
             return (0..config.shards).map(open).collect();

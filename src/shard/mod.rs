@@ -48,6 +48,8 @@
 //!   anybody calls `tick`;
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
+mod failure;
+mod invariants;
 mod ops;
 pub mod record;
 mod recovery;
@@ -66,6 +68,7 @@ use crate::recovery::RecoveryReport;
 use crate::wal::shared::SharedWal;
 use crate::wal::{Lsn, WalOptions};
 
+pub use failure::{Failure, FailureCause};
 pub use ops::{Committed, Intent, Tick, counter_value};
 pub use recovery::{ProgressFn, RecoveryProgress};
 
@@ -140,23 +143,6 @@ pub struct ShardStatus {
     pub last_checkpoint: Option<u64>,
 }
 
-/// Why a shard is failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// What happened, naming the file (and offset) where there is one.
-    pub reason: String,
-    /// Whether durable data is damaged or lost (recovery refused it), as opposed to an I/O
-    /// failure after which a reopen may recover everything.
-    pub data_loss: bool,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)?;
-        if self.data_loss { f.write_str(" (data loss)") } else { Ok(()) }
-    }
-}
-
 /// Why a shard refused or failed an operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -203,6 +189,25 @@ impl fmt::Display for ShardError {
             ShardError::CounterOverflow { key } => {
                 write!(f, "counter \"{}\" would overflow u64", key.escape_ascii())
             }
+        }
+    }
+}
+
+impl std::error::Error for ShardError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ShardError::Failed { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+}
+
+impl ShardError {
+    /// The failure behind this error, if the shard is failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            ShardError::Failed { failure, .. } => Some(failure),
+            _ => None,
         }
     }
 }
@@ -290,9 +295,8 @@ impl<E: Env + Clone> Shard<E> {
         self.inner.lock().unwrap_or_else(|poisoned| {
             let mut inner = poisoned.into_inner();
             if let Inner::Serving(_) = &*inner {
-                let reason = "a thread panicked while it held the shard".to_owned();
-                *inner =
-                    Inner::Failed { failure: Failure { reason, data_loss: false }, sync: SyncState::Clean };
+                let failure = Failure::panic("a thread holding the shard");
+                *inner = Inner::Failed { failure, sync: SyncState::Clean };
             }
             inner
         })
@@ -303,9 +307,9 @@ impl<E: Env + Clone> Shard<E> {
     }
 
     /// Fails the shard (if it is not already) and returns the error naming it.
-    fn fail(&self, inner: &mut Inner<E>, reason: String, sync: SyncState) -> ShardError {
+    fn fail(&self, inner: &mut Inner<E>, failure: Failure, sync: SyncState) -> ShardError {
         if let Inner::Serving(_) = inner {
-            *inner = Inner::Failed { failure: Failure { reason, data_loss: false }, sync };
+            *inner = Inner::Failed { failure, sync };
         }
         match inner {
             Inner::Failed { failure, .. } => self.failed_error(failure),

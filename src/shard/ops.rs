@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::record::{Batch, DocMark, Op};
 use super::recovery::{apply, user_key};
-use super::{Bytes, Inner, NS_DOC, NS_USER, Serving, Shard, ShardError, ShardStats, SyncState};
+use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardError, ShardStats, SyncState};
 use crate::checkpoint::epoch::EpochId;
 use crate::checkpoint::{CheckpointData, UserMeta};
 use crate::env::Env;
@@ -130,6 +130,8 @@ impl<E: Env + Clone> Shard<E> {
     ) -> Result<Committed, ShardError> {
         let mut inner = self.lock();
         let serving = self.serving(&mut inner)?;
+        // Precondition: the shard is consistent before the commit changes it.
+        self.check_serving(serving);
         let mut committed = Committed::default();
         let mut ops = Vec::with_capacity(writes.len());
         for (key, intent) in writes {
@@ -156,11 +158,12 @@ impl<E: Env + Clone> Shard<E> {
             return Err(ShardError::BatchTooLarge { bytes: payload_bytes, max: RECORD_PAYLOAD_BYTES_MAX });
         }
         let payload = batch.encode();
+        let last_before = wal.last_lsn().unwrap_or(0);
         committed.lsn = match wal.commit(RecordKind::Data, 0, 0, &payload, Durability::None) {
             Ok(lsn) => lsn,
             Err(error) => {
                 let sync = serving.sync;
-                return Err(self.fail(&mut inner, format!("append: {error}"), sync));
+                return Err(self.fail(&mut inner, Failure::wal("append", error), sync));
             }
         };
         apply(&mut serving.state, &mut serving.dirty, &batch);
@@ -173,6 +176,9 @@ impl<E: Env + Clone> Shard<E> {
         let now = self.env.now_monotonic();
         let slot_bytes = record_slot_bytes(payload.len());
         let triggers = serving.epochs.record(batch.ops.len().max(1) as u64, slot_bytes, now);
+        // Postconditions of the append: the batch got the next lsn, and the shard is consistent.
+        debug_assert_eq!(committed.lsn, last_before + 1, "a batch is the next record");
+        self.check_serving(serving);
         drop(inner);
         if triggers.wal_bytes {
             // The WAL-bytes cap bounds what recovery replays (DESIGN.md rule 13) even when
@@ -181,6 +187,8 @@ impl<E: Env + Clone> Shard<E> {
         }
         if durability != Durability::None {
             self.sync_through(committed.lsn, durability)?;
+            // Postcondition: a durable commit returns only once its record is durable.
+            debug_assert!(self.is_durable(committed.lsn), "lsn {} acknowledged, not durable", committed.lsn);
         }
         Ok(committed)
     }
@@ -194,7 +202,9 @@ impl<E: Env + Clone> Shard<E> {
     /// Makes every commit up to `lsn` durable: a committer joins a group sync in flight that
     /// already covers its record instead of waiting for one that covers the newest.
     fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
-        let wal = {
+        // Precondition: lsn 0 means "none"; nobody waits for it.
+        debug_assert!(lsn >= 1, "sync through lsn 0");
+        let (wal, last_before) = {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
             let wal = self.wal.as_ref().expect("a serving shard has a WAL");
@@ -202,7 +212,7 @@ impl<E: Env + Clone> Shard<E> {
                 return Ok(wal.durable_lsn().unwrap_or(0));
             }
             serving.sync = SyncState::Syncing;
-            wal
+            (wal, wal.last_lsn().unwrap_or(0))
         };
         let result = wal.sync_through(lsn, durability);
         let mut inner = self.lock();
@@ -214,9 +224,13 @@ impl<E: Env + Clone> Shard<E> {
                 serving.epochs.record(0, SYNC_PADDING_BYTES_MAX, self.env.now_monotonic());
                 let last = wal.last_lsn().unwrap_or(0);
                 serving.sync = if last <= durable { SyncState::Clean } else { SyncState::Dirty };
+                // Postcondition: everything asked for that was appended when the sync began
+                // is durable.
+                debug_assert!(durable >= lsn.min(last_before), "sync returned short of its target");
+                self.check_serving(serving);
                 Ok(durable)
             }
-            Err(error) => Err(self.fail(&mut inner, format!("sync: {error}"), SyncState::SyncFailed)),
+            Err(error) => Err(self.fail(&mut inner, Failure::wal("sync", error), SyncState::SyncFailed)),
         }
     }
 
@@ -239,23 +253,33 @@ impl<E: Env + Clone> Shard<E> {
             return Ok(last);
         }
         match self.publish(serving) {
-            Ok(id) => Ok(id),
-            Err(reason) => {
+            Ok(id) => {
+                // Postconditions: the checkpoint is the latest, and the shard is consistent.
+                debug_assert_eq!(serving.last_checkpoint, Some(id), "the published checkpoint is the latest");
+                self.check_serving(serving);
+                Ok(id)
+            }
+            Err(failure) => {
                 let sync = serving.sync;
-                Err(self.fail(&mut inner, reason, sync))
+                Err(self.fail(&mut inner, failure, sync))
             }
         }
     }
 
-    fn publish(&self, serving: &mut Serving<E>) -> Result<u64, String> {
+    fn publish(&self, serving: &mut Serving<E>) -> Result<u64, Failure> {
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+        // Precondition: a serving shard never publishes after a failed sync.
+        debug_assert_ne!(serving.sync, SyncState::SyncFailed, "publish after a failed sync");
         // Under the shard lock nothing is appended: the state is exactly the records up to
         // `lsn`, and the sync makes every one of them durable before the checkpoint can be.
-        let lsn = wal.sync(Durability::Data).map_err(|e| format!("sync before checkpoint: {e}"))?;
-        debug_assert!(wal.last_lsn().is_ok_and(|last| last == lsn));
+        let lsn = wal.sync(Durability::Data).map_err(|e| Failure::wal("sync before checkpoint", e))?;
+        debug_assert!(wal.last_lsn().is_ok_and(|last| last == lsn), "the checkpoint covers every record");
         serving.sync = SyncState::Clean;
         let sealed = serving.epochs.current();
-        serving.epochs.advance(self.env.now_monotonic(), self.env.now_wall()).map_err(|e| e.to_string())?;
+        serving
+            .epochs
+            .advance(self.env.now_monotonic(), self.env.now_wall())
+            .map_err(|e| Failure::epoch("", e))?;
         let parent = serving.last_checkpoint.filter(|&p| !serving.checkpoints.full_due(p));
         let data = match parent {
             Some(_) => {
@@ -275,18 +299,21 @@ impl<E: Env + Clone> Shard<E> {
         let meta = serving
             .checkpoints
             .create(sealed.0, lsn, UserMeta::default(), data, parent)
-            .map_err(|e| format!("checkpoint: {e}"))?;
-        serving.epochs.mark_durable(sealed, self.env.now_wall()).map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::checkpoint("checkpoint", e))?;
+        serving.epochs.mark_durable(sealed, self.env.now_wall()).map_err(|e| Failure::epoch("", e))?;
+        // Postconditions of create: the checkpoint is at the synced lsn, in the sealed epoch.
+        debug_assert_eq!(meta.lsn, lsn, "the checkpoint is at the synced lsn");
+        debug_assert_eq!(meta.epoch, sealed.0, "the checkpoint closes the sealed epoch");
         serving.dirty.clear();
         serving.last_checkpoint = Some(meta.id);
         serving.stats.checkpoints += 1;
-        serving.checkpoints.apply_retention().map_err(|e| format!("retention: {e}"))?;
+        serving.checkpoints.apply_retention().map_err(|e| Failure::checkpoint("retention", e))?;
         if let Some(oldest) = serving.checkpoints.min_retained_lsn() {
-            wal.truncate_before(oldest + 1).map_err(|e| format!("WAL truncation: {e}"))?;
+            wal.truncate_before(oldest + 1).map_err(|e| Failure::wal("WAL truncation", e))?;
         }
         if let Some(oldest_epoch) = serving.checkpoints.list().iter().map(|m| m.epoch).min() {
             for epoch in serving.epochs.archivable_before(EpochId(oldest_epoch)) {
-                serving.epochs.archive(epoch, self.env.now_wall()).map_err(|e| e.to_string())?;
+                serving.epochs.archive(epoch, self.env.now_wall()).map_err(|e| Failure::epoch("", e))?;
             }
         }
         Ok(meta.id)

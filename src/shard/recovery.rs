@@ -144,7 +144,7 @@ impl<E: Env + Clone> Shard<E> {
                 result.as_ref().map_or(0, |s| s.recovery.as_ref().map_or(0, |r| r.records_replayed));
             progress(&RecoveryProgress { shard: id, records_replayed, done: true });
         }
-        result.unwrap_or_else(|(reason, data_loss)| Self::failed(id, env, dir, Failure { reason, data_loss }))
+        result.unwrap_or_else(|failure| Self::failed(id, env, dir, failure))
     }
 
     fn try_open(
@@ -153,11 +153,14 @@ impl<E: Env + Clone> Shard<E> {
         dir: &Path,
         options: &ShardOptions,
         progress: Option<ProgressFn<'_>>,
-    ) -> Result<Self, (String, bool)> {
+    ) -> Result<Self, Failure> {
+        // Precondition: the shard's directory has a name of its own (`wal/` and `ckpt/` go
+        // below it, never beside another shard's).
+        debug_assert!(dir.file_name().is_some(), "shard directory {} has no name", dir.display());
         let shared = SharedEnv(env.clone());
         match env.create_dir(dir) {
             Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err((format!("create {}: {error}", dir.display()), false));
+                return Err(Failure::io("create", dir, error));
             }
             _ => {}
         }
@@ -176,8 +179,7 @@ impl<E: Env + Clone> Shard<E> {
             replayed_bytes: 0,
             progress,
         };
-        let recovered = recover(&shared, paths, &mut replayer)
-            .map_err(|error| (error.to_string(), error.is_data_loss()))?;
+        let recovered = recover(&shared, paths, &mut replayer).map_err(Failure::recovery)?;
         let checkpoints = recovered.checkpoints;
         // A shard closes each epoch with exactly one checkpoint (advance and create go
         // together, and a failed create fails the shard), so epoch numbers follow checkpoint
@@ -193,7 +195,7 @@ impl<E: Env + Clone> Shard<E> {
             env.now_monotonic(),
             env.now_wall(),
         )
-        .map_err(|error| (format!("resume epochs: {error}"), false))?;
+        .map_err(|error| Failure::epoch("resume epochs", error))?;
         // The WAL replayed after the checkpoint counts toward the active epoch, so the
         // WAL-bytes cap holds across restarts that each write less than it.
         epochs.record(replayer.replayed, replayer.replayed_bytes, env.now_monotonic());
@@ -206,7 +208,11 @@ impl<E: Env + Clone> Shard<E> {
             sync: SyncState::Clean,
             stats: ShardStats::default(),
         };
-        Ok(Self {
+        debug_assert_eq!(
+            replayer.replayed, recovered.report.records_replayed,
+            "every replayed record is counted"
+        );
+        let shard = Self {
             id,
             env,
             dir: dir.to_path_buf(),
@@ -214,6 +220,11 @@ impl<E: Env + Clone> Shard<E> {
             inner: Mutex::new(Inner::Serving(Box::new(serving))),
             reads: AtomicU64::new(0),
             recovery: Some(recovered.report),
-        })
+        };
+        // Postcondition: the recovered shard is consistent (and Clean: recovery synced it).
+        if let Inner::Serving(serving) = &*shard.lock() {
+            shard.check_serving(serving);
+        }
+        Ok(shard)
     }
 }

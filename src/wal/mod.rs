@@ -159,6 +159,7 @@ fn io<T>(op: &'static str, path: &Path, result: std::io::Result<T>) -> Result<T,
     result.map_err(|e| WalError::io(op, path, e))
 }
 
+mod invariants;
 mod open;
 mod write;
 

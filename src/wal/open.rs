@@ -48,7 +48,10 @@ impl<E: Env> Wal<E> {
             active,
             segments,
             next_lsn: report.next_lsn,
-            durable_lsn: report.last_lsn,
+            // Everything below next_lsn is durable: open synced what it scanned, and truncation
+            // removes only sealed (synced) segments. (`report.last_lsn` is 0 when no record is
+            // left, which would make the shard report a clean log as not durable.)
+            durable_lsn: report.next_lsn - 1,
             poisoned: None,
             stats: WalStats { segments_created: created, ..WalStats::default() },
         };

@@ -116,6 +116,9 @@ impl<E: Env> SharedWal<E> {
 
     /// Shares a log opened on a [`SharedEnv`].
     pub fn from_wal(wal: Wal<SharedEnv<E>>) -> Self {
+        // Postconditions of open: the writer is consistent, and what it recovered is durable.
+        wal.check_invariants();
+        debug_assert_eq!(wal.durable_lsn(), wal.last_lsn(), "open syncs what it recovered");
         let state = State { wal, syncing: false, rotations_waiting: 0, want_all: false };
         Self { state: Mutex::new(state), turn: Condvar::new() }
     }
@@ -134,7 +137,9 @@ impl<E: Env> SharedWal<E> {
         let state = self.lock()?;
         let (state, lsn) = self.append(state, kind, txn_id, prev_lsn, payload)?;
         if durability != Durability::None {
-            self.wait_durable(state, lsn, durability)?;
+            let durable = self.wait_durable(state, lsn, durability)?;
+            // Postcondition: a durable commit is acknowledged only once its lsn is durable.
+            debug_assert!(durable >= lsn, "lsn {lsn} acknowledged with durable {durable}");
         }
         Ok(lsn)
     }
@@ -230,7 +235,8 @@ impl<E: Env> SharedWal<E> {
         lsn: Lsn,
         durability: Durability,
     ) -> Result<Lsn, WalError> {
-        debug_assert!(durability != Durability::None && lsn <= state.wal.last_lsn());
+        debug_assert_ne!(durability, Durability::None, "waiting for no sync");
+        debug_assert!(lsn <= state.wal.last_lsn(), "waiting for an lsn not appended");
         if durability == Durability::All {
             state.want_all = true;
         }

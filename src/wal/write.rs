@@ -48,6 +48,7 @@ impl<E: Env> Wal<E> {
         payload: &[u8],
     ) -> Result<Lsn, WalError> {
         self.check_poisoned()?;
+        let last_before = self.last_lsn();
         if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
             return Err(WalError::RecordTooLarge { len: payload.len(), max: RECORD_PAYLOAD_BYTES_MAX });
         }
@@ -64,6 +65,7 @@ impl<E: Env> Wal<E> {
             prev_lsn,
             payload: payload.to_vec(),
         };
+        self.check_append(&record);
         let bytes = format::encode_record(&record);
         if let Err(error) = self.active.file.write_all_at(&bytes, self.active.tail) {
             return Err(self.poison(WalError::io("append", &self.active.path, error)));
@@ -72,6 +74,10 @@ impl<E: Env> Wal<E> {
         self.next_lsn += 1;
         self.stats.records += 1;
         self.stats.bytes += slot;
+        // Postconditions: the record is the next lsn, and the writer is consistent.
+        debug_assert_eq!(record.lsn, last_before + 1, "appends are dense");
+        debug_assert_eq!(self.last_lsn(), record.lsn, "the record is the last appended");
+        self.check_invariants();
         Ok(record.lsn)
     }
 
@@ -137,10 +143,12 @@ impl<E: Env> Wal<E> {
     }
 
     fn made_durable(&mut self, target: Lsn) {
-        debug_assert!(target >= self.durable_lsn && target <= self.last_lsn());
+        debug_assert!(target >= self.durable_lsn, "durability never moves back");
+        debug_assert!(target <= self.last_lsn(), "only appended records become durable");
         self.stats.syncs += 1;
         self.stats.records_synced += target - self.durable_lsn;
         self.durable_lsn = target;
+        self.check_invariants();
     }
 
     /// Seals the active segment (synced before the next one receives records) and starts the
@@ -161,6 +169,7 @@ impl<E: Env> Wal<E> {
         self.active = segment;
         self.segments.push((id, self.next_lsn));
         self.stats.segments_created += 1;
+        self.check_invariants();
         Ok(())
     }
 
@@ -186,6 +195,7 @@ impl<E: Env> Wal<E> {
             self.segments.remove(0);
             self.stats.segments_deleted += 1;
         }
+        self.check_invariants();
         Ok(())
     }
 }
