@@ -12,11 +12,11 @@ use std::sync::atomic::AtomicU64;
 
 use super::record::{Batch, Op};
 use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardOptions, ShardStats, SyncState};
-use crate::checkpoint::CheckpointMeta;
 use crate::checkpoint::epoch::{EpochId, EpochTracker};
+use crate::checkpoint::{CheckpointMeta, CheckpointStore};
 use crate::env::Env;
 use crate::env::SharedEnv;
-use crate::recovery::{RecoveryPaths, Replayer, recover};
+use crate::recovery::{RecoveryPaths, RecoveryReport, Replayer, recover};
 use crate::wal::shared::SharedWal;
 use crate::wal::{Record, RecordKind};
 
@@ -181,24 +181,7 @@ impl<E: Env + Clone> Shard<E> {
         };
         let recovered = recover(&shared, paths, &mut replayer).map_err(Failure::recovery)?;
         let checkpoints = recovered.checkpoints;
-        // A shard closes each epoch with exactly one checkpoint (advance and create go
-        // together, and a failed create fails the shard), so epoch numbers follow checkpoint
-        // ids, which are never reused. Resuming past every id ever durable (damaged and
-        // partial checkpoints included, whose metadata cannot be read) never reuses an epoch.
-        let listed_max = checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0);
-        let last_epoch_seen = listed_max.max(checkpoints.next_id() - 1);
-        let latest_durable = recovered.report.checkpoint.as_ref().map(|c| c.epoch).filter(|&e| e > 0);
-        let mut epochs = EpochTracker::resume(
-            options.epoch.clone(),
-            last_epoch_seen,
-            latest_durable.map(EpochId),
-            env.now_monotonic(),
-            env.now_wall(),
-        )
-        .map_err(|error| Failure::epoch("resume epochs", error))?;
-        // The WAL replayed after the checkpoint counts toward the active epoch, so the
-        // WAL-bytes cap holds across restarts that each write less than it.
-        epochs.record(replayer.replayed, replayer.replayed_bytes, env.now_monotonic());
+        let epochs = resume_epochs(&env, options, &checkpoints, &recovered.report, &replayer)?;
         let serving = Serving {
             state: replayer.state,
             dirty: replayer.dirty,
@@ -227,4 +210,33 @@ impl<E: Env + Clone> Shard<E> {
         }
         Ok(shard)
     }
+}
+
+/// The epoch tracker of a recovered shard, resumed past every epoch ever durable.
+fn resume_epochs<E: Env>(
+    env: &E,
+    options: &ShardOptions,
+    checkpoints: &CheckpointStore<SharedEnv<E>>,
+    report: &RecoveryReport,
+    replayer: &ShardReplayer<'_>,
+) -> Result<EpochTracker, Failure> {
+    // A shard closes each epoch with exactly one checkpoint (advance and create go
+    // together, and a failed create fails the shard), so epoch numbers follow checkpoint
+    // ids, which are never reused. Resuming past every id ever durable (damaged and
+    // partial checkpoints included, whose metadata cannot be read) never reuses an epoch.
+    let listed_max = checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0);
+    let last_epoch_seen = listed_max.max(checkpoints.next_id() - 1);
+    let latest_durable = report.checkpoint.as_ref().map(|c| c.epoch).filter(|&e| e > 0);
+    let mut epochs = EpochTracker::resume(
+        options.epoch.clone(),
+        last_epoch_seen,
+        latest_durable.map(EpochId),
+        env.now_monotonic(),
+        env.now_wall(),
+    )
+    .map_err(|error| Failure::epoch("resume epochs", error))?;
+    // The WAL replayed after the checkpoint counts toward the active epoch, so the
+    // WAL-bytes cap holds across restarts that each write less than it.
+    epochs.record(replayer.replayed, replayer.replayed_bytes, env.now_monotonic());
+    Ok(epochs)
 }
