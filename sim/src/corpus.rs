@@ -184,7 +184,7 @@ impl UnderIndex for InvalidInput {
 }
 
 fn check_end(field: &str, offset: u64, len: u64) -> Result<(), InvalidInput> {
-    let end = offset.checked_add(len).unwrap_or(u64::MAX);
+    let end = offset.saturating_add(len);
     check_at_most(field, end, bounds::ENV_FILE_BYTES_MAX)
 }
 
