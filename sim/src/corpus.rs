@@ -117,16 +117,16 @@ pub fn load_schedule(path: &Path) -> Result<FaultSchedule, String> {
     Ok(schedule)
 }
 
-/// Checks a schedule: at most [`bounds::SCHEDULE_FAULTS_MAX`] faults, call indices from 1 and
-/// in order, and each fault's parameters in range. Fields are named from the schedule's root.
+/// Checks a schedule: at most [`bounds::SCHEDULE_FAULTS_MAX`] faults, call indices in order
+/// (0 is a driver crash before the first call), and each fault's parameters in range. Fields are named from the schedule's root.
 pub fn validate_schedule(schedule: &FaultSchedule) -> Result<(), InvalidInput> {
     check_at_most("faults.len", schedule.faults.len(), bounds::SCHEDULE_FAULTS_MAX)?;
-    let mut previous = 1;
+    let mut previous = 0;
     for (index, scheduled) in schedule.faults.iter().enumerate() {
         let field = |name: &str| format!("faults[{index}].{name}");
         if scheduled.call < previous {
             let reason =
-                format!("call {} comes after call {previous} (calls count from 1, in order)", scheduled.call);
+                format!("call {} comes after call {previous} (faults are in call order)", scheduled.call);
             return Err(InvalidInput::new(field("call"), reason));
         }
         previous = scheduled.call;
