@@ -404,6 +404,121 @@ impl RunConfig {
     }
 }
 
+/// Bounds on a run's options beyond the ranges `FaultOptions::validate` checks; a corpus
+/// entry, a `--set` override or a command line outside them is refused (exit 64), so no replay
+/// of a hand-edited entry overflows, allocates without bound or runs for ever.
+pub mod bounds {
+    /// Most operations in the chaos phase, and in the quiet phase, of one run.
+    pub const OPS_MAX: u64 = 1_000_000;
+    /// Largest `images_max` (crash images enumerated at one crash point).
+    pub const IMAGES_MAX_MAX: usize = 1 << 16;
+    /// Largest base latency of one call (`latency.metadata_us`, `io_us`, `sync_us`): 1 s.
+    pub const LATENCY_US_MAX: u64 = 1_000_000;
+    /// Fastest transfer rate, `latency.bytes_per_us` (1 TB/s).
+    pub const BYTES_PER_US_MAX: u64 = 1_000_000;
+    /// Largest `latency.slow_factor`.
+    pub const SLOW_FACTOR_MAX: u64 = 1_000;
+    /// Largest wall-clock jump, `clock_jump_max_ms` (and a scheduled jump): 30 days.
+    pub const CLOCK_JUMP_MS_MAX: u64 = 30 * 24 * 3_600_000;
+    /// Largest weight in `write_fate` and `tear_fill` (their sums must fit a u32).
+    pub const WEIGHT_MAX: u32 = 1 << 16;
+    /// Largest simulated disk, `disk_bytes_max`: 1 TiB.
+    pub const DISK_BYTES_MAX_MAX: u64 = 1 << 40;
+    // A call's latency is computed as `base_us * 1000 * jitter(<1500)`: it must fit a u64.
+    const _: () = assert!(LATENCY_US_MAX.checked_mul(1000 * 1500 * SLOW_FACTOR_MAX).is_some());
+    const _: () = assert!(CLOCK_JUMP_MS_MAX <= i64::MAX as u64 / 1_000_000);
+}
+
+/// A run input (corpus entry, schedule, `--set`) outside its documented bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidInput {
+    /// The field, as a dotted path from the entry's root (`config.faults.latency.sync_us`).
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl InvalidInput {
+    /// `field` is `reason`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+
+    /// The same error with `prefix.` in front of its field.
+    pub fn under(self, prefix: &str) -> Self {
+        Self { field: format!("{prefix}.{}", self.field), reason: self.reason }
+    }
+}
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field {}: {}", self.field, self.reason)
+    }
+}
+
+/// `value <= max`, or an error naming `field`.
+pub fn check_at_most<T: PartialOrd + fmt::Display>(
+    field: &str,
+    value: T,
+    max: T,
+) -> Result<(), InvalidInput> {
+    if value <= max {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(field, format!("{value} is above the bound {max}")))
+    }
+}
+
+fn check_probability(field: &str, value: f64) -> Result<(), InvalidInput> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(field, format!("{value} is not in 0.0..=1.0")))
+    }
+}
+
+impl RunConfig {
+    /// Checks every field against its range: `FaultOptions::validate` and [`bounds`].
+    /// Fields are named from the configuration's root (`faults.latency.io_us`).
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        use bounds::*;
+        check_at_most("ops", self.ops, OPS_MAX)?;
+        check_at_most("quiet_ops", self.quiet_ops, OPS_MAX)?;
+        check_probability("driver_crash_probability", self.driver_crash_probability)?;
+        check_probability("image_check_probability", self.image_check_probability)?;
+        if self.images_max == 0 {
+            return Err(InvalidInput::new("images_max", "must be at least 1"));
+        }
+        check_at_most("images_max", self.images_max, IMAGES_MAX_MAX)?;
+        let f = &self.faults;
+        // Before `FaultOptions::validate`, which sums the weights.
+        let weights = [
+            ("faults.write_fate.survive", f.write_fate.survive),
+            ("faults.write_fate.lose", f.write_fate.lose),
+            ("faults.write_fate.tear", f.write_fate.tear),
+            ("faults.tear_fill.old", f.tear_fill.old),
+            ("faults.tear_fill.zero", f.tear_fill.zero),
+            ("faults.tear_fill.garbage", f.tear_fill.garbage),
+        ];
+        for (field, weight) in weights {
+            check_at_most(field, weight, WEIGHT_MAX)?;
+        }
+        f.validate()
+            .map_err(|invalid| InvalidInput::new(format!("faults.{}", invalid.field), invalid.reason))?;
+        let latency = &f.latency;
+        check_at_most("faults.latency.metadata_us", latency.metadata_us, LATENCY_US_MAX)?;
+        check_at_most("faults.latency.io_us", latency.io_us, LATENCY_US_MAX)?;
+        check_at_most("faults.latency.sync_us", latency.sync_us, LATENCY_US_MAX)?;
+        check_at_most("faults.latency.bytes_per_us", latency.bytes_per_us, BYTES_PER_US_MAX)?;
+        check_at_most("faults.latency.slow_factor", latency.slow_factor, SLOW_FACTOR_MAX)?;
+        check_at_most("faults.clock_jump_max_ms", f.clock_jump_max_ms, CLOCK_JUMP_MS_MAX)?;
+        if let Some(disk_bytes_max) = f.disk_bytes_max {
+            check_at_most("faults.disk_bytes_max", disk_bytes_max, DISK_BYTES_MAX_MAX)?;
+        }
+        Ok(())
+    }
+}
+
 impl RunConfig {
     /// Overrides one field by its dotted path, e.g. `ops=100` or
     /// `faults.sync_failure_probability=0.1`; the value is JSON (a bare word is a string).
@@ -423,7 +538,7 @@ impl RunConfig {
         *slot = value;
         let updated: RunConfig =
             serde_json::from_value(tree).map_err(|e| format!("--set {assignment}: {e}"))?;
-        updated.faults.validate().map_err(|e| format!("--set {assignment}: {e}"))?;
+        updated.validate().map_err(|e| format!("--set {assignment}: {e}"))?;
         *self = updated;
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::fs;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use stormhold::env::sim::{FaultSchedule, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS};
+use stormhold::env::sim::{TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS};
 use stormhold_sim::config::{FaultList, OPS_DEFAULT, RunConfig, WORKLOAD_DEFAULT, WorkloadKind};
 use stormhold_sim::corpus::{self, CorpusEntry};
 use stormhold_sim::report;
@@ -163,6 +163,7 @@ fn config_for(seed: u64, args: &WorkloadArgs) -> Result<RunConfig, String> {
     for assignment in &args.set {
         config.set(assignment)?;
     }
+    config.validate().map_err(|invalid| format!("invalid run options: {invalid}"))?;
     Ok(config)
 }
 
@@ -257,10 +258,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     println!("options: {:?}", config.faults);
     let schedule = match &args.replay_schedule {
         Some(path) => {
-            let text =
-                fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let schedule: FaultSchedule = serde_json::from_str(&text)
-                .map_err(|e| format!("{} is not a fault schedule: {e}", path.display()))?;
+            let schedule = corpus::load_schedule(path)?;
             println!("replaying {} scheduled faults from {}", schedule.faults.len(), path.display());
             Some(schedule)
         }
