@@ -245,7 +245,7 @@ pub fn section(scratch: &Scratch, live_bytes: u64) -> Result<String, BenchError>
         full_bytes as f64 / live as f64
     );
     std::fs::remove_dir_all(&full.dir)?;
-    if !std::env::current_exe()?.file_name().is_some_and(|n| n == "stormhold-bench") {
+    if std::env::current_exe()?.file_name().is_none_or(|n| n != "stormhold-bench") {
         out.push_str(
             "  peak RSS of recovery: skipped (needs the stormhold-bench binary to re-run as a child)\n",
         );
