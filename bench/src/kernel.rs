@@ -376,7 +376,7 @@ impl BuiltKernel {
 }
 
 /// The segment files of the WAL in `dir`, up to its end, as `wal::build_log` finds them.
-fn wal_files(dir: &Path, options: &WalOptions) -> Result<Vec<(PathBuf, u64)>, BenchError> {
+pub fn wal_files(dir: &Path, options: &WalOptions) -> Result<Vec<(PathBuf, u64)>, BenchError> {
     let (_, report) = Wal::open(OsEnv::new(), dir, options.clone(), |_| {})?;
     let Some(end) = report.end else { return Ok(Vec::new()) };
     let mut files = Vec::new();

@@ -26,6 +26,11 @@
 //!   from 1, 8 and 32 writers on 1 and 4 shards against baseline B and the group-commit ideal,
 //!   a bulk load of 1,000 puts per commit against a raw append loop (puts/s), and
 //!   `Kernel::open` of a WAL of the recovery size against a sequential read (warm cache);
+//! - a realistic store (see `realistic.rs`): `Kernel::open` of a checkpoint plus a WAL tail
+//!   (16 B keys, 100 B values) on 1 and 4 shards against a sequential read of the same bytes;
+//!   printed after the table, the disk footprint of an empty 4-shard store and of one holding
+//!   1 GiB of live data (64 MiB with `--quick`), and the peak RSS of recovery at two WAL
+//!   lengths with the same live data (a child process's `VmHWM`);
 //! - recovery against data size (see `ckpt_recovery.rs`), printed after the table: the time
 //!   of `recovery::recover` for 1x, 2x, 4x and 8x a base volume (8 MiB; 4 MiB with
 //!   `--quick`), with checkpoints and retention and without, and the 8x over 1x ratio of each.
@@ -34,6 +39,7 @@ mod ckpt_recovery;
 mod harness;
 mod kernel;
 mod raw;
+mod realistic;
 mod wal;
 
 use std::io::Write;
@@ -72,6 +78,10 @@ struct Config {
     size_base_bytes: u64,
     /// Recoveries timed per store in that section (the median is printed).
     size_runs: u32,
+    /// Runs only the workloads and sections whose name contains this.
+    only: Option<String>,
+    /// Live data of the footprint and recovery-memory section, in bytes of keys and values.
+    footprint_bytes: u64,
 }
 
 impl Config {
@@ -87,6 +97,8 @@ impl Config {
             wal: WalOptions::default(),
             size_base_bytes: 8 << 20,
             size_runs: 15,
+            footprint_bytes: 1 << 30,
+            only: None,
         }
     }
 
@@ -99,30 +111,45 @@ impl Config {
             recovery_bytes: 64 << 20,
             size_base_bytes: 4 << 20,
             size_runs: 9,
+            footprint_bytes: 64 << 20,
             ..Self::full(dir)
         }
     }
 }
 
+impl Config {
+    /// Whether `--only` (if given) selects the workload or section `name`.
+    fn selects(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| name.contains(only.as_str()))
+    }
+}
+
 fn usage() -> &'static str {
-    "usage: stormhold-bench [--quick] [--dir PATH]\n\
+    "usage: stormhold-bench [--quick] [--dir PATH] [--only NAME]\n\
      \x20 --quick     shorter measurements and a 64 MiB recovery log (about 30 s)\n\
-     \x20 --dir PATH  where to create the temporary directory (default: the system's)"
+     \x20 --dir PATH  where to create the temporary directory (default: the system's)\n\
+     \x20 --only NAME only the workloads and sections whose name contains NAME (single, \n\
+     \x20             concurrent, bulk, recovery, kernel-commits, kernel-bulk, kernel-recovery,\n\
+     \x20             realistic-recovery, recovery-vs-size, footprint)"
 }
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<(Config, bool), String> {
     let mut quick = false;
     let mut dir = std::env::temp_dir();
+    let mut only = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--dir" => dir = PathBuf::from(args.next().ok_or("--dir needs a path")?),
+            "--only" => only = Some(args.next().ok_or("--only needs a name")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(if quick { (Config::quick(dir), true) } else { (Config::full(dir), false) })
+    let mut config = if quick { Config::quick(dir) } else { Config::full(dir) };
+    config.only = only;
+    Ok((config, quick))
 }
 
 /// Notes `what` on stderr before measuring it, so a slow disk shows where the time goes.
@@ -213,7 +240,7 @@ fn run(config: &Config) -> Result<Vec<Row>, BenchError> {
     let root = tempfile::Builder::new().prefix("stormhold-bench-").tempdir_in(&config.dir)?;
     let mut rows = Vec::new();
     type Workload = fn(&Config, &Scratch) -> Result<Vec<Row>, BenchError>;
-    let workloads: [(&str, Workload); 7] = [
+    let workloads: [(&str, Workload); 8] = [
         ("single", single_writer),
         ("concurrent", concurrent_writers),
         ("bulk", bulk),
@@ -221,8 +248,12 @@ fn run(config: &Config) -> Result<Vec<Row>, BenchError> {
         ("kernel-commits", kernel::commits),
         ("kernel-bulk", kernel::bulk),
         ("kernel-recovery", kernel::recovery),
+        ("realistic-recovery", realistic::recovery),
     ];
     for (name, workload) in workloads {
+        if !config.selects(name) {
+            continue;
+        }
         let scratch = Scratch::new(root.path(), name)?;
         rows.extend(workload(config, &scratch)?);
     }
@@ -233,14 +264,48 @@ fn run(config: &Config) -> Result<Vec<Row>, BenchError> {
 /// The sections printed after the table (their figures are times, not rates).
 fn run_sections(config: &Config) -> Result<String, BenchError> {
     let root = tempfile::Builder::new().prefix("stormhold-bench-").tempdir_in(&config.dir)?;
-    let scratch = Scratch::new(root.path(), "recovery-vs-size")?;
-    let section = ckpt_recovery::run(&scratch, config.size_base_bytes, config.size_runs)?;
-    drop(scratch);
+    let mut section = String::new();
+    if config.selects("recovery-vs-size") {
+        let scratch = Scratch::new(root.path(), "recovery-vs-size")?;
+        section.push_str(&ckpt_recovery::run(&scratch, config.size_base_bytes, config.size_runs)?);
+        section.push('\n');
+    }
+    if config.selects("footprint") {
+        let scratch = Scratch::new(root.path(), "footprint")?;
+        section.push_str(&realistic::section(&scratch, config.footprint_bytes)?);
+    }
     root.close()?;
     Ok(section)
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, dir, shards] = args.as_slice()
+        && flag == "--rss-child"
+    {
+        // The child of the recovery-memory measurement (see realistic.rs).
+        match shards.parse().map_err(BenchError::from).and_then(|s| realistic::rss_child(dir.as_ref(), s)) {
+            Ok(line) => println!("{line}"),
+            Err(error) => {
+                eprintln!("stormhold-bench --rss-child: {error}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    if let [flag, dir, shards, keys] = args.as_slice()
+        && flag == "--build-realistic"
+    {
+        // Builds a realistic store and leaves it, for profiling `--rss-child` on it.
+        let built = shards.parse().map_err(BenchError::from).and_then(|s| {
+            realistic::build(dir.as_ref(), "store", s, keys.parse().map_err(BenchError::from)?, 1)
+        });
+        if let Err(error) = built {
+            eprintln!("stormhold-bench --build-realistic: {error}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let (config, quick) = match parse(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(message) => {
@@ -294,7 +359,7 @@ mod tests {
         // Small segments: a debug build scans a preallocated segment tail slowly.
         config.wal.segment_size_bytes = 64 * 1024;
         let rows = run(&config).expect("run");
-        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 1 + 2;
+        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 1 + 2 + 2;
         assert_eq!(rows.len(), 2 + WRITER_COUNTS.len() + config.bulk_payloads.len() + 1 + kernel_rows);
         let printed = table(&rows);
         assert!(printed.contains("SharedWal") && printed.contains("recovery"), "{printed}");
@@ -310,11 +375,13 @@ mod tests {
             parse(["--dir".to_string(), parent.path().display().to_string()]).expect("arguments");
         config.size_base_bytes = 1 << 20;
         config.size_runs = 1;
+        config.footprint_bytes = 1 << 20;
         let section = run_sections(&config).expect("run");
         for multiple in ["1x", "2x", "4x", "8x"] {
             assert!(section.contains(&format!("  {multiple} = ")), "{section}");
         }
         assert!(section.contains("8x / 1x recovery time: with checkpoints"), "{section}");
+        assert!(section.contains("empty store on disk") && section.contains("live"), "{section}");
         let left: Vec<_> = std::fs::read_dir(parent.path()).expect("list").collect();
         assert!(left.is_empty(), "the scratch directory is removed");
     }

@@ -108,17 +108,18 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(field))
     }
 
-    fn sized(&mut self) -> Result<Bytes, DataError> {
+    /// A length-prefixed byte string, borrowed from the input.
+    fn sized(&mut self) -> Result<&'a [u8], DataError> {
         let mut field = [0; 4];
         field.copy_from_slice(self.take(4)?);
-        Ok(self.take(u32::from_le_bytes(field) as usize)?.to_vec())
+        self.take(u32::from_le_bytes(field) as usize)
     }
 
     /// Reads the next key and checks it sorts after `last`.
-    fn key_after(&mut self, last: Option<&Bytes>) -> Result<Bytes, DataError> {
+    fn key_after(&mut self, last: Option<&[u8]>) -> Result<&'a [u8], DataError> {
         let at = self.at;
         let key = self.sized()?;
-        if last.is_some_and(|last| *last >= key) {
+        if last.is_some_and(|last| last >= key) {
             return Err(DataError { offset: at as u64, detail: "keys are not strictly increasing".into() });
         }
         Ok(key)
@@ -147,6 +148,12 @@ fn decode_header(reader: &mut Reader<'_>) -> Result<(u8, u64, u64), DataError> {
     Ok((kind, counts.u64()?, counts.u64()?))
 }
 
+/// A capacity for `count` entries of at least `entry_bytes` each that the input could hold
+/// (a crafted count never allocates more than the input's size).
+fn bounded_capacity(count: u64, input_bytes: usize, entry_bytes: usize) -> usize {
+    usize::try_from(count).unwrap_or(usize::MAX).min(input_bytes / entry_bytes)
+}
+
 /// Decodes a complete data file.
 pub fn decode_data(bytes: &[u8]) -> Result<CheckpointData, DataError> {
     let mut reader = Reader { bytes, at: 0 };
@@ -157,25 +164,29 @@ pub fn decode_data(bytes: &[u8]) -> Result<CheckpointData, DataError> {
             detail: format!("a full checkpoint with {delete_count} deletes"),
         });
     }
-    let mut puts = BTreeMap::new();
-    let mut last: Option<Bytes> = None;
+    // The keys are checked sorted and unique as they are read, so the maps are built from
+    // the sorted stream in one pass (no search per key), each key and value allocated once.
+    let mut put_entries = Vec::with_capacity(bounded_capacity(put_count, bytes.len(), 8));
+    let mut last: Option<&[u8]> = None;
     for _ in 0..put_count {
-        let key = reader.key_after(last.as_ref())?;
+        let key = reader.key_after(last)?;
         let value = reader.sized()?;
-        puts.insert(key.clone(), value);
+        put_entries.push((key.to_vec(), value.to_vec()));
         last = Some(key);
     }
-    let mut deletes = BTreeSet::new();
-    let mut last: Option<Bytes> = None;
+    let puts: BTreeMap<Bytes, Bytes> = put_entries.into_iter().collect();
+    let mut delete_keys = Vec::with_capacity(bounded_capacity(delete_count, bytes.len(), 4));
+    let mut last: Option<&[u8]> = None;
     for _ in 0..delete_count {
         let at = reader.at as u64;
-        let key = reader.key_after(last.as_ref())?;
-        if puts.contains_key(&key) {
+        let key = reader.key_after(last)?;
+        if puts.contains_key(key) {
             return Err(DataError { offset: at, detail: "a deleted key is also put".into() });
         }
-        deletes.insert(key.clone());
+        delete_keys.push(key.to_vec());
         last = Some(key);
     }
+    let deletes: BTreeSet<Bytes> = delete_keys.into_iter().collect();
     if reader.at != bytes.len() {
         return Err(reader.error(format!("{} trailing bytes", bytes.len() - reader.at)));
     }
@@ -183,4 +194,49 @@ pub fn decode_data(bytes: &[u8]) -> Result<CheckpointData, DataError> {
         KIND_FULL => CheckpointData::Full(puts),
         _ => CheckpointData::Incremental { puts, deletes },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+
+    /// A full data file whose puts are `keys` in the given order (valid only if sorted).
+    fn full_with_keys(keys: &[&[u8]]) -> Vec<u8> {
+        let mut out = encode_data(&CheckpointData::Full(BTreeMap::new())).expect("encode");
+        out[16..24].copy_from_slice(&(keys.len() as u64).to_le_bytes());
+        for key in keys {
+            entry(&mut out, key);
+            entry(&mut out, b"v");
+        }
+        out
+    }
+
+    #[test]
+    fn the_sorted_stream_builds_the_map_and_disorder_is_refused_at_its_offset() {
+        let bytes = full_with_keys(&[b"a", b"b", b"c"]);
+        let Ok(CheckpointData::Full(state)) = decode_data(&bytes) else { panic!("decodes") };
+        assert_eq!(state.keys().map(|k| k.as_slice()).collect::<Vec<_>>(), [b"a", b"b", b"c"]);
+        // The third key's entry starts after the header and two entries of 4+1+4+1 bytes.
+        let third = (DATA_HEADER_BYTES + 2 * 10) as u64;
+        let disorders: [[&[u8]; 3]; 2] = [[b"a", b"c", b"b"], [b"a", b"b", b"b"]];
+        for keys in disorders {
+            let error = decode_data(&full_with_keys(&keys)).expect_err("out of order");
+            assert_eq!(error.offset, third, "{error}");
+            assert!(error.detail.contains("strictly increasing"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_crafted_count_allocates_no_more_than_the_input_holds() {
+        let mut bytes = full_with_keys(&[b"a"]);
+        bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        let error = decode_data(&bytes).expect_err("the file ends first");
+        assert!(error.detail.contains("the file ends first"), "{error}");
+        assert_eq!(bounded_capacity(u64::MAX, 80, 8), 10);
+    }
 }

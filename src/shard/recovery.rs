@@ -52,19 +52,33 @@ pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Byt
     }
 }
 
+/// [`apply`], consuming the batch: recovery moves each decoded value into the state instead
+/// of copying it.
+pub(super) fn apply_owned(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Bytes>, batch: Batch) {
+    for op in batch.ops {
+        let (key, value) = match op {
+            Op::Put(key, value) => (user_key(&key), Some(value)),
+            Op::Delete(key) => (user_key(&key), None),
+        };
+        apply_one(state, dirty, key, value);
+    }
+    if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
+        apply_one(state, dirty, doc_key(&doc.id), Some(Vec::new()));
+    }
+}
+
 fn apply_one(
     state: &mut BTreeMap<Bytes, Bytes>,
     dirty: &mut BTreeSet<Bytes>,
     key: Bytes,
     value: Option<Bytes>,
 ) {
-    if !dirty.contains(&key) {
-        dirty.insert(key.clone());
-    }
+    // One search of each map: `insert` of a present key keeps the stored key and drops ours.
     match value {
-        Some(value) => state.insert(key, value),
+        Some(value) => state.insert(key.clone(), value),
         None => state.remove(&key),
     };
+    dirty.insert(key);
 }
 
 /// The state key of a user key.
@@ -95,11 +109,14 @@ struct ShardReplayer<'a> {
 
 impl Replayer for ShardReplayer<'_> {
     fn base(&mut self, _: Option<&CheckpointMeta>, state: BTreeMap<Bytes, Bytes>) -> Result<(), String> {
-        if let Some(key) = state.keys().find(|k| !matches!(k.first(), Some(&NS_USER | &NS_DOC))) {
-            return Err(format!("key {key:?} is in no namespace of a shard"));
-        }
-        if let Some(key) = state.keys().find(|k| k[0] == NS_DOC && std::str::from_utf8(&k[1..]).is_err()) {
-            return Err(format!("document id {key:?} is not UTF-8"));
+        // One pass over the keys; user keys (the bulk) need only their first byte checked.
+        for key in state.keys() {
+            match key.first() {
+                Some(&NS_USER) => {}
+                Some(&NS_DOC) if std::str::from_utf8(&key[1..]).is_ok() => {}
+                Some(&NS_DOC) => return Err(format!("document id {key:?} is not UTF-8")),
+                _ => return Err(format!("key {key:?} is in no namespace of a shard")),
+            }
         }
         self.state = state;
         Ok(())
@@ -111,7 +128,7 @@ impl Replayer for ShardReplayer<'_> {
         }
         let batch = Batch::decode(&record.payload)?;
         if !covered {
-            apply(&mut self.state, &mut self.dirty, &batch);
+            apply_owned(&mut self.state, &mut self.dirty, batch);
             self.replayed += 1;
             self.replayed_bytes += super::ops::record_slot_bytes(record.payload.len());
             if let Some(progress) =

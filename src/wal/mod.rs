@@ -16,8 +16,17 @@
 //!   damages a synced record, even without powersafe overwrite;
 //! - the log never appends behind garbage: recovery truncates (and re-preallocates) the torn
 //!   tail and syncs before the first new append;
+//! - with preallocation, zeros are written ahead of the tail in steps of at most
+//!   [`PREALLOCATE_STEP_BYTES_MAX`], each starting on a sector boundary past every written
+//!   record, so a torn zero-fill never reaches a record and the zero tail recovery scans is at
+//!   most one step (an empty log opens without reading a segment's worth of zeros);
 //! - any failed write or sync poisons the log: every later call fails with
 //!   [`WalError::Poisoned`] until it is reopened; a failed sync is never retried.
+//!
+//! On-disk footprint of a log: its segments, each a 4 KiB header plus its records, the last
+//! one followed by up to one preallocation step of zeros (1 MiB for segments of 4 MiB or
+//! more). Segments rotate at `segment_size_bytes` (64 MiB by default) and are deleted by
+//! [`Wal::truncate_before`] once a checkpoint covers them; an empty log takes 4 KiB + 1 MiB.
 //!
 //! Known limit (fsyncgate): a failed sync may mark pages clean without writing them, and no
 //! later sync writes them. Reopening the log *in the same process* (or, on the real OS, after a
@@ -46,6 +55,8 @@ pub const SEGMENT_SIZE_BYTES_MIN: u64 = 2 * SEGMENT_HEADER_BYTES;
 pub const SEGMENT_SIZE_BYTES_MAX: u64 = 1 << 30;
 /// Default segment size.
 pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Largest step of preallocation ahead of the tail (see [`WalOptions::preallocate_step_bytes`]).
+pub const PREALLOCATE_STEP_BYTES_MAX: u64 = 1024 * 1024;
 
 /// How durable a sync makes the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,8 +75,10 @@ pub struct WalOptions {
     /// Segments rotate when the next record would pass this size, in bytes
     /// ([`SEGMENT_SIZE_BYTES_MIN`]..=[`SEGMENT_SIZE_BYTES_MAX`]; default 64 MiB).
     pub segment_size_bytes: u64,
-    /// Extend each new segment to its full size when it is created, so a commit's sync never
-    /// changes the file size (cheaper `fdatasync`). Default on.
+    /// Keep zeroed space written ahead of the tail, so most commits' syncs never change the
+    /// file size (cheaper `fdatasync`). The space is written in steps of
+    /// [`WalOptions::preallocate_step_bytes`], not whole segments, so a log's footprint follows
+    /// its data. Default on.
     pub preallocate: bool,
     /// How recovery treats damage. Default [`RecoveryMode::TolerateTornTail`].
     pub recovery_mode: RecoveryMode,
@@ -82,6 +95,15 @@ impl Default for WalOptions {
 }
 
 impl WalOptions {
+    /// How far ahead of the tail preallocation writes zeros at a time: a quarter of the segment
+    /// size, at least one sector and at most [`PREALLOCATE_STEP_BYTES_MAX`], a multiple of
+    /// 4096. An empty segment holds its header plus one step.
+    pub fn preallocate_step_bytes(&self) -> u64 {
+        (self.segment_size_bytes / 4)
+            .next_multiple_of(SYNC_ALIGN_BYTES)
+            .clamp(SYNC_ALIGN_BYTES, PREALLOCATE_STEP_BYTES_MAX)
+    }
+
     /// Checks every bound.
     pub fn validate(&self) -> Result<(), WalError> {
         if !(SEGMENT_SIZE_BYTES_MIN..=SEGMENT_SIZE_BYTES_MAX).contains(&self.segment_size_bytes) {
@@ -129,6 +151,9 @@ struct Segment<F> {
     file: F,
     path: PathBuf,
     tail: u64,
+    /// The file's length, written (zeros past the tail) and a multiple of 4096 when
+    /// preallocating: appends below it never change the file size.
+    preallocated: u64,
 }
 
 /// An open write-ahead log.

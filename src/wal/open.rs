@@ -72,12 +72,15 @@ pub(super) fn create_segment<E: Env>(
     let file = io("create segment", &path, env.open(&path, OpenOptions::create().truncate(true)))?;
     io("write segment header", &path, file.write_all_at(&segment_header(id, first_lsn), 0))?;
     io("size segment", &path, file.set_len(SEGMENT_HEADER_BYTES))?;
+    let mut preallocated = SEGMENT_HEADER_BYTES;
     if options.preallocate {
-        fill_zeros(&file, &path, SEGMENT_HEADER_BYTES, options.segment_size_bytes)?;
+        preallocated =
+            (SEGMENT_HEADER_BYTES + options.preallocate_step_bytes()).min(options.segment_size_bytes);
+        fill_zeros(&file, &path, SEGMENT_HEADER_BYTES, preallocated)?;
     }
     io("sync segment", &path, file.sync_data())?;
     io("sync directory", dir, env.sync_dir(dir))?;
-    Ok(Segment { id, file, path, tail: SEGMENT_HEADER_BYTES })
+    Ok(Segment { id, file, path, tail: SEGMENT_HEADER_BYTES, preallocated })
 }
 
 /// Bytes written at a time when preallocating.
@@ -85,7 +88,7 @@ const ZERO_FILL_CHUNK_BYTES: u64 = 1024 * 1024;
 
 /// Preallocates by writing zeros (not `set_len`, which leaves a sparse file: every commit
 /// would then allocate a block and its `fdatasync` would have to journal that).
-fn fill_zeros<F: EnvFile>(file: &F, path: &Path, from: u64, to: u64) -> Result<(), WalError> {
+pub(super) fn fill_zeros<F: EnvFile>(file: &F, path: &Path, from: u64, to: u64) -> Result<(), WalError> {
     let zeros = vec![0; ZERO_FILL_CHUNK_BYTES.min(to.saturating_sub(from)) as usize];
     let mut offset = from;
     while offset < to {
@@ -125,14 +128,24 @@ fn reopen_tail<E: Env>(
         }
         io("truncate torn tail", &path, file.set_len(boundary))?;
     }
-    let len = io("len", &path, file.len())?;
-    if options.preallocate && len < options.segment_size_bytes {
+    let mut len = io("len", &path, file.len())?;
+    let tail = end.next_multiple_of(format::SYNC_ALIGN_BYTES);
+    // One step of zeros past the tail (an old segment preallocated whole keeps its zeros).
+    let target = (tail + options.preallocate_step_bytes()).min(options.segment_size_bytes);
+    if options.preallocate {
+        // Preallocated space ends on a sector boundary: a later fill never shares a sector
+        // with a record.
         let from = len.next_multiple_of(format::SYNC_ALIGN_BYTES);
         if from > len {
             io("extend segment", &path, file.set_len(from))?;
+            len = from;
         }
-        fill_zeros(&file, &path, from, options.segment_size_bytes)?;
+        if len < target {
+            fill_zeros(&file, &path, len, target)?;
+            len = target;
+        }
     }
     io("sync recovered segment", &path, file.sync_data())?;
-    Ok(Segment { id, file, path, tail: end.next_multiple_of(format::SYNC_ALIGN_BYTES) })
+    let preallocated = if options.preallocate { len } else { tail };
+    Ok(Segment { id, file, path, tail, preallocated })
 }

@@ -3,7 +3,7 @@
 use super::format::{
     self, Lsn, RECORD_PAYLOAD_BYTES_MAX, Record, RecordKind, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES,
 };
-use super::open::create_segment;
+use super::open::{create_segment, fill_zeros};
 use super::{Durability, Wal, WalError};
 use crate::env::{Env, EnvFile};
 
@@ -67,6 +67,9 @@ impl<E: Env> Wal<E> {
         };
         self.check_append(&record);
         let bytes = format::encode_record(&record);
+        if self.options.preallocate && self.active.tail + slot > self.active.preallocated {
+            self.preallocate_step(self.active.tail + slot)?;
+        }
         if let Err(error) = self.active.file.write_all_at(&bytes, self.active.tail) {
             return Err(self.poison(WalError::io("append", &self.active.path, error)));
         }
@@ -79,6 +82,26 @@ impl<E: Env> Wal<E> {
         debug_assert_eq!(self.last_lsn(), record.lsn, "the record is the last appended");
         self.check_invariants();
         Ok(record.lsn)
+    }
+
+    /// Writes zeros past the preallocated end, one step (or up to `needed`, if more), never
+    /// past the segment size unless `needed` is (a record larger than the rest of a fresh
+    /// segment). The zeros start on a sector boundary past every written record, so a torn
+    /// fill never reaches one. A failed write poisons the log.
+    fn preallocate_step(&mut self, needed: u64) -> Result<(), WalError> {
+        let from = self.active.preallocated;
+        if from >= self.options.segment_size_bytes {
+            return Ok(());
+        }
+        let to = needed
+            .next_multiple_of(SYNC_ALIGN_BYTES)
+            .max(from + self.options.preallocate_step_bytes())
+            .min(self.options.segment_size_bytes);
+        if let Err(error) = fill_zeros(&self.active.file, &self.active.path, from, to) {
+            return Err(self.poison(error));
+        }
+        self.active.preallocated = to;
+        Ok(())
     }
 
     /// Makes every appended record durable with one sync (group commit) and returns the
