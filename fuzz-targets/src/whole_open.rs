@@ -137,7 +137,7 @@ pub fn check(
         if let Some(failure) = &shard.failed
             && !failure.data_loss
         {
-            return Err(("failed-without-data-loss", format!("shard {}: {}", shard.shard, failure.reason)));
+            return Err(("failed-without-data-loss", format!("shard {}: {}", shard.shard, failure)));
         }
     }
     for index in 0..KEYS {
