@@ -154,8 +154,6 @@ pub struct SweepSummary {
     pub elapsed: Duration,
     /// Exactly the seeds that ran (filled in when the sweep ends).
     pub seeds_run: Vec<SeedSpan>,
-    /// The seeds run so far, in the order they finished.
-    ran: Vec<u64>,
 }
 
 fn add_stats(total: &mut SimStats, one: &SimStats) {
@@ -180,7 +178,6 @@ fn add_stats(total: &mut SimStats, one: &SimStats) {
 impl SweepSummary {
     fn add(&mut self, report: &RunReport) {
         self.seeds += 1;
-        self.ran.push(report.config.seed);
         self.ops += report.ops;
         self.recoveries += report.recoveries;
         self.images_explored += report.images_explored;
@@ -244,6 +241,7 @@ pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64
     let next = AtomicU64::new(options.seeds.start);
     let total = options.seed_count();
     let mut summary = SweepSummary::default();
+    let mut ran: Vec<u64> = Vec::new();
     let (sender, receiver) = mpsc::channel::<SeedResult>();
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
@@ -286,12 +284,13 @@ pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64
                 }
             };
             summary.add(&report);
+            ran.push(report.config.seed);
             summary.elapsed = started.elapsed();
             progress(&summary, total);
         }
     });
-    summary.ran.sort_unstable();
-    summary.seeds_run = seeds::compress(&summary.ran);
+    ran.sort_unstable();
+    summary.seeds_run = seeds::compress(&ran);
     summary.failures.sort_by_key(|(seed, _)| *seed);
     summary.nondeterministic.sort();
     summary.seeds_with_class.sort();
