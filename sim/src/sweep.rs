@@ -304,9 +304,9 @@ mod tests {
 
     #[test]
     fn shard_from_env_reads_the_index_and_names_the_variable_when_it_cannot() {
-        let env = |value: Option<&str>| {
-            move |name: &str| (name == "JOB_COMPLETION_INDEX").then_some(value).flatten().map(str::to_owned)
-        };
+        fn env(value: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
+            move |name| (name == "JOB_COMPLETION_INDEX").then_some(value).flatten().map(str::to_owned)
+        }
         assert_eq!(shard_from_env("JOB_COMPLETION_INDEX/4", env(Some("3"))), Ok((3, 4)));
         assert_eq!(shard_from_env("JOB_COMPLETION_INDEX/4", env(Some(" 0\n"))), Ok((0, 4)));
         let unset = shard_from_env("JOB_COMPLETION_INDEX/4", env(None)).unwrap_err();
@@ -328,7 +328,7 @@ mod tests {
         let options = SweepOptions {
             seeds: 0..10,
             jobs: 1,
-            workload: WorkloadKind::Toy,
+            workload: "toy".parse().expect("the toy workload"),
             ops: 40,
             faults: Some(vec![FaultClass::Crash, FaultClass::Eio]),
             shard: (0, 1),
