@@ -444,7 +444,9 @@ impl SweepDocument {
             return Err(format!("seeds_run holds {ran} seeds but counters.seeds is {}", self.counters.seeds));
         }
         let held = |seed: u64| {
-            self.seeds_run.iter().any(|s| seed >= s.start && seed < s.end && (seed - s.start) % s.step == 0)
+            self.seeds_run
+                .iter()
+                .any(|s| seed >= s.start && seed < s.end && (seed - s.start).is_multiple_of(s.step))
         };
         match self.failures.iter().find(|failure| !held(failure.seed)) {
             Some(failure) => Err(format!("failure of seed {} is not among seeds_run", failure.seed)),

@@ -128,6 +128,9 @@ fn merge_refuses_a_missing_piece_and_lists_its_seeds() {
     assert!(text(&twice.stderr).contains("3 seeds held by more than one piece"), "{}", text(&twice.stderr));
 }
 
+/// A piece's file name, the change made to it, and the words the refusal must say.
+type Alteration = (&'static str, fn(&mut Value), &'static str);
+
 fn altered(pieces: &Pieces, name: &str, change: impl Fn(&mut Value)) -> String {
     let mut value = read(Path::new(&pieces.piece(2)));
     change(&mut value);
@@ -139,7 +142,7 @@ fn altered(pieces: &Pieces, name: &str, change: impl Fn(&mut Value)) -> String {
 #[test]
 fn merge_refuses_a_piece_from_another_commit_workload_or_options() {
     let pieces = pieces();
-    let cases: [(&str, fn(&mut Value), &str); 3] = [
+    let cases: [Alteration; 3] = [
         (
             "commit.json",
             |v| v["tool"]["commit"] = "0123456789abcdef0123456789abcdef01234567".into(),
