@@ -5,7 +5,8 @@
 //! at most one line per [`PLAIN_INTERVAL`] plus one closing line; the terminal form is drawn by
 //! `indicatif` at its own bounded rate.
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use std::fmt;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -35,9 +36,13 @@ impl Progress {
 
     fn bar(total: u64) -> Self {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        let template = "[sweep] [{bar:30}] {pos}/{len} seeds  {msg}  {per_sec}  ETA {eta}";
+        // Under 80 columns, so that a narrow terminal does not wrap it into a scroll of copies.
+        let template = "[sweep] {bar:24} {pos}/{len} seeds  {msg}  {rate}  ETA {eta}";
         if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("#>-"));
+            let rate = |state: &ProgressState, out: &mut dyn fmt::Write| {
+                let _ = write!(out, "{:.1} seeds/s", state.per_sec());
+            };
+            bar.set_style(style.progress_chars("#>-").with_key("rate", rate));
         }
         bar.set_message("0 violations");
         Progress::Bar(bar)

@@ -229,3 +229,26 @@ fn shard_from_env_takes_the_index_from_the_variable_and_refuses_a_bad_one() {
         assert!(text(&output.stderr).contains(expected), "{value:?}: {}", text(&output.stderr));
     }
 }
+
+#[test]
+fn progress_on_a_terminal_redraws_one_line_in_place_with_rate_and_eta() {
+    // `script` (util-linux) gives the sweep a pseudo-terminal for stderr.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let typescript = dir.path().join("typescript");
+    let command = format!(
+        "'{}' sweep --seeds 0..4 --ops {OPS} --jobs 1 > /dev/null",
+        env!("CARGO_BIN_EXE_stormhold-sim")
+    );
+    let run = Command::new("script").arg("-qec").arg(&command).arg(&typescript).output();
+    match run {
+        Ok(output) if output.status.success() => {}
+        other => {
+            eprintln!("skipped: no working `script` to give the sweep a terminal: {other:?}");
+            return;
+        }
+    }
+    let screen = std::fs::read_to_string(&typescript).expect("typescript");
+    let redraws = screen.matches("\r\u{1b}[2K[sweep] ").count();
+    assert!(redraws >= 2, "the bar is redrawn in place: {screen:?}");
+    assert!(screen.contains("4/4 seeds") && screen.contains(" seeds/s  ETA "), "{screen:?}");
+}
