@@ -79,7 +79,9 @@ pub fn compress(seeds: &[u64]) -> Vec<SeedSpan> {
 /// The seeds `shard.0 (mod shard.1)` of `range`, as spans.
 pub fn shard_spans(range: &Range<u64>, shard: (u64, u64)) -> Vec<SeedSpan> {
     let (index, count) = (shard.0, shard.1.max(1));
-    let offset = (index + count - range.start % count) % count;
+    // In u128: `index + count` may not fit a u64 for a crafted shard count.
+    let offset = ((u128::from(index) + u128::from(count) - u128::from(range.start % count))
+        % u128::from(count)) as u64;
     let Some(first) = range.start.checked_add(offset).filter(|first| *first < range.end) else {
         return Vec::new();
     };
@@ -240,6 +242,8 @@ mod tests {
             }
         }
         assert_eq!(shard_spans(&(0..2), (3, 4)), vec![], "a shard with no seed in a short range");
+        let huge = shard_spans(&(5..u64::MAX), (u64::MAX - 2, u64::MAX - 1));
+        assert_eq!(huge, vec![SeedSpan { start: u64::MAX - 2, end: u64::MAX - 1, step: u64::MAX - 1 }]);
     }
 
     #[test]
@@ -274,5 +278,7 @@ mod tests {
         let coverage = check_coverage(&(0..40_000), &[scattered]);
         assert!(coverage.gaps.len() <= COVERAGE_REPORT_MAX);
         assert_eq!(coverage.missing, 40_000 - 200);
+        let everything = check_coverage(&(0..1 << 50), &[]);
+        assert_eq!((everything.missing, everything.gaps.len()), (1 << 50, 1), "a long gap costs one step");
     }
 }
