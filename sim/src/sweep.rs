@@ -1,8 +1,10 @@
-//! Sweeping many seeds on all cores, with progress and a summary.
+//! Sweeping many seeds on all cores, with progress and a summary; which seeds a shard holds
+//! (`--shard`, `--shard-from-env`) and the command that replays one of them.
 //!
 //! Each seed runs single-threaded and deterministically on one worker thread; threads only
 //! decide which seed runs where. The summary is a sum over seeds and so does not depend on the
-//! thread count, except for the throughput figures.
+//! thread count, except for the throughput figures; `seeds_run` is exactly the seeds whose
+//! reports were summed, whatever order they finished in.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
