@@ -145,3 +145,22 @@ fn documents_that_are_not_sweeps_or_contradict_themselves_are_refused() {
     let error = SweepDocument::load(&path).expect_err("truncated");
     assert!(error.to_string().starts_with(&format!("{}:1:", path.display())), "{error}");
 }
+
+#[test]
+fn a_build_from_a_checkout_records_its_commit() {
+    let head = std::process::Command::new("git")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned());
+    let Some(head) = head.filter(|_| option_env!("STORMHOLD_COMMIT").is_none()) else {
+        eprintln!("skipped: not built from a git checkout (or the commit was given as STORMHOLD_COMMIT)");
+        return;
+    };
+    let tool = stormhold_sim::sweep_doc::ToolVersion::current();
+    let commit = tool.commit.expect("a build from a checkout records its commit");
+    assert_eq!(commit.trim_end_matches("-dirty"), head);
+    assert_eq!((tool.name.as_str(), tool.version.as_str()), ("stormhold-sim", env!("CARGO_PKG_VERSION")));
+}
