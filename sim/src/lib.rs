@@ -2,7 +2,8 @@
 //!
 //! Owns: run configuration from a seed (swarm testing), the workloads, their reference models
 //! and checkers, the runner that turns a config into a report with a trace hash, sweeps over
-//! many seeds, and the `stormhold-sim` command line.
+//! many seeds, their JSON documents and the merge of sweep pieces, and the `stormhold-sim`
+//! command line.
 //!
 //! The dependency arrow points one way: this crate uses the public API of `stormhold` (with its
 //! `sim` feature); the kernel knows nothing of it. The models import only value types from the
@@ -16,8 +17,12 @@ pub mod corpus;
 pub mod env_workload;
 pub mod images;
 pub mod kv;
+pub mod merge;
+pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod seeds;
 pub mod shrink;
 pub mod sweep;
+pub mod sweep_doc;
 pub mod verdict;

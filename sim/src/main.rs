@@ -1,7 +1,10 @@
-//! The `stormhold-sim` command line: `run` one seed, `sweep` many.
+//! The `stormhold-sim` command line: `run` one seed, `sweep` many, `merge` sweep pieces.
 //!
-//! Exit codes: 0 no violation; 1 a correctness violation; 2 a liveness failure; 3 a panic
-//! (of the simulator or the code under test); 64 bad command-line input.
+//! Exit codes (a contract with batch schedulers' failure policies): 0 no violation; 1 a
+//! correctness violation; 2 a liveness failure; 3 a panic (of the simulator or the code under
+//! test) or a nondeterministic seed — 1 to 3 are findings, so a scheduler must not retry that
+//! index; 64 bad input (command line, environment, or pieces that do not merge); 75 a sweep
+//! that stopped at its time limit with seeds not run (retry it).
 
 use clap::{Args, Parser, Subcommand};
 use std::fs;
@@ -11,9 +14,12 @@ use std::process::ExitCode;
 use stormhold::env::sim::{TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS};
 use stormhold_sim::config::{FaultList, OPS_DEFAULT, RunConfig, WORKLOAD_DEFAULT, WorkloadKind};
 use stormhold_sim::corpus::{self, CorpusEntry};
+use stormhold_sim::merge;
+use stormhold_sim::progress::Progress;
 use stormhold_sim::report;
 use stormhold_sim::runner::{self, RunReport};
 use stormhold_sim::sweep::{self, SweepOptions, SweepSummary};
+use stormhold_sim::sweep_doc::SweepDocument;
 
 #[derive(Parser)]
 #[command(name = "stormhold-sim", about = "Deterministic fault-injection simulator for stormhold")]
@@ -26,8 +32,10 @@ struct Cli {
 enum Command {
     /// Run one seed and print its options, summary and trace hash.
     Run(RunArgs),
-    /// Run a range of seeds on all cores and print a summary.
+    /// Run a range of seeds on all cores and print a summary (and a JSON document).
     Sweep(SweepArgs),
+    /// Check that sweep documents agree and cover their range, and sum them into one.
+    Merge(MergeArgs),
     /// Shrink a failing seed to a minimal case and write it to the corpus.
     Shrink(ShrinkArgs),
     /// Replay corpus entries (a file or a directory) and compare each with its expectation.
@@ -47,6 +55,16 @@ struct ShrinkArgs {
     /// The entry's one-line note: the bug this case found.
     #[arg(long, default_value = "shrunk failing case")]
     note: String,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The pieces' documents (`sweep --json`).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Write the merged document to this file (`-`: stdout, and the summary goes to stderr).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -116,8 +134,16 @@ struct SweepArgs {
     #[command(flatten)]
     workload: WorkloadArgs,
     /// Run only shard I of N (seeds with seed % N == I), for a batch scheduler.
-    #[arg(long, value_parser = parse_shard, default_value = "0/1")]
+    #[arg(long, value_parser = sweep::parse_shard, default_value = "0/1")]
     shard: (u64, u64),
+    /// Take the shard index from an environment variable: VAR/N, e.g.
+    /// JOB_COMPLETION_INDEX/8 (Kubernetes) or SLURM_ARRAY_TASK_ID/8 (Slurm).
+    #[arg(long, value_name = "VAR/N", conflicts_with = "shard")]
+    shard_from_env: Option<String>,
+    /// Write the sweep's JSON document to this file (`-`: stdout, and the summary goes to
+    /// stderr).
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// Stop starting new seeds after this many seconds.
     #[arg(long)]
     time_limit: Option<f64>,
@@ -130,16 +156,6 @@ struct SweepArgs {
     /// Shrink each failing case before saving it (implies --save).
     #[arg(long)]
     shrink: bool,
-}
-
-fn parse_shard(text: &str) -> Result<(u64, u64), String> {
-    let (index, count) = text.split_once('/').ok_or_else(|| format!("{text:?} is not I/N"))?;
-    let index: u64 = index.trim().parse().map_err(|e| format!("bad shard index {index:?}: {e}"))?;
-    let count: u64 = count.trim().parse().map_err(|e| format!("bad shard count {count:?}: {e}"))?;
-    if count == 0 || index >= count {
-        return Err(format!("shard {index}/{count}: need 0 <= I < N"));
-    }
-    Ok((index, count))
 }
 
 fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
@@ -168,18 +184,14 @@ fn config_for(seed: u64, args: &WorkloadArgs) -> Result<RunConfig, String> {
 }
 
 fn replay_command(config: &RunConfig, args: &WorkloadArgs) -> String {
-    let mut command = format!(
-        "cargo run --release -p stormhold-sim -- run --seed {} --ops {} --workload {}",
-        config.seed, config.ops, config.workload
-    );
-    if let Some(FaultList(classes)) = &args.faults {
-        let names: Vec<&str> = classes.iter().map(|c| c.name()).collect();
-        command.push_str(&format!(
-            " --faults {}",
-            if names.is_empty() { "none".into() } else { names.join(",") }
-        ));
-    }
-    command
+    let faults = args.faults.as_ref().map(|FaultList(classes)| classes.as_slice());
+    sweep::replay_command(config, faults, &sets_of(args))
+}
+
+/// The `--set` assignments of the options, `--images-max` first as `images_max=N`.
+fn sets_of(args: &WorkloadArgs) -> Vec<String> {
+    let images_max = args.images_max.map(|n| format!("images_max={}", n.max(1)));
+    images_max.into_iter().chain(args.set.iter().cloned()).collect()
 }
 
 fn print_report(report: &RunReport, args: &WorkloadArgs) {
@@ -303,111 +315,27 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::from(report.exit_code() as u8))
 }
 
-fn print_progress(summary: &SweepSummary, total: u64) {
-    const WIDTH: u64 = 30;
-    let filled = (summary.seeds * WIDTH).checked_div(total).unwrap_or(WIDTH).min(WIDTH) as usize;
-    eprintln!(
-        "[sweep] [{}{}] {}/{} seeds  {} violations  {:.1} seeds/s",
-        "#".repeat(filled),
-        "-".repeat(WIDTH as usize - filled),
-        summary.seeds,
-        total,
-        summary.failures.len(),
-        summary.seeds_per_second()
-    );
-}
-
-fn print_summary(summary: &SweepSummary, options: &SweepOptions) {
-    let s = &summary.sim;
-    println!("{:<22} {:>12}", "fault / event", "count");
-    let rows = [
-        ("crashes", s.crashes),
-        ("  of the process only", s.process_crashes),
-        ("recoveries checked", summary.recoveries),
-        ("env calls", s.calls),
-        ("eio", s.io_errors),
-        ("short io", s.short_ios),
-        ("sync failures", s.sync_failures),
-        ("enospc", s.storage_full),
-        ("bit rot", s.bit_rot),
-        ("misdirected writes", s.misdirected_writes),
-        ("bad sectors", s.bad_sectors),
-        ("  targeted media", s.targeted_media),
-        ("clock jumps", s.clock_jumps),
-        ("slow io", s.slow_ios),
-        ("torn writes", s.writes_torn),
-        ("lost writes", s.writes_lost),
-        ("lost dir ops", s.dir_ops_lost),
-        ("crash images checked", summary.images_explored),
-        ("undetectable damage", summary.undetectable),
-        ("data loss reported", summary.data_loss_detected),
-    ];
-    for (name, count) in rows {
-        println!("{name:<22} {count:>12}");
-    }
-    let classes: Vec<String> =
-        summary.seeds_with_class.iter().map(|(class, seeds)| format!("{}={seeds}", class.name())).collect();
-    println!("seeds per fault class: {}", classes.join(" "));
-    let speedup = summary.simulated_ns as f64 / 1e9 / summary.elapsed.as_secs_f64().max(1e-9);
-    println!("simulated/real time: {speedup:.1}x");
-    let kinds: Vec<String> =
-        summary.violations_by_kind().iter().map(|(kind, count)| format!("{kind:?}={count}")).collect();
-    println!("violations by kind: {}", if kinds.is_empty() { "none".to_owned() } else { kinds.join(" ") });
-    if summary.determinism_checked > 0 {
-        println!(
-            "determinism: {} seeds run twice, {} diverged {:?}",
-            summary.determinism_checked,
-            summary.nondeterministic.len(),
-            summary.nondeterministic
-        );
-    }
-    if summary.stopped_by_time_limit {
-        println!("time limit reached: seeds not started were skipped");
-    }
-    for (seed, violation) in &summary.failures {
-        println!("FAILED seed {seed}: {violation}");
-        let args = WorkloadArgs {
-            set: options.sets.clone(),
-            images_max: None,
-            ops: options.ops,
-            faults: options.faults.clone().map(FaultList),
-            workload: options.workload,
-        };
-        println!("  replay: {}", replay_command(&options.config(*seed), &args));
-    }
-    println!(
-        "seeds: {} ops: {} crashes: {} faults: {} violations: {} seeds/s: {:.1}",
-        summary.seeds,
-        summary.ops,
-        s.crashes,
-        summary.faults,
-        summary.failures.len(),
-        summary.seeds_per_second()
-    );
-}
-
 fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let shard = match &args.shard_from_env {
+        Some(spec) => sweep::shard_from_env(spec, |var| std::env::var(var).ok())?,
+        None => args.shard,
+    };
     let options = SweepOptions {
-        seeds: args.seeds,
+        seeds: args.seeds.clone(),
         jobs,
         workload: args.workload.workload,
         ops: args.workload.ops,
         faults: args.workload.faults.clone().map(|FaultList(classes)| classes),
-        shard: args.shard,
+        shard,
         time_limit: args.time_limit.map(std::time::Duration::from_secs_f64),
         check_determinism_every: args.check_determinism_every,
-        sets: args
-            .workload
-            .images_max
-            .map(|n| format!("images_max={}", n.max(1)))
-            .into_iter()
-            .chain(args.workload.set.clone())
-            .collect(),
+        sets: sets_of(&args.workload),
     };
     config_for(options.seeds.start, &args.workload)?;
     eprintln!(
-        "[sweep] seeds {}..{} shard {}/{} workload={} ops={} jobs={}",
+        "[sweep] {} seeds {}..{} shard {}/{} workload={} ops={} jobs={}",
+        stormhold_sim::sweep_doc::ToolVersion::current(),
         options.seeds.start,
         options.seeds.end,
         options.shard.0,
@@ -416,14 +344,49 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
         options.ops,
         jobs
     );
-    let summary = sweep::sweep(&options, print_progress);
-    print_summary(&summary, &options);
+    let mut progress = Progress::for_stderr(options.seed_count());
+    let summary = sweep::sweep(&options, |summary, total| progress.update(summary, total));
+    progress.finish(&summary, options.seed_count());
+    let document = SweepDocument::from_sweep(&summary, &options);
+    emit(&document, args.json.as_deref())?;
     if args.save || args.shrink {
         save_failures(&summary, &options, &args.workload, args.shrink)?;
     }
-    let worst = summary.failures.iter().map(|(_, v)| v.kind.exit_code()).max().unwrap_or(0);
-    let worst = if summary.nondeterministic.is_empty() { worst } else { 3 };
-    Ok(ExitCode::from(worst as u8))
+    Ok(ExitCode::from(document.exit_code))
+}
+
+/// Prints the human summary and writes the JSON document if asked (to stdout for `-`, which
+/// moves the summary to stderr). A file is written whole or not at all (temporary + rename),
+/// so a killed job never leaves half a document on the shared volume.
+fn emit(document: &SweepDocument, json: Option<&std::path::Path>) -> Result<(), String> {
+    match json {
+        Some(path) if path.as_os_str() == "-" => {
+            eprint!("{}", document.render_summary());
+            print!("{}", document.to_json());
+        }
+        Some(path) => {
+            print!("{}", document.render_summary());
+            let mut partial = path.as_os_str().to_owned();
+            partial.push(".partial");
+            fs::write(&partial, document.to_json())
+                .and_then(|()| fs::rename(&partial, path))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!("[sweep] json: written to {}", path.display());
+        }
+        None => print!("{}", document.render_summary()),
+    }
+    Ok(())
+}
+
+fn merge(args: MergeArgs) -> Result<ExitCode, String> {
+    let mut pieces = Vec::new();
+    for path in &args.files {
+        let document = SweepDocument::load(path).map_err(|e| e.to_string())?;
+        pieces.push((path.clone(), document));
+    }
+    let merged = merge::merge(&pieces).map_err(|e| e.to_string())?;
+    emit(&merged, args.json.as_deref())?;
+    Ok(ExitCode::from(merged.exit_code))
 }
 
 /// Writes each failing seed of a sweep to corpus/, shrunk first if asked.
@@ -542,6 +505,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Sweep(args) => sweep(args),
+        Command::Merge(args) => merge(args),
         Command::Shrink(args) => shrink(args),
         Command::Replay(args) => replay(args),
     };

@@ -1,8 +1,10 @@
-//! Sweeping many seeds on all cores, with progress and a summary.
+//! Sweeping many seeds on all cores, with progress and a summary; which seeds a shard holds
+//! (`--shard`, `--shard-from-env`) and the command that replays one of them.
 //!
 //! Each seed runs single-threaded and deterministically on one worker thread; threads only
 //! decide which seed runs where. The summary is a sum over seeds and so does not depend on the
-//! thread count, except for the throughput figures.
+//! thread count, except for the throughput figures; `seeds_run` is exactly the seeds whose
+//! reports were summed, whatever order they finished in.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,31 @@ use stormhold::env::sim::SimStats;
 
 use crate::config::{FaultClass, RunConfig, WorkloadKind};
 use crate::runner::{self, RunReport, Violation, ViolationKind};
+use crate::seeds::{self, SeedSpan};
+
+/// Parses a shard `I/N` (`0 <= I < N`).
+pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let (index, count) = text.split_once('/').ok_or_else(|| format!("{text:?} is not I/N"))?;
+    let index: u64 = index.trim().parse().map_err(|e| format!("bad shard index {index:?}: {e}"))?;
+    let count: u64 = count.trim().parse().map_err(|e| format!("bad shard count {count:?}: {e}"))?;
+    if count == 0 || index >= count {
+        return Err(format!("shard {index}/{count}: need 0 <= I < N"));
+    }
+    Ok((index, count))
+}
+
+/// The shard of `--shard-from-env VAR/N`: index from the variable `VAR` (as `lookup` reads
+/// it), count `N`. Errors name the variable and what it held.
+pub fn shard_from_env(spec: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<(u64, u64), String> {
+    let (var, count) =
+        spec.rsplit_once('/').ok_or_else(|| format!("--shard-from-env {spec:?}: expected VAR/N"))?;
+    if var.is_empty() {
+        return Err(format!("--shard-from-env {spec:?}: no variable name before '/'"));
+    }
+    let index = lookup(var).ok_or_else(|| format!("--shard-from-env {spec}: {var} is not set"))?;
+    parse_shard(&format!("{}/{count}", index.trim()))
+        .map_err(|e| format!("--shard-from-env {spec}: {var}={index:?}: {e}"))
+}
 
 /// What to sweep.
 #[derive(Clone, Debug)]
@@ -60,6 +87,38 @@ impl SweepOptions {
         }
         config
     }
+
+    /// The command that replays one seed of the sweep.
+    pub fn replay_command(&self, seed: u64) -> String {
+        replay_command(&self.config(seed), self.faults.as_deref(), &self.sets)
+    }
+}
+
+/// The `stormhold-sim run` command that replays `config`, given the `--faults` and `--set`
+/// options it was made with.
+pub fn replay_command(config: &RunConfig, faults: Option<&[FaultClass]>, sets: &[String]) -> String {
+    let mut command = format!(
+        "cargo run --release -p stormhold-sim -- run --seed {} --ops {} --workload {}",
+        config.seed, config.ops, config.workload
+    );
+    if let Some(classes) = faults {
+        let names: Vec<&str> = classes.iter().map(|c| c.name()).collect();
+        let names = if names.is_empty() { "none".to_owned() } else { names.join(",") };
+        command.push_str(&format!(" --faults {names}"));
+    }
+    for assignment in sets {
+        command.push_str(&format!(" --set {}", shell_word(assignment)));
+    }
+    command
+}
+
+/// `text` as one POSIX shell word: bare when it holds only safe characters, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_.=,:/+-@%".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// The sums of a sweep.
@@ -95,6 +154,8 @@ pub struct SweepSummary {
     pub simulated_ns: u64,
     /// Real time taken.
     pub elapsed: Duration,
+    /// Exactly the seeds that ran (filled in when the sweep ends).
+    pub seeds_run: Vec<SeedSpan>,
 }
 
 fn add_stats(total: &mut SimStats, one: &SimStats) {
@@ -115,6 +176,7 @@ fn add_stats(total: &mut SimStats, one: &SimStats) {
     total.writes_lost += one.writes_lost;
     total.writes_torn += one.writes_torn;
     total.dir_ops_lost += one.dir_ops_lost;
+    total.crash_images += one.crash_images;
 }
 
 impl SweepSummary {
@@ -176,12 +238,14 @@ fn run_seed(options: &SweepOptions, seed: u64) -> SeedResult {
     SeedResult::Ran { report: Box::new(report), deterministic }
 }
 
-/// Runs every seed of `options`; `progress` is called now and then with the summary so far.
+/// Runs every seed of `options`; `progress` is called after each seed with the summary so far
+/// and the number of seeds in the shard (it decides itself how often to draw).
 pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64)) -> SweepSummary {
     let started = Instant::now();
     let next = AtomicU64::new(options.seeds.start);
     let total = options.seed_count();
     let mut summary = SweepSummary::default();
+    let mut ran: Vec<u64> = Vec::new();
     let (sender, receiver) = mpsc::channel::<SeedResult>();
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
@@ -207,7 +271,6 @@ pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64
             });
         }
         drop(sender);
-        let mut last_progress = Instant::now();
         for result in receiver {
             let report = match result {
                 SeedResult::Skipped => {
@@ -225,16 +288,62 @@ pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64
                 }
             };
             summary.add(&report);
-            if last_progress.elapsed() >= Duration::from_secs(2) {
-                summary.elapsed = started.elapsed();
-                progress(&summary, total);
-                last_progress = Instant::now();
-            }
+            ran.push(report.config.seed);
+            summary.elapsed = started.elapsed();
+            progress(&summary, total);
         }
     });
+    ran.sort_unstable();
+    summary.seeds_run = seeds::compress(&ran);
     summary.failures.sort_by_key(|(seed, _)| *seed);
     summary.nondeterministic.sort();
     summary.seeds_with_class.sort();
     summary.elapsed = started.elapsed();
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_from_env_reads_the_index_and_names_the_variable_when_it_cannot() {
+        fn env(value: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
+            move |name| (name == "JOB_COMPLETION_INDEX").then_some(value).flatten().map(str::to_owned)
+        }
+        assert_eq!(shard_from_env("JOB_COMPLETION_INDEX/4", env(Some("3"))), Ok((3, 4)));
+        assert_eq!(shard_from_env("JOB_COMPLETION_INDEX/4", env(Some(" 0\n"))), Ok((0, 4)));
+        let unset = shard_from_env("JOB_COMPLETION_INDEX/4", env(None)).unwrap_err();
+        assert!(unset.contains("JOB_COMPLETION_INDEX is not set"), "{unset}");
+        let too_big = shard_from_env("JOB_COMPLETION_INDEX/4", env(Some("4"))).unwrap_err();
+        assert!(
+            too_big.contains("JOB_COMPLETION_INDEX=\"4\"") && too_big.contains("0 <= I < N"),
+            "{too_big}"
+        );
+        assert!(
+            shard_from_env("JOB_COMPLETION_INDEX/4", env(Some("x"))).unwrap_err().contains("bad shard index")
+        );
+        assert!(shard_from_env("JOB_COMPLETION_INDEX", env(Some("1"))).unwrap_err().contains("VAR/N"));
+        assert!(shard_from_env("/4", env(Some("1"))).unwrap_err().contains("no variable name"));
+    }
+
+    #[test]
+    fn replay_command_carries_faults_and_sets_quoted_for_the_shell() {
+        let options = SweepOptions {
+            seeds: 0..10,
+            jobs: 1,
+            workload: "toy".parse().expect("the toy workload"),
+            ops: 40,
+            faults: Some(vec![FaultClass::Crash, FaultClass::Eio]),
+            shard: (0, 1),
+            time_limit: None,
+            check_determinism_every: None,
+            sets: vec!["images_max=3".into(), "note=a b's".into()],
+        };
+        assert_eq!(
+            options.replay_command(7),
+            "cargo run --release -p stormhold-sim -- run --seed 7 --ops 40 --workload toy --faults crash,eio \
+             --set images_max=3 --set 'note=a b'\\''s'"
+        );
+    }
 }
