@@ -15,7 +15,10 @@
 //! rename is durable leaves no `KERNEL`: the next open redoes the creation (the shard
 //! directories may exist already; they hold nothing, since no shard opens before `KERNEL` is
 //! durable). `KERNEL` is never rewritten after that, so a damaged one is media damage, an
-//! error naming the file and offset, never "empty store".
+//! error naming the file and offset, never "empty store". A missing `KERNEL` next to a shard
+//! directory that holds anything is refused ([`KernelError::KernelFileMissing`]): shard
+//! directories hold nothing until `KERNEL` is durable, so the file was deleted, and creating
+//! the store anew, perhaps with another shard count, would strand the shards' data.
 
 use std::path::{Path, PathBuf};
 
@@ -116,6 +119,22 @@ pub fn read_meta<E: Env>(env: &E, dir: &Path) -> Result<Option<KernelMeta>, Kern
         });
     }
     decode(&bytes).map(Some).map_err(|(offset, detail)| KernelError::Corrupt { path, offset, detail })
+}
+
+/// The first shard directory of `dir` (any `shard-*` entry) that is not empty, if any.
+pub fn find_shard_data<E: Env>(env: &E, dir: &Path) -> Result<Option<PathBuf>, KernelError> {
+    let names = env.list_dir(dir).map_err(|e| KernelError::io("list directory", dir, e))?;
+    for name in names.iter().filter(|name| name.starts_with("shard-")) {
+        let shard = dir.join(name);
+        match env.list_dir(&shard) {
+            Ok(entries) if !entries.is_empty() => return Ok(Some(shard)),
+            // An empty directory, or a file of that name: holds no shard's data.
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotADirectory => {}
+            Err(error) => return Err(KernelError::io("list directory", shard, error)),
+        }
+    }
+    Ok(None)
 }
 
 /// Creates the shard directories and publishes `KERNEL` (see the module docs).

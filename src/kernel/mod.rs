@@ -162,7 +162,13 @@ impl<E: Env + Clone> Kernel<E> {
                     ),
                 });
             }
-            None => layout::create(&env, dir, &wanted)?,
+            None => {
+                if let Some(shard_dir) = layout::find_shard_data(&env, dir)? {
+                    let path = dir.join(layout::KERNEL_FILE_NAME);
+                    return Err(KernelError::KernelFileMissing { path, shard_dir });
+                }
+                layout::create(&env, dir, &wanted)?
+            }
         }
         let shards = Self::open_shards(&env, dir, &config);
         Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock })

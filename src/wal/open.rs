@@ -26,7 +26,7 @@ impl<E: Env> Wal<E> {
         if let Some(parent) = dir.parent() {
             io("sync directory", parent, env.sync_dir(parent))?;
         }
-        let report = scan::scan(&env, dir, options.recovery_mode, visit)?;
+        let report = scan::scan_bounded(&env, dir, options.recovery_mode, options.segment_size_bytes, visit)?;
         for &id in report.partial_segments.iter().chain(&report.cut_segments) {
             let path = dir.join(format::segment_file_name(id));
             io("remove segment", &path, env.remove_file(&path))?;

@@ -9,7 +9,11 @@
 //! reading fails the scan; it is never taken for the end of the log.
 //!
 //! Memory is bounded: segments are read through a window of [`READ_WINDOW_BYTES`] (or one
-//! record, if larger), whatever the log's length.
+//! record, if larger), whatever the log's length. Time is bounded by the segment size: the
+//! search past the last valid record for a vouching record or a torn tail stops at the
+//! segment size the log is opened with (or just past the last record, if a single oversized
+//! record pushed it further), since the writer never starts a record beyond it. Bytes past
+//! that bound (a file extended sparsely to gigabytes) are not the log's and are ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -94,14 +98,16 @@ struct Window<'a, F: EnvFile> {
     file: &'a F,
     path: &'a Path,
     len: u64,
+    /// Where the writer may have started a record: searches past the records stop here.
+    extent: u64,
     start: u64,
     bytes: Vec<u8>,
 }
 
 impl<'a, F: EnvFile> Window<'a, F> {
-    fn new(file: &'a F, path: &'a Path) -> Result<Self, WalError> {
+    fn new(file: &'a F, path: &'a Path, extent: u64) -> Result<Self, WalError> {
         let len = file.len().map_err(|e| WalError::io("len", path, e))?;
-        Ok(Self { file, path, len, start: 0, bytes: Vec::new() })
+        Ok(Self { file, path, len, extent, start: 0, bytes: Vec::new() })
     }
 
     /// Up to `len` bytes at `offset` (fewer at the end of the file).
@@ -152,7 +158,10 @@ fn look_past<F: EnvFile>(
     let (mut vouch, mut later, mut nonzero_end) = (None, 0, from);
     let mut offset = from.next_multiple_of(RECORD_ALIGN_BYTES);
     let segment_id_bytes = segment_id.to_le_bytes();
-    while offset < window.len {
+    // No record starts past the segment size (one that starts at `from` may be the oversized
+    // first record of its segment).
+    let limit = window.len.min(window.extent.max(from.saturating_add(RECORD_ALIGN_BYTES)));
+    while offset < limit {
         // No header starts in an all-zero block (zeros never pass the checksum), and a
         // preallocated tail is mostly zeros: skip them a block at a time.
         if offset.is_multiple_of(SYNC_ALIGN_BYTES) {
@@ -192,11 +201,24 @@ pub fn list_segments<E: Env>(env: &E, dir: &Path) -> Result<Vec<u64>, WalError> 
     Ok(ids)
 }
 
-/// Scans the log in `dir`, calling `visit` for each valid record in lsn order.
+/// Scans the log in `dir`, calling `visit` for each valid record in lsn order, for a log
+/// whose segments may be as large as the largest segment size the options accept.
 pub fn scan<E: Env>(
     env: &E,
     dir: &Path,
     mode: RecoveryMode,
+    visit: impl FnMut(Record),
+) -> Result<ScanReport, WalError> {
+    scan_bounded(env, dir, mode, super::SEGMENT_SIZE_BYTES_MAX, visit)
+}
+
+/// Like [`scan`], for a log written with segments of at most `segment_size_bytes`: no search
+/// reads past that size (see the module docs).
+pub fn scan_bounded<E: Env>(
+    env: &E,
+    dir: &Path,
+    mode: RecoveryMode,
+    segment_size_bytes: u64,
     mut visit: impl FnMut(Record),
 ) -> Result<ScanReport, WalError> {
     let ids = list_segments(env, dir)?;
@@ -204,7 +226,7 @@ pub fn scan<E: Env>(
     for (index, &id) in ids.iter().enumerate() {
         let path = dir.join(format::segment_file_name(id));
         let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
-        let mut window = Window::new(&file, &path)?;
+        let mut window = Window::new(&file, &path, segment_size_bytes)?;
         let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?.to_vec();
         let later_segments = &ids[index + 1..];
         let header = match format::decode_segment_header(&header) {
@@ -258,7 +280,7 @@ pub fn scan<E: Env>(
         report.end = Some(LogEnd { segment_id: id, offset: end });
         let next = match later_segments.first() {
             None => None,
-            Some(&next_id) => Some(next_header(env, dir, next_id)?),
+            Some(&next_id) => Some(next_header(env, dir, next_id, segment_size_bytes)?),
         };
         let next_is_partial = matches!(next, Some(None)) && later_segments.len() == 1;
         match next {
@@ -320,10 +342,15 @@ fn scan_segment<F: EnvFile>(
 }
 
 /// The header of segment `next_id`, if it is valid and names that segment.
-fn next_header<E: Env>(env: &E, dir: &Path, next_id: u64) -> Result<Option<format::SegmentHeader>, WalError> {
+fn next_header<E: Env>(
+    env: &E,
+    dir: &Path,
+    next_id: u64,
+    extent: u64,
+) -> Result<Option<format::SegmentHeader>, WalError> {
     let path = dir.join(format::segment_file_name(next_id));
     let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
-    let mut window = Window::new(&file, &path)?;
+    let mut window = Window::new(&file, &path, extent)?;
     let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?;
     Ok(format::decode_segment_header(header).ok().filter(|h| h.segment_id == next_id))
 }
