@@ -31,7 +31,10 @@
 //! The kernel starts no thread of its own. [`Kernel::tick`] does the background work: each
 //! shard checkpoints when an epoch trigger fires (operations, WAL bytes, time; the WAL-bytes
 //! trigger caps the WAL to replay after a crash) and, with `sync_on_tick`, syncs unsynced
-//! commits. The simulator calls it at chosen times; [`Kernel::spawn_ticker`] runs it on a
+//! commits. Then a shard whose every record is durable but whose newest record no durable
+//! record vouches for appends and syncs an empty vouching record, so rot in the last
+//! acknowledged commit is detected at recovery instead of taken for a torn tail (DESIGN.md
+//! rule 18); an idle shard does this once, not at every tick. The simulator calls it at chosen times; [`Kernel::spawn_ticker`] runs it on a
 //! thread for real-OS users.
 
 mod config;
@@ -77,6 +80,9 @@ pub struct TickReport {
     pub checkpoints: Vec<(u32, u64)>,
     /// Shards whose unsynced commits were synced.
     pub synced: Vec<u32>,
+    /// Shards that appended and synced an empty record vouching for their newest durable
+    /// record: (shard, its lsn).
+    pub vouched: Vec<(u32, u64)>,
     /// Shards that failed during this tick, with the error.
     pub failed: Vec<(u32, ShardError)>,
 }
@@ -412,8 +418,9 @@ impl<E: Env + Clone> Kernel<E> {
         let mut report = TickReport::default();
         for shard in self.shards.iter().filter(|s| s.status().failed.is_none()) {
             match shard.tick(self.config.sync_on_tick) {
-                Ok(Tick { checkpoint, synced }) => {
+                Ok(Tick { checkpoint, synced, vouched }) => {
                     report.checkpoints.extend(checkpoint.map(|id| (shard.id(), id)));
+                    report.vouched.extend(vouched.map(|lsn| (shard.id(), lsn)));
                     if synced {
                         report.synced.push(shard.id());
                     }
