@@ -58,7 +58,7 @@ pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
 use crate::checkpoint::RecoveryReport;
 use crate::env::Env;
 use crate::shard::{Failure, Intent, Shard, ShardError, ShardStats, ShardStatus, Tick};
-use crate::wal::{Durability, Lsn};
+use crate::wal::{Durability, Lsn, StoreIdentity};
 use layout::KernelMeta;
 
 /// Key-value pairs in key order, as scans return them.
@@ -152,12 +152,13 @@ impl<E: Env + Clone> Kernel<E> {
             std::io::ErrorKind::WouldBlock => KernelError::Locked { path: dir.to_path_buf() },
             _ => KernelError::io("lock directory", dir, error),
         })?;
-        let wanted = KernelMeta { shards: config.shards, router: config.router };
-        match layout::read_meta(&env, dir)? {
+        let wanted = KernelMeta { shards: config.shards, router: config.router, store_id: 0 };
+        let store_id = match layout::read_meta(&env, dir)? {
             // Sync even when `KERNEL` was found: an earlier open may have renamed it into
             // place and failed (or died) before its directory sync was durable.
-            Some(found) if found == wanted => {
+            Some(found) if found.same_config(&wanted) => {
                 env.sync_dir(dir).map_err(|e| KernelError::io("sync directory", dir, e))?;
+                found.store_id
             }
             Some(found) => {
                 return Err(KernelError::ConfigMismatch {
@@ -173,14 +174,16 @@ impl<E: Env + Clone> Kernel<E> {
                     let path = dir.join(layout::KERNEL_FILE_NAME);
                     return Err(KernelError::KernelFileMissing { path, shard_dir });
                 }
-                layout::create(&env, dir, &wanted)?
+                let created = KernelMeta { store_id: layout::draw_store_id(&env, dir), ..wanted };
+                layout::create(&env, dir, &created)?;
+                created.store_id
             }
-        }
-        let shards = Self::open_shards(&env, dir, &config);
+        };
+        let shards = Self::open_shards(&env, dir, &config, store_id);
         Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock })
     }
 
-    fn open_shards(env: &E, dir: &Path, config: &Config) -> Vec<Shard<E>> {
+    fn open_shards(env: &E, dir: &Path, config: &Config, store_id: u64) -> Vec<Shard<E>> {
         let threads = match config.recovery_threads {
             0 => env.parallelism(),
             n => n.min(env.parallelism().max(1)),
@@ -202,7 +205,9 @@ impl<E: Env + Clone> Kernel<E> {
             // A panic while recovering one shard (a bug, or disk contents nothing checks)
             // fails that shard only.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                Shard::open(id, env.clone(), &shard_dir, &config.shard, progress)
+                let mut options = config.shard.clone();
+                options.wal.identity = StoreIdentity { store_id, shard: id, shards: config.shards };
+                Shard::open(id, env.clone(), &shard_dir, &options, progress)
             }))
             .unwrap_or_else(|_| failed("recovery panicked".to_owned(), false))
         };

@@ -209,18 +209,29 @@ pub fn scan<E: Env>(
     mode: RecoveryMode,
     visit: impl FnMut(Record),
 ) -> Result<ScanReport, WalError> {
-    scan_bounded(env, dir, mode, super::SEGMENT_SIZE_BYTES_MAX, visit)
+    scan_bounded(env, dir, mode, Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None }, visit)
 }
 
-/// Like [`scan`], for a log written with segments of at most `segment_size_bytes`: no search
-/// reads past that size (see the module docs).
+/// What the scan may assume about the log's segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// No segment was written past this size (an oversized single record aside): no search
+    /// reads past it (see the module docs).
+    pub segment_size_bytes: u64,
+    /// Every segment must name this store and shard (`None`: any); one that names another is
+    /// corruption naming the file, never replayed.
+    pub identity: Option<format::StoreIdentity>,
+}
+
+/// Like [`scan`], with what the log's options say about its segments.
 pub fn scan_bounded<E: Env>(
     env: &E,
     dir: &Path,
     mode: RecoveryMode,
-    segment_size_bytes: u64,
+    expect: Expect,
     mut visit: impl FnMut(Record),
 ) -> Result<ScanReport, WalError> {
+    let segment_size_bytes = expect.segment_size_bytes;
     let ids = list_segments(env, dir)?;
     let mut report = ScanReport { next_lsn: 1, ..ScanReport::default() };
     for (index, &id) in ids.iter().enumerate() {
@@ -230,6 +241,11 @@ pub fn scan_bounded<E: Env>(
         let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?.to_vec();
         let later_segments = &ids[index + 1..];
         let header = match format::decode_segment_header(&header) {
+            Ok(header) if header.segment_id == id && expect.identity.is_some_and(|i| i != header.identity) => {
+                let expected = expect.identity.unwrap_or_default();
+                let detail = format!("segment belongs to {}, this log is {expected}", header.identity);
+                return Err(WalError::corruption(&path, 0, report.next_lsn, detail));
+            }
             Ok(header) if header.segment_id == id => header,
             // Only a segment that follows an intact one (or segment 1 of a new log) can be a
             // creation in progress: after truncate_before, the only segment is an old one.
