@@ -441,9 +441,16 @@ mod tests {
         assert_eq!(decode_segment_header(&other), Err(DecodeError::BadChecksum));
         let mut wrong_magic = bytes;
         wrong_magic[0] = b'X';
-        let crc = crc32fast::hash(&wrong_magic[0..28]);
-        wrong_magic[28..32].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&wrong_magic[0..44]);
+        wrong_magic[44..48].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode_segment_header(&wrong_magic), Err(DecodeError::BadMagic));
+        let mut v1 = [0; 32];
+        v1[0..8].copy_from_slice(SEGMENT_MAGIC);
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        v1[20..28].copy_from_slice(&1u64.to_le_bytes());
+        let crc = crc32fast::hash(&v1[0..28]);
+        v1[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_segment_header(&v1), Err(DecodeError::UnsupportedVersion(1)));
     }
 
     #[test]
