@@ -87,7 +87,11 @@ fn a_high_water_mark_out_of_range_is_damage_not_an_overflow() {
         kernel.close().expect("close");
     }
     let rewritten = fs::read(&high_water).unwrap();
-    assert_ne!(rewritten[8..16], u64::MAX.to_le_bytes(), "HIGH_WATER is never rewritten to the poisoned value");
+    assert_ne!(
+        rewritten[8..16],
+        u64::MAX.to_le_bytes(),
+        "HIGH_WATER is never rewritten to the poisoned value"
+    );
 }
 
 // Bug pinned: the newest segment extended sparsely to 4 GiB made open read every zero block
@@ -142,7 +146,8 @@ fn a_deleted_wal_next_to_a_damaged_checkpoint_is_data_loss() {
         for round in 0..2 {
             let kernel = open(dir.path(), SHARDS).expect("open");
             let failed = kernel.shard_status()[0].failed.clone();
-            let failure = failed.unwrap_or_else(|| panic!("remove_dir {remove_dir} round {round}: shard 0 serves"));
+            let failure =
+                failed.unwrap_or_else(|| panic!("remove_dir {remove_dir} round {round}: shard 0 serves"));
             assert!(failure.data_loss, "{failure}");
             assert!(kernel.shard_status()[1].failed.is_none());
             kernel.close().expect("close");

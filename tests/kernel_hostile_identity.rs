@@ -42,7 +42,8 @@ fn a_segment_swapped_between_shards_is_refused_by_name() {
     fs::write(&one, a).unwrap();
     let kernel = open(dir.path()).expect("open");
     for (shard, status) in kernel.shard_status().iter().enumerate() {
-        let failure = status.failed.as_ref().unwrap_or_else(|| panic!("shard {shard} serves a foreign segment"));
+        let failure =
+            status.failed.as_ref().unwrap_or_else(|| panic!("shard {shard} serves a foreign segment"));
         assert!(failure.data_loss, "{failure}");
         assert!(failure.reason.contains("belongs to store"), "{failure}");
         assert!(failure.reason.contains(&format!("shard {}", 1 - shard)), "{failure}");
@@ -75,7 +76,9 @@ fn a_kernel_file_of_format_version_one_is_refused_with_its_version() {
     v1[21..25].copy_from_slice(&crc.to_le_bytes());
     fs::write(dir.path().join("KERNEL"), v1).unwrap();
     match open(dir.path()) {
-        Err(KernelError::Corrupt { offset: 8, detail, .. }) => assert!(detail.contains("version 1"), "{detail}"),
+        Err(KernelError::Corrupt { offset: 8, detail, .. }) => {
+            assert!(detail.contains("version 1"), "{detail}")
+        }
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("a version 1 KERNEL opened"),
     }

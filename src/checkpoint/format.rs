@@ -280,6 +280,9 @@ mod tests {
         rotten[9] ^= 1;
         assert!(matches!(decode_high_water(&rotten), Err(FormatError::Checksum { .. })));
         assert_eq!(decode_high_water(&encode_high_water(CHECKPOINT_ID_MAX)), Ok(CHECKPOINT_ID_MAX));
-        assert!(matches!(decode_high_water(&encode_high_water(u64::MAX)), Err(FormatError::OutOfRange { .. })));
+        assert!(matches!(
+            decode_high_water(&encode_high_water(u64::MAX)),
+            Err(FormatError::OutOfRange { .. })
+        ));
     }
 }

@@ -400,11 +400,17 @@ pub fn recover<E: Env + Clone>(
 
 /// Refuses a WAL without segments next to a checkpoint store that has held checkpoints (see
 /// the module docs).
-fn check_wal_exists<E: Env>(env: &E, wal_dir: &Path, checkpoints: &CheckpointStore<E>) -> Result<(), RecoveryError> {
+fn check_wal_exists<E: Env>(
+    env: &E,
+    wal_dir: &Path,
+    checkpoints: &CheckpointStore<E>,
+) -> Result<(), RecoveryError> {
     let segments = match env.list_dir(wal_dir) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
         Err(error) => return Err(RecoveryError::Wal(WalError::io("list", wal_dir, error))),
-        Ok(names) => names.iter().filter(|name| crate::wal::format::parse_segment_file_name(name).is_some()).count(),
+        Ok(names) => {
+            names.iter().filter(|name| crate::wal::format::parse_segment_file_name(name).is_some()).count()
+        }
     };
     let checkpoint_id_seen = checkpoints.next_id().saturating_sub(1);
     if segments == 0 && checkpoint_id_seen > 0 {

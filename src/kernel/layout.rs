@@ -66,7 +66,8 @@ pub fn draw_store_id<E: Env>(env: &E, dir: &Path) -> u64 {
     let wall = env.now_wall().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let mono = env.now_monotonic().as_nanos() as u64;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in wall.to_le_bytes().iter().chain(&mono.to_le_bytes()).chain(dir.as_os_str().as_encoded_bytes()) {
+    for byte in wall.to_le_bytes().iter().chain(&mono.to_le_bytes()).chain(dir.as_os_str().as_encoded_bytes())
+    {
         hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
     }
     hash.max(1)

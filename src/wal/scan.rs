@@ -209,7 +209,13 @@ pub fn scan<E: Env>(
     mode: RecoveryMode,
     visit: impl FnMut(Record),
 ) -> Result<ScanReport, WalError> {
-    scan_bounded(env, dir, mode, Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None }, visit)
+    scan_bounded(
+        env,
+        dir,
+        mode,
+        Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None },
+        visit,
+    )
 }
 
 /// What the scan may assume about the log's segments.
@@ -241,7 +247,9 @@ pub fn scan_bounded<E: Env>(
         let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?.to_vec();
         let later_segments = &ids[index + 1..];
         let header = match format::decode_segment_header(&header) {
-            Ok(header) if header.segment_id == id && expect.identity.is_some_and(|i| i != header.identity) => {
+            Ok(header)
+                if header.segment_id == id && expect.identity.is_some_and(|i| i != header.identity) =>
+            {
                 let expected = expect.identity.unwrap_or_default();
                 let detail = format!("segment belongs to {}, this log is {expected}", header.identity);
                 return Err(WalError::corruption(&path, 0, report.next_lsn, detail));
