@@ -135,11 +135,11 @@ fn a_second_open_is_refused_and_reopening_with_another_shape_is_an_error() {
         Kernel::open(OsEnv::new(), dir.path(), prefix),
         Err(KernelError::ConfigMismatch { .. })
     ));
-    std::fs::write(dir.path().join("KERNEL"), b"STRMHOLD garbage garbage!").unwrap();
+    std::fs::write(dir.path().join("KERNEL"), b"STRMHOLD garbage garbage garbage!").unwrap();
     match Kernel::open(OsEnv::new(), dir.path(), config(4)) {
         Err(KernelError::Corrupt { path, offset, .. }) => {
             assert!(path.ends_with("KERNEL"));
-            assert_eq!(offset, 21, "the checksum field");
+            assert_eq!(offset, 29, "the checksum field (KERNEL format 2)");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }

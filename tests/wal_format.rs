@@ -148,9 +148,11 @@ proptest! {
     fn wal_format_segment_header_round_trips_and_any_flipped_bit_is_refused(
         segment_id in any::<u64>(),
         first_lsn in 1..=format::FIRST_LSN_MAX,
+        (store_id, shard, shards) in (any::<u64>(), any::<u32>(), any::<u32>()),
         bit in 0..SEGMENT_HEADER_FIELDS_BYTES * 8,
     ) {
-        let header = SegmentHeader { segment_id, first_lsn };
+        let identity = format::StoreIdentity { store_id, shard, shards };
+        let header = SegmentHeader { segment_id, first_lsn, identity };
         let mut bytes = format::encode_segment_header(&header).to_vec();
         prop_assert_eq!(format::decode_segment_header(&bytes), Ok(header));
         bytes[bit / 8] ^= 1 << (bit % 8);
@@ -196,7 +198,11 @@ fn wal_format_segment_header_with_an_impossible_first_lsn_is_refused() {
     // Regression (review finding): a checksummed header naming first lsn 0 made
     // `last_lsn()` underflow, and one near u64::MAX overflowed `lsn + 1` during the scan.
     for first_lsn in [0, format::FIRST_LSN_MAX + 1, u64::MAX] {
-        let bytes = format::encode_segment_header(&SegmentHeader { segment_id: 1, first_lsn });
+        let bytes = format::encode_segment_header(&SegmentHeader {
+            segment_id: 1,
+            first_lsn,
+            identity: format::StoreIdentity::default(),
+        });
         assert_eq!(
             format::decode_segment_header(&bytes),
             Err(format::DecodeError::InvalidFirstLsn(first_lsn))

@@ -35,6 +35,10 @@ impl<E: Env> CheckpointStore<E> {
         let data_bytes =
             data::encode_data(&data).map_err(|e| CheckpointError::InvalidRequest(e.to_string()))?;
         let id = self.next_id;
+        if id > format::CHECKPOINT_ID_MAX {
+            let detail = format!("checkpoint ids are exhausted (next id {id})");
+            return Err(CheckpointError::InvalidRequest(detail));
+        }
         let file = FileEntry {
             name: DATA_FILE_NAME.to_string(),
             len_bytes: data_bytes.len() as u64,

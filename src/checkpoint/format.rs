@@ -36,6 +36,9 @@ pub const META_BODY_BYTES_MAX: usize = 1024 * 1024;
 pub const META_FILE_BYTES_MAX: usize = META_HEADER_BYTES + META_BODY_BYTES_MAX;
 /// Bytes of a `HIGH_WATER` file.
 pub const HIGH_WATER_BYTES: usize = 20;
+/// The largest checkpoint id a store hands out or accepts from disk (ids, epochs and lsns read
+/// back are bounded by it, so no arithmetic on them overflows: room for 2^62 checkpoints).
+pub const CHECKPOINT_ID_MAX: u64 = 1 << 62;
 const META_MAGIC: &[u8; 8] = b"STRMCKM\0";
 const HIGH_WATER_MAGIC: &[u8; 8] = b"STRMCKH\0";
 
@@ -94,6 +97,15 @@ pub enum FormatError {
         /// Its encoded length.
         len: usize,
     },
+    /// The checksum passes but a field holds a value beyond its bound.
+    OutOfRange {
+        /// The field's offset in the file.
+        offset: usize,
+        /// Its value.
+        value: u64,
+        /// The largest value it may hold.
+        max: u64,
+    },
 }
 
 impl fmt::Display for FormatError {
@@ -116,6 +128,9 @@ impl fmt::Display for FormatError {
             FormatError::Body(detail) => write!(f, "body at offset {META_HEADER_BYTES}: {detail}"),
             FormatError::TooLarge { len } => {
                 write!(f, "metadata of {len} bytes exceeds {META_BODY_BYTES_MAX}")
+            }
+            FormatError::OutOfRange { offset, value, max } => {
+                write!(f, "value {value} at offset {offset} exceeds {max}")
             }
         }
     }
@@ -212,7 +227,11 @@ pub fn decode_high_water(bytes: &[u8]) -> Result<u64, FormatError> {
     }
     let mut id = [0; 8];
     id.copy_from_slice(&bytes[8..16]);
-    Ok(u64::from_le_bytes(id))
+    let id = u64::from_le_bytes(id);
+    if id > CHECKPOINT_ID_MAX {
+        return Err(FormatError::OutOfRange { offset: 8, value: id, max: CHECKPOINT_ID_MAX });
+    }
+    Ok(id)
 }
 
 /// The directory name of checkpoint `id`.
@@ -220,13 +239,15 @@ pub fn checkpoint_dir_name(id: u64) -> String {
     format!("ckpt-{id:016x}")
 }
 
-/// The checkpoint id a directory name names, if it is exactly a checkpoint directory name.
+/// The checkpoint id a directory name names, if it is exactly a checkpoint directory name of
+/// an id this store can have handed out (1..=[`CHECKPOINT_ID_MAX`]). Any other name, such as
+/// `ckpt-ffffffffffffffff`, was never written by a store and is not one of its checkpoints.
 pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
     let hex = name.strip_prefix("ckpt-")?;
     if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
-    u64::from_str_radix(hex, 16).ok()
+    u64::from_str_radix(hex, 16).ok().filter(|id| (1..=CHECKPOINT_ID_MAX).contains(id))
 }
 
 #[cfg(test)]
@@ -236,7 +257,17 @@ mod tests {
     #[test]
     fn checkpoint_dir_names_round_trip_and_others_are_ignored() {
         assert_eq!(parse_checkpoint_dir_name(&checkpoint_dir_name(0xabc)), Some(0xabc));
-        for name in ["ckpt-1", "ckpt-000000000000000G", "ckpt-000000000000000A", "LOCK", "HIGH_WATER"] {
+        for name in [
+            "ckpt-1",
+            "ckpt-000000000000000G",
+            "ckpt-000000000000000A",
+            "LOCK",
+            "HIGH_WATER",
+            "ckpt-0000000000000000",
+            "ckpt-ffffffffffffffff",
+            "ckpt-fffffffffffffffe",
+            "ckpt-4000000000000001",
+        ] {
             assert_eq!(parse_checkpoint_dir_name(name), None, "{name}");
         }
     }
@@ -248,5 +279,10 @@ mod tests {
         let mut rotten = bytes;
         rotten[9] ^= 1;
         assert!(matches!(decode_high_water(&rotten), Err(FormatError::Checksum { .. })));
+        assert_eq!(decode_high_water(&encode_high_water(CHECKPOINT_ID_MAX)), Ok(CHECKPOINT_ID_MAX));
+        assert!(matches!(
+            decode_high_water(&encode_high_water(u64::MAX)),
+            Err(FormatError::OutOfRange { .. })
+        ));
     }
 }

@@ -7,7 +7,8 @@
 //! - a full checkpoint has no parent; an incremental one has a parent with a smaller id;
 //! - it lists at least one file; every file name is a plain name (no path separator, not
 //!   `.`/`..`, not one of the store's own names) and appears once;
-//! - `size_bytes` is the sum of the files' lengths.
+//! - `size_bytes` is the sum of the files' lengths;
+//! - `id`, `epoch` and `lsn` are at most [`super::format::CHECKPOINT_ID_MAX`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -147,6 +148,14 @@ impl CheckpointMeta {
     pub fn check(&self, dir_id: u64) -> Result<(), MetaCheckError> {
         if self.id != dir_id {
             return fail("id", format!("{} but the directory is checkpoint {dir_id}", self.id));
+        }
+        // Bounds, so no arithmetic on what disk says overflows (ids, epochs and lsns grow by
+        // one at a time from 0 and never get near them).
+        let max = super::format::CHECKPOINT_ID_MAX;
+        for (field, value) in [("id", self.id), ("epoch", self.epoch), ("lsn", self.lsn)] {
+            if value > max {
+                return fail(field, format!("{value} exceeds {max}"));
+            }
         }
         match (self.kind, self.parent) {
             (CheckpointKind::Full, Some(parent)) => {

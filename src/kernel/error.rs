@@ -63,6 +63,14 @@ pub enum KernelError {
     },
     /// A key, value or document id is empty or too long.
     InvalidInput(String),
+    /// `KERNEL` is missing but a shard directory holds data: the store exists, and creating
+    /// it anew (perhaps with another shard count or router) would strand that data.
+    KernelFileMissing {
+        /// The missing file.
+        path: PathBuf,
+        /// A shard directory that holds data.
+        shard_dir: PathBuf,
+    },
 }
 
 impl KernelError {
@@ -109,6 +117,13 @@ impl fmt::Display for KernelError {
                 key.escape_ascii()
             ),
             KernelError::InvalidInput(what) => f.write_str(what),
+            KernelError::KernelFileMissing { path, shard_dir } => write!(
+                f,
+                "{} is missing, but {} holds data: the store exists and its shard count and router \
+                 are unknown; restore the file (the store is not re-created over its data)",
+                path.display(),
+                shard_dir.display()
+            ),
         }
     }
 }

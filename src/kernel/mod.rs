@@ -31,7 +31,10 @@
 //! The kernel starts no thread of its own. [`Kernel::tick`] does the background work: each
 //! shard checkpoints when an epoch trigger fires (operations, WAL bytes, time; the WAL-bytes
 //! trigger caps the WAL to replay after a crash) and, with `sync_on_tick`, syncs unsynced
-//! commits. The simulator calls it at chosen times; [`Kernel::spawn_ticker`] runs it on a
+//! commits. Then a shard whose every record is durable but whose newest record no durable
+//! record vouches for appends and syncs an empty vouching record, so rot in the last
+//! acknowledged commit is detected at recovery instead of taken for a torn tail (DESIGN.md
+//! rule 18); an idle shard does this once, not at every tick. The simulator calls it at chosen times; [`Kernel::spawn_ticker`] runs it on a
 //! thread for real-OS users.
 
 mod config;
@@ -55,7 +58,7 @@ pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
 use crate::env::Env;
 use crate::recovery::RecoveryReport;
 use crate::shard::{Failure, Intent, Shard, ShardError, ShardStats, ShardStatus, Tick};
-use crate::wal::{Durability, Lsn};
+use crate::wal::{Durability, Lsn, StoreIdentity};
 use layout::KernelMeta;
 
 /// Key-value pairs in key order, as scans return them.
@@ -77,6 +80,9 @@ pub struct TickReport {
     pub checkpoints: Vec<(u32, u64)>,
     /// Shards whose unsynced commits were synced.
     pub synced: Vec<u32>,
+    /// Shards that appended and synced an empty record vouching for their newest durable
+    /// record: (shard, its lsn).
+    pub vouched: Vec<(u32, u64)>,
     /// Shards that failed during this tick, with the error.
     pub failed: Vec<(u32, ShardError)>,
 }
@@ -146,12 +152,13 @@ impl<E: Env + Clone> Kernel<E> {
             std::io::ErrorKind::WouldBlock => KernelError::Locked { path: dir.to_path_buf() },
             _ => KernelError::io("lock directory", dir, error),
         })?;
-        let wanted = KernelMeta { shards: config.shards, router: config.router };
-        match layout::read_meta(&env, dir)? {
+        let wanted = KernelMeta { shards: config.shards, router: config.router, store_id: 0 };
+        let store_id = match layout::read_meta(&env, dir)? {
             // Sync even when `KERNEL` was found: an earlier open may have renamed it into
             // place and failed (or died) before its directory sync was durable.
-            Some(found) if found == wanted => {
+            Some(found) if found.same_config(&wanted) => {
                 env.sync_dir(dir).map_err(|e| KernelError::io("sync directory", dir, e))?;
+                found.store_id
             }
             Some(found) => {
                 return Err(KernelError::ConfigMismatch {
@@ -162,23 +169,31 @@ impl<E: Env + Clone> Kernel<E> {
                     ),
                 });
             }
-            None => layout::create(&env, dir, &wanted)?,
-        }
-        let shards = Self::open_shards(&env, dir, &config);
+            None => {
+                if let Some(shard_dir) = layout::find_shard_data(&env, dir)? {
+                    let path = dir.join(layout::KERNEL_FILE_NAME);
+                    return Err(KernelError::KernelFileMissing { path, shard_dir });
+                }
+                let created = KernelMeta { store_id: layout::draw_store_id(&env, dir), ..wanted };
+                layout::create(&env, dir, &created)?;
+                created.store_id
+            }
+        };
+        let shards = Self::open_shards(&env, dir, &config, store_id);
         Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock })
     }
 
-    fn open_shards(env: &E, dir: &Path, config: &Config) -> Vec<Shard<E>> {
+    fn open_shards(env: &E, dir: &Path, config: &Config, store_id: u64) -> Vec<Shard<E>> {
         // Precondition: the config was validated (at least one shard).
         debug_assert!(config.shards >= 1, "a kernel has at least one shard");
-        let shards = Self::open_shards_unchecked(env, dir, config);
+        let shards = Self::open_shards_unchecked(env, dir, config, store_id);
         // Postconditions: one shard per index, in order, failed or serving.
         debug_assert_eq!(shards.len(), config.shards as usize, "every shard is opened");
         debug_assert!(shards.iter().enumerate().all(|(i, s)| s.id() == i as u32), "shards are in order");
         shards
     }
 
-    fn open_shards_unchecked(env: &E, dir: &Path, config: &Config) -> Vec<Shard<E>> {
+    fn open_shards_unchecked(env: &E, dir: &Path, config: &Config, store_id: u64) -> Vec<Shard<E>> {
         let threads = match config.recovery_threads {
             0 => env.parallelism(),
             n => n.min(env.parallelism().max(1)),
@@ -198,7 +213,9 @@ impl<E: Env + Clone> Kernel<E> {
             // A panic while recovering one shard (a bug, or disk contents nothing checks)
             // fails that shard only.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                Shard::open(id, env.clone(), &shard_dir, &config.shard, progress)
+                let mut options = config.shard.clone();
+                options.wal.identity = StoreIdentity { store_id, shard: id, shards: config.shards };
+                Shard::open(id, env.clone(), &shard_dir, &options, progress)
             }))
             .unwrap_or_else(|_| failed(Failure::panic("recovery")))
         };
@@ -414,8 +431,9 @@ impl<E: Env + Clone> Kernel<E> {
         let mut report = TickReport::default();
         for shard in self.shards.iter().filter(|s| s.status().failed.is_none()) {
             match shard.tick(self.config.sync_on_tick) {
-                Ok(Tick { checkpoint, synced }) => {
+                Ok(Tick { checkpoint, synced, vouched }) => {
                     report.checkpoints.extend(checkpoint.map(|id| (shard.id(), id)));
+                    report.vouched.extend(vouched.map(|lsn| (shard.id(), lsn)));
                     if synced {
                         report.synced.push(shard.id());
                     }

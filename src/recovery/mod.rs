@@ -29,6 +29,13 @@
 //!   empty state only if the WAL still starts at lsn 1 (the oldest fallback of all); else it
 //!   fails with the reason for each checkpoint. Without any checkpoint, a WAL that does not
 //!   start at lsn 1 fails with [`RecoveryError::WalStartsLate`];
+//! - **a recovery that starts from nothing proves the store is new**: a WAL directory that is
+//!   missing or holds no segment is new only if the checkpoint store never held a checkpoint
+//!   (no valid, damaged or partial directory, no `HIGH_WATER`): a checkpoint is only ever
+//!   created after the WAL's first segment is durable, and the WAL never deletes its last
+//!   segment. Otherwise the WAL is gone with everything it held:
+//!   [`RecoveryError::WalGone`], checked before the WAL is opened (which would create a new
+//!   segment and make the next open look like a new store);
 //! - a replay point above the record after the checkpoint's lsn would skip records the
 //!   checkpoint does not hold: it is refused as [`RecoveryError::BadCheckpointState`];
 //! - an I/O error anywhere fails recovery (it says nothing about the data); it is never taken
@@ -213,6 +220,14 @@ pub enum RecoveryError {
         /// What the replayer said.
         detail: String,
     },
+    /// The WAL directory is missing or holds no segment, but the checkpoint store has held
+    /// checkpoints: the WAL existed, and every record it held is lost.
+    WalGone {
+        /// The WAL directory.
+        wal_dir: PathBuf,
+        /// The highest checkpoint id the checkpoint store has seen.
+        checkpoint_id_seen: u64,
+    },
 }
 
 impl RecoveryError {
@@ -264,6 +279,12 @@ impl fmt::Display for RecoveryError {
             RecoveryError::BadRecord { wal_dir, segment_id, lsn, detail } => write!(
                 f,
                 "{}: record lsn {lsn} in segment {segment_id} is not this store's: {detail}",
+                wal_dir.display()
+            ),
+            RecoveryError::WalGone { wal_dir, checkpoint_id_seen } => write!(
+                f,
+                "{}: the WAL holds no segment, but checkpoints up to id {checkpoint_id_seen} exist: \
+                 the WAL was deleted and every record it held is lost",
                 wal_dir.display()
             ),
         }
@@ -342,6 +363,7 @@ pub fn recover<E: Env + Clone>(
         checkpoint: meta.as_ref().map(|m| m.id),
         detail,
     })?;
+    check_wal_exists(env, paths.wal_dir, &checkpoints)?;
     let (wal, scan) = replay_wal(env, &paths, replayer, meta.as_ref().map_or(0, |m| m.lsn), &mut report)?;
     let wal_dir = paths.wal_dir.to_path_buf();
     let first_available = scan.segments.first().map_or(scan.next_lsn, |&(_, first)| first);
@@ -386,6 +408,27 @@ fn start_from_checkpoint(
             report.replay_from, meta.lsn
         );
         return Err(RecoveryError::BadCheckpointState { checkpoint: Some(meta.id), detail });
+    }
+    Ok(())
+}
+
+/// Refuses a WAL without segments next to a checkpoint store that has held checkpoints (see
+/// the module docs).
+fn check_wal_exists<E: Env>(
+    env: &E,
+    wal_dir: &Path,
+    checkpoints: &CheckpointStore<E>,
+) -> Result<(), RecoveryError> {
+    let segments = match env.list_dir(wal_dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(error) => return Err(RecoveryError::Wal(WalError::io("list", wal_dir, error))),
+        Ok(names) => {
+            names.iter().filter(|name| crate::wal::format::parse_segment_file_name(name).is_some()).count()
+        }
+    };
+    let checkpoint_id_seen = checkpoints.next_id().saturating_sub(1);
+    if segments == 0 && checkpoint_id_seen > 0 {
+        return Err(RecoveryError::WalGone { wal_dir: wal_dir.to_path_buf(), checkpoint_id_seen });
     }
     Ok(())
 }

@@ -236,6 +236,9 @@ struct Serving<E: Env> {
     last_checkpoint: Option<u64>,
     sync: SyncState,
     stats: ShardStats,
+    /// The highest lsn a durable record vouches for (its `durable_lsn` claims it) or that
+    /// needs no vouching (an empty vouching record): rot at or below it is detectable.
+    vouched_lsn: Lsn,
 }
 
 enum Inner<E: Env> {

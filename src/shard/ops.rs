@@ -41,6 +41,9 @@ pub struct Tick {
     pub checkpoint: Option<u64>,
     /// Whether it synced unsynced commits.
     pub synced: bool,
+    /// The lsn of the empty record it appended and synced to vouch for the newest durable
+    /// record (DESIGN.md rule 18).
+    pub vouched: Option<Lsn>,
 }
 
 /// Bytes a sync may skip to reach the next sector (the WAL's sync alignment).
@@ -336,7 +339,40 @@ impl<E: Env + Clone> Shard<E> {
             self.sync(Durability::Data)?;
             tick.synced = true;
         }
+        tick.vouched = self.vouch()?;
         Ok(tick)
+    }
+
+    /// When every appended record is durable and no durable record vouches for the newest
+    /// one, appends an empty batch (its `durable_lsn` claims the newest record) and syncs it:
+    /// from then on, rot in that record is corruption a recovery reports, not a torn tail it
+    /// truncates (DESIGN.md rule 18). The empty record carries nothing, so losing it to rot
+    /// or a tear loses nothing; it needs no vouching in turn, and an idle shard appends no
+    /// more. With unsynced commits pending it does nothing: syncing them is `tick`'s
+    /// `sync_dirty` decision, and the sync that makes them durable comes first.
+    fn vouch(&self) -> Result<Option<Lsn>, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+        let (Ok(last), Ok(durable)) = (wal.last_lsn(), wal.durable_lsn()) else {
+            return Ok(None);
+        };
+        if last != durable || durable <= serving.vouched_lsn {
+            return Ok(None);
+        }
+        let payload = Batch { ops: Vec::new(), doc: None }.encode();
+        let lsn = match wal.commit(RecordKind::Data, 0, 0, &payload, Durability::None) {
+            Ok(lsn) => lsn,
+            Err(error) => {
+                let sync = serving.sync;
+                return Err(self.fail(&mut inner, Failure::wal("append vouching record", error), sync));
+            }
+        };
+        serving.vouched_lsn = lsn;
+        serving.sync = SyncState::Dirty;
+        drop(inner);
+        self.sync_through(lsn, Durability::Data)?;
+        Ok(Some(lsn))
     }
 
     /// Counters, with `entries` counted now.

@@ -207,6 +207,9 @@ impl<E: Env + Clone> Shard<E> {
             last_checkpoint: recovered.report.checkpoint.as_ref().map(|c| c.id),
             sync: SyncState::Clean,
             stats: ShardStats::default(),
+            // Whether a recovered record vouches for the last one is not tracked: the first
+            // idle tick vouches for what recovery found.
+            vouched_lsn: 0,
         };
         debug_assert_eq!(
             replayer.replayed, recovered.report.records_replayed,

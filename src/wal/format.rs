@@ -4,11 +4,14 @@
 //! segment file wal-<id:016x>.log
 //! 0..4096        segment header, alone in its sector (a torn append never shares its sector)
 //!   0..8           magic "STRMWAL\0"
-//!   8..12          format version, u32 LE (1)
+//!   8..12          format version, u32 LE (2; version 1 had no identity)
 //!   12..20         segment id, u64 LE
 //!   20..28         first lsn of the segment, u64 LE
-//!   28..32         crc32 of bytes 0..28
-//!   32..4096       zero
+//!   28..36         store id, u64 LE (drawn when the store was created; 0: a standalone log)
+//!   36..40         shard index, u32 LE
+//!   40..44         shard count, u32 LE (0: a standalone log)
+//!   44..48         crc32 of bytes 0..44
+//!   48..4096       zero
 //! 4096..         records, each starting on a multiple of 8 (the gap is zeros); after each sync
 //!                the writer starts the next record on a 4096-byte boundary, so new appends
 //!                never share a sector with synced ones (zeros never decode as a record)
@@ -39,7 +42,7 @@ pub type Lsn = u64;
 /// Bytes of the segment header's sector; records start here.
 pub const SEGMENT_HEADER_BYTES: u64 = 4096;
 /// Bytes of the fields of the segment header that carry data.
-pub const SEGMENT_HEADER_FIELDS_BYTES: usize = 32;
+pub const SEGMENT_HEADER_FIELDS_BYTES: usize = 48;
 /// Appends after a sync start on a multiple of this (the largest sector size we support).
 pub const SYNC_ALIGN_BYTES: u64 = 4096;
 /// Bytes of a record header.
@@ -49,7 +52,7 @@ pub const RECORD_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// The largest first lsn a segment may name (room for 2^62 more records).
 pub const FIRST_LSN_MAX: Lsn = 1 << 62;
 /// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const SEGMENT_MAGIC: &[u8; 8] = b"STRMWAL\0";
 
 const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(SYNC_ALIGN_BYTES));
@@ -102,6 +105,28 @@ impl RecordKind {
     }
 }
 
+/// Which store and shard a durable file belongs to (DESIGN.md rule 14), so a file copied or
+/// swapped from another shard or store is refused by name instead of served. The default (all
+/// zero) is a standalone log or store outside a kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoreIdentity {
+    /// Drawn when the store was created (see `kernel::layout`).
+    pub store_id: u64,
+    /// The shard index.
+    pub shard: u32,
+    /// The shard count.
+    pub shards: u32,
+}
+
+impl fmt::Display for StoreIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shards == 0 && self.store_id == 0 {
+            return f.write_str("a standalone log");
+        }
+        write!(f, "store {:016x} shard {} of {}", self.store_id, self.shard, self.shards)
+    }
+}
+
 /// The header of a segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -109,6 +134,8 @@ pub struct SegmentHeader {
     pub segment_id: u64,
     /// The lsn of its first record.
     pub first_lsn: Lsn,
+    /// The store and shard the segment belongs to.
+    pub identity: StoreIdentity,
 }
 
 /// A record, as written or read.
@@ -195,22 +222,34 @@ fn need(bytes: &[u8], needed: usize) -> Result<(), DecodeError> {
     if bytes.len() < needed { Err(DecodeError::Truncated { needed, available: bytes.len() }) } else { Ok(()) }
 }
 
-/// Encodes a segment header into its 32 data bytes (the rest of its sector is zero).
+/// Encodes a segment header into its 48 data bytes (the rest of its sector is zero).
 pub fn encode_segment_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_FIELDS_BYTES] {
     let mut bytes = [0; SEGMENT_HEADER_FIELDS_BYTES];
     bytes[0..8].copy_from_slice(SEGMENT_MAGIC);
     bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     bytes[12..20].copy_from_slice(&header.segment_id.to_le_bytes());
     bytes[20..28].copy_from_slice(&header.first_lsn.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[0..28]);
-    bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+    bytes[28..36].copy_from_slice(&header.identity.store_id.to_le_bytes());
+    bytes[36..40].copy_from_slice(&header.identity.shard.to_le_bytes());
+    bytes[40..44].copy_from_slice(&header.identity.shards.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[0..44]);
+    bytes[44..48].copy_from_slice(&crc.to_le_bytes());
     bytes
 }
 
 /// Decodes a segment header from the start of `bytes`.
 pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
+    // A version 1 header is shorter and checksummed differently: name its version rather
+    // than calling it damage.
+    if bytes.len() >= 32
+        && &bytes[0..8] == SEGMENT_MAGIC
+        && u32_at(bytes, 8) == 1
+        && crc32fast::hash(&bytes[0..28]) == u32_at(bytes, 28)
+    {
+        return Err(DecodeError::UnsupportedVersion(1));
+    }
     need(bytes, SEGMENT_HEADER_FIELDS_BYTES)?;
-    if crc32fast::hash(&bytes[0..28]) != u32_at(bytes, 28) {
+    if crc32fast::hash(&bytes[0..44]) != u32_at(bytes, 44) {
         return Err(DecodeError::BadChecksum);
     }
     if &bytes[0..8] != SEGMENT_MAGIC {
@@ -220,11 +259,13 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError>
     if version != FORMAT_VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
     }
+    let identity =
+        StoreIdentity { store_id: u64_at(bytes, 28), shard: u32_at(bytes, 36), shards: u32_at(bytes, 40) };
     let first_lsn = u64_at(bytes, 20);
     if first_lsn == 0 || first_lsn > FIRST_LSN_MAX {
         return Err(DecodeError::InvalidFirstLsn(first_lsn));
     }
-    Ok(SegmentHeader { segment_id: u64_at(bytes, 12), first_lsn })
+    Ok(SegmentHeader { segment_id: u64_at(bytes, 12), first_lsn, identity })
 }
 
 /// Records start on multiples of this within a segment.
@@ -391,7 +432,8 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_refuses_other_files() {
-        let header = SegmentHeader { segment_id: 9, first_lsn: 1000 };
+        let identity = StoreIdentity { store_id: 0xfeed, shard: 2, shards: 3 };
+        let header = SegmentHeader { segment_id: 9, first_lsn: 1000, identity };
         let bytes = encode_segment_header(&header);
         assert_eq!(decode_segment_header(&bytes), Ok(header));
         let mut other = bytes;
@@ -399,9 +441,16 @@ mod tests {
         assert_eq!(decode_segment_header(&other), Err(DecodeError::BadChecksum));
         let mut wrong_magic = bytes;
         wrong_magic[0] = b'X';
-        let crc = crc32fast::hash(&wrong_magic[0..28]);
-        wrong_magic[28..32].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&wrong_magic[0..44]);
+        wrong_magic[44..48].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode_segment_header(&wrong_magic), Err(DecodeError::BadMagic));
+        let mut v1 = [0; 32];
+        v1[0..8].copy_from_slice(SEGMENT_MAGIC);
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        v1[20..28].copy_from_slice(&1u64.to_le_bytes());
+        let crc = crc32fast::hash(&v1[0..28]);
+        v1[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_segment_header(&v1), Err(DecodeError::UnsupportedVersion(1)));
     }
 
     #[test]

@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 
 use crate::env::Env;
 pub use error::WalError;
-pub use format::{Lsn, Record, RecordKind};
+pub use format::{Lsn, Record, RecordKind, StoreIdentity};
 use format::{RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES, SegmentHeader};
 pub use scan::{Dropped, RecoveryMode, ScanReport};
 
@@ -82,6 +82,9 @@ pub struct WalOptions {
     pub preallocate: bool,
     /// How recovery treats damage. Default [`RecoveryMode::TolerateTornTail`].
     pub recovery_mode: RecoveryMode,
+    /// The store and shard this log belongs to: written into every segment header, and a
+    /// segment naming another is refused at recovery. Default: a standalone log.
+    pub identity: StoreIdentity,
 }
 
 impl Default for WalOptions {
@@ -90,6 +93,7 @@ impl Default for WalOptions {
             segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
             preallocate: true,
             recovery_mode: RecoveryMode::default(),
+            identity: StoreIdentity::default(),
         }
     }
 }
@@ -220,8 +224,8 @@ impl<E: Env> Wal<E> {
     }
 }
 
-fn segment_header(id: u64, first_lsn: Lsn) -> Vec<u8> {
-    format::encode_segment_header(&SegmentHeader { segment_id: id, first_lsn }).to_vec()
+fn segment_header(id: u64, first_lsn: Lsn, identity: StoreIdentity) -> Vec<u8> {
+    format::encode_segment_header(&SegmentHeader { segment_id: id, first_lsn, identity }).to_vec()
 }
 
 const _: () = assert!(RECORD_PAYLOAD_BYTES_MAX as u64 <= SEGMENT_SIZE_BYTES_MAX);

@@ -26,7 +26,9 @@ impl<E: Env> Wal<E> {
         if let Some(parent) = dir.parent() {
             io("sync directory", parent, env.sync_dir(parent))?;
         }
-        let report = scan::scan(&env, dir, options.recovery_mode, visit)?;
+        let expect =
+            scan::Expect { segment_size_bytes: options.segment_size_bytes, identity: Some(options.identity) };
+        let report = scan::scan_bounded(&env, dir, options.recovery_mode, expect, visit)?;
         for &id in report.partial_segments.iter().chain(&report.cut_segments) {
             let path = dir.join(format::segment_file_name(id));
             io("remove segment", &path, env.remove_file(&path))?;
@@ -70,7 +72,11 @@ pub(super) fn create_segment<E: Env>(
 ) -> Result<Segment<E::File>, WalError> {
     let path = dir.join(format::segment_file_name(id));
     let file = io("create segment", &path, env.open(&path, OpenOptions::create().truncate(true)))?;
-    io("write segment header", &path, file.write_all_at(&segment_header(id, first_lsn), 0))?;
+    io(
+        "write segment header",
+        &path,
+        file.write_all_at(&segment_header(id, first_lsn, options.identity), 0),
+    )?;
     io("size segment", &path, file.set_len(SEGMENT_HEADER_BYTES))?;
     let mut preallocated = SEGMENT_HEADER_BYTES;
     if options.preallocate {

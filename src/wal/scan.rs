@@ -9,7 +9,11 @@
 //! reading fails the scan; it is never taken for the end of the log.
 //!
 //! Memory is bounded: segments are read through a window of [`READ_WINDOW_BYTES`] (or one
-//! record, if larger), whatever the log's length.
+//! record, if larger), whatever the log's length. Time is bounded by the segment size: the
+//! search past the last valid record for a vouching record or a torn tail stops at the
+//! segment size the log is opened with (or just past the last record, if a single oversized
+//! record pushed it further), since the writer never starts a record beyond it. Bytes past
+//! that bound (a file extended sparsely to gigabytes) are not the log's and are ignored.
 
 use std::path::{Path, PathBuf};
 
@@ -95,14 +99,16 @@ struct Window<'a, F: EnvFile> {
     file: &'a F,
     path: &'a Path,
     len: u64,
+    /// Where the writer may have started a record: searches past the records stop here.
+    extent: u64,
     start: u64,
     bytes: Vec<u8>,
 }
 
 impl<'a, F: EnvFile> Window<'a, F> {
-    fn new(file: &'a F, path: &'a Path) -> Result<Self, WalError> {
+    fn new(file: &'a F, path: &'a Path, extent: u64) -> Result<Self, WalError> {
         let len = file.len().map_err(|e| WalError::io("len", path, e))?;
-        Ok(Self { file, path, len, start: 0, bytes: Vec::new() })
+        Ok(Self { file, path, len, extent, start: 0, bytes: Vec::new() })
     }
 
     /// Up to `len` bytes at `offset` (fewer at the end of the file).
@@ -153,7 +159,10 @@ fn look_past<F: EnvFile>(
     let (mut vouch, mut later, mut nonzero_end) = (None, 0, from);
     let mut offset = from.next_multiple_of(RECORD_ALIGN_BYTES);
     let segment_id_bytes = segment_id.to_le_bytes();
-    while offset < window.len {
+    // No record starts past the segment size (one that starts at `from` may be the oversized
+    // first record of its segment).
+    let limit = window.len.min(window.extent.max(from.saturating_add(RECORD_ALIGN_BYTES)));
+    while offset < limit {
         // No header starts in an all-zero block (zeros never pass the checksum), and a
         // preallocated tail is mostly zeros: skip them a block at a time.
         if offset.is_multiple_of(SYNC_ALIGN_BYTES) {
@@ -193,58 +202,56 @@ pub fn list_segments<E: Env>(env: &E, dir: &Path) -> Result<Vec<u64>, WalError> 
     Ok(ids)
 }
 
-/// Scans the log in `dir`, calling `visit` for each valid record in lsn order.
+/// Scans the log in `dir`, calling `visit` for each valid record in lsn order, for a log
+/// whose segments may be as large as the largest segment size the options accept.
 pub fn scan<E: Env>(
     env: &E,
     dir: &Path,
     mode: RecoveryMode,
+    visit: impl FnMut(Record),
+) -> Result<ScanReport, WalError> {
+    scan_bounded(
+        env,
+        dir,
+        mode,
+        Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None },
+        visit,
+    )
+}
+
+/// What the scan may assume about the log's segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// No segment was written past this size (an oversized single record aside): no search
+    /// reads past it (see the module docs).
+    pub segment_size_bytes: u64,
+    /// Every segment must name this store and shard (`None`: any); one that names another is
+    /// corruption naming the file, never replayed.
+    pub identity: Option<format::StoreIdentity>,
+}
+
+/// Like [`scan`], with what the log's options say about its segments.
+pub fn scan_bounded<E: Env>(
+    env: &E,
+    dir: &Path,
+    mode: RecoveryMode,
+    expect: Expect,
     mut visit: impl FnMut(Record),
 ) -> Result<ScanReport, WalError> {
+    let segment_size_bytes = expect.segment_size_bytes;
     let ids = list_segments(env, dir)?;
     let mut report = ScanReport { next_lsn: 1, ..ScanReport::default() };
     for (index, &id) in ids.iter().enumerate() {
         let path = dir.join(format::segment_file_name(id));
         let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
-        let mut window = Window::new(&file, &path)?;
-        let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?.to_vec();
+        let mut window = Window::new(&file, &path, segment_size_bytes)?;
         let later_segments = &ids[index + 1..];
-        let header = match format::decode_segment_header(&header) {
-            Ok(header) if header.segment_id == id => header,
-            // Only a segment that follows an intact one (or segment 1 of a new log) can be a
-            // creation in progress: after truncate_before, the only segment is an old one.
-            _ if later_segments.is_empty() && (index > 0 || id == 1) => {
-                // A segment being created when the process died never held a record: its
-                // header is written and synced before the first one. If records of it exist,
-                // the header was damaged later, and deleting the segment would lose them.
-                let (_, records, _) = look_past(&mut window, SEGMENT_HEADER_BYTES, id, 0)?;
-                if records > 0 {
-                    let detail =
-                        format!("damaged segment header, but {records} records of the segment follow it");
-                    return Err(WalError::corruption(&path, 0, report.next_lsn, detail));
-                }
-                if mode == RecoveryMode::AbsoluteConsistency {
-                    let detail = "partial segment (creation interrupted), absolute consistency mode";
-                    return Err(WalError::corruption(&path, 0, report.next_lsn, detail));
-                }
-                report.partial_segments.push(id);
-                break;
-            }
-            Ok(_) => {
-                return Err(WalError::corruption(
-                    &path,
-                    0,
-                    report.next_lsn,
-                    "segment header names another segment",
-                ));
-            }
-            Err(error) => {
-                return Err(WalError::corruption(
-                    &path,
-                    0,
-                    report.next_lsn,
-                    format!("segment header: {error}"),
-                ));
-            }
+        // Only a segment that follows an intact one (or segment 1 of a new log) can be a
+        // creation in progress: after truncate_before, the only segment is an old one.
+        let may_be_partial = later_segments.is_empty() && (index > 0 || id == 1);
+        let Some(header) = checked_header(&mut window, &path, id, may_be_partial, mode, expect, &mut report)?
+        else {
+            break;
         };
         if !report.segments.is_empty() && header.first_lsn != report.next_lsn {
             let detail = format!(
@@ -259,7 +266,7 @@ pub fn scan<E: Env>(
         report.end = Some(LogEnd { segment_id: id, offset: end });
         let next = match later_segments.first() {
             None => None,
-            Some(&next_id) => Some(next_header(env, dir, next_id)?),
+            Some(&next_id) => Some(next_header(env, dir, next_id, segment_size_bytes)?),
         };
         let next_is_partial = matches!(next, Some(None)) && later_segments.len() == 1;
         match next {
@@ -283,6 +290,48 @@ pub fn scan<E: Env>(
         }
     }
     Ok(report)
+}
+
+/// The header of segment `id`, checked against its name, the expected identity and the damage
+/// rules; `None` for a partial segment whose creation was interrupted, which ends the log
+/// (`may_be_partial`: the segment is the last one and follows an intact one, or is segment 1).
+fn checked_header<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    path: &Path,
+    id: u64,
+    may_be_partial: bool,
+    mode: RecoveryMode,
+    expect: Expect,
+    report: &mut ScanReport,
+) -> Result<Option<format::SegmentHeader>, WalError> {
+    let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?.to_vec();
+    match format::decode_segment_header(&header) {
+        Ok(header) if header.segment_id == id && expect.identity.is_some_and(|i| i != header.identity) => {
+            let expected = expect.identity.unwrap_or_default();
+            let detail = format!("segment belongs to {}, this log is {expected}", header.identity);
+            Err(WalError::corruption(path, 0, report.next_lsn, detail))
+        }
+        Ok(header) if header.segment_id == id => Ok(Some(header)),
+        _ if may_be_partial => {
+            // A segment being created when the process died never held a record: its
+            // header is written and synced before the first one. If records of it exist,
+            // the header was damaged later, and deleting the segment would lose them.
+            let (_, records, _) = look_past(window, SEGMENT_HEADER_BYTES, id, 0)?;
+            if records > 0 {
+                let detail =
+                    format!("damaged segment header, but {records} records of the segment follow it");
+                return Err(WalError::corruption(path, 0, report.next_lsn, detail));
+            }
+            if mode == RecoveryMode::AbsoluteConsistency {
+                let detail = "partial segment (creation interrupted), absolute consistency mode";
+                return Err(WalError::corruption(path, 0, report.next_lsn, detail));
+            }
+            report.partial_segments.push(id);
+            Ok(None)
+        }
+        Ok(_) => Err(WalError::corruption(path, 0, report.next_lsn, "segment header names another segment")),
+        Err(error) => Err(WalError::corruption(path, 0, report.next_lsn, format!("segment header: {error}"))),
+    }
 }
 
 /// Hands every valid record of a segment to `visit`; returns the offset where they end.
@@ -321,10 +370,15 @@ fn scan_segment<F: EnvFile>(
 }
 
 /// The header of segment `next_id`, if it is valid and names that segment.
-fn next_header<E: Env>(env: &E, dir: &Path, next_id: u64) -> Result<Option<format::SegmentHeader>, WalError> {
+fn next_header<E: Env>(
+    env: &E,
+    dir: &Path,
+    next_id: u64,
+    extent: u64,
+) -> Result<Option<format::SegmentHeader>, WalError> {
     let path = dir.join(format::segment_file_name(next_id));
     let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
-    let mut window = Window::new(&file, &path)?;
+    let mut window = Window::new(&file, &path, extent)?;
     let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?;
     Ok(format::decode_segment_header(header).ok().filter(|h| h.segment_id == next_id))
 }

@@ -24,7 +24,12 @@ pub fn dir() -> &'static Path {
 }
 
 pub fn options(mode: RecoveryMode) -> WalOptions {
-    WalOptions { segment_size_bytes: SEGMENT_SIZE_BYTES, preallocate: true, recovery_mode: mode }
+    WalOptions {
+        segment_size_bytes: SEGMENT_SIZE_BYTES,
+        preallocate: true,
+        recovery_mode: mode,
+        ..WalOptions::default()
+    }
 }
 
 /// A simulated disk that injects nothing on its own (tests arm or apply each fault).
