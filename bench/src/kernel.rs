@@ -28,8 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 use stormhold::checkpoint::epoch::EpochConfig;
 use stormhold::env::{Env, EnvFile, OpenOptions, OsEnv};
 use stormhold::kernel::layout;
-use stormhold::wal::format;
-use stormhold::wal::{Wal, WalOptions};
+use stormhold::wal::{format, scan};
+use stormhold::wal::WalOptions;
 use stormhold::{Config, Durability, Kernel};
 
 use crate::harness::{
@@ -375,9 +375,11 @@ impl BuiltKernel {
     }
 }
 
-/// The segment files of the WAL in `dir`, up to its end, as `wal::build_log` finds them.
+/// The segment files of the WAL in `dir`, up to its end, as `wal::build_log` finds them. A
+/// read-only scan that accepts any store identity: `dir` may be a kernel shard's WAL, whose
+/// segments name their store, or a standalone log.
 pub fn wal_files(dir: &Path, options: &WalOptions) -> Result<Vec<(PathBuf, u64)>, BenchError> {
-    let (_, report) = Wal::open(OsEnv::new(), dir, options.clone(), |_| {})?;
+    let report = scan::scan(&OsEnv::new(), dir, options.recovery_mode, |_| {})?;
     let Some(end) = report.end else { return Ok(Vec::new()) };
     let mut files = Vec::new();
     for &(id, _) in &report.segments {
