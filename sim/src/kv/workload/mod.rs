@@ -199,6 +199,7 @@ impl<S: KvStore> KvWorkload<S> {
             KvOp::Commit { writes, durable } => self.op_commit(writes, durable),
             KvOp::Sync => self.op_sync(),
             KvOp::Get { key } => return self.op_get(key),
+            KvOp::TxnGet { client, key } => return self.op_txn_get(client, key),
             KvOp::Clock => return self.op_clock(),
             KvOp::Checkpoint => self.op_checkpoint(),
             KvOp::Tick => self.op_tick(),

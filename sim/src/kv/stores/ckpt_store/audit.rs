@@ -10,6 +10,8 @@
 //!   checkpoint; fallbacks, and damaged metadata, are legal only after media damage;
 //! - **an acknowledged checkpoint is never lost**: without media damage, the checkpoint used is
 //!   at least the newest one whose creation returned `Ok`;
+//! - **recovery acts on the checkpoint it chose**: it handed over no record before that
+//!   checkpoint's replay point, and called a record covered exactly when at or below its lsn;
 //! - **epoch numbers are never reused**: listed checkpoints' epochs increase with their ids, and
 //!   the resumed tracker's active epoch is above all of them.
 
@@ -26,6 +28,9 @@ use crate::kv::AuditFacts;
 impl CkptStore {
     /// See the module docs.
     pub(super) fn audit_recovery(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
+        if let Some(disagreement) = &self.recovery_disagreement {
+            return Err(disagreement.clone());
+        }
         no_partial_directories(env)?;
         self.chains_are_present()?;
         if !facts.media_damage {
@@ -171,6 +176,7 @@ mod tests {
 
     use super::*;
     use crate::config::{RunConfig, WorkloadKind};
+    use crate::kv::stores::ckpt_store::CkptBug;
     use crate::kv::workload::KvWorkload;
     use crate::kv::{Key, KvStore, StoreError, Value, Write};
     use crate::verdict::ViolationKind;
@@ -319,23 +325,23 @@ mod tests {
     }
 
     impl KvStore for BrokenRetention {
-        type Config = ();
+        type Config = CkptBug;
         fn name(&self) -> String {
             "checkpoint with broken retention".to_owned()
         }
-        fn open(env: &SimEnv, config: &()) -> Result<Self, StoreError> {
+        fn open(env: &SimEnv, config: &CkptBug) -> Result<Self, StoreError> {
             Ok(Self { env: env.clone(), store: CkptStore::open(env, config)? })
         }
         fn destroy(env: &SimEnv) -> std::io::Result<()> {
             CkptStore::destroy(env)
         }
-        fn writes_per_commit_max(config: &()) -> usize {
+        fn writes_per_commit_max(config: &CkptBug) -> usize {
             CkptStore::writes_per_commit_max(config)
         }
         fn commit(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError> {
             self.store.commit(writes, durable)
         }
-        fn checkpoints(_: &()) -> bool {
+        fn checkpoints(_: &CkptBug) -> bool {
             true
         }
         fn checkpoint(&mut self) -> Result<(), StoreError> {
@@ -364,7 +370,7 @@ mod tests {
         let mut config = RunConfig::from_seed(3, WorkloadKind::Checkpoint, 400);
         config.restrict_faults(&[]);
         let env = SimEnv::new(config.seed, config.faults.clone()).expect("valid options");
-        let mut workload = KvWorkload::<BrokenRetention>::new(env, config, ());
+        let mut workload = KvWorkload::<BrokenRetention>::new(env, config, CkptBug::None);
         let violation = workload.run().expect_err("the audit catches the missing parent");
         assert_eq!(violation.kind, ViolationKind::Checkpoint, "{violation}");
         assert!(violation.detail.contains("is gone: retention removed"), "{violation}");
