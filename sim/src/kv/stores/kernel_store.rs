@@ -17,7 +17,9 @@
 //!
 //! Transactions stay within one shard: the workload draws each transaction's keys from one
 //! group. Interleaved client transactions are buffered here and committed as one kernel
-//! transaction (a kernel transaction is itself a buffer until commit). Documents are imported
+//! transaction (a kernel transaction is itself a buffer until commit); a read inside an open
+//! transaction is a kernel transaction holding its buffered writes, asked with
+//! `Transaction::get` (own writes over the committed state) and dropped. Documents are imported
 //! with the kernel's document API: each chunk a fresh [`stormhold::Document`] handle over the
 //! same id, the last one committed complete; a handle learns whether its document is complete
 //! from its first insert, reading the document's shard only. The state reports a complete
@@ -65,11 +67,19 @@ pub enum KernelBug {
     AckUnsynced,
     /// A whole-store sync syncs the first shard only, and is acknowledged for every shard.
     SyncFirstShardOnly,
+    /// A read inside a transaction ignores the transaction's own writes (reads the committed
+    /// value): the checker of `txn.get` must catch it.
+    TxnGetCommittedOnly,
 }
 
 impl KernelBug {
     /// Every variant, the correct store first.
-    pub const ALL: [KernelBug; 3] = [KernelBug::None, KernelBug::AckUnsynced, KernelBug::SyncFirstShardOnly];
+    pub const ALL: [KernelBug; 4] = [
+        KernelBug::None,
+        KernelBug::AckUnsynced,
+        KernelBug::SyncFirstShardOnly,
+        KernelBug::TxnGetCommittedOnly,
+    ];
 
     /// The workload name: `kernel`, `kernel-ack-unsynced`.
     pub fn workload_name(self) -> &'static str {
@@ -77,6 +87,7 @@ impl KernelBug {
             KernelBug::None => "kernel",
             KernelBug::AckUnsynced => "kernel-ack-unsynced",
             KernelBug::SyncFirstShardOnly => "kernel-sync-first-shard-only",
+            KernelBug::TxnGetCommittedOnly => "kernel-txn-get-committed-only",
         }
     }
 }
@@ -302,7 +313,11 @@ impl KvStore for KernelStore {
     fn txn_get(&self, txn: u64, key: Key) -> Result<Option<Value>, StoreError> {
         let failed_before = self.is_failed(group_of(key, self.groups()));
         let mut kernel_txn = self.kernel.begin();
-        for &(written, value) in self.open.get(&txn).map_or(&[][..], Vec::as_slice) {
+        let buffered = match self.config.bug {
+            KernelBug::TxnGetCommittedOnly => &[][..],
+            _ => self.open.get(&txn).map_or(&[][..], Vec::as_slice),
+        };
+        for &(written, value) in buffered {
             let written = self.encode_key(written);
             let result = match value {
                 Some(value) => kernel_txn.put(&written, &Self::encode_value(value)),

@@ -226,13 +226,21 @@ mod tests {
         Record { lsn, txn_id, prev_lsn: 0, kind, payload, segment_id: 1, durable_lsn: 0 }
     }
 
-    fn txn(replay: &mut Replay, lsn: u64, txn_id: u64, writes: &[Write], covered: bool) {
-        let before = replay.state.clone();
+    /// Replays one transaction whose commit was logged on top of `committed_on`.
+    fn txn(
+        replay: &mut Replay,
+        committed_on: &BTreeMap<Key, Value>,
+        at: (u64, u64),
+        writes: &[Write],
+        covered: bool,
+    ) {
+        let (lsn, txn_id) = at;
         replay.visit(record(RecordKind::Begin, lsn, txn_id, Vec::new()), covered);
         for &write in writes {
             replay.visit(record(RecordKind::Data, lsn + 1, txn_id, encode_write(write).to_vec()), covered);
         }
-        replay.visit(record(RecordKind::Commit, lsn + 2, txn_id, encode_commit(&before, writes)), covered);
+        replay
+            .visit(record(RecordKind::Commit, lsn + 2, txn_id, encode_commit(committed_on, writes)), covered);
     }
 
     #[test]
@@ -252,16 +260,19 @@ mod tests {
 
     #[test]
     fn a_commit_applied_twice_changes_the_state_and_a_covered_one_is_not_applied() {
+        let first = [(1, Some(10)), (2, Some(20))];
+        let second = [(1, Some(11)), (2, None)];
         let mut once = Replay::on(BTreeMap::new());
-        txn(&mut once, 1, 7, &[(1, Some(10)), (2, Some(20))], false);
-        txn(&mut once, 4, 8, &[(1, Some(11)), (2, None)], false);
-        assert_eq!(once.state, BTreeMap::from([(1, 11)]));
+        txn(&mut once, &BTreeMap::new(), (1, 7), &first, false);
+        let after_first = once.state.clone();
+        txn(&mut once, &after_first, (4, 8), &second, false);
+        assert_eq!((once.state.clone(), once.applied), (BTreeMap::from([(1, 11)]), 2));
         let checkpoint = once.state.clone();
         let mut covered = Replay::on(checkpoint.clone());
-        txn(&mut covered, 4, 8, &[(1, Some(11)), (2, None)], true);
+        txn(&mut covered, &after_first, (4, 8), &second, true);
         assert_eq!((covered.state.clone(), covered.applied), (checkpoint.clone(), 0));
         let mut twice = Replay::on(checkpoint);
-        txn(&mut twice, 4, 8, &[(1, Some(11)), (2, None)], false);
+        txn(&mut twice, &after_first, (4, 8), &second, false);
         assert_eq!(twice.state, BTreeMap::from([(1, 12)]), "the delta of +1 applied again");
     }
 

@@ -115,7 +115,7 @@ impl<S: KvStore> KvWorkload<S> {
         };
         let own = writes.iter().rev().find(|w| w.0 == key).map(|w| w.1);
         let result = store.txn_get(*txn, key);
-        self.env.note(format!("op {}: txn {txn} get {key} -> {}", self.op_index, ok(&result)));
+        self.env.note(format!("op {}: in-txn get {key} (txn {txn}) -> {}", self.op_index, ok(&result)));
         let expected = match own {
             Some(own) => Some(own),
             None => (!self.model.uncertain(key)).then(|| self.model.expected(key)),

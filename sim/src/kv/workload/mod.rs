@@ -1,6 +1,7 @@
 //! The key-value workload: drives a [`KvStore`] under faults and checks every recovery.
 //!
-//! The workload commits transactions (durable or not), syncs, reads, and crashes the process;
+//! The workload commits transactions (durable or not), syncs, reads (inside open transactions
+//! too: their own writes must be visible), and crashes the process;
 //! a store that fails a call is treated as fail-stopped and restarted. Recovery runs with
 //! faults still on, so a crash during recovery is just another crash. After each successful
 //! open the recovered state must be a legal prefix of the model ([`KvModel::verdict`]).

@@ -193,7 +193,7 @@ mod tests {
 
     /// A store with checkpoints 1 (full), 2 and 3 (incrementals on it), reopened after a crash.
     fn three_checkpoints(env: &SimEnv) -> CkptStore {
-        let mut store = CkptStore::open(env, &()).expect("open");
+        let mut store = CkptStore::open(env, &CkptBug::None).expect("open");
         for round in 0..3u32 {
             store.commit(&[(1, Some(round)), (2, Some(round + 10))], true).expect("commit");
             store.checkpoint().expect("checkpoint");
@@ -207,7 +207,7 @@ mod tests {
         drop(store);
         env.crash();
         env.restart();
-        CkptStore::open(env, &()).expect("reopen")
+        CkptStore::open(env, &CkptBug::None).expect("reopen")
     }
 
     fn ckpt_path(id: u64, name: &str) -> std::path::PathBuf {
@@ -239,7 +239,7 @@ mod tests {
         drop(store);
         // What a retention that ignores parent chains would do: delete the full base.
         remove_checkpoint_dir(&env, 1);
-        let store = CkptStore::open(&env, &()).expect("the whole WAL still replays");
+        let store = CkptStore::open(&env, &CkptBug::None).expect("the whole WAL still replays");
         let error = store.audit(&env, &FACTS).expect_err("a listed checkpoint lost its parent");
         assert!(error.contains("ancestor 1 is gone"), "{error}");
         // Media damage excuses no missing parent.
@@ -256,7 +256,7 @@ mod tests {
         file.write_all_at(b"rot", 12).expect("damage");
         file.sync_data().expect("sync");
         drop(file);
-        let store = CkptStore::open(&env, &()).expect("falls back to checkpoint 2");
+        let store = CkptStore::open(&env, &CkptBug::None).expect("falls back to checkpoint 2");
         let error = store.audit(&env, &FACTS).expect_err("a listed checkpoint does not load");
         assert!(error.contains("listed checkpoint 3 does not load"), "{error}");
         let damaged = AuditFacts { media_damage: true, checkpoint_acknowledged: Some(3) };
