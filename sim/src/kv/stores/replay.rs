@@ -137,7 +137,7 @@ pub(crate) fn encode_commit(state: &BTreeMap<Key, Value>, writes: &[Write]) -> V
 
 /// Decodes a `Commit` payload: adds and deletes only.
 pub(crate) fn decode_commit(bytes: &[u8]) -> Option<Vec<Op>> {
-    if bytes.len() % OP_BYTES != 0 {
+    if !bytes.len().is_multiple_of(OP_BYTES) {
         return None;
     }
     bytes.chunks(OP_BYTES).map(|chunk| Op::decode(chunk).filter(|op| !matches!(op, Op::Put(..)))).collect()
