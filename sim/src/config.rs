@@ -4,7 +4,8 @@
 //! from its own stream of the seed, so the options of a seed never depend on how many random
 //! numbers the workload or the fault classes draw.
 
-use crate::kv::stores::kernel_store::KernelBug;
+use crate::kv::stores::ckpt_store::CkptBug;
+use crate::kv::stores::kernel_store::{KernelBug, KernelStoreOptions};
 use crate::kv::stores::toy::ToyBug;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -61,6 +62,8 @@ pub enum WorkloadKind {
     /// The `wal` store plus checkpoints (full and incremental), retention and WAL truncation;
     /// recovery is the latest valid checkpoint plus WAL replay.
     Checkpoint,
+    /// The `checkpoint` store with one planted mistake (proves the checker can fail).
+    CheckpointPlanted(CkptBug),
     /// The sharded `Kernel`: transactions within one shard (interleaved clients included),
     /// increments, scans, documents, checkpoints and `tick`, failed-shard isolation, checked
     /// against one key-value model per shard; or with one planted mistake.
@@ -71,6 +74,7 @@ impl WorkloadKind {
     /// Every workload, by name.
     pub fn all() -> Vec<WorkloadKind> {
         let mut all = vec![WorkloadKind::Env, WorkloadKind::Wal, WorkloadKind::Checkpoint];
+        all.extend(CkptBug::ALL.iter().map(|&bug| WorkloadKind::CheckpointPlanted(bug)));
         all.extend(KernelBug::ALL.iter().map(|&bug| WorkloadKind::Kernel(bug)));
         all.extend(ToyBug::ALL.iter().map(|&bug| WorkloadKind::Toy(bug)));
         all
@@ -82,6 +86,7 @@ impl WorkloadKind {
             WorkloadKind::Env => "env",
             WorkloadKind::Wal => "wal",
             WorkloadKind::Checkpoint => "checkpoint",
+            WorkloadKind::CheckpointPlanted(bug) => bug.workload_name(),
             WorkloadKind::Toy(bug) => bug.workload_name(),
             WorkloadKind::Kernel(bug) => bug.workload_name(),
         }
@@ -225,6 +230,11 @@ pub struct RunConfig {
     pub images_max: usize,
     /// The simulated disk and clock.
     pub faults: FaultOptions,
+    /// The options of the kernel store (kernel workloads), drawn from the seed and recorded
+    /// here so a corpus entry replays on its own; absent (entries older than the field): drawn
+    /// from the seed at run time ([`KernelStoreOptions::from_seed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<KernelStoreOptions>,
 }
 
 fn rate(rng: &mut ChaCha8Rng, on: bool, low: f64, high: f64) -> f64 {
@@ -341,6 +351,7 @@ impl RunConfig {
             image_check_probability: 0.01,
             images_max: IMAGES_MAX_DEFAULT,
             faults,
+            store: matches!(workload, WorkloadKind::Kernel(_)).then(|| KernelStoreOptions::from_seed(seed)),
         }
     }
 

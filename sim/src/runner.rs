@@ -13,8 +13,8 @@ use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
 use crate::env_workload::ops::EnvOp;
 use crate::kv::KvStore;
-use crate::kv::stores::ckpt_store::CkptStore;
-use crate::kv::stores::kernel_store::{KernelStore, KernelStoreConfig};
+use crate::kv::stores::ckpt_store::{CkptBug, CkptStore};
+use crate::kv::stores::kernel_store::{KernelStore, KernelStoreConfig, KernelStoreOptions};
 use crate::kv::stores::toy::ToyStore;
 use crate::kv::stores::wal_store::{WalStore, WalStoreConfig};
 use crate::kv::workload::KvWorkload;
@@ -202,13 +202,17 @@ fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOp
         }
         WorkloadKind::Toy(bug) => run_kv(KvWorkload::<ToyStore>::new(env.clone(), config.clone(), bug), ops),
         WorkloadKind::Checkpoint => {
-            run_kv(KvWorkload::<CkptStore>::new(env.clone(), config.clone(), ()), ops)
+            run_kv(KvWorkload::<CkptStore>::new(env.clone(), config.clone(), CkptBug::None), ops)
+        }
+        WorkloadKind::CheckpointPlanted(bug) => {
+            run_kv(KvWorkload::<CkptStore>::new(env.clone(), config.clone(), bug), ops)
         }
         WorkloadKind::Wal => {
             run_kv(KvWorkload::<WalStore>::new(env.clone(), config.clone(), WalStoreConfig::default()), ops)
         }
         WorkloadKind::Kernel(bug) => {
-            let store = KernelStoreConfig::from_seed(config.seed, bug);
+            let options = config.store.clone().unwrap_or_else(|| KernelStoreOptions::from_seed(config.seed));
+            let store = KernelStoreConfig::from_options(&options, bug);
             run_kv(KvWorkload::<KernelStore>::new(env.clone(), config.clone(), store), ops)
         }
     }));

@@ -19,16 +19,16 @@ fn first_detection(bug: KernelBug) -> Option<(u64, ViolationKind)> {
     (0..SEEDS_MAX).find_map(|seed| runner::run(&config(seed, bug), None).violation.map(|v| (seed, v.kind)))
 }
 
-fn assert_caught(bug: KernelBug) {
+fn assert_caught(bug: KernelBug, expected: ViolationKind) {
     let (seed, kind) = first_detection(bug).unwrap_or_else(|| panic!("{bug:?} escaped {SEEDS_MAX} seeds"));
     println!("{}: caught after {} seeds ({kind:?})", bug.workload_name(), seed + 1);
     assert!(seed < 20, "{bug:?} took {} seeds to catch", seed + 1);
-    assert_eq!(kind, ViolationKind::Durability, "{bug:?} loses acknowledged data");
+    assert_eq!(kind, expected, "{bug:?}");
 }
 
 #[test]
 fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
-    const NOTES: [&str; 7] = [
+    const NOTES: [&str; 8] = [
         "others keep serving",
         "recovered a legal prefix of every group",
         "tick -> ok",
@@ -36,6 +36,7 @@ fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
         "increment",
         "complete=true -> ok",
         "ok complete=true",
+        "in-txn get",
     ];
     let mut seen = [0u64; NOTES.len()];
     let mut recoveries = 0;
@@ -60,12 +61,17 @@ fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
 
 #[test]
 fn acknowledging_an_unsynced_commit_as_durable_is_caught() {
-    assert_caught(KernelBug::AckUnsynced);
+    assert_caught(KernelBug::AckUnsynced, ViolationKind::Durability);
 }
 
 #[test]
 fn a_sync_that_skips_shards_is_caught() {
-    assert_caught(KernelBug::SyncFirstShardOnly);
+    assert_caught(KernelBug::SyncFirstShardOnly, ViolationKind::Durability);
+}
+
+#[test]
+fn a_read_inside_a_transaction_that_misses_its_own_writes_is_caught() {
+    assert_caught(KernelBug::TxnGetCommittedOnly, ViolationKind::Read);
 }
 
 #[test]

@@ -126,6 +126,11 @@ pub trait KvStore: Sized {
     ) -> Result<(), StoreError> {
         if commit { self.commit(writes, durable) } else { Ok(()) }
     }
+    /// The value of `key` as the open transaction `txn` sees it: its own writes over the
+    /// committed state ([`KvStore::extended_ops`] stores).
+    fn txn_get(&self, _txn: u64, _key: Key) -> Result<Option<Value>, StoreError> {
+        Err(StoreError::Poisoned)
+    }
     /// Makes every committed transaction durable.
     fn sync(&mut self) -> Result<(), StoreError>;
     /// The current value of `key`, the store's own unsynced writes included.

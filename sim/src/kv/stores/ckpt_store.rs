@@ -11,8 +11,14 @@
 //! Recovery is the kernel's [`stormhold::recovery::recover`]: the latest checkpoint that
 //! loads (falling back past damaged ones), then the WAL from its `replay_from`. Records the
 //! checkpoint covers only rebuild the context of transactions open at the checkpoint; a
-//! transaction's writes are applied when its commit record has an lsn above the checkpoint's,
-//! so replay is idempotent. A WAL that no longer reaches back to the chosen checkpoint's
+//! transaction's writes are applied when recovery says its commit record is not covered (the
+//! `covered` flag [`recover`] hands its [`Replayer`]: the kernel's decision, the one the
+//! kernel's shards act on too, never a copy of it). Commit records log deltas
+//! ([`super::replay`]), so a covered commit applied again shows in the state: rule 9 is
+//! tested, on the kernel's own recovery code. Recovery's decisions are also checked against
+//! the checkpoint it chose (every handed-over record is at or past its replay point, and
+//! `covered` exactly when at or below its lsn); the audit reports a disagreement, in every
+//! build. A WAL that no longer reaches back to the chosen checkpoint's
 //! `replay_from`, or ends before its lsn, is a data-loss error naming what is missing, never a
 //! silent gap. The last [`RecoveryReport`] is kept for the checker.
 //!
@@ -37,7 +43,7 @@ use stormhold::env::sim::SimEnv;
 use stormhold::recovery::{RecoveryError, RecoveryPaths, RecoveryReport, Replayer, recover};
 use stormhold::wal::{Durability, Lsn, Record, RecordKind, Wal, WalError, WalOptions};
 
-use super::wal_store::{Replay, SINGLE_CALL_TXN_BASE, apply};
+use super::replay::{Replay, SINGLE_CALL_TXN_BASE, apply, encode_commit, encode_write};
 use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write};
 
 pub(crate) mod audit;
@@ -107,13 +113,45 @@ fn decode_state(bytes: BTreeMap<Bytes, Bytes>) -> Result<BTreeMap<Key, Value>, S
         .collect()
 }
 
-/// Rebuilds the store's state for [`recover`]: the checkpoint's state, then
-/// [`Replay`] over the records from the replay point (covered ones only open transactions).
+/// A planted mistake of the checkpoint store (a checker-power test), or none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CkptBug {
+    /// None: the store as it is.
+    #[default]
+    None,
+    /// Replay ignores the `covered` flag of recovery and applies the commits at or below the
+    /// checkpoint's lsn again (rule 9 broken; seen only because commits log deltas).
+    ReplayCovered,
+}
+
+impl CkptBug {
+    /// Every planted mistake (the correct store is the `checkpoint` workload).
+    pub const ALL: [CkptBug; 1] = [CkptBug::ReplayCovered];
+
+    /// The workload name.
+    pub fn workload_name(self) -> &'static str {
+        match self {
+            CkptBug::None => "checkpoint",
+            CkptBug::ReplayCovered => "checkpoint-replay-covered",
+        }
+    }
+}
+
+/// Rebuilds the store's state for [`recover`]: the checkpoint's state, then [`Replay`] over
+/// the records from the replay point, applying a commit only when recovery says the checkpoint
+/// does not cover it. It also notes where recovery's decisions disagree with what the
+/// checkpoint it chose says (checked by the audit, in every build).
 #[derive(Default)]
 struct StoreReplayer {
     base: BTreeMap<Key, Value>,
     replay: Replay,
     single_txn_max: u64,
+    bug: CkptBug,
+    /// The lsn and replay point of the checkpoint recovery started from (0, 1: none).
+    checkpoint_lsn: Lsn,
+    replay_from: Lsn,
+    /// The first disagreement of recovery's `covered` flag or replay point with the checkpoint.
+    disagreement: Option<String>,
 }
 
 impl Replayer for StoreReplayer {
@@ -123,17 +161,29 @@ impl Replayer for StoreReplayer {
 
     fn base(&mut self, meta: Option<&CheckpointMeta>, state: BTreeMap<Bytes, Bytes>) -> Result<(), String> {
         self.base = decode_state(state)?;
-        self.replay = Replay::on(meta.map_or(0, |m| m.lsn), self.base.clone());
+        self.replay = Replay::on(self.base.clone());
+        self.checkpoint_lsn = meta.map_or(0, |m| m.lsn);
+        self.replay_from = meta.map_or(1, |m| self.replay_from(m));
         self.single_txn_max =
             meta.and_then(|m| m.user.source_offsets.get(SINGLE_TXN_MAX).copied()).unwrap_or(0);
         Ok(())
     }
 
     fn record(&mut self, record: Record, covered: bool) -> Result<(), String> {
-        // `Replay` applies a commit only above the checkpoint's lsn: a covered record adds to
-        // the context of its transaction and changes no state.
-        debug_assert_eq!(covered, record.lsn <= self.replay.checkpoint_lsn);
-        self.replay.visit(record);
+        let lsn = record.lsn;
+        if self.disagreement.is_none() && covered != (lsn <= self.checkpoint_lsn) {
+            self.disagreement = Some(format!(
+                "recovery called record {lsn} covered={covered}, but the checkpoint it chose is at lsn {}",
+                self.checkpoint_lsn
+            ));
+        }
+        if self.disagreement.is_none() && lsn < self.replay_from {
+            self.disagreement = Some(format!(
+                "recovery handed over record {lsn}, before the checkpoint's replay point {}",
+                self.replay_from
+            ));
+        }
+        self.replay.visit(record, covered && self.bug != CkptBug::ReplayCovered);
         match self.replay.undecodable {
             0 => Ok(()),
             _ => Err("the record is not this store's".to_owned()),
@@ -162,6 +212,9 @@ pub struct CkptStore {
     recovery: RecoveryReport,
     /// The newest checkpoint whose creation returned `Ok` since the store was opened.
     created: Option<u64>,
+    /// Where the recovery that opened the store disagreed with its own checkpoint's lsn or
+    /// replay point (the audit reports it).
+    recovery_disagreement: Option<String>,
 }
 
 fn ensure_root(env: &SimEnv) -> Result<(), StoreError> {
@@ -195,7 +248,10 @@ impl CkptStore {
     }
 
     fn finish(&mut self, txn: u64, writes: &[Write], commit: bool, durable: bool) -> Result<(), StoreError> {
-        self.append(if commit { RecordKind::Commit } else { RecordKind::Abort }, txn, &[])?;
+        match commit {
+            true => self.append(RecordKind::Commit, txn, &encode_commit(&self.state, writes))?,
+            false => self.append(RecordKind::Abort, txn, &[])?,
+        }
         self.open.remove(&txn);
         if commit {
             apply(&mut self.state, writes);
@@ -287,13 +343,13 @@ impl CkptStore {
 }
 
 impl KvStore for CkptStore {
-    type Config = ();
+    type Config = CkptBug;
 
     fn name(&self) -> String {
         "checkpoint".to_owned()
     }
 
-    fn open(env: &SimEnv, _: &()) -> Result<Self, StoreError> {
+    fn open(env: &SimEnv, bug: &CkptBug) -> Result<Self, StoreError> {
         ensure_root(env)?;
         let paths = RecoveryPaths {
             checkpoint_dir: Path::new(CKPT_DIR),
@@ -301,9 +357,9 @@ impl KvStore for CkptStore {
             wal_dir: Path::new(WAL_DIR),
             wal_options: WalOptions { segment_size_bytes: SEGMENT_SIZE_BYTES, ..WalOptions::default() },
         };
-        let mut replayer = StoreReplayer::default();
+        let mut replayer = StoreReplayer { bug: *bug, ..StoreReplayer::default() };
         let recovered = recover(env, paths, &mut replayer).map_err(recovery_error)?;
-        let StoreReplayer { base, replay, single_txn_max } = replayer;
+        let StoreReplayer { base, replay, single_txn_max, disagreement, .. } = replayer;
         // Every listed checkpoint's epoch; the used one and every fallback past damaged data
         // are listed too. A damaged META's epoch cannot be read.
         let last_epoch_seen = recovered.checkpoints.list().iter().map(|m| m.epoch).max().unwrap_or(0);
@@ -334,6 +390,7 @@ impl KvStore for CkptStore {
             next_single_txn,
             recovery: recovered.report,
             created: None,
+            recovery_disagreement: disagreement,
         })
     }
 
@@ -344,7 +401,7 @@ impl KvStore for CkptStore {
         Ok(())
     }
 
-    fn writes_per_commit_max(_: &()) -> usize {
+    fn writes_per_commit_max(_: &CkptBug) -> usize {
         8
     }
 
@@ -358,7 +415,7 @@ impl KvStore for CkptStore {
         self.finish(txn, writes, true, durable)
     }
 
-    fn interleaved_transactions(_: &()) -> bool {
+    fn interleaved_transactions(_: &CkptBug) -> bool {
         true
     }
 
@@ -367,7 +424,7 @@ impl KvStore for CkptStore {
     }
 
     fn txn_write(&mut self, txn: u64, write: Write) -> Result<(), StoreError> {
-        self.append(RecordKind::Data, txn, &super::wal_store::encode_write(write))
+        self.append(RecordKind::Data, txn, &encode_write(write))
     }
 
     fn txn_finish(
@@ -380,7 +437,7 @@ impl KvStore for CkptStore {
         self.finish(txn, writes, commit, durable)
     }
 
-    fn checkpoints(_: &()) -> bool {
+    fn checkpoints(_: &CkptBug) -> bool {
         true
     }
 
@@ -418,7 +475,7 @@ mod tests {
     #[test]
     fn an_epoch_trigger_takes_a_checkpoint_and_epochs_resume_past_every_listed_one() {
         let env = SimEnv::new(2, FaultOptions::default()).expect("valid options");
-        let mut store = CkptStore::open(&env, &()).expect("open");
+        let mut store = CkptStore::open(&env, &CkptBug::None).expect("open");
         let ops_max = epoch_config().ops_max;
         for value in 0..ops_max as u32 - 1 {
             store.commit(&[(1, Some(value))], false).expect("commit");
@@ -434,8 +491,37 @@ mod tests {
         drop(store);
         env.crash();
         env.restart();
-        let store = CkptStore::open(&env, &()).expect("reopen");
+        let store = CkptStore::open(&env, &CkptBug::None).expect("reopen");
         assert_eq!((store.epochs.current(), store.epochs.latest_durable()), (EpochId(3), Some(EpochId(2))));
         assert_eq!(store.state().expect("state"), BTreeMap::from([(1, ops_max as u32 - 2), (2, 7)]));
+    }
+
+    fn record(kind: RecordKind, lsn: Lsn) -> Record {
+        Record { kind, lsn, durable_lsn: 0, segment_id: 1, txn_id: 9, prev_lsn: 0, payload: Vec::new() }
+    }
+
+    #[test]
+    fn a_recovery_that_misjudges_covered_records_or_the_replay_point_fails_the_audit() {
+        let agreeing = |covered_at: Lsn| {
+            let mut replayer =
+                StoreReplayer { checkpoint_lsn: 5, replay_from: 3, ..StoreReplayer::default() };
+            for lsn in 3..8 {
+                replayer.record(record(RecordKind::Begin, lsn), lsn <= covered_at).expect("record");
+            }
+            replayer.disagreement
+        };
+        assert_eq!(agreeing(5), None, "covered exactly up to the checkpoint's lsn");
+        assert!(agreeing(4).expect("lsn 5 called uncovered").contains("record 5 covered=false"));
+        assert!(agreeing(6).expect("lsn 6 called covered").contains("record 6 covered=true"));
+        let mut early = StoreReplayer { checkpoint_lsn: 5, replay_from: 3, ..StoreReplayer::default() };
+        early.record(record(RecordKind::Begin, 2), true).expect("record");
+        assert!(early.disagreement.expect("before the replay point").contains("replay point 3"));
+
+        let env = SimEnv::new(2, FaultOptions::default()).expect("valid options");
+        let mut store = CkptStore::open(&env, &CkptBug::None).expect("open");
+        assert_eq!(store.audit(&env, &AuditFacts::default()), Ok(()));
+        store.recovery_disagreement = agreeing(4);
+        let error = store.audit(&env, &AuditFacts::default()).expect_err("a disagreement fails the audit");
+        assert!(error.contains("covered=false"), "{error}");
     }
 }

@@ -8,7 +8,8 @@
 //! counters, so every key can be incremented; the workload's 32-bit value is the counter's low
 //! half (an increment wraps at `u32::MAX` in the model, as the low half of a u64 does).
 //!
-//! Per seed ([`KernelStoreConfig::from_seed`], its own random stream): the shard count, small
+//! Per seed ([`KernelStoreOptions::from_seed`], its own random stream, recorded in the run's
+//! configuration so a corpus entry replays on its own options): the shard count, small
 //! WAL segments with or without preallocation, short epochs (operations, WAL bytes, time) so
 //! that `tick` and the WAL-bytes cap checkpoint often, checkpoint retention and the full
 //! checkpoint cadence, and whether `tick` syncs unsynced commits. Recovery runs on one thread,
@@ -16,7 +17,9 @@
 //!
 //! Transactions stay within one shard: the workload draws each transaction's keys from one
 //! group. Interleaved client transactions are buffered here and committed as one kernel
-//! transaction (a kernel transaction is itself a buffer until commit). Documents are imported
+//! transaction (a kernel transaction is itself a buffer until commit); a read inside an open
+//! transaction is a kernel transaction holding its buffered writes, asked with
+//! `Transaction::get` (own writes over the committed state) and dropped. Documents are imported
 //! with the kernel's document API: each chunk a fresh [`stormhold::Document`] handle over the
 //! same id, the last one committed complete; a handle learns whether its document is complete
 //! from its first insert, reading the document's shard only. The state reports a complete
@@ -36,15 +39,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use stormhold::checkpoint::CheckpointOptions;
-use stormhold::checkpoint::epoch::EpochConfig;
 use stormhold::env::sim::SimEnv;
 use stormhold::kernel::layout;
 use stormhold::recovery::RecoveryReport;
-use stormhold::wal::WalOptions;
-use stormhold::{CommitInfo, Config, Durability, Kernel, KernelError, Router, SyncState};
+use stormhold::{CommitInfo, Durability, Kernel, KernelError, Router, SyncState};
 
 use super::ckpt_store::audit::{checkpoint_dirs_are_whole, fallbacks_need_media_damage};
 use crate::kv::groups::{
@@ -52,10 +50,11 @@ use crate::kv::groups::{
 };
 use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write};
 
+mod options;
+pub use options::{KernelStoreConfig, KernelStoreOptions};
+
 /// The kernel's directory on the simulated disk.
 const ROOT: &str = "/kernel";
-/// The random stream of the store options of a seed.
-const STORE_STREAM: u64 = crate::config::stream::STORE;
 
 /// A crash-safety mistake planted in the store's use of the kernel, to prove the per-shard
 /// checker can fail.
@@ -68,11 +67,19 @@ pub enum KernelBug {
     AckUnsynced,
     /// A whole-store sync syncs the first shard only, and is acknowledged for every shard.
     SyncFirstShardOnly,
+    /// A read inside a transaction ignores the transaction's own writes (reads the committed
+    /// value): the checker of `txn.get` must catch it.
+    TxnGetCommittedOnly,
 }
 
 impl KernelBug {
     /// Every variant, the correct store first.
-    pub const ALL: [KernelBug; 3] = [KernelBug::None, KernelBug::AckUnsynced, KernelBug::SyncFirstShardOnly];
+    pub const ALL: [KernelBug; 4] = [
+        KernelBug::None,
+        KernelBug::AckUnsynced,
+        KernelBug::SyncFirstShardOnly,
+        KernelBug::TxnGetCommittedOnly,
+    ];
 
     /// The workload name: `kernel`, `kernel-ack-unsynced`.
     pub fn workload_name(self) -> &'static str {
@@ -80,66 +87,8 @@ impl KernelBug {
             KernelBug::None => "kernel",
             KernelBug::AckUnsynced => "kernel-ack-unsynced",
             KernelBug::SyncFirstShardOnly => "kernel-sync-first-shard-only",
+            KernelBug::TxnGetCommittedOnly => "kernel-txn-get-committed-only",
         }
-    }
-}
-
-/// The options of one seed's kernel.
-#[derive(Clone, Debug)]
-pub struct KernelStoreConfig {
-    /// The planted mistake, if any.
-    pub bug: KernelBug,
-    /// Shards (= key groups), 1..=4.
-    pub shards: u32,
-    /// WAL options of every shard.
-    pub wal: WalOptions,
-    /// Checkpoint retention and cadence.
-    pub checkpoint: CheckpointOptions,
-    /// Epoch triggers.
-    pub epochs: EpochConfig,
-    /// Whether `tick` syncs unsynced commits.
-    pub sync_on_tick: bool,
-}
-
-impl KernelStoreConfig {
-    /// The options of `seed`, drawn from their own stream.
-    pub fn from_seed(seed: u64, bug: KernelBug) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(STORE_STREAM);
-        let shards = [1, 2, 2, 3, 3, 3, 4, 4, 4, 4][rng.random_range(0..10)];
-        let wal = WalOptions {
-            segment_size_bytes: if rng.random_bool(0.5) { 2 * 4096 } else { 4 * 4096 },
-            preallocate: rng.random_bool(0.3),
-            ..WalOptions::default()
-        };
-        let checkpoint = CheckpointOptions {
-            max_retained: rng.random_range(2..=3),
-            full_every_incrementals: rng.random_range(0..=4),
-        };
-        let epochs = EpochConfig {
-            ops_max: rng.random_range(4..=64),
-            wal_bytes_max: rng.random_range(4096..=16_384),
-            duration_max_ms: rng.random_range(5..=200),
-            ..EpochConfig::default()
-        };
-        Self { bug, shards, wal, checkpoint, epochs, sync_on_tick: rng.random_bool(0.5) }
-    }
-
-    fn kernel_config(&self) -> Config {
-        Config::builder()
-            .shards(self.shards)
-            .router(Router::Prefix { len_bytes: 1 })
-            .wal_options(self.wal.clone())
-            .checkpoint_options(self.checkpoint.clone())
-            .epochs(self.epochs.clone())
-            .recovery_threads(1)
-            .sync_on_tick(self.sync_on_tick)
-            .build()
-            .unwrap_or_else(|invalid| panic!("the kernel store draws an invalid config: {invalid}"))
-    }
-
-    fn groups(&self) -> usize {
-        self.shards as usize
     }
 }
 
@@ -357,6 +306,28 @@ impl KvStore for KernelStore {
             Ok(value) => value.map(|v| Self::decode_value(key, &v)).transpose(),
             Err(error) => Err(self.op_error(failed_before, error)),
         }
+    }
+
+    /// A kernel transaction holding the buffered writes of `txn`, asked for `key`, then
+    /// dropped: `Transaction::get` is the kernel's own-writes-over-committed read.
+    fn txn_get(&self, txn: u64, key: Key) -> Result<Option<Value>, StoreError> {
+        let failed_before = self.is_failed(group_of(key, self.groups()));
+        let mut kernel_txn = self.kernel.begin();
+        let buffered = match self.config.bug {
+            KernelBug::TxnGetCommittedOnly => &[][..],
+            _ => self.open.get(&txn).map_or(&[][..], Vec::as_slice),
+        };
+        for &(written, value) in buffered {
+            let written = self.encode_key(written);
+            let result = match value {
+                Some(value) => kernel_txn.put(&written, &Self::encode_value(value)),
+                None => kernel_txn.delete(&written),
+            };
+            result.map_err(|e| self.op_error(failed_before, e))?;
+        }
+        let got = kernel_txn.get(&self.encode_key(key)).map_err(|e| self.op_error(failed_before, e))?;
+        kernel_txn.abort();
+        got.map(|v| Self::decode_value(key, &v)).transpose()
     }
 
     fn state(&self) -> Result<BTreeMap<Key, Value>, StoreError> {

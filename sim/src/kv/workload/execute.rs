@@ -106,6 +106,38 @@ impl<S: KvStore> KvWorkload<S> {
         }
     }
 
+    /// Compares a read inside `client`'s open transaction with the model: the transaction's
+    /// own last write to `key` if any, else the committed value (unless uncertain). As for
+    /// [`Self::op_get`], a read of a serving group never fails because another group failed.
+    pub(super) fn op_txn_get(&mut self, client: u8, key: Key) -> Result<(), Violation> {
+        let (Some(store), Some((txn, writes))) = (self.store.as_ref(), self.open_txns.get(&client)) else {
+            return Ok(());
+        };
+        let own = writes.iter().rev().find(|w| w.0 == key).map(|w| w.1);
+        let result = store.txn_get(*txn, key);
+        self.env.note(format!("op {}: in-txn get {key} (txn {txn}) -> {}", self.op_index, ok(&result)));
+        let expected = match own {
+            Some(own) => Some(own),
+            None => (!self.model.uncertain(key)).then(|| self.model.expected(key)),
+        };
+        match result {
+            Ok(got) if expected.is_some_and(|expected| expected != got) => {
+                let detail = format!(
+                    "txn get {key} (own writes {writes:?}): got {got:?}, the model expects {:?}",
+                    expected.flatten()
+                );
+                Err(self.violation(ViolationKind::Read, detail))
+            }
+            Err(error)
+                if self.model.groups() > 1 && !store.failed_groups().contains(&self.model.group_of(key)) =>
+            {
+                let detail = format!("txn get {key} failed while its group serves: {error}");
+                Err(self.violation(ViolationKind::Liveness, detail))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Compares a scan of one group, or of the whole store, with the model. A group's scan
     /// may fail only if the group is failed; a whole-store scan must fail if any group is
     /// (a scan never silently skips one).

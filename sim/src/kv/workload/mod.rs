@@ -1,6 +1,7 @@
 //! The key-value workload: drives a [`KvStore`] under faults and checks every recovery.
 //!
-//! The workload commits transactions (durable or not), syncs, reads, and crashes the process;
+//! The workload commits transactions (durable or not), syncs, reads (inside open transactions
+//! too: their own writes must be visible), and crashes the process;
 //! a store that fails a call is treated as fail-stopped and restarted. Recovery runs with
 //! faults still on, so a crash during recovery is just another crash. After each successful
 //! open the recovered state must be a legal prefix of the model ([`KvModel::verdict`]).
@@ -199,6 +200,7 @@ impl<S: KvStore> KvWorkload<S> {
             KvOp::Commit { writes, durable } => self.op_commit(writes, durable),
             KvOp::Sync => self.op_sync(),
             KvOp::Get { key } => return self.op_get(key),
+            KvOp::TxnGet { client, key } => return self.op_txn_get(client, key),
             KvOp::Clock => return self.op_clock(),
             KvOp::Checkpoint => self.op_checkpoint(),
             KvOp::Tick => self.op_tick(),

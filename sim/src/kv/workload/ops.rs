@@ -92,6 +92,14 @@ pub enum KvOp {
         /// Durable chunks to import it in; the last one marks it complete.
         chunks: u8,
     },
+    /// A client reads a key inside its open transaction: its own writes are visible, else
+    /// the committed value (stores that take [`KvStore::extended_ops`]).
+    TxnGet {
+        /// The client.
+        client: u8,
+        /// The key.
+        key: Key,
+    },
 }
 
 impl<S: KvStore> KvWorkload<S> {
@@ -159,16 +167,25 @@ impl<S: KvStore> KvWorkload<S> {
     fn draw_client_op(&mut self) -> KvOp {
         let client = self.rng.random_range(0..CLIENTS);
         let Some((_, writes)) = self.open_txns.get(&client) else { return KvOp::Begin { client } };
-        let finish_chance = if writes.is_empty() { 0.0 } else { 0.25 };
+        let written: Vec<Key> = writes.iter().map(|w| w.0).collect();
+        let finish_chance = if written.is_empty() { 0.0 } else { 0.25 };
         if self.rng.random_bool(finish_chance) {
             let commit = self.rng.random_bool(0.85);
             return KvOp::Finish { client, commit, durable: self.rng.random_bool(0.5) };
         }
         // A transaction stays in the group of its first write.
-        let key = match writes.first() {
-            Some(&(first, _)) if self.model.groups() > 1 => self.random_key_in(self.model.group_of(first)),
+        let key = match written.first() {
+            Some(&first) if self.model.groups() > 1 => self.random_key_in(self.model.group_of(first)),
             _ => self.rng.random_range(0..KEYS),
         };
+        if S::extended_ops(&self.store_config) && self.rng.random_bool(0.2) {
+            // Most often a key the transaction wrote: its own write must be visible.
+            let key = match written.is_empty() || self.rng.random_bool(0.3) {
+                true => key,
+                false => written[self.rng.random_range(0..written.len())],
+            };
+            return KvOp::TxnGet { client, key };
+        }
         let value = self.rng.random_bool(0.85).then(|| self.rng.random::<Value>());
         KvOp::Put { client, write: (key, value) }
     }

@@ -10,6 +10,8 @@
 //!   checkpoint; fallbacks, and damaged metadata, are legal only after media damage;
 //! - **an acknowledged checkpoint is never lost**: without media damage, the checkpoint used is
 //!   at least the newest one whose creation returned `Ok`;
+//! - **recovery acts on the checkpoint it chose**: it handed over no record before that
+//!   checkpoint's replay point, and called a record covered exactly when at or below its lsn;
 //! - **epoch numbers are never reused**: listed checkpoints' epochs increase with their ids, and
 //!   the resumed tracker's active epoch is above all of them.
 
@@ -26,6 +28,9 @@ use crate::kv::AuditFacts;
 impl CkptStore {
     /// See the module docs.
     pub(super) fn audit_recovery(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
+        if let Some(disagreement) = &self.recovery_disagreement {
+            return Err(disagreement.clone());
+        }
         no_partial_directories(env)?;
         self.chains_are_present()?;
         if !facts.media_damage {
@@ -171,6 +176,7 @@ mod tests {
 
     use super::*;
     use crate::config::{RunConfig, WorkloadKind};
+    use crate::kv::stores::ckpt_store::CkptBug;
     use crate::kv::workload::KvWorkload;
     use crate::kv::{Key, KvStore, StoreError, Value, Write};
     use crate::verdict::ViolationKind;
@@ -187,7 +193,7 @@ mod tests {
 
     /// A store with checkpoints 1 (full), 2 and 3 (incrementals on it), reopened after a crash.
     fn three_checkpoints(env: &SimEnv) -> CkptStore {
-        let mut store = CkptStore::open(env, &()).expect("open");
+        let mut store = CkptStore::open(env, &CkptBug::None).expect("open");
         for round in 0..3u32 {
             store.commit(&[(1, Some(round)), (2, Some(round + 10))], true).expect("commit");
             store.checkpoint().expect("checkpoint");
@@ -201,7 +207,7 @@ mod tests {
         drop(store);
         env.crash();
         env.restart();
-        CkptStore::open(env, &()).expect("reopen")
+        CkptStore::open(env, &CkptBug::None).expect("reopen")
     }
 
     fn ckpt_path(id: u64, name: &str) -> std::path::PathBuf {
@@ -233,7 +239,7 @@ mod tests {
         drop(store);
         // What a retention that ignores parent chains would do: delete the full base.
         remove_checkpoint_dir(&env, 1);
-        let store = CkptStore::open(&env, &()).expect("the whole WAL still replays");
+        let store = CkptStore::open(&env, &CkptBug::None).expect("the whole WAL still replays");
         let error = store.audit(&env, &FACTS).expect_err("a listed checkpoint lost its parent");
         assert!(error.contains("ancestor 1 is gone"), "{error}");
         // Media damage excuses no missing parent.
@@ -250,7 +256,7 @@ mod tests {
         file.write_all_at(b"rot", 12).expect("damage");
         file.sync_data().expect("sync");
         drop(file);
-        let store = CkptStore::open(&env, &()).expect("falls back to checkpoint 2");
+        let store = CkptStore::open(&env, &CkptBug::None).expect("falls back to checkpoint 2");
         let error = store.audit(&env, &FACTS).expect_err("a listed checkpoint does not load");
         assert!(error.contains("listed checkpoint 3 does not load"), "{error}");
         let damaged = AuditFacts { media_damage: true, checkpoint_acknowledged: Some(3) };
@@ -319,23 +325,23 @@ mod tests {
     }
 
     impl KvStore for BrokenRetention {
-        type Config = ();
+        type Config = CkptBug;
         fn name(&self) -> String {
             "checkpoint with broken retention".to_owned()
         }
-        fn open(env: &SimEnv, config: &()) -> Result<Self, StoreError> {
+        fn open(env: &SimEnv, config: &CkptBug) -> Result<Self, StoreError> {
             Ok(Self { env: env.clone(), store: CkptStore::open(env, config)? })
         }
         fn destroy(env: &SimEnv) -> std::io::Result<()> {
             CkptStore::destroy(env)
         }
-        fn writes_per_commit_max(config: &()) -> usize {
+        fn writes_per_commit_max(config: &CkptBug) -> usize {
             CkptStore::writes_per_commit_max(config)
         }
         fn commit(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError> {
             self.store.commit(writes, durable)
         }
-        fn checkpoints(_: &()) -> bool {
+        fn checkpoints(_: &CkptBug) -> bool {
             true
         }
         fn checkpoint(&mut self) -> Result<(), StoreError> {
@@ -364,7 +370,7 @@ mod tests {
         let mut config = RunConfig::from_seed(3, WorkloadKind::Checkpoint, 400);
         config.restrict_faults(&[]);
         let env = SimEnv::new(config.seed, config.faults.clone()).expect("valid options");
-        let mut workload = KvWorkload::<BrokenRetention>::new(env, config, ());
+        let mut workload = KvWorkload::<BrokenRetention>::new(env, config, CkptBug::None);
         let violation = workload.run().expect_err("the audit catches the missing parent");
         assert_eq!(violation.kind, ViolationKind::Checkpoint, "{violation}");
         assert!(violation.detail.contains("is gone: retention removed"), "{violation}");
