@@ -62,6 +62,17 @@ pub enum KernelError {
     },
     /// A key, value or document id is empty or too long.
     InvalidInput(String),
+    /// The kernel was opened read-only ([`crate::Kernel::open_read_only`]): writes, syncs
+    /// and checkpoints are refused.
+    ReadOnly {
+        /// The kernel directory.
+        path: PathBuf,
+    },
+    /// The directory holds no store (no `KERNEL` file), and the call does not create one.
+    NoStore {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 impl KernelError {
@@ -100,6 +111,12 @@ impl fmt::Display for KernelError {
                 key.escape_ascii()
             ),
             KernelError::InvalidInput(what) => f.write_str(what),
+            KernelError::ReadOnly { path } => {
+                write!(f, "{} is open read-only: writes, syncs and checkpoints are refused", path.display())
+            }
+            KernelError::NoStore { path } => {
+                write!(f, "{} holds no stormhold store (no KERNEL file)", path.display())
+            }
         }
     }
 }
