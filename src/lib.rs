@@ -1,18 +1,58 @@
-//! stormhold: a storage kernel for programs that must not lose data.
+//! stormhold: an embeddable key-value store for programs that must not lose data.
+//!
+//! A [`Kernel`] is a store of several shards in one directory. Open it on the real OS with
+//! [`env::OsEnv`], write with the [`Durability`] each write needs, and reopen it after any
+//! crash: it recovers every acknowledged durable write, shard by shard.
+//!
+//! ```
+//! use stormhold::{Config, Durability, Kernel, KernelError, Router, env::OsEnv};
+//!
+//! # fn main() -> Result<(), KernelError> {
+//! # let temp = tempfile::tempdir().map_err(|e| KernelError::InvalidInput(e.to_string()))?;
+//! # let dir = temp.path().join("store");
+//! // Keys sharing their first 5 bytes share a shard, so a transaction may span them.
+//! let config = Config::builder().shards(4).router(Router::Prefix { len_bytes: 5 }).build()?;
+//! let kernel = Kernel::open(OsEnv::new(), &dir, config)?; // creates or recovers
+//! kernel.put(b"user:ada", b"Ada Lovelace", Durability::Data)?; // durable when it returns
+//! kernel.increment(b"user:count", 1, Durability::Data)?;
+//!
+//! let mut txn = kernel.begin(); // atomic within one shard
+//! txn.put(b"user:alan", b"Alan Turing")?;
+//! txn.increment(b"user:count", 1)?;
+//! txn.commit(Durability::Data)?;
+//! kernel.close()?;
+//!
+//! // Reopen with the config it was created with; or read-only, writing nothing at all.
+//! let kernel = Kernel::open_read_only(OsEnv::new(), &dir)?;
+//! assert_eq!(kernel.get(b"user:alan")?, Some(b"Alan Turing".to_vec()));
+//! assert_eq!(kernel.get_counter(b"user:count")?, Some(2));
+//! println!("{}", kernel.recovery_reports()[0].as_ref().expect("shard 0 recovered"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Limits: a key is at most [`KEY_BYTES_MAX`] bytes (16 KiB; the empty key is a key like any
+//! other), a value at most [`VALUE_BYTES_MAX`] (8 MiB), a transaction at most
+//! [`TRANSACTION_BYTES_MAX`] encoded (16 MiB), a document id 1..=[`DOCUMENT_ID_BYTES_MAX`]
+//! bytes (1 KiB), a kernel at most [`SHARDS_MAX`] shards. Transactions span one shard only
+//! ([`KernelError::CrossShard`]); a failed shard fails alone ([`Kernel::shard_status`]).
 //!
 //! Every byte of file I/O and every clock reading of the kernel goes through one trait,
 //! [`env::Env`]. [`env::OsEnv`] implements it on the real operating system; with the `sim`
 //! feature, `env::sim::SimEnv` implements it as a deterministic, seeded, fault-injecting
 //! in-memory disk and virtual clock, so the same kernel code can be crashed at any point and
-//! its recovered state compared with a reference model.
+//! its recovered state compared with a reference model. Your own tests can do the same to
+//! your code built on a `Kernel`: see the README's "Crash-testing your own code" and
+//! `tests/user_sim_example.rs`.
 //!
 //! # The public API
 //!
 //! An embedder needs only the names at the crate root ([`Kernel`], [`Config`] and its
 //! [`ConfigBuilder`], [`Durability`], [`Lsn`], [`KernelError`], [`Transaction`], [`Document`],
-//! [`SyncHandle`], the stats, status and report types, the bounds of the config) and
-//! [`env`](mod@env) ([`env::Env`], [`env::EnvFile`], [`env::OsEnv`]; `SimEnv` with `sim`).
-//! The layers below the kernel are not part of that API and may change in any release.
+//! [`SyncHandle`], [`RecoveryReport`], the stats, status and report types, the bounds of the
+//! config) and [`env`](mod@env) ([`env::Env`], [`env::EnvFile`], [`env::OsEnv`],
+//! [`env::OverlayEnv`] of a read-only open; `SimEnv` with `sim`). The layers below the kernel
+//! are not part of that API and may change in any release.
 //!
 //! # Features
 //!
@@ -104,8 +144,8 @@ pub use checkpoint::{
 pub use env::sim::SimEnv;
 pub use kernel::{
     CommitInfo, Config, ConfigBuilder, DOCUMENT_ID_BYTES_MAX, Document, Entries, KEY_BYTES_MAX, Kernel,
-    KernelError, KernelStats, ProgressCallback, Router, SHARDS_MAX, SyncHandle, TickReport, Ticker,
-    Transaction, VALUE_BYTES_MAX,
+    KernelError, KernelStats, ProgressCallback, Router, SHARDS_MAX, SyncHandle, TRANSACTION_BYTES_MAX,
+    TickReport, Ticker, Transaction, VALUE_BYTES_MAX,
 };
 pub use recovery::{CheckpointUsed, RecoveryError, RecoveryReport};
 pub use shard::{Failure, RecoveryProgress, ShardError, ShardOptions, ShardStats, ShardStatus, SyncState};

@@ -60,7 +60,8 @@ pub enum KernelError {
         /// Its shard.
         key_shard: u32,
     },
-    /// A key, value or document id is empty or too long.
+    /// A key or value is too long, or a document id is empty or too long (the empty key is
+    /// a key like any other).
     InvalidInput(String),
     /// The kernel was opened read-only ([`crate::Kernel::open_read_only`]): writes, syncs
     /// and checkpoints are refused.

@@ -47,7 +47,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{
     Config, ConfigBuilder, DOCUMENT_ID_BYTES_MAX, KEY_BYTES_MAX, ProgressCallback, Router, SHARDS_MAX,
-    VALUE_BYTES_MAX,
+    TRANSACTION_BYTES_MAX, VALUE_BYTES_MAX,
 };
 pub use error::KernelError;
 pub use ticker::Ticker;

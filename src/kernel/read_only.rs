@@ -25,12 +25,11 @@ fn locked_or_io<'a>(dir: &'a Path, what: &'static str) -> impl FnOnce(std::io::E
     }
 }
 
-/// The config of the store in `dir`: its shard count and router from `KERNEL`, every other
-/// option the default.
-fn existing_config<E: Env>(env: &E, dir: &Path) -> Result<Config, KernelError> {
+/// `options` with the shard count and router of the store in `dir`, read from `KERNEL`.
+fn existing_config<E: Env>(env: &E, dir: &Path, options: Config) -> Result<Config, KernelError> {
     let KernelMeta { shards, router } =
         layout::read_meta(env, dir)?.ok_or_else(|| KernelError::NoStore { path: dir.to_path_buf() })?;
-    Config::builder().shards(shards).router(router).build()
+    Ok(Config { shards, router, ..options })
 }
 
 impl<E: Env + Clone> Kernel<E> {
@@ -48,7 +47,14 @@ impl<E: Env + Clone> Kernel<E> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_existing(env: E, dir: &Path) -> Result<Self, KernelError> {
-        let config = existing_config(&env, dir)?;
+        Self::open_existing_with(env, dir, Config::default())
+    }
+
+    /// [`Kernel::open_existing`] with the options of `options` (WAL, checkpoints, epochs,
+    /// recovery threads, progress) and the shard count and router the store was created with
+    /// (those of `options` are ignored).
+    pub fn open_existing_with(env: E, dir: &Path, options: Config) -> Result<Self, KernelError> {
+        let config = existing_config(&env, dir, options)?;
         Self::open(env, dir, config)
     }
 
@@ -69,7 +75,7 @@ impl<E: Env + Clone> Kernel<E> {
     /// ```
     pub fn open_read_only(env: E, dir: &Path) -> Result<Kernel<OverlayEnv<E>>, KernelError> {
         let lock = env.lock_dir_shared(dir).map_err(locked_or_io(dir, "lock directory (shared)"))?;
-        let mut config = existing_config(&env, dir)?;
+        let mut config = existing_config(&env, dir, Config::default())?;
         // Preallocating the active segment would copy it into memory for nothing.
         config.shard.wal.preallocate = false;
         let overlay = OverlayEnv::new(env);
