@@ -7,8 +7,9 @@
 //! first damage (a point-in-time scan). Lost, and printed: records missing between the
 //! checkpoint and the WAL (a gap), every record from the first damage on (with the number of
 //! valid records after it), and all of the WAL past the checkpoint if it cannot be read. A
-//! WAL that ends before the checkpoint's lsn (the case a normal open refuses) loses nothing:
-//! the checkpoint holds the data. `DIR` is only read (a read-only overlay); `NEW` must not
+//! WAL that ends before the checkpoint's lsn (the case a normal open refuses) keeps everything
+//! the checkpoint holds; whether records followed it cannot be known, and that is printed
+//! (as `UNKNOWN`, counted with the losses) rather than called "nothing lost". `DIR` is only read (a read-only overlay); `NEW` must not
 //! hold a store yet.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -164,8 +165,11 @@ fn replay(wal_dir: &Path, base_lsn: u64, out: &mut Salvaged) {
                 ));
             }
             if scan.next_lsn <= base_lsn {
-                out.from.push(format!(
-                    "(the WAL ends at lsn {}, before the checkpoint's: the checkpoint holds its data)",
+                // The checkpoint holds every record up to its lsn; whether the log went further
+                // is gone with the log.
+                out.lost.push(format!(
+                    "UNKNOWN: the WAL ends at lsn {}, before the checkpoint's lsn {base_lsn}; the \
+                     checkpoint holds everything up to it, and any record after it is gone with the WAL",
                     scan.next_lsn.saturating_sub(1)
                 ));
             }
