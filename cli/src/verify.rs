@@ -25,8 +25,8 @@ pub fn run(dir: &Path) -> Result<u8, Fail> {
     for id in 0..meta.shards {
         eprintln!("verify: shard {}/{}", id + 1, meta.shards);
         let (ckpt_dir, wal_dir) = shard_paths(dir, id);
-        verify_checkpoints(id, &ckpt_dir, &mut damage);
-        verify_wal(id, &wal_dir, &mut damage);
+        let newest = verify_checkpoints(id, &ckpt_dir, &mut damage);
+        verify_wal(id, &wal_dir, newest, &mut damage);
     }
     if damage.is_empty() {
         println!("clean: every checksum of every file matches");
@@ -39,10 +39,14 @@ pub fn run(dir: &Path) -> Result<u8, Fail> {
     Ok(EXIT_DAMAGE)
 }
 
-fn verify_checkpoints(shard: u32, ckpt_dir: &Path, damage: &mut Vec<String>) {
+/// Checks a shard's checkpoints; returns the newest that loads, as (id, lsn).
+fn verify_checkpoints(shard: u32, ckpt_dir: &Path, damage: &mut Vec<String>) -> Option<(u64, u64)> {
     let (store, report) = match checkpoints(ckpt_dir) {
         Ok(opened) => opened,
-        Err(error) => return damage.push(format!("shard {shard}: {error}")),
+        Err(error) => {
+            damage.push(format!("shard {shard}: {error}"));
+            return None;
+        }
     };
     for bad in report.damaged.iter().chain(&report.broken_chains) {
         damage.push(format!("shard {shard}: checkpoint {}: {}", bad.id, bad.reason));
@@ -51,17 +55,22 @@ fn verify_checkpoints(shard: u32, ckpt_dir: &Path, damage: &mut Vec<String>) {
         damage.push(format!("shard {shard}: {reason}"));
     }
     let list = store.list();
-    let mut ok = 0;
+    let (mut ok, mut newest) = (0, None);
     for meta in &list {
         match store.load(meta.id) {
-            Ok(_) => ok += 1,
+            Ok(_) => {
+                ok += 1;
+                newest = newest.max(Some((meta.id, meta.lsn)));
+            }
             Err(error) => damage.push(format!("shard {shard}: checkpoint {}: {error}", meta.id)),
         }
     }
     println!("shard {shard}: {ok} of {} checkpoints load (META, data files, chain)", list.len());
+    newest
 }
 
-fn verify_wal(shard: u32, wal_dir: &Path, damage: &mut Vec<String>) {
+/// Checks a shard's WAL, and that it reaches the lsn of the newest checkpoint that loads.
+fn verify_wal(shard: u32, wal_dir: &Path, newest: Option<(u64, u64)>, damage: &mut Vec<String>) {
     match scan_wal(wal_dir, RecoveryMode::TolerateTornTail, |_| {}) {
         Ok(scan) => {
             println!(
@@ -71,6 +80,13 @@ fn verify_wal(shard: u32, wal_dir: &Path, damage: &mut Vec<String>) {
                 scan.segments.len(),
                 scan.next_lsn.saturating_sub(1)
             );
+            let wal_end = scan.next_lsn.saturating_sub(1);
+            if let Some((id, lsn)) = newest.filter(|&(_, lsn)| lsn > wal_end) {
+                damage.push(format!(
+                    "{}: the WAL ends at lsn {wal_end}, before checkpoint {id}'s lsn {lsn}: segments are missing",
+                    wal_dir.display()
+                ));
+            }
             if scan.torn_bytes > 0 {
                 println!("shard {shard}: note: a torn tail of {} B (never acknowledged)", scan.torn_bytes);
             }

@@ -63,6 +63,9 @@ fn salvage_recovers_every_key_of_a_shard_whose_wal_was_cut_before_its_checkpoint
             std::fs::remove_file(path).unwrap();
         }
     }
+    let verify = stormhold(&["verify", dir.to_str().unwrap()]);
+    assert_eq!(verify.status.code(), Some(2), "{}", text(&verify));
+    assert!(text(&verify).contains("segments are missing"), "{}", text(&verify));
     let normal = Kernel::open(OsEnv::new(), &dir, config()).unwrap();
     assert!(normal.shard_status()[cut as usize].failed.is_some(), "a normal open fails the cut shard");
     drop(normal);
