@@ -41,9 +41,45 @@
 //! [`env::Env`]. [`env::OsEnv`] implements it on the real operating system; with the `sim`
 //! feature, `env::sim::SimEnv` implements it as a deterministic, seeded, fault-injecting
 //! in-memory disk and virtual clock, so the same kernel code can be crashed at any point and
-//! its recovered state compared with a reference model. Your own tests can do the same to
-//! your code built on a `Kernel`: see the README's "Crash-testing your own code" and
-//! `tests/user_sim_example.rs`.
+//! its recovered state compared with a reference model.
+//!
+//! # Crash-testing your own code
+//!
+//! Your tests can do the same to your code built on a `Kernel` (feature `sim` in your
+//! dev-dependencies): run it on a `SimEnv` that crashes at the Nth Env call, restart the
+//! simulated machine, reopen and check what you promised. [`Config::for_simulation`] keeps
+//! such a test in milliseconds. The README's "Crash-testing your own code on `SimEnv`" and
+//! `tests/user_sim_example.rs` go further; the core of it:
+//!
+//! ```
+//! # #[cfg(feature = "sim")] {
+//! use std::path::Path;
+//! use stormhold::env::sim::{CrashMode, FaultOptions, SimEnv};
+//! use stormhold::{Config, Durability, Kernel};
+//!
+//! let open = |env: &SimEnv| Kernel::open(env.clone(), Path::new("/db"), Config::for_simulation().build()?);
+//! for call in (1..300).step_by(25) {
+//!     let crash = CrashMode::AtCall { call, after: call % 2 == 0 };
+//!     let env = SimEnv::new(call, FaultOptions { crash, ..FaultOptions::default() }).unwrap();
+//!     let mut acknowledged = Vec::new();
+//!     if let Ok(kernel) = open(&env) {
+//!         for i in 0..20u32 {
+//!             match kernel.put(&i.to_be_bytes(), b"v", Durability::Data) {
+//!                 Ok(_) => acknowledged.push(i),
+//!                 Err(_) => break, // the crash: every later call fails until restart
+//!             }
+//!         }
+//!     }
+//!     env.set_faults_enabled(false);
+//!     env.restart(); // a new process on what the power cut left
+//!     let kernel = open(&env)?;
+//!     for i in acknowledged {
+//!         assert_eq!(kernel.get(&i.to_be_bytes())?, Some(b"v".to_vec()), "crash at call {call}");
+//!     }
+//! }
+//! # }
+//! # Ok::<(), stormhold::KernelError>(())
+//! ```
 //!
 //! # The public API
 //!
