@@ -38,7 +38,7 @@ impl Ledger {
         txn.increment(format!("acct:{account}:balance").as_bytes(), amount)?;
         txn.put(format!("acct:{account}:journal:{seq:08}").as_bytes(), &amount.to_le_bytes())?;
         txn.commit(Durability::Data)?;
-        if seq % 16 == 0 {
+        if seq.is_multiple_of(16) {
             self.kernel.tick(); // background work: epoch checkpoints
         }
         Ok(())
