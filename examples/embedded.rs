@@ -6,6 +6,7 @@
 
 use std::error::Error;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ fn show(value: &[u8]) -> String {
     }
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn run() -> Result<(), Box<dyn Error>> {
     let temp = tempfile::tempdir()?;
     let dir = std::env::args_os().nth(1).map_or_else(|| temp.path().join("store"), PathBuf::from);
 
@@ -87,7 +88,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (key, value) in kernel.scan::<&[u8]>(..)? {
         println!("{} = {}", String::from_utf8_lossy(&key), show(&value));
     }
+    println!("user:count as a counter: {:?}", kernel.get_counter(b"user:count")?);
     println!("complete documents: {:?}", kernel.completed_documents()?);
     kernel.close()?;
     Ok(())
+}
+
+/// Errors are printed with `Display`, which names the shard, file and offset involved.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 use stormhold::checkpoint::epoch::EpochConfig;
 use stormhold::env::{Env, EnvFile, OpenOptions, OsEnv};
 use stormhold::kernel::layout;
-use stormhold::wal::{format, scan};
 use stormhold::wal::WalOptions;
+use stormhold::wal::{format, scan};
 use stormhold::{Config, Durability, Kernel};
 
 use crate::harness::{

@@ -34,6 +34,7 @@ fn every_corpus_entry_replays_to_its_expected_outcome_and_snapshot() {
     let paths = corpus::entries(&corpus_dir()).expect("corpus directory");
     assert!(!paths.is_empty(), "the corpus holds the cases found so far");
     let mut failures = Vec::new();
+    let mut unaccepted = Vec::new();
     for path in &paths {
         let entry = CorpusEntry::load(path).expect("valid entry");
         assert!(!entry.note.trim().is_empty(), "{} must name the bug it pinned", path.display());
@@ -43,9 +44,33 @@ fn every_corpus_entry_replays_to_its_expected_outcome_and_snapshot() {
             failures.push(format!("{}: expected {expected:?}, got {:?}", path.display(), report.violation));
         }
         let name = path.file_stem().and_then(|s| s.to_str()).expect("UTF-8 file name");
+        if !snapshot_path(name).exists() {
+            // A new entry (from `shrink`, `sweep --save` or `run --save-corpus`): say exactly
+            // how to pin it instead of insta's generic "missing snapshot".
+            unaccepted.push(format!("{} ({})", path.display(), entry.note));
+            continue;
+        }
         insta::assert_snapshot!(name, outcome_summary(&entry, &report));
     }
     assert!(failures.is_empty(), "corpus replays diverged:\n{}", failures.join("\n"));
+    assert!(unaccepted.is_empty(), "{}", unaccepted_message(&unaccepted));
+}
+
+fn snapshot_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(format!("corpus__{name}.snap"))
+}
+
+/// What to do with new corpus entries, step by step.
+fn unaccepted_message(entries: &[String]) -> String {
+    format!(
+        "{} corpus entries replay to their expected outcome but are not pinned yet (no snapshot):\n  {}\n\
+         To pin them as regressions: check each entry's note names the bug, then run\n  \
+         INSTA_UPDATE=always cargo test -p stormhold-sim --test corpus\n\
+         (or `cargo insta test -p stormhold-sim --test corpus --accept`) and commit the entry with\n\
+         its new sim/tests/snapshots/corpus__<name>.snap. To drop one instead, delete its .json.",
+        entries.len(),
+        entries.join("\n  ")
+    )
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The environment boundary: the one trait through which the kernel reaches files and clocks.
 //!
-//! Owns: the [`Env`] and [`EnvFile`] contracts, [`OpenOptions`], and the real-OS
-//! implementation [`OsEnv`]. With the `sim` feature, `sim::SimEnv` is the simulated one.
+//! Owns: the [`Env`] and [`EnvFile`] contracts, [`OpenOptions`], the real-OS
+//! implementation [`OsEnv`], and [`OverlayEnv`], any `Env` seen read-only with its changes
+//! kept in memory (what a read-only open of a kernel runs on). With the `sim` feature, `sim::SimEnv` is the simulated one.
 //! `SharedEnv` (public with the `internals` feature) wraps any `Env` so one file handle can be
 //! shared across threads.
 //!
@@ -38,11 +39,13 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 mod os;
+mod overlay;
 mod shared;
 #[cfg(feature = "sim")]
 pub mod sim;
 
 pub use os::{OsDirLock, OsEnv, OsFile};
+pub use overlay::{OverlayEnv, OverlayFile};
 #[cfg(not(feature = "internals"))]
 pub(crate) use shared::SharedEnv;
 #[cfg(feature = "internals")]
@@ -255,6 +258,23 @@ pub trait Env: Send + Sync {
     /// guards is unspecified (`OsEnv` locks the file, so a new `LOCK` can be locked again;
     /// `SimEnv` locks the directory).
     fn lock_dir(&self, path: &Path) -> io::Result<Self::DirLock>;
+
+    /// Takes a *shared* lock on the directory `path`, for a reader that writes nothing (a
+    /// read-only open): any number of shared holders coexist, but none while an exclusive
+    /// [`Env::lock_dir`] holder exists, and no exclusive holder while one is held (either
+    /// call fails with `WouldBlock`). Creates and writes nothing, so it works on a read-only
+    /// directory: without a `LOCK` file (no store ever locked the directory) it holds nothing
+    /// and returns `Ok(None)`, as it does on an `Env` without shared locks (the default).
+    /// `NotFound` if `path` is missing, `NotADirectory` if it is a file.
+    ///
+    /// `OsEnv`: `flock(LOCK_SH)` on `LOCK` opened read-only; `SimEnv`: a count of shared
+    /// holders per directory, released by a crash as every lock is.
+    fn lock_dir_shared(&self, path: &Path) -> io::Result<Option<Self::DirLock>> {
+        match self.exists(path)? {
+            true => Ok(None),
+            false => Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is missing", path.display()))),
+        }
+    }
 
     /// Monotonic time since the environment started. Never goes backwards.
     fn now_monotonic(&self) -> Duration;

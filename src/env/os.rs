@@ -48,7 +48,8 @@ pub struct OsFile {
     writable: bool,
 }
 
-/// The exclusive lock [`OsEnv::lock_dir`] holds on a directory; released on drop.
+/// The lock [`OsEnv::lock_dir`] (exclusive) or [`Env::lock_dir_shared`] (shared) holds on a
+/// directory; released on drop.
 #[derive(Debug)]
 pub struct OsDirLock {
     // Held for its lock: the OS releases it when the descriptor closes.
@@ -207,6 +208,33 @@ impl Env for OsEnv {
         Err(io::Error::new(
             io::ErrorKind::WouldBlock,
             format!("{} is locked by another open store", path.display()),
+        ))
+    }
+
+    fn lock_dir_shared(&self, path: &Path) -> io::Result<Option<OsDirLock>> {
+        if !fs::metadata(path)?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+        let file = match File::open(path.join(LOCK_FILE_NAME)) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            result => result?,
+        };
+        for attempt in 0..=LOCK_RETRIES {
+            match file.try_lock_shared() {
+                Ok(()) => return Ok(Some(OsDirLock { _file: file })),
+                Err(TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                    std::thread::sleep(LOCK_RETRY_INTERVAL);
+                }
+                Err(TryLockError::WouldBlock) => break,
+                Err(TryLockError::Error(error)) => return Err(error),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{} is locked by an open store", path.display()),
         ))
     }
 

@@ -95,6 +95,10 @@ impl<E: Env> Env for SharedEnv<E> {
         self.0.lock_dir(path)
     }
 
+    fn lock_dir_shared(&self, path: &Path) -> io::Result<Option<Self::DirLock>> {
+        self.0.lock_dir_shared(path)
+    }
+
     fn now_monotonic(&self) -> Duration {
         self.0.now_monotonic()
     }

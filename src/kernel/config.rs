@@ -11,11 +11,15 @@ use crate::wal::WalOptions;
 
 /// Most shards a kernel may have.
 pub const SHARDS_MAX: u32 = 1024;
-/// Longest key, in bytes.
+/// Longest key, in bytes. The empty key is accepted.
 pub const KEY_BYTES_MAX: usize = 16 * 1024;
 /// Longest value, in bytes.
 pub const VALUE_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// Longest document id, in bytes.
+/// Largest transaction (or document chunk), encoded as one WAL record, in bytes: the keys
+/// and values plus a few bytes per write; a larger one is refused with
+/// [`crate::ShardError::BatchTooLarge`] before anything is written.
+pub const TRANSACTION_BYTES_MAX: usize = crate::wal::format::RECORD_PAYLOAD_BYTES_MAX;
+/// Longest document id, in bytes (the shortest is 1).
 pub const DOCUMENT_ID_BYTES_MAX: usize = 1024;
 
 /// How keys are mapped to shards. Recorded on disk at creation: reopening with another router
@@ -109,6 +113,27 @@ impl Config {
     /// ```
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder { config: Config::default() }
+    }
+
+    /// A builder for tests on `SimEnv` (the simulated disk keeps every byte in memory and
+    /// checks every call): 2 shards, 16 KiB WAL segments, epochs of 64 operations or 16 KiB of
+    /// WAL or 1 s, and the rest of the defaults. A create, a put and a close then take
+    /// milliseconds in a debug build, where the default 64 MiB preallocated segments take
+    /// seconds per shard; and checkpoints, segment rotation and WAL truncation all happen
+    /// within a few hundred writes, so a crash test reaches them.
+    ///
+    /// ```
+    /// let config = stormhold::Config::for_simulation().build()?;
+    /// assert_eq!(config.shard_options().wal.segment_size_bytes, 16 * 1024);
+    /// # Ok::<(), stormhold::KernelError>(())
+    /// ```
+    pub fn for_simulation() -> ConfigBuilder {
+        Config::builder().shards(2).segment_size_bytes(16 * 1024).epochs(EpochConfig {
+            ops_max: 64,
+            wal_bytes_max: 16 * 1024,
+            duration_max_ms: 1000,
+            ..EpochConfig::default()
+        })
     }
 
     /// The shard count.

@@ -61,7 +61,8 @@ pub enum KernelError {
         /// Its shard.
         key_shard: u32,
     },
-    /// A key, value or document id is empty or too long.
+    /// A key or value is too long, or a document id is empty or too long (the empty key is
+    /// a key like any other).
     InvalidInput(String),
     /// `KERNEL` is missing but a shard directory holds data: the store exists, and creating
     /// it anew (perhaps with another shard count or router) would strand that data.
@@ -70,6 +71,17 @@ pub enum KernelError {
         path: PathBuf,
         /// A shard directory that holds data.
         shard_dir: PathBuf,
+    },
+    /// The kernel was opened read-only ([`crate::Kernel::open_read_only`]): writes, syncs
+    /// and checkpoints are refused.
+    ReadOnly {
+        /// The kernel directory.
+        path: PathBuf,
+    },
+    /// The directory holds no store (no `KERNEL` file), and the call does not create one.
+    NoStore {
+        /// The directory.
+        path: PathBuf,
     },
 }
 
@@ -124,6 +136,12 @@ impl fmt::Display for KernelError {
                 path.display(),
                 shard_dir.display()
             ),
+            KernelError::ReadOnly { path } => {
+                write!(f, "{} is open read-only: writes, syncs and checkpoints are refused", path.display())
+            }
+            KernelError::NoStore { path } => {
+                write!(f, "{} holds no stormhold store (no KERNEL file)", path.display())
+            }
         }
     }
 }

@@ -40,6 +40,7 @@
 mod config;
 mod error;
 pub mod layout;
+mod read_only;
 mod ticker;
 mod txn;
 
@@ -49,7 +50,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{
     Config, ConfigBuilder, DOCUMENT_ID_BYTES_MAX, KEY_BYTES_MAX, ProgressCallback, Router, SHARDS_MAX,
-    VALUE_BYTES_MAX,
+    TRANSACTION_BYTES_MAX, VALUE_BYTES_MAX,
 };
 pub use error::KernelError;
 pub use ticker::Ticker;
@@ -94,6 +95,8 @@ pub struct Kernel<E: Env> {
     config: Config,
     shards: Vec<Shard<E>>,
     _lock: E::DirLock,
+    /// Opened with [`Kernel::open_read_only`]: every write is refused.
+    read_only: bool,
 }
 
 impl<E: Env> std::fmt::Debug for Kernel<E> {
@@ -180,7 +183,7 @@ impl<E: Env + Clone> Kernel<E> {
             }
         };
         let shards = Self::open_shards(&env, dir, &config, store_id);
-        Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock })
+        Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: false })
     }
 
     fn open_shards(env: &E, dir: &Path, config: &Config, store_id: u64) -> Vec<Shard<E>> {
@@ -256,6 +259,24 @@ impl<E: Env + Clone> Kernel<E> {
         self.config.router.route(key, self.config.shards)
     }
 
+    /// Shard `id`, to commit to: refused on a read-only kernel.
+    fn writable_shard(&self, id: u32) -> Result<&Shard<E>, KernelError> {
+        self.check_writable()?;
+        Ok(self.shard(id))
+    }
+
+    fn check_writable(&self) -> Result<(), KernelError> {
+        match self.read_only {
+            true => Err(KernelError::ReadOnly { path: self.dir.clone() }),
+            false => Ok(()),
+        }
+    }
+
+    /// Whether the kernel was opened with [`Kernel::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     fn shard(&self, id: u32) -> &Shard<E> {
         assert!(id < self.config.shards, "routing yields a shard below the count");
         &self.shards[id as usize]
@@ -280,6 +301,24 @@ impl<E: Env + Clone> Kernel<E> {
         check_key(key)?;
         let id = self.shard_of(key);
         Self::shard_result(id, self.shard(id).get(key))
+    }
+
+    /// The u64 counter at `key`, as [`Kernel::increment`] keeps it (`None`: the key is
+    /// absent). A value that is not 8 bytes is [`ShardError::NotACounter`].
+    ///
+    /// ```
+    /// # use stormhold::{Config, Durability, Kernel, env::OsEnv};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let kernel = Kernel::open(OsEnv::new(), dir.path(), Config::builder().build()?)?;
+    /// assert_eq!(kernel.get_counter(b"visits")?, None);
+    /// kernel.increment(b"visits", 3, Durability::None)?;
+    /// assert_eq!(kernel.get_counter(b"visits")?, Some(3));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_counter(&self, key: &[u8]) -> Result<Option<u64>, KernelError> {
+        let value = self.get(key)?;
+        let id = self.shard_of(key);
+        value.map(|v| Self::shard_result(id, crate::shard::counter_value(key, Some(&v)))).transpose()
     }
 
     /// The entries with keys in `range`, in key order, across shards. Fails if a shard it
@@ -352,7 +391,7 @@ impl<E: Env + Clone> Kernel<E> {
         let id = self.shard_of(key);
         let committed = Self::shard_result(
             id,
-            self.shard(id).commit(vec![(key.to_vec(), Intent::Add(by))], None, durability),
+            self.writable_shard(id)?.commit(vec![(key.to_vec(), Intent::Add(by))], None, durability),
         )?;
         Ok(committed.counters.get(key).copied().expect("an increment reports its counter"))
     }
@@ -400,6 +439,7 @@ impl<E: Env + Clone> Kernel<E> {
     /// Checkpoints every serving shard; returns (shard, checkpoint id) of each. Every shard is
     /// tried; the first failure is returned after all were.
     pub fn checkpoint(&self) -> Result<Vec<(u32, u64)>, KernelError> {
+        self.check_writable()?;
         let mut out = Vec::new();
         let mut first_error = None;
         for shard in &self.shards {
@@ -416,6 +456,7 @@ impl<E: Env + Clone> Kernel<E> {
     /// Makes every commit so far durable on every shard. Every shard is tried; the first
     /// failure is returned after all were.
     pub fn sync(&self, durability: Durability) -> Result<(), KernelError> {
+        self.check_writable()?;
         let mut first_error = None;
         for shard in &self.shards {
             if let Err(error) = shard.sync(durability) {
@@ -426,9 +467,13 @@ impl<E: Env + Clone> Kernel<E> {
     }
 
     /// Runs the background work once (see the module docs). Failed shards are skipped; a
-    /// shard that fails during the tick is reported in [`TickReport::failed`].
+    /// shard that fails during the tick is reported in [`TickReport::failed`]. A read-only
+    /// kernel has no background work: its tick does nothing.
     pub fn tick(&self) -> TickReport {
         let mut report = TickReport::default();
+        if self.read_only {
+            return report;
+        }
         for shard in self.shards.iter().filter(|s| s.status().failed.is_none()) {
             match shard.tick(self.config.sync_on_tick) {
                 Ok(Tick { checkpoint, synced, vouched }) => {
@@ -445,10 +490,10 @@ impl<E: Env + Clone> Kernel<E> {
     }
 
     /// Syncs every serving shard and closes the kernel. Returns the first failure; the
-    /// directory lock is released either way.
+    /// directory lock is released either way. A read-only kernel syncs nothing.
     pub fn close(self) -> Result<(), KernelError> {
         let mut first_error = None;
-        for shard in self.shards.iter().filter(|s| s.status().failed.is_none()) {
+        for shard in self.shards.iter().filter(|s| !self.read_only && s.status().failed.is_none()) {
             if let Err(error) = shard.sync(Durability::Data) {
                 first_error.get_or_insert(KernelError::Shard { shard: shard.id(), error });
             }

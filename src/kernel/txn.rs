@@ -84,6 +84,14 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
         }
     }
 
+    /// The u64 counter at `key` as this transaction sees it (`None`: absent), as
+    /// [`Kernel::get_counter`] reads it.
+    pub fn get_counter(&self, key: &[u8]) -> Result<Option<u64>, KernelError> {
+        let value = self.get(key)?;
+        let id = self.kernel.shard_of(key);
+        value.map(|v| Kernel::<E>::shard_result(id, counter_value(key, Some(&v)))).transpose()
+    }
+
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KernelError> {
         check_value(value)?;
@@ -126,7 +134,7 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
         let Some(id) = self.shard else { return Ok(CommitInfo { shard: None, lsn: 0 }) };
         let writes = self.writes.into_iter().collect();
         let committed =
-            Kernel::<E>::shard_result(id, self.kernel.shard(id).commit(writes, None, durability))?;
+            Kernel::<E>::shard_result(id, self.kernel.writable_shard(id)?.commit(writes, None, durability))?;
         Ok(CommitInfo { shard: Some(id), lsn: committed.lsn })
     }
 
@@ -215,8 +223,10 @@ impl<'k, E: Env + Clone> Document<'k, E> {
         }
         let writes = std::mem::take(&mut self.writes).into_iter().map(|(k, v)| (k, Intent::Put(v))).collect();
         let doc = Some(DocMark { id: self.id.clone(), complete });
-        let committed =
-            Kernel::<E>::shard_result(id, self.kernel.shard(id).commit(writes, doc, Durability::Data))?;
+        let committed = Kernel::<E>::shard_result(
+            id,
+            self.kernel.writable_shard(id)?.commit(writes, doc, Durability::Data),
+        )?;
         Ok(CommitInfo { shard: Some(id), lsn: committed.lsn })
     }
 

@@ -25,6 +25,7 @@ mod faults;
 mod fs;
 mod images;
 mod lifecycle;
+mod lock;
 mod media;
 mod options;
 mod state;
@@ -40,6 +41,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use faults::{CallKind, Fault, FaultSchedule, ScheduledFault};
 pub use fs::FILE_SIZE_MAX_BYTES;
 pub use images::CrashImages;
+pub use lock::SimDirLock;
 pub use options::{
     CrashKind, CrashMode, DirOrdering, FaultOptions, InvalidFaultOptions, LatencyOptions, MediaTarget,
     SECTOR_SIZES_BYTES, SyncFailureProfile, TargetRegion, TargetedFaults, TargetedWeights, TearFillWeights,
@@ -48,7 +50,7 @@ pub use options::{
 pub use state::{Damage, DamageKind, DamageRole, SimCrash, is_crash};
 pub use trace::{StableHasher, TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS, TraceEvent};
 
-use super::{Env, EnvFile, LOCK_FILE_NAME, OpenOptions};
+use super::{Env, EnvFile, OpenOptions};
 use faults::FaultSource;
 use fs::{Node, NodeId, components};
 use state::{HandleState, Plan, State};
@@ -454,28 +456,6 @@ impl EnvFile for SimFile {
     }
 }
 
-/// The exclusive directory lock of [`SimEnv`]; released on drop or by a crash.
-pub struct SimDirLock {
-    shared: Arc<Mutex<State>>,
-    node: NodeId,
-    generation: u64,
-}
-
-impl std::fmt::Debug for SimDirLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimDirLock").field("node", &self.node).finish()
-    }
-}
-
-impl Drop for SimDirLock {
-    fn drop(&mut self) {
-        let mut state = lock(&self.shared);
-        if state.generation == self.generation {
-            state.locks.remove(&self.node);
-        }
-    }
-}
-
 impl Env for SimEnv {
     type File = SimFile;
     type DirLock = SimDirLock;
@@ -588,28 +568,12 @@ impl Env for SimEnv {
     }
 
     fn lock_dir(&self, path: &Path) -> io::Result<SimDirLock> {
-        let node = self.call(
-            CallKind::LockDir,
-            0,
-            None,
-            || format!("lock_dir {}", path.display()),
-            |state, _| {
-                let node = Self::resolve_dir(state, path)?;
-                if state.locks.contains_key(&node) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WouldBlock,
-                        format!("{} is locked by another open store", path.display()),
-                    ));
-                }
-                let lock_path = path.join(LOCK_FILE_NAME);
-                state.fs.open(&components(&lock_path)?, &lock_path, OpenOptions::create())?;
-                let generation = state.generation;
-                state.locks.insert(node, generation);
-                Ok(node)
-            },
-        )?;
-        let generation = self.lock().generation;
-        Ok(SimDirLock { shared: Arc::clone(&self.shared), node, generation })
+        self.lock_dir_with(path, false)?
+            .ok_or_else(|| io::Error::other("an exclusive lock always holds its directory"))
+    }
+
+    fn lock_dir_shared(&self, path: &Path) -> io::Result<Option<SimDirLock>> {
+        self.lock_dir_with(path, true)
     }
 
     fn now_monotonic(&self) -> Duration {

@@ -149,6 +149,8 @@ pub(crate) struct State {
     pub handles: BTreeMap<u64, HandleState>,
     pub next_handle: u64,
     pub locks: BTreeMap<NodeId, u64>,
+    /// Shared directory locks held (`Env::lock_dir_shared`), by directory: how many.
+    pub shared_locks: BTreeMap<NodeId, u32>,
     pub damage: Vec<Damage>,
     pub media_faults_used: u32,
     /// Files whose cache still shows bytes that a failed sync (`SyncFailureProfile::Keep`)
@@ -177,6 +179,7 @@ impl State {
             handles: BTreeMap::new(),
             next_handle: 1,
             locks: BTreeMap::new(),
+            shared_locks: BTreeMap::new(),
             damage: Vec::new(),
             media_faults_used: 0,
             stale_caches: BTreeSet::new(),
@@ -349,6 +352,7 @@ impl State {
         self.generation += 1;
         self.handles.clear();
         self.locks.clear();
+        self.shared_locks.clear();
         self.fs.collect_garbage(&BTreeSet::new());
         let fs = &self.fs;
         self.stale_caches.retain(|node| fs.nodes.contains_key(node));
@@ -384,6 +388,7 @@ impl State {
         self.generation += 1;
         self.handles.clear();
         self.locks.clear();
+        self.shared_locks.clear();
         self.event(text);
     }
 
@@ -408,6 +413,7 @@ impl State {
             handles: BTreeMap::new(),
             next_handle: self.next_handle,
             locks: BTreeMap::new(),
+            shared_locks: BTreeMap::new(),
             damage: self.damage.clone(),
             media_faults_used: self.media_faults_used,
             stale_caches: self.stale_caches.clone(),
