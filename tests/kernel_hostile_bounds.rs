@@ -171,3 +171,39 @@ fn a_deleted_kernel_file_next_to_shard_data_is_refused() {
     }
     assert!(!dir.path().join("KERNEL").exists(), "nothing was re-created");
 }
+
+// Bug pinned (review of the bounded scan): the search past the records stopped at the segment
+// size of the *open*, which is an option of each open, not of the segment. A segment written
+// under a larger size, reopened under a smaller one, took rot that later records vouch for for
+// a torn tail and cut every acknowledged record after it, without a report.
+#[test]
+fn rot_past_a_smaller_reopen_segment_size_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let sized =
+        |bytes: u64| Config::builder().shards(1).segment_size_bytes(bytes).build().expect("valid config");
+    let kernel = Kernel::open(OsEnv::new(), dir.path(), sized(4 << 20)).expect("create");
+    let value = vec![7u8; 8 * 1024];
+    for i in 0..200 {
+        kernel.put(&key(i), &value, Durability::Data).expect("put");
+    }
+    kernel.close().expect("close");
+    let wal = shard_dir(dir.path(), 0).join("wal");
+    let segment = fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    let at = bytes.windows(8).position(|w| w == key(150).as_slice()).expect("the record of key 150");
+    assert!(at > 1 << 20, "the damaged record lies past the smaller size ({at})");
+    bytes[at + 20] ^= 0x40;
+    fs::write(&segment, &bytes).unwrap();
+    // Reopened with a quarter of the size the segment was written with.
+    let kernel = Kernel::open(OsEnv::new(), dir.path(), sized(1 << 20)).expect("open");
+    let failure = kernel.shard_status()[0].failed.clone().expect("vouched-for rot fails the shard");
+    assert!(failure.data_loss, "{failure}");
+    let (path, offset, _) = failure.wal_corruption().expect("a typed WAL corruption");
+    assert_eq!(path, segment.as_path());
+    assert!(
+        offset <= at as u64 && at as u64 - offset < 16 * 1024,
+        "offset {offset} names the damaged record at {at}"
+    );
+    drop(kernel);
+    assert_eq!(fs::read(&segment).unwrap().len(), bytes.len(), "nothing was cut from the segment");
+}

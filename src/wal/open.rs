@@ -26,8 +26,14 @@ impl<E: Env> Wal<E> {
         if let Some(parent) = dir.parent() {
             io("sync directory", parent, env.sync_dir(parent))?;
         }
-        let expect =
-            scan::Expect { segment_size_bytes: options.segment_size_bytes, identity: Some(options.identity) };
+        // Searches past the records stop at the largest segment size the options accept, not
+        // at this open's: the size is an option of each open, so a segment written under a
+        // larger one may hold records past today's size, and stopping there would take
+        // damage that later records vouch for for a torn tail (review finding).
+        let expect = scan::Expect {
+            segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX,
+            identity: Some(options.identity),
+        };
         let report = scan::scan_bounded(&env, dir, options.recovery_mode, expect, visit)?;
         for &id in report.partial_segments.iter().chain(&report.cut_segments) {
             let path = dir.join(format::segment_file_name(id));

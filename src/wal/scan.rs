@@ -243,6 +243,15 @@ pub fn scan_bounded<E: Env>(
     let mut report = ScanReport { next_lsn: 1, ..ScanReport::default() };
     for (index, &id) in ids.iter().enumerate() {
         let path = dir.join(format::segment_file_name(id));
+        // Segments are created one after the other and removed oldest first, so ids are
+        // contiguous: a gap is a segment lost from the middle of the log.
+        if let Some(&previous) = index.checked_sub(1).and_then(|i| ids.get(i))
+            && id != previous + 1
+        {
+            let missing = dir.join(format::segment_file_name(previous + 1));
+            let detail = format!("segment missing from the middle of the log (the next is {id})");
+            return Err(WalError::corruption(&missing, 0, report.next_lsn, detail));
+        }
         let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
         let mut window = Window::new(&file, &path, segment_size_bytes)?;
         let later_segments = &ids[index + 1..];
