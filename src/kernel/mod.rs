@@ -37,6 +37,7 @@
 mod config;
 mod error;
 pub mod layout;
+mod ranges;
 mod ticker;
 mod txn;
 
@@ -49,6 +50,7 @@ pub use config::{
     VALUE_BYTES_MAX,
 };
 pub use error::KernelError;
+pub use ranges::DurableResult;
 pub use ticker::Ticker;
 pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
 

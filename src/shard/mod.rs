@@ -48,6 +48,7 @@
 //!   anybody calls `tick`;
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
+mod notify;
 mod ops;
 pub mod record;
 mod recovery;
@@ -66,6 +67,7 @@ use crate::recovery::RecoveryReport;
 use crate::wal::shared::SharedWal;
 use crate::wal::{Lsn, WalOptions};
 
+pub use notify::DurableCallback;
 pub use ops::{Committed, Intent, Tick, counter_value};
 pub use recovery::{ProgressFn, RecoveryProgress};
 
@@ -246,6 +248,8 @@ pub struct Shard<E: Env> {
     wal: Option<SharedWal<E>>,
     inner: Mutex<Inner<E>>,
     reads: AtomicU64,
+    /// Callbacks waiting for an lsn to become durable (see [`notify`]).
+    waiters: Mutex<notify::Waiters>,
     recovery: Option<RecoveryReport>,
 }
 
@@ -266,6 +270,7 @@ impl<E: Env + Clone> Shard<E> {
             wal: None,
             inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean }),
             reads: AtomicU64::new(0),
+            waiters: Mutex::default(),
             recovery: None,
         }
     }

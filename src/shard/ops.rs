@@ -23,6 +23,10 @@ pub enum Intent {
     Delete,
     /// Add to the key's u64 counter (absent counts as 0), resolved at commit.
     Add(u64),
+    /// Remove every user key from the write's key (inclusive) to this one (exclusive): one
+    /// op in the WAL record however many keys it covers. Applied where it stands in the
+    /// batch: writes before it in the range are removed, writes after it stay.
+    DeleteRange(Bytes),
 }
 
 /// What a commit did.
@@ -59,6 +63,16 @@ pub fn counter_value(key: &[u8], value: Option<&[u8]>) -> Result<u64, ShardError
             Ok(bytes) => Ok(u64::from_le_bytes(bytes)),
             Err(_) => Err(ShardError::NotACounter { key: key.to_vec(), len_bytes: bytes.len() }),
         },
+    }
+}
+
+/// Whether a range holds no key (`BTreeMap::range` panics on an inverted one).
+fn empty_range(range: &(Bound<Bytes>, Bound<Bytes>)) -> bool {
+    match range {
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+            s > e || (s == e && !matches!(range, (Bound::Included(_), Bound::Included(_))))
+        }
+        _ => false,
     }
 }
 
@@ -104,6 +118,29 @@ impl<E: Env + Clone> Shard<E> {
         Ok(serving.state.range(range).map(|(k, v)| (k[1..].to_vec(), v.clone())).collect())
     }
 
+    /// At most `limit` user entries with keys in `(start, end)`: the first ones in key order,
+    /// or with `reverse` the last ones in descending key order.
+    pub fn scan_limited(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Bytes, Bytes)>, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let range = (
+            state_bound(start, Bound::Included(vec![NS_USER])),
+            state_bound(end, Bound::Excluded(vec![NS_USER + 1])),
+        );
+        if empty_range(&range) {
+            return Ok(Vec::new());
+        }
+        let entries = serving.state.range(range).map(|(k, v)| (k[1..].to_vec(), v.clone()));
+        Ok(if reverse { entries.rev().take(limit).collect() } else { entries.take(limit).collect() })
+    }
+
     /// The ids of the documents this shard recorded as complete.
     pub fn completed_documents(&self) -> Result<BTreeSet<String>, ShardError> {
         let mut inner = self.lock();
@@ -128,6 +165,20 @@ impl<E: Env + Clone> Shard<E> {
         doc: Option<DocMark>,
         durability: Durability,
     ) -> Result<Committed, ShardError> {
+        let result = self.commit_locked(writes, doc, durability);
+        if result.is_err() {
+            // A failed append fails the shard: tell the durability waiters.
+            self.notify_durable();
+        }
+        result
+    }
+
+    fn commit_locked(
+        &self,
+        writes: Vec<(Bytes, Intent)>,
+        doc: Option<DocMark>,
+        durability: Durability,
+    ) -> Result<Committed, ShardError> {
         let mut inner = self.lock();
         let serving = self.serving(&mut inner)?;
         let mut committed = Committed::default();
@@ -136,8 +187,14 @@ impl<E: Env + Clone> Shard<E> {
             ops.push(match intent {
                 Intent::Put(value) => Op::Put(key, value),
                 Intent::Delete => Op::Delete(key),
+                Intent::DeleteRange(end) => Op::DeleteRange(key, end),
                 Intent::Add(delta) => {
-                    let current = counter_value(&key, serving.state.get(&user_key(&key)).map(Vec::as_slice))?;
+                    // A range delete earlier in this batch removed the counter: it counts as 0.
+                    let erased = ops
+                        .iter()
+                        .any(|op| matches!(op, Op::DeleteRange(start, end) if *start <= key && key < *end));
+                    let found = serving.state.get(&user_key(&key)).filter(|_| !erased);
+                    let current = counter_value(&key, found.map(Vec::as_slice))?;
                     let new =
                         current.checked_add(delta).ok_or(ShardError::CounterOverflow { key: key.clone() })?;
                     committed.counters.insert(key.clone(), new);
@@ -194,6 +251,12 @@ impl<E: Env + Clone> Shard<E> {
     /// Makes every commit up to `lsn` durable: a committer joins a group sync in flight that
     /// already covers its record instead of waiting for one that covers the newest.
     fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
+        let result = self.sync_through_locked(lsn, durability);
+        self.notify_durable();
+        result
+    }
+
+    fn sync_through_locked(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
         let wal = {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
@@ -230,6 +293,12 @@ impl<E: Env + Clone> Shard<E> {
     /// oldest retained checkpoint. Returns the checkpoint's id; with nothing new since the last
     /// checkpoint, returns that one's id without writing. A failure fails the shard.
     pub fn checkpoint(&self) -> Result<u64, ShardError> {
+        let result = self.checkpoint_locked();
+        self.notify_durable();
+        result
+    }
+
+    fn checkpoint_locked(&self) -> Result<u64, ShardError> {
         let mut inner = self.lock();
         let serving = self.serving(&mut inner)?;
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
