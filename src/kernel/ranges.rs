@@ -20,6 +20,9 @@ fn bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<&[u8]> {
     }
 }
 
+/// One key-value pair.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// What a durability callback of [`Kernel::on_durable`] is given: `Ok(durable lsn)` once the
 /// commit is durable, or the error of its shard if it failed first (the outcome is unknown).
 pub type DurableResult = Result<Lsn, KernelError>;
@@ -97,7 +100,7 @@ impl<E: Env + Clone> Kernel<E> {
     pub fn last_in_range<K: AsRef<[u8]>>(
         &self,
         range: impl RangeBounds<K>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, KernelError> {
+    ) -> Result<Option<Entry>, KernelError> {
         Ok(self.scan_range_rev(range, 1)?.pop())
     }
 
