@@ -6,6 +6,7 @@
 
 use crate::kv::stores::kernel_store::KernelBug;
 use crate::kv::stores::toy::ToyBug;
+use crate::raft_workload::RaftBug;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,9 @@ pub enum WorkloadKind {
     /// increments, scans, documents, checkpoints and `tick`, failed-shard isolation, checked
     /// against one key-value model per shard; or with one planted mistake.
     Kernel(KernelBug),
+    /// The `stormhold-raft` adapter driven through openraft's storage API, crashed, and
+    /// checked against what Raft requires to survive; or with one planted mistake.
+    Raft(RaftBug),
 }
 
 impl WorkloadKind {
@@ -68,6 +72,7 @@ impl WorkloadKind {
         let mut all = vec![WorkloadKind::Env, WorkloadKind::Wal, WorkloadKind::Checkpoint];
         all.extend(KernelBug::ALL.iter().map(|&bug| WorkloadKind::Kernel(bug)));
         all.extend(ToyBug::ALL.iter().map(|&bug| WorkloadKind::Toy(bug)));
+        all.extend(RaftBug::ALL.iter().map(|&bug| WorkloadKind::Raft(bug)));
         all
     }
 
@@ -79,6 +84,7 @@ impl WorkloadKind {
             WorkloadKind::Checkpoint => "checkpoint",
             WorkloadKind::Toy(bug) => bug.workload_name(),
             WorkloadKind::Kernel(bug) => bug.workload_name(),
+            WorkloadKind::Raft(bug) => bug.workload_name(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod corpus;
 pub mod env_workload;
 pub mod images;
 pub mod kv;
+pub mod raft_workload;
 pub mod report;
 pub mod runner;
 pub mod shrink;
