@@ -38,6 +38,7 @@
 mod ckpt_recovery;
 mod harness;
 mod kernel;
+mod raft;
 mod raw;
 mod realistic;
 mod wal;
@@ -240,7 +241,7 @@ fn run(config: &Config) -> Result<Vec<Row>, BenchError> {
     let root = tempfile::Builder::new().prefix("stormhold-bench-").tempdir_in(&config.dir)?;
     let mut rows = Vec::new();
     type Workload = fn(&Config, &Scratch) -> Result<Vec<Row>, BenchError>;
-    let workloads: [(&str, Workload); 8] = [
+    let workloads: [(&str, Workload); 9] = [
         ("single", single_writer),
         ("concurrent", concurrent_writers),
         ("bulk", bulk),
@@ -249,6 +250,7 @@ fn run(config: &Config) -> Result<Vec<Row>, BenchError> {
         ("kernel-bulk", kernel::bulk),
         ("kernel-recovery", kernel::recovery),
         ("realistic-recovery", realistic::recovery),
+        ("raft-appends", raft::appends),
     ];
     for (name, workload) in workloads {
         if !config.selects(name) {
@@ -360,7 +362,11 @@ mod tests {
         config.wal.segment_size_bytes = 64 * 1024;
         let rows = run(&config).expect("run");
         let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 1 + 2 + 2;
-        assert_eq!(rows.len(), 2 + WRITER_COUNTS.len() + config.bulk_payloads.len() + 1 + kernel_rows);
+        let raft_rows = 2;
+        assert_eq!(
+            rows.len(),
+            2 + WRITER_COUNTS.len() + config.bulk_payloads.len() + 1 + kernel_rows + raft_rows
+        );
         let printed = table(&rows);
         assert!(printed.contains("SharedWal") && printed.contains("recovery"), "{printed}");
         assert!(printed.contains("Kernel::put") && printed.contains("Kernel::open"), "{printed}");

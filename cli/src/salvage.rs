@@ -143,6 +143,9 @@ fn replay(wal_dir: &Path, identity: StoreIdentity, base_lsn: u64, out: &mut Salv
                     match op {
                         Op::Put(key, value) => drop(entries.insert(key, value)),
                         Op::Delete(key) => drop(entries.remove(&key)),
+                        Op::DeleteRange(start, end) => {
+                            entries.retain(|key, _| !(start.as_slice() <= key.as_slice() && key < &end))
+                        }
                     }
                 }
                 if let Some(doc) = batch.doc.filter(|d| d.complete) {

@@ -7,6 +7,7 @@
 use crate::kv::stores::ckpt_store::CkptBug;
 use crate::kv::stores::kernel_store::{KernelBug, KernelStoreOptions};
 use crate::kv::stores::toy::ToyBug;
+use crate::raft_workload::RaftBug;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,9 @@ pub enum WorkloadKind {
     /// increments, scans, documents, checkpoints and `tick`, failed-shard isolation, checked
     /// against one key-value model per shard; or with one planted mistake.
     Kernel(KernelBug),
+    /// The `stormhold-raft` adapter driven through openraft's storage API, crashed, and
+    /// checked against what Raft requires to survive; or with one planted mistake.
+    Raft(RaftBug),
 }
 
 impl WorkloadKind {
@@ -77,6 +81,7 @@ impl WorkloadKind {
         all.extend(CkptBug::ALL.iter().map(|&bug| WorkloadKind::CheckpointPlanted(bug)));
         all.extend(KernelBug::ALL.iter().map(|&bug| WorkloadKind::Kernel(bug)));
         all.extend(ToyBug::ALL.iter().map(|&bug| WorkloadKind::Toy(bug)));
+        all.extend(RaftBug::ALL.iter().map(|&bug| WorkloadKind::Raft(bug)));
         all
     }
 
@@ -89,6 +94,7 @@ impl WorkloadKind {
             WorkloadKind::CheckpointPlanted(bug) => bug.workload_name(),
             WorkloadKind::Toy(bug) => bug.workload_name(),
             WorkloadKind::Kernel(bug) => bug.workload_name(),
+            WorkloadKind::Raft(bug) => bug.workload_name(),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod images;
 pub mod kv;
 pub mod merge;
 pub mod progress;
+pub mod raft_workload;
 pub mod report;
 pub mod runner;
 pub mod seeds;

@@ -19,6 +19,7 @@ use crate::kv::stores::toy::ToyStore;
 use crate::kv::stores::wal_store::{WalStore, WalStoreConfig};
 use crate::kv::workload::KvWorkload;
 use crate::kv::workload::ops::KvOp;
+use crate::raft_workload::RaftWorkload;
 // The verdict types' old paths, kept for the sweep, the command line and the tests.
 pub use crate::verdict::{Violation, ViolationKind};
 
@@ -214,6 +215,14 @@ fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOp
             let options = config.store.clone().unwrap_or_else(|| KernelStoreOptions::from_seed(config.seed));
             let store = KernelStoreConfig::from_options(&options, bug);
             run_kv(KvWorkload::<KernelStore>::new(env.clone(), config.clone(), store), ops)
+        }
+        WorkloadKind::Raft(bug) => {
+            let mut workload = RaftWorkload::new(env.clone(), config.clone(), bug);
+            let result = workload.run();
+            let (ops, recoveries, undetectable, data_loss_detected) =
+                (workload.ops, workload.recoveries, workload.undetectable, workload.data_loss_detected);
+            let violation = result.err();
+            Outcome { ops, recoveries, undetectable, data_loss_detected, violation, ..Outcome::default() }
         }
     }));
     let outcome = outcome.unwrap_or_else(|payload| {

@@ -40,6 +40,7 @@
 mod config;
 mod error;
 pub mod layout;
+mod ranges;
 mod read_only;
 mod ticker;
 mod txn;
@@ -53,6 +54,7 @@ pub use config::{
     TRANSACTION_BYTES_MAX, VALUE_BYTES_MAX,
 };
 pub use error::KernelError;
+pub use ranges::DurableResult;
 pub use ticker::Ticker;
 pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
 

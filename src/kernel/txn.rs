@@ -54,11 +54,14 @@ pub struct Transaction<'k, E: Env + Clone> {
     kernel: &'k Kernel<E>,
     shard: Option<u32>,
     writes: BTreeMap<Vec<u8>, Intent>,
+    /// Range deletes, `start..end`; committed before `writes` (a write buffered before a
+    /// range delete that covers it is dropped from `writes`).
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl<'k, E: Env + Clone> Transaction<'k, E> {
     pub(super) fn new(kernel: &'k Kernel<E>) -> Self {
-        Self { kernel, shard: None, writes: BTreeMap::new() }
+        Self { kernel, shard: None, writes: BTreeMap::new(), ranges: Vec::new() }
     }
 
     /// The shard the transaction is bound to (the shard of its first key).
@@ -71,7 +74,7 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KernelError> {
         match self.writes.get(key) {
             Some(Intent::Put(value)) => Ok(Some(value.clone())),
-            Some(Intent::Delete) => Ok(None),
+            Some(Intent::Delete | Intent::DeleteRange(_)) => Ok(None),
             Some(&Intent::Add(delta)) => {
                 let current = self.kernel.get(key)?;
                 let id = self.kernel.shard_of(key);
@@ -80,6 +83,7 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
                 let value = Kernel::<E>::shard_result(id, value.checked_add(delta).ok_or(overflow))?;
                 Ok(Some(value.to_le_bytes().to_vec()))
             }
+            None if self.in_deleted_range(key) => Ok(None),
             None => self.kernel.get(key),
         }
     }
@@ -90,6 +94,67 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
         let value = self.get(key)?;
         let id = self.kernel.shard_of(key);
         value.map(|v| Kernel::<E>::shard_result(id, counter_value(key, Some(&v)))).transpose()
+    }
+
+    fn in_deleted_range(&self, key: &[u8]) -> bool {
+        self.ranges.iter().any(|(start, end)| start.as_slice() <= key && key < end.as_slice())
+    }
+
+    /// Removes every key in `range` (`start..end`, end exclusive) of the transaction's
+    /// shard, as one op of the commit's WAL record whatever it covers. Writes buffered
+    /// before it in the range are dropped; writes after it stay. Increments and document
+    /// marks are not touched except for counters in the range, which then count from 0.
+    ///
+    /// Both bounds must route to one shard and the range must not reach other shards' keys:
+    /// with [`Router::Prefix`](crate::Router::Prefix), both bounds at least the prefix long
+    /// and sharing it (or the end being the first key past the start's prefix, for a whole
+    /// prefix); with one shard, any range. Otherwise [`KernelError::InvalidInput`]
+    /// (or [`KernelError::CrossShard`] when the transaction is bound elsewhere).
+    ///
+    /// ```
+    /// # use stormhold::{Config, Durability, Kernel, Router, env::OsEnv};
+    /// # let dir = tempfile::tempdir()?;
+    /// let config = Config::builder().router(Router::Prefix { len_bytes: 4 }).build()?;
+    /// let kernel = Kernel::open(OsEnv::new(), dir.path(), config)?;
+    /// for key in [b"log:1", b"log:2", b"log:3"] {
+    ///     kernel.put(key, b"entry", Durability::None)?;
+    /// }
+    /// let mut txn = kernel.begin();
+    /// txn.delete_range(b"log:1".as_slice()..b"log:3".as_slice())?;
+    /// txn.commit(Durability::Data)?;
+    /// assert_eq!(kernel.scan_prefix(b"log:")?.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn delete_range<K: AsRef<[u8]>>(&mut self, range: std::ops::Range<K>) -> Result<(), KernelError> {
+        let (start, end) = (range.start.as_ref(), range.end.as_ref());
+        check_key(start)?;
+        check_key(end)?;
+        let config = self.kernel.config();
+        let contained = match config.router {
+            _ if config.shards == 1 => true,
+            super::Router::Prefix { len_bytes } => {
+                let len = len_bytes as usize;
+                // Under one prefix, or from inside it to its end (the whole prefix).
+                start.len() >= len
+                    && ((end.len() >= len && start[..len] == end[..len])
+                        || super::prefix_end(&start[..len]).is_some_and(|e| e == end))
+            }
+            super::Router::Hash => false,
+        };
+        if !contained {
+            return Err(KernelError::InvalidInput(format!(
+                "range \"{}\"..\"{}\" may cover keys of several shards; a range delete needs both bounds under one prefix of the prefix router (or one shard)",
+                start.escape_ascii(),
+                end.escape_ascii()
+            )));
+        }
+        bind(self.kernel, &mut self.shard, start)?;
+        if start >= end {
+            return Ok(());
+        }
+        self.writes.retain(|key, _| !(start <= key.as_slice() && key.as_slice() < end));
+        self.ranges.push((start.to_vec(), end.to_vec()));
+        Ok(())
     }
 
     /// Sets `key` to `value`.
@@ -115,9 +180,10 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
             || KernelError::Shard { shard, error: ShardError::CounterOverflow { key: key.to_vec() } };
         // Computed from a borrow: a refused increment leaves the earlier write in place.
         let intent = match self.writes.get(key) {
+            None if self.in_deleted_range(key) => Intent::Put(by.to_le_bytes().to_vec()),
             None => Intent::Add(by),
             Some(Intent::Add(earlier)) => Intent::Add(earlier.checked_add(by).ok_or_else(overflow)?),
-            Some(Intent::Delete) => Intent::Put(by.to_le_bytes().to_vec()),
+            Some(Intent::Delete | Intent::DeleteRange(_)) => Intent::Put(by.to_le_bytes().to_vec()),
             Some(Intent::Put(value)) => {
                 let current = Kernel::<E>::shard_result(shard, counter_value(key, Some(value)))?;
                 Intent::Put(current.checked_add(by).ok_or_else(overflow)?.to_le_bytes().to_vec())
@@ -132,7 +198,8 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
     /// unknown (the shard is failed).
     pub fn commit(self, durability: Durability) -> Result<CommitInfo, KernelError> {
         let Some(id) = self.shard else { return Ok(CommitInfo { shard: None, lsn: 0 }) };
-        let writes = self.writes.into_iter().collect();
+        let ranges = self.ranges.into_iter().map(|(start, end)| (start, Intent::DeleteRange(end)));
+        let writes = ranges.chain(self.writes).collect();
         let committed =
             Kernel::<E>::shard_result(id, self.kernel.writable_shard(id)?.commit(writes, None, durability))?;
         Ok(CommitInfo { shard: Some(id), lsn: committed.lsn })

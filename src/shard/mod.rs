@@ -50,6 +50,7 @@
 
 mod failure;
 mod invariants;
+mod notify;
 mod ops;
 pub mod record;
 mod recovery;
@@ -69,6 +70,7 @@ use crate::wal::shared::SharedWal;
 use crate::wal::{Lsn, WalOptions};
 
 pub use failure::{Failure, FailureCause};
+pub use notify::DurableCallback;
 pub use ops::{Committed, Intent, Tick, counter_value};
 pub use recovery::{ProgressFn, RecoveryProgress};
 
@@ -254,6 +256,8 @@ pub struct Shard<E: Env> {
     wal: Option<SharedWal<E>>,
     inner: Mutex<Inner<E>>,
     reads: AtomicU64,
+    /// Callbacks waiting for an lsn to become durable (see [`notify`]).
+    waiters: Mutex<notify::Waiters>,
     recovery: Option<RecoveryReport>,
 }
 
@@ -274,6 +278,7 @@ impl<E: Env + Clone> Shard<E> {
             wal: None,
             inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean }),
             reads: AtomicU64::new(0),
+            waiters: Mutex::default(),
             recovery: None,
         }
     }

@@ -23,6 +23,10 @@ pub enum Intent {
     Delete,
     /// Add to the key's u64 counter (absent counts as 0), resolved at commit.
     Add(u64),
+    /// Remove every user key from the write's key (inclusive) to this one (exclusive): one
+    /// op in the WAL record however many keys it covers. Applied where it stands in the
+    /// batch: writes before it in the range are removed, writes after it stay.
+    DeleteRange(Bytes),
 }
 
 /// What a commit did.
@@ -62,6 +66,16 @@ pub fn counter_value(key: &[u8], value: Option<&[u8]>) -> Result<u64, ShardError
             Ok(bytes) => Ok(u64::from_le_bytes(bytes)),
             Err(_) => Err(ShardError::NotACounter { key: key.to_vec(), len_bytes: bytes.len() }),
         },
+    }
+}
+
+/// Whether a range holds no key (`BTreeMap::range` panics on an inverted one).
+fn empty_range(range: &(Bound<Bytes>, Bound<Bytes>)) -> bool {
+    match range {
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+            s > e || (s == e && !matches!(range, (Bound::Included(_), Bound::Included(_))))
+        }
+        _ => false,
     }
 }
 
@@ -107,6 +121,29 @@ impl<E: Env + Clone> Shard<E> {
         Ok(serving.state.range(range).map(|(k, v)| (k[1..].to_vec(), v.clone())).collect())
     }
 
+    /// At most `limit` user entries with keys in `(start, end)`: the first ones in key order,
+    /// or with `reverse` the last ones in descending key order.
+    pub fn scan_limited(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<(Bytes, Bytes)>, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let range = (
+            state_bound(start, Bound::Included(vec![NS_USER])),
+            state_bound(end, Bound::Excluded(vec![NS_USER + 1])),
+        );
+        if empty_range(&range) {
+            return Ok(Vec::new());
+        }
+        let entries = serving.state.range(range).map(|(k, v)| (k[1..].to_vec(), v.clone()));
+        Ok(if reverse { entries.rev().take(limit).collect() } else { entries.take(limit).collect() })
+    }
+
     /// The ids of the documents this shard recorded as complete.
     pub fn completed_documents(&self) -> Result<BTreeSet<String>, ShardError> {
         let mut inner = self.lock();
@@ -131,25 +168,26 @@ impl<E: Env + Clone> Shard<E> {
         doc: Option<DocMark>,
         durability: Durability,
     ) -> Result<Committed, ShardError> {
+        let result = self.commit_locked(writes, doc, durability);
+        if result.is_err() {
+            // A failed append fails the shard: tell the durability waiters.
+            self.notify_durable();
+        }
+        result
+    }
+
+    fn commit_locked(
+        &self,
+        writes: Vec<(Bytes, Intent)>,
+        doc: Option<DocMark>,
+        durability: Durability,
+    ) -> Result<Committed, ShardError> {
         let mut inner = self.lock();
         let serving = self.serving(&mut inner)?;
         // Precondition: the shard is consistent before the commit changes it.
         self.check_serving(serving);
         let mut committed = Committed::default();
-        let mut ops = Vec::with_capacity(writes.len());
-        for (key, intent) in writes {
-            ops.push(match intent {
-                Intent::Put(value) => Op::Put(key, value),
-                Intent::Delete => Op::Delete(key),
-                Intent::Add(delta) => {
-                    let current = counter_value(&key, serving.state.get(&user_key(&key)).map(Vec::as_slice))?;
-                    let new =
-                        current.checked_add(delta).ok_or(ShardError::CounterOverflow { key: key.clone() })?;
-                    committed.counters.insert(key.clone(), new);
-                    Op::Put(key, new.to_le_bytes().to_vec())
-                }
-            });
-        }
+        let ops = resolve_ops(writes, &serving.state, &mut committed)?;
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
         if ops.is_empty() && doc.is_none() {
             committed.lsn = wal.last_lsn().unwrap_or(0);
@@ -205,6 +243,12 @@ impl<E: Env + Clone> Shard<E> {
     /// Makes every commit up to `lsn` durable: a committer joins a group sync in flight that
     /// already covers its record instead of waiting for one that covers the newest.
     fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
+        let result = self.sync_through_locked(lsn, durability);
+        self.notify_durable();
+        result
+    }
+
+    fn sync_through_locked(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
         // Precondition: lsn 0 means "none"; nobody waits for it.
         debug_assert!(lsn >= 1, "sync through lsn 0");
         let (wal, last_before) = {
@@ -247,6 +291,12 @@ impl<E: Env + Clone> Shard<E> {
     /// oldest retained checkpoint. Returns the checkpoint's id; with nothing new since the last
     /// checkpoint, returns that one's id without writing. A failure fails the shard.
     pub fn checkpoint(&self) -> Result<u64, ShardError> {
+        let result = self.checkpoint_locked();
+        self.notify_durable();
+        result
+    }
+
+    fn checkpoint_locked(&self) -> Result<u64, ShardError> {
         let mut inner = self.lock();
         let serving = self.serving(&mut inner)?;
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
@@ -380,4 +430,34 @@ impl<E: Env + Clone> Shard<E> {
         let entries = serving.state.range(vec![NS_USER]..vec![NS_USER + 1]).count() as u64;
         ShardStats { entries, ..serving.stats.clone() }
     }
+}
+
+/// The ops of a batch from its intents, increments resolved against `state` under the shard
+/// lock (the new values are noted in `committed.counters`).
+fn resolve_ops(
+    writes: Vec<(Bytes, Intent)>,
+    state: &BTreeMap<Bytes, Bytes>,
+    committed: &mut Committed,
+) -> Result<Vec<Op>, ShardError> {
+    let mut ops = Vec::with_capacity(writes.len());
+    for (key, intent) in writes {
+        ops.push(match intent {
+            Intent::Put(value) => Op::Put(key, value),
+            Intent::Delete => Op::Delete(key),
+            Intent::DeleteRange(end) => Op::DeleteRange(key, end),
+            Intent::Add(delta) => {
+                // A range delete earlier in this batch removed the counter: it counts as 0.
+                let erased = ops
+                    .iter()
+                    .any(|op| matches!(op, Op::DeleteRange(start, end) if *start <= key && key < *end));
+                let found = state.get(&user_key(&key)).filter(|_| !erased);
+                let current = counter_value(&key, found.map(Vec::as_slice))?;
+                let new =
+                    current.checked_add(delta).ok_or(ShardError::CounterOverflow { key: key.clone() })?;
+                committed.counters.insert(key.clone(), new);
+                Op::Put(key, new.to_le_bytes().to_vec())
+            }
+        });
+    }
+    Ok(ops)
 }

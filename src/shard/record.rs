@@ -12,7 +12,13 @@
 //! [2..]  document id: u32 LE length, UTF-8 bytes             (when bit 0)
 //! ..     op count u32 LE, then per op:
 //!          kind u8 (1 put, 2 delete), key: u32 LE length + bytes, value (put only): same
+//!          kind 3 (range delete, version 2 only): start key, end key (exclusive), same framing
 //! ```
+//!
+//! Version 1 has no range deletes; a batch is written as version 2 only when it holds one, so
+//! every batch without one keeps the version-1 bytes, and a version-1 decoder refuses a
+//! version-2 record by its version byte instead of misreading it. A range delete removes the
+//! user keys in `start..end` (never document marks) and is one op whatever it covers.
 //!
 //! Decoding bounds every length by the bytes left before it allocates, and names the offset of
 //! the first thing that is wrong.
@@ -20,10 +26,13 @@
 use super::Bytes;
 
 const VERSION: u8 = 1;
+/// The version of a batch that holds a range delete.
+const VERSION_RANGE: u8 = 2;
 const FLAG_DOC: u8 = 1;
 const FLAG_DOC_COMPLETE: u8 = 2;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
+const OP_DELETE_RANGE: u8 = 3;
 
 /// One write of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +41,8 @@ pub enum Op {
     Put(Bytes, Bytes),
     /// Removes `key`.
     Delete(Bytes),
+    /// Removes every user key in `start..end` (end exclusive).
+    DeleteRange(Bytes, Bytes),
 }
 
 /// A document mark: the batch is a chunk of document `id`, the last one when `complete`.
@@ -68,6 +79,7 @@ impl Batch {
             .map(|op| match op {
                 Op::Put(key, value) => 1 + 4 + key.len() + 4 + value.len(),
                 Op::Delete(key) => 1 + 4 + key.len(),
+                Op::DeleteRange(start, end) => 1 + 4 + start.len() + 4 + end.len(),
             })
             .sum();
         2 + doc + 4 + ops
@@ -76,7 +88,8 @@ impl Batch {
     /// Encodes the batch.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
-        out.push(VERSION);
+        let ranged = self.ops.iter().any(|op| matches!(op, Op::DeleteRange(..)));
+        out.push(if ranged { VERSION_RANGE } else { VERSION });
         let flags = match &self.doc {
             None => 0,
             Some(doc) if doc.complete => FLAG_DOC | FLAG_DOC_COMPLETE,
@@ -99,6 +112,11 @@ impl Batch {
                     out.push(OP_DELETE);
                     put_bytes(&mut out, key);
                 }
+                Op::DeleteRange(start, end) => {
+                    out.push(OP_DELETE_RANGE);
+                    put_bytes(&mut out, start);
+                    put_bytes(&mut out, end);
+                }
             }
         }
         debug_assert_eq!(out.len(), self.encoded_len());
@@ -109,7 +127,7 @@ impl Batch {
     pub fn decode(bytes: &[u8]) -> Result<Batch, String> {
         let mut reader = Reader { bytes, at: 0 };
         let version = reader.u8()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_RANGE {
             return Err(format!("offset 0: unknown batch version {version}"));
         }
         let flags = reader.u8()?;
@@ -139,6 +157,9 @@ impl Batch {
             ops.push(match reader.u8()? {
                 OP_PUT => Op::Put(reader.bytes()?, reader.bytes()?),
                 OP_DELETE => Op::Delete(reader.bytes()?),
+                OP_DELETE_RANGE if version == VERSION_RANGE => {
+                    Op::DeleteRange(reader.bytes()?, reader.bytes()?)
+                }
                 kind => return Err(format!("offset {at}: unknown op kind {kind}")),
             });
         }
@@ -223,5 +244,20 @@ mod tests {
         let mut bytes = sample().encode();
         bytes.push(0);
         assert!(Batch::decode(&bytes).unwrap_err().contains("after the last op"));
+    }
+
+    #[test]
+    fn range_deletes_round_trip_as_version_2_and_version_1_refuses_them() {
+        let batch = Batch { ops: vec![Op::DeleteRange(b"a".to_vec(), b"b".to_vec())], doc: None };
+        let bytes = batch.encode();
+        assert_eq!(bytes[0], VERSION_RANGE);
+        assert_eq!(Batch::decode(&bytes), Ok(batch.clone()));
+        assert_eq!(sample().encode()[0], VERSION, "batches without a range keep version 1");
+        let mut v1 = bytes.clone();
+        v1[0] = VERSION;
+        assert_eq!(Batch::decode(&v1).unwrap_err(), "offset 6: unknown op kind 3");
+        for len in 0..bytes.len() {
+            assert!(Batch::decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
+        }
     }
 }

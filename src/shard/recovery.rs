@@ -44,6 +44,10 @@ pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Byt
         let (key, value) = match op {
             Op::Put(key, value) => (user_key(key), Some(value.clone())),
             Op::Delete(key) => (user_key(key), None),
+            Op::DeleteRange(start, end) => {
+                apply_range_delete(state, dirty, start, end);
+                continue;
+            }
         };
         apply_one(state, dirty, key, value);
     }
@@ -59,11 +63,33 @@ pub(super) fn apply_owned(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeS
         let (key, value) = match op {
             Op::Put(key, value) => (user_key(&key), Some(value)),
             Op::Delete(key) => (user_key(&key), None),
+            Op::DeleteRange(start, end) => {
+                apply_range_delete(state, dirty, &start, &end);
+                continue;
+            }
         };
         apply_one(state, dirty, key, value);
     }
     if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
         apply_one(state, dirty, doc_key(&doc.id), Some(Vec::new()));
+    }
+}
+
+/// Removes the user keys in `start..end`, noting each in `dirty` so an incremental
+/// checkpoint records their deletion.
+fn apply_range_delete(
+    state: &mut BTreeMap<Bytes, Bytes>,
+    dirty: &mut BTreeSet<Bytes>,
+    start: &[u8],
+    end: &[u8],
+) {
+    if start >= end {
+        return;
+    }
+    let doomed: Vec<Bytes> = state.range(user_key(start)..user_key(end)).map(|(k, _)| k.clone()).collect();
+    for key in doomed {
+        state.remove(&key);
+        dirty.insert(key);
     }
 }
 
@@ -222,6 +248,7 @@ impl<E: Env + Clone> Shard<E> {
             wal: Some(SharedWal::from_wal(recovered.wal)),
             inner: Mutex::new(Inner::Serving(Box::new(serving))),
             reads: AtomicU64::new(0),
+            waiters: Mutex::default(),
             recovery: Some(recovered.report),
         };
         // Postcondition: the recovered shard is consistent (and Clean: recovery synced it).
