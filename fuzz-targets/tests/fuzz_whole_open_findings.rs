@@ -80,7 +80,6 @@ fn zeroed_tail_of_the_newest_segment_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: WAL segments swapped between shards serve keys of the wrong shard"]
 fn wal_segments_swapped_between_shards_are_refused() {
     let built = built(2, false);
     let (a, b) = (wal_segments(&built, 0)[0].clone(), wal_segments(&built, 1)[0].clone());
@@ -95,7 +94,6 @@ fn wal_segments_swapped_between_shards_are_refused() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: a checkpoint and every WAL segment deleted opens an empty shard"]
 fn checkpoint_and_wal_deleted_is_reported() {
     let built = built(1, true);
     let shard = Path::new(STORE_DIR).join("shard-0000");
@@ -109,7 +107,6 @@ fn checkpoint_and_wal_deleted_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: KERNEL deleted, an open with another shard count succeeds"]
 fn kernel_file_deleted_then_another_shard_count_is_refused() {
     let built = built(2, false);
     built.env.remove_file(&Path::new(STORE_DIR).join("KERNEL")).expect("remove");
@@ -121,7 +118,6 @@ fn kernel_file_deleted_then_another_shard_count_is_refused() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: an empty ckpt-ffffffffffffffff panics recovery (shard failed, data_loss false)"]
 fn huge_checkpoint_directory_name_is_bounds_checked() {
     let built = built(1, true);
     let ckpt = Path::new(STORE_DIR).join("shard-0000/ckpt");
