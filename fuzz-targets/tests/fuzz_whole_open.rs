@@ -1,9 +1,9 @@
 //! The stable driver of the whole-open-path target: a real small store on a perfect `SimEnv`,
 //! its files damaged at rest, reopened and compared with the model of acknowledged commits.
 //!
-//! CI applies only the damage kinds today's kernel handles (`Damage::CI`). The `#[ignore]`d
+//! CI applies the damage kinds the kernel handles (`Damage::CI`: all but `Delete`). The `#[ignore]`d
 //! tests apply every kind (`cargo test -p stormhold-fuzz-targets --test fuzz_whole_open --
-//! --ignored --nocapture`), and pin each failure class found, until issue #13 lands.
+//! --ignored --nocapture`); today they find only `Delete` of a WAL's `FLOOR` with its newest segment.
 
 use stormhold_fuzz_targets::mutate::Mutator;
 use stormhold_fuzz_targets::whole_open::{self, Damage, Verdict};

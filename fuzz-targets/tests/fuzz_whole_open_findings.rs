@@ -1,7 +1,7 @@
 //! Minimal reproductions of each failure class the whole-open target found with every damage
-//! kind on (issue #13). Each fails on today's kernel and is `#[ignore]`d until issue #13 lands;
-//! run them with `cargo test -p stormhold-fuzz-targets --test fuzz_whole_open_findings --
-//! --ignored`. Each builds a real store on a perfect `SimEnv`, damages exactly one thing at
+//! kind on (issue #13). Each failed on the kernel before issue #13 and passes now;
+//! run them with `cargo test -p stormhold-fuzz-targets --test fuzz_whole_open_findings`.
+//! Each builds a real store on a perfect `SimEnv`, damages exactly one thing at
 //! rest, reopens, and asks `whole_open::check` for "exact, or a failed shard that reports loss".
 
 use std::path::{Path, PathBuf};
@@ -47,7 +47,6 @@ fn an_undamaged_store_recovers_exactly() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: the newest WAL segment truncated loses acknowledged commits silently"]
 fn newest_wal_segment_truncated_is_reported() {
     let built = built(1, false);
     let newest = wal_segments(&built, 0).pop().expect("a segment");
@@ -58,7 +57,6 @@ fn newest_wal_segment_truncated_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: the newest WAL segment deleted loses acknowledged commits silently"]
 fn newest_wal_segment_deleted_is_reported() {
     let built = built(1, false);
     let newest = wal_segments(&built, 0).pop().expect("a segment");
@@ -68,7 +66,6 @@ fn newest_wal_segment_deleted_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: zeroed last records of the newest segment are lost silently"]
 fn zeroed_tail_of_the_newest_segment_is_reported() {
     let built = built(1, false);
     let newest = wal_segments(&built, 0).pop().expect("a segment");
@@ -80,7 +77,6 @@ fn zeroed_tail_of_the_newest_segment_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: WAL segments swapped between shards serve keys of the wrong shard"]
 fn wal_segments_swapped_between_shards_are_refused() {
     let built = built(2, false);
     let (a, b) = (wal_segments(&built, 0)[0].clone(), wal_segments(&built, 1)[0].clone());
@@ -95,7 +91,6 @@ fn wal_segments_swapped_between_shards_are_refused() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: a checkpoint and every WAL segment deleted opens an empty shard"]
 fn checkpoint_and_wal_deleted_is_reported() {
     let built = built(1, true);
     let shard = Path::new(STORE_DIR).join("shard-0000");
@@ -109,7 +104,6 @@ fn checkpoint_and_wal_deleted_is_reported() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: KERNEL deleted, an open with another shard count succeeds"]
 fn kernel_file_deleted_then_another_shard_count_is_refused() {
     let built = built(2, false);
     built.env.remove_file(&Path::new(STORE_DIR).join("KERNEL")).expect("remove");
@@ -121,7 +115,6 @@ fn kernel_file_deleted_then_another_shard_count_is_refused() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: an empty ckpt-ffffffffffffffff panics recovery (shard failed, data_loss false)"]
 fn huge_checkpoint_directory_name_is_bounds_checked() {
     let built = built(1, true);
     let ckpt = Path::new(STORE_DIR).join("shard-0000/ckpt");
@@ -131,7 +124,6 @@ fn huge_checkpoint_directory_name_is_bounds_checked() {
 }
 
 #[test]
-#[ignore = "fails until issue #13 lands: rot in the last durable record is taken for a torn write (`undetectable`), its commit lost silently"]
 fn bit_flip_in_the_last_record_is_reported() {
     let built = built(1, false);
     let newest = wal_segments(&built, 0).pop().expect("a segment");

@@ -496,7 +496,9 @@ impl<E: Env + Clone> Kernel<E> {
     pub fn close(self) -> Result<(), KernelError> {
         let mut first_error = None;
         for shard in self.shards.iter().filter(|s| !self.read_only && s.status().failed.is_none()) {
-            if let Err(error) = shard.sync(Durability::Data) {
+            // The floor marker records how far each WAL reached, so a WAL found shorter at
+            // the next open (its newest segment deleted, truncated or zeroed) is a loss.
+            if let Err(error) = shard.sync(Durability::Data).and_then(|_| shard.record_floor()) {
                 first_error.get_or_insert(KernelError::Shard { shard: shard.id(), error });
             }
         }

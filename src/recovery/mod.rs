@@ -36,6 +36,9 @@
 //!   segment. Otherwise the WAL is gone with everything it held:
 //!   [`RecoveryError::WalGone`], checked before the WAL is opened (which would create a new
 //!   segment and make the next open look like a new store);
+//! - **no silent cut**: a WAL found shorter than its floor marker says it was (its newest
+//!   segment deleted, truncated, emptied or zeroed; see `crate::wal::floor`) fails the WAL's
+//!   open with corruption naming the file, which is data loss here, never a torn tail;
 //! - a replay point above the record after the checkpoint's lsn would skip records the
 //!   checkpoint does not hold: it is refused as [`RecoveryError::BadCheckpointState`];
 //! - an I/O error anywhere fails recovery (it says nothing about the data); it is never taken

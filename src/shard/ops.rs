@@ -281,6 +281,23 @@ impl<E: Env + Clone> Shard<E> {
         }
     }
 
+    /// Records how far the durable WAL reached in its floor marker (at close, after a sync), so
+    /// a WAL found shorter at the next open is a reported loss. A failure fails the shard.
+    pub fn record_floor(&self) -> Result<(), ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+        let durable = wal.durable_lsn().unwrap_or(0);
+        // A vouching record last carries nothing: losing it loses no commit (see `vouch`).
+        let floor = if durable > 0 && serving.vouched_lsn == durable { durable - 1 } else { durable };
+        match wal.record_floor(floor) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                Err(self.fail(&mut inner, Failure::wal("record floor", error), SyncState::SyncFailed))
+            }
+        }
+    }
+
     /// Whether `lsn` is durable.
     pub fn is_durable(&self, lsn: Lsn) -> bool {
         self.wal.as_ref().and_then(|wal| wal.durable_lsn().ok()).is_some_and(|durable| durable >= lsn)

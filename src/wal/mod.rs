@@ -23,6 +23,17 @@
 //! - any failed write or sync poisons the log: every later call fails with
 //!   [`WalError::Poisoned`] until it is reopened; a failed sync is never retried.
 //!
+//! Which segments must exist, and how far the log reached (issue #13, rule 15): the floor
+//! marker (`FLOOR`, see [`floor`]) names the newest segment and the highest durable lsn. It is
+//! written when a segment is sealed (after its successor is durable) and when the log is closed
+//! ([`Wal::record_floor`]), never per commit. A recovery whose log ends below the marker's lsn,
+//! or lacks the segment it names, is corruption naming the file: the newest segment deleted,
+//! truncated, replaced or zeroed is a reported loss, not a torn tail. What stays undetectable
+//! (the `undetectable` class): single-copy damage to records appended since the marker was last
+//! written (after the last seal, on a store not closed cleanly since) and not vouched for by a
+//! later record or a vouching tick, since no durable fact contradicts a log cut there; and the
+//! marker deleted together with the records it vouches for.
+//!
 //! On-disk footprint of a log: its segments, each a 4 KiB header plus its records, the last
 //! one followed by up to one preallocation step of zeros (1 MiB for segments of 4 MiB or
 //! more). Segments rotate at `segment_size_bytes` (64 MiB by default) and are deleted by
@@ -37,6 +48,7 @@
 
 pub mod aries;
 pub mod error;
+pub mod floor;
 pub mod format;
 pub mod scan;
 pub mod shared;
@@ -216,6 +228,26 @@ impl<E: Env> Wal<E> {
     /// The directory of the log.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// What a floor marker written now would say: the active segment, and `lsn` (at most the
+    /// durable lsn).
+    fn floor(&self, lsn: Lsn) -> floor::Floor {
+        floor::Floor {
+            identity: self.options.identity,
+            segment_id: self.active.id,
+            lsn: lsn.min(self.durable_lsn),
+        }
+    }
+
+    /// Records in the floor marker (see [`floor`]) that the log reached its active segment and
+    /// `lsn` (at most the durable lsn; a caller whose last records carry nothing, such as a
+    /// vouching record, passes the last lsn that matters), so recovery reports a log found
+    /// shorter as a loss. Called at close; rotation records it on its own. Costs one small
+    /// file write, two syncs and a rename.
+    pub fn record_floor(&mut self, lsn: Lsn) -> Result<(), WalError> {
+        self.check_poisoned()?;
+        floor::write_floor(&self.env, &self.dir, &self.floor(lsn))
     }
 
     /// The cause, if an earlier failure poisoned the log.

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::floor;
 use super::format::{self, Lsn, Record, SEGMENT_HEADER_BYTES};
 use super::scan::{self, ScanReport};
 use super::{Segment, Wal, WalError, WalOptions, WalStats, io, segment_header};
@@ -34,7 +35,20 @@ impl<E: Env> Wal<E> {
             segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX,
             identity: Some(options.identity),
         };
+        let floor = floor::read_floor(&env, dir, options.identity)?;
         let report = scan::scan_bounded(&env, dir, options.recovery_mode, expect, visit)?;
+        let point_in_time = options.recovery_mode == scan::RecoveryMode::PointInTime;
+        if let Some(floor) = &floor
+            && !point_in_time
+        {
+            let newest = report
+                .segments
+                .iter()
+                .map(|&(id, _)| id)
+                .chain(report.partial_segments.iter().copied())
+                .max();
+            floor::check_floor(dir, floor, report.next_lsn - 1, newest)?;
+        }
         for &id in report.partial_segments.iter().chain(&report.cut_segments) {
             let path = dir.join(format::segment_file_name(id));
             io("remove segment", &path, env.remove_file(&path))?;
@@ -63,6 +77,11 @@ impl<E: Env> Wal<E> {
             poisoned: None,
             stats: WalStats { segments_created: created, ..WalStats::default() },
         };
+        // A point-in-time cut, or a partial segment removed, leaves the log behind its marker
+        // on purpose: the marker moves to what was recovered (durable, just synced).
+        if floor.is_some_and(|f| point_in_time || f.segment_id > wal.active.id) {
+            floor::write_floor(&wal.env, dir, &wal.floor(wal.durable_lsn))?;
+        }
         Ok((wal, report))
     }
 }

@@ -170,6 +170,11 @@ impl<E: Env> SharedWal<E> {
         self.lock()?.wal.truncate_before(lsn)
     }
 
+    /// Records the floor marker, as [`Wal::record_floor`].
+    pub fn record_floor(&self, lsn: Lsn) -> Result<(), WalError> {
+        self.lock()?.wal.record_floor(lsn)
+    }
+
     /// The last appended lsn (0: none).
     pub fn last_lsn(&self) -> Result<Lsn, WalError> {
         Ok(self.lock()?.wal.last_lsn())

@@ -26,7 +26,7 @@ pub(crate) fn sync_file<F: EnvFile>(file: &F, durability: Durability) -> std::io
 }
 
 impl<E: Env> Wal<E> {
-    fn check_poisoned(&self) -> Result<(), WalError> {
+    pub(super) fn check_poisoned(&self) -> Result<(), WalError> {
         match &self.poisoned {
             Some(cause) => Err(WalError::Poisoned { cause: cause.clone() }),
             None => Ok(()),
@@ -192,6 +192,11 @@ impl<E: Env> Wal<E> {
         self.active = segment;
         self.segments.push((id, self.next_lsn));
         self.stats.segments_created += 1;
+        // The sealed segment is synced and its successor durable: the floor marker may name
+        // both, so losing the successor (or the sealed records) is detected at recovery.
+        if let Err(error) = super::floor::write_floor(&self.env, &self.dir, &self.floor(self.durable_lsn)) {
+            return Err(self.poison(error));
+        }
         self.check_invariants();
         Ok(())
     }
