@@ -170,7 +170,9 @@ fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
 
 fn parse_jobs(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
-        Ok(0) => Err("0 worker threads run nothing: give 1 or more, or leave --jobs out for all cores".into()),
+        Ok(0) => {
+            Err("0 worker threads run nothing: give 1 or more, or leave --jobs out for all cores".into())
+        }
         Ok(jobs) => Ok(jobs),
         Err(e) => Err(format!("bad job count {text:?}: {e}")),
     }

@@ -28,7 +28,8 @@ fn sweep_prints_the_first_20_failing_seeds_and_the_json_lists_them_all() {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("sweep.json");
     let json = json.to_str().expect("UTF-8 path");
-    let args = ["sweep", "--seeds", "0..40", "--ops", "40", "--jobs", "2", "--workload", "toy-ack-before-sync"];
+    let args =
+        ["sweep", "--seeds", "0..40", "--ops", "40", "--jobs", "2", "--workload", "toy-ack-before-sync"];
     let output = sim(&[&args[..], &["--json", json]].concat());
     assert_eq!(output.status.code(), Some(1), "the planted bug is caught");
     let out = text(&output.stdout);
@@ -63,7 +64,8 @@ fn report_and_json_paths_are_checked_before_anything_runs() {
     }
     let fine = format!("{base}/out.html");
     assert_eq!(sim(&["run", "--seed", "1", "--ops", "20", "--report", &fine]).status.code(), Some(0));
-    let names: Vec<_> = std::fs::read_dir(&base).expect("dir").map(|e| e.expect("entry").file_name()).collect();
+    let names: Vec<_> =
+        std::fs::read_dir(&base).expect("dir").map(|e| e.expect("entry").file_name()).collect();
     assert_eq!(names, ["out.html"], "the probe file is gone");
 }
 
