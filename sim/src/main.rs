@@ -9,7 +9,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::fs;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stormhold::env::sim::{TRACE_EVENTS_MAX, TRACE_TAIL_EVENTS};
 use stormhold_sim::config::{FaultList, OPS_DEFAULT, RunConfig, WORKLOAD_DEFAULT, WorkloadKind};
@@ -128,8 +128,8 @@ struct SweepArgs {
     /// Seeds as A..B (B exclusive).
     #[arg(long, value_parser = parse_seed_range)]
     seeds: Range<u64>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
+    /// Worker threads, at least 1 (default: all cores).
+    #[arg(long, value_parser = parse_jobs)]
     jobs: Option<usize>,
     #[command(flatten)]
     workload: WorkloadArgs,
@@ -166,6 +166,39 @@ fn parse_seed_range(text: &str) -> Result<Range<u64>, String> {
         return Err(format!("empty seed range {text}"));
     }
     Ok(start..end)
+}
+
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => {
+            Err("0 worker threads run nothing: give 1 or more, or leave --jobs out for all cores".into())
+        }
+        Ok(jobs) => Ok(jobs),
+        Err(e) => Err(format!("bad job count {text:?}: {e}")),
+    }
+}
+
+/// Checks, before anything runs, that `path` can be written: not a directory, its parent
+/// directory exists and a file can be created in it (a probe file, removed at once). The
+/// message names the option and the path.
+fn check_output_path(option: &str, path: &Path) -> Result<(), String> {
+    let fail = |why: String| Err(format!("{option} {}: {why}", path.display()));
+    if path.is_dir() {
+        return fail("is a directory, not a file".into());
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return fail(format!("directory {} does not exist", parent.display()));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let probe = parent.join(format!(".{name}.stormhold-sim-probe"));
+    match fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => fs::remove_file(&probe).or_else(|e| fail(format!("cannot remove probe file: {e}"))),
+        Err(e) => fail(format!("directory {} is not writable: {e}", parent.display())),
+    }
 }
 
 fn config_for(seed: u64, args: &WorkloadArgs) -> Result<RunConfig, String> {
@@ -258,6 +291,12 @@ fn check_determinism(config: &RunConfig) -> ExitCode {
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
     let config = config_for(args.seed, &args.workload)?;
+    if let Some(path) = &args.report {
+        check_output_path("--report", path)?;
+    }
+    if let Some(path) = &args.record_schedule {
+        check_output_path("--record-schedule", path)?;
+    }
     if args.check_determinism {
         return Ok(check_determinism(&config));
     }
@@ -333,6 +372,9 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
         sets: sets_of(&args.workload),
     };
     config_for(options.seeds.start, &args.workload)?;
+    if let Some(path) = args.json.as_deref().filter(|path| path.as_os_str() != "-") {
+        check_output_path("--json", path)?;
+    }
     eprintln!(
         "[sweep] {} seeds {}..{} shard {}/{} workload={} ops={} jobs={}",
         stormhold_sim::sweep_doc::ToolVersion::current(),
@@ -358,7 +400,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode, String> {
 /// Prints the human summary and writes the JSON document if asked (to stdout for `-`, which
 /// moves the summary to stderr). A file is written whole or not at all (temporary + rename),
 /// so a killed job never leaves half a document on the shared volume.
-fn emit(document: &SweepDocument, json: Option<&std::path::Path>) -> Result<(), String> {
+fn emit(document: &SweepDocument, json: Option<&Path>) -> Result<(), String> {
     match json {
         Some(path) if path.as_os_str() == "-" => {
             eprint!("{}", document.render_summary());

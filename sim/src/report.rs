@@ -51,7 +51,12 @@ pub fn render_html(report: &RunReport, replay_command: &str) -> String {
     );
     page.push_str(&svg::timeline(&picture));
     page.push_str("\n</section>\n");
-    page.push_str(&table(report, &classes, violating));
+    let lost = report
+        .violation
+        .as_ref()
+        .zip(violating)
+        .and_then(|(v, at)| events::lost_commit(events, &v.detail, at + 1));
+    page.push_str(&table(report, &classes, violating, lost));
     page.push_str("</body>\n</html>\n");
     page
 }
@@ -188,7 +193,26 @@ fn table_rows(len: usize, violating: Option<usize>) -> Range<usize> {
     end.saturating_sub(TABLE_EVENTS_MAX)..end
 }
 
-fn table(report: &RunReport, classes: &[Class], violating: Option<usize>) -> String {
+/// The line naming the acknowledged commit that was lost, above the table.
+fn lost_line(report: &RunReport, lost: Option<events::LostCommit>) -> String {
+    let Some(lost) = lost else { return String::new() };
+    let at = |i: usize| {
+        let event = &report.trace_tail[i];
+        format!("#{} at {:.6} ms: {}", event.call, event.time_ns as f64 / 1e6, escape(&event.text))
+    };
+    let synced = lost.synced_by.map_or(String::new(), |i| format!("; acknowledged durable by {}", at(i)));
+    format!(
+        "<p class=\"lost-line\"><span class=\"key lost\">lost</span> the acknowledged commit that was lost: {}{synced}</p>\n",
+        at(lost.commit)
+    )
+}
+
+fn table(
+    report: &RunReport,
+    classes: &[Class],
+    violating: Option<usize>,
+    lost: Option<events::LostCommit>,
+) -> String {
     let events = &report.trace_tail;
     let Range { start, end } = table_rows(events.len(), violating);
     let (heading, violating_key) = match violating {
@@ -201,13 +225,18 @@ fn table(report: &RunReport, classes: &[Class], violating: Option<usize>) -> Str
     let mut html = format!(
         "<section>\n<h2>{heading}</h2>\n<p class=\"hint\"><span class=\"key fault\">fault</span> <span class=\"key crash\">crash / restart</span> <span class=\"key failed\">failed call</span>{violating_key}</p>\n"
     );
+    html.push_str(&lost_line(report, lost));
     html.push_str("<table class=\"events\">\n<thead><tr><th>call</th><th>t (ms)</th><th>lane</th><th>event</th></tr></thead>\n<tbody>\n");
     for i in start..end {
         let (event, class) = (&events[i], &classes[i]);
         let _ = writeln!(
             html,
             "<tr class=\"{}\"><td>#{}</td><td>{:.6}</td><td>{}</td><td>{}</td></tr>",
-            row_class(class, Some(i) == violating),
+            if lost.is_some_and(|l| l.commit == i || l.synced_by == Some(i)) {
+                "lost"
+            } else {
+                row_class(class, Some(i) == violating)
+            },
             event.call,
             event.time_ns as f64 / 1e6,
             escape(&class.column()),
@@ -254,6 +283,8 @@ table.events td:nth-child(4) { font-family: ui-monospace, "DejaVu Sans Mono", Me
 tr.fault, .key.fault { background: #feebc8; }
 tr.crash, .key.crash { background: #fed7d7; }
 tr.failed, .key.failed { background: #f7fafc; color: #718096; }
+tr.lost, .key.lost { background: #2b6cb0; color: white; font-weight: 700; }
+.lost-line { font-size: 13px; margin: 2px 0 6px; }
 tr.violating, .key.violating { background: #d53f8c; color: white; font-weight: 700; }
 "#;
 

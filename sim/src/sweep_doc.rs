@@ -27,6 +27,19 @@ pub const SCHEMA: &str = "stormhold-sim/sweep/v1";
 /// Exit code of a sweep that stopped early and skipped seeds (`EX_TEMPFAIL`: run it again).
 pub const EXIT_SEEDS_SKIPPED: u8 = 75;
 
+/// How many failing seeds the human summary prints (with their replay commands); the JSON
+/// document lists every one.
+pub const FAILURES_PRINTED: usize = 20;
+
+/// What the two media-damage rows of the summary table mean, printed under the table.
+pub const COUNTER_LEGEND: &str = concat!(
+    "  undetectable damage: media damage no single-copy format can tell from a torn write (rot in\n",
+    "    the very last record of a log), so recovery lost the last synced batch of commits without\n",
+    "    an error; counted, not a violation (a better design drives it to zero)\n",
+    "  data loss reported: recovery refused with a data-loss error after the simulator really\n",
+    "    destroyed durable bytes (an honest error; the store was wiped and the run went on)\n",
+);
+
 /// One sweep, or several merged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SweepDocument {
@@ -339,6 +352,7 @@ impl SweepDocument {
         for (name, count) in c.rows() {
             let _ = writeln!(out, "{name:<22} {count:>12}");
         }
+        out.push_str(COUNTER_LEGEND);
         let mut classes: Vec<String> = FaultClass::ALL
             .iter()
             .filter_map(|class| {
@@ -367,14 +381,7 @@ impl SweepDocument {
             );
         }
         self.render_coverage(&mut out);
-        for failure in &self.failures {
-            let _ = writeln!(
-                out,
-                "FAILED seed {}: {:?} violation at op {}: {}",
-                failure.seed, failure.kind, failure.op_index, failure.detail
-            );
-            let _ = writeln!(out, "  replay: {}", failure.replay);
-        }
+        self.render_failures(&mut out);
         let _ = writeln!(
             out,
             "seeds: {} ops: {} crashes: {} faults: {} violations: {} seeds/s: {:.1}",
@@ -386,6 +393,23 @@ impl SweepDocument {
             c.seeds as f64 / self.timing.elapsed_seconds.max(1e-9)
         );
         out
+    }
+
+    /// The first [`FAILURES_PRINTED`] failing seeds with their replay commands, then how many
+    /// more there are (the JSON document lists every one).
+    fn render_failures(&self, out: &mut String) {
+        for failure in self.failures.iter().take(FAILURES_PRINTED) {
+            let _ = writeln!(
+                out,
+                "FAILED seed {}: {:?} violation at op {}: {}",
+                failure.seed, failure.kind, failure.op_index, failure.detail
+            );
+            let _ = writeln!(out, "  replay: {}", failure.replay);
+        }
+        let more = self.failures.len().saturating_sub(FAILURES_PRINTED);
+        if more > 0 {
+            let _ = writeln!(out, "... and {more} more failing seeds; the --json document lists them all");
+        }
     }
 
     fn render_coverage(&self, out: &mut String) {

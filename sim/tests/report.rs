@@ -139,6 +139,39 @@ fn failing_page_calls_out_the_first_divergence_and_tables_the_events_before_it()
 }
 
 #[test]
+fn failing_page_marks_the_acknowledged_commit_that_was_lost() {
+    let workload: WorkloadKind = "toy-ack-before-sync".parse().expect("a planted-bug workload");
+    let report = (0..SEEDS_MAX)
+        .map(|seed| {
+            let config = RunConfig::from_seed(seed, workload, 40);
+            run_keeping_trace(&config, config.faults.clone())
+        })
+        .find(|r| r.violation.as_ref().is_some_and(|v| v.detail.contains(": expected Some(")))
+        .expect("the planted bug loses an acknowledged write within the seed budget");
+    let detail = &report.violation.as_ref().expect("a violation").detail;
+    let at = detail.find("key ").expect("a key") + 4;
+    let (key, rest) = detail[at..].split_once(": expected Some(").expect("an expected value");
+    let write = format!("({key}, Some({}))", rest.split_once(')').expect("a value").0);
+    let page = render_html(&report, REPLAY);
+    let line = page.find(r#"<p class="lost-line">"#).expect("the lost commit is named");
+    let line = &page[line..page[line..].find("</p>").expect("closed") + line];
+    assert!(line.contains(": commit [") && line.contains(&write), "{line} names {write}");
+    let acknowledged = line.contains("durable=true -&gt; ok")
+        || (line.contains("durable=false -&gt; ok; acknowledged durable by #")
+            && (line.ends_with(": sync -&gt; ok") || line.ends_with("durable=true -&gt; ok")));
+    assert!(acknowledged, "an acknowledged commit: {line}");
+    let lost_row = page.find(r#"<tr class="lost">"#).expect("its row is marked");
+    assert!(page[lost_row..].split("</tr>").next().expect("a row").contains(&write));
+    let marked = if line.contains("acknowledged durable by") { 1..=2 } else { 1..=1 };
+    assert!(marked.contains(&page.matches(r#"<tr class="lost">"#).count()), "commit (and its sync) marked");
+    check_well_formed(&page);
+    assert!(
+        !render_html(&passing_report(), REPLAY).contains(r#"<p class="lost-line">"#),
+        "a passing run loses nothing"
+    );
+}
+
+#[test]
 fn text_from_the_run_is_escaped() {
     let mut report = passing_report();
     report.violation =

@@ -276,9 +276,75 @@ pub(super) fn violating_event(classes: &[Class]) -> Option<usize> {
     classes.iter().rposition(|class| matches!(class, Class::Call { .. }))
 }
 
+/// The acknowledged commit a violation says was lost, and where it was acknowledged durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LostCommit {
+    /// The successful `commit [...]` note that wrote the missing value.
+    pub commit: usize,
+    /// The successful `sync` (or later durable commit) that acknowledged it, when the commit
+    /// itself was not durable.
+    pub synced_by: Option<usize>,
+}
+
+/// The acknowledged commit the violation says was lost: the last successful `commit [...]`
+/// note before event `before` that wrote the first `key K: expected Some(V)` of the
+/// violation's detail, and, for a `durable=false` commit, the first successful `sync` or
+/// durable commit after it.
+/// `None` when the detail names no such write or no note made it.
+pub(super) fn lost_commit(events: &[TraceEvent], detail: &str, before: usize) -> Option<LostCommit> {
+    let write = expected_write(detail)?;
+    let before = before.min(events.len());
+    let commit = events[..before].iter().rposition(|e| {
+        e.text.contains(": commit [") && e.text.contains(&write) && e.text.ends_with("-> ok")
+    })?;
+    let synced_by = (!events[commit].text.contains("durable=true"))
+        .then(|| (commit + 1..before).find(|&i| acknowledges_durable(&events[i].text)))
+        .flatten();
+    Some(LostCommit { commit, synced_by })
+}
+
+/// Whether a note acknowledges every commit so far durable: a successful `sync`, or a
+/// successful durable commit (the log is a prefix, so it covers the commits before it).
+fn acknowledges_durable(text: &str) -> bool {
+    text.ends_with(": sync -> ok") || (text.contains(": commit [") && text.ends_with("durable=true -> ok"))
+}
+
+/// The first `key K: expected Some(V)` of a violation's detail, as the commit note writes it:
+/// `(K, Some(V))`.
+fn expected_write(detail: &str) -> Option<String> {
+    detail.match_indices("key ").find_map(|(at, _)| {
+        let (key, rest) = detail[at + 4..].split_once(": expected Some(")?;
+        let value = rest.split_once(')')?.0;
+        let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
+        (digits(key) && digits(value)).then(|| format!("({key}, Some({value}))"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_commit_is_the_acknowledged_commit_of_the_missing_write() {
+        let events = [
+            event(0, "op 1: commit [(7, Some(5))] durable=true -> ok"),
+            event(1, "op 2: commit [(12, Some(70)), (7, Some(9))] durable=true -> ok"),
+            event(2, "op 3: commit [(7, Some(9))] durable=true -> err I/O error"),
+            event(3, "op 4: commit [(8, Some(1))] durable=false -> ok"),
+            event(4, "sync_data fd3 -> ok ()"),
+            event(5, "op 5: sync -> ok"),
+            event(6, "op 6: commit [(9, Some(2))] durable=false -> ok"),
+            event(7, "op 7: commit [(3, Some(4))] durable=true -> ok"),
+        ];
+        let detail = "no legal prefix; against the durable prefix: key 7: expected Some(9), got None; key 8: expected Some(1), got None";
+        let lost = |commit, synced_by| Some(LostCommit { commit, synced_by });
+        assert_eq!(lost_commit(&events, detail, 4), lost(1, None));
+        assert_eq!(lost_commit(&events, detail, 1), None, "only events before the check");
+        assert_eq!(lost_commit(&events, "key 7: expected None, got Some(9)", 4), None);
+        assert_eq!(lost_commit(&events, "key 8: expected Some(1), got None", 6), lost(3, Some(5)));
+        assert_eq!(lost_commit(&events, "key 8: expected Some(1), got None", 5), lost(3, None));
+        assert_eq!(lost_commit(&events, "key 9: expected Some(2), got None", 8), lost(6, Some(7)));
+    }
 
     fn event(time_ns: u64, text: &str) -> TraceEvent {
         TraceEvent { call: 0, time_ns, text: text.into() }
