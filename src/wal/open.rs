@@ -27,28 +27,8 @@ impl<E: Env> Wal<E> {
         if let Some(parent) = dir.parent() {
             io("sync directory", parent, env.sync_dir(parent))?;
         }
-        // Searches past the records stop at the largest segment size the options accept, not
-        // at this open's: the size is an option of each open, so a segment written under a
-        // larger one may hold records past today's size, and stopping there would take
-        // damage that later records vouch for for a torn tail (review finding).
-        let expect = scan::Expect {
-            segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX,
-            identity: Some(options.identity),
-        };
-        let floor = floor::read_floor(&env, dir, options.identity)?;
-        let report = scan::scan_bounded(&env, dir, options.recovery_mode, expect, visit)?;
+        let (floor, report) = scan_against_floor(&env, dir, &options, visit)?;
         let point_in_time = options.recovery_mode == scan::RecoveryMode::PointInTime;
-        if let Some(floor) = &floor
-            && !point_in_time
-        {
-            let newest = report
-                .segments
-                .iter()
-                .map(|&(id, _)| id)
-                .chain(report.partial_segments.iter().copied())
-                .max();
-            floor::check_floor(dir, floor, report.next_lsn - 1, newest)?;
-        }
         for &id in report.partial_segments.iter().chain(&report.cut_segments) {
             let path = dir.join(format::segment_file_name(id));
             io("remove segment", &path, env.remove_file(&path))?;
@@ -84,6 +64,33 @@ impl<E: Env> Wal<E> {
         }
         Ok((wal, report))
     }
+}
+
+/// Reads the log's floor marker and scans the log, refusing a log that ends below the marker
+/// (its newest segment lost, cut or zeroed) unless a point-in-time recovery asked for a cut.
+fn scan_against_floor<E: Env>(
+    env: &E,
+    dir: &Path,
+    options: &WalOptions,
+    visit: impl FnMut(Record),
+) -> Result<(Option<floor::Floor>, ScanReport), WalError> {
+    // Searches past the records stop at the largest segment size the options accept, not at
+    // this open's: the size is an option of each open, so a segment written under a larger
+    // one may hold records past today's size, and stopping there would take damage that
+    // later records vouch for for a torn tail (review finding).
+    let expect =
+        scan::Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: Some(options.identity) };
+    let floor = floor::read_floor(env, dir, options.identity)?;
+    let report = scan::scan_bounded(env, dir, options.recovery_mode, expect, visit)?;
+    let point_in_time = options.recovery_mode == scan::RecoveryMode::PointInTime;
+    if let Some(floor) = &floor
+        && !point_in_time
+    {
+        let newest =
+            report.segments.iter().map(|&(id, _)| id).chain(report.partial_segments.iter().copied()).max();
+        floor::check_floor(dir, floor, report.next_lsn - 1, newest)?;
+    }
+    Ok((floor, report))
 }
 
 /// Creates segment `id` crash-safely: header written, file (pre)sized and synced, directory
