@@ -211,19 +211,25 @@ fn wal_recovery_io_error_while_recovering_fails_the_open_and_never_shortens_the_
 
 #[test]
 fn wal_recovery_bad_sector_in_a_middle_segment_fails_the_open_with_an_io_error() {
-    let (env, segments) = six_segments(6);
-    let files = segment_paths(&env).len() as u64;
-    // A bad sector `pick` lands in durable file `pick % files` (in creation order) at sector
-    // `pick / files`: aim at the sector of the fifth record of the third segment.
+    let (pristine, segments) = six_segments(6);
+    let files = segment_paths(&pristine).len() as u64;
+    // A bad sector `pick` lands in durable file `pick % n` (in creation order, `n` durable
+    // files: the segments and the WAL's FLOOR marker) at sector `pick / n`: aim at the sector
+    // of the fifth record of the third segment, trying each file count and index.
     let target = &segments[2][4];
-    let pick = 2 + files * (target.offset / 512);
-    env.arm(CallKind::Exists, Fault::BadSector { pick });
-    env.exists(dir()).expect("exists");
-    let damage = env.damage_at(&target.path).expect("path");
-    assert!(
-        damage.iter().any(|(_, range)| range.contains(&target.offset)),
-        "the bad sector landed under the target record: {damage:?}"
-    );
+    let sector = target.offset / 512;
+    let hits = |env: &SimEnv| {
+        env.damage_at(&target.path).expect("path").iter().any(|(_, range)| range.contains(&target.offset))
+    };
+    let env = (files..files + 4)
+        .flat_map(|n| (0..n).map(move |index| index + n * sector))
+        .find_map(|pick| {
+            let env = pristine.fork();
+            env.arm(CallKind::Exists, Fault::BadSector { pick });
+            env.exists(dir()).expect("exists");
+            hits(&env).then_some(env)
+        })
+        .expect("some pick lands the bad sector under the target record");
     for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::PointInTime] {
         match recover(&env, mode) {
             Err(WalError::Io { path, .. }) => assert_eq!(path, target.path, "{mode:?}"),
