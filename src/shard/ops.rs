@@ -105,20 +105,7 @@ impl<E: Env + Clone> Shard<E> {
 
     /// The user entries with keys in `(start, end)`, in key order.
     pub fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Result<Vec<(Bytes, Bytes)>, ShardError> {
-        let mut inner = self.lock();
-        let serving = self.serving(&mut inner)?;
-        self.reads.fetch_add(1, Ordering::Relaxed);
-        let range = (
-            state_bound(start, Bound::Included(vec![NS_USER])),
-            state_bound(end, Bound::Excluded(vec![NS_USER + 1])),
-        );
-        if let (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) = &range
-            && (s > e || (s == e && !matches!(range, (Bound::Included(_), Bound::Included(_)))))
-        {
-            // BTreeMap::range panics on an empty or inverted range; it holds nothing.
-            return Ok(Vec::new());
-        }
-        Ok(serving.state.range(range).map(|(k, v)| (k[1..].to_vec(), v.clone())).collect())
+        self.scan_limited(start, end, usize::MAX, false)
     }
 
     /// At most `limit` user entries with keys in `(start, end)`: the first ones in key order,
