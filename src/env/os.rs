@@ -192,23 +192,7 @@ impl Env for OsEnv {
             .create(true)
             .truncate(false)
             .open(path.join(LOCK_FILE_NAME))?;
-        // A lock held elsewhere in this process can linger for an instant after its holder
-        // dropped it: a child process forked meanwhile (to be exec'd) holds a copy of the
-        // descriptor until its exec closes it. Retry briefly before calling it contention.
-        for attempt in 0..=LOCK_RETRIES {
-            match file.try_lock() {
-                Ok(()) => return Ok(OsDirLock { _file: file }),
-                Err(TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
-                    std::thread::sleep(LOCK_RETRY_INTERVAL);
-                }
-                Err(TryLockError::WouldBlock) => break,
-                Err(TryLockError::Error(error)) => return Err(error),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("{} is locked by another open store", path.display()),
-        ))
+        lock_with_retries(file, path, File::try_lock, "another open store")
     }
 
     fn lock_dir_shared(&self, path: &Path) -> io::Result<Option<OsDirLock>> {
@@ -222,20 +206,7 @@ impl Env for OsEnv {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             result => result?,
         };
-        for attempt in 0..=LOCK_RETRIES {
-            match file.try_lock_shared() {
-                Ok(()) => return Ok(Some(OsDirLock { _file: file })),
-                Err(TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
-                    std::thread::sleep(LOCK_RETRY_INTERVAL);
-                }
-                Err(TryLockError::WouldBlock) => break,
-                Err(TryLockError::Error(error)) => return Err(error),
-            }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!("{} is locked by an open store", path.display()),
-        ))
+        lock_with_retries(file, path, File::try_lock_shared, "an open store").map(Some)
     }
 
     fn now_monotonic(&self) -> Duration {
@@ -253,4 +224,27 @@ impl Env for OsEnv {
     fn parallelism(&self) -> usize {
         std::thread::available_parallelism().map_or(1, usize::from)
     }
+}
+
+/// Takes `try_lock` on the lock file of `path`. A lock held elsewhere in this process can
+/// linger for an instant after its holder dropped it: a child process forked meanwhile (to be
+/// exec'd) holds a copy of the descriptor until its exec closes it. So contention is retried
+/// briefly before it is reported as held by `holder`.
+fn lock_with_retries(
+    file: File,
+    path: &Path,
+    try_lock: fn(&File) -> Result<(), TryLockError>,
+    holder: &str,
+) -> io::Result<OsDirLock> {
+    for attempt in 0..=LOCK_RETRIES {
+        match try_lock(&file) {
+            Ok(()) => return Ok(OsDirLock { _file: file }),
+            Err(TryLockError::WouldBlock) if attempt < LOCK_RETRIES => {
+                std::thread::sleep(LOCK_RETRY_INTERVAL)
+            }
+            Err(TryLockError::WouldBlock) => break,
+            Err(TryLockError::Error(error)) => return Err(error),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::WouldBlock, format!("{} is locked by {holder}", path.display())))
 }
