@@ -44,6 +44,8 @@ const WRITES_WHILE_DOWN: u64 = 25;
 const SNAPSHOT_EVERY: u64 = 10;
 /// The longest any wait for the cluster may take.
 const WAIT_MAX: Duration = Duration::from_secs(20);
+/// Leaders a write is offered to before the run gives up.
+const WRITE_ATTEMPTS_MAX: u32 = 40;
 
 /// The in-memory network: every running node's `Raft` handle, and the snapshots delivered.
 #[derive(Clone, Default)]
@@ -211,14 +213,29 @@ fn request(i: u64) -> Request {
     }
 }
 
+/// Sends `request` to the leader; if leadership moved meanwhile, again to the new one (safe:
+/// every request is idempotent, and it is retried before any other is sent). Returns the
+/// entry's index.
+async fn send(nodes: &[Node], request: &Request) -> Result<u64, BoxError> {
+    for _ in 0..WRITE_ATTEMPTS_MAX {
+        match leader(nodes).await?.raft.client_write(request.clone()).await {
+            Ok(response) => return Ok(response.log_id.index),
+            Err(e) if e.forward_to_leader::<BasicNode>().is_some() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(format!("{request:?}: no leader accepted it in {WRITE_ATTEMPTS_MAX} attempts").into())
+}
+
 /// Writes `writes` through the leader, applying each to `model` once acknowledged; returns the
 /// index of the last entry.
 async fn write(nodes: &[Node], writes: std::ops::Range<u64>, model: &mut Model) -> Result<u64, BoxError> {
     let mut last = 0;
     for i in writes {
         let request = request(i);
-        let response = leader(nodes).await?.raft.client_write(request.clone()).await?;
-        last = response.log_id.index;
+        last = send(nodes, &request).await?;
         match request {
             Request::Set { key, value } => model.insert(key, Some(value)),
             Request::Delete { key } => model.insert(key, None),
