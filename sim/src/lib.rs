@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod aries_workload;
 pub mod config;
 pub mod corpus;
 pub mod env_workload;
