@@ -15,6 +15,7 @@
 pub mod aries_workload;
 pub mod config;
 pub mod corpus;
+pub mod cpu_time;
 pub mod env_workload;
 pub mod images;
 pub mod kv;
