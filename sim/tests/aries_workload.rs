@@ -57,6 +57,14 @@ fn a_checkpoint_that_forgets_dirty_pages_is_caught() {
 }
 
 #[test]
+fn recovered_pages_left_unwritten_fail_the_idempotence_check() {
+    let config = config(0, AriesBug::SkipRecoveryFlush);
+    let violation = runner::run(&config, None).violation.expect("caught on the first seed");
+    assert_eq!(violation.kind, ViolationKind::Durability, "{violation}");
+    assert!(violation.detail.contains("not idempotent"), "{violation}");
+}
+
+#[test]
 fn each_aries_corpus_case_passes_on_the_correct_page_store() {
     // A corpus case pins its planted mistake only if the same seed and faults leave the correct
     // page store intact: otherwise it would pin a checker false positive.

@@ -6,10 +6,10 @@
 //! pages (begin, update, commit with or without a sync, abort with its CLRs), while the buffer
 //! pool ([`pages`]) writes dirty pages, committed or not, in a seeded order (STEAL) and never
 //! because of a commit (NO-FORCE); fuzzy checkpoints and log syncs come in between. A crash
-//! (spontaneous at any Env call, machine or process crash as the fault options say, or drawn
-//! by the driver between operations) or any error is followed by a restart and recovery with faults still on, so a crash
-//! can hit analysis, redo or undo; attempts repeat until one succeeds (the last ones with
-//! faults off). After each recovery the checker asserts:
+//! (spontaneous at any Env call, a machine or a process crash as the fault options say, or
+//! drawn by the driver between operations) or any error is followed by a restart and recovery
+//! with faults still on, so a crash can hit analysis, redo or undo; attempts repeat until one
+//! succeeds (the last ones with faults off). After each recovery the checker asserts:
 //! - the data file equals the model after exactly the first `k` commits, for some `k` at or
 //!   past the last durable acknowledgement (no committed change lost, no aborted or loser's
 //!   change left, no commit half there);
@@ -18,8 +18,10 @@
 //! - during the run, every page read equals the model's live view.
 //!
 //! The planted mistakes `aries-steal-before-log` (a page written before its log records are
-//! durable) and `aries-checkpoint-forgets-dirty` (checkpoints with an empty dirty page table)
-//! run the same workload on a page store with that mistake ([`pages::PoolBug`]).
+//! durable), `aries-checkpoint-forgets-dirty` (checkpoints with an empty dirty page table) and
+//! `aries-skip-recovery-flush` (the pages recovery changed stay in the cache, so a second
+//! recovery has work left: the idempotence check fails) run the same workload on a page store
+//! with that mistake ([`pages::PoolBug`]).
 //!
 //! Invariants: nothing here reads real time or iterates an unordered collection; a full disk
 //! is switched off (this workload proves crash safety, not ENOSPC handling); after media damage
@@ -63,12 +65,18 @@ pub enum AriesBug {
     StealBeforeLog,
     /// Checkpoints get an empty dirty page table.
     CheckpointForgetsDirty,
+    /// The pages recovery changed are not written out after it.
+    SkipRecoveryFlush,
 }
 
 impl AriesBug {
     /// Every variant.
-    pub const ALL: [AriesBug; 3] =
-        [AriesBug::None, AriesBug::StealBeforeLog, AriesBug::CheckpointForgetsDirty];
+    pub const ALL: [AriesBug; 4] = [
+        AriesBug::None,
+        AriesBug::StealBeforeLog,
+        AriesBug::CheckpointForgetsDirty,
+        AriesBug::SkipRecoveryFlush,
+    ];
 
     /// The workload name.
     pub fn workload_name(self) -> &'static str {
@@ -76,6 +84,7 @@ impl AriesBug {
             AriesBug::None => "aries",
             AriesBug::StealBeforeLog => "aries-steal-before-log",
             AriesBug::CheckpointForgetsDirty => "aries-checkpoint-forgets-dirty",
+            AriesBug::SkipRecoveryFlush => "aries-skip-recovery-flush",
         }
     }
 
@@ -84,6 +93,7 @@ impl AriesBug {
             AriesBug::None => PoolBug::None,
             AriesBug::StealBeforeLog => PoolBug::StealBeforeLog,
             AriesBug::CheckpointForgetsDirty => PoolBug::CheckpointForgetsDirty,
+            AriesBug::SkipRecoveryFlush => PoolBug::SkipRecoveryFlush,
         }
     }
 }
@@ -436,11 +446,8 @@ impl AriesWorkload {
             }
         };
         self.live = Some(live);
-        match self.model.clone().check_and_rebase(data.clone()) {
-            Ok(()) => {
-                self.model.check_and_rebase(data).ok();
-                Ok(())
-            }
+        match self.model.check_and_rebase(data) {
+            Ok(()) => Ok(()),
             Err(_) if self.media_damage() > self.media_seen => {
                 self.env.note(format!("op {}: undetectable loss after media damage", self.op_index));
                 self.undetectable += 1;

@@ -167,6 +167,8 @@ pub enum PoolBug {
     StealBeforeLog,
     /// Hands every checkpoint an empty dirty page table.
     CheckpointForgetsDirty,
+    /// Leaves the pages recovery changed in the cache instead of writing them out.
+    SkipRecoveryFlush,
 }
 
 /// A cache over the data file that writes any page at any time (STEAL), never at commit
@@ -222,6 +224,9 @@ impl BufferPool {
 
     /// Writes every dirty page (after recovery: the log is durable).
     pub fn flush(&mut self, wal: &mut Wal<SimEnv>) -> Result<(), String> {
+        if self.bug == PoolBug::SkipRecoveryFlush {
+            return Ok(());
+        }
         for page in self.dirty() {
             self.steal(page, wal)?;
         }
