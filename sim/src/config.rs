@@ -4,6 +4,7 @@
 //! from its own stream of the seed, so the options of a seed never depend on how many random
 //! numbers the workload or the fault classes draw.
 
+use crate::aries_workload::AriesBug;
 use crate::kv::stores::ckpt_store::CkptBug;
 use crate::kv::stores::kernel_store::{KernelBug, KernelStoreOptions};
 use crate::kv::stores::toy::ToyBug;
@@ -72,6 +73,9 @@ pub enum WorkloadKind {
     /// The `stormhold-raft` adapter driven through openraft's storage API, crashed, and
     /// checked against what Raft requires to survive; or with one planted mistake.
     Raft(RaftBug),
+    /// ARIES recovery under a STEAL / NO-FORCE page store, crashed during recovery and undo
+    /// too, checked against the committed transactions; or with one planted mistake.
+    Aries(AriesBug),
 }
 
 impl WorkloadKind {
@@ -82,6 +86,7 @@ impl WorkloadKind {
         all.extend(KernelBug::ALL.iter().map(|&bug| WorkloadKind::Kernel(bug)));
         all.extend(ToyBug::ALL.iter().map(|&bug| WorkloadKind::Toy(bug)));
         all.extend(RaftBug::ALL.iter().map(|&bug| WorkloadKind::Raft(bug)));
+        all.extend(AriesBug::ALL.iter().map(|&bug| WorkloadKind::Aries(bug)));
         all
     }
 
@@ -95,6 +100,7 @@ impl WorkloadKind {
             WorkloadKind::Toy(bug) => bug.workload_name(),
             WorkloadKind::Kernel(bug) => bug.workload_name(),
             WorkloadKind::Raft(bug) => bug.workload_name(),
+            WorkloadKind::Aries(bug) => bug.workload_name(),
         }
     }
 }

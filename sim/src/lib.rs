@@ -12,8 +12,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod aries_workload;
 pub mod config;
 pub mod corpus;
+pub mod cpu_time;
 pub mod env_workload;
 pub mod images;
 pub mod kv;

@@ -83,7 +83,7 @@ struct WorkloadArgs {
     /// targeted (media faults aimed at critical regions). Default: each seed's swarm mix.
     #[arg(long)]
     faults: Option<FaultList>,
-    /// The workload: kernel (the default), env, wal, checkpoint, toy, or a planted-bug
+    /// The workload: kernel (the default), env, wal, checkpoint, toy, raft, aries, or a planted-bug
     /// variant (kernel-ack-unsynced, toy-ack-before-sync, ...).
     #[arg(long, default_value_t = WORKLOAD_DEFAULT)]
     workload: WorkloadKind,

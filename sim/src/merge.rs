@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::seeds::{self, SeedSpan};
-use crate::sweep_doc::{Counters, SeedRange, Shard, SweepDocument};
+use crate::sweep_doc::{Counters, SeedRange, Shard, SweepDocument, Timing};
 
 /// A set of pieces that does not merge.
 #[derive(Debug, PartialEq)]
@@ -159,7 +159,10 @@ fn sum(first: &SweepDocument, pieces: &[(PathBuf, SweepDocument)], range: SeedRa
         merged.determinism.checked += piece.determinism.checked;
         merged.determinism.diverged.extend(&piece.determinism.diverged);
         merged.timing.elapsed_seconds += piece.timing.elapsed_seconds;
+        merged.timing.cpu_seconds += piece.timing.cpu_seconds;
     }
+    let (elapsed_seconds, cpu_seconds) = (merged.timing.elapsed_seconds, merged.timing.cpu_seconds);
+    merged.timing = Timing::new(&merged.counters, elapsed_seconds, cpu_seconds);
     merged.failures.sort_by_key(|failure| failure.seed);
     merged.determinism.diverged.sort_unstable();
     merged.exit_code = merged.computed_exit_code();

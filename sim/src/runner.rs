@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::panic::{self, AssertUnwindSafe};
 use stormhold::env::sim::{FaultSchedule, SimEnv, SimStats, TRACE_EVENTS_MAX, TraceEvent};
 
+use crate::aries_workload::AriesWorkload;
 use crate::config::{RunConfig, WorkloadKind};
 use crate::env_workload::EnvWorkload;
 use crate::env_workload::ops::EnvOp;
@@ -218,6 +219,14 @@ fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOp
         }
         WorkloadKind::Raft(bug) => {
             let mut workload = RaftWorkload::new(env.clone(), config.clone(), bug);
+            let result = workload.run();
+            let (ops, recoveries, undetectable, data_loss_detected) =
+                (workload.ops, workload.recoveries, workload.undetectable, workload.data_loss_detected);
+            let violation = result.err();
+            Outcome { ops, recoveries, undetectable, data_loss_detected, violation, ..Outcome::default() }
+        }
+        WorkloadKind::Aries(bug) => {
+            let mut workload = AriesWorkload::new(env.clone(), config.clone(), bug);
             let result = workload.run();
             let (ops, recoveries, undetectable, data_loss_detected) =
                 (workload.ops, workload.recoveries, workload.undetectable, workload.data_loss_detected);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use stormhold::env::sim::SimStats;
 
 use crate::config::{FaultClass, RunConfig, WorkloadKind};
+use crate::cpu_time;
 use crate::runner::{self, RunReport, Violation, ViolationKind};
 use crate::seeds::{self, SeedSpan};
 
@@ -154,6 +155,9 @@ pub struct SweepSummary {
     pub simulated_ns: u64,
     /// Real time taken.
     pub elapsed: Duration,
+    /// CPU time the process used during the sweep, all worker threads together, determinism
+    /// re-runs included, in seconds (0 where the platform does not tell; see `cpu_time`).
+    pub cpu_seconds: f64,
     /// Exactly the seeds that ran (filled in when the sweep ends).
     pub seeds_run: Vec<SeedSpan>,
 }
@@ -242,6 +246,7 @@ fn run_seed(options: &SweepOptions, seed: u64) -> SeedResult {
 /// and the number of seeds in the shard (it decides itself how often to draw).
 pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64)) -> SweepSummary {
     let started = Instant::now();
+    let cpu_started = cpu_time::process_cpu_seconds();
     let next = AtomicU64::new(options.seeds.start);
     let total = options.seed_count();
     let mut summary = SweepSummary::default();
@@ -299,6 +304,10 @@ pub fn sweep(options: &SweepOptions, mut progress: impl FnMut(&SweepSummary, u64
     summary.nondeterministic.sort();
     summary.seeds_with_class.sort();
     summary.elapsed = started.elapsed();
+    summary.cpu_seconds = match (cpu_started, cpu_time::process_cpu_seconds()) {
+        (Some(start), Some(end)) => (end - start).max(0.0),
+        _ => 0.0,
+    };
     summary
 }
 

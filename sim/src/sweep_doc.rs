@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::config::FaultClass;
+use crate::cpu_time;
 use crate::runner::ViolationKind;
 use crate::seeds::{self, SeedSpan};
 use crate::sweep::{SweepOptions, SweepSummary};
@@ -208,11 +209,34 @@ pub struct Determinism {
     pub diverged: Vec<u64>,
 }
 
-/// Real time.
+/// Real time, CPU time and the speed figures made of them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
     /// Seconds the sweep took; for a merged document, the sum over its pieces.
     pub elapsed_seconds: f64,
+    /// CPU seconds the sweep used, all cores together; for a merged document, the sum over
+    /// its pieces (0: not measured, or a document older than the field).
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    /// Crash-and-recover cycles (recoveries checked against the model) per CPU minute.
+    #[serde(default)]
+    pub cycles_per_core_minute: f64,
+    /// Seeds per CPU second.
+    #[serde(default)]
+    pub seeds_per_core_second: f64,
+}
+
+impl Timing {
+    /// The timing of a sweep of `counters` that took `elapsed_seconds` and `cpu_seconds`,
+    /// with its speed figures.
+    pub fn new(counters: &Counters, elapsed_seconds: f64, cpu_seconds: f64) -> Self {
+        Self {
+            elapsed_seconds,
+            cpu_seconds,
+            cycles_per_core_minute: cpu_time::rate(counters.recoveries_checked, cpu_seconds, 60.0),
+            seeds_per_core_second: cpu_time::rate(counters.seeds, cpu_seconds, 1.0),
+        }
+    }
 }
 
 impl Counters {
@@ -317,7 +341,11 @@ impl SweepDocument {
                 checked: summary.determinism_checked,
                 diverged: summary.nondeterministic.clone(),
             },
-            timing: Timing { elapsed_seconds: summary.elapsed.as_secs_f64() },
+            timing: Timing::new(
+                &Counters::from_summary(summary),
+                summary.elapsed.as_secs_f64(),
+                summary.cpu_seconds,
+            ),
             exit_code: 0,
         };
         document.exit_code = document.computed_exit_code();
@@ -384,13 +412,15 @@ impl SweepDocument {
         self.render_failures(&mut out);
         let _ = writeln!(
             out,
-            "seeds: {} ops: {} crashes: {} faults: {} violations: {} seeds/s: {:.1}",
+            "seeds: {} ops: {} crashes: {} faults: {} violations: {} seeds/s: {:.1} cycles/core-min: {:.0} seeds/core-s: {:.2}",
             c.seeds,
             c.ops,
             c.crashes,
             c.faults,
             self.failures.len(),
-            c.seeds as f64 / self.timing.elapsed_seconds.max(1e-9)
+            c.seeds as f64 / self.timing.elapsed_seconds.max(1e-9),
+            self.timing.cycles_per_core_minute,
+            self.timing.seeds_per_core_second,
         );
         out
     }

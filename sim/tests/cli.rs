@@ -41,7 +41,22 @@ fn sweep_ends_with_the_summary_line() {
     let last = text.lines().last().expect("output");
     let fields: Vec<&str> = last.split_whitespace().collect();
     let labels: Vec<&str> = fields.iter().step_by(2).copied().collect();
-    assert_eq!(labels, ["seeds:", "ops:", "crashes:", "faults:", "violations:", "seeds/s:"], "{last}");
+    assert_eq!(
+        labels,
+        [
+            "seeds:",
+            "ops:",
+            "crashes:",
+            "faults:",
+            "violations:",
+            "seeds/s:",
+            "cycles/core-min:",
+            "seeds/core-s:"
+        ],
+        "{last}"
+    );
+    let per_cpu: Vec<f64> = [fields[13], fields[15]].iter().map(|f| f.parse().expect("a number")).collect();
+    assert!(per_cpu.iter().all(|&figure| figure > 0.0), "a sweep measures its CPU time: {last}");
     assert_eq!(fields[1], "12");
     assert_eq!(fields[9], "0", "no violations: {text}");
     assert!(text.contains("torn writes"), "faults by kind: {text}");

@@ -66,6 +66,7 @@ fn summary() -> SweepSummary {
         stopped_by_time_limit: false,
         simulated_ns: 26_000_000_000,
         elapsed: Duration::from_millis(2500),
+        cpu_seconds: 4.0,
         seeds_run: vec![SeedSpan { start: 101, end: 118, step: 4 }],
     }
 }
@@ -100,9 +101,29 @@ fn sweep_document_round_trips_and_the_summary_names_version_coverage_and_replay(
         "{human}"
     );
     assert!(
-        human.ends_with("seeds: 5 ops: 1500 crashes: 1002 faults: 22 violations: 1 seeds/s: 2.0\n"),
+        human.ends_with(
+            "seeds: 5 ops: 1500 crashes: 1002 faults: 22 violations: 1 seeds/s: 2.0 cycles/core-min: 315 seeds/core-s: 1.25\n"
+        ),
         "{human}"
     );
+}
+
+#[test]
+fn sweep_speed_figures_are_per_cpu_time_and_zero_when_it_was_not_measured() {
+    // 21 recoveries and 5 seeds in 4 CPU seconds (2.5 s of real time).
+    let timing = SweepDocument::from_sweep(&summary(), &options()).timing;
+    assert_eq!(
+        (timing.cpu_seconds, timing.cycles_per_core_minute, timing.seeds_per_core_second),
+        (4.0, 315.0, 1.25)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&SweepDocument::from_sweep(&summary(), &options()).to_json()).expect("json");
+    assert_eq!(json["timing"]["cycles_per_core_minute"], 315.0);
+    assert_eq!(json["timing"]["seeds_per_core_second"], 1.25);
+    let unmeasured = SweepSummary { cpu_seconds: 0.0, ..summary() };
+    let document = SweepDocument::from_sweep(&unmeasured, &options());
+    assert_eq!((document.timing.cycles_per_core_minute, document.timing.seeds_per_core_second), (0.0, 0.0));
+    assert!(document.render_summary().ends_with("cycles/core-min: 0 seeds/core-s: 0.00\n"));
 }
 
 #[test]
