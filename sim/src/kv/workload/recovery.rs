@@ -118,7 +118,8 @@ impl<S: KvStore> KvWorkload<S> {
         if self.env.last_crash_kind() == Some(CrashKind::Process)
             && sync_failures > self.sync_failures_at_power_loss
         {
-            self.env.note(format!("op {}: a sync failed before this process crash: power loss", self.op_index));
+            self.env
+                .note(format!("op {}: a sync failed before this process crash: power loss", self.op_index));
             self.env.crash_with(CrashKind::Machine);
         }
         if self.env.last_crash_kind() == Some(CrashKind::Machine) {
