@@ -280,6 +280,14 @@ impl<S: KvStore> KvWorkload<S> {
         self.recover(false)?;
         match self.store.as_ref().map(|s| s.get(PROBE_KEY)) {
             Some(Ok(Some(0x5eed))) => Ok(()),
+            // The store read fine but the write acknowledged durable is gone: not a stuck
+            // store but a broken promise.
+            Some(Ok(other)) => Err(self.violation(
+                ViolationKind::Durability,
+                format!(
+                    "the quiet-phase probe, acknowledged durable, did not survive a crash: read {other:?}"
+                ),
+            )),
             other => Err(self.violation(
                 ViolationKind::Liveness,
                 format!(
