@@ -262,9 +262,35 @@ impl<S: KvStore> KvWorkload<S> {
         }
     }
 
-    /// With faults off, the store must take a durable write that survives a crash.
+    /// With faults off, the store must take a durable write that survives a crash. The probe's
+    /// crash may expose media damage done earlier (a process crash keeps the page cache, which
+    /// hides it); after an honest data-loss report the store is wiped, probe and all, and the
+    /// promise is owed by the store that starts over, so the probe runs once more.
     pub(super) fn liveness_probe(&mut self) -> Result<(), Violation> {
         self.env.set_faults_enabled(false);
+        let wipes_before = self.data_loss_detected;
+        self.probe_once()?;
+        if self.data_loss_detected == wipes_before {
+            return self.check_probe();
+        }
+        self.env.note(format!(
+            "op {}: the probe's store was wiped after honest data loss; probing again",
+            self.op_index
+        ));
+        let wipes_before = self.data_loss_detected;
+        self.probe_once()?;
+        if self.data_loss_detected > wipes_before {
+            // Faults are off and the wipe removed every damaged file: nothing is left to lose.
+            return Err(self.violation(
+                ViolationKind::Liveness,
+                "the store that started over after a wipe reported data loss on a quiet disk".into(),
+            ));
+        }
+        self.check_probe()
+    }
+
+    /// Commits the probe durably, then crashes and recovers.
+    fn probe_once(&mut self) -> Result<(), Violation> {
         let writes = vec![(PROBE_KEY, Some(0x5eed))];
         let result = match self.store.as_mut() {
             Some(store) => store.commit(&writes, true),
@@ -277,7 +303,11 @@ impl<S: KvStore> KvWorkload<S> {
             );
         }
         self.model.commit(writes, Ack::Durable);
-        self.recover(false)?;
+        self.recover(false)
+    }
+
+    /// The probe committed by [`Self::probe_once`] survived its crash.
+    fn check_probe(&mut self) -> Result<(), Violation> {
         match self.store.as_ref().map(|s| s.get(PROBE_KEY)) {
             Some(Ok(Some(0x5eed))) => Ok(()),
             // The store read fine but the write acknowledged durable is gone: not a stuck
