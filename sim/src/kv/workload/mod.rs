@@ -247,14 +247,14 @@ impl<S: KvStore> KvWorkload<S> {
             && !failed.contains(&group)
         {
             let detail = format!(
-                "an operation on group {group} failed while the group serves (failed groups: {failed:?}): {error}"
+                "an operation on shard {group} failed while the shard serves (failed shards: {failed:?}): {error}"
             );
             return Err(self.violation(ViolationKind::Liveness, detail));
         }
         if matches!(error, StoreError::Poisoned) || failed.is_empty() || failed.len() == groups {
             return self.recover(false);
         }
-        self.env.note(format!("op {}: groups {failed:?} failed; the others keep serving", self.op_index));
+        self.env.note(format!("op {}: shards {failed:?} failed; the others keep serving", self.op_index));
         Ok(())
     }
 
