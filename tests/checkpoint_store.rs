@@ -631,13 +631,13 @@ fn open_and_load_reports_of_a_pinned_damaged_store_match_the_snapshot() {
             damaged: [
                 Unusable {
                     id: 3,
-                    reason: "damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x2a8c5424, computed 0xcbcd3678",
+                    reason: "damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0xaa7c433b, computed 0x4b3d2167",
                 },
             ],
             broken_chains: [
                 Unusable {
                     id: 4,
-                    reason: "parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x2a8c5424, computed 0xcbcd3678",
+                    reason: "parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0xaa7c433b, computed 0x4b3d2167",
                 },
             ],
             partial_removed: [
@@ -648,8 +648,8 @@ fn open_and_load_reports_of_a_pinned_damaged_store_match_the_snapshot() {
         },
         2,
         [
-            "checkpoint 4: parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x2a8c5424, computed 0xcbcd3678",
-            "checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x2a8c5424, computed 0xcbcd3678",
+            "checkpoint 4: parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0xaa7c433b, computed 0x4b3d2167",
+            "checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0xaa7c433b, computed 0x4b3d2167",
         ],
         {
             "key-0001",

@@ -201,6 +201,40 @@ fn wal_reopen_makes_recovered_unsynced_records_durable_before_new_ones_vouch_for
 }
 
 #[test]
+fn wal_reopen_after_a_process_crash_makes_a_floor_marker_left_in_the_page_cache_durable() {
+    // The process dies right after the rotation's FLOOR rename, before its directory sync:
+    // the marker naming the new segment sits only in the page cache. The reopened log reads it
+    // (and checks the log against it), so it must be durable before the open returns.
+    let env = quiet_env(15);
+    let mut wal = open(&env);
+    env.arm(CallKind::Rename, Fault::ProcessCrash { after: true });
+    let mut appended = Vec::new();
+    for i in 0..100u8 {
+        let payload = vec![i; 500];
+        if wal.append(RecordKind::Data, 0, 0, &payload).is_err() {
+            break;
+        }
+        appended.push(payload);
+    }
+    assert!(env.is_crashed(), "a rotation renamed FLOOR into place within 100 records");
+    drop(wal);
+    env.restart();
+    let floor = dir().join("FLOOR");
+    let cached = read_all(&env, &floor);
+    assert_ne!(env.durable_contents(&floor).expect("path"), Some(cached), "FLOOR only in the page cache");
+
+    let mut recovered = Vec::new();
+    let (wal, _) = Wal::open(env.clone(), dir(), options(RecoveryMode::TolerateTornTail), |r| {
+        recovered.push(r.payload);
+    })
+    .expect("reopen");
+    assert_eq!(recovered, appended, "the seal synced every record before the rotation");
+    assert_eq!(env.durable_contents(&floor).expect("path"), Some(read_all(&env, &floor)), "FLOOR is durable");
+    drop(wal);
+    assert_acknowledged_prefix(&env, &appended, appended.len(), "power loss after the reopen");
+}
+
+#[test]
 fn wal_reopen_without_preallocation_over_unsynced_records_ending_mid_slot_succeeds() {
     // The scan's log end is the end of the last record's 8-byte-aligned slot, but without
     // preallocation the file ends with the record itself, before that. (A draft of an open

@@ -279,12 +279,20 @@ pub fn media_targets(workload: WorkloadKind) -> Vec<MediaTarget> {
 }
 
 /// The process-crash probability and the targeted media faults of `seed`, from a stream of
-/// their own. Swarmed (each on with even odds) only for the workloads whose checker knows
-/// them, so far `env`; the others get them through `--faults` or `--set`.
+/// their own. Swarmed (each on with even odds) for the workloads whose checker knows them:
+/// `env`, and the kernel, wal and checkpoint workloads (planted mistakes included); the toy
+/// stores get them through `--faults` or `--set`.
 fn second_wave(seed: u64, workload: WorkloadKind) -> (f64, TargetedFaults) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream::SWARM_SECOND_WAVE);
-    let swarmed = workload == WorkloadKind::Env;
+    let swarmed = matches!(
+        workload,
+        WorkloadKind::Env
+            | WorkloadKind::Kernel(_)
+            | WorkloadKind::Wal
+            | WorkloadKind::Checkpoint
+            | WorkloadKind::CheckpointPlanted(_)
+    );
     let process_on = rng.random_bool(0.5) && swarmed;
     let targeted_on = rng.random_bool(0.5) && swarmed;
     let process_crash_probability = rate(&mut rng, process_on, 0.001, 0.01);

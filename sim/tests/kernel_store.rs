@@ -30,7 +30,7 @@ fn assert_caught(bug: KernelBug, expected: ViolationKind) {
 fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
     const NOTES: [&str; 8] = [
         "others keep serving",
-        "recovered a legal prefix of every group",
+        "recovered a legal prefix of every shard",
         "tick -> ok",
         "scan Some",
         "increment",

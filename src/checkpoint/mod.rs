@@ -53,6 +53,10 @@
 //! - a checkpoint is listed only if its `META` decodes, passes its checksum and
 //!   [`CheckpointMeta::check`]; `latest` is the newest listed checkpoint whose parent chain is
 //!   listed down to a full one;
+//! - a listed checkpoint is durable once `open` returns: `open` syncs each listed
+//!   checkpoint's directory and the store directory, since after a process crash the page
+//!   cache may show a `META` (or a checkpoint directory) that a power loss would still drop,
+//!   and nothing may build on it before it is durable (DESIGN.md rule 4; `open.rs`);
 //! - a directory without `META` is partial: never listed, removed durably by `open`, its id
 //!   never reused; a `META` that exists but fails is *damaged*: reported by `open`, skipped by
 //!   `latest` and `load_latest_valid`, never deleted except by an explicit `delete`;

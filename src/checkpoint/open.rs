@@ -1,6 +1,16 @@
 //! Opening a store: create its directory crash-safely, take the lock, classify every
-//! checkpoint directory (valid, damaged or partial), remove the partial ones durably, and
-//! settle the next id.
+//! checkpoint directory (valid, damaged or partial), remove the partial ones durably, make
+//! every listed checkpoint durable, and settle the next id.
+//!
+//! Why the open syncs what it found (DESIGN.md rule 4, for checkpoints): after a *process*
+//! crash the page cache keeps what the dead process did, so a `META` renamed into place just
+//! before the crash (or a checkpoint directory whose entry in the store directory was not yet
+//! synced) is listed although a power loss would still drop it. The store then builds on it:
+//! an incremental child names it as parent, retention deletes older checkpoints and the WAL is
+//! truncated because it covers them. So before `open` returns, each listed checkpoint's
+//! directory is synced, then the store directory. The files need no sync: `create` syncs `DATA`
+//! and `META.tmp` before the rename, so a `META` the page cache shows has durable bytes behind
+//! it (after a failed sync the store is poisoned and never renames).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -22,8 +32,9 @@ enum Found {
 
 impl<E: Env> CheckpointStore<E> {
     /// Opens (creating if needed) the store in `dir`. Before it returns, every partial
-    /// directory is durably gone and `HIGH_WATER` covers its id; damaged checkpoints are
-    /// reported in the [`OpenReport`], and left alone.
+    /// directory is durably gone and `HIGH_WATER` covers its id, every listed checkpoint is
+    /// durable (even if an earlier process left it only in the page cache); damaged
+    /// checkpoints are reported in the [`OpenReport`], and left alone.
     pub fn open(
         env: E,
         dir: &Path,
@@ -51,6 +62,7 @@ impl<E: Env> CheckpointStore<E> {
             store.high_water = seen_max;
         }
         store.remove_partials(&partials, seen_max)?;
+        store.sync_found()?;
         store.next_id = store.high_water.max(seen_max) + 1;
         let report = store.report(partials, high_water_damaged);
         Ok((store, report))
@@ -68,6 +80,20 @@ impl<E: Env> CheckpointStore<E> {
         }
         for &id in partials {
             fsio::remove_dir_with_files(&self.env, &self.checkpoint_dir(id))?;
+        }
+        // The removals become durable with the store directory's sync in `sync_found`.
+        Ok(())
+    }
+
+    /// Makes every listed checkpoint's directory durable, then the store directory (the
+    /// entries of those directories, `HIGH_WATER`, and the removal of the partial ones): what
+    /// an earlier process left only in the page cache is on disk before anything new relies on
+    /// it (see the module docs). Damaged checkpoints are never relied on, and one may not even
+    /// be a directory: they are left as found.
+    fn sync_found(&self) -> Result<(), CheckpointError> {
+        for meta in self.valid() {
+            let dir = self.checkpoint_dir(meta.id);
+            io("sync directory", &dir, self.env.sync_dir(&dir))?;
         }
         io("sync directory", &self.dir, self.env.sync_dir(&self.dir))
     }

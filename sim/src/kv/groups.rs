@@ -134,7 +134,7 @@ impl GroupedModel {
         let group = writes.first().map_or(0, |&(key, _)| self.group_of(key));
         debug_assert!(
             writes.iter().all(|&(key, _)| self.group_of(key) == group),
-            "a transaction spans groups: {writes:?}"
+            "a transaction spans shards: {writes:?}"
         );
         let sync_all = writes.is_empty() && ack == Ack::Durable;
         self.models[group].commit(writes, ack);
@@ -198,7 +198,7 @@ impl GroupedModel {
             .zip(&self.models)
             .map(|(k, m)| format!("{}/{}", k.map_or("-".to_owned(), |k| k.to_string()), m.txns.len()))
             .collect();
-        format!("recovered a legal prefix of every group: {}", each.join(" "))
+        format!("recovered a legal prefix of every shard: {}", each.join(" "))
     }
 
     /// Starts over from a verified recovered state; `prefixes` as [`Judgement::prefixes`].
@@ -235,7 +235,7 @@ impl GroupedModel {
             .take(8)
             .map(|(key, want, got)| format!("key {key}: expected {want:?}, got {got:?}"))
             .collect();
-        let which = if self.groups() > 1 { format!("group {group}: ") } else { String::new() };
+        let which = if self.groups() > 1 { format!("shard {group}: ") } else { String::new() };
         format!(
             "{which}recovered state is no legal prefix of the {} committed txns ({durable} acknowledged durable); \
              against the durable prefix: {}",

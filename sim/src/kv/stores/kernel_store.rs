@@ -182,7 +182,7 @@ impl KernelStore {
     /// The error of an operation on `group`: `Poisoned` if the group was failed before it.
     fn op_error(&self, failed_before: bool, error: KernelError) -> StoreError {
         if let KernelError::CrossShard { .. } = error {
-            panic!("the workload sent a transaction across groups: {error}");
+            panic!("the workload sent a transaction across shards: {error}");
         }
         if failed_before { StoreError::Poisoned } else { other(error) }
     }

@@ -99,7 +99,7 @@ impl<S: KvStore> KvWorkload<S> {
             Err(error)
                 if self.model.groups() > 1 && !store.failed_groups().contains(&self.model.group_of(key)) =>
             {
-                let detail = format!("get {key} failed while its group serves: {error}");
+                let detail = format!("get {key} failed while its shard serves: {error}");
                 Err(self.violation(ViolationKind::Liveness, detail))
             }
             _ => Ok(()),
@@ -131,7 +131,7 @@ impl<S: KvStore> KvWorkload<S> {
             Err(error)
                 if self.model.groups() > 1 && !store.failed_groups().contains(&self.model.group_of(key)) =>
             {
-                let detail = format!("txn get {key} failed while its group serves: {error}");
+                let detail = format!("txn get {key} failed while its shard serves: {error}");
                 Err(self.violation(ViolationKind::Liveness, detail))
             }
             _ => Ok(()),
@@ -153,14 +153,14 @@ impl<S: KvStore> KvWorkload<S> {
         self.env.note(format!("op {}: scan {group:?} -> {}", self.op_index, ok(&result)));
         let got = match (result, group) {
             (Ok(_), None) if !failed.is_empty() => {
-                let detail = format!("a scan of every group succeeded while groups {failed:?} are failed");
+                let detail = format!("a scan of every shard succeeded while shards {failed:?} are failed");
                 return Err(self.violation(ViolationKind::Read, detail));
             }
             (Ok(got), _) => got,
             (Err(_), Some(group)) if failed.contains(&group) => return Ok(()),
             (Err(_), None) if !failed.is_empty() => return Ok(()),
             (Err(error), _) => {
-                let detail = format!("a scan of group {group:?} failed while it serves: {error}");
+                let detail = format!("a scan of shard {group:?} failed while it serves: {error}");
                 return Err(self.violation(ViolationKind::Liveness, detail));
             }
         };
@@ -316,7 +316,7 @@ impl<S: KvStore> KvWorkload<S> {
             // Only a replay with operations cut out (a crash that ended the transaction, say)
             // can bring a write of another group here: a transaction stays in one group.
             self.env.note(format!(
-                "client {client}: op {} write {write:?} of another group skipped",
+                "client {client}: op {} write {write:?} of another shard skipped",
                 self.op_index
             ));
             return Ok(());

@@ -70,6 +70,11 @@ pub struct KvWorkload<S: KvStore> {
     /// Decides which crash points enumerate their images (its own stream, so the workload's
     /// operations do not depend on it).
     images_rng: ChaCha8Rng,
+    /// Decides which driver crashes are process crashes (its own stream, as `images_rng`).
+    crash_kind_rng: ChaCha8Rng,
+    /// Failed syncs the simulator did up to the latest machine crash: one after it may have
+    /// left pages clean in the page cache that never reached the disk (fsyncgate).
+    sync_failures_at_power_loss: u64,
     /// Operations to replay instead of drawing (`None`: draw).
     replay: Option<std::vec::IntoIter<KvOp>>,
     /// Every operation executed, for the corpus.
@@ -100,6 +105,8 @@ impl<S: KvStore> KvWorkload<S> {
         rng.set_stream(stream::WORKLOAD);
         let mut images_rng = ChaCha8Rng::seed_from_u64(config.seed);
         images_rng.set_stream(stream::IMAGES);
+        let mut crash_kind_rng = ChaCha8Rng::seed_from_u64(config.seed);
+        crash_kind_rng.set_stream(stream::PROCESS_CRASHES);
         let model = GroupedModel::new(S::key_groups(&store_config));
         Self {
             env,
@@ -114,6 +121,8 @@ impl<S: KvStore> KvWorkload<S> {
             data_loss_detected: 0,
             images_explored: 0,
             images_rng,
+            crash_kind_rng,
+            sync_failures_at_power_loss: 0,
             replay: None,
             recorded: Vec::new(),
             open_txns: BTreeMap::new(),
@@ -238,14 +247,14 @@ impl<S: KvStore> KvWorkload<S> {
             && !failed.contains(&group)
         {
             let detail = format!(
-                "an operation on group {group} failed while the group serves (failed groups: {failed:?}): {error}"
+                "an operation on shard {group} failed while the shard serves (failed shards: {failed:?}): {error}"
             );
             return Err(self.violation(ViolationKind::Liveness, detail));
         }
         if matches!(error, StoreError::Poisoned) || failed.is_empty() || failed.len() == groups {
             return self.recover(false);
         }
-        self.env.note(format!("op {}: groups {failed:?} failed; the others keep serving", self.op_index));
+        self.env.note(format!("op {}: shards {failed:?} failed; the others keep serving", self.op_index));
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 //! after a successful recovery the model is rebased on what survived.
 
 use std::collections::BTreeMap;
-use stormhold::env::sim::{SimEnv, is_crash};
+use stormhold::env::sim::{CrashKind, SimEnv, is_crash};
 
 use super::{KvWorkload, media_faults};
 use crate::kv::model::Ack;
@@ -38,7 +38,7 @@ impl<S: KvStore> KvWorkload<S> {
         if check_images && !self.env.is_crashed() {
             self.check_images()?;
         }
-        self.env.crash();
+        self.crash_now();
         self.env.restart();
         let opened = match self.open_on(&self.env.clone()) {
             // A persistent condition (a full disk, a stuck device) may keep recovery from
@@ -53,6 +53,9 @@ impl<S: KvStore> KvWorkload<S> {
             }
             other => other?,
         };
+        if self.env.last_crash_kind() == Some(CrashKind::Machine) {
+            self.sync_failures_at_power_loss = self.env.stats().sync_failures;
+        }
         let store = match opened {
             Opened::Store(store) => store,
             Opened::HonestLoss(what) => {
@@ -75,6 +78,53 @@ impl<S: KvStore> KvWorkload<S> {
         self.model.rebase_at(&recovered, &prefixes);
         self.store = Some(store);
         Ok(())
+    }
+
+    /// Ends the process as the seed says: a machine crash, or (when the swarm turned process
+    /// crashes on) with even odds a process crash that keeps the page cache, a quarter of them
+    /// followed by a power loss before the restart. A process crash drawn by the simulator in
+    /// a call stays one. The next machine crash (a later driver crash, a drawn one, a failed
+    /// open) drops whatever was never synced, so what the reopened store served from the page
+    /// cache must have been synced by its open (DESIGN.md rule 4), or the judge after that
+    /// crash fails.
+    ///
+    /// The one exception is the kernel's documented limit (fsyncgate, `src/wal/mod.rs`): after
+    /// a failed sync the page cache may hold pages marked clean that never reached the disk,
+    /// and no store can tell. The operator's remedy is a machine restart, so a crash after a
+    /// failed sync since the last power loss cuts the power too.
+    fn crash_now(&mut self) {
+        use rand::Rng;
+        let process = self.config.faults.process_crash_probability > 0.0
+            && !self.env.is_crashed()
+            && self.crash_kind_rng.random_bool(0.5);
+        if process {
+            self.env.crash_with(CrashKind::Process);
+            if self.crash_kind_rng.random_bool(0.25) {
+                self.env.note(format!("op {}: process crash, then power loss", self.op_index));
+                self.env.crash_with(CrashKind::Machine);
+            } else {
+                self.env.note(format!("op {}: process crash, the page cache kept", self.op_index));
+            }
+        } else {
+            self.env.crash();
+        }
+        self.power_loss_after_failed_sync();
+    }
+
+    /// Cuts the power of a machine whose process crashed after a failed sync since the last
+    /// power loss (see [`Self::crash_now`]), and notes each power loss.
+    fn power_loss_after_failed_sync(&mut self) {
+        let sync_failures = self.env.stats().sync_failures;
+        if self.env.last_crash_kind() == Some(CrashKind::Process)
+            && sync_failures > self.sync_failures_at_power_loss
+        {
+            self.env
+                .note(format!("op {}: a sync failed before this process crash: power loss", self.op_index));
+            self.env.crash_with(CrashKind::Machine);
+        }
+        if self.env.last_crash_kind() == Some(CrashKind::Machine) {
+            self.sync_failures_at_power_loss = sync_failures;
+        }
     }
 
     /// After an honest data-loss report: removes the store's files and starts over from an
@@ -159,7 +209,15 @@ impl<S: KvStore> KvWorkload<S> {
                         format!("open reported data loss, but the simulator damaged no media: {what}"),
                     ));
                 }
-                Err(StoreError::Io(error)) if is_crash(&error) => env.restart(),
+                Err(StoreError::Io(error)) if is_crash(&error) => {
+                    if env.last_crash_kind() == Some(CrashKind::Process)
+                        && env.stats().sync_failures > self.sync_failures_at_power_loss
+                    {
+                        // A process crash during recovery after a failed sync: see `crash_now`.
+                        env.crash_with(CrashKind::Machine);
+                    }
+                    env.restart()
+                }
                 Err(error) => {
                     // A failed open fail-stops the process, which restarts before trying again
                     // (retrying in-process would trust pages a failed sync left only in the
@@ -204,9 +262,35 @@ impl<S: KvStore> KvWorkload<S> {
         }
     }
 
-    /// With faults off, the store must take a durable write that survives a crash.
+    /// With faults off, the store must take a durable write that survives a crash. The probe's
+    /// crash may expose media damage done earlier (a process crash keeps the page cache, which
+    /// hides it); after an honest data-loss report the store is wiped, probe and all, and the
+    /// promise is owed by the store that starts over, so the probe runs once more.
     pub(super) fn liveness_probe(&mut self) -> Result<(), Violation> {
         self.env.set_faults_enabled(false);
+        let wipes_before = self.data_loss_detected;
+        self.probe_once()?;
+        if self.data_loss_detected == wipes_before {
+            return self.check_probe();
+        }
+        self.env.note(format!(
+            "op {}: the probe's store was wiped after honest data loss; probing again",
+            self.op_index
+        ));
+        let wipes_before = self.data_loss_detected;
+        self.probe_once()?;
+        if self.data_loss_detected > wipes_before {
+            // Faults are off and the wipe removed every damaged file: nothing is left to lose.
+            return Err(self.violation(
+                ViolationKind::Liveness,
+                "the store that started over after a wipe reported data loss on a quiet disk".into(),
+            ));
+        }
+        self.check_probe()
+    }
+
+    /// Commits the probe durably, then crashes and recovers.
+    fn probe_once(&mut self) -> Result<(), Violation> {
         let writes = vec![(PROBE_KEY, Some(0x5eed))];
         let result = match self.store.as_mut() {
             Some(store) => store.commit(&writes, true),
@@ -219,9 +303,21 @@ impl<S: KvStore> KvWorkload<S> {
             );
         }
         self.model.commit(writes, Ack::Durable);
-        self.recover(false)?;
+        self.recover(false)
+    }
+
+    /// The probe committed by [`Self::probe_once`] survived its crash.
+    fn check_probe(&mut self) -> Result<(), Violation> {
         match self.store.as_ref().map(|s| s.get(PROBE_KEY)) {
             Some(Ok(Some(0x5eed))) => Ok(()),
+            // The store read fine but the write acknowledged durable is gone: not a stuck
+            // store but a broken promise.
+            Some(Ok(other)) => Err(self.violation(
+                ViolationKind::Durability,
+                format!(
+                    "the quiet-phase probe, acknowledged durable, did not survive a crash: read {other:?}"
+                ),
+            )),
             other => Err(self.violation(
                 ViolationKind::Liveness,
                 format!(
