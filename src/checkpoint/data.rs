@@ -14,7 +14,8 @@
 //! ```
 //!
 //! The file carries no checksum of its own: `META` records its length and crc32, and the store
-//! verifies both before decoding. Decoding still never panics on any bytes and allocates no
+//! verifies both before it uses what it decoded (it decodes while it reads, through a
+//! [`DataSource`]). Decoding still never panics on any bytes and allocates no
 //! more than the input holds; only the exact encoding of some [`CheckpointData`] decodes
 //! (sorted unique keys, no key both put and deleted, no trailing bytes).
 

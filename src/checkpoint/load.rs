@@ -1,6 +1,11 @@
 //! Loading state: a checkpoint's base image plus its chain of increments, every file checked
-//! against the length and crc32 its `META` records before it is decoded; and the search for
-//! the newest checkpoint that loads, with the reason for every one passed over.
+//! against the length its `META` records before it is read and against its crc32 before
+//! anything decoded from it is used; and the search for the newest checkpoint that loads, with
+//! the reason for every one passed over.
+//!
+//! `DATA` is streamed: read front to back in blocks of at most 1 MiB, checksummed and decoded
+//! on the way, so loading holds one block beside the state it builds, not the whole file. A
+//! file whose crc32 fails is a checksum failure whether or not its bytes also decoded.
 
 use std::collections::BTreeMap;
 use std::io;
