@@ -19,9 +19,9 @@
 //!   leader/follower group commit written directly on a file, with the same threads;
 //! - bulk append (`Durability::None`, one sync at the end of each turn) in MiB/s of log bytes
 //!   against a raw append loop that writes the same record size with one write call each;
-//! - recovery: `Wal::open` of a log of 256 MiB (64 MiB with `--quick`) against a sequential
-//!   read of the same files. The page cache is warm (the log was just written), so this is
-//!   not the cold-recovery figure of the targets;
+//! - recovery: `Wal::open_borrowed` (the scan as recovery runs it) of a log of 256 MiB (64 MiB
+//!   with `--quick`) against a sequential read of the same files. The page cache is warm (the
+//!   log was just written), so this is not the cold-recovery figure of the targets;
 //! - the same through the front door, [`stormhold::Kernel`] (see `kernel.rs`): durable puts
 //!   from 1, 8 and 32 writers on 1 and 4 shards against baseline B and the group-commit ideal,
 //!   a bulk load of 1,000 puts per commit against a raw append loop (puts/s), and
@@ -221,13 +221,13 @@ fn recovery(config: &Config, scratch: &Scratch) -> Result<Vec<Row>, BenchError> 
     let mib = config.recovery_bytes >> 20;
     step(&format!("building a {mib} MiB log"));
     let log = wal::build_log(scratch.path(), &config.wal, config.recovery_bytes, RECOVERY_PAYLOAD_BYTES)?;
-    step("recovery scan (Wal::open) and a sequential read of the same files, interleaved");
+    step("recovery scan (Wal::open_borrowed) and a sequential read of the same files, interleaved");
     let mut scan = wal::recover(&log);
     let mut read = raw::sequential_read(log.files.clone());
     let rates = interleave(config.rounds, config.commits, &mut [&mut scan, &mut read])?;
     Ok(vec![Row {
         workload: format!(
-            "recovery, Wal::open of {} MiB, {RECOVERY_PAYLOAD_BYTES} B records (warm cache)",
+            "recovery, Wal::open_borrowed of {} MiB, {RECOVERY_PAYLOAD_BYTES} B records (warm cache)",
             log.bytes() >> 20
         ),
         rate: rates[0],

@@ -146,13 +146,14 @@ pub fn build_log(
     Ok(BuiltLog { dir, options: options.clone(), files, records })
 }
 
-/// Reopens the log with [`Wal::open`] (the recovery scan), once per slice; the rate is in log
-/// bytes.
+/// Reopens the log with [`Wal::open_borrowed`] (the recovery scan as recovery runs it: records
+/// borrowed from the read window), once per slice; the rate is in log bytes.
 pub fn recover(log: &BuiltLog) -> impl FnMut(Budget) -> Result<Rate, BenchError> + '_ {
     move |_budget| {
         let mut records = 0;
         let start = Instant::now();
-        let (wal, report) = Wal::open(OsEnv::new(), &log.dir, log.options.clone(), |record| {
+        // The borrowed scan, as `recovery::recover` (every shard) runs it.
+        let (wal, report) = Wal::open_borrowed(OsEnv::new(), &log.dir, log.options.clone(), |record| {
             records += 1;
             std::hint::black_box(record);
         })?;

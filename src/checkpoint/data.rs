@@ -14,7 +14,8 @@
 //! ```
 //!
 //! The file carries no checksum of its own: `META` records its length and crc32, and the store
-//! verifies both before decoding. Decoding still never panics on any bytes and allocates no
+//! verifies both before it uses what it decoded (it decodes while it reads, through a
+//! [`DataSource`]). Decoding still never panics on any bytes and allocates no
 //! more than the input holds; only the exact encoding of some [`CheckpointData`] decodes
 //! (sorted unique keys, no key both put and deleted, no trailing bytes).
 
@@ -83,57 +84,81 @@ pub fn encode_data(data: &CheckpointData) -> Result<Vec<u8>, DataError> {
     Ok(out)
 }
 
-/// A cursor over the input that reports the offset of whatever it cannot read.
+/// Where [`decode_from`] reads the data file: `len` contiguous bytes at a time, in order. The
+/// bytes a `take` returns stay valid until the next call, so a source may reuse one buffer
+/// (the checkpoint store streams a file through a bounded block this way).
+pub trait DataSource {
+    /// The next `len` bytes. Fails, naming the offset, if the input ends first; a source never
+    /// allocates more than the input holds to serve a crafted length.
+    fn take(&mut self, len: usize) -> Result<&[u8], DataError>;
+    /// Bytes taken so far: the offset of the next `take`.
+    fn offset(&self) -> u64;
+    /// The input's whole length, in bytes.
+    fn len_bytes(&self) -> u64;
+}
+
+/// The error of a `take` of `len` bytes at `offset` past the end of the input.
+pub fn ends_first(offset: u64, len: usize) -> DataError {
+    DataError { offset, detail: format!("{len} bytes needed, the file ends first") }
+}
+
+/// A cursor over bytes in memory.
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl<'a> Reader<'a> {
-    fn error(&self, detail: impl Into<String>) -> DataError {
-        DataError { offset: self.at as u64, detail: detail.into() }
-    }
-
-    fn take(&mut self, len: usize) -> Result<&'a [u8], DataError> {
+impl DataSource for Reader<'_> {
+    fn take(&mut self, len: usize) -> Result<&[u8], DataError> {
         let end = self.at.checked_add(len).filter(|&end| end <= self.bytes.len());
-        let end = end.ok_or_else(|| self.error(format!("{len} bytes needed, the file ends first")))?;
+        let end = end.ok_or_else(|| ends_first(self.at as u64, len))?;
         let taken = &self.bytes[self.at..end];
         self.at = end;
         Ok(taken)
     }
 
-    fn u64(&mut self) -> Result<u64, DataError> {
-        let mut field = [0; 8];
-        field.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(field))
+    fn offset(&self) -> u64 {
+        self.at as u64
     }
 
-    /// A length-prefixed byte string, borrowed from the input.
-    fn sized(&mut self) -> Result<&'a [u8], DataError> {
-        let mut field = [0; 4];
-        field.copy_from_slice(self.take(4)?);
-        self.take(u32::from_le_bytes(field) as usize)
-    }
-
-    /// Reads the next key and checks it sorts after `last`.
-    fn key_after(&mut self, last: Option<&[u8]>) -> Result<&'a [u8], DataError> {
-        let at = self.at;
-        let key = self.sized()?;
-        if last.is_some_and(|last| last >= key) {
-            return Err(DataError { offset: at as u64, detail: "keys are not strictly increasing".into() });
-        }
-        Ok(key)
+    fn len_bytes(&self) -> u64 {
+        self.bytes.len() as u64
     }
 }
 
-fn decode_header(reader: &mut Reader<'_>) -> Result<(u8, u64, u64), DataError> {
-    let header = reader.take(DATA_HEADER_BYTES)?;
+fn take_u32(source: &mut impl DataSource) -> Result<u32, DataError> {
+    let mut field = [0; 4];
+    field.copy_from_slice(source.take(4)?);
+    Ok(u32::from_le_bytes(field))
+}
+
+/// A length-prefixed byte string, copied out of the source.
+fn take_sized(source: &mut impl DataSource) -> Result<Bytes, DataError> {
+    let len = take_u32(source)? as usize;
+    Ok(source.take(len)?.to_vec())
+}
+
+/// Reads the next key and checks it sorts after `last`.
+fn take_key_after(source: &mut impl DataSource, last: Option<&[u8]>) -> Result<Bytes, DataError> {
+    let at = source.offset();
+    let key = take_sized(source)?;
+    if last.is_some_and(|last| last >= key.as_slice()) {
+        return Err(DataError { offset: at, detail: "keys are not strictly increasing".into() });
+    }
+    Ok(key)
+}
+
+fn decode_header(source: &mut impl DataSource) -> Result<(u8, u64, u64), DataError> {
+    let header = source.take(DATA_HEADER_BYTES)?;
     if &header[..8] != DATA_MAGIC {
         return Err(DataError { offset: 0, detail: "bad magic".into() });
     }
-    let mut version = [0; 4];
-    version.copy_from_slice(&header[8..12]);
-    let version = u32::from_le_bytes(version);
+    let field = |at: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
     if version != DATA_VERSION {
         return Err(DataError { offset: 8, detail: format!("unsupported version {version}") });
     }
@@ -144,51 +169,54 @@ fn decode_header(reader: &mut Reader<'_>) -> Result<(u8, u64, u64), DataError> {
     if header[13..16] != [0, 0, 0] {
         return Err(DataError { offset: 13, detail: "reserved bytes are not zero".into() });
     }
-    let mut counts = Reader { bytes: &header[16..], at: 0 };
-    Ok((kind, counts.u64()?, counts.u64()?))
+    Ok((kind, field(16), field(24)))
 }
 
 /// A capacity for `count` entries of at least `entry_bytes` each that the input could hold
 /// (a crafted count never allocates more than the input's size).
-fn bounded_capacity(count: u64, input_bytes: usize, entry_bytes: usize) -> usize {
-    usize::try_from(count).unwrap_or(usize::MAX).min(input_bytes / entry_bytes)
+fn bounded_capacity(count: u64, input_bytes: u64, entry_bytes: u64) -> usize {
+    usize::try_from(count.min(input_bytes / entry_bytes)).unwrap_or(usize::MAX)
 }
 
 /// Decodes a complete data file.
 pub fn decode_data(bytes: &[u8]) -> Result<CheckpointData, DataError> {
-    let mut reader = Reader { bytes, at: 0 };
-    let (kind, put_count, delete_count) = decode_header(&mut reader)?;
+    decode_from(&mut Reader { bytes, at: 0 })
+}
+
+/// Decodes a complete data file read from `source` front to back, in one pass: the keys are
+/// checked sorted and unique as they are read, so the maps are built from the sorted stream
+/// (no search per key), each key and value allocated once, and the source may stream the file
+/// through a bounded buffer instead of holding it whole.
+pub fn decode_from(source: &mut impl DataSource) -> Result<CheckpointData, DataError> {
+    let input_bytes = source.len_bytes();
+    let (kind, put_count, delete_count) = decode_header(source)?;
     if kind == KIND_FULL && delete_count != 0 {
         return Err(DataError {
             offset: 24,
             detail: format!("a full checkpoint with {delete_count} deletes"),
         });
     }
-    // The keys are checked sorted and unique as they are read, so the maps are built from
-    // the sorted stream in one pass (no search per key), each key and value allocated once.
-    let mut put_entries = Vec::with_capacity(bounded_capacity(put_count, bytes.len(), 8));
-    let mut last: Option<&[u8]> = None;
+    let mut put_entries: Vec<(Bytes, Bytes)> =
+        Vec::with_capacity(bounded_capacity(put_count, input_bytes, 8));
     for _ in 0..put_count {
-        let key = reader.key_after(last)?;
-        let value = reader.sized()?;
-        put_entries.push((key.to_vec(), value.to_vec()));
-        last = Some(key);
+        let key = take_key_after(source, put_entries.last().map(|(k, _)| k.as_slice()))?;
+        let value = take_sized(source)?;
+        put_entries.push((key, value));
     }
     let puts: BTreeMap<Bytes, Bytes> = put_entries.into_iter().collect();
-    let mut delete_keys = Vec::with_capacity(bounded_capacity(delete_count, bytes.len(), 4));
-    let mut last: Option<&[u8]> = None;
+    let mut delete_keys: Vec<Bytes> = Vec::with_capacity(bounded_capacity(delete_count, input_bytes, 4));
     for _ in 0..delete_count {
-        let at = reader.at as u64;
-        let key = reader.key_after(last)?;
-        if puts.contains_key(key) {
+        let at = source.offset();
+        let key = take_key_after(source, delete_keys.last().map(Vec::as_slice))?;
+        if puts.contains_key(&key) {
             return Err(DataError { offset: at, detail: "a deleted key is also put".into() });
         }
-        delete_keys.push(key.to_vec());
-        last = Some(key);
+        delete_keys.push(key);
     }
     let deletes: BTreeSet<Bytes> = delete_keys.into_iter().collect();
-    if reader.at != bytes.len() {
-        return Err(reader.error(format!("{} trailing bytes", bytes.len() - reader.at)));
+    let at = source.offset();
+    if at != input_bytes {
+        return Err(DataError { offset: at, detail: format!("{} trailing bytes", input_bytes - at) });
     }
     Ok(match kind {
         KIND_FULL => CheckpointData::Full(puts),
@@ -238,5 +266,6 @@ mod tests {
         let error = decode_data(&bytes).expect_err("the file ends first");
         assert!(error.detail.contains("the file ends first"), "{error}");
         assert_eq!(bounded_capacity(u64::MAX, 80, 8), 10);
+        assert_eq!(bounded_capacity(3, 80, 8), 3);
     }
 }

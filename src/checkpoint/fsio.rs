@@ -76,3 +76,102 @@ pub(super) fn read_high_water<E: Env>(env: &E, dir: &Path) -> Result<Result<u64,
     let bytes = read_len(&file, &path, len)?;
     Ok(format::decode_high_water(&bytes).map_err(|e| e.to_string()))
 }
+
+/// Bytes a checkpoint file is read in at a time: a file at most this long is read in one call.
+pub(super) const READ_BLOCK_BYTES: usize = 1024 * 1024;
+
+/// A file of known length read front to back through one bounded block, with the crc32 of
+/// every byte read: the checkpoint decoder streams `DATA` through it, so loading holds one
+/// block, not the whole file, beside the state it builds. A take larger than the block (one
+/// huge value) grows it to that take, never past what the file holds.
+pub(super) struct BlockSource<'a, F: EnvFile> {
+    file: &'a F,
+    path: &'a Path,
+    len_bytes: u64,
+    block: Vec<u8>,
+    /// File offset of `block[0]`.
+    block_offset: u64,
+    /// Bytes of `block` taken already, and bytes of it read from the file.
+    taken: usize,
+    filled: usize,
+    crc: crc32fast::Hasher,
+    /// The first read that failed: the decoder sees only that the bytes are not there.
+    failed: Option<io::Error>,
+}
+
+impl<'a, F: EnvFile> BlockSource<'a, F> {
+    pub(super) fn new(file: &'a F, path: &'a Path, len_bytes: u64) -> Self {
+        let block_bytes = usize::try_from(len_bytes).map_or(READ_BLOCK_BYTES, |l| l.min(READ_BLOCK_BYTES));
+        Self {
+            file,
+            path,
+            len_bytes,
+            block: vec![0; block_bytes],
+            block_offset: 0,
+            taken: 0,
+            filled: 0,
+            crc: crc32fast::Hasher::new(),
+            failed: None,
+        }
+    }
+
+    /// Reads the next bytes of the file into the free end of the block (which has room).
+    fn refill(&mut self) -> io::Result<()> {
+        let file_offset = self.block_offset + self.filled as u64;
+        let want = (self.block.len() - self.filled).min((self.len_bytes - file_offset) as usize);
+        let fresh = &mut self.block[self.filled..self.filled + want];
+        self.file.read_exact_at(fresh, file_offset)?;
+        self.crc.update(fresh);
+        self.filled += want;
+        Ok(())
+    }
+
+    /// Reads (and checksums) whatever the decoder left unread, then returns the crc32 of the
+    /// whole file, or the first read error.
+    pub(super) fn finish(mut self) -> Result<u32, CheckpointError> {
+        while self.failed.is_none() && self.block_offset + (self.filled as u64) < self.len_bytes {
+            self.block_offset += self.filled as u64;
+            (self.taken, self.filled) = (0, 0);
+            if let Err(error) = self.refill() {
+                self.failed = Some(error);
+            }
+        }
+        match self.failed {
+            Some(error) => Err(CheckpointError::io("read", self.path, error)),
+            None => Ok(self.crc.finalize()),
+        }
+    }
+}
+
+impl<F: EnvFile> super::data::DataSource for BlockSource<'_, F> {
+    fn take(&mut self, len: usize) -> Result<&[u8], super::data::DataError> {
+        let offset = self.offset();
+        if self.failed.is_some() || len as u64 > self.len_bytes - offset {
+            return Err(super::data::ends_first(offset, len));
+        }
+        if self.filled - self.taken < len {
+            // Move the unread rest to the front, grow the block for an oversized take, read on.
+            self.block.copy_within(self.taken..self.filled, 0);
+            self.block_offset += self.taken as u64;
+            (self.filled, self.taken) = (self.filled - self.taken, 0);
+            if self.block.len() < len {
+                self.block.resize(len, 0);
+            }
+            if let Err(error) = self.refill() {
+                self.failed = Some(error);
+                return Err(super::data::ends_first(offset, len));
+            }
+        }
+        let taken = &self.block[self.taken..self.taken + len];
+        self.taken += len;
+        Ok(taken)
+    }
+
+    fn offset(&self) -> u64 {
+        self.block_offset + self.taken as u64
+    }
+
+    fn len_bytes(&self) -> u64 {
+        self.len_bytes
+    }
+}

@@ -1,6 +1,11 @@
 //! Loading state: a checkpoint's base image plus its chain of increments, every file checked
-//! against the length and crc32 its `META` records before it is decoded; and the search for
-//! the newest checkpoint that loads, with the reason for every one passed over.
+//! against the length its `META` records before it is read and against its crc32 before
+//! anything decoded from it is used; and the search for the newest checkpoint that loads, with
+//! the reason for every one passed over.
+//!
+//! `DATA` is streamed: read front to back in blocks of at most 1 MiB, checksummed and decoded
+//! on the way, so loading holds one block beside the state it builds, not the whole file. A
+//! file whose crc32 fails is a checksum failure whether or not its bytes also decoded.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -54,10 +59,13 @@ impl<E: Env> CheckpointStore<E> {
         if fallbacks.is_empty() { Ok(None) } else { Err(CheckpointError::NoLoadableCheckpoint { fallbacks }) }
     }
 
-    /// Verifies every file of checkpoint `meta` and decodes its data.
+    /// Verifies every file of checkpoint `meta` and decodes its data. `DATA` is decoded as it
+    /// is read (one block at a time, checksummed on the way), and the decoded data is used only
+    /// once the whole file's crc32 matches; a file that fails its checksum is reported as
+    /// such even where its bytes also fail to decode, as when it was checked before decoding.
     fn read_data(&self, meta: &CheckpointMeta) -> Result<CheckpointData, CheckpointError> {
         let dir = self.checkpoint_dir(meta.id);
-        let mut data_bytes = None;
+        let mut decoded = None;
         for entry in &meta.files {
             let path = dir.join(&entry.name);
             let (file, len) = match fsio::open_read(&self.env, &path) {
@@ -69,20 +77,20 @@ impl<E: Env> CheckpointStore<E> {
             if len != entry.len_bytes {
                 return Err(CheckpointError::DataLength { path, expected: entry.len_bytes, actual: len });
             }
-            let bytes = fsio::read_len(&file, &path, len)?;
-            let crc = crc32fast::hash(&bytes);
+            let mut source = fsio::BlockSource::new(&file, &path, len);
+            let data = (entry.name == DATA_FILE_NAME).then(|| data::decode_from(&mut source));
+            let crc = source.finish()?;
             if crc != entry.crc32 {
                 return Err(CheckpointError::DataChecksum { path, expected: entry.crc32, actual: crc });
             }
-            if entry.name == DATA_FILE_NAME {
-                data_bytes = Some((path, bytes));
+            if let Some(data) = data {
+                decoded = Some((path, data));
             }
         }
-        let Some((path, bytes)) = data_bytes else {
+        let Some((path, data)) = decoded else {
             return Err(CheckpointError::DataMissing { path: dir.join(DATA_FILE_NAME) });
         };
-        let data = data::decode_data(&bytes)
-            .map_err(|source| CheckpointError::DataFormat { path: path.clone(), source })?;
+        let data = data.map_err(|source| CheckpointError::DataFormat { path: path.clone(), source })?;
         let described = |detail: String| CheckpointError::DataFormat {
             path: path.clone(),
             source: data::DataError { offset: 0, detail },

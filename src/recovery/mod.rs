@@ -54,7 +54,7 @@ use crate::checkpoint::{
     Unusable,
 };
 use crate::env::Env;
-use crate::wal::{Dropped, Lsn, Record, ScanReport, Wal, WalError, WalOptions};
+use crate::wal::{Dropped, Lsn, Record, RecordRef, ScanReport, Wal, WalError, WalOptions};
 
 /// What the caller does with the recovered state and records.
 pub trait Replayer {
@@ -74,6 +74,14 @@ pub trait Replayer {
     /// such records only rebuild context (the start of a transaction). An error (the record is
     /// not this store's) fails recovery; later records are still scanned but not handed over.
     fn record(&mut self, record: Record, covered: bool) -> Result<(), String>;
+
+    /// [`Replayer::record`] with the record borrowed from the scan's read window, which is
+    /// how recovery calls it. Default: copies the record and calls `record`; a replayer that
+    /// needs only the payload's bytes overrides it and saves an allocation and a copy per
+    /// record.
+    fn record_borrowed(&mut self, record: RecordRef<'_>, covered: bool) -> Result<(), String> {
+        self.record(record.to_record(), covered)
+    }
 }
 
 /// The checkpoint a recovery started from.
@@ -445,7 +453,7 @@ fn replay_wal<E: Env + Clone>(
     report: &mut RecoveryReport,
 ) -> Result<(Wal<E>, ScanReport), RecoveryError> {
     let mut bad_record = None;
-    let (wal, scan) = Wal::open(env.clone(), paths.wal_dir, paths.wal_options.clone(), |record| {
+    let (wal, scan) = Wal::open_borrowed(env.clone(), paths.wal_dir, paths.wal_options.clone(), |record| {
         report.records_scanned += 1;
         if record.lsn < report.replay_from {
             report.records_skipped += 1;
@@ -456,7 +464,7 @@ fn replay_wal<E: Env + Clone>(
         }
         let covered = record.lsn <= checkpoint_lsn;
         let (segment_id, lsn) = (record.segment_id, record.lsn);
-        match replayer.record(record, covered) {
+        match replayer.record_borrowed(record, covered) {
             Ok(()) if covered => report.records_covered += 1,
             Ok(()) => report.records_replayed += 1,
             Err(detail) => bad_record = Some((segment_id, lsn, detail)),

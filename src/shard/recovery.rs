@@ -18,7 +18,7 @@ use crate::env::Env;
 use crate::env::SharedEnv;
 use crate::recovery::{RecoveryPaths, RecoveryReport, Replayer, recover};
 use crate::wal::shared::SharedWal;
-use crate::wal::{Record, RecordKind};
+use crate::wal::{Record, RecordKind, RecordRef};
 
 /// Records between two progress reports of a long recovery.
 const PROGRESS_EVERY_RECORDS: u64 = 1 << 16;
@@ -149,10 +149,14 @@ impl Replayer for ShardReplayer<'_> {
     }
 
     fn record(&mut self, record: Record, covered: bool) -> Result<(), String> {
+        self.record_borrowed(record.borrowed(), covered)
+    }
+
+    fn record_borrowed(&mut self, record: RecordRef<'_>, covered: bool) -> Result<(), String> {
         if record.kind != RecordKind::Data || record.txn_id != 0 {
             return Err(format!("a {:?} record of txn {} is not a shard batch", record.kind, record.txn_id));
         }
-        let batch = Batch::decode(&record.payload)?;
+        let batch = Batch::decode(record.payload)?;
         if !covered {
             apply_owned(&mut self.state, &mut self.dirty, batch);
             self.replayed += 1;

@@ -157,6 +157,56 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// A record read in place: the payload borrowed from the reader's buffer, so a recovery scan
+/// hands records over without allocating or copying each one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// What it means.
+    pub kind: RecordKind,
+    /// Its lsn.
+    pub lsn: Lsn,
+    /// The highest lsn durable when it was written.
+    pub durable_lsn: Lsn,
+    /// The segment it was written to.
+    pub segment_id: u64,
+    /// Its transaction (0: none).
+    pub txn_id: u64,
+    /// The previous record of the same transaction (0: none).
+    pub prev_lsn: Lsn,
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// The record with its payload copied out.
+    pub fn to_record(&self) -> Record {
+        Record {
+            kind: self.kind,
+            lsn: self.lsn,
+            durable_lsn: self.durable_lsn,
+            segment_id: self.segment_id,
+            txn_id: self.txn_id,
+            prev_lsn: self.prev_lsn,
+            payload: self.payload.to_vec(),
+        }
+    }
+}
+
+impl Record {
+    /// The record, borrowed.
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            kind: self.kind,
+            lsn: self.lsn,
+            durable_lsn: self.durable_lsn,
+            segment_id: self.segment_id,
+            txn_id: self.txn_id,
+            prev_lsn: self.prev_lsn,
+            payload: &self.payload,
+        }
+    }
+}
+
 /// Why bytes are not a record or a segment header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -352,20 +402,34 @@ pub fn decode_record_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
 impl RecordHeader {
     /// Checks `payload` against the header and builds the record.
     pub fn with_payload(&self, payload: &[u8]) -> Result<Record, DecodeError> {
+        self.with_payload_ref(payload).map(|record| record.to_record())
+    }
+
+    /// Checks `payload` against the header and builds the record, borrowing the payload.
+    pub fn with_payload_ref<'a>(&self, payload: &'a [u8]) -> Result<RecordRef<'a>, DecodeError> {
         need(payload, self.payload_len)?;
         let payload = &payload[..self.payload_len];
         if crc32fast::hash(payload) != self.payload_crc {
             return Err(DecodeError::BadChecksum);
         }
-        Ok(Record {
+        Ok(self.verified_record(payload))
+    }
+
+    /// The record of this header and `payload`, which [`RecordHeader::with_payload_ref`]
+    /// already accepted (a caller that checked the bytes once need not hash them again).
+    /// Panics if `payload` is shorter than the header says: that is a caller's mistake.
+    pub fn verified_record<'a>(&self, payload: &'a [u8]) -> RecordRef<'a> {
+        let payload = &payload[..self.payload_len];
+        debug_assert_eq!(crc32fast::hash(payload), self.payload_crc, "the payload was verified");
+        RecordRef {
             kind: self.kind,
             lsn: self.lsn,
             durable_lsn: self.durable_lsn,
             segment_id: self.segment_id,
             txn_id: self.txn_id,
             prev_lsn: self.prev_lsn,
-            payload: payload.to_vec(),
-        })
+            payload,
+        }
     }
 
     /// The record's encoded size.

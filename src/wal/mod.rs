@@ -57,7 +57,7 @@ use std::path::{Path, PathBuf};
 
 use crate::env::Env;
 pub use error::WalError;
-pub use format::{Lsn, Record, RecordKind, StoreIdentity};
+pub use format::{Lsn, Record, RecordKind, RecordRef, StoreIdentity};
 use format::{RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES, SegmentHeader};
 pub use scan::{Dropped, RecoveryMode, ScanReport};
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::floor;
-use super::format::{self, Lsn, Record, SEGMENT_HEADER_BYTES};
+use super::format::{self, Lsn, Record, RecordRef, SEGMENT_HEADER_BYTES};
 use super::scan::{self, ScanReport};
 use super::{Segment, Wal, WalError, WalOptions, WalStats, io, segment_header};
 use crate::env::{Env, EnvFile, OpenOptions};
@@ -15,7 +15,18 @@ impl<E: Env> Wal<E> {
         env: E,
         dir: &Path,
         options: WalOptions,
-        visit: impl FnMut(Record),
+        mut visit: impl FnMut(Record),
+    ) -> Result<(Self, ScanReport), WalError> {
+        Self::open_borrowed(env, dir, options, |record| visit(record.to_record()))
+    }
+
+    /// [`Wal::open`], handing each recovered record over borrowed from the scan's read window
+    /// (valid for the call only), so recovery allocates and copies nothing per record.
+    pub fn open_borrowed(
+        env: E,
+        dir: &Path,
+        options: WalOptions,
+        visit: impl FnMut(RecordRef<'_>),
     ) -> Result<(Self, ScanReport), WalError> {
         options.validate()?;
         match env.create_dir(dir) {
@@ -72,7 +83,7 @@ fn scan_against_floor<E: Env>(
     env: &E,
     dir: &Path,
     options: &WalOptions,
-    visit: impl FnMut(Record),
+    visit: impl FnMut(RecordRef<'_>),
 ) -> Result<(Option<floor::Floor>, ScanReport), WalError> {
     // Searches past the records stop at the largest segment size the options accept, not at
     // this open's: the size is an option of each open, so a segment written under a larger

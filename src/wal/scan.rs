@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::WalError;
 use super::format::{
-    self, Lsn, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, Record, SEGMENT_HEADER_BYTES,
+    self, Lsn, RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, Record, RecordRef, SEGMENT_HEADER_BYTES,
     SEGMENT_HEADER_FIELDS_BYTES, SYNC_ALIGN_BYTES,
 };
 use crate::env::{Env, EnvFile, OpenOptions};
@@ -133,19 +133,21 @@ impl<'a, F: EnvFile> Window<'a, F> {
     }
 }
 
-/// The record that starts at `offset`, if it is valid and the one expected.
+/// The header of the record that starts at `offset`, if the record is valid (both checksums
+/// pass) and the one expected. Its bytes stay in the window.
 fn record_at<F: EnvFile>(
     window: &mut Window<'_, F>,
     offset: u64,
     segment_id: u64,
     lsn: Lsn,
-) -> Result<Option<Record>, WalError> {
+) -> Result<Option<format::RecordHeader>, WalError> {
     let header = match format::decode_record_header(window.get(offset, RECORD_HEADER_BYTES)?) {
         Ok(header) if header.segment_id == segment_id && header.lsn == lsn => header,
         _ => return Ok(None),
     };
     let bytes = window.get(offset, header.record_bytes() as usize)?;
-    Ok(header.with_payload(&bytes[RECORD_HEADER_BYTES.min(bytes.len())..]).ok())
+    let valid = header.with_payload_ref(&bytes[RECORD_HEADER_BYTES.min(bytes.len())..]).is_ok();
+    Ok(valid.then_some(header))
 }
 
 /// Looks past `from` for a valid record of the segment that vouches for `lsn`; also measures
@@ -208,14 +210,14 @@ pub fn scan<E: Env>(
     env: &E,
     dir: &Path,
     mode: RecoveryMode,
-    visit: impl FnMut(Record),
+    mut visit: impl FnMut(Record),
 ) -> Result<ScanReport, WalError> {
     scan_bounded(
         env,
         dir,
         mode,
         Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None },
-        visit,
+        |record| visit(record.to_record()),
     )
 }
 
@@ -230,13 +232,15 @@ pub struct Expect {
     pub identity: Option<format::StoreIdentity>,
 }
 
-/// Like [`scan`], with what the log's options say about its segments.
+/// Like [`scan`], with what the log's options say about its segments, handing each record
+/// over borrowed from the scan's read window (valid for the call only: nothing is allocated
+/// or copied per record).
 pub fn scan_bounded<E: Env>(
     env: &E,
     dir: &Path,
     mode: RecoveryMode,
     expect: Expect,
-    mut visit: impl FnMut(Record),
+    mut visit: impl FnMut(RecordRef<'_>),
 ) -> Result<ScanReport, WalError> {
     let segment_size_bytes = expect.segment_size_bytes;
     let ids = list_segments(env, dir)?;
@@ -348,26 +352,28 @@ fn scan_segment<F: EnvFile>(
     window: &mut Window<'_, F>,
     id: u64,
     report: &mut ScanReport,
-    visit: &mut impl FnMut(Record),
+    visit: &mut impl FnMut(RecordRef<'_>),
 ) -> Result<u64, WalError> {
     let mut offset = SEGMENT_HEADER_BYTES;
     loop {
-        let record = match record_at(window, offset, id, report.next_lsn)? {
-            Some(record) => Some(record),
+        let header = match record_at(window, offset, id, report.next_lsn)? {
+            Some(header) => header,
             None => {
                 // A sync moved the next append to a sector boundary: skip that padding.
                 let boundary = offset.next_multiple_of(SYNC_ALIGN_BYTES);
-                match (boundary > offset).then_some(()) {
-                    Some(()) => {
-                        record_at(window, boundary, id, report.next_lsn)?.inspect(|_| offset = boundary)
-                    }
-                    None => None,
+                if boundary == offset {
+                    return Ok(offset);
                 }
+                let Some(header) = record_at(window, boundary, id, report.next_lsn)? else {
+                    return Ok(offset);
+                };
+                offset = boundary;
+                header
             }
         };
-        let Some(record) = record else {
-            return Ok(offset);
-        };
+        // Checked by `record_at`, and still in the window: this reads and checks nothing.
+        let bytes = window.get(offset, header.record_bytes() as usize)?;
+        let record = header.verified_record(&bytes[RECORD_HEADER_BYTES..]);
         let size = format::record_slot_bytes(record.payload.len());
         report.records += 1;
         report.bytes += size;
