@@ -268,7 +268,7 @@ mod tests {
             Config::builder().router(Router::Prefix { len_bytes: 0 }),
             Config::builder().segment_size_bytes(100),
             Config::builder()
-                .checkpoint_options(CheckpointOptions { max_retained: 1, full_every_incrementals: 8 }),
+                .checkpoint_options(CheckpointOptions { max_retained: 1, ..CheckpointOptions::default() }),
         ] {
             let error = builder.build().unwrap_err();
             assert!(matches!(error, KernelError::InvalidConfig(_)), "{error}");

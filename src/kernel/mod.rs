@@ -220,6 +220,7 @@ impl<E: Env + Clone> Kernel<E> {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut options = config.shard.clone();
                 options.wal.identity = StoreIdentity { store_id, shard: id, shards: config.shards };
+                options.checkpoint.identity = options.wal.identity;
                 Shard::open(id, env.clone(), &shard_dir, &options, progress)
             }))
             .unwrap_or_else(|_| failed(Failure::panic("recovery")))

@@ -239,7 +239,11 @@ impl RecoveryError {
     pub fn is_data_loss(&self) -> bool {
         match self {
             RecoveryError::Checkpoint(error) => {
-                error.is_damage() || matches!(error, CheckpointError::NoLoadableCheckpoint { .. })
+                error.is_damage()
+                    || matches!(
+                        error,
+                        CheckpointError::NoLoadableCheckpoint { .. } | CheckpointError::Foreign { .. }
+                    )
             }
             // Options, poisoning and I/O say nothing about the data; only corruption does.
             RecoveryError::Wal(error) => matches!(error, WalError::Corruption { .. }),

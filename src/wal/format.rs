@@ -105,27 +105,8 @@ impl RecordKind {
     }
 }
 
-/// Which store and shard a durable file belongs to (DESIGN.md rule 14), so a file copied or
-/// swapped from another shard or store is refused by name instead of served. The default (all
-/// zero) is a standalone log or store outside a kernel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StoreIdentity {
-    /// Drawn when the store was created (see `kernel::layout`).
-    pub store_id: u64,
-    /// The shard index.
-    pub shard: u32,
-    /// The shard count.
-    pub shards: u32,
-}
-
-impl fmt::Display for StoreIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.shards == 0 && self.store_id == 0 {
-            return f.write_str("a standalone log");
-        }
-        write!(f, "store {:016x} shard {} of {}", self.store_id, self.shard, self.shards)
-    }
-}
+/// Which store and shard a durable file belongs to (defined beside the layers, which all use it).
+pub use crate::identity::StoreIdentity;
 
 /// The header of a segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -103,6 +103,7 @@ impl KernelStoreConfig {
         let checkpoint = CheckpointOptions {
             max_retained: options.max_retained,
             full_every_incrementals: options.full_every_incrementals,
+            ..CheckpointOptions::default()
         };
         let epochs = EpochConfig {
             ops_max: options.ops_max,
