@@ -8,6 +8,14 @@
 //! earlier one. A length is trusted only after the header checksum passed. An I/O error while
 //! reading fails the scan; it is never taken for the end of the log.
 //!
+//! Only what is lost counts (DESIGN.md rule 16): records at or below [`Expect::covered_lsn`]
+//! are already held by a valid checkpoint. A damaged record there is not fatal when the scan
+//! finds the log again no later than the record after `covered_lsn` (a valid record further on
+//! in the same segment, or the next segment's first record): the records skipped are all
+//! covered, and the damage is reported in [`ScanReport::covered_damage`]. Damage reaching past
+//! `covered_lsn` (a record above it damaged, or a damaged range straddling it) is handled as
+//! before: corruption, or a torn tail if nothing vouches for it.
+//!
 //! Memory is bounded: segments are read through a window of [`READ_WINDOW_BYTES`] (or one
 //! record, if larger), whatever the log's length. Time is bounded by the segment size: the
 //! search past the last valid record for a vouching record or a torn tail stops at the
@@ -69,6 +77,19 @@ pub struct Dropped {
     pub later_records: u64,
 }
 
+/// Damage the scan skipped because a checkpoint already covers every record it destroyed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoveredDamage {
+    /// The file where the damage is.
+    pub path: PathBuf,
+    /// Where the first damaged record starts.
+    pub offset: u64,
+    /// The first lsn lost to it.
+    pub from_lsn: Lsn,
+    /// The last lsn lost to it (at most the covered lsn).
+    pub to_lsn: Lsn,
+}
+
 /// What the scan found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanReport {
@@ -92,6 +113,8 @@ pub struct ScanReport {
     pub cut_segments: Vec<u64>,
     /// What a point-in-time recovery dropped.
     pub dropped: Option<Dropped>,
+    /// Damage to records a checkpoint covers, skipped (see the module docs).
+    pub covered_damage: Vec<CoveredDamage>,
 }
 
 /// Reads a file through a bounded window.
@@ -214,7 +237,7 @@ pub fn scan<E: Env>(
         env,
         dir,
         mode,
-        Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None },
+        Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None, covered_lsn: 0 },
         visit,
     )
 }
@@ -228,6 +251,9 @@ pub struct Expect {
     /// Every segment must name this store and shard (`None`: any); one that names another is
     /// corruption naming the file, never replayed.
     pub identity: Option<format::StoreIdentity>,
+    /// Records at or below this lsn are held by a checkpoint: damage wholly among them is
+    /// skipped and reported, not fatal (see the module docs). 0: none.
+    pub covered_lsn: Lsn,
 }
 
 /// Like [`scan`], with what the log's options say about its segments.
@@ -271,7 +297,7 @@ pub fn scan_bounded<E: Env>(
         }
         report.segments.push((id, header.first_lsn));
         report.next_lsn = header.first_lsn;
-        let end = scan_segment(&mut window, id, &mut report, &mut visit)?;
+        let end = scan_segment(&mut window, id, expect.covered_lsn, &mut report, &mut visit)?;
         report.end = Some(LogEnd { segment_id: id, offset: end });
         let next = match later_segments.first() {
             None => None,
@@ -280,6 +306,14 @@ pub fn scan_bounded<E: Env>(
         let next_is_partial = matches!(next, Some(None)) && later_segments.len() == 1;
         match next {
             Some(Some(header)) if header.first_lsn == report.next_lsn => {}
+            Some(Some(header)) if covers_gap(expect.covered_lsn, report.next_lsn, header.first_lsn) => {
+                // This segment ended early, but every record it lost is covered.
+                let from_lsn = report.next_lsn;
+                let offset = damage_offset(&mut window, end)?;
+                let to_lsn = header.first_lsn - 1;
+                report.covered_damage.push(CoveredDamage { path: path.clone(), offset, from_lsn, to_lsn });
+                report.next_lsn = header.first_lsn;
+            }
             None => tail_end(&mut window, id, end, mode, &mut report)?,
             Some(None) if next_is_partial => tail_end(&mut window, id, end, mode, &mut report)?,
             Some(None) => {
@@ -343,10 +377,54 @@ fn checked_header<F: EnvFile>(
     }
 }
 
-/// Hands every valid record of a segment to `visit`; returns the offset where they end.
+/// Whether a log that continues at `first_lsn` after the records before `next_lsn` lost only
+/// covered records: `next_lsn..first_lsn` are all at or below `covered_lsn`.
+fn covers_gap(covered_lsn: Lsn, next_lsn: Lsn, first_lsn: Lsn) -> bool {
+    first_lsn > next_lsn && first_lsn <= covered_lsn.saturating_add(1)
+}
+
+/// The first valid record of segment `id` past `from` whose lsn continues the log after a
+/// covered gap (above `next_lsn`, at most `covered_lsn + 1`): (its offset, its lsn).
+fn resync<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    from: u64,
+    id: u64,
+    next_lsn: Lsn,
+    covered_lsn: Lsn,
+) -> Result<Option<(u64, Lsn)>, WalError> {
+    let limit = window.len.min(window.extent);
+    let mut offset = from.next_multiple_of(RECORD_ALIGN_BYTES);
+    let segment_id_bytes = id.to_le_bytes();
+    while offset < limit {
+        // As in `look_past`: zero blocks hold no header, and the segment id filters cheaply.
+        if offset.is_multiple_of(SYNC_ALIGN_BYTES) {
+            let block = window.get(offset, SYNC_ALIGN_BYTES as usize)?;
+            if block.len() == ZERO_BLOCK.len() && block == ZERO_BLOCK.as_slice() {
+                offset += SYNC_ALIGN_BYTES;
+                continue;
+            }
+        }
+        let bytes = window.get(offset, RECORD_HEADER_BYTES)?;
+        if bytes.get(32..40).is_some_and(|b| b == segment_id_bytes)
+            && let Ok(header) = format::decode_record_header(bytes)
+            && header.segment_id == id
+            && covers_gap(covered_lsn, next_lsn, header.lsn)
+            && record_at(window, offset, id, header.lsn)?.is_some()
+        {
+            return Ok(Some((offset, header.lsn)));
+        }
+        offset += RECORD_ALIGN_BYTES;
+    }
+    Ok(None)
+}
+
+/// Hands every valid record of a segment to `visit`; returns the offset where they end. A
+/// damaged record at or below `covered_lsn` is skipped when the log continues within the
+/// covered records (see the module docs).
 fn scan_segment<F: EnvFile>(
     window: &mut Window<'_, F>,
     id: u64,
+    covered_lsn: Lsn,
     report: &mut ScanReport,
     visit: &mut impl FnMut(Record),
 ) -> Result<u64, WalError> {
@@ -366,6 +444,21 @@ fn scan_segment<F: EnvFile>(
             }
         };
         let Some(record) = record else {
+            if report.next_lsn <= covered_lsn
+                && let Some((at, lsn)) = resync(window, offset, id, report.next_lsn, covered_lsn)?
+            {
+                let (path, damaged_at) = (window.path.to_path_buf(), damage_offset(window, offset)?);
+                let from_lsn = report.next_lsn;
+                report.covered_damage.push(CoveredDamage {
+                    path,
+                    offset: damaged_at,
+                    from_lsn,
+                    to_lsn: lsn - 1,
+                });
+                report.next_lsn = lsn;
+                offset = at;
+                continue;
+            }
             return Ok(offset);
         };
         let size = format::record_slot_bytes(record.payload.len());
