@@ -58,18 +58,7 @@ impl<E: Env> Wal<E> {
             segments.push((active.id, report.next_lsn));
         }
         if report.end.is_some() && report.next_lsn <= covered_lsn {
-            // Cut before the checkpoint's lsn: what is missing is covered. The recovered tail
-            // was just synced (a sealed segment); the log goes on past the covered lsns.
-            let (from_lsn, to_lsn) = (report.next_lsn, covered_lsn);
-            let offset = active.tail;
-            report.covered_damage.push(scan::CoveredDamage {
-                path: active.path.clone(),
-                offset,
-                from_lsn,
-                to_lsn,
-            });
-            report.next_lsn = covered_lsn + 1;
-            active = create_segment(&env, dir, &options, active.id + 1, report.next_lsn)?;
+            active = continue_past_covered(&env, dir, &options, &active, covered_lsn, &mut report)?;
             segments.push((active.id, report.next_lsn));
         }
         let created = u64::from(report.end.is_none());
@@ -130,6 +119,24 @@ fn scan_against_floor<E: Env>(
         floor::check_floor(dir, floor, report.next_lsn - 1, newest)?;
     }
     Ok((floor, report))
+}
+
+/// The log was cut before `covered_lsn`, and a checkpoint holds every record cut: reports the
+/// cut and returns a new segment that continues the log at `covered_lsn + 1` (`active`, the
+/// recovered tail, was just synced, so it is sealed), so no covered lsn is handed out again.
+fn continue_past_covered<E: Env>(
+    env: &E,
+    dir: &Path,
+    options: &WalOptions,
+    active: &Segment<E::File>,
+    covered_lsn: Lsn,
+    report: &mut ScanReport,
+) -> Result<Segment<E::File>, WalError> {
+    let (from_lsn, to_lsn) = (report.next_lsn, covered_lsn);
+    let (path, offset) = (active.path.clone(), active.tail);
+    report.covered_damage.push(scan::CoveredDamage { path, offset, from_lsn, to_lsn });
+    report.next_lsn = covered_lsn + 1;
+    create_segment(env, dir, options, active.id + 1, report.next_lsn)
 }
 
 /// Creates segment `id` crash-safely: header written, file (pre)sized and synced, directory

@@ -269,15 +269,7 @@ pub fn scan_bounded<E: Env>(
     let mut report = ScanReport { next_lsn: 1, ..ScanReport::default() };
     for (index, &id) in ids.iter().enumerate() {
         let path = dir.join(format::segment_file_name(id));
-        // Segments are created one after the other and removed oldest first, so ids are
-        // contiguous: a gap is a segment lost from the middle of the log.
-        if let Some(&previous) = index.checked_sub(1).and_then(|i| ids.get(i))
-            && id != previous + 1
-        {
-            let missing = dir.join(format::segment_file_name(previous + 1));
-            let detail = format!("segment missing from the middle of the log (the next is {id})");
-            return Err(WalError::corruption(&missing, 0, report.next_lsn, detail));
-        }
+        check_contiguous(dir, &ids[..=index], report.next_lsn)?;
         let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
         let mut window = Window::new(&file, &path, segment_size_bytes)?;
         let later_segments = &ids[index + 1..];
@@ -307,12 +299,7 @@ pub fn scan_bounded<E: Env>(
         match next {
             Some(Some(header)) if header.first_lsn == report.next_lsn => {}
             Some(Some(header)) if covers_gap(expect.covered_lsn, report.next_lsn, header.first_lsn) => {
-                // This segment ended early, but every record it lost is covered.
-                let from_lsn = report.next_lsn;
-                let offset = damage_offset(&mut window, end)?;
-                let to_lsn = header.first_lsn - 1;
-                report.covered_damage.push(CoveredDamage { path: path.clone(), offset, from_lsn, to_lsn });
-                report.next_lsn = header.first_lsn;
+                skip_covered_gap(&mut window, end, header.first_lsn, &mut report)?;
             }
             None => tail_end(&mut window, id, end, mode, &mut report)?,
             Some(None) if next_is_partial => tail_end(&mut window, id, end, mode, &mut report)?,
@@ -375,6 +362,34 @@ fn checked_header<F: EnvFile>(
         Ok(_) => Err(WalError::corruption(path, 0, report.next_lsn, "segment header names another segment")),
         Err(error) => Err(WalError::corruption(path, 0, report.next_lsn, format!("segment header: {error}"))),
     }
+}
+
+/// Segments are created one after the other and removed oldest first, so ids are contiguous:
+/// a gap before the last of `ids` is a segment lost from the middle of the log.
+fn check_contiguous(dir: &Path, ids: &[u64], next_lsn: Lsn) -> Result<(), WalError> {
+    if let [.., previous, id] = ids
+        && *id != previous + 1
+    {
+        let missing = dir.join(format::segment_file_name(previous + 1));
+        let detail = format!("segment missing from the middle of the log (the next is {id})");
+        return Err(WalError::corruption(&missing, 0, next_lsn, detail));
+    }
+    Ok(())
+}
+
+/// The segment of `window` ended early at `end`, but the next one continues at `first_lsn`
+/// and every record in between is covered: report the damage and go on there.
+fn skip_covered_gap<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    end: u64,
+    first_lsn: Lsn,
+    report: &mut ScanReport,
+) -> Result<(), WalError> {
+    let (path, offset) = (window.path.to_path_buf(), damage_offset(window, end)?);
+    let (from_lsn, to_lsn) = (report.next_lsn, first_lsn - 1);
+    report.covered_damage.push(CoveredDamage { path, offset, from_lsn, to_lsn });
+    report.next_lsn = first_lsn;
+    Ok(())
 }
 
 /// Whether a log that continues at `first_lsn` after the records before `next_lsn` lost only
