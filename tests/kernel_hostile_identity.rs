@@ -46,7 +46,7 @@ fn a_segment_swapped_between_shards_is_refused_by_name() {
     let (a, b) = (fs::read(&zero).unwrap(), fs::read(&one).unwrap());
     fs::write(&zero, b).unwrap();
     fs::write(&one, a).unwrap();
-    let refused = open(dir.path()).err().expect("with every shard failed the default open refuses");
+    let Err(refused) = open(dir.path()) else { panic!("with every shard failed the default open refuses") };
     assert!(matches!(refused, KernelError::TooFewShardsServing { serving: 0, .. }), "{refused}");
     let kernel = open_lenient(dir.path());
     for (shard, status) in kernel.shard_status().iter().enumerate() {
