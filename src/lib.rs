@@ -117,6 +117,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod env;
+mod identity;
 
 // The layer modules: public with `internals`, crate-private without (see the crate docs).
 // Without `internals` the kernel uses only part of each layer's API; the rest serves the
@@ -178,6 +179,7 @@ pub use checkpoint::{
 };
 #[cfg(feature = "sim")]
 pub use env::sim::SimEnv;
+pub use identity::StoreIdentity;
 pub use kernel::{
     CommitInfo, Config, ConfigBuilder, DOCUMENT_ID_BYTES_MAX, Document, DurableResult, Entries,
     KEY_BYTES_MAX, Kernel, KernelError, KernelStats, ProgressCallback, Router, SHARDS_MAX, SyncHandle,

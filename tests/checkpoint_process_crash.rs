@@ -40,7 +40,8 @@ fn meta_path(store_dir: &Path, id: u64) -> PathBuf {
 }
 
 fn open_store(env: &SimEnv) -> CheckpointStore<SimEnv> {
-    let options = CheckpointOptions { max_retained: 3, full_every_incrementals: 4 };
+    let options =
+        CheckpointOptions { max_retained: 3, full_every_incrementals: 4, ..CheckpointOptions::default() };
     CheckpointStore::open(env.clone(), store_dir(), options).unwrap_or_else(|e| panic!("open: {e}")).0
 }
 

@@ -128,7 +128,11 @@ fn try_open<E: Env + Clone>(
     let (ckpt, wal) = paths(root);
     let paths = RecoveryPaths {
         checkpoint_dir: &ckpt,
-        checkpoint_options: CheckpointOptions { max_retained: 4, full_every_incrementals: 2 },
+        checkpoint_options: CheckpointOptions {
+            max_retained: 4,
+            full_every_incrementals: 2,
+            ..CheckpointOptions::default()
+        },
         wal_dir: &wal,
         wal_options: wal_options(preallocate),
     };

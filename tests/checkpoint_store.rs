@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+use stormhold::StoreIdentity;
 use stormhold::checkpoint::format;
 use stormhold::checkpoint::{
     CheckpointData, CheckpointError, CheckpointKind, CheckpointMeta, CheckpointOptions, CheckpointStore,
@@ -31,7 +32,7 @@ fn sim(seed: u64, crash: CrashMode) -> SimEnv {
 }
 
 fn options(max_retained: usize, full_every_incrementals: u32) -> CheckpointOptions {
-    CheckpointOptions { max_retained, full_every_incrementals }
+    CheckpointOptions { max_retained, full_every_incrementals, ..CheckpointOptions::default() }
 }
 
 fn open(env: &SimEnv, options: CheckpointOptions) -> (Store, OpenReport) {
@@ -173,8 +174,11 @@ proptest! {
     fn meta_envelope_round_trips_and_refuses_every_bit_flip_and_truncation(
         meta in meta_strategy(), bit in any::<prop::sample::Index>(), cut in any::<prop::sample::Index>(),
     ) {
-        let bytes = format::encode_meta(&meta).expect("encode");
-        prop_assert_eq!(format::decode_meta(&bytes), Ok(meta));
+        let place = Some(StoreIdentity { store_id: bit.index(1 << 20) as u64, shard: 1, shards: 3 });
+        let bytes = format::encode_meta(&meta, place).expect("encode");
+        prop_assert_eq!(format::decode_meta(&bytes), Ok((meta.clone(), place)));
+        let unplaced = format::encode_meta(&meta, None).expect("encode version 1");
+        prop_assert_eq!(format::decode_meta(&unplaced), Ok((meta, None)));
         let mut flipped = bytes.clone();
         let at = bit.index(bytes.len() * 8);
         flipped[at / 8] ^= 1 << (at % 8);
@@ -190,8 +194,8 @@ proptest! {
         if magic && bytes.len() >= 8 {
             bytes[..8].copy_from_slice(b"STRMCKM\0");
         }
-        if let Ok(meta) = format::decode_meta(&bytes) {
-            prop_assert_eq!(&format::encode_meta(&meta).expect("encode"), &bytes);
+        if let Ok((meta, place)) = format::decode_meta(&bytes) {
+            prop_assert_eq!(&format::encode_meta(&meta, place).expect("encode"), &bytes);
         }
         let _ = format::decode_high_water(&bytes);
     }
@@ -631,13 +635,13 @@ fn open_and_load_reports_of_a_pinned_damaged_store_match_the_snapshot() {
             damaged: [
                 Unusable {
                     id: 3,
-                    reason: "damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0xaa7c433b, computed 0x4b3d2167",
+                    reason: "damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x0a270792, computed 0x205dd807",
                 },
             ],
             broken_chains: [
                 Unusable {
                     id: 4,
-                    reason: "parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0xaa7c433b, computed 0x4b3d2167",
+                    reason: "parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x0a270792, computed 0x205dd807",
                 },
             ],
             partial_removed: [
@@ -648,8 +652,8 @@ fn open_and_load_reports_of_a_pinned_damaged_store_match_the_snapshot() {
         },
         2,
         [
-            "checkpoint 4: parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0xaa7c433b, computed 0x4b3d2167",
-            "checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0xaa7c433b, computed 0x4b3d2167",
+            "checkpoint 4: parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x0a270792, computed 0x205dd807",
+            "checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x0a270792, computed 0x205dd807",
         ],
         {
             "key-0001",

@@ -18,7 +18,8 @@ const DIR: &str = "/ckpt";
 const BLOCK_BYTES: u64 = 1024 * 1024;
 
 fn store(env: &SimEnv) -> CheckpointStore<SimEnv> {
-    let options = CheckpointOptions { max_retained: 3, full_every_incrementals: 0 };
+    let options =
+        CheckpointOptions { max_retained: 3, full_every_incrementals: 0, ..CheckpointOptions::default() };
     CheckpointStore::open(env.clone(), Path::new(DIR), options).expect("open").0
 }
 

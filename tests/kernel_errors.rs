@@ -13,8 +13,15 @@ use stormhold::shard::{Failure, FailureCause, ShardError};
 use stormhold::wal::WalError;
 use stormhold::{Config, Durability, Kernel, KernelError};
 
+/// One shard, and every open returns the kernel (`min_serving_shards(0)`) even when that
+/// shard fails, so the tests read its failure from the shard.
 fn config() -> Config {
-    Config::builder().shards(1).segment_size_bytes(64 * 1024).build().expect("valid config")
+    Config::builder()
+        .shards(1)
+        .segment_size_bytes(64 * 1024)
+        .min_serving_shards(0)
+        .build()
+        .expect("valid config")
 }
 
 /// Every error in `error`'s `source()` chain, itself first.

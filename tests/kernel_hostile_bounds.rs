@@ -11,8 +11,15 @@ use stormhold::{Config, Durability, Kernel, KernelError};
 const SHARDS: u32 = 2;
 const SEGMENT_BYTES: u64 = 64 * 1024;
 
+/// Every open returns the kernel (`min_serving_shards(0)`), so a test reads a failed shard's
+/// failure from `shard_status`.
 fn config(shards: u32) -> Config {
-    Config::builder().shards(shards).segment_size_bytes(SEGMENT_BYTES).build().expect("valid config")
+    Config::builder()
+        .shards(shards)
+        .segment_size_bytes(SEGMENT_BYTES)
+        .min_serving_shards(0)
+        .build()
+        .expect("valid config")
 }
 
 fn open(dir: &Path, shards: u32) -> Result<Kernel<OsEnv>, KernelError> {
@@ -179,8 +186,14 @@ fn a_deleted_kernel_file_next_to_shard_data_is_refused() {
 #[test]
 fn rot_past_a_smaller_reopen_segment_size_is_corruption_not_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let sized =
-        |bytes: u64| Config::builder().shards(1).segment_size_bytes(bytes).build().expect("valid config");
+    let sized = |bytes: u64| {
+        Config::builder()
+            .shards(1)
+            .segment_size_bytes(bytes)
+            .min_serving_shards(0)
+            .build()
+            .expect("valid config")
+    };
     let kernel = Kernel::open(OsEnv::new(), dir.path(), sized(4 << 20)).expect("create");
     let value = vec![7u8; 8 * 1024];
     for i in 0..200 {

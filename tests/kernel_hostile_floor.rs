@@ -12,8 +12,15 @@ use stormhold::{Config, Durability, Kernel};
 
 const COMMITS: u32 = 30;
 
+/// Every open returns the kernel (`min_serving_shards(0)`), so a test reads a failed shard's
+/// failure from `shard_status`.
 fn config() -> Config {
-    Config::builder().shards(1).segment_size_bytes(32 * 1024).build().expect("valid config")
+    Config::builder()
+        .shards(1)
+        .segment_size_bytes(32 * 1024)
+        .min_serving_shards(0)
+        .build()
+        .expect("valid config")
 }
 
 fn open(dir: &Path) -> Kernel<OsEnv> {

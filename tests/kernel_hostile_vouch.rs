@@ -9,8 +9,10 @@ use stormhold::env::OsEnv;
 use stormhold::wal::format::{SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES, decode_record_header};
 use stormhold::{Config, Durability, Kernel};
 
+/// Every open returns the kernel (`min_serving_shards(0)`), so a test reads a failed shard's
+/// failure from `shard_status`.
 fn config() -> Config {
-    Config::builder().shards(1).sync_on_tick(true).build().expect("valid config")
+    Config::builder().shards(1).sync_on_tick(true).min_serving_shards(0).build().expect("valid config")
 }
 
 fn open(dir: &Path) -> Kernel<OsEnv> {

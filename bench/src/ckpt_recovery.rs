@@ -69,7 +69,11 @@ fn open(dir: &Path, replayer: &mut Puts) -> Result<Recovered<OsEnv>, BenchError>
     let (checkpoint_dir, wal_dir) = paths(dir);
     let paths = RecoveryPaths {
         checkpoint_dir: &checkpoint_dir,
-        checkpoint_options: CheckpointOptions { max_retained: RETAINED, full_every_incrementals: 0 },
+        checkpoint_options: CheckpointOptions {
+            max_retained: RETAINED,
+            full_every_incrementals: 0,
+            ..CheckpointOptions::default()
+        },
         wal_dir: &wal_dir,
         wal_options: WalOptions { segment_size_bytes: SEGMENT_BYTES, ..WalOptions::default() },
     };

@@ -36,9 +36,17 @@ pub fn shard_paths(dir: &Path, id: u32) -> (PathBuf, PathBuf) {
     (shard.join("ckpt"), shard.join("wal"))
 }
 
-/// The checkpoint store of a shard, opened read-only.
-pub fn checkpoints(ckpt_dir: &Path) -> Result<(CheckpointStore<ReadEnv>, OpenReport), CheckpointError> {
-    CheckpointStore::open(read_env(), ckpt_dir, CheckpointOptions::default())
+/// The checkpoint store of a shard, opened read-only; a `META` or `HIGH_WATER` that names
+/// another store or shard than `identity` is an error naming it.
+pub fn checkpoints(
+    ckpt_dir: &Path,
+    identity: StoreIdentity,
+) -> Result<(CheckpointStore<ReadEnv>, OpenReport), CheckpointError> {
+    CheckpointStore::open(
+        read_env(),
+        ckpt_dir,
+        CheckpointOptions { identity, ..CheckpointOptions::default() },
+    )
 }
 
 /// Each WAL segment: id, path and length in bytes.

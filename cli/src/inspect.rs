@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::files::{checkpoints, kernel_meta, segments, shard_paths};
+use stormhold::StoreIdentity;
+
+use crate::files::{checkpoints, kernel_meta, segments, shard_identity, shard_paths};
 use crate::{EXIT_OK, Fail, open};
 
 pub fn run(dir: &Path) -> Result<u8, Fail> {
@@ -25,7 +27,7 @@ pub fn run(dir: &Path) -> Result<u8, Fail> {
             Some(failure) => println!("shard {}: FAILED: {failure}", status.shard),
         }
         let (ckpt_dir, wal_dir) = shard_paths(dir, status.shard);
-        print_checkpoints(&ckpt_dir);
+        print_checkpoints(&ckpt_dir, shard_identity(&meta, status.shard));
         print_wal(&wal_dir, report.as_ref());
         match report {
             Some(report) => println!("  recovery (dry run): {report}"),
@@ -35,8 +37,8 @@ pub fn run(dir: &Path) -> Result<u8, Fail> {
     Ok(EXIT_OK)
 }
 
-fn print_checkpoints(ckpt_dir: &Path) {
-    match checkpoints(ckpt_dir) {
+fn print_checkpoints(ckpt_dir: &Path, identity: StoreIdentity) {
+    match checkpoints(ckpt_dir, identity) {
         Err(error) => println!("  checkpoints: unreadable: {error}"),
         Ok((store, report)) => {
             let list = store.list();

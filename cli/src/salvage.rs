@@ -94,7 +94,7 @@ fn salvage_shard(dir: &Path, id: u32, identity: StoreIdentity) -> Salvaged {
     let mut out = Salvaged::default();
     let mut state = BTreeMap::new();
     let mut base_lsn = 0;
-    match checkpoints(&ckpt_dir).map(|(store, _)| store.load_latest_valid()) {
+    match checkpoints(&ckpt_dir, identity).map(|(store, _)| store.load_latest_valid()) {
         Err(error) | Ok(Err(error)) => {
             out.lost.push(format!("no checkpoint loads ({error}); only the WAL is used"))
         }

@@ -25,7 +25,7 @@ pub fn run(dir: &Path) -> Result<u8, Fail> {
     for id in 0..meta.shards {
         eprintln!("verify: shard {}/{}", id + 1, meta.shards);
         let (ckpt_dir, wal_dir) = shard_paths(dir, id);
-        let newest = verify_checkpoints(id, &ckpt_dir, &mut damage);
+        let newest = verify_checkpoints(id, &ckpt_dir, shard_identity(&meta, id), &mut damage);
         verify_wal(id, &wal_dir, shard_identity(&meta, id), newest, &mut damage);
     }
     if damage.is_empty() {
@@ -40,8 +40,13 @@ pub fn run(dir: &Path) -> Result<u8, Fail> {
 }
 
 /// Checks a shard's checkpoints; returns the newest that loads, as (id, lsn).
-fn verify_checkpoints(shard: u32, ckpt_dir: &Path, damage: &mut Vec<String>) -> Option<(u64, u64)> {
-    let (store, report) = match checkpoints(ckpt_dir) {
+fn verify_checkpoints(
+    shard: u32,
+    ckpt_dir: &Path,
+    identity: StoreIdentity,
+    damage: &mut Vec<String>,
+) -> Option<(u64, u64)> {
+    let (store, report) = match checkpoints(ckpt_dir, identity) {
         Ok(opened) => opened,
         Err(error) => {
             damage.push(format!("shard {shard}: {error}"));

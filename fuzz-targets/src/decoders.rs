@@ -9,6 +9,7 @@
 //! encoding decodes).
 
 use std::path::Path;
+use stormhold::StoreIdentity;
 use stormhold::checkpoint::data::{decode_data, encode_data};
 use stormhold::checkpoint::format::{
     checkpoint_dir_name, decode_high_water, decode_meta, encode_high_water, encode_meta,
@@ -105,8 +106,8 @@ pub fn shard_batch(data: &[u8]) {
 
 /// A checkpoint's `META` file (only its exact encoding decodes).
 pub fn checkpoint_meta(data: &[u8]) {
-    if let Ok(meta) = decode_meta(data) {
-        let bytes = encode_meta(&meta).expect("a decoded META encodes");
+    if let Ok((meta, place)) = decode_meta(data) {
+        let bytes = encode_meta(&meta, place).expect("a decoded META encodes");
         assert_eq!(bytes, data, "only the exact encoding of a META decodes");
     }
 }
@@ -121,8 +122,12 @@ pub fn checkpoint_data(data: &[u8]) {
 
 /// A `HIGH_WATER` file (only its exact encoding decodes).
 pub fn high_water(data: &[u8]) {
-    if let Ok(id) = decode_high_water(data) {
-        assert_eq!(&encode_high_water(id)[..], data, "only the exact encoding of a HIGH_WATER decodes");
+    if let Ok((id, place)) = decode_high_water(data) {
+        assert_eq!(
+            &encode_high_water(id, place)[..],
+            data,
+            "only the exact encoding of a HIGH_WATER decodes"
+        );
     }
 }
 
@@ -174,9 +179,11 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "aries_payload" => payloads.iter().map(|p| [&[2u8][..], p].concat()).collect(),
         "checkpoint_meta" => named(&|name, _| name == "META"),
         // The small store removes no checkpoint, so it has no HIGH_WATER: the encoder's.
-        "high_water" => {
-            [named(&|name, _| name == "HIGH_WATER"), vec![encode_high_water(1).to_vec()]].concat()
-        }
+        "high_water" => [
+            named(&|name, _| name == "HIGH_WATER"),
+            vec![encode_high_water(1, None), encode_high_water(1, Some(StoreIdentity::default()))],
+        ]
+        .concat(),
         "kernel_file" => named(&|name, _| name == layout::KERNEL_FILE_NAME),
         "checkpoint_data" => named(&|name, path| {
             name != "META" && name != "HIGH_WATER" && path.components().any(|c| c.as_os_str() == "ckpt")

@@ -121,17 +121,34 @@ pub fn run(data: &[u8], kinds: &[Damage]) -> Result<Verdict, Finding> {
         let kind = kinds[choices.below(kinds.len())];
         damages.extend(apply(&built.env, dir, kind, &mut choices));
     }
-    let finding = |class, detail| Finding { class, detail, damages: damages.clone() };
-    let kernel = match Kernel::open(built.env.clone(), dir, built.config.clone()) {
-        Ok(kernel) => kernel,
+    let opened = Kernel::open(built.env.clone(), dir, built.config.clone());
+    open_verdict(opened, &built.model).map_err(|(class, detail)| Finding { class, detail, damages })
+}
+
+/// The verdict on what `Kernel::open` returned for a damaged store whose acknowledged commits
+/// are `model`: [`check`] on a kernel, or the verdict on its error.
+pub fn open_verdict(
+    opened: Result<Kernel<SimEnv>, KernelError>,
+    model: &BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<Verdict, (&'static str, String)> {
+    match opened {
+        Ok(kernel) => check(&kernel, model),
         Err(
             KernelError::Corrupt { .. }
             | KernelError::ConfigMismatch { .. }
             | KernelError::KernelFileMissing { .. },
-        ) => return Ok(Verdict::Refused),
-        Err(error) => return Err(finding("open-error", error.to_string())),
-    };
-    check(&kernel, &built.model).map_err(|(class, detail)| finding(class, detail))
+        ) => Ok(Verdict::Refused),
+        // Every shard failed (the default `min_serving_shards`): each must report its loss.
+        Err(KernelError::TooFewShardsServing { failures, .. }) => {
+            match failures.iter().find(|(_, failure)| !failure.data_loss) {
+                Some((shard, failure)) => {
+                    Err(("failed-without-data-loss", format!("shard {shard}: {failure}")))
+                }
+                None => Ok(Verdict::ReportedLoss),
+            }
+        }
+        Err(error) => Err(("open-error", error.to_string())),
+    }
 }
 
 /// `run` for cargo-fuzz: a finding is a panic, which libFuzzer reports as a crash.

@@ -56,10 +56,14 @@ impl<E: Env> CheckpointStore<E> {
             kind: data.kind(),
             files: vec![file],
         };
-        let envelope =
-            format::encode_meta(&meta).map_err(|e| CheckpointError::InvalidRequest(e.to_string()))?;
+        let envelope = format::encode_meta(&meta, Some(self.options.identity))
+            .map_err(|e| CheckpointError::InvalidRequest(e.to_string()))?;
         assert_eq!(meta.check(id), Ok(()), "create builds only valid metadata");
-        assert_eq!(format::decode_meta(&envelope).as_ref(), Ok(&meta), "the envelope round-trips");
+        assert_eq!(
+            format::decode_meta(&envelope),
+            Ok((meta.clone(), Some(self.options.identity))),
+            "the envelope round-trips"
+        );
         self.next_id += 1;
         let published = self.publish(&meta, &data_bytes, &envelope);
         self.poison_on_error(published)?;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::data::DataError;
 use super::format::FormatError;
 use super::meta::MetaCheckError;
+use crate::identity::StoreIdentity;
 
 /// What went wrong in the checkpoint store.
 #[derive(Debug)]
@@ -118,6 +119,18 @@ pub enum CheckpointError {
     },
     /// Options out of range.
     InvalidOptions(String),
+    /// A `META` or `HIGH_WATER` that says it belongs to another store or shard (a checkpoint
+    /// directory copied or swapped in from elsewhere). The store refuses to open.
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The offset of the identity in it.
+        offset: u64,
+        /// The store and shard the file names.
+        found: StoreIdentity,
+        /// The store and shard this store is.
+        expected: StoreIdentity,
+    },
 }
 
 impl CheckpointError {
@@ -183,6 +196,11 @@ impl fmt::Display for CheckpointError {
             }
             E::Poisoned { cause } => write!(f, "checkpoint store is poisoned by an earlier failure: {cause}"),
             E::InvalidOptions(what) => write!(f, "invalid checkpoint options: {what}"),
+            E::Foreign { path, offset, found, expected } => write!(
+                f,
+                "{} belongs to {found} (identity at offset {offset}), this checkpoint store is {expected}",
+                path.display()
+            ),
         }
     }
 }

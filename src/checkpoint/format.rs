@@ -4,38 +4,60 @@
 //! ```text
 //! META (written as META.tmp, synced, then renamed)
 //!   0..8     magic "STRMCKM\0"
-//!   8..12    envelope version, u32 LE (1)
+//!   8..12    envelope version, u32 LE (2; version 1, still read, carries no identity)
 //!   12..16   body length in bytes, u32 LE (at most META_BODY_BYTES_MAX)
 //!   16..20   crc32 of bytes 0..16 followed by the body (so a rotten length or version fails
 //!            the checksum instead of being trusted)
-//!   20..     body: CheckpointMeta in serde + bincode 2 (standard config: little endian,
-//!            variable-length integers), exactly `length` bytes; the file ends there
+//!   20..     body, exactly `length` bytes; the file ends there:
+//!            version 2: 20..28 store id u64 LE, 28..32 shard index u32 LE, 32..36 shard
+//!                       count u32 LE (the StoreIdentity of the store and shard it belongs
+//!                       to), then the CheckpointMeta
+//!            version 1: the CheckpointMeta alone
+//!            CheckpointMeta is serde + bincode 2 (standard config: little endian,
+//!            variable-length integers)
 //!
 //! HIGH_WATER (written as HIGH_WATER.tmp, synced, then renamed)
+//!   version 2 (40 bytes):
 //!   0..8     magic "STRMCKH\0"
-//!   8..16    a checkpoint id at or above every id whose directory was ever removed, u64 LE
-//!   16..20   crc32 of bytes 0..16
+//!   8..12    version, u32 LE (2)
+//!   12..20   a checkpoint id at or above every id whose directory was ever removed, u64 LE
+//!   20..36   the StoreIdentity, as in META
+//!   36..40   crc32 of bytes 0..36
+//!   version 1 (20 bytes, still read): 0..8 magic, 8..16 the id, 16..20 crc32 of 0..16
 //! ```
 //!
+//! A decoded file says where it belongs as a [`Place`]: `Some(identity)` from version 2,
+//! `None` from version 1 (which predates identities; the reader accepts it anywhere).
+//!
 //! Invariants: decoding any byte string returns a value or a typed error and never panics;
-//! `decode(encode(x)) == x`; the length is bounded before it is used, the checksum passes
-//! before the version or the body is interpreted, and only the exact encoding decodes (no
-//! trailing bytes, inside the body or after it).
+//! `decode(encode(x, place)) == (x, place)`; the length is bounded before it is used, the
+//! checksum passes before the version or the body is interpreted, and only the exact encoding
+//! decodes (no trailing bytes, inside the body or after it).
 
 use std::fmt;
 
 use super::meta::CheckpointMeta;
+use crate::identity::{STORE_IDENTITY_BYTES, StoreIdentity};
 
-/// The envelope version this code writes and reads.
-pub const META_VERSION: u32 = 1;
+/// Where a decoded file says it belongs: `None` for a format version without an identity.
+pub type Place = Option<StoreIdentity>;
+
+/// The envelope version this code writes (with an identity).
+pub const META_VERSION: u32 = 2;
+/// The older envelope version, without an identity: still read, written only on request.
+pub const META_VERSION_UNPLACED: u32 = 1;
 /// Bytes of the envelope header before the body.
 pub const META_HEADER_BYTES: usize = 20;
 /// Largest body a `META` may carry.
 pub const META_BODY_BYTES_MAX: usize = 1024 * 1024;
 /// Largest `META` file.
 pub const META_FILE_BYTES_MAX: usize = META_HEADER_BYTES + META_BODY_BYTES_MAX;
-/// Bytes of a `HIGH_WATER` file.
-pub const HIGH_WATER_BYTES: usize = 20;
+/// Bytes of a `HIGH_WATER` file of version 2.
+pub const HIGH_WATER_BYTES: usize = 40;
+/// Bytes of a `HIGH_WATER` file of version 1 (no identity).
+pub const HIGH_WATER_UNPLACED_BYTES: usize = 20;
+/// The `HIGH_WATER` version this code writes.
+pub const HIGH_WATER_VERSION: u32 = 2;
 /// The largest checkpoint id a store hands out or accepts from disk (ids, epochs and lsns read
 /// back are bounded by it, so no arithmetic on them overflows: room for 2^62 checkpoints).
 pub const CHECKPOINT_ID_MAX: u64 = 1 << 62;
@@ -151,16 +173,20 @@ fn envelope_crc(header: &[u8], body: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// Encodes `meta` as a complete `META` file.
-pub fn encode_meta(meta: &CheckpointMeta) -> Result<Vec<u8>, FormatError> {
-    let body = bincode::serde::encode_to_vec(meta, bincode_config())
+/// Encodes `meta` as a complete `META` file: version 2 carrying `place`'s identity, or
+/// version 1 when `place` is `None` (only to write what an older store wrote).
+pub fn encode_meta(meta: &CheckpointMeta, place: Place) -> Result<Vec<u8>, FormatError> {
+    let mut body = place.map_or_else(Vec::new, |identity| identity.to_bytes().to_vec());
+    let encoded = bincode::serde::encode_to_vec(meta, bincode_config())
         .map_err(|e| FormatError::Body(e.to_string()))?;
+    body.extend_from_slice(&encoded);
     if body.len() > META_BODY_BYTES_MAX {
         return Err(FormatError::TooLarge { len: body.len() });
     }
+    let version = if place.is_some() { META_VERSION } else { META_VERSION_UNPLACED };
     let mut bytes = Vec::with_capacity(META_HEADER_BYTES + body.len());
     bytes.extend_from_slice(META_MAGIC);
-    bytes.extend_from_slice(&META_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
     let crc = envelope_crc(&bytes, &body);
     bytes.extend_from_slice(&crc.to_le_bytes());
@@ -168,8 +194,9 @@ pub fn encode_meta(meta: &CheckpointMeta) -> Result<Vec<u8>, FormatError> {
     Ok(bytes)
 }
 
-/// Decodes a complete `META` file. Checks only the format, not [`CheckpointMeta::check`].
-pub fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, FormatError> {
+/// Decodes a complete `META` file, and where it says it belongs. Checks only the format, not
+/// [`CheckpointMeta::check`] nor whether the place is the reader's.
+pub fn decode_meta(bytes: &[u8]) -> Result<(CheckpointMeta, Place), FormatError> {
     if bytes.len() < META_HEADER_BYTES {
         return Err(FormatError::TooShort { len: bytes.len(), needed: META_HEADER_BYTES });
     }
@@ -191,47 +218,77 @@ pub fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, FormatError> {
     if stored != computed {
         return Err(FormatError::Checksum { stored, computed });
     }
-    let version = u32_at(bytes, 8);
-    if version != META_VERSION {
-        return Err(FormatError::UnsupportedVersion(version));
-    }
+    let (place, body) = match u32_at(bytes, 8) {
+        META_VERSION_UNPLACED => (None, body),
+        META_VERSION => {
+            let identity: &[u8; STORE_IDENTITY_BYTES] = body
+                .get(..STORE_IDENTITY_BYTES)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| FormatError::Body(format!("{} bytes, the identity needs 16", body.len())))?;
+            (Some(StoreIdentity::from_bytes(identity)), &body[STORE_IDENTITY_BYTES..])
+        }
+        version => return Err(FormatError::UnsupportedVersion(version)),
+    };
     let (meta, used): (CheckpointMeta, usize) = bincode::serde::decode_from_slice(body, bincode_config())
         .map_err(|e| FormatError::Body(e.to_string()))?;
     if used != body.len() {
         return Err(FormatError::Body(format!("{} trailing bytes after the metadata", body.len() - used)));
     }
-    Ok(meta)
+    Ok((meta, place))
 }
 
-/// Encodes a `HIGH_WATER` file naming `id`.
-pub fn encode_high_water(id: u64) -> [u8; HIGH_WATER_BYTES] {
-    let mut bytes = [0; HIGH_WATER_BYTES];
-    bytes[..8].copy_from_slice(HIGH_WATER_MAGIC);
-    bytes[8..16].copy_from_slice(&id.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[..16]);
-    bytes[16..].copy_from_slice(&crc.to_le_bytes());
+/// Encodes a `HIGH_WATER` file naming `id`: version 2 carrying `place`'s identity, or version
+/// 1 when `place` is `None`.
+pub fn encode_high_water(id: u64, place: Place) -> Vec<u8> {
+    let Some(identity) = place else {
+        let mut bytes = Vec::with_capacity(HIGH_WATER_UNPLACED_BYTES);
+        bytes.extend_from_slice(HIGH_WATER_MAGIC);
+        bytes.extend_from_slice(&id.to_le_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        return bytes;
+    };
+    let mut bytes = Vec::with_capacity(HIGH_WATER_BYTES);
+    bytes.extend_from_slice(HIGH_WATER_MAGIC);
+    bytes.extend_from_slice(&HIGH_WATER_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&id.to_le_bytes());
+    bytes.extend_from_slice(&identity.to_bytes());
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
     bytes
 }
 
-/// Decodes a `HIGH_WATER` file.
-pub fn decode_high_water(bytes: &[u8]) -> Result<u64, FormatError> {
-    if bytes.len() != HIGH_WATER_BYTES {
-        return Err(FormatError::LengthMismatch { expected: HIGH_WATER_BYTES, actual: bytes.len() });
-    }
+/// Decodes a `HIGH_WATER` file (either version), and where it says it belongs.
+pub fn decode_high_water(bytes: &[u8]) -> Result<(u64, Place), FormatError> {
+    let body = match bytes.len() {
+        HIGH_WATER_BYTES | HIGH_WATER_UNPLACED_BYTES => bytes.len() - 4,
+        actual => return Err(FormatError::LengthMismatch { expected: HIGH_WATER_BYTES, actual }),
+    };
     if &bytes[..8] != HIGH_WATER_MAGIC {
         return Err(FormatError::BadMagic);
     }
-    let (stored, computed) = (u32_at(bytes, 16), crc32fast::hash(&bytes[..16]));
+    let (stored, computed) = (u32_at(bytes, body), crc32fast::hash(&bytes[..body]));
     if stored != computed {
         return Err(FormatError::Checksum { stored, computed });
     }
+    let (id_at, place) = if bytes.len() == HIGH_WATER_UNPLACED_BYTES {
+        (8, None)
+    } else {
+        match u32_at(bytes, 8) {
+            HIGH_WATER_VERSION => {}
+            version => return Err(FormatError::UnsupportedVersion(version)),
+        }
+        let mut identity = [0; STORE_IDENTITY_BYTES];
+        identity.copy_from_slice(&bytes[20..36]);
+        (12, Some(StoreIdentity::from_bytes(&identity)))
+    };
     let mut id = [0; 8];
-    id.copy_from_slice(&bytes[8..16]);
+    id.copy_from_slice(&bytes[id_at..id_at + 8]);
     let id = u64::from_le_bytes(id);
     if id > CHECKPOINT_ID_MAX {
-        return Err(FormatError::OutOfRange { offset: 8, value: id, max: CHECKPOINT_ID_MAX });
+        return Err(FormatError::OutOfRange { offset: id_at, value: id, max: CHECKPOINT_ID_MAX });
     }
-    Ok(id)
+    Ok((id, place))
 }
 
 /// The directory name of checkpoint `id`.
@@ -274,15 +331,34 @@ mod tests {
 
     #[test]
     fn high_water_round_trips_and_a_flipped_bit_fails_the_checksum() {
-        let bytes = encode_high_water(42);
-        assert_eq!(decode_high_water(&bytes), Ok(42));
-        let mut rotten = bytes;
-        rotten[9] ^= 1;
-        assert!(matches!(decode_high_water(&rotten), Err(FormatError::Checksum { .. })));
-        assert_eq!(decode_high_water(&encode_high_water(CHECKPOINT_ID_MAX)), Ok(CHECKPOINT_ID_MAX));
-        assert!(matches!(
-            decode_high_water(&encode_high_water(u64::MAX)),
-            Err(FormatError::OutOfRange { .. })
-        ));
+        let place = Some(StoreIdentity { store_id: 9, shard: 1, shards: 2 });
+        for place in [place, None] {
+            let bytes = encode_high_water(42, place);
+            assert_eq!(decode_high_water(&bytes), Ok((42, place)));
+            for at in [9, 13, 21, 33] {
+                let mut rotten = bytes.clone();
+                if at < rotten.len() - 4 {
+                    rotten[at] ^= 1;
+                    assert!(matches!(decode_high_water(&rotten), Err(FormatError::Checksum { .. })));
+                }
+            }
+            let max = encode_high_water(CHECKPOINT_ID_MAX, place);
+            assert_eq!(decode_high_water(&max), Ok((CHECKPOINT_ID_MAX, place)));
+            assert!(matches!(
+                decode_high_water(&encode_high_water(u64::MAX, place)),
+                Err(FormatError::OutOfRange { .. })
+            ));
+        }
+        assert_eq!(encode_high_water(1, place).len(), HIGH_WATER_BYTES);
+        assert_eq!(encode_high_water(1, None).len(), HIGH_WATER_UNPLACED_BYTES);
+    }
+
+    #[test]
+    fn high_water_of_an_unknown_version_is_refused_after_its_checksum() {
+        let mut bytes = encode_high_water(5, Some(StoreIdentity::default()));
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..36]);
+        bytes[36..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_high_water(&bytes), Err(FormatError::UnsupportedVersion(3)));
     }
 }

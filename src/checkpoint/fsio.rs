@@ -7,6 +7,7 @@ use std::path::Path;
 use super::error::CheckpointError;
 use super::{HIGH_WATER_FILE_NAME, HIGH_WATER_TMP_FILE_NAME, format};
 use crate::env::{Env, EnvFile, OpenOptions};
+use crate::identity::StoreIdentity;
 
 pub(super) fn io<T>(op: &'static str, path: &Path, result: io::Result<T>) -> Result<T, CheckpointError> {
     result.map_err(|e| CheckpointError::io(op, path, e))
@@ -55,26 +56,43 @@ pub(super) fn remove_dir_with_files<E: Env>(env: &E, dir: &Path) -> Result<(), C
 }
 
 /// Makes `HIGH_WATER` in `dir` hold `id`, durably: temporary name, sync, rename, sync `dir`.
-pub(super) fn write_high_water<E: Env>(env: &E, dir: &Path, id: u64) -> Result<(), CheckpointError> {
+pub(super) fn write_high_water<E: Env>(
+    env: &E,
+    dir: &Path,
+    id: u64,
+    identity: StoreIdentity,
+) -> Result<(), CheckpointError> {
     let tmp = dir.join(HIGH_WATER_TMP_FILE_NAME);
     let path = dir.join(HIGH_WATER_FILE_NAME);
-    write_synced(env, &tmp, &format::encode_high_water(id))?;
+    write_synced(env, &tmp, &format::encode_high_water(id, Some(identity)))?;
     io("rename", &tmp, env.rename(&tmp, &path))?;
     io("sync directory", dir, env.sync_dir(dir))
 }
 
 /// Reads `HIGH_WATER` in `dir`: `Ok(0)` if there is none, `Ok(Err(why))` if it is damaged.
-pub(super) fn read_high_water<E: Env>(env: &E, dir: &Path) -> Result<Result<u64, String>, CheckpointError> {
+/// One that says it belongs to another store or shard than `identity` is
+/// [`CheckpointError::Foreign`]: not damage to repair, a file in the wrong place.
+pub(super) fn read_high_water<E: Env>(
+    env: &E,
+    dir: &Path,
+    identity: StoreIdentity,
+) -> Result<Result<u64, String>, CheckpointError> {
     let path = dir.join(HIGH_WATER_FILE_NAME);
     let (file, len) = match open_read(env, &path) {
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Ok(0)),
         result => io("open", &path, result)?,
     };
-    if len != format::HIGH_WATER_BYTES as u64 {
+    if len != format::HIGH_WATER_BYTES as u64 && len != format::HIGH_WATER_UNPLACED_BYTES as u64 {
         return Ok(Err(format!("{len} bytes, expected {}", format::HIGH_WATER_BYTES)));
     }
     let bytes = read_len(&file, &path, len)?;
-    Ok(format::decode_high_water(&bytes).map_err(|e| e.to_string()))
+    match format::decode_high_water(&bytes) {
+        Err(error) => Ok(Err(error.to_string())),
+        Ok((_, Some(found))) if found != identity => {
+            Err(CheckpointError::Foreign { path, offset: 20, found, expected: identity })
+        }
+        Ok((id, _)) => Ok(Ok(id)),
+    }
 }
 
 /// Bytes a checkpoint file is read in at a time: a file at most this long is read in one call.

@@ -87,6 +87,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::env::Env;
+use crate::identity::StoreIdentity;
 pub use error::CheckpointError;
 pub use meta::{Bytes, CheckpointData, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
 
@@ -131,11 +132,15 @@ pub struct CheckpointOptions {
     /// At most this many incrementals chain on one full checkpoint (0..=[`INCREMENTALS_MAX`];
     /// 0: every checkpoint is full; default 8).
     pub full_every_incrementals: u32,
+    /// The store and shard this checkpoint store belongs to (default: a standalone store).
+    /// Its `META` and `HIGH_WATER` files carry it; one that names another is refused
+    /// ([`CheckpointError::Foreign`]). The kernel sets it per shard.
+    pub identity: StoreIdentity,
 }
 
 impl Default for CheckpointOptions {
     fn default() -> Self {
-        Self { max_retained: 3, full_every_incrementals: 8 }
+        Self { max_retained: 3, full_every_incrementals: 8, identity: StoreIdentity::default() }
     }
 }
 

@@ -23,6 +23,7 @@ use super::{
     format,
 };
 use crate::env::Env;
+use crate::identity::StoreIdentity;
 
 /// What one checkpoint directory turned out to be.
 enum Found {
@@ -43,8 +44,9 @@ impl<E: Env> CheckpointStore<E> {
         options.validate()?;
         create_store_dir(&env, dir)?;
         let lock = io("lock directory", dir, env.lock_dir(dir))?;
-        let high_water = fsio::read_high_water(&env, dir)?;
-        let (slots, partials) = scan(&env, dir)?;
+        let identity = options.identity;
+        let high_water = fsio::read_high_water(&env, dir, identity)?;
+        let (slots, partials) = scan(&env, dir, identity)?;
         let seen_max = slots.keys().chain(&partials).copied().max().unwrap_or(0);
         let high_water_damaged = high_water.as_ref().err().cloned();
         let mut store = CheckpointStore {
@@ -58,7 +60,7 @@ impl<E: Env> CheckpointStore<E> {
             poisoned: None,
         };
         if high_water_damaged.is_some() {
-            fsio::write_high_water(&store.env, dir, seen_max)?;
+            fsio::write_high_water(&store.env, dir, seen_max, identity)?;
             store.high_water = seen_max;
         }
         store.remove_partials(&partials, seen_max)?;
@@ -75,7 +77,7 @@ impl<E: Env> CheckpointStore<E> {
             return Ok(());
         }
         if seen_max > self.high_water {
-            fsio::write_high_water(&self.env, &self.dir, seen_max)?;
+            fsio::write_high_water(&self.env, &self.dir, seen_max, self.options.identity)?;
             self.high_water = seen_max;
         }
         for &id in partials {
@@ -131,7 +133,12 @@ fn create_store_dir<E: Env>(env: &E, dir: &Path) -> Result<(), CheckpointError> 
 }
 
 /// Classifies every checkpoint directory: (valid and damaged ones by id, partial ids in order).
-fn scan<E: Env>(env: &E, dir: &Path) -> Result<(BTreeMap<u64, Slot>, Vec<u64>), CheckpointError> {
+/// A `META` of another store or shard than `identity` fails the whole scan (see [`classify`]).
+fn scan<E: Env>(
+    env: &E,
+    dir: &Path,
+    identity: StoreIdentity,
+) -> Result<(BTreeMap<u64, Slot>, Vec<u64>), CheckpointError> {
     let mut slots = BTreeMap::new();
     let mut partials = Vec::new();
     for name in io("list directory", dir, env.list_dir(dir))? {
@@ -141,7 +148,7 @@ fn scan<E: Env>(env: &E, dir: &Path) -> Result<(BTreeMap<u64, Slot>, Vec<u64>), 
             continue;
         }
         let Some(id) = format::parse_checkpoint_dir_name(&name) else { continue };
-        match classify(env, &dir.join(&name), id)? {
+        match classify(env, &dir.join(&name), id, identity)? {
             Found::Slot(slot) => {
                 slots.insert(id, slot);
             }
@@ -151,8 +158,16 @@ fn scan<E: Env>(env: &E, dir: &Path) -> Result<(BTreeMap<u64, Slot>, Vec<u64>), 
     Ok((slots, partials))
 }
 
-/// Reads and checks the `META` of checkpoint directory `path`.
-fn classify<E: Env>(env: &E, path: &Path, id: u64) -> Result<Found, CheckpointError> {
+/// Reads and checks the `META` of checkpoint directory `path`. A `META` that decodes but says
+/// it belongs to another store or shard is [`CheckpointError::Foreign`], not a damaged slot:
+/// falling back past it would hide a directory swapped in from elsewhere (and the one that
+/// belongs here may be the one missing), so the store refuses to open, naming the file.
+fn classify<E: Env>(
+    env: &E,
+    path: &Path,
+    id: u64,
+    identity: StoreIdentity,
+) -> Result<Found, CheckpointError> {
     let meta_path = path.join(META_FILE_NAME);
     let damaged = |reason: String| Ok(Found::Slot(Slot::Damaged(reason)));
     let (file, len) = match fsio::open_read(env, &meta_path) {
@@ -169,7 +184,10 @@ fn classify<E: Env>(env: &E, path: &Path, id: u64) -> Result<Found, CheckpointEr
     let bytes = fsio::read_len(&file, &meta_path, len)?;
     match format::decode_meta(&bytes) {
         Err(source) => damaged(CheckpointError::MetaFormat { path: meta_path, source }.to_string()),
-        Ok(meta) => match meta.check(id) {
+        Ok((_, Some(found))) if found != identity => {
+            Err(CheckpointError::Foreign { path: meta_path, offset: 20, found, expected: identity })
+        }
+        Ok((meta, _)) => match meta.check(id) {
             Err(check) => damaged(CheckpointError::MetaInvalid { path: meta_path, check }.to_string()),
             Ok(()) => Ok(Found::Slot(Slot::Valid(meta))),
         },

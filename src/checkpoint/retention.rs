@@ -64,7 +64,7 @@ impl<E: Env> CheckpointStore<E> {
         let mark = self.next_id - 1;
         assert!(id <= mark, "checkpoint {id} is below the next id {}", self.next_id);
         if id > self.high_water {
-            fsio::write_high_water(&self.env, &self.dir, mark)?;
+            fsio::write_high_water(&self.env, &self.dir, mark, self.options.identity)?;
             self.high_water = mark;
         }
         let dir = self.checkpoint_dir(id);

@@ -67,6 +67,7 @@ pub struct Config {
     pub(super) recovery_threads: usize,
     pub(super) sync_on_tick: bool,
     pub(super) progress: Option<ProgressCallback>,
+    pub(super) min_serving_shards: u32,
 }
 
 impl fmt::Debug for Config {
@@ -77,6 +78,7 @@ impl fmt::Debug for Config {
             .field("shard", &self.shard)
             .field("recovery_threads", &self.recovery_threads)
             .field("sync_on_tick", &self.sync_on_tick)
+            .field("min_serving_shards", &self.min_serving_shards)
             .field("progress", &self.progress.is_some())
             .finish()
     }
@@ -95,6 +97,7 @@ impl Default for Config {
             recovery_threads: 0,
             sync_on_tick: true,
             progress: None,
+            min_serving_shards: 1,
         }
     }
 }
@@ -149,6 +152,12 @@ impl Config {
     /// The options every shard gets.
     pub fn shard_options(&self) -> &ShardOptions {
         &self.shard
+    }
+
+    /// The fewest shards that must open serving for [`crate::Kernel::open`] to succeed (see
+    /// [`ConfigBuilder::min_serving_shards`]).
+    pub fn min_serving_shards(&self) -> u32 {
+        self.min_serving_shards
     }
 }
 
@@ -210,6 +219,18 @@ impl ConfigBuilder {
         self
     }
 
+    /// The open policy for failed shards: [`crate::Kernel::open`] (and the other opens)
+    /// returns [`KernelError::TooFewShardsServing`], naming every failed shard and why, when
+    /// fewer than `shards` shards open serving; below that, failed shards open failed and
+    /// the kernel serves the others (DESIGN.md rule 8). Default 1: an open where *every*
+    /// shard failed is an error, one where some serve succeeds (check
+    /// [`crate::Kernel::shard_status`]). 0 always opens (to inspect each shard's failure);
+    /// the shard count asks for all. At most the shard count.
+    pub fn min_serving_shards(mut self, shards: u32) -> Self {
+        self.config.min_serving_shards = shards;
+        self
+    }
+
     /// Called as shards recover (every 65 536 records replayed, and when each is done).
     pub fn progress(mut self, progress: ProgressCallback) -> Self {
         self.config.progress = Some(progress);
@@ -227,6 +248,12 @@ impl ConfigBuilder {
             && !(1..=KEY_BYTES_MAX as u32).contains(&len_bytes)
         {
             return invalid(format!("prefix router length {len_bytes} is not in 1..={KEY_BYTES_MAX}"));
+        }
+        if config.min_serving_shards > config.shards {
+            return invalid(format!(
+                "min_serving_shards {} exceeds the {} shards",
+                config.min_serving_shards, config.shards
+            ));
         }
         config.shard.wal.validate().map_err(|e| KernelError::InvalidConfig(e.to_string()))?;
         config.shard.checkpoint.validate().map_err(|e| KernelError::InvalidConfig(e.to_string()))?;
@@ -268,7 +295,7 @@ mod tests {
             Config::builder().router(Router::Prefix { len_bytes: 0 }),
             Config::builder().segment_size_bytes(100),
             Config::builder()
-                .checkpoint_options(CheckpointOptions { max_retained: 1, full_every_incrementals: 8 }),
+                .checkpoint_options(CheckpointOptions { max_retained: 1, ..CheckpointOptions::default() }),
         ] {
             let error = builder.build().unwrap_err();
             assert!(matches!(error, KernelError::InvalidConfig(_)), "{error}");

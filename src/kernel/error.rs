@@ -83,6 +83,19 @@ pub enum KernelError {
         /// The directory.
         path: PathBuf,
     },
+    /// Fewer shards opened serving than [`crate::ConfigBuilder::min_serving_shards`] asks
+    /// for (by default: every shard failed). Each failed shard and why, in shard order;
+    /// `source()` is the first one's failure.
+    TooFewShardsServing {
+        /// The kernel directory.
+        path: PathBuf,
+        /// Shards that opened serving.
+        serving: u32,
+        /// The configured minimum.
+        required: u32,
+        /// Every failed shard and its failure.
+        failures: Vec<(u32, Failure)>,
+    },
 }
 
 impl KernelError {
@@ -90,12 +103,14 @@ impl KernelError {
         KernelError::Io { op, path: path.into(), source }
     }
 
-    /// The shard failure behind this error, if it is one.
+    /// The shard failure behind this error, if it is one (the first failed shard's, for
+    /// [`KernelError::TooFewShardsServing`]).
     pub fn shard_failure(&self) -> Option<(u32, &Failure)> {
         match self {
             KernelError::Shard { shard, error: ShardError::Failed { failure, .. } } => {
                 Some((*shard, failure))
             }
+            KernelError::TooFewShardsServing { failures, .. } => failures.first().map(|(s, f)| (*s, f)),
             _ => None,
         }
     }
@@ -142,6 +157,13 @@ impl fmt::Display for KernelError {
             KernelError::NoStore { path } => {
                 write!(f, "{} holds no stormhold store (no KERNEL file)", path.display())
             }
+            KernelError::TooFewShardsServing { path, serving, required, failures } => {
+                write!(f, "{}: {serving} shards serve, at least {required} must", path.display())?;
+                for (shard, failure) in failures {
+                    write!(f, "; shard {shard} failed: {failure}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -151,6 +173,9 @@ impl std::error::Error for KernelError {
         match self {
             KernelError::Io { source, .. } => Some(source),
             KernelError::Shard { error, .. } => Some(error),
+            KernelError::TooFewShardsServing { failures, .. } => {
+                failures.first().map(|(_, failure)| failure as &(dyn std::error::Error + 'static))
+            }
             _ => None,
         }
     }

@@ -128,7 +128,10 @@ fn check_value(value: &[u8]) -> Result<(), KernelError> {
 }
 
 impl<E: Env + Clone> Kernel<E> {
-    /// Opens the kernel in `dir`, creating it if needed, and recovers every shard.
+    /// Opens the kernel in `dir`, creating it if needed, and recovers every shard. A shard
+    /// that cannot recover opens failed (see [`Kernel::shard_status`]) while the others
+    /// serve; when fewer than [`crate::ConfigBuilder::min_serving_shards`] serve (by default:
+    /// none), the open fails with [`KernelError::TooFewShardsServing`] naming each failure.
     ///
     /// ```
     /// use stormhold::{Config, Durability, Kernel, env::OsEnv};
@@ -185,6 +188,7 @@ impl<E: Env + Clone> Kernel<E> {
             }
         };
         let shards = Self::open_shards(&env, dir, &config, store_id);
+        check_serving_shards(dir, &config, &shards)?;
         Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: false })
     }
 
@@ -220,6 +224,7 @@ impl<E: Env + Clone> Kernel<E> {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let mut options = config.shard.clone();
                 options.wal.identity = StoreIdentity { store_id, shard: id, shards: config.shards };
+                options.checkpoint.identity = options.wal.identity;
                 Shard::open(id, env.clone(), &shard_dir, &options, progress)
             }))
             .unwrap_or_else(|_| failed(Failure::panic("recovery")))
@@ -547,4 +552,27 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// The open policy of [`ConfigBuilder::min_serving_shards`]: an error naming every failed
+/// shard when fewer than the minimum opened serving.
+pub(crate) fn check_serving_shards<E: Env + Clone>(
+    dir: &Path,
+    config: &Config,
+    shards: &[Shard<E>],
+) -> Result<(), KernelError> {
+    let failures: Vec<(u32, Failure)> = shards
+        .iter()
+        .filter_map(|shard| shard.status().failed.map(|failure| (shard.id(), failure)))
+        .collect();
+    let serving = config.shards - failures.len() as u32;
+    if serving >= config.min_serving_shards {
+        return Ok(());
+    }
+    Err(KernelError::TooFewShardsServing {
+        path: dir.to_path_buf(),
+        serving,
+        required: config.min_serving_shards,
+        failures,
+    })
 }

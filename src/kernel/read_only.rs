@@ -81,6 +81,7 @@ impl<E: Env + Clone> Kernel<E> {
         config.shard.wal.preallocate = false;
         let overlay = OverlayEnv::new(env);
         let shards = Kernel::open_shards(&overlay, dir, &config, store_id);
+        super::check_serving_shards(dir, &config, &shards)?;
         Ok(Kernel { env: overlay, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: true })
     }
 }

@@ -54,7 +54,7 @@ use crate::checkpoint::{
     Unusable,
 };
 use crate::env::Env;
-use crate::wal::{Dropped, Lsn, Record, RecordRef, ScanReport, Wal, WalError, WalOptions};
+use crate::wal::{CoveredDamage, Dropped, Lsn, Record, RecordRef, ScanReport, Wal, WalError, WalOptions};
 
 /// What the caller does with the recovered state and records.
 pub trait Replayer {
@@ -129,6 +129,10 @@ pub struct RecoveryReport {
     /// What a point-in-time recovery ([`crate::wal::RecoveryMode::PointInTime`]) dropped:
     /// acknowledged records may be among them.
     pub dropped: Option<Dropped>,
+    /// Damage to WAL records the checkpoint already holds, skipped: nothing needed is lost
+    /// (DESIGN.md rule 16). Damage reaching past the checkpoint's lsn is never here: it fails
+    /// the recovery.
+    pub covered_damage: Vec<CoveredDamage>,
     /// The lsn the next record gets.
     pub next_lsn: Lsn,
     /// Time the recovery took on the Env's monotonic clock.
@@ -165,6 +169,16 @@ impl fmt::Display for RecoveryReport {
                 dropped.path.display(),
                 dropped.offset,
                 dropped.later_records
+            )?;
+        }
+        for damage in &self.covered_damage {
+            write!(
+                f,
+                "; skipped damaged lsns {}..={} at {} offset {} (the checkpoint holds them)",
+                damage.from_lsn,
+                damage.to_lsn,
+                damage.path.display(),
+                damage.offset
             )?;
         }
         for fallback in &self.fallbacks {
@@ -247,7 +261,11 @@ impl RecoveryError {
     pub fn is_data_loss(&self) -> bool {
         match self {
             RecoveryError::Checkpoint(error) => {
-                error.is_damage() || matches!(error, CheckpointError::NoLoadableCheckpoint { .. })
+                error.is_damage()
+                    || matches!(
+                        error,
+                        CheckpointError::NoLoadableCheckpoint { .. } | CheckpointError::Foreign { .. }
+                    )
             }
             // Options, poisoning and I/O say nothing about the data; only corruption does.
             RecoveryError::Wal(error) => matches!(error, WalError::Corruption { .. }),
@@ -393,6 +411,7 @@ pub fn recover<E: Env + Clone>(
     report.wal_segments = scan.segments.len();
     report.next_lsn = scan.next_lsn;
     report.dropped = scan.dropped.clone();
+    report.covered_damage = scan.covered_damage.clone();
     report.duration = env.now_monotonic().saturating_sub(started);
     Ok(Recovered { checkpoints, wal, report })
 }
@@ -453,7 +472,12 @@ fn replay_wal<E: Env + Clone>(
     report: &mut RecoveryReport,
 ) -> Result<(Wal<E>, ScanReport), RecoveryError> {
     let mut bad_record = None;
-    let (wal, scan) = Wal::open_borrowed(env.clone(), paths.wal_dir, paths.wal_options.clone(), |record| {
+    // Records below the replay point are held by the checkpoint: damage wholly among them is
+    // reported, not fatal (DESIGN.md rule 16).
+    let covered_lsn =
+        if checkpoint_lsn > 0 { report.replay_from.saturating_sub(1).min(checkpoint_lsn) } else { 0 };
+    let options = paths.wal_options.clone();
+    let (wal, scan) = Wal::open_covered(env.clone(), paths.wal_dir, options, covered_lsn, |record| {
         report.records_scanned += 1;
         if record.lsn < report.replay_from {
             report.records_skipped += 1;

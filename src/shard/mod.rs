@@ -25,6 +25,17 @@
 //! covered may be gone while the OS reports them clean. The shard fails: every operation on it
 //! returns [`ShardError::Failed`] naming it, while other shards keep serving.
 //!
+//! # Failed but serving reads (DESIGN.md rule 16)
+//!
+//! A shard failed by a *write* (a WAL append, or a checkpoint's own files, that hit ENOSPC or
+//! EIO) keeps the state it held and serves reads of it (`get`, `scan`, documents): the failed
+//! batch was never applied, so the state is what was committed before, exactly what a
+//! serving shard would return. Writes, syncs and checkpoints are refused with
+//! [`ShardError::Failed`] as for any failed shard, and [`ShardStatus::serves_reads`] says so.
+//! A failed *sync* call (the shard's sync, the WAL sync a checkpoint starts with, the floor
+//! marker at close) and a failure at open serve nothing: after fsyncgate what the shard holds
+//! and what the disk holds have parted.
+//!
 //! The retry is a restart: reopening the kernel recovers the shard from what is on disk, and
 //! it starts Clean, since recovery syncs what it recovered. After a failed *sync* (not after
 //! an I/O error at open), reopen only in a new process, and on the real OS preferably after
@@ -135,6 +146,9 @@ pub struct ShardStatus {
     pub sync: SyncState,
     /// Why it is failed (`None`: serving).
     pub failed: Option<Failure>,
+    /// Whether it serves reads: always when serving; when failed, only if a write (not a
+    /// sync) failed it and it keeps the state it held (see the module docs).
+    pub serves_reads: bool,
     /// The last lsn appended (0: none).
     pub last_lsn: Lsn,
     /// The highest lsn known durable.
@@ -245,7 +259,12 @@ struct Serving<E: Env> {
 
 enum Inner<E: Env> {
     Serving(Box<Serving<E>>),
-    Failed { failure: Failure, sync: SyncState },
+    /// `held`: the state of a shard failed by a write, still served to reads.
+    Failed {
+        failure: Failure,
+        sync: SyncState,
+        held: Option<Box<Serving<E>>>,
+    },
 }
 
 /// One shard. Shared by reference between threads; see the module docs.
@@ -276,7 +295,7 @@ impl<E: Env + Clone> Shard<E> {
             env,
             dir: dir.to_path_buf(),
             wal: None,
-            inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean }),
+            inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean, held: None }),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),
             recovery: None,
@@ -304,7 +323,7 @@ impl<E: Env + Clone> Shard<E> {
             let mut inner = poisoned.into_inner();
             if let Inner::Serving(_) = &*inner {
                 let failure = Failure::panic("a thread holding the shard");
-                *inner = Inner::Failed { failure, sync: SyncState::Clean };
+                *inner = Inner::Failed { failure, sync: SyncState::Clean, held: None };
             }
             inner
         })
@@ -314,10 +333,17 @@ impl<E: Env + Clone> Shard<E> {
         ShardError::Failed { shard: self.id, failure: failure.clone() }
     }
 
-    /// Fails the shard (if it is not already) and returns the error naming it.
+    /// Fails the shard (if it is not already) and returns the error naming it. A write
+    /// failure (`sync` not [`SyncState::SyncFailed`]) keeps the state for reads.
     fn fail(&self, inner: &mut Inner<E>, failure: Failure, sync: SyncState) -> ShardError {
         if let Inner::Serving(_) = inner {
-            *inner = Inner::Failed { failure, sync };
+            let placeholder = Inner::Failed { failure: failure.clone(), sync, held: None };
+            if let Inner::Serving(serving) = std::mem::replace(inner, placeholder)
+                && sync != SyncState::SyncFailed
+                && serving.sync != SyncState::SyncFailed
+            {
+                *inner = Inner::Failed { failure, sync, held: Some(serving) };
+            }
         }
         match inner {
             Inner::Failed { failure, .. } => self.failed_error(failure),
@@ -337,15 +363,17 @@ impl<E: Env + Clone> Shard<E> {
                 shard: self.id,
                 sync: s.sync,
                 failed: None,
+                serves_reads: true,
                 last_lsn,
                 durable_lsn,
                 epoch: s.epochs.current().0,
                 last_checkpoint: s.last_checkpoint,
             },
-            Inner::Failed { failure, sync } => ShardStatus {
+            Inner::Failed { failure, sync, held } => ShardStatus {
                 shard: self.id,
                 sync: *sync,
                 failed: Some(failure.clone()),
+                serves_reads: held.is_some(),
                 last_lsn,
                 durable_lsn,
                 epoch: 0,

@@ -50,6 +50,9 @@ pub struct Tick {
     pub vouched: Option<Lsn>,
 }
 
+/// The context of a failure of the WAL sync a checkpoint starts with.
+const SYNC_BEFORE_CHECKPOINT: &str = "sync before checkpoint";
+
 /// Bytes a sync may skip to reach the next sector (the WAL's sync alignment).
 const SYNC_PADDING_BYTES_MAX: u64 = 4096;
 
@@ -95,10 +98,18 @@ impl<E: Env + Clone> Shard<E> {
         }
     }
 
+    /// The state to read: a serving shard's, or the one a shard failed by a write still holds.
+    fn readable<'a>(&self, inner: &'a mut Inner<E>) -> Result<&'a Serving<E>, ShardError> {
+        match inner {
+            Inner::Serving(serving) | Inner::Failed { held: Some(serving), .. } => Ok(serving),
+            Inner::Failed { failure, .. } => Err(self.failed_error(failure)),
+        }
+    }
+
     /// The value of user key `key`, the shard's unsynced commits included.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>, ShardError> {
         let mut inner = self.lock();
-        let serving = self.serving(&mut inner)?;
+        let serving = self.readable(&mut inner)?;
         self.reads.fetch_add(1, Ordering::Relaxed);
         Ok(serving.state.get(&user_key(key)).cloned())
     }
@@ -118,7 +129,7 @@ impl<E: Env + Clone> Shard<E> {
         reverse: bool,
     ) -> Result<Vec<(Bytes, Bytes)>, ShardError> {
         let mut inner = self.lock();
-        let serving = self.serving(&mut inner)?;
+        let serving = self.readable(&mut inner)?;
         self.reads.fetch_add(1, Ordering::Relaxed);
         let range = (
             state_bound(start, Bound::Included(vec![NS_USER])),
@@ -134,7 +145,7 @@ impl<E: Env + Clone> Shard<E> {
     /// The ids of the documents this shard recorded as complete.
     pub fn completed_documents(&self) -> Result<BTreeSet<String>, ShardError> {
         let mut inner = self.lock();
-        let serving = self.serving(&mut inner)?;
+        let serving = self.readable(&mut inner)?;
         let docs = serving.state.range(vec![NS_DOC]..vec![NS_DOC + 1]);
         Ok(docs.map(|(k, _)| String::from_utf8_lossy(&k[1..]).into_owned()).collect())
     }
@@ -142,7 +153,7 @@ impl<E: Env + Clone> Shard<E> {
     /// Whether document `id` is recorded complete in this shard.
     pub fn is_document_completed(&self, id: &str) -> Result<bool, ShardError> {
         let mut inner = self.lock();
-        let serving = self.serving(&mut inner)?;
+        let serving = self.readable(&mut inner)?;
         Ok(serving.state.contains_key(&super::recovery::doc_key(id)))
     }
 
@@ -317,7 +328,13 @@ impl<E: Env + Clone> Shard<E> {
                 Ok(id)
             }
             Err(failure) => {
-                let sync = serving.sync;
+                // The WAL sync before the checkpoint is a failed sync (fsyncgate): it keeps no
+                // state for reads. A failed checkpoint write leaves the state intact.
+                let sync = if failure.context == SYNC_BEFORE_CHECKPOINT {
+                    SyncState::SyncFailed
+                } else {
+                    serving.sync
+                };
                 Err(self.fail(&mut inner, failure, sync))
             }
         }
@@ -329,7 +346,7 @@ impl<E: Env + Clone> Shard<E> {
         debug_assert_ne!(serving.sync, SyncState::SyncFailed, "publish after a failed sync");
         // Under the shard lock nothing is appended: the state is exactly the records up to
         // `lsn`, and the sync makes every one of them durable before the checkpoint can be.
-        let lsn = wal.sync(Durability::Data).map_err(|e| Failure::wal("sync before checkpoint", e))?;
+        let lsn = wal.sync(Durability::Data).map_err(|e| Failure::wal(SYNC_BEFORE_CHECKPOINT, e))?;
         debug_assert!(wal.last_lsn().is_ok_and(|last| last == lsn), "the checkpoint covers every record");
         serving.sync = SyncState::Clean;
         let sealed = serving.epochs.current();

@@ -105,27 +105,8 @@ impl RecordKind {
     }
 }
 
-/// Which store and shard a durable file belongs to (DESIGN.md rule 14), so a file copied or
-/// swapped from another shard or store is refused by name instead of served. The default (all
-/// zero) is a standalone log or store outside a kernel.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StoreIdentity {
-    /// Drawn when the store was created (see `kernel::layout`).
-    pub store_id: u64,
-    /// The shard index.
-    pub shard: u32,
-    /// The shard count.
-    pub shards: u32,
-}
-
-impl fmt::Display for StoreIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.shards == 0 && self.store_id == 0 {
-            return f.write_str("a standalone log");
-        }
-        write!(f, "store {:016x} shard {} of {}", self.store_id, self.shard, self.shards)
-    }
-}
+/// Which store and shard a durable file belongs to (defined beside the layers, which all use it).
+pub use crate::identity::StoreIdentity;
 
 /// The header of a segment file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -449,10 +430,12 @@ pub fn segment_file_name(segment_id: u64) -> String {
     format!("wal-{segment_id:016x}.log")
 }
 
-/// The segment id a file name names, if it is a segment file name.
+/// The segment id a file name names, if it is exactly the name [`segment_file_name`] gives
+/// it: 16 lower-case hex digits. `from_str_radix` alone would also take upper-case digits and
+/// a leading `+`, so two names (`wal-…a.log`, `wal-…A.log`) could name one segment.
 pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     let hex = name.strip_prefix("wal-")?.strip_suffix(".log")?;
-    if hex.len() != 16 {
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -515,6 +498,34 @@ mod tests {
         let crc = crc32fast::hash(&v1[0..28]);
         v1[28..32].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode_segment_header(&v1), Err(DecodeError::UnsupportedVersion(1)));
+    }
+
+    #[test]
+    fn segment_file_name_with_upper_case_hex_is_not_a_segment() {
+        assert_eq!(parse_segment_file_name("wal-000000000000000a.log"), Some(10));
+        assert_eq!(parse_segment_file_name("wal-000000000000000A.log"), None);
+        assert_eq!(parse_segment_file_name("wal-00000000000000Ff.log"), None);
+    }
+
+    #[test]
+    fn segment_file_name_with_a_leading_plus_is_not_a_segment() {
+        assert_eq!(parse_segment_file_name("wal-+00000000000000a.log"), None);
+        assert_eq!(parse_segment_file_name("wal--00000000000000a.log"), None);
+    }
+
+    #[test]
+    fn segment_file_name_of_the_wrong_length_is_not_a_segment() {
+        assert_eq!(parse_segment_file_name("wal-00000000000000a.log"), None, "15 digits");
+        assert_eq!(parse_segment_file_name("wal-00000000000000000a.log"), None, "17 digits");
+        assert_eq!(parse_segment_file_name("wal-.log"), None, "no digits");
+        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+    }
+
+    #[test]
+    fn segment_file_name_with_other_characters_is_not_a_segment() {
+        for name in ["wal- 00000000000000a.log", "wal-0x0000000000000a.log", "WAL-000000000000000a.log"] {
+            assert_eq!(parse_segment_file_name(name), None, "{name}");
+        }
     }
 
     #[test]

@@ -59,7 +59,7 @@ use crate::env::Env;
 pub use error::WalError;
 pub use format::{Lsn, Record, RecordKind, RecordRef, StoreIdentity};
 use format::{RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES, SegmentHeader};
-pub use scan::{Dropped, RecoveryMode, ScanReport};
+pub use scan::{CoveredDamage, Dropped, RecoveryMode, ScanReport};
 
 /// Smallest segment size the options accept.
 pub const SEGMENT_SIZE_BYTES_MIN: u64 = 2 * SEGMENT_HEADER_BYTES;

@@ -28,6 +28,21 @@ impl<E: Env> Wal<E> {
         options: WalOptions,
         visit: impl FnMut(RecordRef<'_>),
     ) -> Result<(Self, ScanReport), WalError> {
+        Self::open_covered(env, dir, options, 0, visit)
+    }
+
+    /// [`Wal::open`] for a log whose records up to `covered_lsn` a valid checkpoint already
+    /// holds (DESIGN.md rule 16): damage wholly among them is skipped and reported in
+    /// [`ScanReport::covered_damage`] (see `scan`), and a log cut before `covered_lsn` (with
+    /// nothing durable past it lost, by its floor marker) continues in a new segment at
+    /// `covered_lsn + 1`, so no lsn the checkpoint covers is handed out again.
+    pub fn open_covered(
+        env: E,
+        dir: &Path,
+        options: WalOptions,
+        covered_lsn: Lsn,
+        visit: impl FnMut(RecordRef<'_>),
+    ) -> Result<(Self, ScanReport), WalError> {
         options.validate()?;
         match env.create_dir(dir) {
             Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
@@ -38,19 +53,23 @@ impl<E: Env> Wal<E> {
         if let Some(parent) = dir.parent() {
             io("sync directory", parent, env.sync_dir(parent))?;
         }
-        let (floor, report) = scan_against_floor(&env, dir, &options, visit)?;
+        let (floor, mut report) = scan_against_floor(&env, dir, &options, covered_lsn, visit)?;
         let point_in_time = options.recovery_mode == scan::RecoveryMode::PointInTime;
         for &id in report.partial_segments.iter().chain(&report.cut_segments) {
             let path = dir.join(format::segment_file_name(id));
             io("remove segment", &path, env.remove_file(&path))?;
         }
         io("sync directory", dir, env.sync_dir(dir))?;
-        let active = match &report.end {
+        let mut active = match &report.end {
             Some(end) => reopen_tail(&env, dir, &options, end.segment_id, end.offset, &report)?,
             None => create_segment(&env, dir, &options, 1, report.next_lsn)?,
         };
         let mut segments = report.segments.clone();
         if segments.is_empty() {
+            segments.push((active.id, report.next_lsn));
+        }
+        if report.end.is_some() && report.next_lsn <= covered_lsn {
+            active = continue_past_covered(&env, dir, &options, &active, covered_lsn, &mut report)?;
             segments.push((active.id, report.next_lsn));
         }
         let created = u64::from(report.end.is_none());
@@ -69,8 +88,10 @@ impl<E: Env> Wal<E> {
             stats: WalStats { segments_created: created, ..WalStats::default() },
         };
         // A point-in-time cut, or a partial segment removed, leaves the log behind its marker
-        // on purpose: the marker moves to what was recovered (durable, just synced).
-        if floor.is_some_and(|f| point_in_time || f.segment_id > wal.active.id) {
+        // on purpose: the marker moves to what was recovered (durable, just synced); so does a
+        // covered cut, which moved the log to a new segment.
+        let moved = floor.is_some_and(|f| f.segment_id != wal.active.id) && !report.covered_damage.is_empty();
+        if floor.is_some_and(|f| point_in_time || f.segment_id > wal.active.id) || moved {
             floor::write_floor(&wal.env, dir, &wal.floor(wal.durable_lsn))?;
         }
         Ok((wal, report))
@@ -79,29 +100,54 @@ impl<E: Env> Wal<E> {
 
 /// Reads the log's floor marker and scans the log, refusing a log that ends below the marker
 /// (its newest segment lost, cut or zeroed) unless a point-in-time recovery asked for a cut.
+/// Records at or below `covered_lsn` count as present (a checkpoint holds them).
 fn scan_against_floor<E: Env>(
     env: &E,
     dir: &Path,
     options: &WalOptions,
+    covered_lsn: Lsn,
     visit: impl FnMut(RecordRef<'_>),
 ) -> Result<(Option<floor::Floor>, ScanReport), WalError> {
     // Searches past the records stop at the largest segment size the options accept, not at
     // this open's: the size is an option of each open, so a segment written under a larger
     // one may hold records past today's size, and stopping there would take damage that
     // later records vouch for for a torn tail (review finding).
-    let expect =
-        scan::Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: Some(options.identity) };
+    let expect = scan::Expect {
+        segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX,
+        identity: Some(options.identity),
+        covered_lsn,
+    };
     let floor = floor::read_floor(env, dir, options.identity)?;
     let report = scan::scan_bounded(env, dir, options.recovery_mode, expect, visit)?;
     let point_in_time = options.recovery_mode == scan::RecoveryMode::PointInTime;
+    // A marker at or below the covered lsn proves durable only what a checkpoint holds.
     if let Some(floor) = &floor
         && !point_in_time
+        && floor.lsn > covered_lsn
     {
         let newest =
             report.segments.iter().map(|&(id, _)| id).chain(report.partial_segments.iter().copied()).max();
         floor::check_floor(dir, floor, report.next_lsn - 1, newest)?;
     }
     Ok((floor, report))
+}
+
+/// The log was cut before `covered_lsn`, and a checkpoint holds every record cut: reports the
+/// cut and returns a new segment that continues the log at `covered_lsn + 1` (`active`, the
+/// recovered tail, was just synced, so it is sealed), so no covered lsn is handed out again.
+fn continue_past_covered<E: Env>(
+    env: &E,
+    dir: &Path,
+    options: &WalOptions,
+    active: &Segment<E::File>,
+    covered_lsn: Lsn,
+    report: &mut ScanReport,
+) -> Result<Segment<E::File>, WalError> {
+    let (from_lsn, to_lsn) = (report.next_lsn, covered_lsn);
+    let (path, offset) = (active.path.clone(), active.tail);
+    report.covered_damage.push(scan::CoveredDamage { path, offset, from_lsn, to_lsn });
+    report.next_lsn = covered_lsn + 1;
+    create_segment(env, dir, options, active.id + 1, report.next_lsn)
 }
 
 /// Creates segment `id` crash-safely: header written, file (pre)sized and synced, directory

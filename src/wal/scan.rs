@@ -8,6 +8,14 @@
 //! earlier one. A length is trusted only after the header checksum passed. An I/O error while
 //! reading fails the scan; it is never taken for the end of the log.
 //!
+//! Only what is lost counts (DESIGN.md rule 16): records at or below [`Expect::covered_lsn`]
+//! are already held by a valid checkpoint. A damaged record there is not fatal when the scan
+//! finds the log again no later than the record after `covered_lsn` (a valid record further on
+//! in the same segment, or the next segment's first record): the records skipped are all
+//! covered, and the damage is reported in [`ScanReport::covered_damage`]. Damage reaching past
+//! `covered_lsn` (a record above it damaged, or a damaged range straddling it) is handled as
+//! before: corruption, or a torn tail if nothing vouches for it.
+//!
 //! Memory is bounded: segments are read through a window of [`READ_WINDOW_BYTES`] (or one
 //! record, if larger), whatever the log's length. Time is bounded by the segment size: the
 //! search past the last valid record for a vouching record or a torn tail stops at the
@@ -69,6 +77,19 @@ pub struct Dropped {
     pub later_records: u64,
 }
 
+/// Damage the scan skipped because a checkpoint already covers every record it destroyed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoveredDamage {
+    /// The file where the damage is.
+    pub path: PathBuf,
+    /// Where the first damaged record starts.
+    pub offset: u64,
+    /// The first lsn lost to it.
+    pub from_lsn: Lsn,
+    /// The last lsn lost to it (at most the covered lsn).
+    pub to_lsn: Lsn,
+}
+
 /// What the scan found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanReport {
@@ -92,6 +113,8 @@ pub struct ScanReport {
     pub cut_segments: Vec<u64>,
     /// What a point-in-time recovery dropped.
     pub dropped: Option<Dropped>,
+    /// Damage to records a checkpoint covers, skipped (see the module docs).
+    pub covered_damage: Vec<CoveredDamage>,
 }
 
 /// Reads a file through a bounded window.
@@ -216,7 +239,7 @@ pub fn scan<E: Env>(
         env,
         dir,
         mode,
-        Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None },
+        Expect { segment_size_bytes: super::SEGMENT_SIZE_BYTES_MAX, identity: None, covered_lsn: 0 },
         |record| visit(record.to_record()),
     )
 }
@@ -230,6 +253,9 @@ pub struct Expect {
     /// Every segment must name this store and shard (`None`: any); one that names another is
     /// corruption naming the file, never replayed.
     pub identity: Option<format::StoreIdentity>,
+    /// Records at or below this lsn are held by a checkpoint: damage wholly among them is
+    /// skipped and reported, not fatal (see the module docs). 0: none.
+    pub covered_lsn: Lsn,
 }
 
 /// Like [`scan`], with what the log's options say about its segments, handing each record
@@ -247,15 +273,7 @@ pub fn scan_bounded<E: Env>(
     let mut report = ScanReport { next_lsn: 1, ..ScanReport::default() };
     for (index, &id) in ids.iter().enumerate() {
         let path = dir.join(format::segment_file_name(id));
-        // Segments are created one after the other and removed oldest first, so ids are
-        // contiguous: a gap is a segment lost from the middle of the log.
-        if let Some(&previous) = index.checked_sub(1).and_then(|i| ids.get(i))
-            && id != previous + 1
-        {
-            let missing = dir.join(format::segment_file_name(previous + 1));
-            let detail = format!("segment missing from the middle of the log (the next is {id})");
-            return Err(WalError::corruption(&missing, 0, report.next_lsn, detail));
-        }
+        check_contiguous(dir, &ids[..=index], report.next_lsn)?;
         let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
         let mut window = Window::new(&file, &path, segment_size_bytes)?;
         let later_segments = &ids[index + 1..];
@@ -275,7 +293,7 @@ pub fn scan_bounded<E: Env>(
         }
         report.segments.push((id, header.first_lsn));
         report.next_lsn = header.first_lsn;
-        let end = scan_segment(&mut window, id, &mut report, &mut visit)?;
+        let end = scan_segment(&mut window, id, expect.covered_lsn, &mut report, &mut visit)?;
         report.end = Some(LogEnd { segment_id: id, offset: end });
         let next = match later_segments.first() {
             None => None,
@@ -284,6 +302,9 @@ pub fn scan_bounded<E: Env>(
         let next_is_partial = matches!(next, Some(None)) && later_segments.len() == 1;
         match next {
             Some(Some(header)) if header.first_lsn == report.next_lsn => {}
+            Some(Some(header)) if covers_gap(expect.covered_lsn, report.next_lsn, header.first_lsn) => {
+                skip_covered_gap(&mut window, end, header.first_lsn, &mut report)?;
+            }
             None => tail_end(&mut window, id, end, mode, &mut report)?,
             Some(None) if next_is_partial => tail_end(&mut window, id, end, mode, &mut report)?,
             Some(None) => {
@@ -347,28 +368,127 @@ fn checked_header<F: EnvFile>(
     }
 }
 
-/// Hands every valid record of a segment to `visit`; returns the offset where they end.
+/// Segments are created one after the other and removed oldest first, so ids are contiguous:
+/// a gap before the last of `ids` is a segment lost from the middle of the log.
+fn check_contiguous(dir: &Path, ids: &[u64], next_lsn: Lsn) -> Result<(), WalError> {
+    if let [.., previous, id] = ids
+        && *id != previous + 1
+    {
+        let missing = dir.join(format::segment_file_name(previous + 1));
+        let detail = format!("segment missing from the middle of the log (the next is {id})");
+        return Err(WalError::corruption(&missing, 0, next_lsn, detail));
+    }
+    Ok(())
+}
+
+/// The segment of `window` ended early at `end`, but the next one continues at `first_lsn`
+/// and every record in between is covered: report the damage and go on there.
+fn skip_covered_gap<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    end: u64,
+    first_lsn: Lsn,
+    report: &mut ScanReport,
+) -> Result<(), WalError> {
+    let (path, offset) = (window.path.to_path_buf(), damage_offset(window, end)?);
+    let (from_lsn, to_lsn) = (report.next_lsn, first_lsn - 1);
+    report.covered_damage.push(CoveredDamage { path, offset, from_lsn, to_lsn });
+    report.next_lsn = first_lsn;
+    Ok(())
+}
+
+/// Whether a log that continues at `first_lsn` after the records before `next_lsn` lost only
+/// covered records: `next_lsn..first_lsn` are all at or below `covered_lsn`.
+fn covers_gap(covered_lsn: Lsn, next_lsn: Lsn, first_lsn: Lsn) -> bool {
+    first_lsn > next_lsn && first_lsn <= covered_lsn.saturating_add(1)
+}
+
+/// The first valid record of segment `id` past `from` whose lsn continues the log after a
+/// covered gap (above `next_lsn`, at most `covered_lsn + 1`): (its offset, its lsn).
+fn resync<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    from: u64,
+    id: u64,
+    next_lsn: Lsn,
+    covered_lsn: Lsn,
+) -> Result<Option<(u64, Lsn)>, WalError> {
+    let limit = window.len.min(window.extent);
+    let mut offset = from.next_multiple_of(RECORD_ALIGN_BYTES);
+    let segment_id_bytes = id.to_le_bytes();
+    while offset < limit {
+        // As in `look_past`: zero blocks hold no header, and the segment id filters cheaply.
+        if offset.is_multiple_of(SYNC_ALIGN_BYTES) {
+            let block = window.get(offset, SYNC_ALIGN_BYTES as usize)?;
+            if block.len() == ZERO_BLOCK.len() && block == ZERO_BLOCK.as_slice() {
+                offset += SYNC_ALIGN_BYTES;
+                continue;
+            }
+        }
+        let bytes = window.get(offset, RECORD_HEADER_BYTES)?;
+        if bytes.get(32..40).is_some_and(|b| b == segment_id_bytes)
+            && let Ok(header) = format::decode_record_header(bytes)
+            && header.segment_id == id
+            && covers_gap(covered_lsn, next_lsn, header.lsn)
+            && record_at(window, offset, id, header.lsn)?.is_some()
+        {
+            return Ok(Some((offset, header.lsn)));
+        }
+        offset += RECORD_ALIGN_BYTES;
+    }
+    Ok(None)
+}
+
+/// Where the scan goes on after a damaged record at `offset` that a checkpoint covers: when
+/// the log continues within the covered records, the damage is listed in `report` and the
+/// offset of the record that continues it is returned; `None`: the records end here.
+fn skip_covered_damage<F: EnvFile>(
+    window: &mut Window<'_, F>,
+    offset: u64,
+    id: u64,
+    covered_lsn: Lsn,
+    report: &mut ScanReport,
+) -> Result<Option<u64>, WalError> {
+    if report.next_lsn > covered_lsn {
+        return Ok(None);
+    }
+    let Some((at, lsn)) = resync(window, offset, id, report.next_lsn, covered_lsn)? else {
+        return Ok(None);
+    };
+    let (path, damaged_at) = (window.path.to_path_buf(), damage_offset(window, offset)?);
+    let from_lsn = report.next_lsn;
+    report.covered_damage.push(CoveredDamage { path, offset: damaged_at, from_lsn, to_lsn: lsn - 1 });
+    report.next_lsn = lsn;
+    Ok(Some(at))
+}
+
+/// Hands every valid record of a segment to `visit`; returns the offset where they end. A
+/// damaged record at or below `covered_lsn` is skipped when the log continues within the
+/// covered records (see the module docs).
 fn scan_segment<F: EnvFile>(
     window: &mut Window<'_, F>,
     id: u64,
+    covered_lsn: Lsn,
     report: &mut ScanReport,
     visit: &mut impl FnMut(RecordRef<'_>),
 ) -> Result<u64, WalError> {
     let mut offset = SEGMENT_HEADER_BYTES;
     loop {
         let header = match record_at(window, offset, id, report.next_lsn)? {
-            Some(header) => header,
-            None => {
-                // A sync moved the next append to a sector boundary: skip that padding.
-                let boundary = offset.next_multiple_of(SYNC_ALIGN_BYTES);
-                if boundary == offset {
-                    return Ok(offset);
+            Some(header) => Some(header),
+            // A sync moved the next append to a sector boundary: skip that padding.
+            None => match offset.next_multiple_of(SYNC_ALIGN_BYTES) {
+                boundary if boundary > offset => {
+                    record_at(window, boundary, id, report.next_lsn)?.inspect(|_| offset = boundary)
                 }
-                let Some(header) = record_at(window, boundary, id, report.next_lsn)? else {
-                    return Ok(offset);
-                };
-                offset = boundary;
-                header
+                _ => None,
+            },
+        };
+        let Some(header) = header else {
+            match skip_covered_damage(window, offset, id, covered_lsn, report)? {
+                Some(at) => {
+                    offset = at;
+                    continue;
+                }
+                None => return Ok(offset),
             }
         };
         // Checked by `record_at`, and still in the window: this reads and checks nothing.

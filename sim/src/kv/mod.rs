@@ -154,6 +154,12 @@ pub trait KvStore: Sized {
     fn failed_groups(&self) -> Vec<usize> {
         Vec::new()
     }
+    /// The failed groups that serve no reads either (default: every failed group). A failed
+    /// group not listed still serves reads of what it holds, and they are checked against the
+    /// model like any other (DESIGN.md rule 16).
+    fn unreadable_groups(&self) -> Vec<usize> {
+        self.failed_groups()
+    }
     /// Whether the store takes the operations below: [`KvStore::tick`],
     /// [`KvStore::scan_group`], [`KvStore::increment`] and documents
     /// ([`KvStore::document_begin`], [`KvStore::document_commit`]).

@@ -353,7 +353,11 @@ impl KvStore for CkptStore {
         ensure_root(env)?;
         let paths = RecoveryPaths {
             checkpoint_dir: Path::new(CKPT_DIR),
-            checkpoint_options: CheckpointOptions { max_retained: 3, full_every_incrementals: 4 },
+            checkpoint_options: CheckpointOptions {
+                max_retained: 3,
+                full_every_incrementals: 4,
+                ..CheckpointOptions::default()
+            },
             wal_dir: Path::new(WAL_DIR),
             wal_options: WalOptions { segment_size_bytes: SEGMENT_SIZE_BYTES, ..WalOptions::default() },
         };

@@ -358,6 +358,11 @@ impl KvStore for KernelStore {
         self.failed().into_iter().collect()
     }
 
+    fn unreadable_groups(&self) -> Vec<usize> {
+        let statuses = self.kernel.shard_status();
+        statuses.iter().filter(|s| s.failed.is_some() && !s.serves_reads).map(|s| s.shard as usize).collect()
+    }
+
     fn extended_ops(_: &KernelStoreConfig) -> bool {
         true
     }
