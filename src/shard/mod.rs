@@ -38,30 +38,36 @@
 //! - the state equals the checkpoint plus every appended record, in lsn order: a batch is
 //!   appended and applied under the same lock, so concurrent commits apply in log order;
 //! - a commit is acknowledged durable only after the WAL's group sync covers its lsn;
-//! - a checkpoint is taken under the lock at the WAL's last lsn, after a sync, so its state is
-//!   exactly the records up to that lsn and every one of them is durable (nothing durable
-//!   points at something that is not: rule 11);
-//! - the WAL is truncated only back to the oldest retained checkpoint, so a damaged latest
-//!   checkpoint can be skipped (rule 13);
-//! - the WAL to replay after a crash stays under the epoch config's `wal_bytes_max` (plus one
-//!   record): a commit that crosses it takes a checkpoint before it returns, whether or not
-//!   anybody calls `tick`;
+//! - a checkpoint is *frozen* under the lock at the WAL's last lsn (an O(1) move of the
+//!   changes since the last checkpoint, see [`state`]), so its state is exactly the records up
+//!   to that lsn; it is written and published later, outside the lock, while commits go on
+//!   (see [`checkpointing`]), and only after the WAL is synced through that lsn, so every one
+//!   of its records is durable before it is (nothing durable points at something that is
+//!   not: rule 11);
+//! - the WAL is truncated only after the covering checkpoint is durably published, and only
+//!   back to the oldest retained checkpoint, so a damaged latest checkpoint can be skipped
+//!   (rule 13);
+//! - the WAL to replay after a crash stays about the epoch config's `wal_bytes_max` (plus one
+//!   record), whether or not anybody calls `tick`: a commit that brings the active epoch past
+//!   half the cap freezes a checkpoint (no I/O); one that does so again while that checkpoint
+//!   is still unwritten waits for the checkpoint in flight, or writes it (backpressure);
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
+mod checkpointing;
 mod failure;
 mod invariants;
 mod notify;
 mod ops;
 pub mod record;
 mod recovery;
+pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::checkpoint::epoch::{EpochConfig, EpochTracker};
+use crate::checkpoint::epoch::{EpochConfig, EpochId, EpochTracker};
 use crate::checkpoint::{CheckpointOptions, CheckpointStore};
 use crate::env::Env;
 use crate::env::SharedEnv;
@@ -228,14 +234,14 @@ pub struct ShardOptions {
 type ShardEnv<E> = SharedEnv<E>;
 
 /// The mutable part of a serving shard, behind the shard's lock.
-struct Serving<E: Env> {
-    state: BTreeMap<Bytes, Bytes>,
-    /// Keys changed since the last checkpoint, for incrementals (their values are in
-    /// `state`; a key absent there was deleted).
-    dirty: BTreeSet<Bytes>,
-    checkpoints: CheckpointStore<ShardEnv<E>>,
+struct Serving {
+    /// The state; its delta layer is the set of keys changed since the last checkpoint.
+    state: state::State,
     epochs: EpochTracker,
-    last_checkpoint: Option<u64>,
+    /// The latest checkpoint published or recovered from.
+    last_checkpoint: Option<Published>,
+    /// The checkpoint frozen and not yet published.
+    pending: Option<Pending>,
     sync: SyncState,
     stats: ShardStats,
     /// The highest lsn a durable record vouches for (its `durable_lsn` claims it) or that
@@ -243,8 +249,26 @@ struct Serving<E: Env> {
     vouched_lsn: Lsn,
 }
 
-enum Inner<E: Env> {
-    Serving(Box<Serving<E>>),
+/// A published checkpoint, as the commit path needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Published {
+    id: u64,
+    lsn: Lsn,
+    epoch: u64,
+}
+
+/// A checkpoint frozen under the lock, to be written outside it.
+struct Pending {
+    /// The WAL's last lsn at the freeze: the checkpoint covers exactly the records up to it.
+    lsn: Lsn,
+    /// The epoch the freeze sealed.
+    sealed: EpochId,
+    /// The state at the freeze.
+    view: state::FrozenView,
+}
+
+enum Inner {
+    Serving(Box<Serving>),
     Failed { failure: Failure, sync: SyncState },
 }
 
@@ -254,7 +278,10 @@ pub struct Shard<E: Env> {
     env: E,
     dir: PathBuf,
     wal: Option<SharedWal<E>>,
-    inner: Mutex<Inner<E>>,
+    inner: Mutex<Inner>,
+    /// The checkpoint store, behind its own lock, held while a checkpoint is written (lock
+    /// order: this one first, then `inner`; never the other way). `None`: failed at open.
+    checkpoints: Mutex<Option<CheckpointStore<ShardEnv<E>>>>,
     reads: AtomicU64,
     /// Callbacks waiting for an lsn to become durable (see [`notify`]).
     waiters: Mutex<notify::Waiters>,
@@ -277,6 +304,7 @@ impl<E: Env + Clone> Shard<E> {
             dir: dir.to_path_buf(),
             wal: None,
             inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean }),
+            checkpoints: Mutex::new(None),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),
             recovery: None,
@@ -298,7 +326,7 @@ impl<E: Env + Clone> Shard<E> {
         self.recovery.as_ref()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner<E>> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while the lock was held leaves the state unknown: fail the shard.
         self.inner.lock().unwrap_or_else(|poisoned| {
             let mut inner = poisoned.into_inner();
@@ -315,7 +343,7 @@ impl<E: Env + Clone> Shard<E> {
     }
 
     /// Fails the shard (if it is not already) and returns the error naming it.
-    fn fail(&self, inner: &mut Inner<E>, failure: Failure, sync: SyncState) -> ShardError {
+    fn fail(&self, inner: &mut Inner, failure: Failure, sync: SyncState) -> ShardError {
         if let Inner::Serving(_) = inner {
             *inner = Inner::Failed { failure, sync };
         }
@@ -340,7 +368,7 @@ impl<E: Env + Clone> Shard<E> {
                 last_lsn,
                 durable_lsn,
                 epoch: s.epochs.current().0,
-                last_checkpoint: s.last_checkpoint,
+                last_checkpoint: s.last_checkpoint.map(|p| p.id),
             },
             Inner::Failed { failure, sync } => ShardStatus {
                 shard: self.id,
