@@ -15,6 +15,11 @@
 //! checkpoint cadence, and whether `tick` syncs unsynced commits. Recovery runs on one thread,
 //! so the simulator stays deterministic.
 //!
+//! Checkpoints overlap commits: the workload's `BeginCheckpoint` freezes one on every shard
+//! ([`stormhold::Kernel::begin_checkpoint`]), and so does a commit past half the WAL-bytes
+//! cap; commits, syncs and crashes land while it is frozen, until a later `tick` or
+//! `checkpoint` writes and publishes it (itself crashable at every call).
+//!
 //! Transactions stay within one shard: the workload draws each transaction's keys from one
 //! group. Interleaved client transactions are buffered here and committed as one kernel
 //! transaction (a kernel transaction is itself a buffer until commit); a read inside an open
@@ -287,6 +292,11 @@ impl KvStore for KernelStore {
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         let failed_before = self.failed();
         self.kernel.checkpoint().map(drop).map_err(|e| self.whole_error(&failed_before, e))
+    }
+
+    fn begin_checkpoint(&mut self) -> Result<(), StoreError> {
+        let failed_before = self.failed();
+        self.kernel.begin_checkpoint().map(drop).map_err(|e| self.whole_error(&failed_before, e))
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {

@@ -203,6 +203,7 @@ impl<S: KvStore> KvWorkload<S> {
             KvOp::TxnGet { client, key } => return self.op_txn_get(client, key),
             KvOp::Clock => return self.op_clock(),
             KvOp::Checkpoint => self.op_checkpoint(),
+            KvOp::BeginCheckpoint => self.op_begin_checkpoint(),
             KvOp::Tick => self.op_tick(),
             KvOp::Scan { group } => return self.op_scan(group),
             KvOp::Increment { key, by, durable } => self.op_increment(key, by, durable)?,
