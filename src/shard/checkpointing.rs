@@ -247,8 +247,7 @@ impl<E: Env + Clone> Shard<E> {
     /// Background work, driven by the caller: writes the pending checkpoint, or takes one
     /// when an epoch trigger fired; else, with `sync_dirty`, syncs unsynced commits.
     pub fn tick(&self, sync_dirty: bool) -> Result<Tick, ShardError> {
-        let mut tick = Tick::default();
-        tick.checkpoint = self.write_pending()?;
+        let mut tick = Tick { checkpoint: self.write_pending()?, ..Tick::default() };
         let (due, dirty) = {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;

@@ -205,18 +205,16 @@ impl<E: Env + Clone> Shard<E> {
         if serving.sync == SyncState::Clean {
             serving.sync = SyncState::Dirty;
         }
-        let now = self.env.now_monotonic();
-        let slot_bytes = record_slot_bytes(payload.len());
-        serving.epochs.record(batch.ops.len().max(1) as u64, slot_bytes, now);
+        let (ops, slot_bytes) = (batch.ops.len().max(1) as u64, record_slot_bytes(payload.len()));
+        serving.epochs.record(ops, slot_bytes, self.env.now_monotonic());
         let cap_step = Self::past_half_the_cap(serving);
         // Postconditions of the append: the batch got the next lsn, and the shard is consistent.
         debug_assert_eq!(committed.lsn, last_before + 1, "a batch is the next record");
         self.check_serving(serving);
         drop(inner);
         if cap_step {
-            // The WAL-bytes cap bounds what recovery replays (DESIGN.md rule 13) even when
-            // nobody calls `tick`: a freeze now, backpressure only if the checkpointer is
-            // a whole freeze behind (see `checkpointing`).
+            // The WAL-bytes cap bounds replay (rule 13) without `tick`: a freeze, and
+            // backpressure only when the checkpointer is a freeze behind (`checkpointing`).
             self.wal_cap_step()?;
         }
         if durability != Durability::None {
