@@ -3,6 +3,7 @@
 //! back while it is frozen, `tick` writes it, and a crash anywhere in between loses nothing
 //! durable. The simulator's `kernel` and `checkpoint` workloads sweep the same with faults.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use stormhold::checkpoint::epoch::EpochConfig;
@@ -51,7 +52,9 @@ fn a_frozen_checkpoint_covers_its_lsn_while_commits_land_and_tick_publishes_it()
     let kernel = Kernel::open(env, Path::new("/k"), config()).unwrap();
     let recovery = kernel.recovery_reports().remove(0).unwrap();
     assert_eq!(recovery.checkpoint.as_ref().map(|c| c.lsn), Some(lsn), "{recovery}");
-    assert_eq!(recovery.records_replayed, 4, "the commits after the freeze are replayed: {recovery}");
+    // The commits after the freeze, and the empty record the tick appended to vouch for the
+    // newest durable one (DESIGN.md rule 18).
+    assert_eq!(recovery.records_replayed, 4 + 1, "the commits after the freeze are replayed: {recovery}");
     assert_eq!(kernel.get(b"a").unwrap(), Some(b"2".to_vec()));
     assert_eq!(kernel.get(b"gone").unwrap(), None);
     assert_eq!(kernel.get(b"n").unwrap(), Some(counter(6)));
@@ -92,9 +95,91 @@ fn a_crash_while_a_checkpoint_is_frozen_loses_nothing_durable_and_the_next_one_i
     let kernel = Kernel::open(env, Path::new("/k"), config()).unwrap();
     let recovery = kernel.recovery_reports().remove(0).unwrap();
     assert_eq!(recovery.checkpoint.as_ref().map(|c| c.id), Some(id), "{recovery}");
-    assert_eq!(recovery.records_replayed, 1, "only the commit after the freeze: {recovery}");
+    assert_eq!(
+        recovery.records_replayed,
+        1 + 1,
+        "the commit after the freeze, the vouching record: {recovery}"
+    );
     assert_eq!(kernel.get(&7u64.to_be_bytes()).unwrap(), Some(b"seven".to_vec()));
     assert_eq!(kernel.get(&8u64.to_be_bytes()).unwrap(), None);
     assert_eq!(kernel.get(b"late").unwrap(), Some(b"1".to_vec()));
     assert_eq!(kernel.scan::<&[u8]>(..).unwrap().len(), 50, "49 of the first keys and \"late\"");
+}
+
+fn delete_range(kernel: &Kernel<SimEnv>, start: &str, end: &str) {
+    let mut txn = kernel.begin();
+    txn.delete_range(start.as_bytes()..end.as_bytes()).unwrap();
+    txn.commit(Durability::Data).unwrap();
+}
+
+fn entries(kernel: &Kernel<SimEnv>) -> Vec<(String, String)> {
+    let all = kernel.scan::<&[u8]>(..).unwrap().into_iter();
+    all.map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())).collect()
+}
+
+fn model_delete_range(model: &mut BTreeMap<String, String>, start: &str, end: &str) {
+    model.retain(|key, _| !(start..end).contains(&key.as_str()));
+}
+
+/// A range delete frozen into a checkpoint, and one landing while that checkpoint is in
+/// flight over keys of the frozen layer and of the base: reads hide both at once, and the
+/// checkpoint tick writes (an incremental on a full one) holds exactly the frozen state, so
+/// a recovery that replays only the commits after the freeze finds the model.
+#[test]
+fn range_deletes_frozen_into_a_checkpoint_and_landing_while_it_is_in_flight_are_exact() {
+    let env = SimEnv::new(13, FaultOptions::default()).unwrap();
+    let kernel = Kernel::open(env.clone(), Path::new("/k"), config()).unwrap();
+    let mut model = BTreeMap::new();
+    for i in 0..30u32 {
+        let (key, value) = (format!("log:{i:03}"), format!("v{i}"));
+        kernel.put(key.as_bytes(), value.as_bytes(), Durability::None).unwrap();
+        model.insert(key, value);
+    }
+    kernel.checkpoint().unwrap(); // full: the base
+    // Frozen into the next checkpoint: a range delete over base keys, and a put into it.
+    delete_range(&kernel, "log:005", "log:010");
+    model_delete_range(&mut model, "log:005", "log:010");
+    kernel.put(b"log:007", b"back", Durability::Data).unwrap();
+    model.insert("log:007".into(), "back".into());
+    kernel.put(b"log:100", b"frozen", Durability::Data).unwrap();
+    model.insert("log:100".into(), "frozen".into());
+    let frozen = kernel.begin_checkpoint().unwrap();
+    let at_freeze = model.clone();
+    // In flight: a range delete over base keys and the frozen layer's put, and a write.
+    delete_range(&kernel, "log:020", "log:101");
+    model_delete_range(&mut model, "log:020", "log:101");
+    kernel.put(b"log:050", b"late", Durability::Data).unwrap();
+    model.insert("log:050".into(), "late".into());
+    let expected: Vec<(String, String)> = model.clone().into_iter().collect();
+    assert_eq!(entries(&kernel), expected, "reads hide the frozen layer's and the base's keys");
+    let reversed = kernel.scan_range_rev(b"log:".as_slice()..b"log;".as_slice(), 3).unwrap();
+    let last3: Vec<Vec<u8>> = reversed.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(last3, [b"log:050".to_vec(), b"log:019".to_vec(), b"log:018".to_vec()]);
+    let published = kernel.tick().checkpoints;
+    assert_eq!(published.len(), 1, "tick wrote the frozen checkpoint");
+    assert_eq!(entries(&kernel), expected, "publishing and merging keep reads");
+    drop(kernel);
+    env.crash();
+    env.restart();
+    let kernel = Kernel::open(env.clone(), Path::new("/k"), config()).unwrap();
+    let recovery = kernel.recovery_reports().remove(0).unwrap();
+    assert_eq!(recovery.checkpoint.as_ref().map(|c| (c.id, c.lsn)), Some((published[0].1, frozen[0].1)));
+    assert_eq!(
+        recovery.records_replayed,
+        2 + 1,
+        "the two commits after the freeze, the vouching record: {recovery}"
+    );
+    assert_eq!(entries(&kernel), expected);
+    // The checkpoint alone (no replay past it) is the model at the freeze: a crash right
+    // after the next freeze is published, with nothing after it, recovers from it alone.
+    kernel.begin_checkpoint().unwrap();
+    kernel.tick();
+    drop(kernel);
+    env.crash();
+    env.restart();
+    let kernel = Kernel::open(env, Path::new("/k"), config()).unwrap();
+    let recovery = kernel.recovery_reports().remove(0).unwrap();
+    assert_eq!(recovery.records_replayed, 1, "only the (empty) vouching record: {recovery}");
+    assert_eq!(entries(&kernel), expected);
+    assert_ne!(at_freeze, model, "the in-flight commits changed the state");
 }

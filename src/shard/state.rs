@@ -126,7 +126,10 @@ impl State {
         &'a self,
         range: R,
     ) -> impl Iterator<Item = (&'a Bytes, &'a Bytes)> + 'a {
-        Merge { layers: self.layers(range).map(|l| (Box::new(l) as LayerIter<'a>).peekable()), reverse: false }
+        Merge {
+            layers: self.layers(range).map(|l| (Box::new(l) as LayerIter<'a>).peekable()),
+            reverse: false,
+        }
     }
 
     /// [`State::range`] in descending key order.
@@ -270,5 +273,74 @@ mod tests {
         assert!(state.merge_step(16));
         assert_eq!(Arc::as_ptr(&state.base), base_before, "no copy of the base");
         assert!(!state.has_frozen());
+    }
+
+    fn all(state: &State) -> Vec<(Bytes, Bytes)> {
+        state.range::<std::ops::RangeFull>(..).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    fn all_rev(state: &State) -> Vec<(Bytes, Bytes)> {
+        state.range_rev::<std::ops::RangeFull>(..).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    fn pairs(entries: &[(&str, &str)]) -> Vec<(Bytes, Bytes)> {
+        entries.iter().map(|(k, v)| (b(k), b(v))).collect()
+    }
+
+    #[test]
+    fn a_range_delete_in_the_delta_hides_keys_of_the_frozen_layer_and_the_base() {
+        let mut state = State::from_base([(b("a"), b("1")), (b("c"), b("1")), (b("e"), b("1"))].into());
+        state.insert(b("b"), b("2"));
+        state.insert(b("d"), b("2"));
+        let view = state.freeze();
+        state.insert(b("bb"), b("3"));
+        // b, d (frozen), bb (delta) and c (base) are in b..e; a and e are not.
+        assert_eq!(state.remove_range(b("b")..b("e")), 4);
+        assert_eq!(all(&state), pairs(&[("a", "1"), ("e", "1")]));
+        assert_eq!(all_rev(&state), pairs(&[("e", "1"), ("a", "1")]), "reverse reads agree");
+        assert_eq!(state.get(b"c"), None, "a base key is hidden");
+        assert_eq!(state.get(b"d"), None, "a frozen key is hidden");
+        // The checkpoint in flight still sees the state at its freeze.
+        let at_freeze = pairs(&[("a", "1"), ("b", "2"), ("c", "1"), ("d", "2"), ("e", "1")]);
+        assert_eq!(view.full().into_iter().collect::<Vec<_>>(), at_freeze);
+        drop(view);
+        while !state.merge_step(1) {
+            assert_eq!(all(&state), pairs(&[("a", "1"), ("e", "1")]), "every merge slice keeps reads");
+        }
+        assert_eq!(all(&state), pairs(&[("a", "1"), ("e", "1")]));
+        let tombstones: Vec<&Bytes> =
+            state.delta().iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
+        assert_eq!(tombstones, [&b("b"), &b("bb"), &b("c"), &b("d")], "one tombstone per removed key");
+    }
+
+    #[test]
+    fn a_frozen_layer_with_range_deletes_checkpoints_exactly() {
+        let mut state = State::from_base([(b("k1"), b("1")), (b("k2"), b("1")), (b("k3"), b("1"))].into());
+        state.insert(b("k4"), b("2"));
+        state.remove_range(b("k2")..b("k4"));
+        state.insert(b("k3"), b("again"));
+        assert_eq!(state.remove_range(b("z")..b("a")), 0, "an inverted range removes nothing");
+        assert_eq!(state.remove_range(b("x")..b("y")), 0, "an empty one neither");
+        let view = state.freeze();
+        // A range delete after the freeze changes neither the frozen layer nor the view.
+        state.remove_range(b("k")..b("l"));
+        assert_eq!(all(&state), Vec::new());
+        // The full checkpoint is the state at the freeze; the incremental one is the frozen
+        // layer: the put-after-delete stays a put, the deleted base key is a tombstone.
+        let expected = pairs(&[("k1", "1"), ("k3", "again"), ("k4", "2")]);
+        assert_eq!(view.full().into_iter().collect::<Vec<_>>(), expected);
+        let frozen: Vec<(Bytes, Option<Bytes>)> =
+            view.frozen.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let expected_frozen = vec![(b("k2"), None), (b("k3"), Some(b("again"))), (b("k4"), Some(b("2")))];
+        assert_eq!(frozen, expected_frozen);
+        // Applying the incremental to its parent (the base) gives the full checkpoint.
+        let mut parent: BTreeMap<Bytes, Bytes> = (*view.base).clone();
+        for (key, value) in frozen {
+            match value {
+                Some(value) => drop(parent.insert(key, value)),
+                None => drop(parent.remove(&key)),
+            }
+        }
+        assert_eq!(parent, view.full());
     }
 }
