@@ -77,6 +77,7 @@ mod fsio;
 mod load;
 mod open;
 mod retention;
+mod staged;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -85,6 +86,7 @@ use std::path::{Path, PathBuf};
 use crate::env::Env;
 pub use error::CheckpointError;
 pub use meta::{Bytes, CheckpointData, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
+pub use staged::StagedCheckpoint;
 
 /// Checkpoint plus WAL recovery moved up to [`crate::recovery`], a layer above this one; these
 /// names stay here only so code written against the old path keeps compiling. New code names

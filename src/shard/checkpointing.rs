@@ -1,40 +1,58 @@
 //! Checkpoints off the commit path: a checkpoint is frozen under the shard's lock in O(1),
-//! then written, published and merged outside it, while commits go on.
+//! then written in bounded steps, published and merged outside it, while commits go on.
 //!
 //! # Protocol
 //!
 //! ```text
 //!   freeze   (shard lock)       delta -> frozen layer; lsn = the WAL's last lsn; epoch sealed
-//!   write    (checkpoint lock)  WAL synced through lsn (rule 11); DATA from the frozen view;
-//!                               the store publishes it (data synced, META renamed, dir synced)
+//!   start    (checkpoint lock)  WAL synced through lsn (rule 11); ckpt-<id>/DATA staged
+//!   steps    (checkpoint lock)  a chunk of step_bytes (writer.rs) of entries from the frozen
+//!                               view, written, synced, read back; the lock released between
+//!   finish   (checkpoint lock)  the header, META renamed, directories synced (the store's
+//!                               publication, `checkpoint::staged`)
 //!   publish  (shard lock)       epoch durable; the latest checkpoint; the pending one cleared
 //!   merge    (shard lock, in slices of MERGE_SLICE_KEYS) the frozen layer into the base
 //!   retire   (checkpoint lock)  retention; WAL truncated back to the oldest retained
 //!                               checkpoint, only now that the covering one is durable
 //! ```
 //!
-//! The checkpoint lock (the store's own mutex) serializes writers and is taken before the
-//! shard lock, never after it. Who writes: `tick` (the ticker thread on the real OS, chosen
-//! times in the simulator), [`Shard::checkpoint`], and, as backpressure, a commit.
+//! The checkpoint lock (the store's own mutex) serializes steps and is taken before the
+//! shard lock, never after it, and never held across more than one step. Who steps: `tick`
+//! (the ticker thread on the real OS, chosen times in the simulator) and
+//! [`Shard::checkpoint`] step until the checkpoint is published; a commit steps only as
+//! backpressure (below). A full checkpoint streams the merged view: nothing copies the state.
 //!
-//! # The WAL-bytes cap
+//! # The WAL-bytes cap: backpressure in steps
 //!
-//! A commit that brings the active epoch past half of `wal_bytes_max` freezes a checkpoint
-//! if none is pending (no I/O). If one is pending, its writer is a whole half-cap behind: the
-//! commit writes it itself, or waits on the checkpoint lock for the writer in flight, then
-//! freezes the next. So the WAL to replay stays about one cap without `tick` (a checkpoint
-//! every half cap, each covering up to the previous freeze), and with a ticker that keeps up
-//! no commit does checkpoint I/O. The only stall left is that backpressure, when commits
-//! outrun the checkpointer.
+//! A commit that brings the active epoch past half of `wal_bytes_max` (`H`) freezes a
+//! checkpoint if none is pending (no I/O). While one is pending, its writing is paced
+//! against the active epoch's WAL bytes: it must be done by `3/4 H` (so it is published
+//! before the next freeze is due at `H`), and a commit that finds it behind that schedule
+//! (entries written below the epoch's share of the checkpoint's entries, past a grace of a
+//! 1/8) writes steps until it is back on schedule. Each commit so pays for about its own
+//! share (its WAL bytes times the checkpoint's entries per `3/4 H`), never for a whole
+//! checkpoint; with a ticker that keeps up, no commit writes any. Past `3/4 H` the commit
+//! finishes the checkpoint, which by then is at most its own share behind. The WAL to replay
+//! stays about one cap without `tick`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::MutexGuard;
 
+use super::writer::{self, Checkpointer, Job};
 use super::{Failure, Pending, Published, Serving, Shard, ShardError, Tick};
 use crate::checkpoint::epoch::EpochId;
-use crate::checkpoint::{CheckpointData, CheckpointStore, UserMeta};
+use crate::checkpoint::{CheckpointKind, CheckpointStore, UserMeta};
 use crate::env::{Env, SharedEnv};
 use crate::wal::{Durability, Lsn};
+
+/// What one step of a checkpoint's writing did.
+enum Step {
+    /// Nothing was pending.
+    Idle,
+    /// The pending checkpoint was started or advanced by a chunk.
+    Progress,
+    /// It was finished and published with this id.
+    Published(u64),
+}
 
 /// Keys of the frozen layer folded into the base per hold of the shard lock.
 const MERGE_SLICE_KEYS: usize = 4096;
@@ -42,7 +60,7 @@ const MERGE_SLICE_KEYS: usize = 4096;
 type Store<E> = CheckpointStore<SharedEnv<E>>;
 
 impl<E: Env + Clone> Shard<E> {
-    fn lock_checkpoints(&self) -> MutexGuard<'_, Option<Store<E>>> {
+    fn lock_checkpoints(&self) -> MutexGuard<'_, Option<Checkpointer<E>>> {
         // A panic while writing a checkpoint poisons the store's lock; the store itself
         // poisons on any failed I/O, and the shard is failed by whoever saw the error.
         self.checkpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -80,7 +98,9 @@ impl<E: Env + Clone> Shard<E> {
             .advance(self.env.now_monotonic(), self.env.now_wall())
             .map_err(|e| Failure::epoch("", e))?;
         let view = serving.state.freeze();
-        serving.pending = Some(Pending { lsn, sealed, view });
+        // Until a step starts writing it, assume it is full (the most entries to pace).
+        let entries_total = view.entries_max(true);
+        serving.pending = Some(Pending { lsn, sealed, view, entries_total, entries_written: 0 });
         Ok(true)
     }
 
@@ -99,36 +119,51 @@ impl<E: Env + Clone> Shard<E> {
         }
     }
 
-    /// The commit path past half the cap (see the module docs).
-    pub(super) fn wal_cap_step(&self) -> Result<(), ShardError> {
-        if !self.begin_or_pending()? {
-            return Ok(());
+    /// Whether the pending checkpoint's writing is behind its schedule: due by `3/4 H` of
+    /// the active epoch's WAL bytes, after a grace of an 8th of that (see the module docs).
+    pub(super) fn behind_schedule(serving: &Serving) -> bool {
+        let Some(pending) = &serving.pending else { return false };
+        let deadline_bytes = (serving.epochs.config().wal_bytes_max / 8 * 3).max(8);
+        let grace_bytes = deadline_bytes / 8;
+        let active_bytes = serving.epochs.active().wal_bytes;
+        if active_bytes >= deadline_bytes {
+            return true;
         }
-        self.write_pending()?;
-        let mut inner = self.lock();
-        let serving = self.serving(&mut inner)?;
-        if Self::past_half_the_cap(serving)
-            && let Err(failure) = self.freeze_locked(serving)
-        {
-            let sync = serving.sync;
-            return Err(self.fail(&mut inner, failure, sync));
-        }
-        Ok(())
+        let due = u128::from(active_bytes.saturating_sub(grace_bytes)) * u128::from(pending.entries_total);
+        u128::from(pending.entries_written) * u128::from(deadline_bytes - grace_bytes) < due
     }
 
-    /// Freezes if nothing is pending (returns false: no backpressure due); true if a
-    /// checkpoint frozen earlier is still unwritten.
-    fn begin_or_pending(&self) -> Result<bool, ShardError> {
-        let mut inner = self.lock();
-        let serving = self.serving(&mut inner)?;
-        if serving.pending.is_some() {
-            return Ok(true);
+    /// The commit path past half the cap or behind the schedule (see the module docs):
+    /// steps of the pending checkpoint until it is on schedule, then a freeze if one is due.
+    pub(super) fn wal_cap_step(&self) -> Result<(), ShardError> {
+        let mut stepped = false;
+        let result = loop {
+            {
+                let mut inner = self.lock();
+                let serving = self.serving(&mut inner)?;
+                if serving.pending.is_none() {
+                    if Self::past_half_the_cap(serving)
+                        && let Err(failure) = self.freeze_locked(serving)
+                    {
+                        let sync = serving.sync;
+                        break Err(self.fail(&mut inner, failure, sync));
+                    }
+                    break Ok(());
+                }
+                if !Self::past_half_the_cap(serving) && !Self::behind_schedule(serving) {
+                    break Ok(());
+                }
+            }
+            stepped = true;
+            if let Err(error) = self.checkpoint_step() {
+                break Err(error);
+            }
+        };
+        if stepped {
+            // A step may have synced the WAL: tell the durability waiters.
+            self.notify_durable();
         }
-        if let Err(failure) = self.freeze_locked(serving) {
-            let sync = serving.sync;
-            return Err(self.fail(&mut inner, failure, sync));
-        }
-        Ok(false)
+        result
     }
 
     /// Publishes a checkpoint of the whole state so far: writes the one pending (if any),
@@ -154,47 +189,88 @@ impl<E: Env + Clone> Shard<E> {
     }
 
     fn write_pending_locked(&self) -> Result<Option<u64>, ShardError> {
+        loop {
+            match self.checkpoint_step()? {
+                Step::Idle => return Ok(None),
+                Step::Progress => {}
+                Step::Published(id) => return Ok(Some(id)),
+            }
+        }
+    }
+
+    /// One bounded step of the pending checkpoint, under the checkpoint lock: start it, or
+    /// write a chunk, or (every entry written) finish and publish it, then merge and retire.
+    fn checkpoint_step(&self) -> Result<Step, ShardError> {
         let mut guard = self.lock_checkpoints();
+        // A failed shard writes nothing more.
+        let step_bytes = writer::step_bytes(self.serving_cap_bytes()?);
+        let writer = guard.as_mut().expect("a serving shard has a checkpoint store");
+        let Some(job) = writer.job.as_mut() else { return self.start_job(writer) };
+        let done = job.fill(step_bytes).map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
+        writer
+            .store
+            .write_chunk(&mut job.staged)
+            .map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
+        let entries = job.entries;
+        self.note_progress(entries)?;
+        if !done {
+            return Ok(Step::Progress);
+        }
+        let job = writer.job.take().expect("a job was written");
+        let (lsn, sealed) = (job.lsn, job.sealed);
+        // The job's view goes before the merge, so the merge mutates in place.
+        let meta = writer
+            .store
+            .finish_staged(job.into_staged())
+            .map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
+        // Postconditions of the publication: at the frozen lsn, in the sealed epoch.
+        debug_assert_eq!(meta.lsn, lsn, "the checkpoint is at the frozen lsn");
+        debug_assert_eq!(meta.epoch, sealed.0, "the checkpoint closes the sealed epoch");
+        let published = Published { id: meta.id, lsn, epoch: meta.epoch };
+        self.published(published, sealed)?;
+        self.merge_frozen()?;
+        self.retire(&mut writer.store, published)?;
+        Ok(Step::Published(meta.id))
+    }
+
+    /// Starts writing the pending checkpoint (if any): the WAL synced through its lsn, its
+    /// directory and `DATA` staged, incremental on the latest unless a full one is due.
+    fn start_job(&self, writer: &mut Checkpointer<E>) -> Result<Step, ShardError> {
         let (view, lsn, sealed, parent) = {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
-            let Some(pending) = &serving.pending else { return Ok(None) };
-            let store = guard.as_ref().expect("a serving shard has a checkpoint store");
-            let parent = serving.last_checkpoint.map(|p| p.id).filter(|&p| !store.full_due(p));
+            let Some(pending) = &mut serving.pending else { return Ok(Step::Idle) };
+            let parent = serving.last_checkpoint.map(|p| p.id).filter(|&p| !writer.store.full_due(p));
+            pending.entries_total = pending.view.entries_max(parent.is_none());
             (pending.view.clone(), pending.lsn, pending.sealed, parent)
         };
         // Rule 11: every record the checkpoint covers is durable before the checkpoint is.
         if lsn >= 1 {
             self.sync_through_locked(lsn, Durability::Data)?;
         }
-        let data = match parent {
-            Some(_) => {
-                let mut puts = BTreeMap::new();
-                let mut deletes = BTreeSet::new();
-                for (key, value) in view.frozen.iter() {
-                    match value {
-                        Some(value) => drop(puts.insert(key.clone(), value.clone())),
-                        None => drop(deletes.insert(key.clone())),
-                    }
-                }
-                CheckpointData::Incremental { puts, deletes }
-            }
-            None => CheckpointData::Full(view.full()),
-        };
-        // The writer's view goes before the merge, so the merge mutates in place.
-        drop(view);
-        let store = guard.as_mut().expect("a serving shard has a checkpoint store");
-        let meta = store
-            .create(sealed.0, lsn, UserMeta::default(), data, parent)
+        let kind = if parent.is_some() { CheckpointKind::Incremental } else { CheckpointKind::Full };
+        let staged = writer
+            .store
+            .stage(sealed.0, lsn, UserMeta::default(), kind, parent)
             .map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
-        // Postconditions of create: the checkpoint is at the frozen lsn, in the sealed epoch.
-        debug_assert_eq!(meta.lsn, lsn, "the checkpoint is at the frozen lsn");
-        debug_assert_eq!(meta.epoch, sealed.0, "the checkpoint closes the sealed epoch");
-        let published = Published { id: meta.id, lsn, epoch: meta.epoch };
-        self.published(published, sealed)?;
-        self.merge_frozen()?;
-        self.retire(store, published)?;
-        Ok(Some(meta.id))
+        writer.job = Some(Job::new(staged, view, kind, lsn, sealed));
+        Ok(Step::Progress)
+    }
+
+    /// The WAL-bytes cap of the serving shard.
+    fn serving_cap_bytes(&self) -> Result<u64, ShardError> {
+        let mut inner = self.lock();
+        Ok(self.serving(&mut inner)?.epochs.config().wal_bytes_max)
+    }
+
+    /// Records how many entries of the pending checkpoint are written (for the schedule).
+    fn note_progress(&self, entries: u64) -> Result<(), ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        if let Some(pending) = &mut serving.pending {
+            pending.entries_written = entries;
+        }
+        Ok(())
     }
 
     /// Records the published checkpoint under the lock and clears the pending one.

@@ -49,8 +49,9 @@
 //!   (rule 13);
 //! - the WAL to replay after a crash stays about the epoch config's `wal_bytes_max` (plus one
 //!   record), whether or not anybody calls `tick`: a commit that brings the active epoch past
-//!   half the cap freezes a checkpoint (no I/O); one that does so again while that checkpoint
-//!   is still unwritten waits for the checkpoint in flight, or writes it (backpressure);
+//!   half the cap freezes a checkpoint (no I/O); while it is pending, a commit that finds its
+//!   writing behind schedule writes bounded steps of it (backpressure in steps, never a
+//!   whole checkpoint; see [`checkpointing`]);
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
 mod checkpointing;
@@ -61,14 +62,15 @@ mod ops;
 pub mod record;
 mod recovery;
 pub mod state;
+mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use crate::checkpoint::CheckpointOptions;
 use crate::checkpoint::epoch::{EpochConfig, EpochId, EpochTracker};
-use crate::checkpoint::{CheckpointOptions, CheckpointStore};
 use crate::env::Env;
 use crate::env::SharedEnv;
 use crate::recovery::RecoveryReport;
@@ -265,6 +267,9 @@ struct Pending {
     sealed: EpochId,
     /// The state at the freeze.
     view: state::FrozenView,
+    /// Entries the checkpoint holds at most, and those written so far (its schedule).
+    entries_total: u64,
+    entries_written: u64,
 }
 
 enum Inner {
@@ -281,7 +286,7 @@ pub struct Shard<E: Env> {
     inner: Mutex<Inner>,
     /// The checkpoint store, behind its own lock, held while a checkpoint is written (lock
     /// order: this one first, then `inner`; never the other way). `None`: failed at open.
-    checkpoints: Mutex<Option<CheckpointStore<ShardEnv<E>>>>,
+    checkpoints: Mutex<Option<writer::Checkpointer<E>>>,
     reads: AtomicU64,
     /// Callbacks waiting for an lsn to become durable (see [`notify`]).
     waiters: Mutex<notify::Waiters>,

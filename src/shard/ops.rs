@@ -207,14 +207,14 @@ impl<E: Env + Clone> Shard<E> {
         }
         let (ops, slot_bytes) = (batch.ops.len().max(1) as u64, record_slot_bytes(payload.len()));
         serving.epochs.record(ops, slot_bytes, self.env.now_monotonic());
-        let cap_step = Self::past_half_the_cap(serving);
+        let cap_step = Self::past_half_the_cap(serving) || Self::behind_schedule(serving);
         // Postconditions of the append: the batch got the next lsn, and the shard is consistent.
         debug_assert_eq!(committed.lsn, last_before + 1, "a batch is the next record");
         self.check_serving(serving);
         drop(inner);
         if cap_step {
             // The WAL-bytes cap bounds replay (rule 13) without `tick`: a freeze, and
-            // backpressure only when the checkpointer is a freeze behind (`checkpointing`).
+            // backpressure in steps when the pending one is behind schedule (`checkpointing`).
             self.wal_cap_step()?;
         }
         if durability != Durability::None {

@@ -208,7 +208,7 @@ impl<E: Env + Clone> Shard<E> {
             dir: dir.to_path_buf(),
             wal: Some(SharedWal::from_wal(recovered.wal)),
             inner: Mutex::new(Inner::Serving(Box::new(serving))),
-            checkpoints: Mutex::new(Some(checkpoints)),
+            checkpoints: Mutex::new(Some(super::writer::Checkpointer::new(checkpoints))),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),
             recovery: Some(recovered.report),

@@ -40,7 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::iter::Peekable;
-use std::ops::{Range, RangeBounds};
+use std::ops::{Bound, Range, RangeBounds};
 use std::sync::Arc;
 
 use super::Bytes;
@@ -76,6 +76,35 @@ impl FrozenView {
             };
         }
         state
+    }
+
+    /// The entries of the state at the freeze with keys after `after` (all of them with
+    /// `None`), in key order: what a full checkpoint streams, without copying the base.
+    pub fn full_after<'a>(
+        &'a self,
+        after: Option<&Bytes>,
+    ) -> impl Iterator<Item = (&'a Bytes, &'a Bytes)> + use<'a> {
+        let range = (after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone())), Bound::Unbounded);
+        let frozen: LayerIter<'a> = Box::new(self.frozen.range(range.clone()).map(|(k, v)| (k, v.as_ref())));
+        let base: LayerIter<'a> = Box::new(self.base.range(range).map(|(k, v)| (k, Some(v))));
+        let none: LayerIter<'a> = Box::new(std::iter::empty());
+        Merge { layers: [frozen, base, none].map(Iterator::peekable), reverse: false }
+    }
+
+    /// The frozen changes with keys after `after`, in key order (`None`: deleted): what an
+    /// incremental checkpoint streams.
+    pub fn changes_after<'a>(
+        &'a self,
+        after: Option<&Bytes>,
+    ) -> impl Iterator<Item = (&'a Bytes, Option<&'a Bytes>)> + use<'a> {
+        let range = (after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.clone())), Bound::Unbounded);
+        self.frozen.range(range).map(|(k, v)| (k, v.as_ref()))
+    }
+
+    /// An upper bound of the entries a checkpoint of this view holds (full: the base's keys
+    /// and the frozen ones; incremental: the frozen ones), for pacing its writing.
+    pub fn entries_max(&self, full: bool) -> u64 {
+        (self.frozen.len() + if full { self.base.len() } else { 0 }) as u64
     }
 }
 
