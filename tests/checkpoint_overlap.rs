@@ -183,3 +183,53 @@ fn range_deletes_frozen_into_a_checkpoint_and_landing_while_it_is_in_flight_are_
     assert_eq!(entries(&kernel), expected);
     assert_ne!(at_freeze, model, "the in-flight commits changed the state");
 }
+
+/// The bulk-load item of issue 11: with nobody calling `tick`, a load past the WAL cap is
+/// checkpointed by the commits themselves, each writing at most a few bounded steps (its
+/// share of the pending checkpoint's schedule), never a whole checkpoint, and the WAL to
+/// replay stays about one cap.
+#[test]
+fn a_bulk_load_past_the_wal_cap_without_tick_pays_in_small_steps_and_bounds_replay() {
+    let wal_bytes_max = 64 << 10;
+    let epochs = EpochConfig {
+        ops_max: 1_000_000_000,
+        wal_bytes_max,
+        duration_max_ms: 86_400_000,
+        ..EpochConfig::default()
+    };
+    let config =
+        || Config::builder().shards(1).segment_size_bytes(1 << 20).epochs(epochs.clone()).build().unwrap();
+    let env = SimEnv::new(14, FaultOptions::default()).unwrap();
+    let kernel = Kernel::open(env.clone(), Path::new("/k"), config()).unwrap();
+    let (keys, per_commit) = (4000u64, 10);
+    let mut steps_max = 0;
+    for start in (0..keys).step_by(per_commit) {
+        let before = kernel.stats().total.backpressure_steps;
+        let mut txn = kernel.begin();
+        for k in start..start + per_commit as u64 {
+            txn.put(&(k * 7919 % keys).to_be_bytes(), &[k as u8; 100]).unwrap();
+        }
+        txn.commit(Durability::None).unwrap();
+        steps_max = steps_max.max(kernel.stats().total.backpressure_steps - before);
+    }
+    let stats = kernel.stats().total;
+    // A full checkpoint of the loaded state: 4,000 entries of 4 + 8 + 4 + 100 bytes in steps
+    // of a 32nd of the cap (2 KiB): about 230 chunks.
+    let chunks_of_a_full_one = keys * 117 / (wal_bytes_max / 32);
+    assert!(stats.checkpoints >= 5, "the cap forced checkpoints without tick: {stats:?}");
+    assert!(stats.backpressure_steps > 0, "the commits wrote them: {stats:?}");
+    assert!(
+        steps_max * 8 <= chunks_of_a_full_one,
+        "one commit wrote {steps_max} steps, a full checkpoint is {chunks_of_a_full_one}: {stats:?}"
+    );
+    kernel.sync(Durability::Data).unwrap();
+    drop(kernel);
+    env.crash();
+    env.restart();
+    let kernel = Kernel::open(env, Path::new("/k"), config()).unwrap();
+    let recovery = kernel.recovery_reports().remove(0).unwrap();
+    // Each commit's record: 10 puts of 4 + 8 + 4 + 100 bytes plus framing, about 1.2 KiB.
+    let replayed_bytes = recovery.records_replayed * 1200;
+    assert!(replayed_bytes <= 2 * wal_bytes_max, "replay stays about one cap: {recovery}");
+    assert_eq!(kernel.scan::<&[u8]>(..).unwrap().len() as u64, keys);
+}

@@ -549,6 +549,8 @@ impl<E: Env + Clone> Kernel<E> {
             total.syncs += s.syncs;
             total.checkpoints += s.checkpoints;
             total.wal_bytes += s.wal_bytes;
+            total.checkpoint_chunks += s.checkpoint_chunks;
+            total.backpressure_steps += s.backpressure_steps;
         }
         KernelStats { total, shards }
     }

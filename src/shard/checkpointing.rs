@@ -100,7 +100,8 @@ impl<E: Env + Clone> Shard<E> {
         let view = serving.state.freeze();
         // Until a step starts writing it, assume it is full (the most entries to pace).
         let entries_total = view.entries_max(true);
-        serving.pending = Some(Pending { lsn, sealed, view, entries_total, entries_written: 0 });
+        serving.pending =
+            Some(Pending { lsn, sealed, view, entries_total, entries_written: 0, paced_bytes: 0 });
         Ok(true)
     }
 
@@ -119,12 +120,17 @@ impl<E: Env + Clone> Shard<E> {
         }
     }
 
-    /// Whether the pending checkpoint's writing is behind its schedule: due by `3/4 H` of
-    /// the active epoch's WAL bytes, after a grace of an 8th of that (see the module docs).
+    /// The schedule of a pending checkpoint's writing, in the active epoch's WAL bytes: done
+    /// by `3/4 H` (the deadline), nothing due before an 8th of that (the grace).
+    fn schedule_bytes(serving: &Serving) -> (u64, u64) {
+        let deadline_bytes = (serving.epochs.config().wal_bytes_max / 8 * 3).max(8);
+        (deadline_bytes, deadline_bytes / 8)
+    }
+
+    /// Whether the pending checkpoint's writing is behind its schedule (see the module docs).
     pub(super) fn behind_schedule(serving: &Serving) -> bool {
         let Some(pending) = &serving.pending else { return false };
-        let deadline_bytes = (serving.epochs.config().wal_bytes_max / 8 * 3).max(8);
-        let grace_bytes = deadline_bytes / 8;
+        let (deadline_bytes, grace_bytes) = Self::schedule_bytes(serving);
         let active_bytes = serving.epochs.active().wal_bytes;
         if active_bytes >= deadline_bytes {
             return true;
@@ -133,33 +139,50 @@ impl<E: Env + Clone> Shard<E> {
         u128::from(pending.entries_written) * u128::from(deadline_bytes - grace_bytes) < due
     }
 
-    /// The commit path past half the cap or behind the schedule (see the module docs):
-    /// steps of the pending checkpoint until it is on schedule, then a freeze if one is due.
+    /// Entries a commit may write of the pending checkpoint: twice its share of the schedule,
+    /// its share being the active epoch's WAL bytes since the last commit that paced (so a
+    /// deficit, from the padding of a step's own sync say, is paid back over the next
+    /// commits, not by one).
+    fn pace_budget(serving: &mut Serving) -> u64 {
+        let (deadline_bytes, grace_bytes) = Self::schedule_bytes(serving);
+        let active_bytes = serving.epochs.active().wal_bytes;
+        let Some(pending) = &mut serving.pending else { return 0 };
+        // Nothing is due in the grace: the first share starts after it.
+        let share_bytes = active_bytes.saturating_sub(pending.paced_bytes.max(grace_bytes));
+        pending.paced_bytes = active_bytes;
+        let budget = 2 * u128::from(share_bytes) * u128::from(pending.entries_total)
+            / u128::from(deadline_bytes - grace_bytes);
+        u64::try_from(budget).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
+    /// The commit path past half the cap or behind the schedule (see the module docs): steps
+    /// of the pending checkpoint, up to the commit's budget while behind schedule, or until it
+    /// is published once the next freeze is due; then that freeze.
     pub(super) fn wal_cap_step(&self) -> Result<(), ShardError> {
-        let mut stepped = false;
+        let mut budget = None;
         let result = loop {
             {
                 let mut inner = self.lock();
                 let serving = self.serving(&mut inner)?;
-                if serving.pending.is_none() {
-                    if Self::past_half_the_cap(serving)
-                        && let Err(failure) = self.freeze_locked(serving)
-                    {
+                let past_half = Self::past_half_the_cap(serving);
+                let Some(written) = serving.pending.as_ref().map(|p| p.entries_written) else {
+                    if past_half && let Err(failure) = self.freeze_locked(serving) {
                         let sync = serving.sync;
                         break Err(self.fail(&mut inner, failure, sync));
                     }
                     break Ok(());
-                }
-                if !Self::past_half_the_cap(serving) && !Self::behind_schedule(serving) {
+                };
+                let (limit, first) = *budget.get_or_insert_with(|| (Self::pace_budget(serving), written));
+                let spent = written.saturating_sub(first);
+                if !past_half && (!Self::behind_schedule(serving) || spent >= limit) {
                     break Ok(());
                 }
             }
-            stepped = true;
-            if let Err(error) = self.checkpoint_step() {
+            if let Err(error) = self.checkpoint_step().and_then(|_| self.count_backpressure()) {
                 break Err(error);
             }
         };
-        if stepped {
+        if budget.is_some() {
             // A step may have synced the WAL: tell the durability waiters.
             self.notify_durable();
         }
@@ -263,6 +286,19 @@ impl<E: Env + Clone> Shard<E> {
         Ok(self.serving(&mut inner)?.epochs.config().wal_bytes_max)
     }
 
+    /// Counts a step a commit took; the WAL bytes the step itself added (a sync's padding)
+    /// are nobody's share: the deficit they leave is paid back over the next commits.
+    fn count_backpressure(&self) -> Result<(), ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        serving.stats.backpressure_steps += 1;
+        let active_bytes = serving.epochs.active().wal_bytes;
+        if let Some(pending) = &mut serving.pending {
+            pending.paced_bytes = active_bytes;
+        }
+        Ok(())
+    }
+
     /// Records how many entries of the pending checkpoint are written (for the schedule).
     fn note_progress(&self, entries: u64) -> Result<(), ShardError> {
         let mut inner = self.lock();
@@ -270,6 +306,7 @@ impl<E: Env + Clone> Shard<E> {
         if let Some(pending) = &mut serving.pending {
             pending.entries_written = entries;
         }
+        serving.stats.checkpoint_chunks += 1;
         Ok(())
     }
 

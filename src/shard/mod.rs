@@ -132,6 +132,11 @@ pub struct ShardStats {
     pub checkpoints: u64,
     /// WAL bytes appended.
     pub wal_bytes: u64,
+    /// Chunks of checkpoint data written (a checkpoint is written a bounded chunk at a time).
+    pub checkpoint_chunks: u64,
+    /// Steps of a pending checkpoint's writing that commits took as backpressure (behind
+    /// schedule past the WAL cap; see `shard::checkpointing`).
+    pub backpressure_steps: u64,
 }
 
 /// What `Shard::status` reports (and, per shard, `Kernel::shard_status`).
@@ -270,6 +275,8 @@ struct Pending {
     /// Entries the checkpoint holds at most, and those written so far (its schedule).
     entries_total: u64,
     entries_written: u64,
+    /// The active epoch's WAL bytes when a commit last paced the writing.
+    paced_bytes: u64,
 }
 
 enum Inner {
