@@ -214,8 +214,8 @@ fn a_bulk_load_past_the_wal_cap_without_tick_pays_in_small_steps_and_bounds_repl
     }
     let stats = kernel.stats().total;
     // A full checkpoint of the loaded state: 4,000 entries of 4 + 8 + 4 + 100 bytes in steps
-    // of a 32nd of the cap (2 KiB): about 230 chunks.
-    let chunks_of_a_full_one = keys * 117 / (wal_bytes_max / 32);
+    // of a 256th of the cap (256 B): about 1,800 chunks.
+    let chunks_of_a_full_one = keys * 117 / (wal_bytes_max / 256);
     assert!(stats.checkpoints >= 5, "the cap forced checkpoints without tick: {stats:?}");
     assert!(stats.backpressure_steps > 0, "the commits wrote them: {stats:?}");
     assert!(

@@ -6,15 +6,16 @@
 //!   stage           the request checked, an id taken, ckpt-<id>/ and DATA created, a
 //!                   placeholder header written
 //!   put / delete    entries encoded into the chunk buffer (no I/O), in the layout's order
-//!   write_chunk     the buffer written after the last chunk, synced, read back and compared
+//!   write_chunk     the buffer written after the last chunk, read back and compared; DATA
+//!                   synced once UNSYNCED_BYTES_MAX are written since the last sync
 //!   finish_staged   the last chunk, the real header (counts known now) written at 0, synced
 //!                   and read back; META through its temporary name; directories synced
 //! ```
 //!
 //! # Invariants
 //!
-//! - every byte of `DATA` is synced and read back before `META` is written, exactly as
-//!   `create` does it (rules 6 and 11); the file's crc32 is the header's combined with the
+//! - every byte of `DATA` is read back, and synced, before `META` is written, as `create`
+//!   does it (rules 6 and 11); the file's crc32 is the header's combined with the
 //!   chunks', computed from the bytes as written;
 //! - entries go in the layout's order (puts by strictly increasing key, then deletes by
 //!   strictly increasing key), refused otherwise, so the file always decodes;
@@ -29,6 +30,10 @@ use super::fsio::io;
 use super::meta::{Bytes, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
 use super::{CheckpointStore, DATA_FILE_NAME, Slot, format};
 use crate::env::{Env, EnvFile, OpenOptions};
+
+/// Bytes of `DATA` written before a chunk syncs it (the last sync, at the finish, flushes
+/// no more than this).
+pub const UNSYNCED_BYTES_MAX: u64 = 4 << 20;
 
 /// A checkpoint being written (see the module docs). Holds its open `DATA` file.
 pub struct StagedCheckpoint<F> {
@@ -45,6 +50,8 @@ pub struct StagedCheckpoint<F> {
     buffer: Vec<u8>,
     /// Bytes of `DATA` written and verified, the header's placeholder included.
     written_bytes: u64,
+    /// Bytes written since `DATA` was last synced.
+    unsynced_bytes: u64,
     /// crc32 of the chunks written (the header excluded: it is written last).
     body_crc: crc32fast::Hasher,
     puts: u64,
@@ -139,6 +146,7 @@ impl<E: Env> CheckpointStore<E> {
             file,
             buffer: Vec::new(),
             written_bytes: DATA_HEADER_BYTES as u64,
+            unsynced_bytes: DATA_HEADER_BYTES as u64,
             body_crc: crc32fast::Hasher::new(),
             puts: 0,
             deletes: 0,
@@ -147,16 +155,21 @@ impl<E: Env> CheckpointStore<E> {
         })
     }
 
-    /// Writes the buffered chunk after the last one, syncs it and reads it back.
+    /// Writes the buffered chunk after the last one and reads it back; syncs `DATA` once
+    /// [`UNSYNCED_BYTES_MAX`] are written since the last sync, so the sync that finishes the
+    /// checkpoint flushes at most that much.
     pub fn write_chunk(&mut self, staged: &mut StagedCheckpoint<E::File>) -> Result<(), CheckpointError> {
         self.check_writable()?;
         if staged.buffer.is_empty() {
             return Ok(());
         }
-        let written = write_verified(&staged.file, &staged.data_path, &staged.buffer, staged.written_bytes);
+        let sync = staged.unsynced_bytes + staged.buffer.len() as u64 >= UNSYNCED_BYTES_MAX;
+        let written =
+            write_verified(&staged.file, &staged.data_path, &staged.buffer, staged.written_bytes, sync);
         self.poison_on_error(written)?;
         staged.body_crc.update(&staged.buffer);
         staged.written_bytes += staged.buffer.len() as u64;
+        staged.unsynced_bytes = if sync { 0 } else { staged.unsynced_bytes + staged.buffer.len() as u64 };
         staged.buffer.clear();
         Ok(())
     }
@@ -172,7 +185,8 @@ impl<E: Env> CheckpointStore<E> {
         self.check_request(staged.lsn, staged.kind, staged.parent)?;
         let full = staged.kind == CheckpointKind::Full;
         let header = data::encode_header(full, staged.puts, staged.deletes);
-        let written = write_verified(&staged.file, &staged.data_path, &header, 0);
+        // The header and every chunk since the last sync become durable here.
+        let written = write_verified(&staged.file, &staged.data_path, &header, 0, true);
         self.poison_on_error(written)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header);
@@ -204,15 +218,19 @@ impl<E: Env> CheckpointStore<E> {
     }
 }
 
-/// Writes `bytes` at `offset` of `file`, syncs it, and reads them back through the handle.
+/// Writes `bytes` at `offset` of `file`, syncs the file if `sync`, and reads the bytes back
+/// through the handle.
 fn write_verified<F: EnvFile>(
     file: &F,
     path: &std::path::Path,
     bytes: &[u8],
     offset: u64,
+    sync: bool,
 ) -> Result<(), CheckpointError> {
     io("write", path, file.write_all_at(bytes, offset))?;
-    io("sync", path, file.sync_data())?;
+    if sync {
+        io("sync", path, file.sync_data())?;
+    }
     let mut back = vec![0; bytes.len()];
     io("read", path, file.read_exact_at(&mut back, offset))?;
     if back != bytes {

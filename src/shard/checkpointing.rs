@@ -5,11 +5,12 @@
 //!
 //! ```text
 //!   freeze   (shard lock)       delta -> frozen layer; lsn = the WAL's last lsn; epoch sealed
-//!   start    (checkpoint lock)  WAL synced through lsn (rule 11); ckpt-<id>/DATA staged
+//!   start    (checkpoint lock)  ckpt-<id>/DATA staged
 //!   steps    (checkpoint lock)  a chunk of step_bytes (writer.rs) of entries from the frozen
 //!                               view, written, synced, read back; the lock released between
-//!   finish   (checkpoint lock)  the header, META renamed, directories synced (the store's
-//!                               publication, `checkpoint::staged`)
+//!   finish   (checkpoint lock)  WAL synced through lsn (rule 11); the header, META renamed,
+//!                               directories synced (the store's publication,
+//!                               `checkpoint::staged`)
 //!   publish  (shard lock)       epoch durable; the latest checkpoint; the pending one cleared
 //!   merge    (shard lock, in slices of MERGE_SLICE_KEYS) the frozen layer into the base
 //!   retire   (checkpoint lock)  retention; WAL truncated back to the oldest retained
@@ -18,9 +19,9 @@
 //!
 //! The checkpoint lock (the store's own mutex) serializes steps and is taken before the
 //! shard lock, never after it, and never held across more than one step. Who steps: `tick`
-//! (the ticker thread on the real OS, chosen times in the simulator) and
-//! [`Shard::checkpoint`] step until the checkpoint is published; a commit steps only as
-//! backpressure (below). A full checkpoint streams the merged view: nothing copies the state.
+//! (the ticker thread on the real OS, chosen times in the simulator), up to
+//! `TICK_STEPS_MAX` steps a tick; [`Shard::checkpoint`], until the checkpoint is published;
+//! and a commit, only as backpressure (below). A full checkpoint streams the merged view: nothing copies the state.
 //!
 //! # The WAL-bytes cap: backpressure in steps
 //!
@@ -53,6 +54,11 @@ enum Step {
     /// It was finished and published with this id.
     Published(u64),
 }
+
+/// Steps of a pending checkpoint's writing one `tick` takes: a tick's work stays bounded,
+/// and a checkpoint larger than that spans ticks while commits land (with the default cap,
+/// 2 MiB of checkpoint per tick; commits that outrun it pace the rest).
+const TICK_STEPS_MAX: usize = 8;
 
 /// Keys of the frozen layer folded into the base per hold of the shard lock.
 const MERGE_SLICE_KEYS: usize = 4096;
@@ -206,19 +212,7 @@ impl<E: Env + Clone> Shard<E> {
     /// then merges and retires (see the module docs). Returns the published id. Durability
     /// callbacks fire after the checkpoint lock is released, so one may call back in.
     pub fn write_pending(&self) -> Result<Option<u64>, ShardError> {
-        let result = self.write_pending_locked();
-        self.notify_durable();
-        result
-    }
-
-    fn write_pending_locked(&self) -> Result<Option<u64>, ShardError> {
-        loop {
-            match self.checkpoint_step()? {
-                Step::Idle => return Ok(None),
-                Step::Progress => {}
-                Step::Published(id) => return Ok(Some(id)),
-            }
-        }
+        self.write_steps(usize::MAX)
     }
 
     /// One bounded step of the pending checkpoint, under the checkpoint lock: start it, or
@@ -241,6 +235,11 @@ impl<E: Env + Clone> Shard<E> {
         }
         let job = writer.job.take().expect("a job was written");
         let (lsn, sealed) = (job.lsn, job.sealed);
+        // Rule 11: every record the checkpoint covers is durable before its META is (and
+        // only then: a sync at the start would pad the WAL for nothing while commits sync).
+        if lsn >= 1 {
+            self.sync_through_locked(lsn, Durability::Data)?;
+        }
         // The job's view goes before the merge, so the merge mutates in place.
         let meta = writer
             .store
@@ -256,8 +255,8 @@ impl<E: Env + Clone> Shard<E> {
         Ok(Step::Published(meta.id))
     }
 
-    /// Starts writing the pending checkpoint (if any): the WAL synced through its lsn, its
-    /// directory and `DATA` staged, incremental on the latest unless a full one is due.
+    /// Starts writing the pending checkpoint (if any): its directory and `DATA` staged,
+    /// incremental on the latest unless a full one is due.
     fn start_job(&self, writer: &mut Checkpointer<E>) -> Result<Step, ShardError> {
         let (view, lsn, sealed, parent) = {
             let mut inner = self.lock();
@@ -267,10 +266,6 @@ impl<E: Env + Clone> Shard<E> {
             pending.entries_total = pending.view.entries_max(parent.is_none());
             (pending.view.clone(), pending.lsn, pending.sealed, parent)
         };
-        // Rule 11: every record the checkpoint covers is durable before the checkpoint is.
-        if lsn >= 1 {
-            self.sync_through_locked(lsn, Durability::Data)?;
-        }
         let kind = if parent.is_some() { CheckpointKind::Incremental } else { CheckpointKind::Full };
         let staged = writer
             .store
@@ -360,23 +355,41 @@ impl<E: Env + Clone> Shard<E> {
     /// Background work, driven by the caller: writes the pending checkpoint, or takes one
     /// when an epoch trigger fired; else, with `sync_dirty`, syncs unsynced commits.
     pub fn tick(&self, sync_dirty: bool) -> Result<Tick, ShardError> {
-        let mut tick = Tick { checkpoint: self.write_pending()?, ..Tick::default() };
+        let mut tick = Tick { checkpoint: self.write_steps(TICK_STEPS_MAX)?, ..Tick::default() };
         let (due, dirty) = {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
             // Only with changes since the last checkpoint: an idle shard publishes nothing.
-            let due =
-                serving.epochs.pending(self.env.now_monotonic()).any() && !serving.state.delta().is_empty();
+            let due = serving.epochs.pending(self.env.now_monotonic()).any()
+                && !serving.state.delta().is_empty()
+                && serving.pending.is_none();
             (due && tick.checkpoint.is_none(), serving.sync == super::SyncState::Dirty)
         };
         if due {
             self.begin_checkpoint()?;
-            tick.checkpoint = self.write_pending()?;
+            tick.checkpoint = self.write_steps(TICK_STEPS_MAX)?;
         } else if dirty && sync_dirty && tick.checkpoint.is_none() {
             self.sync(Durability::Data)?;
             tick.synced = true;
         }
         tick.vouched = self.vouch()?;
         Ok(tick)
+    }
+
+    /// At most `steps_max` steps of the pending checkpoint's writing (durability callbacks
+    /// fired after the checkpoint lock is released); returns its id if it was published.
+    fn write_steps(&self, steps_max: usize) -> Result<Option<u64>, ShardError> {
+        let mut result = Ok(None);
+        for _ in 0..steps_max {
+            match self.checkpoint_step() {
+                Ok(Step::Progress) => continue,
+                Ok(Step::Idle) => {}
+                Ok(Step::Published(id)) => result = Ok(Some(id)),
+                Err(error) => result = Err(error),
+            }
+            break;
+        }
+        self.notify_durable();
+        result
     }
 }

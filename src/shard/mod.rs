@@ -156,6 +156,9 @@ pub struct ShardStatus {
     pub epoch: u64,
     /// The latest checkpoint published or recovered from.
     pub last_checkpoint: Option<u64>,
+    /// The checkpoint frozen and not yet published, if any: the lsn it covers and how many
+    /// of its entries are written (0 before its writing began).
+    pub pending_checkpoint: Option<(Lsn, u64)>,
 }
 
 /// Why a shard refused or failed an operation.
@@ -381,6 +384,7 @@ impl<E: Env + Clone> Shard<E> {
                 durable_lsn,
                 epoch: s.epochs.current().0,
                 last_checkpoint: s.last_checkpoint.map(|p| p.id),
+                pending_checkpoint: s.pending.as_ref().map(|p| (p.lsn, p.entries_written)),
             },
             Inner::Failed { failure, sync } => ShardStatus {
                 shard: self.id,
@@ -390,6 +394,7 @@ impl<E: Env + Clone> Shard<E> {
                 durable_lsn,
                 epoch: 0,
                 last_checkpoint: None,
+                pending_checkpoint: None,
             },
         }
     }

@@ -20,14 +20,15 @@ use crate::env::Env;
 use crate::wal::Lsn;
 
 /// The smallest and largest step of a checkpoint's writing, in bytes of data.
-const STEP_BYTES_MIN: u64 = 256;
+const STEP_BYTES_MIN: u64 = 32;
 const STEP_BYTES_MAX: u64 = 1 << 20;
 
-/// Bytes of checkpoint data one step encodes and writes: a 32nd of the WAL-bytes cap, within
-/// [`STEP_BYTES_MIN`]..=[`STEP_BYTES_MAX`] (so a simulated shard with a cap of a few KiB
-/// writes its checkpoints in several steps too).
+/// Bytes of checkpoint data one step encodes and writes: a 256th of the WAL-bytes cap, within
+/// [`STEP_BYTES_MIN`]..=[`STEP_BYTES_MAX`] (256 KiB for the default 64 MiB cap; a few entries
+/// for a simulated shard's cap of a few KiB, so its checkpoints take several steps too). The
+/// store syncs `DATA` every few MiB, not at every step.
 pub(super) fn step_bytes(wal_bytes_max: u64) -> usize {
-    (wal_bytes_max / 32).clamp(STEP_BYTES_MIN, STEP_BYTES_MAX) as usize
+    (wal_bytes_max / 256).clamp(STEP_BYTES_MIN, STEP_BYTES_MAX) as usize
 }
 
 /// What the checkpoint lock guards.

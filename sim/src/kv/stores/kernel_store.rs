@@ -364,6 +364,23 @@ impl KvStore for KernelStore {
         config.groups()
     }
 
+    fn checkpoints_in_flight(&self) -> Option<String> {
+        let in_flight: Vec<String> = self
+            .kernel
+            .shard_status()
+            .into_iter()
+            .filter_map(|status| {
+                let (lsn, written) = status.pending_checkpoint?;
+                let after = status.last_lsn - lsn;
+                Some(format!(
+                    "shard {} frozen at lsn {lsn}, {written} entries written, {after} records after it",
+                    status.shard
+                ))
+            })
+            .collect();
+        (!in_flight.is_empty()).then(|| in_flight.join("; "))
+    }
+
     fn failed_groups(&self) -> Vec<usize> {
         self.failed().into_iter().collect()
     }

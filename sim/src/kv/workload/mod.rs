@@ -85,6 +85,9 @@ pub struct KvWorkload<S: KvStore> {
     next_txn: u64,
     /// The newest checkpoint whose creation returned `Ok` since the store was last wiped.
     checkpoint_acknowledged: Option<u64>,
+    /// The store's checkpoints in flight when the current operation began
+    /// ([`KvStore::checkpoints_in_flight`]), noted if the operation ends in a restart.
+    in_flight: Option<String>,
 }
 
 /// Media faults the simulator did so far (bit rot, misdirected writes, bad sectors).
@@ -122,6 +125,7 @@ impl<S: KvStore> KvWorkload<S> {
             monotonic_seen: std::time::Duration::ZERO,
             next_txn: 1,
             checkpoint_acknowledged: None,
+            in_flight: None,
         }
     }
 
@@ -189,6 +193,7 @@ impl<S: KvStore> KvWorkload<S> {
 
     fn step(&mut self, op: KvOp) -> Result<(), Violation> {
         let scope = self.scope_of(&op);
+        self.in_flight = self.store.as_ref().and_then(S::checkpoints_in_flight);
         let outcome = match op {
             KvOp::Begin { client } => self.op_begin(client),
             KvOp::Put { client, write } => self.op_put(client, write),
