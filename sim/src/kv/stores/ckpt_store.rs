@@ -491,6 +491,12 @@ impl KvStore for CkptStore {
         self.created
     }
 
+    fn checkpoints_in_flight(&self) -> Option<String> {
+        let frozen = self.frozen.as_ref()?;
+        let after = self.wal.last_lsn() - frozen.lsn;
+        Some(format!("frozen at lsn {}, {after} records after it", frozen.lsn))
+    }
+
     fn audit(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
         self.audit_recovery(env, facts)
     }
