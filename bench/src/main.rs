@@ -33,8 +33,12 @@
 //!   lengths with the same live data (a child process's `VmHWM`);
 //! - recovery against data size (see `ckpt_recovery.rs`), printed after the table: the time
 //!   of `recovery::recover` for 1x, 2x, 4x and 8x a base volume (8 MiB; 4 MiB with
-//!   `--quick`), with checkpoints and retention and without, and the 8x over 1x ratio of each.
+//!   `--quick`), with checkpoints and retention and without, and the 8x over 1x ratio of each;
+//! - commit latency while checkpoints run (see `ckpt_latency.rs`), printed after the table: a
+//!   steady durable writer alone and beside back-to-back full checkpoints of a state of the
+//!   recovery size, and a bulk load across the WAL cap with a ticker thread and without.
 
+mod ckpt_latency;
 mod ckpt_recovery;
 mod harness;
 mod kernel;
@@ -131,7 +135,7 @@ fn usage() -> &'static str {
      \x20 --dir PATH  where to create the temporary directory (default: the system's)\n\
      \x20 --only NAME only the workloads and sections whose name contains NAME (single, \n\
      \x20             concurrent, bulk, recovery, kernel-commits, kernel-bulk, kernel-recovery,\n\
-     \x20             realistic-recovery, recovery-vs-size, footprint)"
+     \x20             realistic-recovery, recovery-vs-size, footprint, checkpoint-latency)"
 }
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<(Config, bool), String> {
@@ -275,6 +279,11 @@ fn run_sections(config: &Config) -> Result<String, BenchError> {
     if config.selects("footprint") {
         let scratch = Scratch::new(root.path(), "footprint")?;
         section.push_str(&realistic::section(&scratch, config.footprint_bytes)?);
+    }
+    if config.selects("checkpoint-latency") {
+        let scratch = Scratch::new(root.path(), "checkpoint-latency")?;
+        let (state, turns) = (config.recovery_bytes, config.rounds);
+        section.push_str(&ckpt_latency::section(&scratch, state, config.commits.duration * 2, turns)?);
     }
     root.close()?;
     Ok(section)

@@ -41,3 +41,26 @@ fn each_checkpoint_corpus_case_passes_on_the_store_as_it_is() {
     }
     assert_eq!(checked, CkptBug::ALL.len(), "one shrunk case per planted mistake");
 }
+
+/// Issue 11 item 2: the workload's checkpoints overlap commits, and restarts strike while
+/// one is frozen and unwritten with commits landed in the WAL after its freeze (the store
+/// notes what was in flight at each restart).
+#[test]
+fn restarts_strike_a_frozen_checkpoint_with_commits_after_its_freeze() {
+    let mut in_flight = 0;
+    for seed in 0..20 {
+        let config = RunConfig::from_seed(seed, WorkloadKind::Checkpoint, OPS);
+        let env = runner::machine(&config, None);
+        env.keep_trace_events(stormhold::env::sim::TRACE_EVENTS_MAX);
+        let report = runner::run_with_env(&config, env);
+        assert_eq!(report.violation, None, "seed {seed}");
+        in_flight += report
+            .trace_tail
+            .iter()
+            .filter_map(|event| event.text.split_once("restart with a checkpoint in flight: "))
+            .filter(|(_, what)| !what.contains(", 0 records after it"))
+            .count();
+    }
+    println!("restarts with a frozen checkpoint and commits after it: {in_flight}");
+    assert!(in_flight > 0, "no restart struck a frozen checkpoint with commits after its freeze");
+}

@@ -31,7 +31,7 @@ impl<E: Env> CheckpointStore<E> {
         parent: Option<u64>,
     ) -> Result<CheckpointMeta, CheckpointError> {
         self.check_writable()?;
-        self.check_request(lsn, &data, parent)?;
+        self.check_request(lsn, data.kind(), parent)?;
         let data_bytes =
             data::encode_data(&data).map_err(|e| CheckpointError::InvalidRequest(e.to_string()))?;
         let id = self.next_id;
@@ -71,10 +71,10 @@ impl<E: Env> CheckpointStore<E> {
         Ok(meta)
     }
 
-    fn check_request(
+    pub(super) fn check_request(
         &self,
         lsn: u64,
-        data: &CheckpointData,
+        kind: CheckpointKind,
         parent: Option<u64>,
     ) -> Result<(), CheckpointError> {
         let invalid = |what: String| Err(CheckpointError::InvalidRequest(what));
@@ -83,7 +83,7 @@ impl<E: Env> CheckpointStore<E> {
         {
             return invalid(format!("lsn {lsn} is below the latest checkpoint's ({})", latest.lsn));
         }
-        match (data.kind(), parent) {
+        match (kind, parent) {
             (CheckpointKind::Full, None) => Ok(()),
             (CheckpointKind::Full, Some(parent)) => {
                 invalid(format!("a full checkpoint with parent {parent}"))
@@ -106,7 +106,7 @@ impl<E: Env> CheckpointStore<E> {
         }
     }
 
-    fn wall_time_ms(&self) -> u64 {
+    pub(super) fn wall_time_ms(&self) -> u64 {
         let since_epoch = self.env.now_wall().duration_since(UNIX_EPOCH).unwrap_or_default();
         u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
     }
@@ -124,19 +124,26 @@ impl<E: Env> CheckpointStore<E> {
         let data_path = dir.join(DATA_FILE_NAME);
         fsio::write_synced(env, &data_path, data_bytes)?;
         verify_written(env, &data_path, data_bytes)?;
+        self.publish_meta(&dir, envelope)
+    }
+
+    /// Steps 2 to 4 of the publication (module docs), once the data files are synced and
+    /// verified in `dir`: `META` through its temporary name, the directories synced.
+    pub(super) fn publish_meta(&self, dir: &Path, envelope: &[u8]) -> Result<(), CheckpointError> {
+        let env = &self.env;
         let tmp = dir.join(META_TMP_FILE_NAME);
         fsio::write_synced(env, &tmp, envelope)?;
         verify_written(env, &tmp, envelope)?;
         // The entries of DATA and META.tmp become durable before META can exist (rule 11).
-        io("sync directory", &dir, env.sync_dir(&dir))?;
+        io("sync directory", dir, env.sync_dir(dir))?;
         io("rename", &tmp, env.rename(&tmp, &dir.join(META_FILE_NAME)))?;
-        io("sync directory", &dir, env.sync_dir(&dir))?;
+        io("sync directory", dir, env.sync_dir(dir))?;
         io("sync directory", &self.dir, env.sync_dir(&self.dir))
     }
 }
 
 /// Reads the file at `path` back through a new handle and checks it holds exactly `expected`.
-fn verify_written<E: Env>(env: &E, path: &Path, expected: &[u8]) -> Result<(), CheckpointError> {
+pub(super) fn verify_written<E: Env>(env: &E, path: &Path, expected: &[u8]) -> Result<(), CheckpointError> {
     let (file, len) = io("open", path, fsio::open_read(env, path))?;
     if len != expected.len() as u64 {
         return Err(CheckpointError::DataLength {

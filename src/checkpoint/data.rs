@@ -69,19 +69,37 @@ pub fn encode_data(data: &CheckpointData) -> Result<Vec<u8>, DataError> {
         return Err(DataError { offset: 0, detail: format!("key {key:?} is both put and deleted") });
     }
     let mut out = Vec::with_capacity(DATA_HEADER_BYTES);
-    out.extend_from_slice(DATA_MAGIC);
-    out.extend_from_slice(&DATA_VERSION.to_le_bytes());
-    out.extend_from_slice(&[kind, 0, 0, 0]);
-    out.extend_from_slice(&(puts.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(deletes.len() as u64).to_le_bytes());
+    out.extend_from_slice(&encode_header(kind == KIND_FULL, puts.len() as u64, deletes.len() as u64));
     for (key, value) in puts {
-        put_bytes(&mut out, key)?;
-        put_bytes(&mut out, value)?;
+        encode_entry(&mut out, key, Some(value))?;
     }
     for key in deletes {
-        put_bytes(&mut out, key)?;
+        encode_entry(&mut out, key, None)?;
     }
     Ok(out)
+}
+
+/// The header of a data file (`full`: a full checkpoint, else an incremental one) holding
+/// `puts` puts and `deletes` deletes; for a writer that streams the entries and writes the
+/// header last (`shard::writer`).
+pub fn encode_header(full: bool, puts: u64, deletes: u64) -> [u8; DATA_HEADER_BYTES] {
+    let mut out = [0; DATA_HEADER_BYTES];
+    out[..8].copy_from_slice(DATA_MAGIC);
+    out[8..12].copy_from_slice(&DATA_VERSION.to_le_bytes());
+    out[12] = if full { KIND_FULL } else { KIND_INCREMENTAL };
+    out[16..24].copy_from_slice(&puts.to_le_bytes());
+    out[24..32].copy_from_slice(&deletes.to_le_bytes());
+    out
+}
+
+/// Appends one entry to `out`: a put of `key` to `value`, or with `None` a delete of `key`.
+/// The caller keeps the order of the layout (puts, then deletes, each by increasing key).
+pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: Option<&[u8]>) -> Result<(), DataError> {
+    put_bytes(out, key)?;
+    match value {
+        Some(value) => put_bytes(out, value),
+        None => Ok(()),
+    }
 }
 
 /// Where [`decode_from`] reads the data file: `len` contiguous bytes at a time, in order. The

@@ -81,6 +81,7 @@ mod fsio;
 mod load;
 mod open;
 mod retention;
+mod staged;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -90,6 +91,7 @@ use crate::env::Env;
 use crate::identity::StoreIdentity;
 pub use error::CheckpointError;
 pub use meta::{Bytes, CheckpointData, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
+pub use staged::StagedCheckpoint;
 
 /// Checkpoint plus WAL recovery moved up to [`crate::recovery`], a layer above this one; these
 /// names stay here only so code written against the old path keeps compiling. New code names

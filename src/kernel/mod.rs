@@ -29,12 +29,16 @@
 //! # Background work
 //!
 //! The kernel starts no thread of its own. [`Kernel::tick`] does the background work: each
-//! shard checkpoints when an epoch trigger fires (operations, WAL bytes, time; the WAL-bytes
-//! trigger caps the WAL to replay after a crash) and, with `sync_on_tick`, syncs unsynced
-//! commits. Then a shard whose every record is durable but whose newest record no durable
-//! record vouches for appends and syncs an empty vouching record, so rot in the last
-//! acknowledged commit is detected at recovery instead of taken for a torn tail (DESIGN.md
-//! rule 18); an idle shard does this once, not at every tick. The simulator calls it at chosen times; [`Kernel::spawn_ticker`] runs it on a
+//! shard writes and publishes the checkpoint a commit froze (past half the WAL-bytes cap) or
+//! [`Kernel::begin_checkpoint`] froze, or checkpoints when an epoch trigger fires
+//! (operations, WAL bytes, time; the WAL-bytes trigger caps the WAL to replay after a
+//! crash), and, with `sync_on_tick`, syncs unsynced commits. A checkpoint is written outside
+//! the shard's commit lock: commits go on meanwhile (see `shard::checkpointing`). Then a
+//! shard whose every record is durable but whose newest record no durable record vouches
+//! for appends and syncs an empty vouching record, so rot in the last acknowledged commit is
+//! detected at recovery instead of taken for a torn tail (DESIGN.md rule 18); an idle shard
+//! does this once, not at every tick. The simulator calls it at chosen times;
+//! [`Kernel::spawn_ticker`] runs it on a
 //! thread for real-OS users.
 
 mod config;
@@ -460,6 +464,24 @@ impl<E: Env + Clone> Kernel<E> {
         first_error.map_or(Ok(out), Err)
     }
 
+    /// Freezes a checkpoint of every serving shard now, without I/O; [`Kernel::tick`] (or
+    /// [`Kernel::checkpoint`]) writes and publishes it while commits go on. Returns (shard,
+    /// lsn covered) for each shard that froze one (a shard with nothing new since its last
+    /// checkpoint freezes none). Every shard is tried; the first failure is returned after.
+    pub fn begin_checkpoint(&self) -> Result<Vec<(u32, u64)>, KernelError> {
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for shard in &self.shards {
+            match shard.begin_checkpoint() {
+                Ok(lsn) => out.extend(lsn.map(|lsn| (shard.id(), lsn))),
+                Err(error) => {
+                    first_error.get_or_insert(KernelError::Shard { shard: shard.id(), error });
+                }
+            }
+        }
+        first_error.map_or(Ok(out), Err)
+    }
+
     /// Makes every commit so far durable on every shard. Every shard is tried; the first
     /// failure is returned after all were.
     pub fn sync(&self, durability: Durability) -> Result<(), KernelError> {
@@ -532,6 +554,8 @@ impl<E: Env + Clone> Kernel<E> {
             total.syncs += s.syncs;
             total.checkpoints += s.checkpoints;
             total.wal_bytes += s.wal_bytes;
+            total.checkpoint_chunks += s.checkpoint_chunks;
+            total.backpressure_steps += s.backpressure_steps;
         }
         KernelStats { total, shards }
     }

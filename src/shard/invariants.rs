@@ -8,9 +8,10 @@
 //! - the WAL's `durable_lsn <= last_lsn`;
 //! - `Clean` means everything appended is durable (`durable_lsn == last_lsn`);
 //! - a serving shard is never `SyncFailed` (a failed sync fails the shard);
-//! - the latest checkpoint is in the store, its lsn is at most the WAL's last lsn (a
-//!   checkpoint never covers records the WAL does not hold) and its epoch precedes the
-//!   active epoch;
+//! - the latest checkpoint's lsn is at most the WAL's last lsn (a checkpoint never covers
+//!   records the WAL does not hold) and its epoch precedes the active epoch (that it is in
+//!   the store is checked by the checkpoint writer, which holds the store's lock);
+//! - a pending checkpoint is at or past the latest one and at most the WAL's last lsn;
 //! - every key of the state (its first and last, since the map is ordered) and every key
 //!   changed since the checkpoint is in a shard namespace.
 //!
@@ -27,7 +28,7 @@ fn in_namespace(key: &[u8]) -> bool {
 impl<E: Env + Clone> Shard<E> {
     /// Panics if an invariant of the serving shard is broken (see the module docs). The
     /// caller holds the shard's lock, so nothing is appended meanwhile.
-    pub(super) fn check_serving(&self, serving: &Serving<E>) {
+    pub(super) fn check_serving(&self, serving: &Serving) {
         if !cfg!(debug_assertions) {
             return;
         }
@@ -40,10 +41,8 @@ impl<E: Env + Clone> Shard<E> {
             assert_eq!(durable, last, "shard {}: Clean with records not durable", self.id);
         }
         assert_ne!(serving.sync, SyncState::SyncFailed, "shard {}: serving after a failed sync", self.id);
-        if let Some(id) = serving.last_checkpoint {
-            let meta = serving.checkpoints.meta(id);
-            assert!(meta.is_some(), "shard {}: the latest checkpoint {id} is not in the store", self.id);
-            let meta = meta.expect("checked above");
+        if let Some(meta) = serving.last_checkpoint {
+            let id = meta.id;
             assert!(meta.lsn <= last, "shard {}: checkpoint {id} at lsn {} > WAL {last}", self.id, meta.lsn);
             assert!(
                 meta.epoch < serving.epochs.current().0,
@@ -51,15 +50,23 @@ impl<E: Env + Clone> Shard<E> {
                 self.id
             );
         }
-        if let Some((first, _)) = serving.state.first_key_value() {
+        if let Some(pending) = &serving.pending {
+            let latest = serving.last_checkpoint.map_or(0, |p| p.lsn);
+            assert!(
+                latest <= pending.lsn && pending.lsn <= last,
+                "shard {}: pending checkpoint at lsn {} outside {latest}..={last}",
+                self.id,
+                pending.lsn
+            );
+        }
+        if let Some((first, _)) = serving.state.range::<std::ops::RangeFull>(..).next() {
             assert!(in_namespace(first), "shard {}: state key {first:?} in no namespace", self.id);
         }
-        if let Some((last_key, _)) = serving.state.last_key_value() {
-            assert!(in_namespace(last_key), "shard {}: state key {last_key:?} in no namespace", self.id);
-        }
-        if let (Some(first), Some(last_key)) = (serving.dirty.first(), serving.dirty.last()) {
-            assert!(in_namespace(first), "shard {}: dirty key {first:?} in no namespace", self.id);
-            assert!(in_namespace(last_key), "shard {}: dirty key {last_key:?} in no namespace", self.id);
+        if let (Some((first, _)), Some((last_key, _))) =
+            (serving.state.delta().first_key_value(), serving.state.delta().last_key_value())
+        {
+            assert!(in_namespace(first), "shard {}: changed key {first:?} in no namespace", self.id);
+            assert!(in_namespace(last_key), "shard {}: changed key {last_key:?} in no namespace", self.id);
         }
     }
 }
@@ -88,7 +95,7 @@ mod tests {
         shard
     }
 
-    fn check_with(shard: &Shard<SimEnv>, change: impl FnOnce(&mut super::Serving<SimEnv>)) {
+    fn check_with(shard: &Shard<SimEnv>, change: impl FnOnce(&mut super::Serving)) {
         let mut inner = shard.lock();
         let Inner::Serving(serving) = &mut *inner else { panic!("the shard is serving") };
         change(serving);
@@ -113,9 +120,19 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "is not in the store")]
-    fn a_latest_checkpoint_missing_from_the_store_is_caught() {
-        check_with(&shard(), |serving| serving.last_checkpoint = Some(99));
+    #[should_panic(expected = "> WAL")]
+    fn a_latest_checkpoint_past_the_wal_is_caught() {
+        check_with(&shard(), |serving| {
+            serving.last_checkpoint.as_mut().expect("checkpointed").lsn = 99;
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "pending checkpoint at lsn")]
+    fn a_pending_checkpoint_past_the_wal_is_caught() {
+        let shard = shard();
+        shard.begin_checkpoint().unwrap();
+        check_with(&shard, |serving| serving.pending.as_mut().expect("frozen").lsn = 99);
     }
 
     #[test]

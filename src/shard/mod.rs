@@ -49,31 +49,39 @@
 //! - the state equals the checkpoint plus every appended record, in lsn order: a batch is
 //!   appended and applied under the same lock, so concurrent commits apply in log order;
 //! - a commit is acknowledged durable only after the WAL's group sync covers its lsn;
-//! - a checkpoint is taken under the lock at the WAL's last lsn, after a sync, so its state is
-//!   exactly the records up to that lsn and every one of them is durable (nothing durable
-//!   points at something that is not: rule 11);
-//! - the WAL is truncated only back to the oldest retained checkpoint, so a damaged latest
-//!   checkpoint can be skipped (rule 13);
-//! - the WAL to replay after a crash stays under the epoch config's `wal_bytes_max` (plus one
-//!   record): a commit that crosses it takes a checkpoint before it returns, whether or not
-//!   anybody calls `tick`;
+//! - a checkpoint is *frozen* under the lock at the WAL's last lsn (an O(1) move of the
+//!   changes since the last checkpoint, see [`state`]), so its state is exactly the records up
+//!   to that lsn; it is written and published later, outside the lock, while commits go on
+//!   (see [`checkpointing`]), and only after the WAL is synced through that lsn, so every one
+//!   of its records is durable before it is (nothing durable points at something that is
+//!   not: rule 11);
+//! - the WAL is truncated only after the covering checkpoint is durably published, and only
+//!   back to the oldest retained checkpoint, so a damaged latest checkpoint can be skipped
+//!   (rule 13);
+//! - the WAL to replay after a crash stays about the epoch config's `wal_bytes_max` (plus one
+//!   record), whether or not anybody calls `tick`: a commit that brings the active epoch past
+//!   half the cap freezes a checkpoint (no I/O); while it is pending, a commit that finds its
+//!   writing behind schedule writes bounded steps of it (backpressure in steps, never a
+//!   whole checkpoint; see [`checkpointing`]);
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
+mod checkpointing;
 mod failure;
 mod invariants;
 mod notify;
 mod ops;
 pub mod record;
 mod recovery;
+pub mod state;
+mod writer;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::checkpoint::epoch::{EpochConfig, EpochTracker};
-use crate::checkpoint::{CheckpointOptions, CheckpointStore};
+use crate::checkpoint::CheckpointOptions;
+use crate::checkpoint::epoch::{EpochConfig, EpochId, EpochTracker};
 use crate::env::Env;
 use crate::env::SharedEnv;
 use crate::recovery::RecoveryReport;
@@ -135,6 +143,11 @@ pub struct ShardStats {
     pub checkpoints: u64,
     /// WAL bytes appended.
     pub wal_bytes: u64,
+    /// Chunks of checkpoint data written (a checkpoint is written a bounded chunk at a time).
+    pub checkpoint_chunks: u64,
+    /// Steps of a pending checkpoint's writing that commits took as backpressure (behind
+    /// schedule past the WAL cap; see `shard::checkpointing`).
+    pub backpressure_steps: u64,
 }
 
 /// What `Shard::status` reports (and, per shard, `Kernel::shard_status`).
@@ -157,6 +170,9 @@ pub struct ShardStatus {
     pub epoch: u64,
     /// The latest checkpoint published or recovered from.
     pub last_checkpoint: Option<u64>,
+    /// The checkpoint frozen and not yet published, if any: the lsn it covers and how many
+    /// of its entries are written (0 before its writing began).
+    pub pending_checkpoint: Option<(Lsn, u64)>,
 }
 
 /// Why a shard refused or failed an operation.
@@ -242,14 +258,14 @@ pub struct ShardOptions {
 type ShardEnv<E> = SharedEnv<E>;
 
 /// The mutable part of a serving shard, behind the shard's lock.
-struct Serving<E: Env> {
-    state: BTreeMap<Bytes, Bytes>,
-    /// Keys changed since the last checkpoint, for incrementals (their values are in
-    /// `state`; a key absent there was deleted).
-    dirty: BTreeSet<Bytes>,
-    checkpoints: CheckpointStore<ShardEnv<E>>,
+struct Serving {
+    /// The state; its delta layer is the set of keys changed since the last checkpoint.
+    state: state::State,
     epochs: EpochTracker,
-    last_checkpoint: Option<u64>,
+    /// The latest checkpoint published or recovered from.
+    last_checkpoint: Option<Published>,
+    /// The checkpoint frozen and not yet published.
+    pending: Option<Pending>,
     sync: SyncState,
     stats: ShardStats,
     /// The highest lsn a durable record vouches for (its `durable_lsn` claims it) or that
@@ -257,13 +273,36 @@ struct Serving<E: Env> {
     vouched_lsn: Lsn,
 }
 
-enum Inner<E: Env> {
-    Serving(Box<Serving<E>>),
+/// A published checkpoint, as the commit path needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Published {
+    id: u64,
+    lsn: Lsn,
+    epoch: u64,
+}
+
+/// A checkpoint frozen under the lock, to be written outside it.
+struct Pending {
+    /// The WAL's last lsn at the freeze: the checkpoint covers exactly the records up to it.
+    lsn: Lsn,
+    /// The epoch the freeze sealed.
+    sealed: EpochId,
+    /// The state at the freeze.
+    view: state::FrozenView,
+    /// Entries the checkpoint holds at most, and those written so far (its schedule).
+    entries_total: u64,
+    entries_written: u64,
+    /// The active epoch's WAL bytes when a commit last paced the writing.
+    paced_bytes: u64,
+}
+
+enum Inner {
+    Serving(Box<Serving>),
     /// `held`: the state of a shard failed by a write, still served to reads.
     Failed {
         failure: Failure,
         sync: SyncState,
-        held: Option<Box<Serving<E>>>,
+        held: Option<Box<Serving>>,
     },
 }
 
@@ -273,7 +312,10 @@ pub struct Shard<E: Env> {
     env: E,
     dir: PathBuf,
     wal: Option<SharedWal<E>>,
-    inner: Mutex<Inner<E>>,
+    inner: Mutex<Inner>,
+    /// The checkpoint store, behind its own lock, held while a checkpoint is written (lock
+    /// order: this one first, then `inner`; never the other way). `None`: failed at open.
+    checkpoints: Mutex<Option<writer::Checkpointer<E>>>,
     reads: AtomicU64,
     /// Callbacks waiting for an lsn to become durable (see [`notify`]).
     waiters: Mutex<notify::Waiters>,
@@ -296,6 +338,7 @@ impl<E: Env + Clone> Shard<E> {
             dir: dir.to_path_buf(),
             wal: None,
             inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean, held: None }),
+            checkpoints: Mutex::new(None),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),
             recovery: None,
@@ -317,7 +360,7 @@ impl<E: Env + Clone> Shard<E> {
         self.recovery.as_ref()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner<E>> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while the lock was held leaves the state unknown: fail the shard.
         self.inner.lock().unwrap_or_else(|poisoned| {
             let mut inner = poisoned.into_inner();
@@ -335,7 +378,7 @@ impl<E: Env + Clone> Shard<E> {
 
     /// Fails the shard (if it is not already) and returns the error naming it. A write
     /// failure (`sync` not [`SyncState::SyncFailed`]) keeps the state for reads.
-    fn fail(&self, inner: &mut Inner<E>, failure: Failure, sync: SyncState) -> ShardError {
+    fn fail(&self, inner: &mut Inner, failure: Failure, sync: SyncState) -> ShardError {
         if let Inner::Serving(_) = inner {
             let placeholder = Inner::Failed { failure: failure.clone(), sync, held: None };
             if let Inner::Serving(serving) = std::mem::replace(inner, placeholder)
@@ -367,7 +410,8 @@ impl<E: Env + Clone> Shard<E> {
                 last_lsn,
                 durable_lsn,
                 epoch: s.epochs.current().0,
-                last_checkpoint: s.last_checkpoint,
+                last_checkpoint: s.last_checkpoint.map(|p| p.id),
+                pending_checkpoint: s.pending.as_ref().map(|p| (p.lsn, p.entries_written)),
             },
             Inner::Failed { failure, sync, held } => ShardStatus {
                 shard: self.id,
@@ -378,6 +422,7 @@ impl<E: Env + Clone> Shard<E> {
                 durable_lsn,
                 epoch: 0,
                 last_checkpoint: None,
+                pending_checkpoint: None,
             },
         }
     }

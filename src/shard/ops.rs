@@ -7,9 +7,8 @@ use std::sync::atomic::Ordering;
 
 use super::record::{Batch, DocMark, Op};
 use super::recovery::{apply, user_key};
+use super::state::State;
 use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardError, ShardStats, SyncState};
-use crate::checkpoint::epoch::EpochId;
-use crate::checkpoint::{CheckpointData, UserMeta};
 use crate::env::Env;
 use crate::wal::format::RECORD_PAYLOAD_BYTES_MAX;
 use crate::wal::{Durability, Lsn, RecordKind};
@@ -41,7 +40,8 @@ pub struct Committed {
 /// What one [`Shard::tick`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tick {
-    /// The checkpoint an epoch trigger made the shard publish.
+    /// The checkpoint the shard published (one frozen earlier, or one an epoch trigger made
+    /// it take).
     pub checkpoint: Option<u64>,
     /// Whether it synced unsynced commits.
     pub synced: bool,
@@ -50,11 +50,8 @@ pub struct Tick {
     pub vouched: Option<Lsn>,
 }
 
-/// The context of a failure of the WAL sync a checkpoint starts with.
-const SYNC_BEFORE_CHECKPOINT: &str = "sync before checkpoint";
-
 /// Bytes a sync may skip to reach the next sector (the WAL's sync alignment).
-const SYNC_PADDING_BYTES_MAX: u64 = 4096;
+pub(super) const SYNC_PADDING_BYTES_MAX: u64 = 4096;
 
 /// WAL bytes one record of `payload_bytes` takes: header plus payload, 8-byte aligned.
 pub(super) fn record_slot_bytes(payload_bytes: usize) -> u64 {
@@ -91,7 +88,7 @@ fn state_bound(bound: Bound<&[u8]>, unbounded: Bound<Bytes>) -> Bound<Bytes> {
 }
 
 impl<E: Env + Clone> Shard<E> {
-    fn serving<'a>(&self, inner: &'a mut Inner<E>) -> Result<&'a mut Serving<E>, ShardError> {
+    pub(super) fn serving<'a>(&self, inner: &'a mut Inner) -> Result<&'a mut Serving, ShardError> {
         match inner {
             Inner::Serving(serving) => Ok(serving),
             Inner::Failed { failure, .. } => Err(self.failed_error(failure)),
@@ -99,7 +96,7 @@ impl<E: Env + Clone> Shard<E> {
     }
 
     /// The state to read: a serving shard's, or the one a shard failed by a write still holds.
-    fn readable<'a>(&self, inner: &'a mut Inner<E>) -> Result<&'a Serving<E>, ShardError> {
+    fn readable<'a>(&self, inner: &'a mut Inner) -> Result<&'a Serving, ShardError> {
         match inner {
             Inner::Serving(serving) | Inner::Failed { held: Some(serving), .. } => Ok(serving),
             Inner::Failed { failure, .. } => Err(self.failed_error(failure)),
@@ -138,8 +135,12 @@ impl<E: Env + Clone> Shard<E> {
         if empty_range(&range) {
             return Ok(Vec::new());
         }
-        let entries = serving.state.range(range).map(|(k, v)| (k[1..].to_vec(), v.clone()));
-        Ok(if reverse { entries.rev().take(limit).collect() } else { entries.take(limit).collect() })
+        let entry = |(k, v): (&Bytes, &Bytes)| (k[1..].to_vec(), v.clone());
+        Ok(if reverse {
+            serving.state.range_rev(range).take(limit).map(entry).collect()
+        } else {
+            serving.state.range(range).take(limit).map(entry).collect()
+        })
     }
 
     /// The ids of the documents this shard recorded as complete.
@@ -205,24 +206,24 @@ impl<E: Env + Clone> Shard<E> {
                 return Err(self.fail(&mut inner, Failure::wal("append", error), sync));
             }
         };
-        apply(&mut serving.state, &mut serving.dirty, &batch);
+        apply(&mut serving.state, &batch);
         serving.stats.commits += 1;
         serving.stats.writes += batch.ops.len() as u64;
         serving.stats.wal_bytes += payload.len() as u64;
         if serving.sync == SyncState::Clean {
             serving.sync = SyncState::Dirty;
         }
-        let now = self.env.now_monotonic();
-        let slot_bytes = record_slot_bytes(payload.len());
-        let triggers = serving.epochs.record(batch.ops.len().max(1) as u64, slot_bytes, now);
+        let (ops, slot_bytes) = (batch.ops.len().max(1) as u64, record_slot_bytes(payload.len()));
+        serving.epochs.record(ops, slot_bytes, self.env.now_monotonic());
+        let cap_step = Self::past_half_the_cap(serving) || Self::behind_schedule(serving);
         // Postconditions of the append: the batch got the next lsn, and the shard is consistent.
         debug_assert_eq!(committed.lsn, last_before + 1, "a batch is the next record");
         self.check_serving(serving);
         drop(inner);
-        if triggers.wal_bytes {
-            // The WAL-bytes cap bounds what recovery replays (DESIGN.md rule 13) even when
-            // nobody calls `tick`: the commit that crosses it pays for the checkpoint.
-            self.checkpoint()?;
+        if cap_step {
+            // The WAL-bytes cap bounds replay (rule 13) without `tick`: a freeze, and
+            // backpressure in steps when the pending one is behind schedule (`checkpointing`).
+            self.wal_cap_step()?;
         }
         if durability != Durability::None {
             self.sync_through(committed.lsn, durability)?;
@@ -240,13 +241,13 @@ impl<E: Env + Clone> Shard<E> {
 
     /// Makes every commit up to `lsn` durable: a committer joins a group sync in flight that
     /// already covers its record instead of waiting for one that covers the newest.
-    fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
+    pub(super) fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
         let result = self.sync_through_locked(lsn, durability);
         self.notify_durable();
         result
     }
 
-    fn sync_through_locked(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
+    pub(super) fn sync_through_locked(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
         // Precondition: lsn 0 means "none"; nobody waits for it.
         debug_assert!(lsn >= 1, "sync through lsn 0");
         let (wal, last_before) = {
@@ -301,119 +302,6 @@ impl<E: Env + Clone> Shard<E> {
         self.wal.as_ref().and_then(|wal| wal.durable_lsn().ok()).is_some_and(|durable| durable >= lsn)
     }
 
-    /// Publishes a checkpoint of the state (incremental on the last one unless a full one is
-    /// due), closes the active epoch, applies retention and truncates the WAL back to the
-    /// oldest retained checkpoint. Returns the checkpoint's id; with nothing new since the last
-    /// checkpoint, returns that one's id without writing. A failure fails the shard.
-    pub fn checkpoint(&self) -> Result<u64, ShardError> {
-        let result = self.checkpoint_locked();
-        self.notify_durable();
-        result
-    }
-
-    fn checkpoint_locked(&self) -> Result<u64, ShardError> {
-        let mut inner = self.lock();
-        let serving = self.serving(&mut inner)?;
-        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
-        if let Some(last) = serving.last_checkpoint.filter(|_| serving.dirty.is_empty())
-            && serving.checkpoints.meta(last).is_some_and(|m| wal.last_lsn().is_ok_and(|last| last == m.lsn))
-        {
-            return Ok(last);
-        }
-        match self.publish(serving) {
-            Ok(id) => {
-                // Postconditions: the checkpoint is the latest, and the shard is consistent.
-                debug_assert_eq!(serving.last_checkpoint, Some(id), "the published checkpoint is the latest");
-                self.check_serving(serving);
-                Ok(id)
-            }
-            Err(failure) => {
-                // The WAL sync before the checkpoint is a failed sync (fsyncgate): it keeps no
-                // state for reads. A failed checkpoint write leaves the state intact.
-                let sync = if failure.context == SYNC_BEFORE_CHECKPOINT {
-                    SyncState::SyncFailed
-                } else {
-                    serving.sync
-                };
-                Err(self.fail(&mut inner, failure, sync))
-            }
-        }
-    }
-
-    fn publish(&self, serving: &mut Serving<E>) -> Result<u64, Failure> {
-        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
-        // Precondition: a serving shard never publishes after a failed sync.
-        debug_assert_ne!(serving.sync, SyncState::SyncFailed, "publish after a failed sync");
-        // Under the shard lock nothing is appended: the state is exactly the records up to
-        // `lsn`, and the sync makes every one of them durable before the checkpoint can be.
-        let lsn = wal.sync(Durability::Data).map_err(|e| Failure::wal(SYNC_BEFORE_CHECKPOINT, e))?;
-        debug_assert!(wal.last_lsn().is_ok_and(|last| last == lsn), "the checkpoint covers every record");
-        serving.sync = SyncState::Clean;
-        let sealed = serving.epochs.current();
-        serving
-            .epochs
-            .advance(self.env.now_monotonic(), self.env.now_wall())
-            .map_err(|e| Failure::epoch("", e))?;
-        let parent = serving.last_checkpoint.filter(|&p| !serving.checkpoints.full_due(p));
-        let data = match parent {
-            Some(_) => {
-                let mut puts = BTreeMap::new();
-                let mut deletes = BTreeSet::new();
-                for key in &serving.dirty {
-                    if let Some(value) = serving.state.get(key) {
-                        puts.insert(key.clone(), value.clone());
-                    } else {
-                        deletes.insert(key.clone());
-                    }
-                }
-                CheckpointData::Incremental { puts, deletes }
-            }
-            None => CheckpointData::Full(serving.state.clone()),
-        };
-        let meta = serving
-            .checkpoints
-            .create(sealed.0, lsn, UserMeta::default(), data, parent)
-            .map_err(|e| Failure::checkpoint("checkpoint", e))?;
-        serving.epochs.mark_durable(sealed, self.env.now_wall()).map_err(|e| Failure::epoch("", e))?;
-        // Postconditions of create: the checkpoint is at the synced lsn, in the sealed epoch.
-        debug_assert_eq!(meta.lsn, lsn, "the checkpoint is at the synced lsn");
-        debug_assert_eq!(meta.epoch, sealed.0, "the checkpoint closes the sealed epoch");
-        serving.dirty.clear();
-        serving.last_checkpoint = Some(meta.id);
-        serving.stats.checkpoints += 1;
-        serving.checkpoints.apply_retention().map_err(|e| Failure::checkpoint("retention", e))?;
-        if let Some(oldest) = serving.checkpoints.min_retained_lsn() {
-            wal.truncate_before(oldest + 1).map_err(|e| Failure::wal("WAL truncation", e))?;
-        }
-        if let Some(oldest_epoch) = serving.checkpoints.list().iter().map(|m| m.epoch).min() {
-            for epoch in serving.epochs.archivable_before(EpochId(oldest_epoch)) {
-                serving.epochs.archive(epoch, self.env.now_wall()).map_err(|e| Failure::epoch("", e))?;
-            }
-        }
-        Ok(meta.id)
-    }
-
-    /// Background work, driven by the caller: a checkpoint when an epoch trigger fired, then,
-    /// with `sync_dirty`, a sync of unsynced commits.
-    pub fn tick(&self, sync_dirty: bool) -> Result<Tick, ShardError> {
-        let (due, dirty) = {
-            let mut inner = self.lock();
-            let serving = self.serving(&mut inner)?;
-            // Only with changes since the last checkpoint: an idle shard publishes nothing.
-            let due = serving.epochs.pending(self.env.now_monotonic()).any() && !serving.dirty.is_empty();
-            (due, serving.sync == SyncState::Dirty)
-        };
-        let mut tick = Tick::default();
-        if due {
-            tick.checkpoint = Some(self.checkpoint()?);
-        } else if dirty && sync_dirty {
-            self.sync(Durability::Data)?;
-            tick.synced = true;
-        }
-        tick.vouched = self.vouch()?;
-        Ok(tick)
-    }
-
     /// When every appended record is durable and no durable record vouches for the newest
     /// one, appends an empty batch (its `durable_lsn` claims the newest record) and syncs it:
     /// from then on, rot in that record is corruption a recovery reports, not a torn tail it
@@ -421,7 +309,7 @@ impl<E: Env + Clone> Shard<E> {
     /// or a tear loses nothing; it needs no vouching in turn, and an idle shard appends no
     /// more. With unsynced commits pending it does nothing: syncing them is `tick`'s
     /// `sync_dirty` decision, and the sync that makes them durable comes first.
-    fn vouch(&self) -> Result<Option<Lsn>, ShardError> {
+    pub(super) fn vouch(&self) -> Result<Option<Lsn>, ShardError> {
         let mut inner = self.lock();
         let serving = self.serving(&mut inner)?;
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
@@ -447,7 +335,7 @@ impl<E: Env + Clone> Shard<E> {
     }
 
     /// Counters, with `entries` counted now.
-    pub(super) fn serving_stats(serving: &Serving<E>) -> ShardStats {
+    pub(super) fn serving_stats(serving: &Serving) -> ShardStats {
         let entries = serving.state.range(vec![NS_USER]..vec![NS_USER + 1]).count() as u64;
         ShardStats { entries, ..serving.stats.clone() }
     }
@@ -457,7 +345,7 @@ impl<E: Env + Clone> Shard<E> {
 /// lock (the new values are noted in `committed.counters`).
 fn resolve_ops(
     writes: Vec<(Bytes, Intent)>,
-    state: &BTreeMap<Bytes, Bytes>,
+    state: &State,
     committed: &mut Committed,
 ) -> Result<Vec<Op>, ShardError> {
     let mut ops = Vec::with_capacity(writes.len());

@@ -5,13 +5,16 @@
 //! reason (and whether it is data loss or an I/O failure a retry may cure), and every other
 //! shard serves.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use super::record::{Batch, Op};
-use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardOptions, ShardStats, SyncState};
+use super::state::State;
+use super::{
+    Bytes, Failure, Inner, NS_DOC, NS_USER, Published, Serving, Shard, ShardOptions, ShardStats, SyncState,
+};
 use crate::checkpoint::epoch::{EpochId, EpochTracker};
 use crate::checkpoint::{CheckpointMeta, CheckpointStore};
 use crate::env::Env;
@@ -37,74 +40,34 @@ pub struct RecoveryProgress {
 /// A progress callback.
 pub type ProgressFn<'a> = &'a (dyn Fn(&RecoveryProgress) + Send + Sync);
 
-/// Applies one batch to a state, and notes each key it changes in `dirty` (the values are
-/// read from the state when a checkpoint is taken, so they are stored once).
-pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Bytes>, batch: &Batch) {
+/// Applies one batch to a state (its delta layer is the set of keys changed since the last
+/// checkpoint).
+pub(super) fn apply(state: &mut State, batch: &Batch) {
     for op in &batch.ops {
-        let (key, value) = match op {
-            Op::Put(key, value) => (user_key(key), Some(value.clone())),
-            Op::Delete(key) => (user_key(key), None),
-            Op::DeleteRange(start, end) => {
-                apply_range_delete(state, dirty, start, end);
-                continue;
-            }
-        };
-        apply_one(state, dirty, key, value);
+        match op {
+            Op::Put(key, value) => state.insert(user_key(key), value.clone()),
+            Op::Delete(key) => state.remove(user_key(key)),
+            Op::DeleteRange(start, end) => drop(state.remove_range(user_key(start)..user_key(end))),
+        }
     }
     if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
-        apply_one(state, dirty, doc_key(&doc.id), Some(Vec::new()));
+        state.insert(doc_key(&doc.id), Vec::new());
     }
 }
 
 /// [`apply`], consuming the batch: recovery moves each decoded value into the state instead
 /// of copying it.
-pub(super) fn apply_owned(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Bytes>, batch: Batch) {
+pub(super) fn apply_owned(state: &mut State, batch: Batch) {
     for op in batch.ops {
-        let (key, value) = match op {
-            Op::Put(key, value) => (user_key(&key), Some(value)),
-            Op::Delete(key) => (user_key(&key), None),
-            Op::DeleteRange(start, end) => {
-                apply_range_delete(state, dirty, &start, &end);
-                continue;
-            }
-        };
-        apply_one(state, dirty, key, value);
+        match op {
+            Op::Put(key, value) => state.insert(user_key(&key), value),
+            Op::Delete(key) => state.remove(user_key(&key)),
+            Op::DeleteRange(start, end) => drop(state.remove_range(user_key(&start)..user_key(&end))),
+        }
     }
     if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
-        apply_one(state, dirty, doc_key(&doc.id), Some(Vec::new()));
+        state.insert(doc_key(&doc.id), Vec::new());
     }
-}
-
-/// Removes the user keys in `start..end`, noting each in `dirty` so an incremental
-/// checkpoint records their deletion.
-fn apply_range_delete(
-    state: &mut BTreeMap<Bytes, Bytes>,
-    dirty: &mut BTreeSet<Bytes>,
-    start: &[u8],
-    end: &[u8],
-) {
-    if start >= end {
-        return;
-    }
-    let doomed: Vec<Bytes> = state.range(user_key(start)..user_key(end)).map(|(k, _)| k.clone()).collect();
-    for key in doomed {
-        state.remove(&key);
-        dirty.insert(key);
-    }
-}
-
-fn apply_one(
-    state: &mut BTreeMap<Bytes, Bytes>,
-    dirty: &mut BTreeSet<Bytes>,
-    key: Bytes,
-    value: Option<Bytes>,
-) {
-    // One search of each map: `insert` of a present key keeps the stored key and drops ours.
-    match value {
-        Some(value) => state.insert(key.clone(), value),
-        None => state.remove(&key),
-    };
-    dirty.insert(key);
 }
 
 /// The state key of a user key.
@@ -125,8 +88,7 @@ pub(crate) fn doc_key(id: &str) -> Bytes {
 
 struct ShardReplayer<'a> {
     shard: u32,
-    state: BTreeMap<Bytes, Bytes>,
-    dirty: BTreeSet<Bytes>,
+    state: State,
     replayed: u64,
     /// WAL bytes of the replayed records, to seed the epoch's byte count.
     replayed_bytes: u64,
@@ -144,7 +106,7 @@ impl Replayer for ShardReplayer<'_> {
                 _ => return Err(format!("key {key:?} is in no namespace of a shard")),
             }
         }
-        self.state = state;
+        self.state = State::from_base(state);
         Ok(())
     }
 
@@ -158,7 +120,7 @@ impl Replayer for ShardReplayer<'_> {
         }
         let batch = Batch::decode(record.payload)?;
         if !covered {
-            apply_owned(&mut self.state, &mut self.dirty, batch);
+            apply_owned(&mut self.state, batch);
             self.replayed += 1;
             self.replayed_bytes += super::ops::record_slot_bytes(record.payload.len());
             if let Some(progress) =
@@ -218,23 +180,22 @@ impl<E: Env + Clone> Shard<E> {
             wal_dir: &wal_dir,
             wal_options: options.wal.clone(),
         };
-        let mut replayer = ShardReplayer {
-            shard: id,
-            state: BTreeMap::new(),
-            dirty: BTreeSet::new(),
-            replayed: 0,
-            replayed_bytes: 0,
-            progress,
-        };
+        let mut replayer =
+            ShardReplayer { shard: id, state: State::default(), replayed: 0, replayed_bytes: 0, progress };
         let recovered = recover(&shared, paths, &mut replayer).map_err(Failure::recovery)?;
         let checkpoints = recovered.checkpoints;
         let epochs = resume_epochs(&env, options, &checkpoints, &recovered.report, &replayer)?;
+        let last_checkpoint = recovered.report.checkpoint.as_ref().map(|c| c.id);
+        let last_checkpoint = last_checkpoint.and_then(|id| checkpoints.meta(id)).map(|meta| Published {
+            id: meta.id,
+            lsn: meta.lsn,
+            epoch: meta.epoch,
+        });
         let serving = Serving {
             state: replayer.state,
-            dirty: replayer.dirty,
-            checkpoints,
             epochs,
-            last_checkpoint: recovered.report.checkpoint.as_ref().map(|c| c.id),
+            last_checkpoint,
+            pending: None,
             sync: SyncState::Clean,
             stats: ShardStats::default(),
             // Whether a recovered record vouches for the last one is not tracked: the first
@@ -251,6 +212,7 @@ impl<E: Env + Clone> Shard<E> {
             dir: dir.to_path_buf(),
             wal: Some(SharedWal::from_wal(recovered.wal)),
             inner: Mutex::new(Inner::Serving(Box::new(serving))),
+            checkpoints: Mutex::new(Some(super::writer::Checkpointer::new(checkpoints))),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),
             recovery: Some(recovered.report),

@@ -98,6 +98,17 @@ pub trait KvStore: Sized {
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Freezes a checkpoint to be written by a later [`KvStore::tick`] or
+    /// [`KvStore::checkpoint`] (commits land meanwhile); makes nothing durable. Default: none.
+    fn begin_checkpoint(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The checkpoints in flight (frozen, not yet published), described for the trace when
+    /// the process crashes: the proof that crashes strike while one is being written with
+    /// commits landing after its freeze. Default: none.
+    fn checkpoints_in_flight(&self) -> Option<String> {
+        None
+    }
     /// The id of the newest checkpoint whose creation returned `Ok` since this store was
     /// opened (also one taken inside a call that then failed), if any.
     fn checkpoint_acknowledged(&self) -> Option<u64> {

@@ -22,11 +22,19 @@
 //! `replay_from`, or ends before its lsn, is a data-loss error naming what is missing, never a
 //! silent gap. The last [`RecoveryReport`] is kept for the checker.
 //!
+//! Checkpoints overlap commits, as the kernel's do: a checkpoint is first *frozen* (its
+//! state, lsn `L` = the WAL's last lsn, `replay_from` and parent captured, the changed-key set
+//! moved into it, the epoch sealed; no I/O), then *written*: the WAL synced (through `L` at
+//! least: rule 11), `create`, retention, truncation. An explicit checkpoint writes any frozen
+//! one, then freezes and writes at once.
+//!
 //! Epochs ([`EpochTracker`], with small triggers so simulated runs fire them): every commit
 //! records one operation and the WAL bytes appended since the last one; when a trigger fires
-//! the store takes a checkpoint itself. Every checkpoint, the workload's explicit ones too,
-//! seals the active epoch `E` (advance), publishes with epoch `E`, and marks `E` durable once
-//! `create` returned; epochs strictly below the oldest retained checkpoint's are archived. After
+//! the store writes the checkpoint frozen at the previous trigger (if any) and freezes a new
+//! one, so the commits of a whole epoch land (and crashes may strike) while a checkpoint is
+//! frozen. Every checkpoint, the workload's explicit ones too, seals the active epoch `E`
+//! (advance, at the freeze), publishes with epoch `E`, and marks `E` durable once `create`
+//! returned; epochs strictly below the oldest retained checkpoint's are archived. After
 //! recovery the tracker resumes past the highest epoch of every listed checkpoint (a damaged
 //! `META`'s epoch is unknown; its number may come again, but nothing uses that checkpoint).
 //! A checkpoint that fails inside a commit does not fail the commit (which completed before
@@ -215,6 +223,17 @@ pub struct CkptStore {
     /// Where the recovery that opened the store disagreed with its own checkpoint's lsn or
     /// replay point (the audit reports it).
     recovery_disagreement: Option<String>,
+    /// The checkpoint frozen and not yet written.
+    frozen: Option<Frozen>,
+}
+
+/// A checkpoint frozen (see the module docs): what `create` will be given.
+struct Frozen {
+    epoch: EpochId,
+    lsn: Lsn,
+    user: UserMeta,
+    data: CheckpointData,
+    parent: Option<u64>,
 }
 
 fn ensure_root(env: &SimEnv) -> Result<(), StoreError> {
@@ -276,17 +295,27 @@ impl CkptStore {
             return;
         }
         self.env.note(format!("epoch {} triggers {fired:?}: checkpoint", self.epochs.current().0));
-        if let Err(error) = self.take_checkpoint() {
+        if let Err(error) = self.write_frozen().and_then(|()| self.freeze()) {
             self.env.note(format!("triggered checkpoint failed ({error}): the store stops"));
             self.failed = Some(error.to_string());
         }
     }
 
-    /// Seals the active epoch and publishes a checkpoint of everything committed under it;
-    /// then retention, archiving, and WAL truncation back to the oldest retained replay point.
+    /// Publishes a checkpoint of everything committed: the frozen one first, then one
+    /// frozen and written now.
     fn take_checkpoint(&mut self) -> Result<(), StoreError> {
+        self.write_frozen()?;
+        self.freeze()?;
+        self.write_frozen()
+    }
+
+    /// Freezes a checkpoint at the WAL's last lsn (no I/O), unless one is frozen already.
+    fn freeze(&mut self) -> Result<(), StoreError> {
         self.check_failed()?;
-        let lsn = self.wal.sync(Durability::Data).map_err(wal_error)?;
+        if self.frozen.is_some() {
+            return Ok(());
+        }
+        let lsn = self.wal.last_lsn();
         let replay_from = self.open.values().map(|&(first, _)| first).min().unwrap_or(lsn + 1);
         let (data, parent) = self.checkpoint_data();
         let single_txn_max = self.next_single_txn - 1;
@@ -299,10 +328,22 @@ impl CkptStore {
         };
         let epoch = self.epochs.current();
         self.epochs.advance(self.env.now_monotonic(), self.env.now_wall()).map_err(epoch_error)?;
+        self.dirty.clear();
+        self.frozen = Some(Frozen { epoch, lsn, user, data, parent });
+        Ok(())
+    }
+
+    /// Writes and publishes the frozen checkpoint, if any; then retention, archiving, and
+    /// WAL truncation back to the oldest retained replay point.
+    fn write_frozen(&mut self) -> Result<(), StoreError> {
+        self.check_failed()?;
+        let Some(Frozen { epoch, lsn, user, data, parent }) = self.frozen.take() else { return Ok(()) };
+        // Rule 11: every record the checkpoint covers is durable before it is.
+        let durable = self.wal.sync(Durability::Data).map_err(wal_error)?;
+        debug_assert!(durable >= lsn, "the WAL is durable through the frozen lsn");
         let meta = self.ckpts.create(epoch.0, lsn, user, data, parent).map_err(ckpt_error)?;
         self.last_checkpoint = Some(meta.id);
         self.created = Some(meta.id);
-        self.dirty.clear();
         self.epochs.mark_durable(epoch, self.env.now_wall()).map_err(epoch_error)?;
         self.ckpts.apply_retention().map_err(ckpt_error)?;
         let listed = self.ckpts.list();
@@ -395,6 +436,7 @@ impl KvStore for CkptStore {
             recovery: recovered.report,
             created: None,
             recovery_disagreement: disagreement,
+            frozen: None,
         })
     }
 
@@ -453,6 +495,12 @@ impl KvStore for CkptStore {
         self.created
     }
 
+    fn checkpoints_in_flight(&self) -> Option<String> {
+        let frozen = self.frozen.as_ref()?;
+        let after = self.wal.last_lsn() - frozen.lsn;
+        Some(format!("frozen at lsn {}, {after} records after it", frozen.lsn))
+    }
+
     fn audit(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
         self.audit_recovery(env, facts)
     }
@@ -477,7 +525,7 @@ mod tests {
     use stormhold::env::sim::FaultOptions;
 
     #[test]
-    fn an_epoch_trigger_takes_a_checkpoint_and_epochs_resume_past_every_listed_one() {
+    fn an_epoch_trigger_freezes_a_checkpoint_the_next_writes_it_and_epochs_resume_past_every_listed_one() {
         let env = SimEnv::new(2, FaultOptions::default()).expect("valid options");
         let mut store = CkptStore::open(&env, &CkptBug::None).expect("open");
         let ops_max = epoch_config().ops_max;
@@ -486,18 +534,29 @@ mod tests {
         }
         assert_eq!(store.checkpoint_acknowledged(), None, "no trigger yet");
         store.commit(&[(2, Some(7))], false).expect("the commit that fires the ops trigger");
-        assert_eq!(store.checkpoint_acknowledged(), Some(1));
-        assert_eq!(store.ckpts.list()[0].epoch, 1, "the checkpoint of the sealed epoch 1");
-        assert_eq!((store.epochs.current(), store.epochs.latest_durable()), (EpochId(2), Some(EpochId(1))));
+        assert_eq!(store.checkpoint_acknowledged(), None, "frozen, not written");
+        let frozen_lsn = store.frozen.as_ref().map(|f| f.lsn);
+        assert_eq!(frozen_lsn, Some(store.wal.last_lsn()), "frozen at the WAL's last lsn");
+        assert_eq!((store.epochs.current(), store.epochs.latest_durable()), (EpochId(2), None));
         assert_eq!(store.epochs.stats().sealed_by_ops, 1);
+        // The commits of the next epoch land while the checkpoint is frozen.
+        for value in 0..ops_max as u32 {
+            store.commit(&[(3, Some(value))], false).expect("commit while frozen");
+        }
+        assert_eq!(store.checkpoint_acknowledged(), Some(1), "the next trigger wrote it");
+        let first = store.ckpts.list()[0].clone();
+        assert_eq!((first.epoch, Some(first.lsn)), (1, frozen_lsn), "it covers exactly the frozen records");
+        assert_eq!((store.epochs.current(), store.epochs.latest_durable()), (EpochId(3), Some(EpochId(1))));
         store.checkpoint().expect("an explicit checkpoint");
-        assert_eq!(store.ckpts.list()[0].epoch, 2);
+        let epochs: Vec<u64> = store.ckpts.list().iter().map(|m| m.epoch).collect();
+        assert_eq!(epochs, [3, 2, 1], "newest first: the frozen one, then one of everything");
         drop(store);
         env.crash();
         env.restart();
         let store = CkptStore::open(&env, &CkptBug::None).expect("reopen");
-        assert_eq!((store.epochs.current(), store.epochs.latest_durable()), (EpochId(3), Some(EpochId(2))));
-        assert_eq!(store.state().expect("state"), BTreeMap::from([(1, ops_max as u32 - 2), (2, 7)]));
+        assert_eq!((store.epochs.current(), store.epochs.latest_durable()), (EpochId(4), Some(EpochId(3))));
+        let expected = BTreeMap::from([(1, ops_max as u32 - 2), (2, 7), (3, ops_max as u32 - 1)]);
+        assert_eq!(store.state().expect("state"), expected);
     }
 
     fn record(kind: RecordKind, lsn: Lsn) -> Record {

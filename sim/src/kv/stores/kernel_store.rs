@@ -15,6 +15,11 @@
 //! checkpoint cadence, and whether `tick` syncs unsynced commits. Recovery runs on one thread,
 //! so the simulator stays deterministic.
 //!
+//! Checkpoints overlap commits: the workload's `BeginCheckpoint` freezes one on every shard
+//! ([`stormhold::Kernel::begin_checkpoint`]), and so does a commit past half the WAL-bytes
+//! cap; commits, syncs and crashes land while it is frozen, until a later `tick` or
+//! `checkpoint` writes and publishes it (itself crashable at every call).
+//!
 //! Transactions stay within one shard: the workload draws each transaction's keys from one
 //! group. Interleaved client transactions are buffered here and committed as one kernel
 //! transaction (a kernel transaction is itself a buffer until commit); a read inside an open
@@ -289,6 +294,11 @@ impl KvStore for KernelStore {
         self.kernel.checkpoint().map(drop).map_err(|e| self.whole_error(&failed_before, e))
     }
 
+    fn begin_checkpoint(&mut self) -> Result<(), StoreError> {
+        let failed_before = self.failed();
+        self.kernel.begin_checkpoint().map(drop).map_err(|e| self.whole_error(&failed_before, e))
+    }
+
     fn sync(&mut self) -> Result<(), StoreError> {
         let failed_before = self.failed();
         let synced = match self.config.bug {
@@ -352,6 +362,23 @@ impl KvStore for KernelStore {
 
     fn key_groups(config: &KernelStoreConfig) -> usize {
         config.groups()
+    }
+
+    fn checkpoints_in_flight(&self) -> Option<String> {
+        let in_flight: Vec<String> = self
+            .kernel
+            .shard_status()
+            .into_iter()
+            .filter_map(|status| {
+                let (lsn, written) = status.pending_checkpoint?;
+                let after = status.last_lsn - lsn;
+                Some(format!(
+                    "shard {} frozen at lsn {lsn}, {written} entries written, {after} records after it",
+                    status.shard
+                ))
+            })
+            .collect();
+        (!in_flight.is_empty()).then(|| in_flight.join("; "))
     }
 
     fn failed_groups(&self) -> Vec<usize> {

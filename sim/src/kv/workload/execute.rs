@@ -44,6 +44,14 @@ impl<S: KvStore> KvWorkload<S> {
         self.whole_store_sync("checkpoint", S::checkpoint)
     }
 
+    pub(super) fn op_begin_checkpoint(&mut self) -> Result<(), StoreError> {
+        // A freeze makes nothing durable: the model does not change.
+        let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
+        let result = store.begin_checkpoint();
+        self.env.note(format!("op {}: begin checkpoint -> {}", self.op_index, ok(&result)));
+        result
+    }
+
     /// Runs a store-wide operation that makes every committed transaction durable on
     /// success (a sync or a checkpoint), and updates the model either way.
     fn whole_store_sync(

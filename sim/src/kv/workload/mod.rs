@@ -90,6 +90,9 @@ pub struct KvWorkload<S: KvStore> {
     next_txn: u64,
     /// The newest checkpoint whose creation returned `Ok` since the store was last wiped.
     checkpoint_acknowledged: Option<u64>,
+    /// The store's checkpoints in flight when the current operation began
+    /// ([`KvStore::checkpoints_in_flight`]), noted if the operation ends in a restart.
+    in_flight: Option<String>,
 }
 
 /// Media faults the simulator did so far (bit rot, misdirected writes, bad sectors).
@@ -131,6 +134,7 @@ impl<S: KvStore> KvWorkload<S> {
             monotonic_seen: std::time::Duration::ZERO,
             next_txn: 1,
             checkpoint_acknowledged: None,
+            in_flight: None,
         }
     }
 
@@ -198,6 +202,7 @@ impl<S: KvStore> KvWorkload<S> {
 
     fn step(&mut self, op: KvOp) -> Result<(), Violation> {
         let scope = self.scope_of(&op);
+        self.in_flight = self.store.as_ref().and_then(S::checkpoints_in_flight);
         let outcome = match op {
             KvOp::Begin { client } => self.op_begin(client),
             KvOp::Put { client, write } => self.op_put(client, write),
@@ -212,6 +217,7 @@ impl<S: KvStore> KvWorkload<S> {
             KvOp::TxnGet { client, key } => return self.op_txn_get(client, key),
             KvOp::Clock => return self.op_clock(),
             KvOp::Checkpoint => self.op_checkpoint(),
+            KvOp::BeginCheckpoint => self.op_begin_checkpoint(),
             KvOp::Tick => self.op_tick(),
             KvOp::Scan { group } => return self.op_scan(group),
             KvOp::Increment { key, by, durable } => self.op_increment(key, by, durable)?,

@@ -60,6 +60,10 @@ pub enum KvOp {
     Clock,
     /// Take a checkpoint (stores that have them).
     Checkpoint,
+    /// Start a checkpoint without writing it (stores whose checkpoints overlap commits): the
+    /// operations after it commit while it is frozen, until a tick or checkpoint writes it;
+    /// a crash may come at any point in between.
+    BeginCheckpoint,
     /// A client commits (durably or not) or aborts its open transaction.
     Finish {
         /// The client.
@@ -152,6 +156,7 @@ impl<S: KvStore> KvWorkload<S> {
                 doc: self.rng.random_range(0..DOCUMENTS),
                 chunks: self.rng.random_range(1..=3),
             },
+            19..23 if S::checkpoints(&self.store_config) => KvOp::BeginCheckpoint,
             _ => return None,
         })
     }

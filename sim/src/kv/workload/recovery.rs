@@ -32,6 +32,11 @@ impl<S: KvStore> KvWorkload<S> {
     /// Crashes the process, reopens the store (retrying through faults) and checks it. At a
     /// sampled driver crash point, first checks recovery on every legal crash image.
     pub(super) fn recover(&mut self, check_images: bool) -> Result<(), Violation> {
+        // A crash fails the shard it strikes (dropping what it knew): the checkpoints in
+        // flight are those at the start of the operation the restart ended.
+        if let Some(in_flight) = self.in_flight.take().filter(|_| self.store.is_some()) {
+            self.env.note(format!("op {}: restart with a checkpoint in flight: {in_flight}", self.op_index));
+        }
         self.store = None;
         // The process died: its open transactions die with it (never committed).
         self.open_txns.clear();

@@ -1,0 +1,323 @@
+//! Creating a checkpoint in bounded steps: the same publication as `create` (module docs),
+//! with `DATA` streamed in chunks the caller sizes, so no single call writes, syncs or reads
+//! back the whole image.
+//!
+//! ```text
+//!   stage           the request checked, an id taken, ckpt-<id>/ and DATA created, a
+//!                   placeholder header written
+//!   put / delete    entries encoded into the chunk buffer (no I/O), in the layout's order
+//!   write_chunk     the buffer written after the last chunk, read back and compared; DATA
+//!                   synced once UNSYNCED_BYTES_MAX are written since the last sync
+//!   finish_staged   the last chunk, the real header (counts known now) written at 0, synced
+//!                   and read back; META through its temporary name; directories synced
+//! ```
+//!
+//! # Invariants
+//!
+//! - every byte of `DATA` is read back, and synced, before `META` is written, as `create`
+//!   does it (rules 6 and 11); the file's crc32 is the header's combined with the
+//!   chunks', computed from the bytes as written;
+//! - entries go in the layout's order (puts by strictly increasing key, then deletes by
+//!   strictly increasing key), refused otherwise, so the file always decodes;
+//! - any I/O failure poisons the store, as in `create`; a crash or an abandoned stage leaves
+//!   a directory without `META`: partial, removed at the next open, its id never reused.
+
+use std::path::PathBuf;
+
+use super::data::{self, DATA_HEADER_BYTES};
+use super::error::CheckpointError;
+use super::fsio::io;
+use super::meta::{Bytes, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
+use super::{CheckpointStore, DATA_FILE_NAME, Slot, format};
+use crate::env::{Env, EnvFile, OpenOptions};
+
+/// Bytes of `DATA` written before a chunk syncs it (the last sync, at the finish, flushes
+/// no more than this).
+pub const UNSYNCED_BYTES_MAX: u64 = 4 << 20;
+
+/// A checkpoint being written (see the module docs). Holds its open `DATA` file.
+pub struct StagedCheckpoint<F> {
+    id: u64,
+    epoch: u64,
+    lsn: u64,
+    user: UserMeta,
+    kind: CheckpointKind,
+    parent: Option<u64>,
+    dir: PathBuf,
+    data_path: PathBuf,
+    file: F,
+    /// The chunk not yet written.
+    buffer: Vec<u8>,
+    /// Bytes of `DATA` written and verified, the header's placeholder included.
+    written_bytes: u64,
+    /// Bytes written since `DATA` was last synced.
+    unsynced_bytes: u64,
+    /// crc32 of the chunks written (the header excluded: it is written last).
+    body_crc: crc32fast::Hasher,
+    puts: u64,
+    deletes: u64,
+    last_key: Option<Bytes>,
+    in_deletes: bool,
+}
+
+impl<F> StagedCheckpoint<F> {
+    /// The checkpoint's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Bytes encoded and not yet written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Bytes of `DATA` written so far (the placeholder header included).
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes
+    }
+
+    /// Adds a put (a delete with `None`; only in an incremental checkpoint). Refuses an entry
+    /// out of the layout's order, a put after a delete, or a key or value too long.
+    pub fn entry(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), CheckpointError> {
+        let invalid = |what: String| Err(CheckpointError::InvalidRequest(what));
+        match value {
+            Some(_) if self.in_deletes => return invalid(format!("put of {key:?} after a delete")),
+            None if self.kind == CheckpointKind::Full => {
+                return invalid("a delete in a full checkpoint".into());
+            }
+            None if !self.in_deletes => {
+                self.in_deletes = true;
+                self.last_key = None;
+            }
+            _ => {}
+        }
+        if self.last_key.as_deref().is_some_and(|last| last >= key) {
+            return invalid(format!("key {key:?} is not after the last one"));
+        }
+        data::encode_entry(&mut self.buffer, key, value)
+            .map_err(|e| CheckpointError::InvalidRequest(e.to_string()))?;
+        match value {
+            Some(_) => self.puts += 1,
+            None => self.deletes += 1,
+        }
+        self.last_key = Some(key.to_vec());
+        Ok(())
+    }
+}
+
+impl<E: Env> CheckpointStore<E> {
+    /// Begins a checkpoint at `epoch` and `lsn` (see the module docs): checks the request as
+    /// `create` does, takes the next id, creates its directory and `DATA`.
+    pub fn stage(
+        &mut self,
+        epoch: u64,
+        lsn: u64,
+        user: UserMeta,
+        kind: CheckpointKind,
+        parent: Option<u64>,
+    ) -> Result<StagedCheckpoint<E::File>, CheckpointError> {
+        self.check_writable()?;
+        self.check_request(lsn, kind, parent)?;
+        let id = self.next_id;
+        if id > format::CHECKPOINT_ID_MAX {
+            let detail = format!("checkpoint ids are exhausted (next id {id})");
+            return Err(CheckpointError::InvalidRequest(detail));
+        }
+        self.next_id += 1;
+        let dir = self.checkpoint_dir(id);
+        let data_path = dir.join(DATA_FILE_NAME);
+        let created = (|| {
+            io("create directory", &dir, self.env.create_dir(&dir))?;
+            let file =
+                io("create", &data_path, self.env.open(&data_path, OpenOptions::create().truncate(true)))?;
+            io("write", &data_path, file.write_all_at(&[0; DATA_HEADER_BYTES], 0))?;
+            Ok(file)
+        })();
+        let file = self.poison_on_error(created)?;
+        Ok(StagedCheckpoint {
+            id,
+            epoch,
+            lsn,
+            user,
+            kind,
+            parent,
+            dir,
+            data_path,
+            file,
+            buffer: Vec::new(),
+            written_bytes: DATA_HEADER_BYTES as u64,
+            unsynced_bytes: DATA_HEADER_BYTES as u64,
+            body_crc: crc32fast::Hasher::new(),
+            puts: 0,
+            deletes: 0,
+            last_key: None,
+            in_deletes: false,
+        })
+    }
+
+    /// Writes the buffered chunk after the last one and reads it back; syncs `DATA` once
+    /// [`UNSYNCED_BYTES_MAX`] are written since the last sync, so the sync that finishes the
+    /// checkpoint flushes at most that much.
+    pub fn write_chunk(&mut self, staged: &mut StagedCheckpoint<E::File>) -> Result<(), CheckpointError> {
+        self.check_writable()?;
+        if staged.buffer.is_empty() {
+            return Ok(());
+        }
+        let sync = staged.unsynced_bytes + staged.buffer.len() as u64 >= UNSYNCED_BYTES_MAX;
+        let written =
+            write_verified(&staged.file, &staged.data_path, &staged.buffer, staged.written_bytes, sync);
+        self.poison_on_error(written)?;
+        staged.body_crc.update(&staged.buffer);
+        staged.written_bytes += staged.buffer.len() as u64;
+        staged.unsynced_bytes = if sync { 0 } else { staged.unsynced_bytes + staged.buffer.len() as u64 };
+        staged.buffer.clear();
+        Ok(())
+    }
+
+    /// Writes the last chunk and the header, then publishes the checkpoint as `create` does.
+    /// Returns its metadata once it is durably published.
+    pub fn finish_staged(
+        &mut self,
+        mut staged: StagedCheckpoint<E::File>,
+    ) -> Result<CheckpointMeta, CheckpointError> {
+        self.write_chunk(&mut staged)?;
+        // The request still holds: nothing was published in between (re-checked, cheaply).
+        self.check_request(staged.lsn, staged.kind, staged.parent)?;
+        let full = staged.kind == CheckpointKind::Full;
+        let header = data::encode_header(full, staged.puts, staged.deletes);
+        // The header and every chunk since the last sync become durable here.
+        let written = write_verified(&staged.file, &staged.data_path, &header, 0, true);
+        self.poison_on_error(written)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
+        crc.combine(&staged.body_crc);
+        let file = FileEntry {
+            name: DATA_FILE_NAME.to_string(),
+            len_bytes: staged.written_bytes,
+            crc32: crc.finalize(),
+        };
+        let meta = CheckpointMeta {
+            id: staged.id,
+            epoch: staged.epoch,
+            lsn: staged.lsn,
+            wall_time_ms: self.wall_time_ms(),
+            user: staged.user,
+            size_bytes: file.len_bytes,
+            key_count: staged.puts + staged.deletes,
+            parent: staged.parent,
+            kind: staged.kind,
+            files: vec![file],
+        };
+        let envelope = format::encode_meta(&meta, Some(self.options.identity))
+            .map_err(|e| CheckpointError::InvalidRequest(e.to_string()))?;
+        assert_eq!(meta.check(meta.id), Ok(()), "a staged checkpoint builds only valid metadata");
+        let published = self.publish_meta(&staged.dir, &envelope);
+        self.poison_on_error(published)?;
+        self.slots.insert(meta.id, Slot::Valid(meta.clone()));
+        Ok(meta)
+    }
+}
+
+/// Writes `bytes` at `offset` of `file`, syncs the file if `sync`, and reads the bytes back
+/// through the handle.
+fn write_verified<F: EnvFile>(
+    file: &F,
+    path: &std::path::Path,
+    bytes: &[u8],
+    offset: u64,
+    sync: bool,
+) -> Result<(), CheckpointError> {
+    io("write", path, file.write_all_at(bytes, offset))?;
+    if sync {
+        io("sync", path, file.sync_data())?;
+    }
+    let mut back = vec![0; bytes.len()];
+    io("read", path, file.read_exact_at(&mut back, offset))?;
+    if back != bytes {
+        return Err(CheckpointError::DataChecksum {
+            path: path.to_path_buf(),
+            expected: crc32fast::hash(bytes),
+            actual: crc32fast::hash(&back),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::checkpoint::{CheckpointData, CheckpointOptions};
+    use crate::env::sim::{FaultOptions, SimEnv};
+
+    fn store(env: &SimEnv) -> CheckpointStore<SimEnv> {
+        CheckpointStore::open(env.clone(), Path::new("/ck"), CheckpointOptions::default()).expect("open").0
+    }
+
+    fn kv(k: &str, v: &str) -> (Bytes, Bytes) {
+        (k.as_bytes().to_vec(), v.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_staged_checkpoint_written_in_chunks_loads_as_the_same_data_as_create() {
+        let env = SimEnv::new(3, FaultOptions::default()).expect("env");
+        let mut store = self::store(&env);
+        let state: BTreeMap<Bytes, Bytes> = [kv("a", "1"), kv("b", "22"), kv("c", "333")].into();
+        let mut staged = store.stage(1, 7, UserMeta::default(), CheckpointKind::Full, None).expect("stage");
+        for (i, (key, value)) in state.iter().enumerate() {
+            staged.entry(key, Some(value)).expect("entry");
+            if i % 2 == 0 {
+                store.write_chunk(&mut staged).expect("chunk");
+                assert_eq!(staged.buffered_bytes(), 0);
+            }
+        }
+        let full = store.finish_staged(staged).expect("finish");
+        let mut staged = store
+            .stage(2, 9, UserMeta::default(), CheckpointKind::Incremental, Some(full.id))
+            .expect("stage");
+        staged.entry(b"b", Some(b"new")).expect("put");
+        staged.entry(b"a", None).expect("a delete after the puts restarts the order");
+        assert!(staged.entry(b"z", Some(b"late")).is_err(), "a put after a delete is refused");
+        staged.entry(b"c", None).expect("delete");
+        assert!(staged.entry(b"c", None).is_err(), "a repeated key is refused");
+        let inc = store.finish_staged(staged).expect("finish");
+        drop(store);
+        env.crash();
+        env.restart();
+        let store = self::store(&env);
+        assert_eq!(store.list().len(), 2, "both published durably");
+        let loaded = store.load_latest_valid().expect("load").expect("a checkpoint");
+        assert_eq!(loaded.meta.id, inc.id);
+        assert_eq!(loaded.state, [kv("b", "new")].into(), "a deleted, b put, c deleted");
+        let expected = store.meta(full.id).expect("listed");
+        assert_eq!((expected.key_count, expected.kind), (3, CheckpointKind::Full));
+        // The same image through `create` has the same bytes: the same length and crc.
+        let env2 = SimEnv::new(4, FaultOptions::default()).expect("env");
+        let mut other = self::store(&env2);
+        let created =
+            other.create(1, 7, UserMeta::default(), CheckpointData::Full(state), None).expect("create");
+        assert_eq!(created.files, expected.files);
+    }
+
+    #[test]
+    fn a_staged_checkpoint_cut_off_by_a_crash_is_never_listed() {
+        let env = SimEnv::new(5, FaultOptions::default()).expect("env");
+        let mut store = self::store(&env);
+        let mut staged = store.stage(1, 3, UserMeta::default(), CheckpointKind::Full, None).expect("stage");
+        staged.entry(b"k", Some(b"v")).expect("entry");
+        store.write_chunk(&mut staged).expect("chunk");
+        drop((staged, store));
+        env.crash();
+        env.restart();
+        let mut store = self::store(&env);
+        assert!(store.list().is_empty(), "never published");
+        let state = BTreeMap::from([kv("k", "w")]);
+        let meta = store
+            .create(1, 3, UserMeta::default(), CheckpointData::Full(state.clone()), None)
+            .expect("create");
+        let loaded = store.load_latest_valid().expect("load").expect("a checkpoint");
+        assert_eq!((loaded.meta.id, loaded.state), (meta.id, state), "the partial one is gone");
+    }
+}

@@ -1,0 +1,395 @@
+//! Checkpoints off the commit path: a checkpoint is frozen under the shard's lock in O(1),
+//! then written in bounded steps, published and merged outside it, while commits go on.
+//!
+//! # Protocol
+//!
+//! ```text
+//!   freeze   (shard lock)       delta -> frozen layer; lsn = the WAL's last lsn; epoch sealed
+//!   start    (checkpoint lock)  ckpt-<id>/DATA staged
+//!   steps    (checkpoint lock)  a chunk of step_bytes (writer.rs) of entries from the frozen
+//!                               view, written, synced, read back; the lock released between
+//!   finish   (checkpoint lock)  WAL synced through lsn (rule 11); the header, META renamed,
+//!                               directories synced (the store's publication,
+//!                               `checkpoint::staged`)
+//!   publish  (shard lock)       epoch durable; the latest checkpoint; the pending one cleared
+//!   merge    (shard lock, in slices of MERGE_SLICE_KEYS) the frozen layer into the base
+//!   retire   (checkpoint lock)  retention; WAL truncated back to the oldest retained
+//!                               checkpoint, only now that the covering one is durable
+//! ```
+//!
+//! The checkpoint lock (the store's own mutex) serializes steps and is taken before the
+//! shard lock, never after it, and never held across more than one step. Who steps: `tick`
+//! (the ticker thread on the real OS, chosen times in the simulator), up to
+//! `TICK_STEPS_MAX` steps a tick; [`Shard::checkpoint`], until the checkpoint is published;
+//! and a commit, only as backpressure (below). A full checkpoint streams the merged view: nothing copies the state.
+//!
+//! # The WAL-bytes cap: backpressure in steps
+//!
+//! A commit that brings the active epoch past half of `wal_bytes_max` (`H`) freezes a
+//! checkpoint if none is pending (no I/O). While one is pending, its writing is paced
+//! against the active epoch's WAL bytes: it must be done by `3/4 H` (so it is published
+//! before the next freeze is due at `H`), and a commit that finds it behind that schedule
+//! (entries written below the epoch's share of the checkpoint's entries, past a grace of a
+//! 1/8) writes steps until it is back on schedule. Each commit so pays for about its own
+//! share (its WAL bytes times the checkpoint's entries per `3/4 H`), never for a whole
+//! checkpoint; with a ticker that keeps up, no commit writes any. Past `3/4 H` the commit
+//! finishes the checkpoint, which by then is at most its own share behind. The WAL to replay
+//! stays about one cap without `tick`.
+
+use std::sync::MutexGuard;
+
+use super::writer::{self, Checkpointer, Job};
+use super::{Failure, Pending, Published, Serving, Shard, ShardError, Tick};
+use crate::checkpoint::epoch::EpochId;
+use crate::checkpoint::{CheckpointKind, CheckpointStore, UserMeta};
+use crate::env::{Env, SharedEnv};
+use crate::wal::{Durability, Lsn};
+
+/// What one step of a checkpoint's writing did.
+enum Step {
+    /// Nothing was pending.
+    Idle,
+    /// The pending checkpoint was started or advanced by a chunk.
+    Progress,
+    /// It was finished and published with this id.
+    Published(u64),
+}
+
+/// Steps of a pending checkpoint's writing one `tick` takes: a tick's work stays bounded,
+/// and a checkpoint larger than that spans ticks while commits land (with the default cap,
+/// 2 MiB of checkpoint per tick; commits that outrun it pace the rest).
+const TICK_STEPS_MAX: usize = 8;
+
+/// Keys of the frozen layer folded into the base per hold of the shard lock.
+const MERGE_SLICE_KEYS: usize = 4096;
+
+type Store<E> = CheckpointStore<SharedEnv<E>>;
+
+impl<E: Env + Clone> Shard<E> {
+    fn lock_checkpoints(&self) -> MutexGuard<'_, Option<Checkpointer<E>>> {
+        // A panic while writing a checkpoint poisons the store's lock; the store itself
+        // poisons on any failed I/O, and the shard is failed by whoever saw the error.
+        self.checkpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Fails the shard with `failure` (taking its lock) and returns the error.
+    fn fail_now(&self, failure: Failure) -> ShardError {
+        let mut inner = self.lock();
+        let sync = match &*inner {
+            super::Inner::Serving(s) => s.sync,
+            super::Inner::Failed { sync, .. } => *sync,
+        };
+        self.fail(&mut inner, failure, sync)
+    }
+
+    /// Whether the active epoch holds half the WAL-bytes cap (see the module docs).
+    pub(super) fn past_half_the_cap(serving: &Serving) -> bool {
+        serving.epochs.active().wal_bytes >= serving.epochs.config().wal_bytes_max / 2
+    }
+
+    /// Freezes a checkpoint under the lock unless one is pending; returns whether one is
+    /// pending now. With nothing new since the last checkpoint, freezes nothing.
+    pub(super) fn freeze_locked(&self, serving: &mut Serving) -> Result<bool, Failure> {
+        if serving.pending.is_some() {
+            return Ok(true);
+        }
+        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+        let lsn = wal.last_lsn().map_err(|e| Failure::wal("checkpoint freeze", e))?;
+        if serving.state.delta().is_empty() && serving.last_checkpoint.is_some_and(|p| p.lsn == lsn) {
+            return Ok(false);
+        }
+        let sealed = serving.epochs.current();
+        serving
+            .epochs
+            .advance(self.env.now_monotonic(), self.env.now_wall())
+            .map_err(|e| Failure::epoch("", e))?;
+        let view = serving.state.freeze();
+        // Until a step starts writing it, assume it is full (the most entries to pace).
+        let entries_total = view.entries_max(true);
+        serving.pending =
+            Some(Pending { lsn, sealed, view, entries_total, entries_written: 0, paced_bytes: 0 });
+        Ok(true)
+    }
+
+    /// Freezes a checkpoint now (no I/O); `tick` or [`Shard::checkpoint`] writes it later.
+    /// Returns the lsn it covers (`None`: nothing new since the last checkpoint). A
+    /// checkpoint already pending stays the one frozen.
+    pub fn begin_checkpoint(&self) -> Result<Option<Lsn>, ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        match self.freeze_locked(serving) {
+            Ok(pending) => Ok(pending.then(|| serving.pending.as_ref().map(|p| p.lsn)).flatten()),
+            Err(failure) => {
+                let sync = serving.sync;
+                Err(self.fail(&mut inner, failure, sync))
+            }
+        }
+    }
+
+    /// The schedule of a pending checkpoint's writing, in the active epoch's WAL bytes: done
+    /// by `3/4 H` (the deadline), nothing due before an 8th of that (the grace).
+    fn schedule_bytes(serving: &Serving) -> (u64, u64) {
+        let deadline_bytes = (serving.epochs.config().wal_bytes_max / 8 * 3).max(8);
+        (deadline_bytes, deadline_bytes / 8)
+    }
+
+    /// Whether the pending checkpoint's writing is behind its schedule (see the module docs).
+    pub(super) fn behind_schedule(serving: &Serving) -> bool {
+        let Some(pending) = &serving.pending else { return false };
+        let (deadline_bytes, grace_bytes) = Self::schedule_bytes(serving);
+        let active_bytes = serving.epochs.active().wal_bytes;
+        if active_bytes >= deadline_bytes {
+            return true;
+        }
+        let due = u128::from(active_bytes.saturating_sub(grace_bytes)) * u128::from(pending.entries_total);
+        u128::from(pending.entries_written) * u128::from(deadline_bytes - grace_bytes) < due
+    }
+
+    /// Entries a commit may write of the pending checkpoint: twice its share of the schedule,
+    /// its share being the active epoch's WAL bytes since the last commit that paced (so a
+    /// deficit, from the padding of a step's own sync say, is paid back over the next
+    /// commits, not by one).
+    fn pace_budget(serving: &mut Serving) -> u64 {
+        let (deadline_bytes, grace_bytes) = Self::schedule_bytes(serving);
+        let active_bytes = serving.epochs.active().wal_bytes;
+        let Some(pending) = &mut serving.pending else { return 0 };
+        // Nothing is due in the grace: the first share starts after it.
+        let share_bytes = active_bytes.saturating_sub(pending.paced_bytes.max(grace_bytes));
+        pending.paced_bytes = active_bytes;
+        let budget = 2 * u128::from(share_bytes) * u128::from(pending.entries_total)
+            / u128::from(deadline_bytes - grace_bytes);
+        u64::try_from(budget).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
+    /// The commit path past half the cap or behind the schedule (see the module docs): steps
+    /// of the pending checkpoint, up to the commit's budget while behind schedule, or until it
+    /// is published once the next freeze is due; then that freeze.
+    pub(super) fn wal_cap_step(&self) -> Result<(), ShardError> {
+        let mut budget = None;
+        let result = loop {
+            {
+                let mut inner = self.lock();
+                let serving = self.serving(&mut inner)?;
+                let past_half = Self::past_half_the_cap(serving);
+                let Some(written) = serving.pending.as_ref().map(|p| p.entries_written) else {
+                    if past_half && let Err(failure) = self.freeze_locked(serving) {
+                        let sync = serving.sync;
+                        break Err(self.fail(&mut inner, failure, sync));
+                    }
+                    break Ok(());
+                };
+                let (limit, first) = *budget.get_or_insert_with(|| (Self::pace_budget(serving), written));
+                let spent = written.saturating_sub(first);
+                if !past_half && (!Self::behind_schedule(serving) || spent >= limit) {
+                    break Ok(());
+                }
+            }
+            if let Err(error) = self.checkpoint_step().and_then(|_| self.count_backpressure()) {
+                break Err(error);
+            }
+        };
+        if budget.is_some() {
+            // A step may have synced the WAL: tell the durability waiters.
+            self.notify_durable();
+        }
+        result
+    }
+
+    /// Publishes a checkpoint of the whole state so far: writes the one pending (if any),
+    /// then freezes and writes one at the WAL's last lsn. Returns its id; with nothing new
+    /// since the last checkpoint, that one's id without writing. A failure fails the shard.
+    pub fn checkpoint(&self) -> Result<u64, ShardError> {
+        self.write_pending()?;
+        self.begin_checkpoint()?;
+        self.write_pending()?;
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        let published = serving.last_checkpoint.expect("a checkpoint was published or nothing was new");
+        Ok(published.id)
+    }
+
+    /// Writes and publishes the pending checkpoint, if any (waiting for a writer in flight),
+    /// then merges and retires (see the module docs). Returns the published id. Durability
+    /// callbacks fire after the checkpoint lock is released, so one may call back in.
+    pub fn write_pending(&self) -> Result<Option<u64>, ShardError> {
+        self.write_steps(usize::MAX)
+    }
+
+    /// One bounded step of the pending checkpoint, under the checkpoint lock: start it, or
+    /// write a chunk, or (every entry written) finish and publish it, then merge and retire.
+    fn checkpoint_step(&self) -> Result<Step, ShardError> {
+        let mut guard = self.lock_checkpoints();
+        // A failed shard writes nothing more.
+        let step_bytes = writer::step_bytes(self.serving_cap_bytes()?);
+        let writer = guard.as_mut().expect("a serving shard has a checkpoint store");
+        let Some(job) = writer.job.as_mut() else { return self.start_job(writer) };
+        let done = job.fill(step_bytes).map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
+        writer
+            .store
+            .write_chunk(&mut job.staged)
+            .map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
+        let entries = job.entries;
+        self.note_progress(entries)?;
+        if !done {
+            return Ok(Step::Progress);
+        }
+        let job = writer.job.take().expect("a job was written");
+        let (lsn, sealed) = (job.lsn, job.sealed);
+        // Rule 11: every record the checkpoint covers is durable before its META is (and
+        // only then: a sync at the start would pad the WAL for nothing while commits sync).
+        if lsn >= 1 {
+            self.sync_through_locked(lsn, Durability::Data)?;
+        }
+        // The job's view goes before the merge, so the merge mutates in place.
+        let meta = writer
+            .store
+            .finish_staged(job.into_staged())
+            .map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
+        // Postconditions of the publication: at the frozen lsn, in the sealed epoch.
+        debug_assert_eq!(meta.lsn, lsn, "the checkpoint is at the frozen lsn");
+        debug_assert_eq!(meta.epoch, sealed.0, "the checkpoint closes the sealed epoch");
+        let published = Published { id: meta.id, lsn, epoch: meta.epoch };
+        self.published(published, sealed)?;
+        self.merge_frozen()?;
+        self.retire(&mut writer.store, published)?;
+        Ok(Step::Published(meta.id))
+    }
+
+    /// Starts writing the pending checkpoint (if any): its directory and `DATA` staged,
+    /// incremental on the latest unless a full one is due.
+    fn start_job(&self, writer: &mut Checkpointer<E>) -> Result<Step, ShardError> {
+        let (view, lsn, sealed, parent) = {
+            let mut inner = self.lock();
+            let serving = self.serving(&mut inner)?;
+            let Some(pending) = &mut serving.pending else { return Ok(Step::Idle) };
+            let parent = serving.last_checkpoint.map(|p| p.id).filter(|&p| !writer.store.full_due(p));
+            pending.entries_total = pending.view.entries_max(parent.is_none());
+            (pending.view.clone(), pending.lsn, pending.sealed, parent)
+        };
+        let kind = if parent.is_some() { CheckpointKind::Incremental } else { CheckpointKind::Full };
+        let staged = writer
+            .store
+            .stage(sealed.0, lsn, UserMeta::default(), kind, parent)
+            .map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
+        writer.job = Some(Job::new(staged, view, kind, lsn, sealed));
+        Ok(Step::Progress)
+    }
+
+    /// The WAL-bytes cap of the serving shard.
+    fn serving_cap_bytes(&self) -> Result<u64, ShardError> {
+        let mut inner = self.lock();
+        Ok(self.serving(&mut inner)?.epochs.config().wal_bytes_max)
+    }
+
+    /// Counts a step a commit took; the WAL bytes the step itself added (a sync's padding)
+    /// are nobody's share: the deficit they leave is paid back over the next commits.
+    fn count_backpressure(&self) -> Result<(), ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        serving.stats.backpressure_steps += 1;
+        let active_bytes = serving.epochs.active().wal_bytes;
+        if let Some(pending) = &mut serving.pending {
+            pending.paced_bytes = active_bytes;
+        }
+        Ok(())
+    }
+
+    /// Records how many entries of the pending checkpoint are written (for the schedule).
+    fn note_progress(&self, entries: u64) -> Result<(), ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        if let Some(pending) = &mut serving.pending {
+            pending.entries_written = entries;
+        }
+        serving.stats.checkpoint_chunks += 1;
+        Ok(())
+    }
+
+    /// Records the published checkpoint under the lock and clears the pending one.
+    fn published(&self, published: Published, sealed: EpochId) -> Result<(), ShardError> {
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        if let Err(error) = serving.epochs.mark_durable(sealed, self.env.now_wall()) {
+            let sync = serving.sync;
+            return Err(self.fail(&mut inner, Failure::epoch("", error), sync));
+        }
+        serving.last_checkpoint = Some(published);
+        serving.pending = None;
+        serving.stats.checkpoints += 1;
+        self.check_serving(serving);
+        Ok(())
+    }
+
+    /// Folds the frozen layer into the base, a slice per hold of the lock.
+    fn merge_frozen(&self) -> Result<(), ShardError> {
+        loop {
+            let mut inner = self.lock();
+            let serving = self.serving(&mut inner)?;
+            if serving.pending.is_some() || serving.state.merge_step(MERGE_SLICE_KEYS) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Retention, WAL truncation and epoch archiving after `published` is durable.
+    fn retire(&self, store: &mut Store<E>, published: Published) -> Result<(), ShardError> {
+        // Postcondition of publication: the store lists what the shard calls the latest.
+        debug_assert!(store.meta(published.id).is_some_and(|m| m.lsn == published.lsn));
+        store.apply_retention().map_err(|e| self.fail_now(Failure::checkpoint("retention", e)))?;
+        if let Some(oldest) = store.min_retained_lsn() {
+            let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+            wal.truncate_before(oldest + 1).map_err(|e| self.fail_now(Failure::wal("WAL truncation", e)))?;
+        }
+        let Some(oldest_epoch) = store.list().iter().map(|m| m.epoch).min() else { return Ok(()) };
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        for epoch in serving.epochs.archivable_before(EpochId(oldest_epoch)) {
+            if let Err(error) = serving.epochs.archive(epoch, self.env.now_wall()) {
+                let sync = serving.sync;
+                return Err(self.fail(&mut inner, Failure::epoch("", error), sync));
+            }
+        }
+        Ok(())
+    }
+
+    /// Background work, driven by the caller: writes the pending checkpoint, or takes one
+    /// when an epoch trigger fired; else, with `sync_dirty`, syncs unsynced commits.
+    pub fn tick(&self, sync_dirty: bool) -> Result<Tick, ShardError> {
+        let mut tick = Tick { checkpoint: self.write_steps(TICK_STEPS_MAX)?, ..Tick::default() };
+        let (due, dirty) = {
+            let mut inner = self.lock();
+            let serving = self.serving(&mut inner)?;
+            // Only with changes since the last checkpoint: an idle shard publishes nothing.
+            let due = serving.epochs.pending(self.env.now_monotonic()).any()
+                && !serving.state.delta().is_empty()
+                && serving.pending.is_none();
+            (due && tick.checkpoint.is_none(), serving.sync == super::SyncState::Dirty)
+        };
+        if due {
+            self.begin_checkpoint()?;
+            tick.checkpoint = self.write_steps(TICK_STEPS_MAX)?;
+        } else if dirty && sync_dirty && tick.checkpoint.is_none() {
+            self.sync(Durability::Data)?;
+            tick.synced = true;
+        }
+        tick.vouched = self.vouch()?;
+        Ok(tick)
+    }
+
+    /// At most `steps_max` steps of the pending checkpoint's writing (durability callbacks
+    /// fired after the checkpoint lock is released); returns its id if it was published.
+    fn write_steps(&self, steps_max: usize) -> Result<Option<u64>, ShardError> {
+        let mut result = Ok(None);
+        for _ in 0..steps_max {
+            match self.checkpoint_step() {
+                Ok(Step::Progress) => continue,
+                Ok(Step::Idle) => {}
+                Ok(Step::Published(id)) => result = Ok(Some(id)),
+                Err(error) => result = Err(error),
+            }
+            break;
+        }
+        self.notify_durable();
+        result
+    }
+}
