@@ -37,6 +37,7 @@
 //! rule 18); an idle shard does this once, not at every tick. The simulator calls it at chosen times; [`Kernel::spawn_ticker`] runs it on a
 //! thread for real-OS users.
 
+mod buffer;
 mod config;
 mod error;
 pub mod layout;

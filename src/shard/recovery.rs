@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
-use super::record::{Batch, Op};
+use super::record::{BatchView, OpRef};
 use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardOptions, ShardStats, SyncState};
 use crate::checkpoint::epoch::{EpochId, EpochTracker};
 use crate::checkpoint::{CheckpointMeta, CheckpointStore};
@@ -39,39 +39,20 @@ pub type ProgressFn<'a> = &'a (dyn Fn(&RecoveryProgress) + Send + Sync);
 
 /// Applies one batch to a state, and notes each key it changes in `dirty` (the values are
 /// read from the state when a checkpoint is taken, so they are stored once).
-pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Bytes>, batch: &Batch) {
-    for op in &batch.ops {
+pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Bytes>, batch: &BatchView<'_>) {
+    for op in batch.ops() {
         let (key, value) = match op {
-            Op::Put(key, value) => (user_key(key), Some(value.clone())),
-            Op::Delete(key) => (user_key(key), None),
-            Op::DeleteRange(start, end) => {
+            OpRef::Put(key, value) => (user_key(key), Some(value.to_vec())),
+            OpRef::Delete(key) => (user_key(key), None),
+            OpRef::DeleteRange(start, end) => {
                 apply_range_delete(state, dirty, start, end);
                 continue;
             }
         };
         apply_one(state, dirty, key, value);
     }
-    if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
-        apply_one(state, dirty, doc_key(&doc.id), Some(Vec::new()));
-    }
-}
-
-/// [`apply`], consuming the batch: recovery moves each decoded value into the state instead
-/// of copying it.
-pub(super) fn apply_owned(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Bytes>, batch: Batch) {
-    for op in batch.ops {
-        let (key, value) = match op {
-            Op::Put(key, value) => (user_key(&key), Some(value)),
-            Op::Delete(key) => (user_key(&key), None),
-            Op::DeleteRange(start, end) => {
-                apply_range_delete(state, dirty, &start, &end);
-                continue;
-            }
-        };
-        apply_one(state, dirty, key, value);
-    }
-    if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
-        apply_one(state, dirty, doc_key(&doc.id), Some(Vec::new()));
+    if let Some((id, true)) = batch.doc() {
+        apply_one(state, dirty, doc_key(id), Some(Vec::new()));
     }
 }
 
@@ -152,9 +133,9 @@ impl Replayer for ShardReplayer<'_> {
         if record.kind != RecordKind::Data || record.txn_id != 0 {
             return Err(format!("a {:?} record of txn {} is not a shard batch", record.kind, record.txn_id));
         }
-        let batch = Batch::decode(&record.payload)?;
+        let batch = BatchView::parse(&record.payload)?;
         if !covered {
-            apply_owned(&mut self.state, &mut self.dirty, batch);
+            apply(&mut self.state, &mut self.dirty, &batch);
             self.replayed += 1;
             self.replayed_bytes += super::ops::record_slot_bytes(record.payload.len());
             if let Some(progress) =
