@@ -23,8 +23,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::shard::record::{BatchBuilder, OpRef};
 use crate::shard::Bytes;
+use crate::shard::record::{BatchBuilder, OpRef};
 use crate::wal::format::RECORD_HEADER_BYTES;
 
 /// Ops a lookup scans before the buffer builds its index.

@@ -39,7 +39,12 @@ fn bind<E: Env + Clone>(kernel: &Kernel<E>, bound: &mut Option<u32>, key: &[u8])
 /// Adds `by` to the counter at `key` in `writes` of `shard`: merged with an earlier
 /// increment, or resolved against an earlier put or delete; a refused increment leaves the
 /// earlier write in place.
-pub(super) fn increment_in(writes: &mut WriteBuffer, shard: u32, key: &[u8], by: u64) -> Result<(), KernelError> {
+pub(super) fn increment_in(
+    writes: &mut WriteBuffer,
+    shard: u32,
+    key: &[u8],
+    by: u64,
+) -> Result<(), KernelError> {
     let overflow = || KernelError::Shard { shard, error: ShardError::CounterOverflow { key: key.to_vec() } };
     match writes.latest_mut(key) {
         Latest::Unwritten => writes.set_add(key, by),

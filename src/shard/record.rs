@@ -203,9 +203,11 @@ impl BatchBuilder {
     /// (an increment's placeholder, resolved at commit).
     pub fn patch_value(&mut self, at: u32, value: &[u8]) {
         let start = self.head_room + at as usize;
-        let key_len = u32::from_le_bytes(self.buf[start + 1..start + 5].try_into().expect("4 bytes")) as usize;
+        let key_len =
+            u32::from_le_bytes(self.buf[start + 1..start + 5].try_into().expect("4 bytes")) as usize;
         let value_at = start + 5 + key_len;
-        let old_len = u32::from_le_bytes(self.buf[value_at..value_at + 4].try_into().expect("4 bytes")) as usize;
+        let old_len =
+            u32::from_le_bytes(self.buf[value_at..value_at + 4].try_into().expect("4 bytes")) as usize;
         assert_eq!(old_len, value.len(), "a patched value keeps its length");
         self.buf[value_at + 4..value_at + 4 + old_len].copy_from_slice(value);
     }
@@ -265,7 +267,11 @@ impl<'a> BatchView<'a> {
         let count = reader.u32()? as usize;
         // Every op takes at least 5 bytes: bound the count before walking.
         if count > reader.left() / OP_BYTES_MIN {
-            return Err(format!("offset {}: {count} ops cannot fit in {} bytes", reader.at - 4, reader.left()));
+            return Err(format!(
+                "offset {}: {count} ops cannot fit in {} bytes",
+                reader.at - 4,
+                reader.left()
+            ));
         }
         let ops_start = reader.at;
         for _ in 0..count {

@@ -1,7 +1,8 @@
 //! Appending, syncing, rotating and truncating a log.
 
 use super::format::{
-    self, Lsn, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, Record, RecordKind, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES,
+    self, Lsn, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, Record, RecordKind, SEGMENT_HEADER_BYTES,
+    SYNC_ALIGN_BYTES,
 };
 use super::open::{create_segment, fill_zeros};
 use super::{Durability, Wal, WalError};
