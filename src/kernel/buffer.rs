@@ -58,11 +58,6 @@ impl WriteBuffer {
         Self { batch: BatchBuilder::new(RECORD_HEADER_BYTES), ops: Vec::new(), adds: Vec::new(), ranges: Vec::new(), index: None }
     }
 
-    /// Whether nothing was written.
-    pub(super) fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-
     /// The encoded batch and its increments, for [`crate::shard::Shard::commit_built`].
     pub(super) fn into_parts(self) -> (BatchBuilder, Vec<(u32, u64)>) {
         (self.batch, self.adds)
