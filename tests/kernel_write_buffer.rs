@@ -8,11 +8,18 @@ use std::path::Path;
 
 use stormhold::env::OsEnv;
 use stormhold::kernel::layout;
-use stormhold::wal::{Durability, RecordKind, Wal, WalOptions};
+use stormhold::wal::{Durability, RecordKind, StoreIdentity, Wal, WalOptions};
 use stormhold::{Config, Kernel};
 
 fn config() -> Config {
     Config::builder().shards(1).segment_size_bytes(64 * 1024).build().expect("valid config")
+}
+
+/// The options the kernel opens shard 0's WAL with (its identity read from `KERNEL`).
+fn shard_wal_options(dir: &Path) -> WalOptions {
+    let meta = layout::read_meta(&OsEnv::new(), dir).unwrap().expect("a created store");
+    let identity = StoreIdentity { store_id: meta.store_id, shard: 0, shards: 1 };
+    WalOptions { segment_size_bytes: 64 * 1024, identity, ..WalOptions::default() }
 }
 
 fn open(dir: &Path) -> Kernel<OsEnv> {
@@ -91,7 +98,7 @@ fn a_wal_of_version_1_batches_still_replays() {
     let dir = tempfile::tempdir().unwrap();
     open(dir.path()).close().unwrap();
     let wal_dir = layout::shard_dir(dir.path(), 0).join("wal");
-    let options = WalOptions { segment_size_bytes: 64 * 1024, ..WalOptions::default() };
+    let options = shard_wal_options(dir.path());
     let (mut wal, _) = Wal::open(OsEnv::new(), &wal_dir, options, |_| {}).unwrap();
     wal.append(RecordKind::Data, 0, 0, &v1_batch(b"old", b"format", "doc-1")).unwrap();
     wal.sync(Durability::Data).unwrap();

@@ -55,7 +55,13 @@ pub(super) struct WriteBuffer {
 
 impl WriteBuffer {
     pub(super) fn new() -> Self {
-        Self { batch: BatchBuilder::new(RECORD_HEADER_BYTES), ops: Vec::new(), adds: Vec::new(), ranges: Vec::new(), index: None }
+        Self {
+            batch: BatchBuilder::new(RECORD_HEADER_BYTES),
+            ops: Vec::new(),
+            adds: Vec::new(),
+            ranges: Vec::new(),
+            index: None,
+        }
     }
 
     /// The encoded batch and its increments, for [`crate::shard::Shard::commit_built`].

@@ -180,7 +180,10 @@ impl BatchBuilder {
 
     /// Whether a range delete before payload offset `at` covers `key`.
     pub fn erased_before(&self, at: u32, key: &[u8]) -> bool {
-        self.ranges.iter().take_while(|&&range_at| range_at < at).any(|&range_at| self.op_at(range_at).covers(key))
+        self.ranges
+            .iter()
+            .take_while(|&&range_at| range_at < at)
+            .any(|&range_at| self.op_at(range_at).covers(key))
     }
 
     fn start_op(&mut self, kind: u8, len: usize) -> u32 {
