@@ -61,7 +61,7 @@ fn version_2_range_delete_records_still_decode_and_version_1_refuses_the_range_k
     }
     let mut v1 = bytes.clone();
     v1[0] = VERSION_V1;
-    let range_at = 2 + 4 + 5 + 4 + 5 + 5;
+    let range_at = 2 + (4 + 5) + 4 + (1 + 5 + 5);
     assert_eq!(Batch::decode(&v1).unwrap_err(), format!("offset {range_at}: unknown op kind 3"));
     // Re-encoded, the same batch is version 3 and decodes to the same ops.
     let again = batch.encode();
