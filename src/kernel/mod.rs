@@ -100,6 +100,8 @@ pub struct Kernel<E: Env> {
     _lock: E::DirLock,
     /// Opened with [`Kernel::open_read_only`]: every write is refused.
     read_only: bool,
+    /// Emptied write buffers of committed transactions, for the next ones.
+    buffers: buffer::BufferPool,
 }
 
 impl<E: Env> std::fmt::Debug for Kernel<E> {
@@ -186,7 +188,8 @@ impl<E: Env + Clone> Kernel<E> {
             }
         };
         let shards = Self::open_shards(&env, dir, &config, store_id);
-        Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: false })
+        let buffers = buffer::BufferPool::default();
+        Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: false, buffers })
     }
 
     fn open_shards(env: &E, dir: &Path, config: &Config, store_id: u64) -> Vec<Shard<E>> {

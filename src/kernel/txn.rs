@@ -60,18 +60,20 @@ pub(super) fn increment_in(
     Ok(())
 }
 
-/// Commits `writes` as one record of shard `id`.
+/// Commits `writes` as one record of shard `id`, and empties them (whatever the outcome).
 pub(super) fn commit_buffer<E: Env + Clone>(
     kernel: &Kernel<E>,
     id: u32,
-    writes: WriteBuffer,
+    writes: &mut WriteBuffer,
     doc: Option<&DocMark>,
     durability: Durability,
 ) -> Result<CommitInfo, KernelError> {
-    let (batch, adds) = writes.into_parts();
-    let shard = kernel.writable_shard(id)?;
-    let committed = Kernel::<E>::shard_result(id, shard.commit_built(batch, &adds, doc, durability))?;
-    Ok(CommitInfo { shard: Some(id), lsn: committed.lsn })
+    let result = kernel.writable_shard(id).and_then(|shard| {
+        let (batch, adds) = writes.parts_mut();
+        Kernel::<E>::shard_result(id, shard.commit_built(batch, adds, doc, durability))
+    });
+    writes.reset();
+    Ok(CommitInfo { shard: Some(id), lsn: result?.lsn })
 }
 
 /// A multi-key transaction of one shard; see [`Kernel`](crate::Kernel)'s module docs.
@@ -100,7 +102,7 @@ pub struct Transaction<'k, E: Env + Clone> {
 
 impl<'k, E: Env + Clone> Transaction<'k, E> {
     pub(super) fn new(kernel: &'k Kernel<E>) -> Self {
-        Self { kernel, shard: None, writes: WriteBuffer::new() }
+        Self { kernel, shard: None, writes: kernel.buffers.take() }
     }
 
     /// The shard the transaction is bound to (the shard of its first key).
@@ -215,9 +217,11 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
     /// Commits every write atomically as one record of the bound shard. With `Durability::Data`
     /// or `All`, returns once the record is durable; an error then means the outcome is
     /// unknown (the shard is failed).
-    pub fn commit(self, durability: Durability) -> Result<CommitInfo, KernelError> {
+    pub fn commit(mut self, durability: Durability) -> Result<CommitInfo, KernelError> {
         let Some(id) = self.shard else { return Ok(CommitInfo { shard: None, lsn: 0 }) };
-        commit_buffer(self.kernel, id, self.writes, None, durability)
+        let result = commit_buffer(self.kernel, id, &mut self.writes, None, durability);
+        self.kernel.buffers.give(self.writes);
+        result
     }
 
     /// Drops every write.
@@ -259,7 +263,7 @@ pub struct Document<'k, E: Env + Clone> {
 
 impl<'k, E: Env + Clone> Document<'k, E> {
     pub(super) fn new(kernel: &'k Kernel<E>, id: &str) -> Self {
-        Self { kernel, id: id.to_owned(), shard: None, writes: WriteBuffer::new(), already_complete: None }
+        Self { kernel, id: id.to_owned(), shard: None, writes: kernel.buffers.take(), already_complete: None }
     }
 
     /// The document id.
@@ -303,9 +307,8 @@ impl<'k, E: Env + Clone> Document<'k, E> {
         if self.bind_shard(id)? {
             return Ok(CommitInfo { shard: None, lsn: 0 });
         }
-        let writes = std::mem::replace(&mut self.writes, WriteBuffer::new());
         let doc = DocMark { id: self.id.clone(), complete };
-        commit_buffer(self.kernel, id, writes, Some(&doc), Durability::Data)
+        commit_buffer(self.kernel, id, &mut self.writes, Some(&doc), Durability::Data)
     }
 
     /// Makes the inserts so far durable; the document is not complete yet.
@@ -315,7 +318,9 @@ impl<'k, E: Env + Clone> Document<'k, E> {
 
     /// Makes the remaining inserts durable and records the document as complete, atomically.
     pub fn commit(mut self) -> Result<CommitInfo, KernelError> {
-        self.commit_with(true)
+        let result = self.commit_with(true);
+        self.kernel.buffers.give(self.writes);
+        result
     }
 
     /// Drops the inserts since the last chunk; durable chunks stay (re-import is idempotent).

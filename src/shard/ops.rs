@@ -155,8 +155,8 @@ impl<E: Env + Clone> Shard<E> {
         doc: Option<DocMark>,
         durability: Durability,
     ) -> Result<Committed, ShardError> {
-        let (batch, adds) = build_batch(&writes);
-        self.commit_built(batch, &adds, doc.as_ref(), durability)
+        let (mut batch, adds) = build_batch(&writes);
+        self.commit_built(&mut batch, &adds, doc.as_ref(), durability)
     }
 
     /// An empty batch for [`Shard::commit_built`]: its head room is the WAL record header.
@@ -168,10 +168,11 @@ impl<E: Env + Clone> Shard<E> {
     /// does. `adds` are its increments, each an offset of a put of 8 placeholder bytes and
     /// the delta: under the shard lock, each is resolved against the committed value and
     /// written into the placeholder, so the record logs the new value. The record is written
-    /// from the builder's buffer and applied from it, never copied or decoded into owned ops.
+    /// from the builder's buffer and applied from it, never copied or decoded into owned ops;
+    /// the caller may [`BatchBuilder::reset`] and reuse the builder afterwards.
     pub fn commit_built(
         &self,
-        batch: BatchBuilder,
+        batch: &mut BatchBuilder,
         adds: &[(u32, u64)],
         doc: Option<&DocMark>,
         durability: Durability,
@@ -186,7 +187,7 @@ impl<E: Env + Clone> Shard<E> {
 
     fn commit_locked(
         &self,
-        mut batch: BatchBuilder,
+        batch: &mut BatchBuilder,
         adds: &[(u32, u64)],
         doc: Option<&DocMark>,
         durability: Durability,
@@ -196,7 +197,7 @@ impl<E: Env + Clone> Shard<E> {
         // Precondition: the shard is consistent before the commit changes it.
         self.check_serving(serving);
         let mut committed = Committed::default();
-        resolve_adds(&mut batch, adds, &serving.state, &mut committed)?;
+        resolve_adds(batch, adds, &serving.state, &mut committed)?;
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
         if batch.op_count() == 0 && doc.is_none() {
             committed.lsn = wal.last_lsn().unwrap_or(0);
@@ -215,8 +216,8 @@ impl<E: Env + Clone> Shard<E> {
                 return Err(self.fail(&mut inner, Failure::wal("append", error), sync));
             }
         };
-        // The builder's own encoding, so it parses; the walk reads lengths only.
-        let view = BatchView::parse(batch.payload()).expect("a built batch decodes");
+        let view = batch.view().expect("the batch was closed");
+        debug_assert!(BatchView::parse(batch.payload()).is_ok(), "a built batch decodes");
         apply(&mut serving.state, &mut serving.dirty, &view);
         serving.stats.commits += 1;
         serving.stats.writes += view.op_count() as u64;

@@ -138,6 +138,8 @@ pub struct BatchBuilder {
     count: u32,
     /// Payload offsets of the range deletes, in order.
     ranges: Vec<u32>,
+    /// Where the ops end, once [`BatchBuilder::finish`] closed the batch.
+    ops_end: Option<usize>,
 }
 
 impl BatchBuilder {
@@ -146,7 +148,22 @@ impl BatchBuilder {
         let mut buf = Vec::with_capacity(head_room + OPS_START);
         buf.resize(head_room, 0);
         buf.extend_from_slice(&[VERSION, 0, 0, 0, 0, 0]);
-        Self { buf, head_room, count: 0, ranges: Vec::new() }
+        Self { buf, head_room, count: 0, ranges: Vec::new(), ops_end: None }
+    }
+
+    /// Empties the batch for reuse, keeping its allocations.
+    pub fn reset(&mut self) {
+        self.buf.truncate(self.head_room);
+        self.buf[..self.head_room].fill(0);
+        self.buf.extend_from_slice(&[VERSION, 0, 0, 0, 0, 0]);
+        self.count = 0;
+        self.ranges.clear();
+        self.ops_end = None;
+    }
+
+    /// Bytes the batch's buffer holds allocated.
+    pub fn capacity_bytes(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Ops so far.
@@ -225,6 +242,7 @@ impl BatchBuilder {
         let h = self.head_room;
         self.buf[h + 1] = flags;
         self.buf[h + 2..h + OPS_START].copy_from_slice(&self.count.to_le_bytes());
+        self.ops_end = Some(self.buf.len() - h);
         if let Some(doc) = doc {
             put_bytes(&mut self.buf, doc.id.as_bytes());
         }
@@ -233,6 +251,20 @@ impl BatchBuilder {
     /// The payload encoded so far (complete after [`BatchBuilder::finish`]).
     pub fn payload(&self) -> &[u8] {
         &self.buf[self.head_room..]
+    }
+
+    /// The closed batch as [`BatchView::parse`] would decode it, without the walk that
+    /// checks it: the builder wrote every op itself. `None` before [`BatchBuilder::finish`].
+    pub fn view(&self) -> Option<BatchView<'_>> {
+        let ops_end = self.ops_end?;
+        let payload = self.payload();
+        let flags = payload[1];
+        let doc = (flags & FLAG_DOC != 0).then(|| {
+            let mut reader = Reader { bytes: payload, at: ops_end };
+            let id = reader.doc_id().expect("the builder wrote a UTF-8 id");
+            (id, flags & FLAG_DOC_COMPLETE != 0)
+        });
+        Some(BatchView { ops: &payload[OPS_START..ops_end], count: self.count as usize, doc })
     }
 
     /// The head room followed by the payload.

@@ -172,3 +172,28 @@ fn every_single_byte_flip_decodes_or_is_refused_without_a_panic() {
         }
     }
 }
+
+#[test]
+fn the_builders_view_is_what_parse_decodes_and_a_reset_builder_starts_empty() {
+    let mut builder = BatchBuilder::new(5);
+    assert!(builder.view().is_none(), "no view before the batch is closed");
+    for round in 0..2 {
+        builder.put(b"k", b"v");
+        builder.delete_range(b"a", b"b");
+        builder.delete(b"gone");
+        let doc = DocMark { id: format!("doc-{round}"), complete: round == 1 };
+        builder.finish(Some(&doc));
+        let view = builder.view().unwrap();
+        let parsed = BatchView::parse(builder.payload()).unwrap();
+        assert_eq!(view.to_batch(), parsed.to_batch(), "round {round}");
+        assert_eq!(view.to_batch().doc, Some(doc));
+        assert_eq!(view.op_count(), 3);
+        let capacity = builder.capacity_bytes();
+        builder.reset();
+        assert_eq!(builder.capacity_bytes(), capacity, "a reset keeps the allocation");
+        assert_eq!(builder.op_count(), 0);
+        assert_eq!(builder.frame_mut().len(), 5 + OPS_START);
+    }
+    builder.finish(None);
+    assert_eq!(Batch::decode(builder.payload()), Ok(Batch::default()));
+}
