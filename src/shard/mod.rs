@@ -48,6 +48,7 @@
 //!   anybody calls `tick`;
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
+mod dirty;
 mod failure;
 mod invariants;
 mod notify;
@@ -55,7 +56,7 @@ mod ops;
 pub mod record;
 mod recovery;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -231,8 +232,8 @@ type ShardEnv<E> = SharedEnv<E>;
 struct Serving<E: Env> {
     state: BTreeMap<Bytes, Bytes>,
     /// Keys changed since the last checkpoint, for incrementals (their values are in
-    /// `state`; a key absent there was deleted).
-    dirty: BTreeSet<Bytes>,
+    /// `state`; a key absent there was deleted), or "too many: the next one is full".
+    dirty: dirty::DirtyKeys,
     checkpoints: CheckpointStore<ShardEnv<E>>,
     epochs: EpochTracker,
     last_checkpoint: Option<u64>,

@@ -361,12 +361,13 @@ impl<E: Env + Clone> Shard<E> {
             .epochs
             .advance(self.env.now_monotonic(), self.env.now_wall())
             .map_err(|e| Failure::epoch("", e))?;
-        let parent = serving.last_checkpoint.filter(|&p| !serving.checkpoints.full_due(p));
-        let data = match parent {
-            Some(_) => {
+        let dirty = serving.dirty.keys();
+        let parent = serving.last_checkpoint.filter(|&p| dirty.is_some() && !serving.checkpoints.full_due(p));
+        let data = match (parent, dirty) {
+            (Some(_), Some(dirty)) => {
                 let mut puts = BTreeMap::new();
                 let mut deletes = BTreeSet::new();
-                for key in &serving.dirty {
+                for key in dirty {
                     if let Some(value) = serving.state.get(key) {
                         puts.insert(key.clone(), value.clone());
                     } else {
@@ -375,7 +376,7 @@ impl<E: Env + Clone> Shard<E> {
                 }
                 CheckpointData::Incremental { puts, deletes }
             }
-            None => CheckpointData::Full(serving.state.clone()),
+            _ => CheckpointData::Full(serving.state.clone()),
         };
         let meta = serving
             .checkpoints
