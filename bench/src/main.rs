@@ -31,10 +31,13 @@
 //!   printed after the table, the disk footprint of an empty 4-shard store and of one holding
 //!   1 GiB of live data (64 MiB with `--quick`), and the peak RSS of recovery at two WAL
 //!   lengths with the same live data (a child process's `VmHWM`);
+//! - the peak RSS of a bulk load of 1M puts (100k with `--quick`) into a new kernel against
+//!   its live data (see `bulk_rss.rs`), printed after the table;
 //! - recovery against data size (see `ckpt_recovery.rs`), printed after the table: the time
 //!   of `recovery::recover` for 1x, 2x, 4x and 8x a base volume (8 MiB; 4 MiB with
 //!   `--quick`), with checkpoints and retention and without, and the 8x over 1x ratio of each.
 
+mod bulk_rss;
 mod ckpt_recovery;
 mod harness;
 mod kernel;
@@ -83,6 +86,8 @@ struct Config {
     only: Option<String>,
     /// Live data of the footprint and recovery-memory section, in bytes of keys and values.
     footprint_bytes: u64,
+    /// Puts of the bulk-load memory section.
+    bulk_rss_puts: u64,
 }
 
 impl Config {
@@ -99,6 +104,7 @@ impl Config {
             size_base_bytes: 8 << 20,
             size_runs: 15,
             footprint_bytes: 1 << 30,
+            bulk_rss_puts: 1_000_000,
             only: None,
         }
     }
@@ -113,6 +119,7 @@ impl Config {
             size_base_bytes: 4 << 20,
             size_runs: 9,
             footprint_bytes: 64 << 20,
+            bulk_rss_puts: 100_000,
             ..Self::full(dir)
         }
     }
@@ -276,6 +283,10 @@ fn run_sections(config: &Config) -> Result<String, BenchError> {
         let scratch = Scratch::new(root.path(), "footprint")?;
         section.push_str(&realistic::section(&scratch, config.footprint_bytes)?);
     }
+    if config.selects("bulk-rss") {
+        let scratch = Scratch::new(root.path(), "bulk-rss")?;
+        section.push_str(&bulk_rss::section(&scratch, config.bulk_rss_puts)?);
+    }
     root.close()?;
     Ok(section)
 }
@@ -290,6 +301,19 @@ fn main() {
             Ok(line) => println!("{line}"),
             Err(error) => {
                 eprintln!("stormhold-bench --rss-child: {error}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    if let [flag, dir, puts] = args.as_slice()
+        && flag == "--bulk-rss-child"
+    {
+        // The child of the bulk-load memory measurement (see bulk_rss.rs).
+        match puts.parse().map_err(BenchError::from).and_then(|p| bulk_rss::child(dir.as_ref(), p)) {
+            Ok(line) => println!("{line}"),
+            Err(error) => {
+                eprintln!("stormhold-bench --bulk-rss-child: {error}");
                 std::process::exit(1);
             }
         }
