@@ -385,7 +385,8 @@ mod tests {
         // Small segments: a debug build scans a preallocated segment tail slowly.
         config.wal.segment_size_bytes = 64 * 1024;
         let rows = run(&config).expect("run");
-        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 1 + 2 + 2;
+        // Commits (1, 8, 32 writers on 1 and 4 shards), three bulk shapes, recovery, realistic.
+        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 3 + 2 + 2;
         let raft_rows = 2;
         assert_eq!(
             rows.len(),
@@ -412,6 +413,7 @@ mod tests {
         }
         assert!(section.contains("8x / 1x recovery time: with checkpoints"), "{section}");
         assert!(section.contains("empty store on disk") && section.contains("live"), "{section}");
+        assert!(section.contains("bulk-load memory") && section.contains("peak RSS"), "{section}");
         let left: Vec<_> = std::fs::read_dir(parent.path()).expect("list").collect();
         assert!(left.is_empty(), "the scratch directory is removed");
     }
