@@ -91,7 +91,6 @@ impl Default for Config {
                 wal: WalOptions::default(),
                 checkpoint: CheckpointOptions::default(),
                 epoch: EpochConfig::default(),
-                dirty_keys_exact_min: crate::shard::DIRTY_KEYS_EXACT_MIN_DEFAULT,
             },
             recovery_threads: 0,
             sync_on_tick: true,
@@ -197,14 +196,6 @@ impl ConfigBuilder {
         self
     }
 
-    /// Changed keys a shard always tracks exactly for its next incremental checkpoint; past
-    /// them, once the changes outnumber half the state, the next checkpoint is full instead
-    /// (default 1,024; at least 1). Small values make small stores take that path.
-    pub fn dirty_keys_exact_min(mut self, keys: usize) -> Self {
-        self.config.shard.dirty_keys_exact_min = keys;
-        self
-    }
-
     /// Threads for recovering shards in parallel at open; 0 (default) means as many as
     /// [`crate::env::Env::parallelism`] allows (1 in the simulator, so it stays deterministic).
     pub fn recovery_threads(mut self, threads: usize) -> Self {
@@ -248,9 +239,6 @@ impl ConfigBuilder {
             ));
         }
         config.shard.epoch.validate().map_err(|e| KernelError::InvalidConfig(e.to_string()))?;
-        if config.shard.dirty_keys_exact_min == 0 {
-            return invalid("dirty_keys_exact_min 0: keep at least 1 changed key exactly".to_owned());
-        }
         Ok(config)
     }
 }
@@ -281,7 +269,6 @@ mod tests {
             Config::builder().segment_size_bytes(100),
             Config::builder()
                 .checkpoint_options(CheckpointOptions { max_retained: 1, full_every_incrementals: 8 }),
-            Config::builder().dirty_keys_exact_min(0),
         ] {
             let error = builder.build().unwrap_err();
             assert!(matches!(error, KernelError::InvalidConfig(_)), "{error}");

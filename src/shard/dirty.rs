@@ -2,8 +2,8 @@
 //! checkpoint, or the knowledge that so many changed that the next checkpoint is full.
 //!
 //! An incremental checkpoint is worth its parent chain only while it is smaller than the
-//! state. Once the changed keys number more than half the state (and at least a minimum,
-//! [`DIRTY_KEYS_EXACT_MIN_DEFAULT`] unless the shard's options say otherwise), as in a bulk load into a new or small store, the set is
+//! state. Once the changed keys number more than half the state (and at least
+//! [`DIRTY_KEYS_EXACT_MIN`]), as in a bulk load into a new or small store, the set is
 //! dropped and no key is noted any more: each write then costs one map insert instead of two
 //! and one key allocation instead of two, and the next checkpoint is a full one, which writes
 //! at most twice the entries the incremental would have (the state is under twice the
@@ -22,24 +22,16 @@ use super::Bytes;
 
 /// Changed keys below which the set is kept whatever the state's size (a small state's
 /// incremental checkpoints are cheap either way).
-pub const DIRTY_KEYS_EXACT_MIN_DEFAULT: usize = 1024;
+pub(super) const DIRTY_KEYS_EXACT_MIN: usize = 1024;
 
 /// See the module docs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct DirtyKeys {
     keys: BTreeSet<Bytes>,
     all: bool,
-    /// Changed keys kept exactly whatever the state's size; at least 1.
-    exact_min: usize,
 }
 
 impl DirtyKeys {
-    /// No changes yet; the set is given up only past `exact_min` keys (at least 1).
-    pub(super) fn new(exact_min: usize) -> Self {
-        assert!(exact_min >= 1, "validated by the config");
-        Self { keys: BTreeSet::new(), all: false, exact_min }
-    }
-
     /// Whether nothing changed since the last checkpoint.
     pub(super) fn is_empty(&self) -> bool {
         !self.all && self.keys.is_empty()
@@ -58,7 +50,7 @@ impl DirtyKeys {
         }
         self.keys.insert(key);
         let changed = self.keys.len();
-        if changed >= self.exact_min && changed.saturating_mul(2) > state_len {
+        if changed >= DIRTY_KEYS_EXACT_MIN && changed.saturating_mul(2) > state_len {
             self.keys = BTreeSet::new();
             self.all = true;
         }
@@ -80,15 +72,13 @@ impl DirtyKeys {
 mod tests {
     use super::*;
 
-    const DIRTY_KEYS_EXACT_MIN: usize = DIRTY_KEYS_EXACT_MIN_DEFAULT;
-
     fn key(n: usize) -> Bytes {
         n.to_be_bytes().to_vec()
     }
 
     #[test]
     fn a_small_change_set_is_kept_exactly() {
-        let mut dirty = DirtyKeys::new(DIRTY_KEYS_EXACT_MIN);
+        let mut dirty = DirtyKeys::default();
         assert!(dirty.is_empty());
         // A big state, a few changes (one twice): every key is noted once.
         for n in [3, 1, 3, 2] {
@@ -103,7 +93,7 @@ mod tests {
 
     #[test]
     fn a_change_set_past_half_the_state_turns_into_a_full_checkpoint_until_cleared() {
-        let mut dirty = DirtyKeys::new(DIRTY_KEYS_EXACT_MIN);
+        let mut dirty = DirtyKeys::default();
         // A bulk load into an empty store: the state grows with the changes.
         for n in 0..DIRTY_KEYS_EXACT_MIN - 1 {
             dirty.insert(key(n), n + 1);
@@ -138,7 +128,6 @@ mod shard_tests {
             wal: Default::default(),
             checkpoint: Default::default(),
             epoch: Default::default(),
-            dirty_keys_exact_min: super::DIRTY_KEYS_EXACT_MIN_DEFAULT,
         };
         let shard = Shard::open(0, env.clone(), Path::new("/shard-0000"), &options, None);
         assert!(shard.status().failed.is_none(), "{:?}", shard.status());

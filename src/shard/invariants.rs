@@ -79,7 +79,6 @@ mod tests {
             wal: Default::default(),
             checkpoint: Default::default(),
             epoch: Default::default(),
-            dirty_keys_exact_min: super::super::DIRTY_KEYS_EXACT_MIN_DEFAULT,
         };
         let shard = Shard::open(0, env, Path::new("/shard-0000"), &options, None);
         assert!(shard.status().failed.is_none(), "{:?}", shard.status());

@@ -224,14 +224,7 @@ pub struct ShardOptions {
     pub checkpoint: CheckpointOptions,
     /// Epoch triggers: when one fires, `Shard::tick` (run by `Kernel::tick`) takes a checkpoint.
     pub epoch: EpochConfig,
-    /// Changed keys the shard notes exactly, however small the state, before it may give the
-    /// set up for a full next checkpoint (see `dirty.rs`); default
-    /// [`DIRTY_KEYS_EXACT_MIN_DEFAULT`], at least 1. The simulator draws small values so that
-    /// its small stores take that path.
-    pub dirty_keys_exact_min: usize,
 }
-
-pub use dirty::DIRTY_KEYS_EXACT_MIN_DEFAULT;
 
 type ShardEnv<E> = SharedEnv<E>;
 

@@ -193,7 +193,7 @@ impl<E: Env + Clone> Shard<E> {
         let mut replayer = ShardReplayer {
             shard: id,
             state: BTreeMap::new(),
-            dirty: DirtyKeys::new(options.dirty_keys_exact_min),
+            dirty: DirtyKeys::default(),
             replayed: 0,
             replayed_bytes: 0,
             progress,

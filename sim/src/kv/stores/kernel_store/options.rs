@@ -40,14 +40,6 @@ pub struct KernelStoreOptions {
     pub duration_max_ms: u64,
     /// Whether `tick` syncs unsynced commits.
     pub sync_on_tick: bool,
-    /// Changed keys a shard tracks exactly before a large change set may make its next
-    /// checkpoint full (the kernel's default in entries recorded before the option existed).
-    #[serde(default = "dirty_keys_exact_min_default")]
-    pub dirty_keys_exact_min: usize,
-}
-
-fn dirty_keys_exact_min_default() -> usize {
-    stormhold::shard::DIRTY_KEYS_EXACT_MIN_DEFAULT
 }
 
 impl KernelStoreOptions {
@@ -64,10 +56,6 @@ impl KernelStoreOptions {
         let wal_bytes_max = rng.random_range(4096..=16_384);
         let duration_max_ms = rng.random_range(5..=200);
         let sync_on_tick = rng.random_bool(0.5);
-        // Drawn last, so the draws above stay those of every seed before the option. Half the
-        // seeds give the set up early (the simulator's stores hold at most a few hundred keys).
-        let dirty_keys_exact_min =
-            if rng.random_bool(0.5) { rng.random_range(1..=16) } else { dirty_keys_exact_min_default() };
         Self {
             shards,
             segment_size_bytes,
@@ -78,7 +66,6 @@ impl KernelStoreOptions {
             wal_bytes_max,
             duration_max_ms,
             sync_on_tick,
-            dirty_keys_exact_min,
         }
     }
 }
@@ -98,8 +85,6 @@ pub struct KernelStoreConfig {
     pub epochs: EpochConfig,
     /// Whether `tick` syncs unsynced commits.
     pub sync_on_tick: bool,
-    /// See [`KernelStoreOptions::dirty_keys_exact_min`].
-    pub dirty_keys_exact_min: usize,
 }
 
 impl KernelStoreConfig {
@@ -125,15 +110,7 @@ impl KernelStoreConfig {
             duration_max_ms: options.duration_max_ms,
             ..EpochConfig::default()
         };
-        Self {
-            bug,
-            shards: options.shards,
-            wal,
-            checkpoint,
-            epochs,
-            sync_on_tick: options.sync_on_tick,
-            dirty_keys_exact_min: options.dirty_keys_exact_min,
-        }
+        Self { bug, shards: options.shards, wal, checkpoint, epochs, sync_on_tick: options.sync_on_tick }
     }
 
     pub(super) fn kernel_config(&self) -> Config {
@@ -145,7 +122,6 @@ impl KernelStoreConfig {
             .epochs(self.epochs.clone())
             .recovery_threads(1)
             .sync_on_tick(self.sync_on_tick)
-            .dirty_keys_exact_min(self.dirty_keys_exact_min)
             .build()
             .unwrap_or_else(|invalid| panic!("the kernel store draws an invalid config: {invalid}"))
     }
@@ -170,16 +146,5 @@ mod tests {
             assert_eq!(config.epochs.ops_max, options.ops_max);
             config.kernel_config();
         }
-        // An entry recorded before the option existed reads as the kernel's default.
-        let mut old = serde_json::to_value(KernelStoreOptions::from_seed(1)).expect("serialise");
-        old.as_object_mut().expect("an object").remove("dirty_keys_exact_min");
-        let read: KernelStoreOptions = serde_json::from_value(old).expect("parse");
-        assert_eq!(read.dirty_keys_exact_min, stormhold::shard::DIRTY_KEYS_EXACT_MIN_DEFAULT);
-        let drawn: Vec<usize> =
-            (0..64).map(|s| KernelStoreOptions::from_seed(s).dirty_keys_exact_min).collect();
-        assert!(
-            drawn.iter().any(|&m| m <= 16) && drawn.contains(&dirty_keys_exact_min_default()),
-            "{drawn:?}"
-        );
     }
 }
