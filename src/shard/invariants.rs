@@ -57,8 +57,7 @@ impl<E: Env + Clone> Shard<E> {
         if let Some((last_key, _)) = serving.state.last_key_value() {
             assert!(in_namespace(last_key), "shard {}: state key {last_key:?} in no namespace", self.id);
         }
-        let dirty = serving.dirty.keys();
-        if let (Some(first), Some(last_key)) = (dirty.and_then(|d| d.first()), dirty.and_then(|d| d.last())) {
+        if let (Some(first), Some(last_key)) = (serving.dirty.first(), serving.dirty.last()) {
             assert!(in_namespace(first), "shard {}: dirty key {first:?} in no namespace", self.id);
             assert!(in_namespace(last_key), "shard {}: dirty key {last_key:?} in no namespace", self.id);
         }

@@ -48,7 +48,6 @@
 //!   anybody calls `tick`;
 //! - any failed append, sync or checkpoint fails the shard; nothing is retried.
 
-mod dirty;
 mod failure;
 mod invariants;
 mod notify;
@@ -56,7 +55,7 @@ mod ops;
 pub mod record;
 mod recovery;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -232,8 +231,8 @@ type ShardEnv<E> = SharedEnv<E>;
 struct Serving<E: Env> {
     state: BTreeMap<Bytes, Bytes>,
     /// Keys changed since the last checkpoint, for incrementals (their values are in
-    /// `state`; a key absent there was deleted), or "too many: the next one is full".
-    dirty: dirty::DirtyKeys,
+    /// `state`; a key absent there was deleted).
+    dirty: BTreeSet<Bytes>,
     checkpoints: CheckpointStore<ShardEnv<E>>,
     epochs: EpochTracker,
     last_checkpoint: Option<u64>,

@@ -361,13 +361,12 @@ impl<E: Env + Clone> Shard<E> {
             .epochs
             .advance(self.env.now_monotonic(), self.env.now_wall())
             .map_err(|e| Failure::epoch("", e))?;
-        let dirty = serving.dirty.keys();
-        let parent = serving.last_checkpoint.filter(|&p| dirty.is_some() && !serving.checkpoints.full_due(p));
-        let data = match (parent, dirty) {
-            (Some(_), Some(dirty)) => {
+        let parent = serving.last_checkpoint.filter(|&p| !serving.checkpoints.full_due(p));
+        let data = match parent {
+            Some(_) => {
                 let mut puts = BTreeMap::new();
                 let mut deletes = BTreeSet::new();
-                for key in dirty {
+                for key in &serving.dirty {
                     if let Some(value) = serving.state.get(key) {
                         puts.insert(key.clone(), value.clone());
                     } else {
@@ -376,7 +375,7 @@ impl<E: Env + Clone> Shard<E> {
                 }
                 CheckpointData::Incremental { puts, deletes }
             }
-            _ => CheckpointData::Full(serving.state.clone()),
+            None => CheckpointData::Full(serving.state.clone()),
         };
         let meta = serving
             .checkpoints

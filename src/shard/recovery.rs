@@ -5,12 +5,11 @@
 //! reason (and whether it is data loss or an I/O failure a retry may cure), and every other
 //! shard serves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
-use super::dirty::DirtyKeys;
 use super::record::{BatchView, OpRef};
 use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardOptions, ShardStats, SyncState};
 use crate::checkpoint::epoch::{EpochId, EpochTracker};
@@ -40,7 +39,7 @@ pub type ProgressFn<'a> = &'a (dyn Fn(&RecoveryProgress) + Send + Sync);
 
 /// Applies one batch to a state, and notes each key it changes in `dirty` (the values are
 /// read from the state when a checkpoint is taken, so they are stored once).
-pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut DirtyKeys, batch: &BatchView<'_>) {
+pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut BTreeSet<Bytes>, batch: &BatchView<'_>) {
     for op in batch.ops() {
         let (key, value) = match op {
             OpRef::Put(key, value) => (user_key(key), Some(value.to_vec())),
@@ -59,28 +58,34 @@ pub(super) fn apply(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut DirtyKeys, b
 
 /// Removes the user keys in `start..end`, noting each in `dirty` so an incremental
 /// checkpoint records their deletion.
-fn apply_range_delete(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut DirtyKeys, start: &[u8], end: &[u8]) {
+fn apply_range_delete(
+    state: &mut BTreeMap<Bytes, Bytes>,
+    dirty: &mut BTreeSet<Bytes>,
+    start: &[u8],
+    end: &[u8],
+) {
     if start >= end {
         return;
     }
     let doomed: Vec<Bytes> = state.range(user_key(start)..user_key(end)).map(|(k, _)| k.clone()).collect();
     for key in doomed {
         state.remove(&key);
-        dirty.insert(key, state.len());
+        dirty.insert(key);
     }
 }
 
-fn apply_one(state: &mut BTreeMap<Bytes, Bytes>, dirty: &mut DirtyKeys, key: Bytes, value: Option<Bytes>) {
+fn apply_one(
+    state: &mut BTreeMap<Bytes, Bytes>,
+    dirty: &mut BTreeSet<Bytes>,
+    key: Bytes,
+    value: Option<Bytes>,
+) {
     // One search of each map: `insert` of a present key keeps the stored key and drops ours.
-    // The key is cloned only while the dirty set still notes keys.
-    let noted = dirty.tracking().then(|| key.clone());
     match value {
-        Some(value) => state.insert(key, value),
+        Some(value) => state.insert(key.clone(), value),
         None => state.remove(&key),
     };
-    if let Some(key) = noted {
-        dirty.insert(key, state.len());
-    }
+    dirty.insert(key);
 }
 
 /// The state key of a user key.
@@ -102,7 +107,7 @@ pub(crate) fn doc_key(id: &str) -> Bytes {
 struct ShardReplayer<'a> {
     shard: u32,
     state: BTreeMap<Bytes, Bytes>,
-    dirty: DirtyKeys,
+    dirty: BTreeSet<Bytes>,
     replayed: u64,
     /// WAL bytes of the replayed records, to seed the epoch's byte count.
     replayed_bytes: u64,
@@ -193,7 +198,7 @@ impl<E: Env + Clone> Shard<E> {
         let mut replayer = ShardReplayer {
             shard: id,
             state: BTreeMap::new(),
-            dirty: DirtyKeys::default(),
+            dirty: BTreeSet::new(),
             replayed: 0,
             replayed_bytes: 0,
             progress,
