@@ -7,8 +7,9 @@
 //! - durable puts from 8 and 32 threads sharing one kernel, on 1 shard (the threads share one
 //!   group commit) and on 4 shards, against the simple group-commit ideal with the same
 //!   threads;
-//! - bulk load: transactions of 1,000 puts with sequential keys committed with
-//!   `Durability::None`, one `Kernel::sync` per turn, against a raw append loop that writes
+//! - bulk load: transactions of 1,000 puts committed with `Durability::None`, one
+//!   `Kernel::sync` per turn, with sequential 16+128 B records and at the peers' shape
+//!   (16-byte keys, 100-byte values) with random and with sequential keys, against a raw append loop that writes
 //!   each put's log bytes with one write call (both in puts/s). The kernel has the default
 //!   epochs, so every 64 MiB of WAL a commit checkpoints inline; the row says how many did;
 //! - recovery: `Kernel::open` of a kernel holding a WAL of the configured size and no
@@ -313,15 +314,62 @@ fn bulk_puts_per_txn(wal: &WalOptions) -> usize {
     BULK_PUTS_PER_TXN.min(room / put_log_bytes(VALUE_BYTES)).max(1)
 }
 
-/// Bulk load against a raw append loop of the same log bytes per put, both in puts/s.
+/// Value length of the peers' bulk loads (`../shared/peers/` w4), in bytes.
+const PEER_VALUE_BYTES: usize = 100;
+
+/// One bulk-load workload: value size, and whether keys are random (a scrambled counter) or
+/// sequential.
+#[derive(Clone, Copy, Debug)]
+struct BulkShape {
+    value_bytes: usize,
+    random: bool,
+}
+
+/// The n-th key of a load: sequential, or n scrambled by an invertible mix (so every key is
+/// distinct and the order is random).
+fn bulk_key(shape: BulkShape, n: u64) -> [u8; KEY_BYTES] {
+    if !shape.random {
+        return key(b"bulkload", n);
+    }
+    let mut x = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    key(b"bulkrand", x ^ (x >> 31))
+}
+
+/// Bulk loads against a raw append loop of the same log bytes per put, both in puts/s: the
+/// sequential 128 B load, and the peers' shape (16 B keys, 100 B values), random and
+/// sequential.
 pub fn bulk(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, BenchError> {
+    let shapes = [
+        BulkShape { value_bytes: VALUE_BYTES, random: false },
+        BulkShape { value_bytes: PEER_VALUE_BYTES, random: true },
+        BulkShape { value_bytes: PEER_VALUE_BYTES, random: false },
+    ];
+    let mut rows = Vec::new();
+    for (n, shape) in shapes.into_iter().enumerate() {
+        rows.push(bulk_one(config, scratch, shape, n)?);
+    }
+    Ok(rows)
+}
+
+fn bulk_one(
+    config: &crate::Config,
+    scratch: &Scratch,
+    shape: BulkShape,
+    n: usize,
+) -> Result<Row, BenchError> {
     let per_txn = bulk_puts_per_txn(&config.wal);
-    let put_bytes = put_log_bytes(VALUE_BYTES);
-    step(&format!("Kernel bulk load, {per_txn} puts per commit, and a raw append loop, interleaved"));
+    let put_bytes = put_log_bytes(shape.value_bytes);
+    let keys = if shape.random { "random" } else { "sequential" };
+    step(&format!(
+        "Kernel bulk load, {per_txn} puts per commit, {keys} keys, and a raw append loop, interleaved"
+    ));
     let kernel_config = Config::builder().shards(1).wal_options(config.wal.clone()).build()?;
-    let kernel = Kernel::open(OsEnv::new(), &scratch.path().join("kernel-bulk"), kernel_config)?;
+    let dir = Scratch::new(scratch.path(), &format!("kernel-bulk-{n}"))?;
+    let kernel = Kernel::open(OsEnv::new(), &dir.path().join("kernel"), kernel_config)?;
     check_serving(&kernel)?;
-    let value = vec![0x5a; VALUE_BYTES];
+    let value = vec![0x5a; shape.value_bytes];
     let mut next = 0u64;
     let mut load = |budget: Budget| -> Result<Rate, BenchError> {
         let start = Instant::now();
@@ -329,7 +377,7 @@ pub fn bulk(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, Bench
         while puts < budget.count_max && start.elapsed() < budget.duration {
             let mut txn = kernel.begin();
             for _ in 0..per_txn {
-                txn.put(&key(b"bulkload", next), &value)?;
+                txn.put(&bulk_key(shape, next), &value)?;
                 next += 1;
             }
             txn.commit(Durability::None)?;
@@ -338,7 +386,7 @@ pub fn bulk(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, Bench
         kernel.sync(Durability::Data)?;
         Ok(Rate { amount: puts as f64, elapsed: start.elapsed(), unit: Unit::PerSecond })
     };
-    let mut bytes_loop = raw::append_loop(scratch.path(), put_bytes)?;
+    let mut bytes_loop = raw::append_loop(dir.path(), put_bytes)?;
     let mut raw_puts = |budget: Budget| -> Result<Rate, BenchError> {
         let bytes = bytes_loop(budget)?;
         Ok(Rate { amount: bytes.amount / put_bytes as f64, elapsed: bytes.elapsed, unit: Unit::PerSecond })
@@ -347,14 +395,15 @@ pub fn bulk(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, Bench
     // With the default epochs, the commit that crosses 64 MiB of WAL checkpoints inline: a
     // short (--quick) load may never pay for one, a long one does.
     let checkpoints = kernel.stats().total.checkpoints;
-    Ok(vec![Row {
+    Ok(Row {
         workload: format!(
-            "Kernel bulk load, {per_txn} puts/commit, {KEY_BYTES}+{VALUE_BYTES} B, None + 1 sync, {checkpoints} ckpt"
+            "Kernel bulk load, {per_txn} puts/commit, {keys} {KEY_BYTES}+{} B, None + 1 sync, {checkpoints} ckpt",
+            shape.value_bytes
         ),
         rate: rates[0],
         baseline: format!("raw append loop, {put_bytes} B write per put, puts"),
         baseline_rate: rates[1],
-    }])
+    })
 }
 
 // --- Recovery -----------------------------------------------------------------------------

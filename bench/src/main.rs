@@ -31,6 +31,8 @@
 //!   printed after the table, the disk footprint of an empty 4-shard store and of one holding
 //!   1 GiB of live data (64 MiB with `--quick`), and the peak RSS of recovery at two WAL
 //!   lengths with the same live data (a child process's `VmHWM`);
+//! - the peak RSS of a bulk load of 1M puts (100k with `--quick`) into a new kernel against
+//!   its live data (see `bulk_rss.rs`), printed after the table;
 //! - recovery against data size (see `ckpt_recovery.rs`), printed after the table: the time
 //!   of `recovery::recover` for 1x, 2x, 4x and 8x a base volume (8 MiB; 4 MiB with
 //!   `--quick`), with checkpoints and retention and without, and the 8x over 1x ratio of each;
@@ -38,6 +40,7 @@
 //!   steady durable writer alone and beside back-to-back full checkpoints of a state of the
 //!   recovery size, and a bulk load across the WAL cap with a ticker thread and without.
 
+mod bulk_rss;
 mod ckpt_latency;
 mod ckpt_recovery;
 mod harness;
@@ -87,6 +90,8 @@ struct Config {
     only: Option<String>,
     /// Live data of the footprint and recovery-memory section, in bytes of keys and values.
     footprint_bytes: u64,
+    /// Puts of the bulk-load memory section.
+    bulk_rss_puts: u64,
 }
 
 impl Config {
@@ -103,6 +108,7 @@ impl Config {
             size_base_bytes: 8 << 20,
             size_runs: 15,
             footprint_bytes: 1 << 30,
+            bulk_rss_puts: 1_000_000,
             only: None,
         }
     }
@@ -117,6 +123,7 @@ impl Config {
             size_base_bytes: 4 << 20,
             size_runs: 9,
             footprint_bytes: 64 << 20,
+            bulk_rss_puts: 100_000,
             ..Self::full(dir)
         }
     }
@@ -285,6 +292,10 @@ fn run_sections(config: &Config) -> Result<String, BenchError> {
         let (state, turns) = (config.recovery_bytes, config.rounds);
         section.push_str(&ckpt_latency::section(&scratch, state, config.commits.duration * 2, turns)?);
     }
+    if config.selects("bulk-rss") {
+        let scratch = Scratch::new(root.path(), "bulk-rss")?;
+        section.push_str(&bulk_rss::section(&scratch, config.bulk_rss_puts)?);
+    }
     root.close()?;
     Ok(section)
 }
@@ -299,6 +310,19 @@ fn main() {
             Ok(line) => println!("{line}"),
             Err(error) => {
                 eprintln!("stormhold-bench --rss-child: {error}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    if let [flag, dir, puts] = args.as_slice()
+        && flag == "--bulk-rss-child"
+    {
+        // The child of the bulk-load memory measurement (see bulk_rss.rs).
+        match puts.parse().map_err(BenchError::from).and_then(|p| bulk_rss::child(dir.as_ref(), p)) {
+            Ok(line) => println!("{line}"),
+            Err(error) => {
+                eprintln!("stormhold-bench --bulk-rss-child: {error}");
                 std::process::exit(1);
             }
         }
@@ -370,7 +394,8 @@ mod tests {
         // Small segments: a debug build scans a preallocated segment tail slowly.
         config.wal.segment_size_bytes = 64 * 1024;
         let rows = run(&config).expect("run");
-        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 1 + 2 + 2;
+        // Commits (1, 8, 32 writers on 1 and 4 shards), three bulk shapes, recovery, realistic.
+        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 3 + 2 + 2;
         let raft_rows = 2;
         assert_eq!(
             rows.len(),
@@ -397,6 +422,7 @@ mod tests {
         }
         assert!(section.contains("8x / 1x recovery time: with checkpoints"), "{section}");
         assert!(section.contains("empty store on disk") && section.contains("live"), "{section}");
+        assert!(section.contains("bulk-load memory") && section.contains("peak RSS"), "{section}");
         let left: Vec<_> = std::fs::read_dir(parent.path()).expect("list").collect();
         assert!(left.is_empty(), "the scratch directory is removed");
     }

@@ -41,6 +41,7 @@
 //! [`Kernel::spawn_ticker`] runs it on a
 //! thread for real-OS users.
 
+mod buffer;
 mod config;
 mod error;
 pub mod layout;
@@ -103,6 +104,8 @@ pub struct Kernel<E: Env> {
     _lock: E::DirLock,
     /// Opened with [`Kernel::open_read_only`]: every write is refused.
     read_only: bool,
+    /// Emptied write buffers of committed transactions, for the next ones.
+    buffers: buffer::BufferPool,
 }
 
 impl<E: Env> std::fmt::Debug for Kernel<E> {
@@ -193,7 +196,8 @@ impl<E: Env + Clone> Kernel<E> {
         };
         let shards = Self::open_shards(&env, dir, &config, store_id);
         check_serving_shards(dir, &config, &shards)?;
-        Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: false })
+        let buffers = buffer::BufferPool::default();
+        Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: false, buffers })
     }
 
     fn open_shards(env: &E, dir: &Path, config: &Config, store_id: u64) -> Vec<Shard<E>> {

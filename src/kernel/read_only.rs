@@ -82,6 +82,15 @@ impl<E: Env + Clone> Kernel<E> {
         let overlay = OverlayEnv::new(env);
         let shards = Kernel::open_shards(&overlay, dir, &config, store_id);
         super::check_serving_shards(dir, &config, &shards)?;
-        Ok(Kernel { env: overlay, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: true })
+        let buffers = super::buffer::BufferPool::default();
+        Ok(Kernel {
+            env: overlay,
+            dir: dir.to_path_buf(),
+            config,
+            shards,
+            _lock: lock,
+            read_only: true,
+            buffers,
+        })
     }
 }

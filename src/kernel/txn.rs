@@ -1,15 +1,16 @@
 //! Transactions, document imports and sync handles: the kernel's client-side buffers.
 //!
 //! A [`Transaction`] and a [`Document`] buffer writes in memory, bound to the shard of their
-//! first key; nothing reaches the disk before `commit`, so dropping one is an abort.
+//! first key; nothing reaches the disk before `commit`, so dropping one is an abort. The
+//! buffer ([`WriteBuffer`]) is the encoded WAL record itself, so a commit copies nothing.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::buffer::{Latest, WriteBuffer};
 use super::{Kernel, KernelError, check_key, check_value};
 use crate::env::Env;
 use crate::shard::record::DocMark;
-use crate::shard::{Intent, ShardError, counter_value};
+use crate::shard::{ShardError, counter_value};
 use crate::wal::{Durability, Lsn};
 
 /// What a commit returns.
@@ -35,6 +36,46 @@ fn bind<E: Env + Clone>(kernel: &Kernel<E>, bound: &mut Option<u32>, key: &[u8])
     }
 }
 
+/// Adds `by` to the counter at `key` in `writes` of `shard`: merged with an earlier
+/// increment, or resolved against an earlier put or delete; a refused increment leaves the
+/// earlier write in place.
+pub(super) fn increment_in(
+    writes: &mut WriteBuffer,
+    shard: u32,
+    key: &[u8],
+    by: u64,
+) -> Result<(), KernelError> {
+    let overflow = || KernelError::Shard { shard, error: ShardError::CounterOverflow { key: key.to_vec() } };
+    match writes.latest_mut(key) {
+        Latest::Unwritten => writes.set_add(key, by),
+        Latest::Add(earlier) => writes.set_add(key, earlier.checked_add(by).ok_or_else(overflow)?),
+        Latest::Delete => writes.put(key, &by.to_le_bytes()),
+        Latest::Put(value) => {
+            let current =
+                counter_value(key, Some(value)).map_err(|error| KernelError::Shard { shard, error })?;
+            let new = current.checked_add(by).ok_or_else(overflow)?;
+            writes.put(key, &new.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// Commits `writes` as one record of shard `id`, and empties them (whatever the outcome).
+pub(super) fn commit_buffer<E: Env + Clone>(
+    kernel: &Kernel<E>,
+    id: u32,
+    writes: &mut WriteBuffer,
+    doc: Option<&DocMark>,
+    durability: Durability,
+) -> Result<CommitInfo, KernelError> {
+    let result = kernel.writable_shard(id).and_then(|shard| {
+        let (batch, adds) = writes.parts_mut();
+        Kernel::<E>::shard_result(id, shard.commit_built(batch, adds, doc, durability))
+    });
+    writes.reset();
+    Ok(CommitInfo { shard: Some(id), lsn: result?.lsn })
+}
+
 /// A multi-key transaction of one shard; see [`Kernel`](crate::Kernel)'s module docs.
 ///
 /// ```
@@ -50,18 +91,18 @@ fn bind<E: Env + Clone>(kernel: &Kernel<E>, bound: &mut Option<u32>, key: &[u8])
 /// assert!(kernel.sync_handle(&commit).is_synced());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// A write costs one append to the buffer; a `get` or `increment` looks its key up there (a
+/// scan of a short transaction, an index built on first use in a long one).
 pub struct Transaction<'k, E: Env + Clone> {
     kernel: &'k Kernel<E>,
     shard: Option<u32>,
-    writes: BTreeMap<Vec<u8>, Intent>,
-    /// Range deletes, `start..end`; committed before `writes` (a write buffered before a
-    /// range delete that covers it is dropped from `writes`).
-    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    writes: WriteBuffer,
 }
 
 impl<'k, E: Env + Clone> Transaction<'k, E> {
     pub(super) fn new(kernel: &'k Kernel<E>) -> Self {
-        Self { kernel, shard: None, writes: BTreeMap::new(), ranges: Vec::new() }
+        Self { kernel, shard: None, writes: kernel.buffers.take() }
     }
 
     /// The shard the transaction is bound to (the shard of its first key).
@@ -72,10 +113,10 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
     /// The value of `key` as this transaction sees it: its own writes over the committed
     /// state.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KernelError> {
-        match self.writes.get(key) {
-            Some(Intent::Put(value)) => Ok(Some(value.clone())),
-            Some(Intent::Delete | Intent::DeleteRange(_)) => Ok(None),
-            Some(&Intent::Add(delta)) => {
+        match self.writes.latest(key) {
+            Latest::Put(value) => Ok(Some(value.to_vec())),
+            Latest::Delete => Ok(None),
+            Latest::Add(delta) => {
                 let current = self.kernel.get(key)?;
                 let id = self.kernel.shard_of(key);
                 let value = Kernel::<E>::shard_result(id, counter_value(key, current.as_deref()))?;
@@ -83,8 +124,7 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
                 let value = Kernel::<E>::shard_result(id, value.checked_add(delta).ok_or(overflow))?;
                 Ok(Some(value.to_le_bytes().to_vec()))
             }
-            None if self.in_deleted_range(key) => Ok(None),
-            None => self.kernel.get(key),
+            Latest::Unwritten => self.kernel.get(key),
         }
     }
 
@@ -94,10 +134,6 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
         let value = self.get(key)?;
         let id = self.kernel.shard_of(key);
         value.map(|v| Kernel::<E>::shard_result(id, counter_value(key, Some(&v)))).transpose()
-    }
-
-    fn in_deleted_range(&self, key: &[u8]) -> bool {
-        self.ranges.iter().any(|(start, end)| start.as_slice() <= key && key < end.as_slice())
     }
 
     /// Removes every key in `range` (`start..end`, end exclusive) of the transaction's
@@ -152,8 +188,7 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
         if start >= end {
             return Ok(());
         }
-        self.writes.retain(|key, _| !(start <= key.as_slice() && key.as_slice() < end));
-        self.ranges.push((start.to_vec(), end.to_vec()));
+        self.writes.delete_range(start, end);
         Ok(())
     }
 
@@ -161,14 +196,14 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), KernelError> {
         check_value(value)?;
         bind(self.kernel, &mut self.shard, key)?;
-        self.writes.insert(key.to_vec(), Intent::Put(value.to_vec()));
+        self.writes.put(key, value);
         Ok(())
     }
 
     /// Removes `key`.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), KernelError> {
         bind(self.kernel, &mut self.shard, key)?;
-        self.writes.insert(key.to_vec(), Intent::Delete);
+        self.writes.delete(key);
         Ok(())
     }
 
@@ -176,33 +211,17 @@ impl<'k, E: Env + Clone> Transaction<'k, E> {
     /// (so concurrent increments never lose one).
     pub fn increment(&mut self, key: &[u8], by: u64) -> Result<(), KernelError> {
         let shard = bind(self.kernel, &mut self.shard, key)?;
-        let overflow =
-            || KernelError::Shard { shard, error: ShardError::CounterOverflow { key: key.to_vec() } };
-        // Computed from a borrow: a refused increment leaves the earlier write in place.
-        let intent = match self.writes.get(key) {
-            None if self.in_deleted_range(key) => Intent::Put(by.to_le_bytes().to_vec()),
-            None => Intent::Add(by),
-            Some(Intent::Add(earlier)) => Intent::Add(earlier.checked_add(by).ok_or_else(overflow)?),
-            Some(Intent::Delete | Intent::DeleteRange(_)) => Intent::Put(by.to_le_bytes().to_vec()),
-            Some(Intent::Put(value)) => {
-                let current = Kernel::<E>::shard_result(shard, counter_value(key, Some(value)))?;
-                Intent::Put(current.checked_add(by).ok_or_else(overflow)?.to_le_bytes().to_vec())
-            }
-        };
-        self.writes.insert(key.to_vec(), intent);
-        Ok(())
+        increment_in(&mut self.writes, shard, key, by)
     }
 
     /// Commits every write atomically as one record of the bound shard. With `Durability::Data`
     /// or `All`, returns once the record is durable; an error then means the outcome is
     /// unknown (the shard is failed).
-    pub fn commit(self, durability: Durability) -> Result<CommitInfo, KernelError> {
+    pub fn commit(mut self, durability: Durability) -> Result<CommitInfo, KernelError> {
         let Some(id) = self.shard else { return Ok(CommitInfo { shard: None, lsn: 0 }) };
-        let ranges = self.ranges.into_iter().map(|(start, end)| (start, Intent::DeleteRange(end)));
-        let writes = ranges.chain(self.writes).collect();
-        let committed =
-            Kernel::<E>::shard_result(id, self.kernel.writable_shard(id)?.commit(writes, None, durability))?;
-        Ok(CommitInfo { shard: Some(id), lsn: committed.lsn })
+        let result = commit_buffer(self.kernel, id, &mut self.writes, None, durability);
+        self.kernel.buffers.give(self.writes);
+        result
     }
 
     /// Drops every write.
@@ -236,7 +255,7 @@ pub struct Document<'k, E: Env + Clone> {
     kernel: &'k Kernel<E>,
     id: String,
     shard: Option<u32>,
-    writes: BTreeMap<Vec<u8>, Vec<u8>>,
+    writes: WriteBuffer,
     /// Whether the bound shard had the document complete before this import (`None`: no
     /// shard bound yet).
     already_complete: Option<bool>,
@@ -244,7 +263,7 @@ pub struct Document<'k, E: Env + Clone> {
 
 impl<'k, E: Env + Clone> Document<'k, E> {
     pub(super) fn new(kernel: &'k Kernel<E>, id: &str) -> Self {
-        Self { kernel, id: id.to_owned(), shard: None, writes: BTreeMap::new(), already_complete: None }
+        Self { kernel, id: id.to_owned(), shard: None, writes: kernel.buffers.take(), already_complete: None }
     }
 
     /// The document id.
@@ -277,7 +296,7 @@ impl<'k, E: Env + Clone> Document<'k, E> {
         let mut bound = self.shard;
         let id = bind(self.kernel, &mut bound, key)?;
         if !self.bind_shard(id)? {
-            self.writes.insert(key.to_vec(), value.to_vec());
+            self.writes.put(key, value);
         }
         Ok(())
     }
@@ -288,13 +307,8 @@ impl<'k, E: Env + Clone> Document<'k, E> {
         if self.bind_shard(id)? {
             return Ok(CommitInfo { shard: None, lsn: 0 });
         }
-        let writes = std::mem::take(&mut self.writes).into_iter().map(|(k, v)| (k, Intent::Put(v))).collect();
-        let doc = Some(DocMark { id: self.id.clone(), complete });
-        let committed = Kernel::<E>::shard_result(
-            id,
-            self.kernel.writable_shard(id)?.commit(writes, doc, Durability::Data),
-        )?;
-        Ok(CommitInfo { shard: Some(id), lsn: committed.lsn })
+        let doc = DocMark { id: self.id.clone(), complete };
+        commit_buffer(self.kernel, id, &mut self.writes, Some(&doc), Durability::Data)
     }
 
     /// Makes the inserts so far durable; the document is not complete yet.
@@ -304,7 +318,9 @@ impl<'k, E: Env + Clone> Document<'k, E> {
 
     /// Makes the remaining inserts durable and records the document as complete, atomically.
     pub fn commit(mut self) -> Result<CommitInfo, KernelError> {
-        self.commit_with(true)
+        let result = self.commit_with(true);
+        self.kernel.buffers.give(self.writes);
+        result
     }
 
     /// Drops the inserts since the last chunk; durable chunks stay (re-import is idempotent).

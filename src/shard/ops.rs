@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
-use super::record::{Batch, DocMark, Op};
+use super::record::{Batch, BatchBuilder, BatchView, DocMark};
 use super::recovery::{apply, user_key};
 use super::state::State;
 use super::{Bytes, Failure, Inner, NS_DOC, NS_USER, Serving, Shard, ShardError, ShardStats, SyncState};
 use crate::env::Env;
-use crate::wal::format::RECORD_PAYLOAD_BYTES_MAX;
+use crate::wal::format::{RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX};
 use crate::wal::{Durability, Lsn, RecordKind};
 
 /// A write of a transaction, before the shard resolves it.
@@ -167,7 +167,29 @@ impl<E: Env + Clone> Shard<E> {
         doc: Option<DocMark>,
         durability: Durability,
     ) -> Result<Committed, ShardError> {
-        let result = self.commit_locked(writes, doc, durability);
+        let (mut batch, adds) = build_batch(&writes);
+        self.commit_built(&mut batch, &adds, doc.as_ref(), durability)
+    }
+
+    /// An empty batch for [`Shard::commit_built`]: its head room is the WAL record header.
+    pub fn batch_builder() -> BatchBuilder {
+        BatchBuilder::new(RECORD_HEADER_BYTES)
+    }
+
+    /// Commits a batch encoded in place (from [`Shard::batch_builder`]) as [`Shard::commit`]
+    /// does. `adds` are its increments, each an offset of a put of 8 placeholder bytes and
+    /// the delta: under the shard lock, each is resolved against the committed value and
+    /// written into the placeholder, so the record logs the new value. The record is written
+    /// from the builder's buffer and applied from it, never copied or decoded into owned ops;
+    /// the caller may [`BatchBuilder::reset`] and reuse the builder afterwards.
+    pub fn commit_built(
+        &self,
+        batch: &mut BatchBuilder,
+        adds: &[(u32, u64)],
+        doc: Option<&DocMark>,
+        durability: Durability,
+    ) -> Result<Committed, ShardError> {
+        let result = self.commit_locked(batch, adds, doc, durability);
         if result.is_err() {
             // A failed append fails the shard: tell the durability waiters.
             self.notify_durable();
@@ -177,8 +199,9 @@ impl<E: Env + Clone> Shard<E> {
 
     fn commit_locked(
         &self,
-        writes: Vec<(Bytes, Intent)>,
-        doc: Option<DocMark>,
+        batch: &mut BatchBuilder,
+        adds: &[(u32, u64)],
+        doc: Option<&DocMark>,
         durability: Durability,
     ) -> Result<Committed, ShardError> {
         let mut inner = self.lock();
@@ -186,35 +209,36 @@ impl<E: Env + Clone> Shard<E> {
         // Precondition: the shard is consistent before the commit changes it.
         self.check_serving(serving);
         let mut committed = Committed::default();
-        let ops = resolve_ops(writes, &serving.state, &mut committed)?;
+        resolve_adds(batch, adds, &serving.state, &mut committed)?;
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
-        if ops.is_empty() && doc.is_none() {
+        if batch.op_count() == 0 && doc.is_none() {
             committed.lsn = wal.last_lsn().unwrap_or(0);
             return Ok(committed);
         }
-        let batch = Batch { ops, doc };
-        let payload_bytes = batch.encoded_len();
+        batch.finish(doc);
+        let payload_bytes = batch.payload().len();
         if payload_bytes > RECORD_PAYLOAD_BYTES_MAX {
             return Err(ShardError::BatchTooLarge { bytes: payload_bytes, max: RECORD_PAYLOAD_BYTES_MAX });
         }
-        let payload = batch.encode();
         let last_before = wal.last_lsn().unwrap_or(0);
-        committed.lsn = match wal.commit(RecordKind::Data, 0, 0, &payload, Durability::None) {
+        committed.lsn = match wal.commit_frame(RecordKind::Data, 0, 0, batch.frame_mut(), Durability::None) {
             Ok(lsn) => lsn,
             Err(error) => {
                 let sync = serving.sync;
                 return Err(self.fail(&mut inner, Failure::wal("append", error), sync));
             }
         };
-        apply(&mut serving.state, &batch);
+        let view = batch.view().expect("the batch was closed");
+        debug_assert!(BatchView::parse(batch.payload()).is_ok(), "a built batch decodes");
+        apply(&mut serving.state, &view);
         serving.stats.commits += 1;
-        serving.stats.writes += batch.ops.len() as u64;
-        serving.stats.wal_bytes += payload.len() as u64;
+        serving.stats.writes += view.op_count() as u64;
+        serving.stats.wal_bytes += payload_bytes as u64;
         if serving.sync == SyncState::Clean {
             serving.sync = SyncState::Dirty;
         }
-        let (ops, slot_bytes) = (batch.ops.len().max(1) as u64, record_slot_bytes(payload.len()));
-        serving.epochs.record(ops, slot_bytes, self.env.now_monotonic());
+        let slot_bytes = record_slot_bytes(payload_bytes);
+        serving.epochs.record(view.op_count().max(1) as u64, slot_bytes, self.env.now_monotonic());
         let cap_step = Self::past_half_the_cap(serving) || Self::behind_schedule(serving);
         // Postconditions of the append: the batch got the next lsn, and the shard is consistent.
         debug_assert_eq!(committed.lsn, last_before + 1, "a batch is the next record");
@@ -341,32 +365,42 @@ impl<E: Env + Clone> Shard<E> {
     }
 }
 
-/// The ops of a batch from its intents, increments resolved against `state` under the shard
-/// lock (the new values are noted in `committed.counters`).
-fn resolve_ops(
-    writes: Vec<(Bytes, Intent)>,
+/// The batch of `writes`, encoded in place, and its increments (each the offset of its
+/// 8-byte placeholder and the delta), for [`resolve_adds`].
+fn build_batch(writes: &[(Bytes, Intent)]) -> (BatchBuilder, Vec<(u32, u64)>) {
+    let mut batch = BatchBuilder::new(RECORD_HEADER_BYTES);
+    let mut adds = Vec::new();
+    for (key, intent) in writes {
+        match intent {
+            Intent::Put(value) => batch.put(key, value),
+            Intent::Delete => batch.delete(key),
+            Intent::DeleteRange(end) => batch.delete_range(key, end),
+            &Intent::Add(delta) => {
+                let at = batch.put(key, &[0; 8]);
+                adds.push((at, delta));
+                at
+            }
+        };
+    }
+    (batch, adds)
+}
+
+/// Resolves each increment of `batch` against `state` under the shard lock and writes the
+/// new value into its placeholder (the new values are noted in `committed.counters`).
+fn resolve_adds(
+    batch: &mut BatchBuilder,
+    adds: &[(u32, u64)],
     state: &State,
     committed: &mut Committed,
-) -> Result<Vec<Op>, ShardError> {
-    let mut ops = Vec::with_capacity(writes.len());
-    for (key, intent) in writes {
-        ops.push(match intent {
-            Intent::Put(value) => Op::Put(key, value),
-            Intent::Delete => Op::Delete(key),
-            Intent::DeleteRange(end) => Op::DeleteRange(key, end),
-            Intent::Add(delta) => {
-                // A range delete earlier in this batch removed the counter: it counts as 0.
-                let erased = ops
-                    .iter()
-                    .any(|op| matches!(op, Op::DeleteRange(start, end) if *start <= key && key < *end));
-                let found = state.get(&user_key(&key)).filter(|_| !erased);
-                let current = counter_value(&key, found.map(Vec::as_slice))?;
-                let new =
-                    current.checked_add(delta).ok_or(ShardError::CounterOverflow { key: key.clone() })?;
-                committed.counters.insert(key.clone(), new);
-                Op::Put(key, new.to_le_bytes().to_vec())
-            }
-        });
+) -> Result<(), ShardError> {
+    for &(at, delta) in adds {
+        let key = batch.op_at(at).key();
+        // A range delete earlier in this batch removed the counter: it counts as 0.
+        let found = state.get(&user_key(key)).filter(|_| !batch.erased_before(at, key));
+        let current = counter_value(key, found.map(Vec::as_slice))?;
+        let new = current.checked_add(delta).ok_or(ShardError::CounterOverflow { key: key.to_vec() })?;
+        committed.counters.insert(key.to_vec(), new);
+        batch.patch_value(at, &new.to_le_bytes());
     }
-    Ok(ops)
+    Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
-use super::record::{Batch, Op};
+use super::record::{BatchView, OpRef};
 use super::state::State;
 use super::{
     Bytes, Failure, Inner, NS_DOC, NS_USER, Published, Serving, Shard, ShardOptions, ShardStats, SyncState,
@@ -42,31 +42,16 @@ pub type ProgressFn<'a> = &'a (dyn Fn(&RecoveryProgress) + Send + Sync);
 
 /// Applies one batch to a state (its delta layer is the set of keys changed since the last
 /// checkpoint).
-pub(super) fn apply(state: &mut State, batch: &Batch) {
-    for op in &batch.ops {
+pub(super) fn apply(state: &mut State, batch: &BatchView<'_>) {
+    for op in batch.ops() {
         match op {
-            Op::Put(key, value) => state.insert(user_key(key), value.clone()),
-            Op::Delete(key) => state.remove(user_key(key)),
-            Op::DeleteRange(start, end) => drop(state.remove_range(user_key(start)..user_key(end))),
+            OpRef::Put(key, value) => state.insert(user_key(key), value.to_vec()),
+            OpRef::Delete(key) => state.remove(user_key(key)),
+            OpRef::DeleteRange(start, end) => drop(state.remove_range(user_key(start)..user_key(end))),
         }
     }
-    if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
-        state.insert(doc_key(&doc.id), Vec::new());
-    }
-}
-
-/// [`apply`], consuming the batch: recovery moves each decoded value into the state instead
-/// of copying it.
-pub(super) fn apply_owned(state: &mut State, batch: Batch) {
-    for op in batch.ops {
-        match op {
-            Op::Put(key, value) => state.insert(user_key(&key), value),
-            Op::Delete(key) => state.remove(user_key(&key)),
-            Op::DeleteRange(start, end) => drop(state.remove_range(user_key(&start)..user_key(&end))),
-        }
-    }
-    if let Some(doc) = batch.doc.as_ref().filter(|d| d.complete) {
-        state.insert(doc_key(&doc.id), Vec::new());
+    if let Some((id, true)) = batch.doc() {
+        state.insert(doc_key(id), Vec::new());
     }
 }
 
@@ -118,9 +103,9 @@ impl Replayer for ShardReplayer<'_> {
         if record.kind != RecordKind::Data || record.txn_id != 0 {
             return Err(format!("a {:?} record of txn {} is not a shard batch", record.kind, record.txn_id));
         }
-        let batch = Batch::decode(record.payload)?;
+        let batch = BatchView::parse(record.payload)?;
         if !covered {
-            apply_owned(&mut self.state, batch);
+            apply(&mut self.state, &batch);
             self.replayed += 1;
             self.replayed_bytes += super::ops::record_slot_bytes(record.payload.len());
             if let Some(progress) =

@@ -317,18 +317,29 @@ pub fn record_slot_bytes(payload_len: usize) -> u64 {
 pub fn encode_record(record: &Record) -> Vec<u8> {
     assert!(record.payload.len() <= RECORD_PAYLOAD_BYTES_MAX, "payload length checked by the writer");
     let mut bytes = vec![0; RECORD_HEADER_BYTES + record.payload.len()];
-    bytes[4..8].copy_from_slice(&(record.payload.len() as u32).to_le_bytes());
-    bytes[8..12].copy_from_slice(&crc32fast::hash(&record.payload).to_le_bytes());
-    bytes[12] = record.kind.to_byte();
-    bytes[16..24].copy_from_slice(&record.lsn.to_le_bytes());
-    bytes[24..32].copy_from_slice(&record.durable_lsn.to_le_bytes());
-    bytes[32..40].copy_from_slice(&record.segment_id.to_le_bytes());
-    bytes[40..48].copy_from_slice(&record.txn_id.to_le_bytes());
-    bytes[48..56].copy_from_slice(&record.prev_lsn.to_le_bytes());
     bytes[RECORD_HEADER_BYTES..].copy_from_slice(&record.payload);
-    let crc = crc32fast::hash(&bytes[4..RECORD_HEADER_BYTES]);
-    bytes[0..4].copy_from_slice(&crc.to_le_bytes());
+    frame_record(&mut bytes, record);
     bytes
+}
+
+/// Fills the header of `frame`, whose payload already follows [`RECORD_HEADER_BYTES`] bytes of
+/// room, from `fields` (its `payload` is ignored): the in-place form of [`encode_record`], for
+/// writers that build the payload in the buffer they write.
+pub fn frame_record(frame: &mut [u8], fields: &Record) {
+    assert!(frame.len() >= RECORD_HEADER_BYTES, "a frame starts with the header's room");
+    let (header, payload) = frame.split_at_mut(RECORD_HEADER_BYTES);
+    assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX, "payload length checked by the writer");
+    header[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[8..12].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    header[12] = fields.kind.to_byte();
+    header[13..16].fill(0);
+    header[16..24].copy_from_slice(&fields.lsn.to_le_bytes());
+    header[24..32].copy_from_slice(&fields.durable_lsn.to_le_bytes());
+    header[32..40].copy_from_slice(&fields.segment_id.to_le_bytes());
+    header[40..48].copy_from_slice(&fields.txn_id.to_le_bytes());
+    header[48..56].copy_from_slice(&fields.prev_lsn.to_le_bytes());
+    let crc = crc32fast::hash(&header[4..RECORD_HEADER_BYTES]);
+    header[0..4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The header fields of a record whose header checksum passed; the payload is still unread.

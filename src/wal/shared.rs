@@ -134,8 +134,23 @@ impl<E: Env> SharedWal<E> {
         payload: &[u8],
         durability: Durability,
     ) -> Result<Lsn, WalError> {
+        let mut frame = vec![0; super::format::RECORD_HEADER_BYTES + payload.len()];
+        frame[super::format::RECORD_HEADER_BYTES..].copy_from_slice(payload);
+        self.commit_frame(kind, txn_id, prev_lsn, &mut frame, durability)
+    }
+
+    /// [`SharedWal::commit`] of a payload built in place behind the header's room, as
+    /// [`Wal::append_frame`] takes it: written without a copy.
+    pub fn commit_frame(
+        &self,
+        kind: RecordKind,
+        txn_id: u64,
+        prev_lsn: Lsn,
+        frame: &mut [u8],
+        durability: Durability,
+    ) -> Result<Lsn, WalError> {
         let state = self.lock()?;
-        let (state, lsn) = self.append(state, kind, txn_id, prev_lsn, payload)?;
+        let (state, lsn) = self.append(state, kind, txn_id, prev_lsn, frame)?;
         if durability != Durability::None {
             let durable = self.wait_durable(state, lsn, durability)?;
             // Postcondition: a durable commit is acknowledged only once its lsn is durable.
@@ -216,10 +231,11 @@ impl<E: Env> SharedWal<E> {
         kind: RecordKind,
         txn_id: u64,
         prev_lsn: Lsn,
-        payload: &[u8],
+        frame: &mut [u8],
     ) -> Result<(Guard<'a, E>, Lsn), WalError> {
-        if !(state.syncing && state.wal.append_rotates(payload.len())) {
-            let lsn = state.wal.append(kind, txn_id, prev_lsn, payload)?;
+        let payload_len = frame.len().saturating_sub(super::format::RECORD_HEADER_BYTES);
+        if !(state.syncing && state.wal.append_rotates(payload_len)) {
+            let lsn = state.wal.append_frame(kind, txn_id, prev_lsn, frame)?;
             return Ok((state, lsn));
         }
         state.rotations_waiting += 1;
@@ -227,7 +243,7 @@ impl<E: Env> SharedWal<E> {
             state = self.wait(state)?;
         }
         state.rotations_waiting -= 1;
-        let result = state.wal.append(kind, txn_id, prev_lsn, payload);
+        let result = state.wal.append_frame(kind, txn_id, prev_lsn, frame);
         // Would-be leaders held back by this appender may go now.
         self.turn.notify_all();
         Ok((state, result?))

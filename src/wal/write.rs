@@ -1,7 +1,8 @@
 //! Appending, syncing, rotating and truncating a log.
 
 use super::format::{
-    self, Lsn, RECORD_PAYLOAD_BYTES_MAX, Record, RecordKind, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES,
+    self, Lsn, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, Record, RecordKind, SEGMENT_HEADER_BYTES,
+    SYNC_ALIGN_BYTES,
 };
 use super::open::{create_segment, fill_zeros};
 use super::{Durability, Wal, WalError};
@@ -47,15 +48,33 @@ impl<E: Env> Wal<E> {
         prev_lsn: Lsn,
         payload: &[u8],
     ) -> Result<Lsn, WalError> {
+        let mut frame = vec![0; RECORD_HEADER_BYTES + payload.len()];
+        frame[RECORD_HEADER_BYTES..].copy_from_slice(payload);
+        self.append_frame(kind, txn_id, prev_lsn, &mut frame)
+    }
+
+    /// [`Wal::append`] of a record whose payload the caller built in place, behind
+    /// [`RECORD_HEADER_BYTES`] bytes of room that this fills with the header: the frame is
+    /// written as it is, with one write call, and never copied.
+    pub fn append_frame(
+        &mut self,
+        kind: RecordKind,
+        txn_id: u64,
+        prev_lsn: Lsn,
+        frame: &mut [u8],
+    ) -> Result<Lsn, WalError> {
         self.check_poisoned()?;
         let last_before = self.last_lsn();
-        if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-            return Err(WalError::RecordTooLarge { len: payload.len(), max: RECORD_PAYLOAD_BYTES_MAX });
+        let payload_len = frame.len().saturating_sub(RECORD_HEADER_BYTES);
+        assert!(frame.len() >= RECORD_HEADER_BYTES, "a frame starts with the header's room");
+        if payload_len > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(WalError::RecordTooLarge { len: payload_len, max: RECORD_PAYLOAD_BYTES_MAX });
         }
-        let slot = format::record_slot_bytes(payload.len());
-        if self.append_rotates(payload.len()) {
+        let slot = format::record_slot_bytes(payload_len);
+        if self.append_rotates(payload_len) {
             self.rotate()?;
         }
+        // The header's fields; the payload is the frame's, so this holds none.
         let record = Record {
             kind,
             lsn: self.next_lsn,
@@ -63,14 +82,14 @@ impl<E: Env> Wal<E> {
             segment_id: self.active.id,
             txn_id,
             prev_lsn,
-            payload: payload.to_vec(),
+            payload: Vec::new(),
         };
         self.check_append(&record);
-        let bytes = format::encode_record(&record);
+        format::frame_record(frame, &record);
         if self.options.preallocate && self.active.tail + slot > self.active.preallocated {
             self.preallocate_step(self.active.tail + slot)?;
         }
-        if let Err(error) = self.active.file.write_all_at(&bytes, self.active.tail) {
+        if let Err(error) = self.active.file.write_all_at(frame, self.active.tail) {
             return Err(self.poison(WalError::io("append", &self.active.path, error)));
         }
         self.active.tail += slot;
