@@ -48,7 +48,7 @@ use super::ckpt_store::audit::{checkpoint_dirs_are_whole, fallbacks_need_media_d
 use crate::kv::groups::{
     DOCUMENT_MARK_VALUE, DOCUMENTS, document_group, document_mark_key, document_writes, group_of,
 };
-use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write};
+use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write, damage_audit};
 
 mod options;
 pub use options::{KernelStoreConfig, KernelStoreOptions};
@@ -70,15 +70,21 @@ pub enum KernelBug {
     /// A read inside a transaction ignores the transaction's own writes (reads the committed
     /// value): the checker of `txn.get` must catch it.
     TxnGetCommittedOnly,
+    /// An open whose recovery passed over a damaged checkpoint (a fallback, or damaged
+    /// metadata) reports that shard lost, though an older intact checkpoint and the WAL kept
+    /// back to it recover everything: only damage is there, so only the honest-loss check of
+    /// [`crate::kv::damage_audit`], which knows what was damaged, can call it dishonest.
+    LossWithoutDamage,
 }
 
 impl KernelBug {
     /// Every variant, the correct store first.
-    pub const ALL: [KernelBug; 4] = [
+    pub const ALL: [KernelBug; 5] = [
         KernelBug::None,
         KernelBug::AckUnsynced,
         KernelBug::SyncFirstShardOnly,
         KernelBug::TxnGetCommittedOnly,
+        KernelBug::LossWithoutDamage,
     ];
 
     /// The workload name: `kernel`, `kernel-ack-unsynced`.
@@ -88,6 +94,7 @@ impl KernelBug {
             KernelBug::AckUnsynced => "kernel-ack-unsynced",
             KernelBug::SyncFirstShardOnly => "kernel-sync-first-shard-only",
             KernelBug::TxnGetCommittedOnly => "kernel-txn-get-committed-only",
+            KernelBug::LossWithoutDamage => "kernel-loss-without-damage",
         }
     }
 }
@@ -238,12 +245,32 @@ impl KvStore for KernelStore {
                 return Err(if failure.data_loss { StoreError::DataLoss(what) } else { other(what) });
             }
         }
+        if config.bug == KernelBug::LossWithoutDamage {
+            let reports = kernel.recovery_reports().into_iter().enumerate();
+            let fell_back = |(_, report): &(usize, Option<RecoveryReport>)| {
+                report.as_ref().is_some_and(|r| !r.fallbacks.is_empty() || !r.damaged.is_empty())
+            };
+            if let Some((shard, _)) = reports.into_iter().find(fell_back) {
+                return Err(StoreError::DataLoss(format!(
+                    "shard {shard} did not recover: a damaged checkpoint taken for lost data"
+                )));
+            }
+        }
         let prefixes = prefixes(config.shards);
         Ok(Self { kernel, config: config.clone(), prefixes, open: BTreeMap::new() })
     }
 
     fn destroy(env: &SimEnv) -> io::Result<()> {
         super::wal_store::remove_tree(env, Path::new(ROOT))
+    }
+
+    fn loss_is_explained(
+        env: &SimEnv,
+        _: &KernelStoreConfig,
+        what: &str,
+        damage_from: usize,
+    ) -> Result<(), String> {
+        damage_audit::loss_is_explained(env, Path::new(ROOT), what, damage_from)
     }
 
     fn writes_per_commit_max(_: &KernelStoreConfig) -> usize {
@@ -424,6 +451,7 @@ fn audit_shard(env: &SimEnv, shard: u32, report: &RecoveryReport, facts: &AuditF
     let dir = layout::shard_dir(Path::new(ROOT), shard).join("ckpt");
     let newest = checkpoint_dirs_are_whole(env, &dir)?;
     fallbacks_need_media_damage(report, facts)?;
+    damage_audit::recovery_used_the_newest_valid(env, Path::new(ROOT), shard, report, facts.damage_from)?;
     let used = report.checkpoint.as_ref().map(|c| c.id);
     if report.fallbacks.is_empty() && report.damaged.is_empty() && used != newest {
         return Err(format!(

@@ -102,6 +102,7 @@ impl<S: KvStore> KvWorkload<S> {
         })?;
         self.model.wiped();
         self.media_faults_before_wipe = media_faults(&self.env);
+        self.damage_before_wipe = self.env.damage_log().len();
         self.checkpoint_acknowledged = None;
         self.store = Some(store);
         self.env.set_faults_enabled(!self.quiet);
@@ -137,6 +138,7 @@ impl<S: KvStore> KvWorkload<S> {
         let facts = AuditFacts {
             media_damage: self.media_damage(env),
             checkpoint_acknowledged: self.checkpoint_acknowledged,
+            damage_from: self.damage_before_wipe,
         };
         store.audit(env, &facts).map_err(|detail| {
             self.violation(ViolationKind::Checkpoint, format!("checkpoint audit after recovery: {detail}"))
@@ -150,6 +152,9 @@ impl<S: KvStore> KvWorkload<S> {
             match S::open(env, &self.store_config) {
                 Ok(store) => return Ok(Opened::Store(store)),
                 Err(StoreError::DataLoss(what)) if self.media_damage(env) => {
+                    S::loss_is_explained(env, &self.store_config, &what, self.damage_before_wipe).map_err(
+                        |why| self.violation(ViolationKind::Durability, format!("{why} ({what})")),
+                    )?;
                     env.note(format!("honest data loss reported: {what}"));
                     return Ok(Opened::HonestLoss(what));
                 }
