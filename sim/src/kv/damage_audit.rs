@@ -250,3 +250,128 @@ pub fn named_wal_file(what: &str) -> Option<PathBuf> {
 pub fn reported_shard(what: &str) -> Option<u32> {
     what.strip_prefix("shard ")?.split_once(' ')?.0.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each check can fail: the damage the simulator really did is aimed at one file kind, and
+    //! a report (or a loss) that the damage does not explain is refused.
+
+    use super::*;
+    use stormhold::checkpoint::{CheckpointKind, CheckpointOptions, Fallback, FallbackReason};
+    use stormhold::env::sim::{FaultOptions, MediaTarget, TargetRegion, TargetedFaults, TargetedWeights};
+    use stormhold::recovery::CheckpointUsed;
+    use stormhold::{Config, Durability, Kernel};
+
+    const ROOT: &str = "/kernel";
+
+    /// A machine whose every faulty call rots one bit of a file whose name ends in `suffix`
+    /// (faults start off).
+    fn rotting(suffix: &str) -> SimEnv {
+        let target = MediaTarget {
+            name_prefix: String::new(),
+            name_suffix: suffix.to_owned(),
+            region: TargetRegion::Whole,
+        };
+        let weights = TargetedWeights { bit_rot: 1, misdirect: 0, bad_sector: 0 };
+        let options = FaultOptions {
+            media_faults_max: u32::MAX,
+            targeted: TargetedFaults { probability: 1.0, weights, targets: vec![target] },
+            ..FaultOptions::default()
+        };
+        let env = SimEnv::new(7, options).expect("valid options");
+        env.set_faults_enabled(false);
+        env
+    }
+
+    /// A one-shard kernel with full checkpoints 1 and 2, closed.
+    fn two_checkpoints(env: &SimEnv) {
+        let checkpoints = CheckpointOptions { max_retained: 4, full_every_incrementals: 0 };
+        let config = Config::builder().shards(1).checkpoint_options(checkpoints).build().expect("config");
+        let kernel = Kernel::open(env.clone(), Path::new(ROOT), config).expect("open");
+        for round in 0..2u8 {
+            let mut txn = kernel.begin();
+            txn.put(&[round], &[round; 8]).expect("put");
+            txn.commit(Durability::Data).expect("commit");
+            kernel.checkpoint().expect("checkpoint");
+        }
+        drop(kernel);
+        assert_eq!(checkpoints_on_disk(env, &ckpt_dir(Path::new(ROOT), 0)).len(), 2);
+    }
+
+    /// Rots one bit of a file the env's target names.
+    fn rot_once(env: &SimEnv) {
+        env.set_faults_enabled(true);
+        env.exists(Path::new(ROOT)).expect("exists");
+        env.set_faults_enabled(false);
+        assert_eq!(env.damage_log().len(), 1);
+    }
+
+    fn used(id: u64) -> Option<CheckpointUsed> {
+        Some(CheckpointUsed { id, epoch: id, lsn: 0, kind: CheckpointKind::Full, key_count: 0 })
+    }
+
+    fn fallback(id: u64) -> Fallback {
+        Fallback { id, reason: FallbackReason::DamagedMeta("checksum".to_owned()) }
+    }
+
+    #[test]
+    fn wal_damage_classifies_as_wal_and_excuses_no_skipped_checkpoint() {
+        let env = rotting(".log");
+        two_checkpoints(&env);
+        rot_once(&env);
+        let damage = ShardDamage::of(&env.damage_log(), Path::new(ROOT), 0);
+        assert_eq!(damage, ShardDamage { wal: true, ..ShardDamage::default() });
+        assert_eq!(ShardDamage::of(&env.damage_log(), Path::new(ROOT), 1), ShardDamage::default());
+        let root = Path::new(ROOT);
+        let honest = RecoveryReport { checkpoint: used(2), ..RecoveryReport::default() };
+        assert_eq!(recovery_used_the_newest_valid(&env, root, 0, &honest, 0), Ok(()));
+        let skipped = RecoveryReport { checkpoint: used(1), ..RecoveryReport::default() };
+        let error = recovery_used_the_newest_valid(&env, root, 0, &skipped, 0).expect_err("2 is intact");
+        assert!(error.contains("skipped recoverable data"), "{error}");
+        let passed_over = RecoveryReport { checkpoint: used(1), fallbacks: vec![fallback(2)], ..skipped };
+        let error =
+            recovery_used_the_newest_valid(&env, root, 0, &passed_over, 0).expect_err("2 is undamaged");
+        assert!(error.contains("passed over checkpoint 2"), "{error}");
+        // Damage before the last wipe explains nothing.
+        assert_eq!(recovery_used_the_newest_valid(&env, root, 0, &passed_over, 1), Err(error));
+    }
+
+    #[test]
+    fn checkpoint_damage_excuses_a_fallback_but_no_wal_corruption_report() {
+        let env = rotting("META");
+        two_checkpoints(&env);
+        rot_once(&env);
+        let hit = ShardDamage::of(&env.damage_log(), Path::new(ROOT), 0).checkpoints;
+        assert_eq!(hit.len(), 1, "{hit:?}");
+        let root = Path::new(ROOT);
+        let fell_back =
+            RecoveryReport { checkpoint: used(1), fallbacks: vec![fallback(2)], ..RecoveryReport::default() };
+        let newest_hit = hit.contains(&2);
+        assert_eq!(recovery_used_the_newest_valid(&env, root, 0, &fell_back, 0).is_ok(), newest_hit);
+        let wal = "shard 0 did not recover: WAL recovery failed: WAL corruption in \
+                   /kernel/shard-0000/wal/wal-0000000000000001.log at offset 40 (lsn 2): bad record";
+        let error = loss_is_explained(&env, root, wal, 0).expect_err("no WAL file was damaged");
+        assert!(error.contains("which the simulator never damaged"), "{error}");
+        // One of two checkpoints damaged, the other intact, the WAL whole: nothing is lost.
+        let lost = "shard 0 did not recover: checkpoint recovery failed: no checkpoint loads";
+        let error = loss_is_explained(&env, root, lost, 0).expect_err("the other checkpoint is intact");
+        assert!(error.contains("is intact"), "{error}");
+        assert!(loss_is_explained(&env, root, "shard 1 did not recover: x", 0).is_err(), "shard 1 is whole");
+    }
+
+    #[test]
+    fn a_loss_naming_a_damaged_wal_file_is_honest() {
+        let env = rotting(".log");
+        two_checkpoints(&env);
+        rot_once(&env);
+        let damaged = env.damage_log()[0].path.display().to_string();
+        let root = Path::new(ROOT);
+        let what =
+            format!("shard 0 did not recover: WAL recovery failed: WAL corruption in {damaged} at offset 9");
+        assert_eq!(loss_is_explained(&env, root, &what, 0), Ok(()));
+        assert!(loss_is_explained(&env, root, &what, 1).is_err(), "not after a wipe");
+        assert_eq!(loss_is_explained(&env, root, "the kernel file is corrupt", 0), Ok(()));
+        assert_eq!(named_wal_file(&what).as_deref(), Some(Path::new(&damaged)));
+        assert_eq!(reported_shard(&what), Some(0));
+    }
+}
