@@ -87,6 +87,17 @@ fn a_loss_the_damage_does_not_explain_is_caught_as_dishonest() {
     assert!(violation.detail.contains("dishonest loss"), "{violation}");
 }
 
+/// A fallback over a checkpoint that a stray write, not the simulator, damaged: only the
+/// damage audit, which knows what the simulator hit, can refuse it once media was damaged.
+#[test]
+fn a_fallback_the_damage_does_not_explain_is_caught() {
+    assert_caught(KernelBug::ClobberNewestMeta, ViolationKind::Checkpoint);
+    let (seed, _) = first_detection(KernelBug::ClobberNewestMeta).expect("caught");
+    let report = runner::run(&config(seed, KernelBug::ClobberNewestMeta), None);
+    let detail = report.violation.expect("a violation").detail;
+    assert!(detail.contains("but the simulator damaged no file of it"), "{detail}");
+}
+
 #[test]
 fn each_kernel_corpus_case_passes_on_the_kernel_as_it_is() {
     // A corpus case pins its planted mistake only if the same operations and faults leave the

@@ -75,16 +75,22 @@ pub enum KernelBug {
     /// back to it recover everything: only damage is there, so only the honest-loss check of
     /// [`crate::kv::damage_audit`], which knows what was damaged, can call it dishonest.
     LossWithoutDamage,
+    /// Before each open, a stray write flips a byte of the newest checkpoint's `META` in every
+    /// shard holding two or more checkpoints, so recovery passes over a checkpoint the
+    /// simulator never damaged: the damage audit must refuse the fallback even when the
+    /// simulator damaged other files.
+    ClobberNewestMeta,
 }
 
 impl KernelBug {
     /// Every variant, the correct store first.
-    pub const ALL: [KernelBug; 5] = [
+    pub const ALL: [KernelBug; 6] = [
         KernelBug::None,
         KernelBug::AckUnsynced,
         KernelBug::SyncFirstShardOnly,
         KernelBug::TxnGetCommittedOnly,
         KernelBug::LossWithoutDamage,
+        KernelBug::ClobberNewestMeta,
     ];
 
     /// The workload name: `kernel`, `kernel-ack-unsynced`.
@@ -95,6 +101,7 @@ impl KernelBug {
             KernelBug::SyncFirstShardOnly => "kernel-sync-first-shard-only",
             KernelBug::TxnGetCommittedOnly => "kernel-txn-get-committed-only",
             KernelBug::LossWithoutDamage => "kernel-loss-without-damage",
+            KernelBug::ClobberNewestMeta => "kernel-clobber-newest-meta",
         }
     }
 }
@@ -227,6 +234,9 @@ impl KvStore for KernelStore {
     }
 
     fn open(env: &SimEnv, config: &KernelStoreConfig) -> Result<Self, StoreError> {
+        if config.bug == KernelBug::ClobberNewestMeta {
+            (0..config.shards).for_each(|shard| clobber_newest_meta(env, shard));
+        }
         let kernel =
             Kernel::open(env.clone(), Path::new(ROOT), config.kernel_config()).map_err(
                 |error| match error {
@@ -444,14 +454,39 @@ impl KvStore for KernelStore {
     }
 }
 
+/// The planted stray write of [`KernelBug::ClobberNewestMeta`]; its own I/O errors are
+/// ignored (a stray write does not report).
+fn clobber_newest_meta(env: &SimEnv, shard: u32) {
+    use stormhold::checkpoint::META_FILE_NAME;
+    use stormhold::checkpoint::format::parse_checkpoint_dir_name;
+    use stormhold::env::{Env, EnvFile, OpenOptions};
+    let dir = layout::shard_dir(Path::new(ROOT), shard).join("ckpt");
+    let Ok(names) = env.list_dir(&dir) else { return };
+    let mut whole: Vec<String> = names
+        .into_iter()
+        .filter(|name| parse_checkpoint_dir_name(name).is_some())
+        .filter(|name| env.exists(&dir.join(name).join(META_FILE_NAME)).unwrap_or(false))
+        .collect();
+    whole.sort_by_key(|name| parse_checkpoint_dir_name(name));
+    let [.., _, newest] = whole.as_slice() else { return };
+    let Ok(file) = env.open(&dir.join(newest).join(META_FILE_NAME), OpenOptions::read_write()) else {
+        return;
+    };
+    let mut byte = [0u8; 1];
+    if file.read_exact_at(&mut byte, 0).is_ok() && file.write_all_at(&[!byte[0]], 0).is_ok() {
+        let _ = file.sync_data();
+    }
+}
+
 /// The checkpoint invariants of one shard right after its recovery (faults off): no partial
 /// checkpoint directory is left; fallbacks and damaged metadata only after media damage; and
 /// without either, recovery used the newest checkpoint on disk.
 fn audit_shard(env: &SimEnv, shard: u32, report: &RecoveryReport, facts: &AuditFacts) -> Result<(), String> {
     let dir = layout::shard_dir(Path::new(ROOT), shard).join("ckpt");
     let newest = checkpoint_dirs_are_whole(env, &dir)?;
-    fallbacks_need_media_damage(report, facts)?;
+    // The damage audit first: it names the checkpoint that no damage explains.
     damage_audit::recovery_used_the_newest_valid(env, Path::new(ROOT), shard, report, facts.damage_from)?;
+    fallbacks_need_media_damage(report, facts)?;
     let used = report.checkpoint.as_ref().map(|c| c.id);
     if report.fallbacks.is_empty() && report.damaged.is_empty() && used != newest {
         return Err(format!(
