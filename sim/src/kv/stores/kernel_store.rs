@@ -27,7 +27,11 @@
 //!
 //! Audit after each recovery ([`KvStore::audit`], per shard, from its recovery report and its
 //! checkpoint directory): no partial checkpoint is left, fallbacks and damaged checkpoint
-//! metadata happen only after media damage, and otherwise recovery used the newest checkpoint.
+//! metadata happen only after media damage to that checkpoint or an older one, recovery used at
+//! least the newest checkpoint the simulator left intact ([`crate::kv::damage_audit`]), and
+//! without fallbacks the newest checkpoint on disk. A data-loss report at open must be
+//! explained by damage to a file the failed shard's recovery needed
+//! ([`KvStore::loss_is_explained`]).
 //!
 //! Errors: an open that leaves a shard failed with data loss is [`StoreError::DataLoss`], any
 //! other failed open is an I/O error (the workload restarts and retries). An operation on a

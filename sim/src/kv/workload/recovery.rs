@@ -4,7 +4,8 @@
 //! audits its own durable invariants with faults off, and the quiet phase ends with a
 //! liveness probe.
 //!
-//! Invariants: an open may report data loss only after real media damage; a store that does
+//! Invariants: an open may report data loss only after real media damage, and only damage
+//! the store's [`KvStore::loss_is_explained`] accepts; a store that does
 //! not open in [`OPEN_ATTEMPTS_MAX`] attempts without media damage is a liveness violation;
 //! after a successful recovery the model is rebased on what survived.
 
