@@ -34,7 +34,7 @@ use std::path::{Component, Path, PathBuf};
 
 use stormhold::checkpoint::META_FILE_NAME;
 use stormhold::checkpoint::format::{decode_meta, parse_checkpoint_dir_name};
-use stormhold::env::sim::{Damage, SimEnv};
+use stormhold::env::sim::{Damage, DamageKind, SimEnv};
 use stormhold::env::{Env, EnvFile, OpenOptions};
 use stormhold::kernel::layout;
 use stormhold::recovery::RecoveryReport;
@@ -239,6 +239,26 @@ pub fn recovery_used_the_newest_valid(
     }
 }
 
+/// Whether the damage since `damage_from` explains an open of the kernel in `root` that kept
+/// failing with `last_error`: only a bad sector (a read that fails for ever) in a file of the
+/// shard it names (or under `root`, if it names none) keeps an open failing; rot and
+/// misdirected writes make recovery report data loss instead, and a full disk or injected
+/// errors are gone once faults stop.
+pub fn stuck_is_explained(env: &SimEnv, root: &Path, last_error: &str, damage_from: usize) -> bool {
+    let log = env.damage_log();
+    let bad: Vec<Damage> = log
+        .get(damage_from..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|hit| hit.kind == DamageKind::BadSector)
+        .cloned()
+        .collect();
+    match reported_shard(last_error) {
+        Some(shard) => ShardDamage::of(&bad, root, shard).any(),
+        None => bad.iter().any(|hit| hit.path.starts_with(root) || hit.path == Path::new("?")),
+    }
+}
+
 /// The WAL file a kernel store's data-loss report names as corrupt (`"WAL corruption in
 /// PATH at offset ..."`, the kernel's `WalError::Corruption`).
 pub fn named_wal_file(what: &str) -> Option<PathBuf> {
@@ -246,9 +266,10 @@ pub fn named_wal_file(what: &str) -> Option<PathBuf> {
     Some(PathBuf::from(rest.split_once(" at offset ")?.0))
 }
 
-/// The shard a kernel store's data-loss report names (`"shard N did not recover: ..."`).
+/// The shard a kernel store's error names (`"... shard N did not recover: ..."`).
 pub fn reported_shard(what: &str) -> Option<u32> {
-    what.strip_prefix("shard ")?.split_once(' ')?.0.parse().ok()
+    let (before, _) = what.split_once(" did not recover")?;
+    before.rsplit_once("shard ")?.1.parse().ok()
 }
 
 #[cfg(test)]
@@ -267,12 +288,15 @@ mod tests {
     /// A machine whose every faulty call rots one bit of a file whose name ends in `suffix`
     /// (faults start off).
     fn rotting(suffix: &str) -> SimEnv {
+        damaging(suffix, TargetedWeights { bit_rot: 1, misdirect: 0, bad_sector: 0 })
+    }
+
+    fn damaging(suffix: &str, weights: TargetedWeights) -> SimEnv {
         let target = MediaTarget {
             name_prefix: String::new(),
             name_suffix: suffix.to_owned(),
             region: TargetRegion::Whole,
         };
-        let weights = TargetedWeights { bit_rot: 1, misdirect: 0, bad_sector: 0 };
         let options = FaultOptions {
             media_faults_max: u32::MAX,
             targeted: TargetedFaults { probability: 1.0, weights, targets: vec![target] },
@@ -373,5 +397,27 @@ mod tests {
         assert_eq!(loss_is_explained(&env, root, "the kernel file is corrupt", 0), Ok(()));
         assert_eq!(named_wal_file(&what).as_deref(), Some(Path::new(&damaged)));
         assert_eq!(reported_shard(&what), Some(0));
+        assert_eq!(reported_shard("I/O error: shard 3 did not recover: x"), Some(3));
+        assert_eq!(reported_shard("simulated EIO: latent bad sector"), None);
+    }
+
+    #[test]
+    fn only_a_bad_sector_of_the_named_shard_explains_an_open_that_stays_stuck() {
+        let root = Path::new(ROOT);
+        let stuck = "I/O error: shard 0 did not recover: WAL read: simulated EIO: latent bad sector";
+        let rotted = rotting(".log");
+        two_checkpoints(&rotted);
+        rot_once(&rotted);
+        assert!(
+            !stuck_is_explained(&rotted, root, stuck, 0),
+            "rot gives a data-loss report, not a stuck open"
+        );
+        let bad = damaging(".log", TargetedWeights { bit_rot: 0, misdirect: 0, bad_sector: 1 });
+        two_checkpoints(&bad);
+        rot_once(&bad);
+        assert!(stuck_is_explained(&bad, root, stuck, 0));
+        assert!(stuck_is_explained(&bad, root, "simulated EIO: latent bad sector", 0), "no shard named");
+        assert!(!stuck_is_explained(&bad, root, "I/O error: shard 1 did not recover: x", 0), "another shard");
+        assert!(!stuck_is_explained(&bad, root, stuck, 1), "not after a wipe");
     }
 }

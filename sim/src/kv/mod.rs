@@ -97,6 +97,17 @@ pub trait KvStore: Sized {
     ) -> Result<(), String> {
         Ok(())
     }
+    /// Whether the damage since `damage_from` explains an open that kept failing with
+    /// `last_error` (not a data-loss report) so that the store is given up as lost; otherwise
+    /// the workload owes it liveness. Default: any media damage explains it.
+    fn stuck_is_explained(
+        _env: &SimEnv,
+        _config: &Self::Config,
+        _last_error: &str,
+        _damage_from: usize,
+    ) -> bool {
+        true
+    }
     /// The most writes one transaction may carry.
     fn writes_per_commit_max(config: &Self::Config) -> usize;
     /// Commits `writes` atomically; with `durable`, returns `Ok` only once they are durable.

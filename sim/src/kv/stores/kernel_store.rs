@@ -287,6 +287,10 @@ impl KvStore for KernelStore {
         damage_audit::loss_is_explained(env, Path::new(ROOT), what, damage_from)
     }
 
+    fn stuck_is_explained(env: &SimEnv, _: &KernelStoreConfig, last_error: &str, damage_from: usize) -> bool {
+        damage_audit::stuck_is_explained(env, Path::new(ROOT), last_error, damage_from)
+    }
+
     fn writes_per_commit_max(_: &KernelStoreConfig) -> usize {
         8
     }

@@ -176,7 +176,9 @@ impl<S: KvStore> KvWorkload<S> {
                 }
             }
         }
-        if self.media_damage(env) {
+        if self.media_damage(env)
+            && S::stuck_is_explained(env, &self.store_config, &last_error, self.damage_before_wipe)
+        {
             return Ok(Opened::HonestLoss(last_error));
         }
         Err(self.violation(
