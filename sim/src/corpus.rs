@@ -22,6 +22,7 @@ use crate::config::bounds::{CLOCK_JUMP_MS_MAX, OPS_MAX};
 use crate::config::{InvalidInput, RunConfig, WorkloadKind, check_at_most};
 use crate::env_workload::ops::EnvOp;
 use crate::kv::groups::DOCUMENTS;
+use crate::kv::kernel_store::KernelStoreOptions;
 use crate::kv::workload::KvOp;
 use crate::runner::{self, RecordedOps, RunReport, ViolationKind};
 
@@ -75,6 +76,11 @@ impl CorpusEntry {
         validate_schedule(&self.schedule).map_err(|invalid| invalid.under("schedule"))?;
         if let Some(ops) = &self.ops {
             validate_ops(self.config.workload, ops).map_err(|invalid| invalid.under("ops"))?;
+            if let (WorkloadKind::Kernel(_), RecordedOps::Kv(ops)) = (self.config.workload, ops) {
+                let store = self.config.store.clone();
+                let shards = store.unwrap_or_else(|| KernelStoreOptions::from_seed(self.config.seed)).shards;
+                validate_kernel_groups(ops, shards as usize).map_err(|invalid| invalid.under("ops"))?;
+            }
         }
         Ok(())
     }
@@ -171,6 +177,26 @@ pub fn validate_ops(workload: WorkloadKind, ops: &RecordedOps) -> Result<(), Inv
             Err(InvalidInput::new("Env", format!("the {workload} workload replays Kv operations, not Env")))
         }
     }
+}
+
+/// Checks that every commit of a kernel recording stays in one key group (one shard): the
+/// kernel refuses a transaction across shards and the workload never draws one (a write of
+/// another group in an interleaved transaction the workload skips itself).
+fn validate_kernel_groups(ops: &[KvOp], groups: usize) -> Result<(), InvalidInput> {
+    if groups == 0 {
+        return Err(InvalidInput::new("store.shards", "is 0"));
+    }
+    let group = |key: crate::kv::Key| crate::kv::groups::group_of(key, groups);
+    for (index, op) in ops.iter().enumerate() {
+        if let KvOp::Commit { writes, .. } = op
+            && let Some(&(first, _)) = writes.first()
+            && writes.iter().any(|&(key, _)| group(key) != group(first))
+        {
+            return Err(InvalidInput::new("Commit.writes", "a transaction across key groups")
+                .under_index("Kv", index));
+        }
+    }
+    Ok(())
 }
 
 trait UnderIndex {

@@ -116,6 +116,19 @@ fn replay_refuses_inconsistent_operations_or_schedule() {
     let mut value = entry("wal-damaged-last-segment-header.json");
     value["schedule"]["faults"][0]["fault"] = json!({"ShortIo": {"kept_per_mille": 5000}});
     assert_refused(&value, "schedule.faults[0].fault.ShortIo.kept_per_mille");
+    // A kernel commit across key groups (the kernel store of this entry has several shards).
+    let mut value = entry("kernel-clobber-newest-meta.json");
+    assert!(value["config"]["store"]["shards"].as_u64().expect("shards") > 1);
+    let ops = value["ops"]["Kv"].as_array_mut().expect("Kv ops");
+    let (index, commit) = ops
+        .iter_mut()
+        .enumerate()
+        .find_map(|(i, op)| op.get_mut("Commit").map(|c| (i, c)))
+        .expect("a commit");
+    let writes = commit["writes"].as_array_mut().expect("writes");
+    let key = writes[0][0].as_u64().expect("key");
+    writes.push(json!([key + 1, 7]));
+    assert_refused(&value, &format!("ops.Kv[{index}].Commit.writes"));
 }
 
 #[test]

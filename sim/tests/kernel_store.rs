@@ -85,6 +85,30 @@ fn a_read_inside_a_transaction_that_misses_its_own_writes_is_caught() {
     assert_caught(KernelBug::TxnGetCommittedOnly, ViolationKind::Read);
 }
 
+/// A data-loss report passes the old check whenever the simulator damaged any media; only the
+/// damage audit (`kv::damage_audit`), which knows which files were hit, can call this one
+/// dishonest, and it needs a damaged checkpoint beside an intact one (about one seed in 25).
+#[test]
+fn a_loss_the_damage_does_not_explain_is_caught_as_dishonest() {
+    let bug = KernelBug::LossWithoutDamage;
+    let found = (0..100).find_map(|seed| runner::run(&config(seed, bug), None).violation.map(|v| (seed, v)));
+    let (seed, violation) = found.unwrap_or_else(|| panic!("{bug:?} escaped 100 seeds"));
+    println!("{}: caught after {} seeds", bug.workload_name(), seed + 1);
+    assert_eq!(violation.kind, ViolationKind::Durability, "{violation}");
+    assert!(violation.detail.contains("dishonest loss"), "{violation}");
+}
+
+/// A fallback over a checkpoint that a stray write, not the simulator, damaged: only the
+/// damage audit, which knows what the simulator hit, can refuse it once media was damaged.
+#[test]
+fn a_fallback_the_damage_does_not_explain_is_caught() {
+    assert_caught(KernelBug::ClobberNewestMeta, ViolationKind::Checkpoint);
+    let (seed, _) = first_detection(KernelBug::ClobberNewestMeta).expect("caught");
+    let report = runner::run(&config(seed, KernelBug::ClobberNewestMeta), None);
+    let detail = report.violation.expect("a violation").detail;
+    assert!(detail.contains("but the simulator damaged no file of it"), "{detail}");
+}
+
 #[test]
 fn each_kernel_corpus_case_passes_on_the_kernel_as_it_is() {
     // A corpus case pins its planted mistake only if the same operations and faults leave the

@@ -10,6 +10,7 @@
 //! The arrows point one way: the workload uses the contract and the model; the stores use the
 //! contract (and the document keys of [`groups`]); the model uses neither.
 
+pub mod damage_audit;
 pub mod groups;
 pub mod model;
 pub mod stores;
@@ -69,6 +70,9 @@ pub struct AuditFacts {
     /// The newest checkpoint whose creation returned `Ok` since the store was last wiped
     /// ([`KvStore::checkpoint_acknowledged`]).
     pub checkpoint_acknowledged: Option<u64>,
+    /// The first entry of [`SimEnv::damage_log`] injected since the store was last wiped:
+    /// only damage from there on can explain a loss or a fallback ([`damage_audit`]).
+    pub damage_from: usize,
 }
 
 /// A durable key-value store the simulator can check.
@@ -81,6 +85,29 @@ pub trait KvStore: Sized {
     fn open(env: &SimEnv, config: &Self::Config) -> Result<Self, StoreError>;
     /// Removes every file of the store (what an operator does after it reported data loss).
     fn destroy(env: &SimEnv) -> std::io::Result<()>;
+    /// Checks that the damage the simulator did since the store was last wiped (entries
+    /// `damage_from..` of [`SimEnv::damage_log`]) explains the data loss `what` an open
+    /// reported, beyond there being some media damage at all (the workload checks that
+    /// first); `Err` says why not, a "dishonest loss". Default: any media damage explains it.
+    fn loss_is_explained(
+        _env: &SimEnv,
+        _config: &Self::Config,
+        _what: &str,
+        _damage_from: usize,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+    /// Whether the damage since `damage_from` explains an open that kept failing with
+    /// `last_error` (not a data-loss report) so that the store is given up as lost; otherwise
+    /// the workload owes it liveness. Default: any media damage explains it.
+    fn stuck_is_explained(
+        _env: &SimEnv,
+        _config: &Self::Config,
+        _last_error: &str,
+        _damage_from: usize,
+    ) -> bool {
+        true
+    }
     /// The most writes one transaction may carry.
     fn writes_per_commit_max(config: &Self::Config) -> usize;
     /// Commits `writes` atomically; with `durable`, returns `Ok` only once they are durable.

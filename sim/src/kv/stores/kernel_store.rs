@@ -32,7 +32,11 @@
 //!
 //! Audit after each recovery ([`KvStore::audit`], per shard, from its recovery report and its
 //! checkpoint directory): no partial checkpoint is left, fallbacks and damaged checkpoint
-//! metadata happen only after media damage, and otherwise recovery used the newest checkpoint.
+//! metadata happen only after media damage to that checkpoint or an older one, recovery used at
+//! least the newest checkpoint the simulator left intact ([`crate::kv::damage_audit`]), and
+//! without fallbacks the newest checkpoint on disk. A data-loss report at open must be
+//! explained by damage to a file the failed shard's recovery needed
+//! ([`KvStore::loss_is_explained`]).
 //!
 //! Errors: an open that leaves a shard failed with data loss is [`StoreError::DataLoss`], any
 //! other failed open is an I/O error (the workload restarts and retries). An operation on a
@@ -53,7 +57,7 @@ use super::ckpt_store::audit::{checkpoint_dirs_are_whole, fallbacks_need_media_d
 use crate::kv::groups::{
     DOCUMENT_MARK_VALUE, DOCUMENTS, document_group, document_mark_key, document_writes, group_of,
 };
-use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write};
+use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write, damage_audit};
 
 mod options;
 pub use options::{KernelStoreConfig, KernelStoreOptions};
@@ -75,15 +79,27 @@ pub enum KernelBug {
     /// A read inside a transaction ignores the transaction's own writes (reads the committed
     /// value): the checker of `txn.get` must catch it.
     TxnGetCommittedOnly,
+    /// An open whose recovery passed over a damaged checkpoint (a fallback, or damaged
+    /// metadata) reports that shard lost, though an older intact checkpoint and the WAL kept
+    /// back to it recover everything: only damage is there, so only the honest-loss check of
+    /// [`crate::kv::damage_audit`], which knows what was damaged, can call it dishonest.
+    LossWithoutDamage,
+    /// Before each open, a stray write flips a byte of the newest checkpoint's `META` in every
+    /// shard holding two or more checkpoints, so recovery passes over a checkpoint the
+    /// simulator never damaged: the damage audit must refuse the fallback even when the
+    /// simulator damaged other files.
+    ClobberNewestMeta,
 }
 
 impl KernelBug {
     /// Every variant, the correct store first.
-    pub const ALL: [KernelBug; 4] = [
+    pub const ALL: [KernelBug; 6] = [
         KernelBug::None,
         KernelBug::AckUnsynced,
         KernelBug::SyncFirstShardOnly,
         KernelBug::TxnGetCommittedOnly,
+        KernelBug::LossWithoutDamage,
+        KernelBug::ClobberNewestMeta,
     ];
 
     /// The workload name: `kernel`, `kernel-ack-unsynced`.
@@ -93,6 +109,8 @@ impl KernelBug {
             KernelBug::AckUnsynced => "kernel-ack-unsynced",
             KernelBug::SyncFirstShardOnly => "kernel-sync-first-shard-only",
             KernelBug::TxnGetCommittedOnly => "kernel-txn-get-committed-only",
+            KernelBug::LossWithoutDamage => "kernel-loss-without-damage",
+            KernelBug::ClobberNewestMeta => "kernel-clobber-newest-meta",
         }
     }
 }
@@ -225,6 +243,9 @@ impl KvStore for KernelStore {
     }
 
     fn open(env: &SimEnv, config: &KernelStoreConfig) -> Result<Self, StoreError> {
+        if config.bug == KernelBug::ClobberNewestMeta {
+            (0..config.shards).for_each(|shard| clobber_newest_meta(env, shard));
+        }
         let kernel =
             Kernel::open(env.clone(), Path::new(ROOT), config.kernel_config()).map_err(
                 |error| match error {
@@ -243,12 +264,36 @@ impl KvStore for KernelStore {
                 return Err(if failure.data_loss { StoreError::DataLoss(what) } else { other(what) });
             }
         }
+        if config.bug == KernelBug::LossWithoutDamage {
+            let reports = kernel.recovery_reports().into_iter().enumerate();
+            let fell_back = |(_, report): &(usize, Option<RecoveryReport>)| {
+                report.as_ref().is_some_and(|r| !r.fallbacks.is_empty() || !r.damaged.is_empty())
+            };
+            if let Some((shard, _)) = reports.into_iter().find(fell_back) {
+                return Err(StoreError::DataLoss(format!(
+                    "shard {shard} did not recover: a damaged checkpoint taken for lost data"
+                )));
+            }
+        }
         let prefixes = prefixes(config.shards);
         Ok(Self { kernel, config: config.clone(), prefixes, open: BTreeMap::new() })
     }
 
     fn destroy(env: &SimEnv) -> io::Result<()> {
         super::wal_store::remove_tree(env, Path::new(ROOT))
+    }
+
+    fn loss_is_explained(
+        env: &SimEnv,
+        _: &KernelStoreConfig,
+        what: &str,
+        damage_from: usize,
+    ) -> Result<(), String> {
+        damage_audit::loss_is_explained(env, Path::new(ROOT), what, damage_from)
+    }
+
+    fn stuck_is_explained(env: &SimEnv, _: &KernelStoreConfig, last_error: &str, damage_from: usize) -> bool {
+        damage_audit::stuck_is_explained(env, Path::new(ROOT), last_error, damage_from)
     }
 
     fn writes_per_commit_max(_: &KernelStoreConfig) -> usize {
@@ -449,12 +494,38 @@ impl KvStore for KernelStore {
     }
 }
 
+/// The planted stray write of [`KernelBug::ClobberNewestMeta`]; its own I/O errors are
+/// ignored (a stray write does not report).
+fn clobber_newest_meta(env: &SimEnv, shard: u32) {
+    use stormhold::checkpoint::META_FILE_NAME;
+    use stormhold::checkpoint::format::parse_checkpoint_dir_name;
+    use stormhold::env::{Env, EnvFile, OpenOptions};
+    let dir = layout::shard_dir(Path::new(ROOT), shard).join("ckpt");
+    let Ok(names) = env.list_dir(&dir) else { return };
+    let mut whole: Vec<String> = names
+        .into_iter()
+        .filter(|name| parse_checkpoint_dir_name(name).is_some())
+        .filter(|name| env.exists(&dir.join(name).join(META_FILE_NAME)).unwrap_or(false))
+        .collect();
+    whole.sort_by_key(|name| parse_checkpoint_dir_name(name));
+    let [.., _, newest] = whole.as_slice() else { return };
+    let Ok(file) = env.open(&dir.join(newest).join(META_FILE_NAME), OpenOptions::read_write()) else {
+        return;
+    };
+    let mut byte = [0u8; 1];
+    if file.read_exact_at(&mut byte, 0).is_ok() && file.write_all_at(&[!byte[0]], 0).is_ok() {
+        let _ = file.sync_data();
+    }
+}
+
 /// The checkpoint invariants of one shard right after its recovery (faults off): no partial
 /// checkpoint directory is left; fallbacks and damaged metadata only after media damage; and
 /// without either, recovery used the newest checkpoint on disk.
 fn audit_shard(env: &SimEnv, shard: u32, report: &RecoveryReport, facts: &AuditFacts) -> Result<(), String> {
     let dir = layout::shard_dir(Path::new(ROOT), shard).join("ckpt");
     let newest = checkpoint_dirs_are_whole(env, &dir)?;
+    // The damage audit first: it names the checkpoint that no damage explains.
+    damage_audit::recovery_used_the_newest_valid(env, Path::new(ROOT), shard, report, facts.damage_from)?;
     fallbacks_need_media_damage(report, facts)?;
     let used = report.checkpoint.as_ref().map(|c| c.id);
     if report.fallbacks.is_empty() && report.damaged.is_empty() && used != newest {

@@ -85,6 +85,8 @@ pub struct KvWorkload<S: KvStore> {
     quiet: bool,
     /// Media faults done before the store was last wiped: they excuse nothing after it.
     media_faults_before_wipe: u64,
+    /// Entries of the damage log made before the store was last wiped.
+    damage_before_wipe: usize,
     /// The latest monotonic reading.
     monotonic_seen: std::time::Duration,
     next_txn: u64,
@@ -131,6 +133,7 @@ impl<S: KvStore> KvWorkload<S> {
             open_txns: BTreeMap::new(),
             quiet: false,
             media_faults_before_wipe: 0,
+            damage_before_wipe: 0,
             monotonic_seen: std::time::Duration::ZERO,
             next_txn: 1,
             checkpoint_acknowledged: None,

@@ -4,7 +4,8 @@
 //! audits its own durable invariants with faults off, and the quiet phase ends with a
 //! liveness probe.
 //!
-//! Invariants: an open may report data loss only after real media damage; a store that does
+//! Invariants: an open may report data loss only after real media damage, and only damage
+//! the store's [`KvStore::loss_is_explained`] accepts; a store that does
 //! not open in [`OPEN_ATTEMPTS_MAX`] attempts without media damage is a liveness violation;
 //! after a successful recovery the model is rebased on what survived.
 
@@ -157,6 +158,7 @@ impl<S: KvStore> KvWorkload<S> {
         })?;
         self.model.wiped();
         self.media_faults_before_wipe = media_faults(&self.env);
+        self.damage_before_wipe = self.env.damage_log().len();
         self.checkpoint_acknowledged = None;
         self.store = Some(store);
         self.env.set_faults_enabled(!self.quiet);
@@ -192,6 +194,7 @@ impl<S: KvStore> KvWorkload<S> {
         let facts = AuditFacts {
             media_damage: self.media_damage(env),
             checkpoint_acknowledged: self.checkpoint_acknowledged,
+            damage_from: self.damage_before_wipe,
         };
         store.audit(env, &facts).map_err(|detail| {
             self.violation(ViolationKind::Checkpoint, format!("checkpoint audit after recovery: {detail}"))
@@ -205,6 +208,9 @@ impl<S: KvStore> KvWorkload<S> {
             match S::open(env, &self.store_config) {
                 Ok(store) => return Ok(Opened::Store(store)),
                 Err(StoreError::DataLoss(what)) if self.media_damage(env) => {
+                    S::loss_is_explained(env, &self.store_config, &what, self.damage_before_wipe).map_err(
+                        |why| self.violation(ViolationKind::Durability, format!("{why} ({what})")),
+                    )?;
                     env.note(format!("honest data loss reported: {what}"));
                     return Ok(Opened::HonestLoss(what));
                 }
@@ -233,7 +239,9 @@ impl<S: KvStore> KvWorkload<S> {
                 }
             }
         }
-        if self.media_damage(env) {
+        if self.media_damage(env)
+            && S::stuck_is_explained(env, &self.store_config, &last_error, self.damage_before_wipe)
+        {
             return Ok(Opened::HonestLoss(last_error));
         }
         Err(self.violation(

@@ -189,7 +189,8 @@ mod tests {
         SimEnv::new(1, FaultOptions::default()).expect("valid options")
     }
 
-    const FACTS: AuditFacts = AuditFacts { media_damage: false, checkpoint_acknowledged: None };
+    const FACTS: AuditFacts =
+        AuditFacts { media_damage: false, checkpoint_acknowledged: None, damage_from: 0 };
 
     /// A store with checkpoints 1 (full), 2 and 3 (incrementals on it), reopened after a crash.
     fn three_checkpoints(env: &SimEnv) -> CkptStore {
@@ -259,7 +260,7 @@ mod tests {
         let store = CkptStore::open(&env, &CkptBug::None).expect("falls back to checkpoint 2");
         let error = store.audit(&env, &FACTS).expect_err("a listed checkpoint does not load");
         assert!(error.contains("listed checkpoint 3 does not load"), "{error}");
-        let damaged = AuditFacts { media_damage: true, checkpoint_acknowledged: Some(3) };
+        let damaged = AuditFacts { media_damage: true, checkpoint_acknowledged: Some(3), ..FACTS };
         assert_eq!(store.audit(&env, &damaged), Ok(()), "media damage excuses the fallback");
     }
 
