@@ -105,7 +105,7 @@ fn read_parent(env: &SimEnv, meta: &Path, id: u64) -> Option<Option<u64>> {
     let len = file.len().ok().filter(|&len| len <= META_READ_BYTES_MAX)?;
     let mut bytes = vec![0; len as usize];
     file.read_exact_at(&mut bytes, 0).ok()?;
-    let meta = decode_meta(&bytes).ok().filter(|meta| meta.id == id)?;
+    let (meta, _) = decode_meta(&bytes).ok().filter(|(meta, _)| meta.id == id)?;
     // A parent is always older; anything else is not a chain this check follows.
     meta.parent.map_or(Some(None), |parent| (parent < id).then_some(Some(parent)))
 }
