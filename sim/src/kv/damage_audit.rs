@@ -309,7 +309,8 @@ mod tests {
 
     /// A one-shard kernel with full checkpoints 1 and 2, closed.
     fn two_checkpoints(env: &SimEnv) {
-        let checkpoints = CheckpointOptions { max_retained: 4, full_every_incrementals: 0 };
+        let checkpoints =
+            CheckpointOptions { max_retained: 4, full_every_incrementals: 0, ..CheckpointOptions::default() };
         let config = Config::builder().shards(1).checkpoint_options(checkpoints).build().expect("config");
         let kernel = Kernel::open(env.clone(), Path::new(ROOT), config).expect("open");
         for round in 0..2u8 {
