@@ -5,12 +5,14 @@
 //! the parent subtracts the `VmHWM` of a child that loads nothing and divides by the live
 //! data (keys plus values). Issue #12's target: at most 1.5x the live data.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use stormhold::env::OsEnv;
 use stormhold::{Config, Durability, Kernel};
 
+use crate::child::{self, mib, vmhwm_kib};
 use crate::harness::{BenchError, Scratch};
 use crate::step;
 
@@ -30,16 +32,6 @@ fn key(n: u64) -> [u8; KEY_BYTES] {
     key[..8].copy_from_slice(b"bulkrss:");
     key[8..].copy_from_slice(&(x ^ (x >> 31)).to_be_bytes());
     key
-}
-
-fn vmhwm_kib() -> Result<u64, BenchError> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let hwm = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .ok_or("no VmHWM in /proc/self/status")?;
-    Ok(hwm)
 }
 
 /// The child side: loads `puts` puts into a new kernel in `dir`, prints
@@ -66,34 +58,19 @@ pub fn child(dir: &Path, puts: u64) -> Result<String, BenchError> {
 /// Runs the child on a new directory under `scratch`; returns (entries, VmHWM in bytes).
 fn run_child(scratch: &Path, name: &str, puts: u64) -> Result<(u64, u64), BenchError> {
     let dir = scratch.join(name);
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .arg("--bulk-rss-child")
-        .arg(&dir)
-        .arg(puts.to_string())
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() {
-        return Err(format!("bulk rss child failed: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
+    let text = child::run_self(
+        "bulk rss",
+        [OsStr::new("--bulk-rss-child"), dir.as_os_str(), OsStr::new(&puts.to_string())],
+    )?;
     std::fs::remove_dir_all(&dir)?;
-    let field = |name: &str| {
-        text.split_whitespace()
-            .find_map(|f| f.strip_prefix(name))
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| format!("bulk rss child printed {text:?}"))
-    };
-    Ok((field("entries=")?, field("vmhwm_kib=")? * 1024))
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    Ok((child::field(&text, "entries=")?, child::field(&text, "vmhwm_kib=")? * 1024))
 }
 
 /// The bulk-load memory section.
 pub fn section(scratch: &Scratch, puts: u64) -> Result<String, BenchError> {
     let mut out =
         String::from("bulk-load memory (1 shard, 16 B random keys, 100 B values, 1,000 puts/commit):\n");
-    if std::env::current_exe()?.file_name().is_none_or(|n| n != "stormhold-bench") {
+    if !child::can_rerun_self()? {
         out.push_str("  peak RSS: skipped (needs the stormhold-bench binary to re-run as a child)\n");
         return Ok(out);
     }

@@ -41,6 +41,7 @@
 //!   recovery size, and a bulk load across the WAL cap with a ticker thread and without.
 
 mod bulk_rss;
+mod child;
 mod ckpt_latency;
 mod ckpt_recovery;
 mod harness;

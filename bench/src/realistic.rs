@@ -14,6 +14,7 @@
 //!
 //! Nothing here is asserted about speed; the figures are printed with their ratios.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,6 +24,7 @@ use stormhold::env::OsEnv;
 use stormhold::kernel::layout;
 use stormhold::{Config, Durability, Kernel};
 
+use crate::child::{self, mib};
 use crate::harness::{BenchError, Budget, Rate, Row, Scratch, Unit, interleave};
 use crate::{raw, step};
 
@@ -190,38 +192,18 @@ pub fn recovery(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, B
 pub fn rss_child(dir: &Path, shards: u32) -> Result<String, BenchError> {
     let kernel = Kernel::open(OsEnv::new(), dir, config(shards)?)?;
     let keys = kernel.stats().total.entries;
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let hwm = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .ok_or("no VmHWM in /proc/self/status")?;
+    let hwm = child::vmhwm_kib()?;
     drop(kernel);
     Ok(format!("keys={keys} vmhwm_kib={hwm}"))
 }
 
 /// Runs the child on `dir`; returns (keys, VmHWM in bytes).
 fn child_hwm(dir: &Path, shards: u32) -> Result<(u64, u64), BenchError> {
-    let out = std::process::Command::new(std::env::current_exe()?)
-        .arg("--rss-child")
-        .arg(dir)
-        .arg(shards.to_string())
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() {
-        return Err(format!("rss child failed: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    let field = |name: &str| {
-        text.split_whitespace()
-            .find_map(|f| f.strip_prefix(name))
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| format!("rss child printed {text:?}"))
-    };
-    Ok((field("keys=")?, field("vmhwm_kib=")? * 1024))
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    let text = child::run_self(
+        "rss",
+        [OsStr::new("--rss-child"), dir.as_os_str(), OsStr::new(&shards.to_string())],
+    )?;
+    Ok((child::field(&text, "keys=")?, child::field(&text, "vmhwm_kib=")? * 1024))
 }
 
 /// The footprint and recovery-memory section, printed after the table.
@@ -245,7 +227,7 @@ pub fn section(scratch: &Scratch, live_bytes: u64) -> Result<String, BenchError>
         full_bytes as f64 / live as f64
     );
     std::fs::remove_dir_all(&full.dir)?;
-    if std::env::current_exe()?.file_name().is_none_or(|n| n != "stormhold-bench") {
+    if !child::can_rerun_self()? {
         out.push_str(
             "  peak RSS of recovery: skipped (needs the stormhold-bench binary to re-run as a child)\n",
         );
