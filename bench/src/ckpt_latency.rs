@@ -281,8 +281,11 @@ fn steady_writer(
 /// One bulk load across the cap, with or without a ticker; max, p99.9, total (and the max,
 /// in seconds).
 fn capped_load(dir: &Path, keys: u64, wal_bytes_max: u64, ticker: bool) -> Result<(String, f64), BenchError> {
-    let kernel =
-        Arc::new(Kernel::open(CountingEnv::new(), dir, config(wal_bytes_max, CheckpointOptions::default())?)?);
+    let kernel = Arc::new(Kernel::open(
+        CountingEnv::new(),
+        dir,
+        config(wal_bytes_max, CheckpointOptions::default())?,
+    )?);
     let ticker = ticker.then(|| Kernel::spawn_ticker(Arc::clone(&kernel), Duration::from_millis(1)));
     let began = Instant::now();
     let mut latencies = bulk_load(&kernel, keys)?;

@@ -32,10 +32,10 @@ use stormhold::wal::WalOptions;
 use stormhold::wal::{format, scan};
 use stormhold::{Config, Durability, Kernel};
 
+use crate::counting::CountingEnv;
 use crate::harness::{
     BenchError, Budget, Contender, Rate, Row, Scratch, Unit, interleave, run_writers, timed,
 };
-use crate::counting::CountingEnv;
 use crate::{WRITER_COUNTS, raw, step};
 
 /// Key length of every workload, in bytes.

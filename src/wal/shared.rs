@@ -152,7 +152,7 @@ impl<E: Env> SharedWal<E> {
         let state = self.lock()?;
         let (state, lsn) = self.append(state, kind, txn_id, prev_lsn, frame)?;
         if durability != Durability::None {
-            let durable = self.wait_durable(state, lsn, durability)?;
+            let (durable, _) = self.wait_durable(state, lsn, durability)?;
             // Postcondition: a durable commit is acknowledged only once its lsn is durable.
             debug_assert!(durable >= lsn, "lsn {lsn} acknowledged with durable {durable}");
         }
@@ -169,12 +169,18 @@ impl<E: Env> SharedWal<E> {
     /// sync in flight that already covers it rather than waiting for the next, and returns
     /// the durable lsn. `Durability::None` syncs nothing.
     pub fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, WalError> {
+        Ok(self.sync_through_led(lsn, durability)?.0)
+    }
+
+    /// [`SharedWal::sync_through`], also saying whether this call led a group sync (ran a
+    /// file sync that moved the durable lsn) rather than only joining or finding one.
+    pub fn sync_through_led(&self, lsn: Lsn, durability: Durability) -> Result<(Lsn, bool), WalError> {
         let state = self.lock()?;
         if let Some(cause) = state.wal.poisoned() {
             return Err(WalError::Poisoned { cause: cause.to_string() });
         }
         if durability == Durability::None {
-            return Ok(state.wal.durable_lsn());
+            return Ok((state.wal.durable_lsn(), false));
         }
         let target = lsn.min(state.wal.last_lsn());
         self.wait_durable(state, target, durability)
@@ -249,21 +255,23 @@ impl<E: Env> SharedWal<E> {
         Ok((state, result?))
     }
 
-    /// Waits, as a follower or the leader, until `lsn` is durable; returns the durable lsn.
+    /// Waits, as a follower or the leader, until `lsn` is durable; returns the durable lsn
+    /// and whether this call led a sync.
     fn wait_durable<'a>(
         &'a self,
         mut state: Guard<'a, E>,
         lsn: Lsn,
         durability: Durability,
-    ) -> Result<Lsn, WalError> {
+    ) -> Result<(Lsn, bool), WalError> {
         debug_assert_ne!(durability, Durability::None, "waiting for no sync");
         debug_assert!(lsn <= state.wal.last_lsn(), "waiting for an lsn not appended");
         if durability == Durability::All {
             state.want_all = true;
         }
+        let mut led = false;
         loop {
             if state.wal.durable_lsn() >= lsn {
-                return Ok(state.wal.durable_lsn());
+                return Ok((state.wal.durable_lsn(), led));
             }
             if let Some(cause) = state.wal.poisoned() {
                 return Err(WalError::Poisoned { cause: cause.to_string() });
@@ -271,25 +279,28 @@ impl<E: Env> SharedWal<E> {
             state = if state.syncing || state.rotations_waiting > 0 {
                 self.wait(state)?
             } else {
-                self.lead(state)?
+                let (state, synced) = self.lead(state)?;
+                led |= synced;
+                state
             };
         }
     }
 
     /// Runs one group sync as the leader: begins it under the mutex, syncs outside it,
-    /// finishes it under the mutex and wakes every follower.
-    fn lead<'a>(&'a self, mut state: Guard<'a, E>) -> Result<Guard<'a, E>, WalError> {
+    /// finishes it under the mutex and wakes every follower. Says whether it synced (nothing
+    /// to sync: no).
+    fn lead<'a>(&'a self, mut state: Guard<'a, E>) -> Result<(Guard<'a, E>, bool), WalError> {
         debug_assert!(!state.syncing);
         let durability = if std::mem::take(&mut state.want_all) { Durability::All } else { Durability::Data };
         let Some(ticket) = state.wal.sync_begin(durability)? else {
-            return Ok(state);
+            return Ok((state, false));
         };
         let file = state.wal.active_file().clone();
         state.syncing = true;
         drop(state);
         let leading = Leading { shared: self, ticket, finished: false };
         let result = sync_file(&file, durability);
-        leading.finish(result)
+        Ok((leading.finish(result)?, true))
     }
 }
 
