@@ -32,12 +32,8 @@ use super::{CheckpointStore, DATA_FILE_NAME, Slot, format};
 use crate::env::{Env, EnvFile, OpenOptions};
 
 /// Bytes of `DATA` written before a chunk syncs it (the last sync, at the finish, flushes
-/// no more than this). Small, because a WAL `fdatasync` running meanwhile queues behind
-/// whatever the checkpoint has in flight on the same disk: the slowest commits beside a
-/// checkpoint spent over 90% of their time in that `fdatasync` (`stormhold-bench --only
-/// checkpoint-latency`), so each sync here carries at most one chunk of the shard's largest
-/// (1 MiB), not a burst of several.
-pub const UNSYNCED_BYTES_MAX: u64 = 1 << 20;
+/// no more than this).
+pub const UNSYNCED_BYTES_MAX: u64 = 4 << 20;
 
 /// A checkpoint being written (see the module docs). Holds its open `DATA` file.
 pub struct StagedCheckpoint<F> {
