@@ -264,6 +264,38 @@ fn shared_wal_sync_makes_every_record_appended_before_it_durable() {
 }
 
 #[test]
+fn shared_wal_sync_through_led_says_who_ran_the_sync_and_a_covered_caller_only_joins() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (env, gate) = gated(OsEnv::new());
+    let (wal, _) =
+        SharedWal::open(env, &tmp.path().join("wal"), WalOptions::default(), |_| {}).expect("open");
+    let wal = Arc::new(wal);
+    wal.commit(RecordKind::Data, 1, 0, b"first", Durability::None).expect("append");
+    gate.arm();
+    let leader = {
+        let wal = Arc::clone(&wal);
+        thread::spawn(move || wal.sync_through_led(1, Durability::Data).expect("lead"))
+    };
+    // The leader's sync of lsn 1 took effect and is held: a second record is not in it.
+    gate.wait_until_holding();
+    wal.commit(RecordKind::Data, 2, 0, b"second", Durability::None).expect("append");
+    let (joiner, next) = {
+        let (a, b) = (Arc::clone(&wal), Arc::clone(&wal));
+        (
+            thread::spawn(move || a.sync_through_led(1, Durability::Data).expect("join")),
+            thread::spawn(move || b.sync_through_led(2, Durability::Data).expect("next batch")),
+        )
+    };
+    gate.open();
+    assert_eq!(leader.join().expect("leader"), (1, true), "the leader ran the sync of lsn 1");
+    let (durable, led) = joiner.join().expect("joiner");
+    assert!(durable >= 1 && !led, "lsn 1 was covered by the leader's sync: joined, not led");
+    assert_eq!(next.join().expect("next"), (2, true), "lsn 2 needed a sync of its own");
+    assert_eq!(wal.sync_through_led(Lsn::MAX, Durability::Data).expect("idle"), (2, false));
+    assert_eq!(wal.stats().expect("stats").syncs, 2, "two syncs ran, one per leader");
+}
+
+#[test]
 fn shared_wal_failed_group_sync_fails_every_waiter_of_its_batch_then_poisons() {
     let faults = FaultOptions { sync_failure_profile: SyncFailureProfile::Drop, ..FaultOptions::default() };
     let sim = SimEnv::new(7, faults).expect("fault options");
