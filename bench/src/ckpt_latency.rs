@@ -58,22 +58,29 @@ fn config(wal_bytes_max: u64, checkpoints: CheckpointOptions) -> Result<Config, 
     Ok(Config::builder().shards(1).epochs(epochs).checkpoint_options(checkpoints).build()?)
 }
 
-/// Loads keys `0..keys` in commits of 1,000 puts; returns each commit's latency.
-fn bulk_load(kernel: &Kernel<CountingEnv>, keys: u64) -> Result<Vec<Duration>, BenchError> {
+/// Loads keys `0..keys` in commits of 1,000 puts; returns each commit's latency and parts.
+fn bulk_load(kernel: &Kernel<CountingEnv>, keys: u64) -> Result<Vec<Timed>, BenchError> {
     let mut value = [7; VALUE_BYTES];
-    let mut latencies = Vec::new();
+    let mut commits = Vec::new();
     for start in (0..keys).step_by(PUTS_PER_BULK_COMMIT as usize) {
         let mut txn = kernel.begin();
         for k in start..(start + PUTS_PER_BULK_COMMIT).min(keys) {
             value[..8].copy_from_slice(&k.to_le_bytes());
             txn.put(&key(k), &value)?;
         }
+        let (wal_before, other_before) = thread_sync_ns();
         let began = Instant::now();
         txn.commit(Durability::None)?;
-        latencies.push(began.elapsed());
+        let latency = began.elapsed();
+        let (wal_after, other_after) = thread_sync_ns();
+        commits.push(Timed {
+            latency,
+            wal_sync_ns: wal_after - wal_before,
+            other_sync_ns: other_after - other_before,
+        });
     }
     kernel.sync(Durability::Data)?;
-    Ok(latencies)
+    Ok(commits)
 }
 
 /// One commit's latency, and the parts of it its own thread spent in syncs of WAL files and
@@ -288,19 +295,24 @@ fn capped_load(dir: &Path, keys: u64, wal_bytes_max: u64, ticker: bool) -> Resul
     )?);
     let ticker = ticker.then(|| Kernel::spawn_ticker(Arc::clone(&kernel), Duration::from_millis(1)));
     let began = Instant::now();
-    let mut latencies = bulk_load(&kernel, keys)?;
+    let mut commits = bulk_load(&kernel, keys)?;
     let total = began.elapsed();
     drop(ticker);
-    let checkpoints = kernel.stats().total.checkpoints;
-    latencies.sort_unstable();
+    let stats = kernel.stats().total;
+    commits.sort_unstable();
+    let latencies: Vec<Duration> = commits.iter().map(|c| c.latency).collect();
     let at = latencies[((latencies.len() as f64 * 0.999) as usize).min(latencies.len() - 1)];
     let max = latencies[latencies.len() - 1].as_secs_f64();
     let line = format!(
-        "max {:.1} ms  p99.9 {:.1} ms  total {:.2} s  ({} commits, {checkpoints} checkpoints)",
+        "max {:.1} ms  p99.9 {:.1} ms  total {:.2} s  ({} commits, {} checkpoints, {} backpressure steps)\n  {:<27} {}",
         max * 1e3,
         at.as_secs_f64() * 1e3,
         total.as_secs_f64(),
-        latencies.len()
+        latencies.len(),
+        stats.checkpoints,
+        stats.backpressure_steps,
+        "",
+        tail_split(&commits)
     );
     Ok((line, max))
 }
