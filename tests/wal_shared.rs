@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -36,6 +36,8 @@ struct Gate {
     changed: Condvar,
     syncs_in_flight: AtomicUsize,
     syncs_in_flight_max: AtomicUsize,
+    /// The held sync panics when the gate opens (a panicking `Env`).
+    panic_on_open: AtomicBool,
 }
 
 impl Gate {
@@ -64,6 +66,8 @@ impl Gate {
             while *phase == Some(Phase::Holding) {
                 phase = self.changed.wait(phase).expect("gate wait");
             }
+            drop(phase);
+            assert!(!self.panic_on_open.load(Ordering::SeqCst), "the held sync panics, as asked");
         }
     }
 
@@ -261,6 +265,71 @@ fn shared_wal_sync_makes_every_record_appended_before_it_durable() {
     }
     assert_eq!(wal.durable_lsn().expect("durable"), 100);
     assert_eq!(wal.sync(Durability::All).expect("nothing new to sync"), 100);
+}
+
+#[test]
+fn shared_wal_sync_through_led_says_who_ran_the_sync_and_a_covered_caller_only_joins() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (env, gate) = gated(OsEnv::new());
+    let (wal, _) =
+        SharedWal::open(env, &tmp.path().join("wal"), WalOptions::default(), |_| {}).expect("open");
+    let wal = Arc::new(wal);
+    wal.commit(RecordKind::Data, 1, 0, b"first", Durability::None).expect("append");
+    gate.arm();
+    let leader = {
+        let wal = Arc::clone(&wal);
+        thread::spawn(move || wal.sync_through_led(1, Durability::Data).expect("lead"))
+    };
+    // The leader's sync of lsn 1 took effect and is held: a second record is not in it.
+    gate.wait_until_holding();
+    wal.commit(RecordKind::Data, 2, 0, b"second", Durability::None).expect("append");
+    let (joiner, next) = {
+        let (a, b) = (Arc::clone(&wal), Arc::clone(&wal));
+        (
+            thread::spawn(move || a.sync_through_led(1, Durability::Data).expect("join")),
+            thread::spawn(move || b.sync_through_led(2, Durability::Data).expect("next batch")),
+        )
+    };
+    gate.open();
+    assert_eq!(leader.join().expect("leader"), (1, true), "the leader ran the sync of lsn 1");
+    let (durable, led) = joiner.join().expect("joiner");
+    assert!(durable >= 1 && !led, "lsn 1 was covered by the leader's sync: joined, not led");
+    assert_eq!(next.join().expect("next"), (2, true), "lsn 2 needed a sync of its own");
+    assert_eq!(wal.sync_through_led(Lsn::MAX, Durability::Data).expect("idle"), (2, false));
+    assert_eq!(wal.stats().expect("stats").syncs, 2, "two syncs ran, one per leader");
+}
+
+#[test]
+fn shared_wal_sync_that_panics_releases_its_parked_followers_with_an_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (env, gate) = gated(OsEnv::new());
+    let (wal, _) =
+        SharedWal::open(env, &tmp.path().join("wal"), WalOptions::default(), |_| {}).expect("open");
+    let wal = Arc::new(wal);
+    wal.commit(RecordKind::Data, 1, 0, b"first", Durability::None).expect("append");
+    gate.arm();
+    let leader = {
+        let wal = Arc::clone(&wal);
+        thread::spawn(move || wal.sync_through_led(1, Durability::Data))
+    };
+    gate.wait_until_holding();
+    // Appended while the leader's sync runs: its committer parks (or, if it comes late,
+    // finds the log poisoned); either way it must not wait for a sync nobody runs.
+    wal.commit(RecordKind::Data, 2, 0, b"second", Durability::None).expect("append");
+    let (sent, outcome) = std::sync::mpsc::channel();
+    {
+        let wal = Arc::clone(&wal);
+        thread::spawn(move || sent.send(wal.sync_through_led(2, Durability::Data)));
+    }
+    gate.panic_on_open.store(true, Ordering::SeqCst);
+    gate.open();
+    assert!(leader.join().is_err(), "the leader's sync panicked");
+    // A stranded follower never answers: fail instead of hanging.
+    let outcome = outcome.recv_timeout(Duration::from_secs(30)).expect("the follower returns");
+    assert!(matches!(outcome, Err(WalError::Poisoned { .. })), "{outcome:?}");
+    let later = wal.commit(RecordKind::Data, 3, 0, b"third", Durability::Data);
+    assert!(matches!(later, Err(WalError::Poisoned { .. })), "{later:?}");
+    assert_eq!(wal.durable_lsn().expect("durable"), 0, "nothing past the panicked sync is durable");
 }
 
 #[test]

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 
 use stormhold::checkpoint::CheckpointOptions;
 use stormhold::checkpoint::epoch::EpochConfig;
-use stormhold::env::OsEnv;
 use stormhold::{Config, Durability, Kernel};
 
+use crate::counting::{CountingEnv, thread_sync_ns};
 use crate::harness::{BenchError, Scratch};
 use crate::step;
 
@@ -58,40 +58,79 @@ fn config(wal_bytes_max: u64, checkpoints: CheckpointOptions) -> Result<Config, 
     Ok(Config::builder().shards(1).epochs(epochs).checkpoint_options(checkpoints).build()?)
 }
 
-/// Loads keys `0..keys` in commits of 1,000 puts; returns each commit's latency.
-fn bulk_load(kernel: &Kernel<OsEnv>, keys: u64) -> Result<Vec<Duration>, BenchError> {
+/// Loads keys `0..keys` in commits of 1,000 puts; returns each commit's latency and parts.
+fn bulk_load(kernel: &Kernel<CountingEnv>, keys: u64) -> Result<Vec<Timed>, BenchError> {
     let mut value = [7; VALUE_BYTES];
-    let mut latencies = Vec::new();
+    let mut commits = Vec::new();
     for start in (0..keys).step_by(PUTS_PER_BULK_COMMIT as usize) {
         let mut txn = kernel.begin();
         for k in start..(start + PUTS_PER_BULK_COMMIT).min(keys) {
             value[..8].copy_from_slice(&k.to_le_bytes());
             txn.put(&key(k), &value)?;
         }
+        let (wal_before, other_before) = thread_sync_ns();
         let began = Instant::now();
         txn.commit(Durability::None)?;
-        latencies.push(began.elapsed());
+        let latency = began.elapsed();
+        let (wal_after, other_after) = thread_sync_ns();
+        commits.push(Timed {
+            latency,
+            wal_sync_ns: wal_after - wal_before,
+            other_sync_ns: other_after - other_before,
+        });
     }
     kernel.sync(Durability::Data)?;
-    Ok(latencies)
+    Ok(commits)
 }
 
-/// Durable single puts over existing keys for `duration`; each commit's latency.
+/// One commit's latency, and the parts of it its own thread spent in syncs of WAL files and
+/// of other files (checkpoint steps the commit path took), in ns (see `counting.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timed {
+    latency: Duration,
+    wal_sync_ns: u64,
+    other_sync_ns: u64,
+}
+
+/// Durable single puts over existing keys for `duration`; each commit's latency and parts.
 fn steady(
-    kernel: &Kernel<OsEnv>,
+    kernel: &Kernel<CountingEnv>,
     keys: u64,
     duration: Duration,
     next: &mut u64,
-) -> Result<Vec<Duration>, BenchError> {
-    let mut latencies = Vec::new();
+) -> Result<Vec<Timed>, BenchError> {
+    let mut commits = Vec::new();
     let start = Instant::now();
     while start.elapsed() < duration {
         *next = (*next + 7919) % keys;
+        let (wal_before, other_before) = thread_sync_ns();
         let began = Instant::now();
         kernel.put(&key(*next), &[3; VALUE_BYTES], Durability::Data)?;
-        latencies.push(began.elapsed());
+        let latency = began.elapsed();
+        let (wal_after, other_after) = thread_sync_ns();
+        commits.push(Timed {
+            latency,
+            wal_sync_ns: wal_after - wal_before,
+            other_sync_ns: other_after - other_before,
+        });
     }
-    Ok(latencies)
+    Ok(commits)
+}
+
+/// Where the slowest 1% of `commits` (sorted) spent their time: the shares in WAL syncs, in
+/// other syncs, and elsewhere (lock waits, CPU, a group sync another thread ran).
+fn tail_split(commits: &[Timed]) -> String {
+    let tail = &commits[(commits.len() * 99 / 100).min(commits.len() - 1)..];
+    let total: u128 = tail.iter().map(|c| c.latency.as_nanos()).sum();
+    let wal: u128 = tail.iter().map(|c| u128::from(c.wal_sync_ns)).sum();
+    let other: u128 = tail.iter().map(|c| u128::from(c.other_sync_ns)).sum();
+    let share = |part: u128| 100.0 * part as f64 / total.max(1) as f64;
+    format!(
+        "slowest 1%: {:.0}% in WAL fdatasync, {:.0}% in checkpoint syncs, {:.0}% elsewhere",
+        share(wal),
+        share(other),
+        share(total.saturating_sub(wal + other))
+    )
 }
 
 /// p50, p99, p99.9 and max of sorted `latencies`, in ms.
@@ -146,6 +185,7 @@ where
 /// A writer's latencies and the syncs and commits the shard counted meanwhile.
 #[derive(Default)]
 struct Side {
+    commits_timed: Vec<Timed>,
     latencies: Vec<Duration>,
     syncs: u64,
     commits: u64,
@@ -155,7 +195,7 @@ impl Side {
     /// Runs the steady writer for at least `duration` and until `enough` holds.
     fn run(
         &mut self,
-        kernel: &Kernel<OsEnv>,
+        kernel: &Kernel<CountingEnv>,
         keys: u64,
         duration: Duration,
         next: &mut u64,
@@ -164,7 +204,7 @@ impl Side {
         let before = kernel.stats().total;
         let began = Instant::now();
         while began.elapsed() < duration || !enough() {
-            self.latencies.extend(steady(kernel, keys, Duration::from_millis(50), next)?);
+            self.commits_timed.extend(steady(kernel, keys, Duration::from_millis(50), next)?);
         }
         let after = kernel.stats().total;
         self.syncs += after.syncs - before.syncs;
@@ -173,9 +213,15 @@ impl Side {
     }
 
     fn line(&mut self, name: &str) -> String {
-        self.latencies.sort_unstable();
+        self.commits_timed.sort_unstable();
+        self.latencies = self.commits_timed.iter().map(|c| c.latency).collect();
         let per_commit = self.syncs as f64 / self.commits.max(1) as f64;
-        format!("  {name:<24} {}, {per_commit:.2} syncs per commit\n", percentiles(&self.latencies))
+        format!(
+            "  {name:<24} {}, {per_commit:.2} syncs per commit\n  {:<24} {}\n",
+            percentiles(&self.latencies),
+            "",
+            tail_split(&self.commits_timed)
+        )
     }
 }
 
@@ -190,7 +236,7 @@ fn steady_writer(
     step(&format!("checkpoint latency: loading {} MiB", state_bytes >> 20));
     let every_one_full =
         CheckpointOptions { max_retained: 2, full_every_incrementals: 0, ..CheckpointOptions::default() };
-    let kernel = Arc::new(Kernel::open(OsEnv::new(), dir, config(64 << 30, every_one_full)?)?);
+    let kernel = Arc::new(Kernel::open(CountingEnv::new(), dir, config(64 << 30, every_one_full)?)?);
     bulk_load(&kernel, keys)?;
     kernel.checkpoint()?;
     step("checkpoint latency: a steady durable writer: alone, beside a busy CPU, beside checkpoints");
@@ -242,23 +288,31 @@ fn steady_writer(
 /// One bulk load across the cap, with or without a ticker; max, p99.9, total (and the max,
 /// in seconds).
 fn capped_load(dir: &Path, keys: u64, wal_bytes_max: u64, ticker: bool) -> Result<(String, f64), BenchError> {
-    let kernel =
-        Arc::new(Kernel::open(OsEnv::new(), dir, config(wal_bytes_max, CheckpointOptions::default())?)?);
+    let kernel = Arc::new(Kernel::open(
+        CountingEnv::new(),
+        dir,
+        config(wal_bytes_max, CheckpointOptions::default())?,
+    )?);
     let ticker = ticker.then(|| Kernel::spawn_ticker(Arc::clone(&kernel), Duration::from_millis(1)));
     let began = Instant::now();
-    let mut latencies = bulk_load(&kernel, keys)?;
+    let mut commits = bulk_load(&kernel, keys)?;
     let total = began.elapsed();
     drop(ticker);
-    let checkpoints = kernel.stats().total.checkpoints;
-    latencies.sort_unstable();
+    let stats = kernel.stats().total;
+    commits.sort_unstable();
+    let latencies: Vec<Duration> = commits.iter().map(|c| c.latency).collect();
     let at = latencies[((latencies.len() as f64 * 0.999) as usize).min(latencies.len() - 1)];
     let max = latencies[latencies.len() - 1].as_secs_f64();
     let line = format!(
-        "max {:.1} ms  p99.9 {:.1} ms  total {:.2} s  ({} commits, {checkpoints} checkpoints)",
+        "max {:.1} ms  p99.9 {:.1} ms  total {:.2} s  ({} commits, {} checkpoints, {} backpressure steps)\n  {:<27} {}",
         max * 1e3,
         at.as_secs_f64() * 1e3,
         total.as_secs_f64(),
-        latencies.len()
+        latencies.len(),
+        stats.checkpoints,
+        stats.backpressure_steps,
+        "",
+        tail_split(&commits)
     );
     Ok((line, max))
 }
@@ -267,7 +321,7 @@ fn capped_load(dir: &Path, keys: u64, wal_bytes_max: u64, ticker: bool) -> Resul
 fn whole_checkpoint(dir: &Path) -> Result<f64, BenchError> {
     let every_one_full =
         CheckpointOptions { max_retained: 2, full_every_incrementals: 0, ..CheckpointOptions::default() };
-    let kernel = Kernel::open(OsEnv::new(), dir, config(64 << 30, every_one_full)?)?;
+    let kernel = Kernel::open(CountingEnv::new(), dir, config(64 << 30, every_one_full)?)?;
     let began = Instant::now();
     kernel.checkpoint()?;
     Ok(began.elapsed().as_secs_f64())

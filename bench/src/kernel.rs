@@ -16,23 +16,23 @@
 //!   checkpoint (one 1 KiB put per record), on 1 shard and on 4 shards (recovered in
 //!   parallel), against a sequential read of the same segment files. The page cache is warm.
 //!
-//! The commit workloads run on [`CountingEnv`], `OsEnv` with a counter of file syncs, so the
+//! The commit workloads run on [`CountingEnv`] (`counting.rs`), `OsEnv` with a counter of file syncs, so the
 //! table can show how many commits each `fdatasync` covered (one atomic add per sync, nothing
 //! measurable next to the sync itself).
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use stormhold::checkpoint::epoch::EpochConfig;
-use stormhold::env::{Env, EnvFile, OpenOptions, OsEnv};
+use stormhold::env::{Env, OsEnv};
 use stormhold::kernel::layout;
 use stormhold::wal::WalOptions;
 use stormhold::wal::{format, scan};
 use stormhold::{Config, Durability, Kernel};
 
+use crate::counting::CountingEnv;
 use crate::harness::{
     BenchError, Budget, Contender, Rate, Row, Scratch, Unit, interleave, run_writers, timed,
 };
@@ -74,117 +74,6 @@ fn check_serving<E: Env + Clone>(kernel: &Kernel<E>) -> Result<(), BenchError> {
     match kernel.shard_status().into_iter().find(|s| s.failed.is_some()) {
         Some(status) => Err(format!("shard {} is failed: {:?}", status.shard, status.failed).into()),
         None => Ok(()),
-    }
-}
-
-// --- An OsEnv that counts file syncs -------------------------------------------------------
-
-/// [`OsEnv`] with a count of `sync_data` and `sync_all` calls on files (directory syncs are
-/// not counted).
-#[derive(Clone, Debug)]
-pub struct CountingEnv {
-    os: OsEnv,
-    syncs: Arc<AtomicU64>,
-}
-
-/// A file of [`CountingEnv`].
-pub struct CountingFile {
-    file: <OsEnv as Env>::File,
-    syncs: Arc<AtomicU64>,
-}
-
-impl CountingEnv {
-    fn new() -> Self {
-        Self { os: OsEnv::new(), syncs: Arc::new(AtomicU64::new(0)) }
-    }
-
-    fn syncs(&self) -> u64 {
-        self.syncs.load(Ordering::Relaxed)
-    }
-}
-
-impl EnvFile for CountingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.file.read_at(buf, offset)
-    }
-
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        self.file.write_at(buf, offset)
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        self.file.len()
-    }
-
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.file.set_len(len_bytes)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.file.sync_data()
-    }
-
-    fn sync_all(&self) -> io::Result<()> {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.file.sync_all()
-    }
-}
-
-impl Env for CountingEnv {
-    type File = CountingFile;
-    type DirLock = <OsEnv as Env>::DirLock;
-
-    fn open(&self, path: &Path, options: OpenOptions) -> io::Result<CountingFile> {
-        Ok(CountingFile { file: self.os.open(path, options)?, syncs: Arc::clone(&self.syncs) })
-    }
-
-    fn create_dir(&self, path: &Path) -> io::Result<()> {
-        self.os.create_dir(path)
-    }
-
-    fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        self.os.remove_dir(path)
-    }
-
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.os.list_dir(path)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.os.rename(from, to)
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.os.remove_file(path)
-    }
-
-    fn exists(&self, path: &Path) -> io::Result<bool> {
-        self.os.exists(path)
-    }
-
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.os.sync_dir(path)
-    }
-
-    fn lock_dir(&self, path: &Path) -> io::Result<Self::DirLock> {
-        self.os.lock_dir(path)
-    }
-
-    fn now_monotonic(&self) -> Duration {
-        self.os.now_monotonic()
-    }
-
-    fn now_wall(&self) -> SystemTime {
-        self.os.now_wall()
-    }
-
-    fn sleep(&self, duration: Duration) {
-        self.os.sleep(duration);
-    }
-
-    fn parallelism(&self) -> usize {
-        self.os.parallelism()
     }
 }
 

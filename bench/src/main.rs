@@ -44,6 +44,7 @@ mod bulk_rss;
 mod child;
 mod ckpt_latency;
 mod ckpt_recovery;
+mod counting;
 mod harness;
 mod kernel;
 mod raft;

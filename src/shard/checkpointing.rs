@@ -363,7 +363,10 @@ impl<E: Env + Clone> Shard<E> {
             let due = serving.epochs.pending(self.env.now_monotonic()).any()
                 && !serving.state.delta().is_empty()
                 && serving.pending.is_none();
-            (due && tick.checkpoint.is_none(), serving.sync == super::SyncState::Dirty)
+            // `Syncing` outside a sync: a segment seal made a follower's commit durable and
+            // nobody recorded it (see `sync_committed`); the sync records it.
+            let dirty = matches!(serving.sync, super::SyncState::Dirty | super::SyncState::Syncing);
+            (due && tick.checkpoint.is_none(), dirty)
         };
         if due {
             self.begin_checkpoint()?;

@@ -21,6 +21,12 @@
 //!                                        \--error--> SyncFailed  (the shard is failed)
 //! ```
 //!
+//! A durable commit goes to `Syncing` at once, under the lock it holds for its append, and
+//! waits for the WAL's group sync without the lock; only the leader of that sync retakes the
+//! lock to record it (`Clean`, or `Dirty` if more was committed meanwhile), so the followers
+//! it covered return without the lock. A segment seal that made a follower durable with no
+//! leader leaves `Syncing` until the next sync records it (`tick` syncs such a shard).
+//!
 //! A failed sync is never retried in place (DESIGN.md rule 8, "fsyncgate"): the pages it
 //! covered may be gone while the OS reports them clean. The shard fails: every operation on it
 //! returns [`ShardError::Failed`] naming it, while other shards keep serving.

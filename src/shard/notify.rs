@@ -46,6 +46,11 @@ impl<E: Env + Clone> Shard<E> {
     /// Fires every callback whose lsn is durable now, or all of them with the error if the
     /// shard is failed. Called after every sync and checkpoint, with no lock held.
     pub(super) fn notify_durable(&self) {
+        // Most commits register no callback: then neither the shard's lock nor the WAL's is
+        // taken. A callback registered after this check fires from its own registration.
+        if lock_waiters(&self.waiters).is_empty() {
+            return;
+        }
         let failure = match &*self.lock() {
             Inner::Failed { failure, .. } => Some(self.failed_error(failure)),
             Inner::Serving(_) => None,

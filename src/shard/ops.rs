@@ -234,7 +234,11 @@ impl<E: Env + Clone> Shard<E> {
         serving.stats.commits += 1;
         serving.stats.writes += view.op_count() as u64;
         serving.stats.wal_bytes += payload_bytes as u64;
-        if serving.sync == SyncState::Clean {
+        if durability != Durability::None {
+            // The group sync this commit waits for: marked here, under the lock it holds
+            // already, so the wait needs the lock only to record a sync it runs.
+            serving.sync = SyncState::Syncing;
+        } else if serving.sync == SyncState::Clean {
             serving.sync = SyncState::Dirty;
         }
         let slot_bytes = record_slot_bytes(payload_bytes);
@@ -250,7 +254,9 @@ impl<E: Env + Clone> Shard<E> {
             self.wal_cap_step()?;
         }
         if durability != Durability::None {
-            self.sync_through(committed.lsn, durability)?;
+            let result = self.sync_committed(committed.lsn, durability);
+            self.notify_durable();
+            result?;
             // Postcondition: a durable commit returns only once its record is durable.
             debug_assert!(self.is_durable(committed.lsn), "lsn {} acknowledged, not durable", committed.lsn);
         }
@@ -284,10 +290,42 @@ impl<E: Env + Clone> Shard<E> {
             serving.sync = SyncState::Syncing;
             (wal, wal.last_lsn().unwrap_or(0))
         };
-        let result = wal.sync_through(lsn, durability);
+        let result = wal.sync_through_led(lsn, durability);
+        self.record_sync(lsn.min(last_before), result)
+    }
+
+    /// The durable half of a commit of `lsn`, which marked the shard `Syncing` under its lock:
+    /// leads or joins a group sync covering it without the shard lock, and retakes the lock
+    /// only to record a sync this call ran. A follower returns without it: the leader whose
+    /// sync covered the follower's record records that sync after it, so after the record of
+    /// the sync that leaves nothing pending the shard is `Clean` (a segment seal, which
+    /// syncs with no leader, leaves it `Syncing` until the next sync; `tick` syncs a shard
+    /// in either state).
+    fn sync_committed(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, ShardError> {
+        debug_assert!(lsn >= 1, "sync through lsn 0");
+        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
+        match wal.sync_through_led(lsn, durability) {
+            Ok((durable, false)) => {
+                debug_assert!(durable >= lsn, "a follower returned short of its record");
+                Ok(durable)
+            }
+            result => self.record_sync(lsn, result),
+        }
+    }
+
+    /// Records the outcome of a sync call that made at least `covered` durable: a sync
+    /// counted, the padding a sync may leave, the sync state. A failure fails the shard. (A
+    /// call that found nothing to sync is counted with its padding too: an overestimate of
+    /// the epoch's WAL bytes, which only brings a checkpoint forward.)
+    fn record_sync(
+        &self,
+        covered: Lsn,
+        result: Result<(Lsn, bool), crate::wal::WalError>,
+    ) -> Result<Lsn, ShardError> {
+        let wal = self.wal.as_ref().expect("a serving shard has a WAL");
         let mut inner = self.lock();
         match result {
-            Ok(durable) => {
+            Ok((durable, _)) => {
                 let serving = self.serving(&mut inner)?;
                 serving.stats.syncs += 1;
                 // A sync moves the WAL's tail to a new sector: count the padding it may leave.
@@ -296,7 +334,7 @@ impl<E: Env + Clone> Shard<E> {
                 serving.sync = if last <= durable { SyncState::Clean } else { SyncState::Dirty };
                 // Postcondition: everything asked for that was appended when the sync began
                 // is durable.
-                debug_assert!(durable >= lsn.min(last_before), "sync returned short of its target");
+                debug_assert!(durable >= covered, "sync returned short of its target");
                 self.check_serving(serving);
                 Ok(durable)
             }

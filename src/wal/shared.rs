@@ -7,21 +7,35 @@
 //!
 //! # Protocol
 //!
-//! One mutex guards the core and three fields: `syncing` (a leader's sync is in flight),
-//! `rotations_waiting` and `want_all`. One condvar announces every change of them and of the
-//! durable lsn. [`SharedWal::commit`]:
+//! One mutex guards the core and four fields: `syncing` (a leader's sync is in flight),
+//! `rotations_waiting`, `want_all` and `parked` (the followers waiting for an outcome).
+//! [`SharedWal::commit`]:
 //!
 //! 1. appends under the mutex and gets its lsn (for `Durability::None` it returns here);
 //! 2. loops under the mutex: if `durable_lsn >= lsn` it returns `Ok`; else if the log is
 //!    poisoned it returns the error; else if a sync is in flight (or an appender waits to
-//!    rotate) it waits on the condvar as a **follower**; else it becomes the **leader**:
+//!    rotate) it **parks** as a follower (below); else it becomes the **leader**:
 //!    [`Wal::sync_begin`] fixes the target (the last appended lsn, at least its own) and moves
 //!    the tail to a new sector, the leader clones the handle of the active segment, sets
 //!    `syncing` and releases the mutex;
 //! 3. the leader syncs **outside** the mutex, so other committers keep appending into the next
 //!    batch; then it retakes the mutex, clears `syncing`, records the outcome with
-//!    [`Wal::sync_finish`] and wakes everyone. Followers whose lsn is now durable return; the
-//!    first of the rest to run leads the next batch, which covers all of them.
+//!    [`Wal::sync_finish`], releases the parked followers and returns: its target covers its
+//!    own record.
+//!
+//! # Parking
+//!
+//! A follower pushes `(lsn, its thread, outcome: PENDING)` onto `parked` under the mutex,
+//! releases it and parks until its outcome is set. Whoever changes what decides an outcome
+//! (a leader finishing, an appender's rotation, a panicking sync) settles the parked list
+//! under the mutex: a follower whose lsn is durable is told that durable lsn and returns
+//! without retaking the mutex; if the log failed, everyone is told to retry (retake the mutex
+//! and find the error); and with no sync in flight and no rotation waiting, the first
+//! uncovered follower alone is told to retry, to lead the next batch. Its sync covers every
+//! parked record (each was appended before it parked), so one wake-up starts the next batch
+//! and each follower is woken once, by the thread that decided its outcome: no herd on the
+//! mutex, no follower waking the next in a chain. The unparks happen after the mutex is
+//! released, so appenders never wait for them.
 //!
 //! # Why it is correct
 //!
@@ -46,10 +60,13 @@
 //!   the I/O error; every follower wakes, finds its lsn not durable and the log poisoned, and
 //!   gets [`WalError::Poisoned`]; every later append or sync fails the same way. Nothing past
 //!   the last good sync is acknowledged, because `durable_lsn` never moves again.
-//! - **Liveness.** `syncing` is cleared and the condvar notified on every path out of a sync,
-//!   a panicking `Env` included (a guard poisons the log and wakes everyone), so no follower
-//!   waits for a sync nobody runs. A panic while the mutex is held turns every later call into
-//!   [`WalError::Poisoned`].
+//! - **Liveness.** A follower parks only while a sync is in flight or an appender waits to
+//!   rotate, and both end by settling the parked list (the leader's finish, or the rotating
+//!   append), on every path out of a sync, a panicking `Env` included (a guard poisons the
+//!   log and tells everyone to retry), so no follower waits for a sync nobody runs. A
+//!   follower told to retry either leads (no sync in flight) or parks again behind a sync
+//!   that some other leader began meanwhile. A panic while the mutex is held turns every
+//!   later call into [`WalError::Poisoned`].
 //!
 //! `Durability::All`: a batch is synced with `sync_all` if any of its committers asked for
 //! it, else with `sync_data`. As in the core, the record durability both give is the same
@@ -57,7 +74,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, Thread};
 
 use super::write::{SyncTicket, sync_file};
 use super::{Durability, Lsn, Record, RecordKind, ScanReport, Wal, WalError, WalOptions, WalStats};
@@ -72,7 +91,7 @@ pub use crate::env::{SharedEnv, SharedFile};
 /// A write-ahead log that many threads may commit to at once; see the module docs.
 pub struct SharedWal<E: Env> {
     state: Mutex<State<E>>,
-    /// Notified whenever `syncing`, `rotations_waiting`, the durable lsn or poisoning change.
+    /// Wakes appenders waiting to rotate when a sync ends (followers park instead).
     turn: Condvar,
 }
 
@@ -82,6 +101,9 @@ struct State<E: Env> {
     syncing: bool,
     /// Appenders waiting for the in-flight sync to end so that they may rotate.
     rotations_waiting: usize,
+    /// Followers parked until their outcome is decided (see "Parking" in the module docs);
+    /// at most one per committing thread.
+    parked: Vec<Arc<Parked>>,
     /// A committer of the next batch asked for `Durability::All`.
     want_all: bool,
 }
@@ -119,7 +141,7 @@ impl<E: Env> SharedWal<E> {
         // Postconditions of open: the writer is consistent, and what it recovered is durable.
         wal.check_invariants();
         debug_assert_eq!(wal.durable_lsn(), wal.last_lsn(), "open syncs what it recovered");
-        let state = State { wal, syncing: false, rotations_waiting: 0, want_all: false };
+        let state = State { wal, syncing: false, rotations_waiting: 0, parked: Vec::new(), want_all: false };
         Self { state: Mutex::new(state), turn: Condvar::new() }
     }
 
@@ -152,7 +174,7 @@ impl<E: Env> SharedWal<E> {
         let state = self.lock()?;
         let (state, lsn) = self.append(state, kind, txn_id, prev_lsn, frame)?;
         if durability != Durability::None {
-            let durable = self.wait_durable(state, lsn, durability)?;
+            let (durable, _) = self.wait_durable(state, lsn, durability)?;
             // Postcondition: a durable commit is acknowledged only once its lsn is durable.
             debug_assert!(durable >= lsn, "lsn {lsn} acknowledged with durable {durable}");
         }
@@ -169,12 +191,18 @@ impl<E: Env> SharedWal<E> {
     /// sync in flight that already covers it rather than waiting for the next, and returns
     /// the durable lsn. `Durability::None` syncs nothing.
     pub fn sync_through(&self, lsn: Lsn, durability: Durability) -> Result<Lsn, WalError> {
+        Ok(self.sync_through_led(lsn, durability)?.0)
+    }
+
+    /// [`SharedWal::sync_through`], also saying whether this call led a group sync (ran a
+    /// file sync that moved the durable lsn) rather than only joining or finding one.
+    pub fn sync_through_led(&self, lsn: Lsn, durability: Durability) -> Result<(Lsn, bool), WalError> {
         let state = self.lock()?;
         if let Some(cause) = state.wal.poisoned() {
             return Err(WalError::Poisoned { cause: cause.to_string() });
         }
         if durability == Durability::None {
-            return Ok(state.wal.durable_lsn());
+            return Ok((state.wal.durable_lsn(), false));
         }
         let target = lsn.min(state.wal.last_lsn());
         self.wait_durable(state, target, durability)
@@ -244,18 +272,22 @@ impl<E: Env> SharedWal<E> {
         }
         state.rotations_waiting -= 1;
         let result = state.wal.append_frame(kind, txn_id, prev_lsn, frame);
-        // Would-be leaders held back by this appender may go now.
-        self.turn.notify_all();
+        // The seal may have made parked records durable, and would-be leaders held back by
+        // this appender may go now (once per segment: unparked under the mutex).
+        for parked in release_parked(&mut state, false) {
+            parked.thread.unpark();
+        }
         Ok((state, result?))
     }
 
-    /// Waits, as a follower or the leader, until `lsn` is durable; returns the durable lsn.
+    /// Waits, as a follower or the leader, until `lsn` is durable; returns the durable lsn
+    /// and whether this call led a sync.
     fn wait_durable<'a>(
         &'a self,
         mut state: Guard<'a, E>,
         lsn: Lsn,
         durability: Durability,
-    ) -> Result<Lsn, WalError> {
+    ) -> Result<(Lsn, bool), WalError> {
         debug_assert_ne!(durability, Durability::None, "waiting for no sync");
         debug_assert!(lsn <= state.wal.last_lsn(), "waiting for an lsn not appended");
         if durability == Durability::All {
@@ -263,26 +295,49 @@ impl<E: Env> SharedWal<E> {
         }
         loop {
             if state.wal.durable_lsn() >= lsn {
-                return Ok(state.wal.durable_lsn());
+                return Ok((state.wal.durable_lsn(), false));
             }
             if let Some(cause) = state.wal.poisoned() {
                 return Err(WalError::Poisoned { cause: cause.to_string() });
             }
-            state = if state.syncing || state.rotations_waiting > 0 {
-                self.wait(state)?
-            } else {
-                self.lead(state)?
-            };
+            if !(state.syncing || state.rotations_waiting > 0) {
+                let durable = self.lead(state)?;
+                // The leader's target was the last appended lsn, at least its own.
+                debug_assert!(durable >= lsn, "a leader's sync fell short of its own record");
+                return Ok((durable, true));
+            }
+            match self.park(state, lsn)? {
+                Woken::Durable(durable) => return Ok((durable, false)),
+                Woken::Retry(guard) => state = guard,
+            }
+        }
+    }
+
+    /// Parks the calling follower until the outcome of `lsn` is decided (see "Parking" in
+    /// the module docs): it returns covered without retaking the mutex, or retakes it to lead
+    /// or to find the log failed.
+    fn park<'a>(&'a self, mut state: Guard<'a, E>, lsn: Lsn) -> Result<Woken<'a, E>, WalError> {
+        let parked = Arc::new(Parked { lsn, thread: thread::current(), outcome: AtomicU64::new(PENDING) });
+        state.parked.push(Arc::clone(&parked));
+        drop(state);
+        loop {
+            match parked.outcome.load(Ordering::Acquire) {
+                // A spurious unpark, or none yet: the outcome is set before the unpark.
+                PENDING => thread::park(),
+                RETRY => return Ok(Woken::Retry(self.lock()?)),
+                durable => return Ok(Woken::Durable(durable)),
+            }
         }
     }
 
     /// Runs one group sync as the leader: begins it under the mutex, syncs outside it,
-    /// finishes it under the mutex and wakes every follower.
-    fn lead<'a>(&'a self, mut state: Guard<'a, E>) -> Result<Guard<'a, E>, WalError> {
+    /// finishes it under the mutex and releases the parked followers. Returns the durable
+    /// lsn, which covers every record appended when it began.
+    fn lead(&self, mut state: Guard<'_, E>) -> Result<Lsn, WalError> {
         debug_assert!(!state.syncing);
         let durability = if std::mem::take(&mut state.want_all) { Durability::All } else { Durability::Data };
         let Some(ticket) = state.wal.sync_begin(durability)? else {
-            return Ok(state);
+            unreachable!("a leader has a record to sync: durable < its lsn <= last");
         };
         let file = state.wal.active_file().clone();
         state.syncing = true;
@@ -291,36 +346,106 @@ impl<E: Env> SharedWal<E> {
         let result = sync_file(&file, durability);
         leading.finish(result)
     }
+
+    /// Releases the parked followers whose outcome the change under `state` decided (all of
+    /// them to retry with `everyone`), wakes appenders waiting to rotate, and unparks the
+    /// released ones once the mutex is free.
+    fn release(&self, mut state: Guard<'_, E>, everyone: bool) {
+        let woken = release_parked(&mut state, everyone);
+        let rotating = state.rotations_waiting > 0;
+        drop(state);
+        if rotating || everyone {
+            self.turn.notify_all();
+        }
+        for parked in woken {
+            parked.thread.unpark();
+        }
+    }
 }
 
-/// The leader's in-flight sync. Finishing it clears `syncing` and wakes everyone; dropping it
-/// unfinished (the `Env` panicked) poisons the log and wakes everyone too, so no follower
-/// waits for a sync that nobody runs.
+/// What a parked follower is told (see "Parking" in the module docs).
+const PENDING: u64 = u64::MAX;
+const RETRY: u64 = u64::MAX - 1;
+
+/// A follower parked until its outcome is decided: `outcome` is [`PENDING`], [`RETRY`]
+/// (retake the mutex and look again: lead the next batch, or find the log failed) or the
+/// durable lsn that covers `lsn`. Set under the mutex, read after the unpark.
+struct Parked {
+    lsn: Lsn,
+    thread: Thread,
+    outcome: AtomicU64,
+}
+
+/// How a parked follower woke.
+enum Woken<'a, E: Env> {
+    /// Its record is durable through this lsn.
+    Durable(Lsn),
+    /// It holds the mutex again, to lead or to find the log failed.
+    Retry(Guard<'a, E>),
+}
+
+/// Decides the outcome of every parked follower the state now settles: covered by the
+/// durable lsn, or told to retry when the log failed (or `everyone`); and, with no sync in
+/// flight and no appender waiting to rotate, the first uncovered one retries to lead the next
+/// batch, whose sync covers every parked record (each was appended before it parked).
+/// Returns the released followers, to unpark once the mutex is free.
+fn release_parked<E: Env>(state: &mut State<E>, everyone: bool) -> Vec<Arc<Parked>> {
+    let durable = state.wal.durable_lsn();
+    debug_assert!(durable < RETRY, "an lsn never reaches the parking codes");
+    let failed = everyone || state.wal.poisoned().is_some();
+    let mut lead_free = !state.syncing && state.rotations_waiting == 0;
+    let mut released = Vec::new();
+    state.parked.retain(|parked| {
+        let outcome = if parked.lsn <= durable {
+            durable
+        } else if failed || std::mem::take(&mut lead_free) {
+            RETRY
+        } else {
+            return true;
+        };
+        parked.outcome.store(outcome, Ordering::Release);
+        released.push(Arc::clone(parked));
+        false
+    });
+    released
+}
+
+/// The leader's in-flight sync. Finishing it clears `syncing` and releases the parked
+/// followers; dropping it unfinished (the `Env` panicked) poisons the log and releases
+/// everyone too, so no follower waits for a sync that nobody runs.
 struct Leading<'a, E: Env> {
     shared: &'a SharedWal<E>,
     ticket: SyncTicket,
     finished: bool,
 }
 
-impl<'a, E: Env> Leading<'a, E> {
-    fn finish(mut self, result: io::Result<()>) -> Result<Guard<'a, E>, WalError> {
+impl<E: Env> Leading<'_, E> {
+    fn finish(mut self, result: io::Result<()>) -> Result<Lsn, WalError> {
         self.finished = true;
-        let mut state = self.shared.lock()?;
+        let mut state = match self.shared.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => {
+                // A panic under the mutex: release everyone (each finds the mutex poisoned).
+                self.shared.release(poisoned.into_inner(), true);
+                return Err(panicked());
+            }
+        };
         state.syncing = false;
         let outcome = state.wal.sync_finish(self.ticket, result);
-        outcome.map(|_| state)
+        self.shared.release(state, false);
+        outcome
     }
 }
 
 impl<E: Env> Drop for Leading<'_, E> {
     fn drop(&mut self) {
-        if !self.finished
-            && let Ok(mut state) = self.shared.state.lock()
-        {
-            state.syncing = false;
-            let error = io::Error::other("the thread running this sync panicked");
-            let _poisoned = state.wal.sync_finish(self.ticket, Err(error));
+        if self.finished {
+            return;
         }
-        self.shared.turn.notify_all();
+        let mut state = self.shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.syncing = false;
+        let error = io::Error::other("the thread running this sync panicked");
+        let _poisoned = state.wal.sync_finish(self.ticket, Err(error));
+        self.shared.release(state, true);
     }
 }
