@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{Ack, KvModel, Verdict};
-use super::{Key, Value, Write};
+use super::{Key, TxnWrite, Value, Write};
 
 /// The group of `key` among `groups`.
 pub fn group_of(key: Key, groups: usize) -> usize {
@@ -131,13 +131,18 @@ impl GroupedModel {
     /// must be in it). A durable commit makes its group's earlier transactions durable; a
     /// durable commit of nothing stands for a sync of every group.
     pub fn commit(&mut self, writes: Vec<Write>, ack: Ack) {
-        let group = writes.first().map_or(0, |&(key, _)| self.group_of(key));
+        self.commit_txn(writes.into_iter().map(TxnWrite::Set).collect(), ack);
+    }
+
+    /// Records a commit whose writes may hold increments, as [`GroupedModel::commit`].
+    pub fn commit_txn(&mut self, writes: Vec<TxnWrite>, ack: Ack) {
+        let group = writes.first().map_or(0, |write| self.group_of(write.key()));
         debug_assert!(
-            writes.iter().all(|&(key, _)| self.group_of(key) == group),
+            writes.iter().all(|write| self.group_of(write.key()) == group),
             "a transaction spans shards: {writes:?}"
         );
         let sync_all = writes.is_empty() && ack == Ack::Durable;
-        self.models[group].commit(writes, ack);
+        self.models[group].commit_txn(writes, ack);
         if sync_all {
             self.synced();
         }

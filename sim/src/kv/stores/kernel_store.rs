@@ -22,9 +22,11 @@
 //!
 //! Transactions stay within one shard: the workload draws each transaction's keys from one
 //! group. Interleaved client transactions are buffered here and committed as one kernel
-//! transaction (a kernel transaction is itself a buffer until commit); a read inside an open
+//! transaction (a kernel transaction is itself a buffer until commit); their increments are
+//! `Transaction::increment`, a delta the kernel resolves at commit and logs as a delta
+//! (`Intent::Add`, not idempotent on replay: DESIGN.md rule 9). A read inside an open
 //! transaction is a kernel transaction holding its buffered writes, asked with
-//! `Transaction::get` (own writes over the committed state) and dropped. Documents are imported
+//! `Transaction::get` (own writes, increments resolved, over the committed state) and dropped. Documents are imported
 //! with the kernel's document API: each chunk a fresh [`stormhold::Document`] handle over the
 //! same id, the last one committed complete; a handle learns whether its document is complete
 //! from its first insert, reading the document's shard only. The state reports a complete
@@ -51,13 +53,13 @@ use std::path::Path;
 use stormhold::env::sim::SimEnv;
 use stormhold::kernel::layout;
 use stormhold::recovery::RecoveryReport;
-use stormhold::{CommitInfo, Durability, Kernel, KernelError, Router, SyncState};
+use stormhold::{CommitInfo, Durability, Kernel, KernelError, Router, SyncState, Transaction};
 
 use super::ckpt_store::audit::{checkpoint_dirs_are_whole, fallbacks_need_media_damage};
 use crate::kv::groups::{
     DOCUMENT_MARK_VALUE, DOCUMENTS, document_group, document_mark_key, document_writes, group_of,
 };
-use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write, damage_audit};
+use crate::kv::{AuditFacts, Key, KvStore, StoreError, TxnWrite, Value, Write, damage_audit};
 
 mod options;
 pub use options::{KernelStoreConfig, KernelStoreOptions};
@@ -89,17 +91,23 @@ pub enum KernelBug {
     /// simulator never damaged: the damage audit must refuse the fallback even when the
     /// simulator damaged other files.
     ClobberNewestMeta,
+    /// An increment inside a transaction is resolved when it is written, against the value
+    /// the transaction reads then, and buffered as a put of the sum (read-modify-write instead
+    /// of the kernel's delta): a commit of another transaction to that key before this one
+    /// commits is lost. Only increments inside multi-key transactions expose it.
+    TxnIncrementStaleRead,
 }
 
 impl KernelBug {
     /// Every variant, the correct store first.
-    pub const ALL: [KernelBug; 6] = [
+    pub const ALL: [KernelBug; 7] = [
         KernelBug::None,
         KernelBug::AckUnsynced,
         KernelBug::SyncFirstShardOnly,
         KernelBug::TxnGetCommittedOnly,
         KernelBug::LossWithoutDamage,
         KernelBug::ClobberNewestMeta,
+        KernelBug::TxnIncrementStaleRead,
     ];
 
     /// The workload name: `kernel`, `kernel-ack-unsynced`.
@@ -111,6 +119,7 @@ impl KernelBug {
             KernelBug::TxnGetCommittedOnly => "kernel-txn-get-committed-only",
             KernelBug::LossWithoutDamage => "kernel-loss-without-damage",
             KernelBug::ClobberNewestMeta => "kernel-clobber-newest-meta",
+            KernelBug::TxnIncrementStaleRead => "kernel-txn-increment-stale-read",
         }
     }
 }
@@ -122,7 +131,7 @@ pub struct KernelStore {
     /// The key prefix of each group: a byte the router sends to the group's shard.
     prefixes: Vec<u8>,
     /// Open interleaved transactions and their writes.
-    open: BTreeMap<u64, Vec<Write>>,
+    open: BTreeMap<u64, Vec<TxnWrite>>,
 }
 
 /// The smallest one-byte prefix routed to each shard.
@@ -215,23 +224,29 @@ impl KernelStore {
         if self.failed().is_subset(failed_before) { StoreError::Poisoned } else { other(error) }
     }
 
-    fn commit_in(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError> {
-        let Some(&(first, _)) = writes.first() else {
+    fn commit_in(&mut self, writes: &[TxnWrite], durable: bool) -> Result<(), StoreError> {
+        let Some(first) = writes.first() else {
             return if durable { self.sync() } else { Ok(()) };
         };
-        let failed_before = self.is_failed(group_of(first, self.groups()));
+        let failed_before = self.is_failed(group_of(first.key(), self.groups()));
         let mut txn = self.kernel.begin();
-        for &(key, value) in writes {
-            let key = self.encode_key(key);
-            let written = match value {
-                Some(value) => txn.put(&key, &Self::encode_value(value)),
-                None => txn.delete(&key),
-            };
-            written.map_err(|e| self.op_error(failed_before, e))?;
-        }
+        self.buffer(&mut txn, writes).map_err(|e| self.op_error(failed_before, e))?;
         txn.commit(durability(durable, self.config.bug))
             .map(drop)
             .map_err(|e| self.op_error(failed_before, e))
+    }
+
+    /// Writes `writes` into the kernel transaction `txn`: puts, deletes and increments.
+    fn buffer(&self, txn: &mut Transaction<'_, SimEnv>, writes: &[TxnWrite]) -> Result<(), KernelError> {
+        for &write in writes {
+            let key = self.encode_key(write.key());
+            match write {
+                TxnWrite::Set((_, Some(value))) => txn.put(&key, &Self::encode_value(value))?,
+                TxnWrite::Set((_, None)) => txn.delete(&key)?,
+                TxnWrite::Add { by, .. } => txn.increment(&key, u64::from(by))?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -301,7 +316,8 @@ impl KvStore for KernelStore {
     }
 
     fn commit(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError> {
-        self.commit_in(writes, durable)
+        let writes: Vec<TxnWrite> = writes.iter().copied().map(TxnWrite::Set).collect();
+        self.commit_in(&writes, durable)
     }
 
     fn interleaved_transactions(_: &KernelStoreConfig) -> bool {
@@ -314,6 +330,19 @@ impl KvStore for KernelStore {
     }
 
     fn txn_write(&mut self, txn: u64, write: Write) -> Result<(), StoreError> {
+        self.open.entry(txn).or_default().push(TxnWrite::Set(write));
+        Ok(())
+    }
+
+    fn txn_increment(&mut self, txn: u64, key: Key, by: Value) -> Result<(), StoreError> {
+        let write = match self.config.bug {
+            // The planted mistake: the sum of what the transaction reads now, as a put.
+            KernelBug::TxnIncrementStaleRead => {
+                let now = self.txn_get(txn, key)?;
+                TxnWrite::Set((key, Some(now.unwrap_or(0).wrapping_add(by))))
+            }
+            _ => TxnWrite::Add { key, by },
+        };
         self.open.entry(txn).or_default().push(write);
         Ok(())
     }
@@ -321,13 +350,15 @@ impl KvStore for KernelStore {
     fn txn_finish(
         &mut self,
         txn: u64,
-        writes: &[Write],
+        writes: &[TxnWrite],
         commit: bool,
         durable: bool,
     ) -> Result<(), StoreError> {
         let buffered = self.open.remove(&txn).unwrap_or_default();
-        debug_assert_eq!(buffered, writes, "the store buffered what the workload wrote");
-        if commit { self.commit_in(writes, durable) } else { Ok(()) }
+        if self.config.bug != KernelBug::TxnIncrementStaleRead {
+            debug_assert_eq!(buffered, writes, "the store buffered what the workload wrote");
+        }
+        if commit { self.commit_in(&buffered, durable) } else { Ok(()) }
     }
 
     fn checkpoints(_: &KernelStoreConfig) -> bool {
@@ -372,14 +403,7 @@ impl KvStore for KernelStore {
             KernelBug::TxnGetCommittedOnly => &[][..],
             _ => self.open.get(&txn).map_or(&[][..], Vec::as_slice),
         };
-        for &(written, value) in buffered {
-            let written = self.encode_key(written);
-            let result = match value {
-                Some(value) => kernel_txn.put(&written, &Self::encode_value(value)),
-                None => kernel_txn.delete(&written),
-            };
-            result.map_err(|e| self.op_error(failed_before, e))?;
-        }
+        self.buffer(&mut kernel_txn, buffered).map_err(|e| self.op_error(failed_before, e))?;
         let got = kernel_txn.get(&self.encode_key(key)).map_err(|e| self.op_error(failed_before, e))?;
         kernel_txn.abort();
         got.map(|v| Self::decode_value(key, &v)).transpose()

@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use stormhold::env::sim::SimEnv;
 
 use super::groups::{self, DOCUMENTS, GroupedModel};
-use super::{KvStore, StoreError, Write};
+use super::{KvStore, StoreError, TxnWrite};
 use crate::config::{RunConfig, stream};
 use crate::verdict::{Violation, ViolationKind};
 pub use ops::KvOp;
@@ -80,7 +80,7 @@ pub struct KvWorkload<S: KvStore> {
     /// Every operation executed, for the corpus.
     pub recorded: Vec<KvOp>,
     /// Open transactions per client: (txn id, writes so far).
-    open_txns: BTreeMap<u8, (u64, Vec<Write>)>,
+    open_txns: BTreeMap<u8, (u64, Vec<TxnWrite>)>,
     /// Whether faults have stopped.
     quiet: bool,
     /// Media faults done before the store was last wiped: they excuse nothing after it.
@@ -192,7 +192,7 @@ impl<S: KvStore> KvWorkload<S> {
         let first = match op {
             KvOp::Commit { writes, .. } => writes.first().map(|w| w.0),
             KvOp::Finish { client, .. } => {
-                self.open_txns.get(client).and_then(|(_, w)| w.first()).map(|w| w.0)
+                self.open_txns.get(client).and_then(|(_, w)| w.first()).map(|w| w.key())
             }
             KvOp::Increment { key, .. } => Some(*key),
             KvOp::Document { doc, .. } => {
@@ -208,7 +208,8 @@ impl<S: KvStore> KvWorkload<S> {
         self.in_flight = self.store.as_ref().and_then(S::checkpoints_in_flight);
         let outcome = match op {
             KvOp::Begin { client } => self.op_begin(client),
-            KvOp::Put { client, write } => self.op_put(client, write),
+            KvOp::Put { client, write } => self.op_put(client, TxnWrite::Set(write)),
+            KvOp::Add { client, key, by } => self.op_put(client, TxnWrite::Add { key, by }),
             KvOp::Finish { client, commit, durable } => self.op_finish(client, commit, durable),
             KvOp::Crash { check_images } => {
                 self.env.note(format!("op {}: driver crash", self.op_index));
