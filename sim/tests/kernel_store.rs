@@ -28,7 +28,7 @@ fn assert_caught(bug: KernelBug, expected: ViolationKind) {
 
 #[test]
 fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
-    const NOTES: [&str; 8] = [
+    const NOTES: [&str; 9] = [
         "others keep serving",
         "recovered a legal prefix of every shard",
         "tick -> ok",
@@ -37,6 +37,7 @@ fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
         "complete=true -> ok",
         "ok complete=true",
         "in-txn get",
+        "write Add {",
     ];
     let mut seen = [0u64; NOTES.len()];
     let mut recoveries = 0;
@@ -83,6 +84,16 @@ fn a_sync_that_skips_shards_is_caught() {
 #[test]
 fn a_read_inside_a_transaction_that_misses_its_own_writes_is_caught() {
     assert_caught(KernelBug::TxnGetCommittedOnly, ViolationKind::Read);
+}
+
+/// An increment inside a transaction turned into a put of what the transaction read when it
+/// was written: only a commit of another transaction to that key in between exposes it.
+#[test]
+fn an_increment_inside_a_transaction_resolved_against_a_stale_read_is_caught() {
+    let (seed, kind) = first_detection(KernelBug::TxnIncrementStaleRead).expect("caught");
+    println!("kernel-txn-increment-stale-read: caught after {} seeds ({kind:?})", seed + 1);
+    assert!(seed < 20, "took {} seeds to catch", seed + 1);
+    assert!(matches!(kind, ViolationKind::Read | ViolationKind::Durability), "{kind:?}");
 }
 
 /// A data-loss report passes the old check whenever the simulator damaged any media; only the
