@@ -28,7 +28,7 @@ fn assert_caught(bug: KernelBug, expected: ViolationKind) {
 
 #[test]
 fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
-    const NOTES: [&str; 9] = [
+    const NOTES: [&str; 11] = [
         "others keep serving",
         "recovered a legal prefix of every shard",
         "tick -> ok",
@@ -38,6 +38,8 @@ fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
         "ok complete=true",
         "in-txn get",
         "write Add {",
+        "failed at open, the others serve",
+        "recovered a legal prefix of every shard that opened",
     ];
     let mut seen = [0u64; NOTES.len()];
     let mut recoveries = 0;
@@ -94,6 +96,13 @@ fn an_increment_inside_a_transaction_resolved_against_a_stale_read_is_caught() {
     println!("kernel-txn-increment-stale-read: caught after {} seeds ({kind:?})", seed + 1);
     assert!(seed < 20, "took {} seeds to catch", seed + 1);
     assert!(matches!(kind, ViolationKind::Read | ViolationKind::Durability), "{kind:?}");
+}
+
+/// A shard failed at open served as empty: only an open that leaves shards failed while the
+/// others serve reaches it, and only a judge of the groups that open reports readable sees it.
+#[test]
+fn a_shard_failed_at_open_served_as_empty_is_caught() {
+    assert_caught(KernelBug::FailedShardServedEmpty, ViolationKind::Durability);
 }
 
 /// A data-loss report passes the old check whenever the simulator damaged any media; only the

@@ -228,6 +228,19 @@ pub trait KvStore: Sized {
     fn get(&self, key: Key) -> Result<Option<Value>, StoreError>;
     /// The whole current state, ordered by key.
     fn state(&self) -> Result<BTreeMap<Key, Value>, StoreError>;
+    /// The current state of every group that serves reads, ordered by key: [`KvStore::state`]
+    /// without the groups [`KvStore::unreadable_groups`] lists, what a recovery that left
+    /// groups failed at open is judged on. Default: [`KvStore::state`].
+    fn readable_state(&self) -> Result<BTreeMap<Key, Value>, StoreError> {
+        self.state()
+    }
+    /// Why groups failed at the open that returned this store, as an open that refused them
+    /// would have said it (for the kernel: `"shard N did not recover: ..."`); `None` if none
+    /// did. A store of several groups may open with groups failed without data loss
+    /// ([`KvStore::failed_groups`]) while the others serve. Default: none.
+    fn failed_at_open(&self) -> Option<String> {
+        None
+    }
 
     /// Independent groups of keys (key `k` is in group `k % groups`, see [`groups`]), each
     /// recovering on its own, so that after a crash one group may keep more unsynced commits

@@ -40,8 +40,10 @@
 //! explained by damage to a file the failed shard's recovery needed
 //! ([`KvStore::loss_is_explained`]).
 //!
-//! Errors: an open that leaves a shard failed with data loss is [`StoreError::DataLoss`], any
-//! other failed open is an I/O error (the workload restarts and retries). An operation on a
+//! Errors: an open that leaves a shard failed with data loss is [`StoreError::DataLoss`]; an
+//! open that leaves shards failed without data loss (an I/O error during their recovery)
+//! opens with them failed and serving nothing ([`KvStore::failed_at_open`]) while the others
+//! serve; any other failed open is an I/O error (the workload restarts and retries). An operation on a
 //! shard that was failed before it is [`StoreError::Poisoned`] (it did nothing); an operation
 //! that fails its shard is an I/O error (its outcome is unknown). A whole-kernel sync or
 //! checkpoint is tried on every shard, so each shard still serving after it completed it.
@@ -96,11 +98,17 @@ pub enum KernelBug {
     /// of the kernel's delta): a commit of another transaction to that key before this one
     /// commits is lost. Only increments inside multi-key transactions expose it.
     TxnIncrementStaleRead,
+    /// A shard that failed at open without data loss (an I/O error during its recovery) is
+    /// served as an empty shard, as a store that takes a shard it could not recover for a new
+    /// one would: listed as serving reads, its reads answer from nothing. Only an open that
+    /// leaves shards failed while the others serve exposes it, and only if the judge judges
+    /// the groups such an open reports readable.
+    FailedShardServedEmpty,
 }
 
 impl KernelBug {
     /// Every variant, the correct store first.
-    pub const ALL: [KernelBug; 7] = [
+    pub const ALL: [KernelBug; 8] = [
         KernelBug::None,
         KernelBug::AckUnsynced,
         KernelBug::SyncFirstShardOnly,
@@ -108,6 +116,7 @@ impl KernelBug {
         KernelBug::LossWithoutDamage,
         KernelBug::ClobberNewestMeta,
         KernelBug::TxnIncrementStaleRead,
+        KernelBug::FailedShardServedEmpty,
     ];
 
     /// The workload name: `kernel`, `kernel-ack-unsynced`.
@@ -120,6 +129,7 @@ impl KernelBug {
             KernelBug::LossWithoutDamage => "kernel-loss-without-damage",
             KernelBug::ClobberNewestMeta => "kernel-clobber-newest-meta",
             KernelBug::TxnIncrementStaleRead => "kernel-txn-increment-stale-read",
+            KernelBug::FailedShardServedEmpty => "kernel-failed-shard-served-empty",
         }
     }
 }
@@ -132,6 +142,8 @@ pub struct KernelStore {
     prefixes: Vec<u8>,
     /// Open interleaved transactions and their writes.
     open: BTreeMap<u64, Vec<TxnWrite>>,
+    /// The shards that failed at open (without data loss), and why the first one did.
+    failed_at_open: (BTreeSet<usize>, Option<String>),
 }
 
 /// The smallest one-byte prefix routed to each shard.
@@ -211,6 +223,22 @@ impl KernelStore {
         self.kernel.shard_status().get(group).is_some_and(|s| s.failed.is_some())
     }
 
+    /// Whether the planted [`KernelBug::FailedShardServedEmpty`] serves `group` as empty.
+    fn served_empty(&self, group: usize) -> bool {
+        self.config.bug == KernelBug::FailedShardServedEmpty
+            && self.failed_at_open.0.contains(&group)
+            && self.is_failed(group)
+    }
+
+    /// Whether document `doc` is complete, reading its shard only: a document handle learns it
+    /// when its first insert binds it to a shard (the probe is dropped, uncommitted).
+    fn document_complete(&self, doc: u8) -> Result<bool, KernelError> {
+        let (key, value) = document_writes(doc, self.groups())[0];
+        let mut probe = self.kernel.begin_document(&document_id(doc))?;
+        probe.insert(&self.encode_key(key), &value.map_or([0; 8], Self::encode_value))?;
+        Ok(probe.already_complete())
+    }
+
     /// The error of an operation on `group`: `Poisoned` if the group was failed before it.
     fn op_error(&self, failed_before: bool, error: KernelError) -> StoreError {
         if let KernelError::CrossShard { .. } = error {
@@ -273,10 +301,17 @@ impl KvStore for KernelStore {
             // The process died while shards recovered: whatever they said, the open failed.
             return Err(other("the process crashed during recovery"));
         }
+        // A shard that failed without data loss stays failed while the others serve; a loss
+        // is reported.
+        let mut failed_at_open = (BTreeSet::new(), None);
         for status in kernel.shard_status() {
             if let Some(failure) = status.failed {
                 let what = format!("shard {} did not recover: {failure}", status.shard);
-                return Err(if failure.data_loss { StoreError::DataLoss(what) } else { other(what) });
+                if failure.data_loss {
+                    return Err(StoreError::DataLoss(what));
+                }
+                failed_at_open.0.insert(status.shard as usize);
+                failed_at_open.1.get_or_insert(what);
             }
         }
         if config.bug == KernelBug::LossWithoutDamage {
@@ -291,7 +326,7 @@ impl KvStore for KernelStore {
             }
         }
         let prefixes = prefixes(config.shards);
-        Ok(Self { kernel, config: config.clone(), prefixes, open: BTreeMap::new() })
+        Ok(Self { kernel, config: config.clone(), prefixes, open: BTreeMap::new(), failed_at_open })
     }
 
     fn destroy(env: &SimEnv) -> io::Result<()> {
@@ -387,6 +422,9 @@ impl KvStore for KernelStore {
     }
 
     fn get(&self, key: Key) -> Result<Option<Value>, StoreError> {
+        if self.served_empty(group_of(key, self.groups())) {
+            return Ok(None);
+        }
         let failed_before = self.is_failed(group_of(key, self.groups()));
         match self.kernel.get(&self.encode_key(key)) {
             Ok(value) => value.map(|v| Self::decode_value(key, &v)).transpose(),
@@ -421,8 +459,35 @@ impl KvStore for KernelStore {
         Ok(state)
     }
 
+    /// The groups that serve reads, each scanned, and the marks of their complete documents.
+    fn readable_state(&self) -> Result<BTreeMap<Key, Value>, StoreError> {
+        if self.failed().is_empty() {
+            return self.state();
+        }
+        let unreadable = self.unreadable_groups();
+        let groups = self.groups();
+        let mut state = BTreeMap::new();
+        for group in (0..groups).filter(|group| !unreadable.contains(group)) {
+            state.extend(self.scan_group(group)?);
+        }
+        for doc in (0..DOCUMENTS).filter(|&doc| !unreadable.contains(&document_group(doc, groups))) {
+            let served_empty = self.served_empty(document_group(doc, groups));
+            if !served_empty && self.document_complete(doc).map_err(other)? {
+                state.insert(document_mark_key(doc, groups), DOCUMENT_MARK_VALUE);
+            }
+        }
+        Ok(state)
+    }
+
+    fn failed_at_open(&self) -> Option<String> {
+        self.failed_at_open.1.clone()
+    }
+
     fn audit(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
         for (shard, report) in self.kernel.recovery_reports().into_iter().enumerate() {
+            if self.failed_at_open.0.contains(&shard) {
+                continue;
+            }
             let report = report.ok_or_else(|| format!("shard {shard} opened without a recovery report"))?;
             audit_shard(env, shard as u32, &report, facts).map_err(|e| format!("shard {shard}: {e}"))?;
         }
@@ -456,7 +521,8 @@ impl KvStore for KernelStore {
 
     fn unreadable_groups(&self) -> Vec<usize> {
         let statuses = self.kernel.shard_status();
-        statuses.iter().filter(|s| s.failed.is_some() && !s.serves_reads).map(|s| s.shard as usize).collect()
+        let unreadable = statuses.iter().filter(|s| s.failed.is_some() && !s.serves_reads);
+        unreadable.map(|s| s.shard as usize).filter(|&group| !self.served_empty(group)).collect()
     }
 
     fn extended_ops(_: &KernelStoreConfig) -> bool {
@@ -475,6 +541,9 @@ impl KvStore for KernelStore {
     }
 
     fn scan_group(&self, group: usize) -> Result<BTreeMap<Key, Value>, StoreError> {
+        if self.served_empty(group) {
+            return Ok(BTreeMap::new());
+        }
         let failed_before = self.is_failed(group);
         let entries =
             self.kernel.scan_prefix(&[self.prefixes[group]]).map_err(|e| self.op_error(failed_before, e))?;
@@ -491,15 +560,8 @@ impl KvStore for KernelStore {
     }
 
     fn document_begin(&mut self, doc: u8) -> Result<bool, StoreError> {
-        // A document handle learns whether its document is complete when its first insert
-        // binds it to a shard (it reads that shard only); the probe is dropped, uncommitted.
         let failed_before = self.is_failed(document_group(doc, self.groups()));
-        let (key, value) = document_writes(doc, self.groups())[0];
-        let mut probe =
-            self.kernel.begin_document(&document_id(doc)).map_err(|e| self.op_error(failed_before, e))?;
-        let value = value.map_or([0; 8], Self::encode_value);
-        probe.insert(&self.encode_key(key), &value).map_err(|e| self.op_error(failed_before, e))?;
-        Ok(probe.already_complete())
+        self.document_complete(doc).map_err(|e| self.op_error(failed_before, e))
     }
 
     fn document_commit(&mut self, doc: u8, writes: &[Write], complete: bool) -> Result<(), StoreError> {

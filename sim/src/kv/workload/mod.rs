@@ -95,6 +95,9 @@ pub struct KvWorkload<S: KvStore> {
     /// The store's checkpoints in flight when the current operation began
     /// ([`KvStore::checkpoints_in_flight`]), noted if the operation ends in a restart.
     in_flight: Option<String>,
+    /// The groups that failed at the store's last open (without data loss): not judged then,
+    /// their models keep their pending commits until a recovery of them is judged.
+    failed_at_open: Vec<usize>,
 }
 
 /// Media faults the simulator did so far (bit rot, misdirected writes, bad sectors).
@@ -138,6 +141,7 @@ impl<S: KvStore> KvWorkload<S> {
             next_txn: 1,
             checkpoint_acknowledged: None,
             in_flight: None,
+            failed_at_open: Vec::new(),
         }
     }
 
@@ -246,7 +250,8 @@ impl<S: KvStore> KvWorkload<S> {
 
     /// After an operation failed: the process died, or the store fail-stopped, so restart it;
     /// except that in a store of several groups, a group that failed alone leaves the others
-    /// serving (the store restarts when an operation finds a failed group, or all failed).
+    /// serving (the store restarts when an operation finds a group that failed while serving,
+    /// or all failed; a group that failed at open refuses operations until a later restart).
     fn after_error(&mut self, error: StoreError, scope: Scope) -> Result<(), Violation> {
         let groups = self.model.groups();
         let failed = match self.store.as_ref() {
@@ -260,6 +265,13 @@ impl<S: KvStore> KvWorkload<S> {
                 "an operation on shard {group} failed while the shard serves (failed shards: {failed:?}): {error}"
             );
             return Err(self.violation(ViolationKind::Liveness, detail));
+        }
+        let only_failed_at_open = failed.iter().all(|group| self.failed_at_open.contains(group));
+        if matches!(error, StoreError::Poisoned) && !failed.is_empty() && only_failed_at_open {
+            // Refused by a group that failed at open: the others go on; a later restart
+            // recovers it.
+            self.env.note(format!("op {}: refused by shards {failed:?}, failed at open", self.op_index));
+            return Ok(());
         }
         if matches!(error, StoreError::Poisoned) || failed.is_empty() || failed.len() == groups {
             return self.recover(false);
