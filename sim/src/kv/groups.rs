@@ -329,18 +329,20 @@ mod tests {
     fn groups_failed_at_open_are_not_judged_and_keep_their_pending_commits() {
         let mut model = GroupedModel::new(2);
         model.commit(vec![(0, Some(1))], Ack::Durable);
+        model.commit(vec![(2, Some(3))], Ack::Durable);
         model.commit(vec![(1, Some(2))], Ack::Durable);
         // Group 1 failed at open: only group 0 is judged, and judged for real.
-        let judged = model.judge_except(&state(&[(0, 1)]), &[1]);
-        assert_eq!(judged.verdicts, vec![Some(Verdict::Prefix { k: 1 }), None]);
-        assert_eq!(model.judge_except(&state(&[]), &[1]).illegal(), Some(0), "group 0 lost a durable txn");
-        assert!(model.describe_prefixes(&judged).ends_with("every shard that opened: 1/1 failed/1"));
-        model.rebase_except(&state(&[(0, 1)]), &judged.prefixes(), &[1]);
+        let recovered = state(&[(0, 1), (2, 3)]);
+        let judged = model.judge_except(&recovered, &[1]);
+        assert_eq!(judged.verdicts, vec![Some(Verdict::Prefix { k: 2 }), None]);
+        assert_eq!(model.judge_except(&state(&[]), &[1]).illegal(), Some(0), "group 0 lost durable txns");
+        assert!(model.describe_prefixes(&judged).ends_with("every shard that opened: 2/2 failed/1"));
+        model.rebase_except(&recovered, &judged.prefixes(), &[1]);
         assert!(model.models[0].txns.is_empty());
         // A later recovery of group 1 is judged against every commit it had pending.
         assert_eq!(model.models[1].txns.len(), 1);
-        assert_eq!(model.judge(&state(&[(0, 1)])).illegal(), Some(1), "group 1's durable txn is owed");
-        assert_eq!(model.judge(&state(&[(0, 1), (1, 2)])).prefixes(), vec![Some(0), Some(1)]);
+        assert_eq!(model.judge(&recovered).lost_last_durable(), Some(1), "group 1's durable txn is owed");
+        assert_eq!(model.judge(&state(&[(0, 1), (1, 2), (2, 3)])).prefixes(), vec![Some(0), Some(1)]);
     }
 
     #[test]
