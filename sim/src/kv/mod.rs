@@ -241,6 +241,13 @@ pub trait KvStore: Sized {
     fn failed_at_open(&self) -> Option<String> {
         None
     }
+    /// Retries, in this process, the recovery of `group`, which failed at open (the others go
+    /// on serving): `Ok(true)` once it serves, `Ok(false)` if it failed again; `Poisoned` if the
+    /// store refuses (a sync failed in it: only a new process may retry, fsyncgate). Default:
+    /// refused.
+    fn reopen_group(&mut self, _group: usize) -> Result<bool, StoreError> {
+        Err(StoreError::Poisoned)
+    }
 
     /// Independent groups of keys (key `k` is in group `k % groups`, see [`groups`]), each
     /// recovering on its own, so that after a crash one group may keep more unsynced commits

@@ -483,6 +483,29 @@ impl KvStore for KernelStore {
         self.failed_at_open.1.clone()
     }
 
+    /// `Kernel::reopen_shard`; its refusal (a sync failed in the shard) is `Poisoned`.
+    fn reopen_group(&mut self, group: usize) -> Result<bool, StoreError> {
+        let result = self.kernel.reopen_shard(group as u32);
+        if self.kernel.env().is_crashed() {
+            // The process died while the shard recovered: whatever it said, it failed.
+            return Err(other("the process crashed during the shard's recovery"));
+        }
+        match result {
+            Ok(()) => {
+                self.failed_at_open.0.remove(&group);
+                Ok(true)
+            }
+            Err(KernelError::ReopenRefused { .. }) => Err(StoreError::Poisoned),
+            Err(error) => match error.shard_failure() {
+                Some((shard, failure)) if failure.data_loss => {
+                    Err(StoreError::DataLoss(format!("shard {shard} did not recover: {failure}")))
+                }
+                Some(_) => Ok(false),
+                None => Err(other(error)),
+            },
+        }
+    }
+
     fn audit(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
         for (shard, report) in self.kernel.recovery_reports().into_iter().enumerate() {
             if self.failed_at_open.0.contains(&shard) {

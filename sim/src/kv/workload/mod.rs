@@ -268,10 +268,13 @@ impl<S: KvStore> KvWorkload<S> {
         }
         let only_failed_at_open = failed.iter().all(|group| self.failed_at_open.contains(group));
         if matches!(error, StoreError::Poisoned) && !failed.is_empty() && only_failed_at_open {
-            // Refused by a group that failed at open: the others go on; a later restart
-            // recovers it.
+            // Refused by a group that failed at open: the others go on, and the store retries
+            // that group's recovery in this process (or a later restart recovers it).
             self.env.note(format!("op {}: refused by shards {failed:?}, failed at open", self.op_index));
-            return Ok(());
+            return match scope {
+                Scope::Group(group) => self.reopen_group(group),
+                Scope::Whole => Ok(()),
+            };
         }
         if matches!(error, StoreError::Poisoned) || failed.is_empty() || failed.len() == groups {
             return self.recover(false);

@@ -92,6 +92,44 @@ impl<S: KvStore> KvWorkload<S> {
         Ok(())
     }
 
+    /// Retries, in this process, the recovery of `group`, which failed at the store's open,
+    /// and judges it against its model as a restart would (the other groups serve on, and
+    /// are not judged); a refusal (a sync failed in it) or a crash restarts the process.
+    pub(super) fn reopen_group(&mut self, group: usize) -> Result<(), Violation> {
+        let Some(store) = self.store.as_mut() else { return Ok(()) };
+        let reopened = store.reopen_group(group);
+        let outcome = match &reopened {
+            Ok(true) => "serving".to_owned(),
+            Ok(false) => "failed again".to_owned(),
+            Err(error) => format!("err {error}"),
+        };
+        self.env.note(format!("op {}: reopen shard {group} in this process -> {outcome}", self.op_index));
+        match reopened {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(_) => return self.recover(false),
+        }
+        let state = match self.store.as_ref().map(S::readable_state) {
+            Some(Ok(state)) => state,
+            Some(Err(error)) => {
+                let detail = format!("state after reopening shard {group}: {error}");
+                return Err(self.violation(ViolationKind::Durability, detail));
+            }
+            None => return Ok(()),
+        };
+        let recovered: BTreeMap<Key, Value> =
+            state.into_iter().filter(|&(key, _)| self.model.group_of(key) == group).collect();
+        let others: Vec<usize> = (0..self.model.groups()).filter(|&g| g != group).collect();
+        self.recoveries += 1;
+        if self.judge_on(&self.env.clone(), &recovered, &others)? {
+            self.undetectable += 1;
+        }
+        let prefixes = self.model.judge_except(&recovered, &others).prefixes();
+        self.model.rebase_except(&recovered, &prefixes, &others);
+        self.failed_at_open.retain(|&g| g != group);
+        Ok(())
+    }
+
     /// Ends the process as the seed says: a machine crash, or (when the swarm turned process
     /// crashes on) with even odds a process crash that keeps the page cache, a quarter of them
     /// followed by a power loss before the restart. A process crash drawn by the simulator in
