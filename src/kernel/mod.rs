@@ -6,7 +6,9 @@
 //! (in parallel threads where the `Env` allows, in shard order in the simulator). A shard that
 //! cannot recover, or later hits an I/O or sync failure, is *failed*: its operations return
 //! [`KernelError::Shard`] naming it, and every other shard keeps serving
-//! ([`Kernel::shard_status`] reports each one).
+//! ([`Kernel::shard_status`] reports each one). A shard whose recovery failed at open with an
+//! I/O error can be recovered again in the same process with [`Kernel::reopen_shard`]; after a
+//! failed sync in it (fsyncgate) that is refused, and the retry is a new process.
 //!
 //! # Transactions
 //!

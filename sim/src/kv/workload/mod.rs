@@ -1,8 +1,13 @@
 //! The key-value workload: drives a [`KvStore`] under faults and checks every recovery.
 //!
-//! The workload commits transactions (durable or not), syncs, reads (inside open transactions
-//! too: their own writes must be visible), and crashes the process;
-//! a store that fails a call is treated as fail-stopped and restarted. Recovery runs with
+//! The workload commits transactions (durable or not; with [`KvStore::extended_ops`],
+//! increments inside them too, deltas the model resolves at commit in commit order), syncs,
+//! reads (inside open transactions too: their own writes must be visible), and crashes the
+//! process; a store that fails a call is treated as fail-stopped and restarted. A store of
+//! several groups may open with groups failed without data loss
+//! ([`KvStore::failed_at_open`]): the groups that recovered are judged and serve on, the failed
+//! ones keep their models pending, are retried in-process when an operation finds them
+//! ([`KvStore::reopen_group`]) and are judged when a recovery of them succeeds. Recovery runs with
 //! faults still on, so a crash during recovery is just another crash. After each successful
 //! open the recovered state must be a legal prefix of the model ([`KvModel::verdict`]).
 //!

@@ -7,7 +7,11 @@
 //! Invariants: an open may report data loss only after real media damage, and only damage
 //! the store's [`KvStore::loss_is_explained`] accepts; a store that does
 //! not open in [`OPEN_ATTEMPTS_MAX`] attempts without media damage is a liveness violation;
-//! after a successful recovery the model is rebased on what survived.
+//! after a successful recovery the model of each group that opened is rebased on what
+//! survived, and a group that failed at open keeps its model (base and pending commits) until a
+//! recovery of it (a restart, or [`KvStore::reopen_group`]) is judged. The failed syncs counted
+//! at the last power loss are those before the open's own last machine crash, so a sync that
+//! failed during an open that succeeded in part makes the next crash a power loss (fsyncgate).
 
 use std::collections::BTreeMap;
 use stormhold::env::sim::{CrashKind, SimEnv, is_crash};
