@@ -182,8 +182,8 @@ pub use env::sim::SimEnv;
 pub use identity::StoreIdentity;
 pub use kernel::{
     CommitInfo, Config, ConfigBuilder, DOCUMENT_ID_BYTES_MAX, Document, DurableResult, Entries,
-    KEY_BYTES_MAX, Kernel, KernelError, KernelStats, ProgressCallback, Router, SHARDS_MAX, SyncHandle,
-    TRANSACTION_BYTES_MAX, TickReport, Ticker, Transaction, VALUE_BYTES_MAX,
+    KEY_BYTES_MAX, Kernel, KernelError, KernelStats, ProgressCallback, ReopenRefusal, Router, SHARDS_MAX,
+    SyncHandle, TRANSACTION_BYTES_MAX, TickReport, Ticker, Transaction, VALUE_BYTES_MAX,
 };
 pub use recovery::{CheckpointUsed, RecoveryError, RecoveryReport};
 pub use shard::{Failure, RecoveryProgress, ShardError, ShardOptions, ShardStats, ShardStatus, SyncState};

@@ -96,6 +96,44 @@ pub enum KernelError {
         /// Every failed shard and its failure.
         failures: Vec<(u32, Failure)>,
     },
+    /// [`crate::Kernel::reopen_shard`] refused to retry a shard's recovery in this process;
+    /// reopening the kernel in a new process is the retry ([`ReopenRefusal`] says why).
+    ReopenRefused {
+        /// The shard.
+        shard: u32,
+        /// Why the retry would be unsafe.
+        reason: ReopenRefusal,
+        /// The shard's failure.
+        failure: Failure,
+    },
+}
+
+/// Why [`crate::Kernel::reopen_shard`] refused to retry a shard's recovery in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReopenRefusal {
+    /// The shard failed while serving: this process wrote and synced its files, and it holds
+    /// them still; only a recovery that failed at open is retried in place.
+    FailedWhileServing,
+    /// A sync failed in the shard (during its recovery): the pages it covered may be marked
+    /// clean in the page cache without being on disk, and a recovery in this process would
+    /// read them (fsyncgate, see [`crate::wal`]). Restart the process, on the real OS
+    /// preferably the machine.
+    AfterFailedSync,
+}
+
+impl fmt::Display for ReopenRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReopenRefusal::FailedWhileServing => {
+                "it failed while serving; reopen the kernel in a new process to retry"
+            }
+            ReopenRefusal::AfterFailedSync => {
+                "a sync failed in it, so the page cache may hold pages the disk never got (fsyncgate); \
+                 restart the process (on the real OS, preferably the machine) to retry"
+            }
+        })
+    }
 }
 
 impl KernelError {
@@ -111,6 +149,7 @@ impl KernelError {
                 Some((*shard, failure))
             }
             KernelError::TooFewShardsServing { failures, .. } => failures.first().map(|(s, f)| (*s, f)),
+            KernelError::ReopenRefused { shard, failure, .. } => Some((*shard, failure)),
             _ => None,
         }
     }
@@ -164,6 +203,9 @@ impl fmt::Display for KernelError {
                 }
                 Ok(())
             }
+            KernelError::ReopenRefused { shard, reason, failure } => {
+                write!(f, "shard {shard} is not reopened in this process: {reason} (it failed: {failure})")
+            }
         }
     }
 }
@@ -176,6 +218,7 @@ impl std::error::Error for KernelError {
             KernelError::TooFewShardsServing { failures, .. } => {
                 failures.first().map(|(_, failure)| failure as &(dyn std::error::Error + 'static))
             }
+            KernelError::ReopenRefused { failure, .. } => Some(failure),
             _ => None,
         }
     }

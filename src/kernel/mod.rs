@@ -6,7 +6,9 @@
 //! (in parallel threads where the `Env` allows, in shard order in the simulator). A shard that
 //! cannot recover, or later hits an I/O or sync failure, is *failed*: its operations return
 //! [`KernelError::Shard`] naming it, and every other shard keeps serving
-//! ([`Kernel::shard_status`] reports each one).
+//! ([`Kernel::shard_status`] reports each one). A shard whose recovery failed at open with an
+//! I/O error can be recovered again in the same process with [`Kernel::reopen_shard`]; after a
+//! failed sync in it (fsyncgate) that is refused, and the retry is a new process.
 //!
 //! # Transactions
 //!
@@ -47,6 +49,7 @@ mod error;
 pub mod layout;
 mod ranges;
 mod read_only;
+mod reopen;
 mod ticker;
 mod txn;
 
@@ -58,7 +61,7 @@ pub use config::{
     Config, ConfigBuilder, DOCUMENT_ID_BYTES_MAX, KEY_BYTES_MAX, ProgressCallback, Router, SHARDS_MAX,
     TRANSACTION_BYTES_MAX, VALUE_BYTES_MAX,
 };
-pub use error::KernelError;
+pub use error::{KernelError, ReopenRefusal};
 pub use ranges::DurableResult;
 pub use ticker::Ticker;
 pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
@@ -106,6 +109,8 @@ pub struct Kernel<E: Env> {
     read_only: bool,
     /// Emptied write buffers of committed transactions, for the next ones.
     buffers: buffer::BufferPool,
+    /// The store's identity, drawn at creation (every shard's files carry it).
+    store_id: u64,
 }
 
 impl<E: Env> std::fmt::Debug for Kernel<E> {
@@ -197,7 +202,16 @@ impl<E: Env + Clone> Kernel<E> {
         let shards = Self::open_shards(&env, dir, &config, store_id);
         check_serving_shards(dir, &config, &shards)?;
         let buffers = buffer::BufferPool::default();
-        Ok(Self { env, dir: dir.to_path_buf(), config, shards, _lock: lock, read_only: false, buffers })
+        Ok(Self {
+            env,
+            dir: dir.to_path_buf(),
+            config,
+            shards,
+            _lock: lock,
+            read_only: false,
+            buffers,
+            store_id,
+        })
     }
 
     fn open_shards(env: &E, dir: &Path, config: &Config, store_id: u64) -> Vec<Shard<E>> {
@@ -216,27 +230,7 @@ impl<E: Env + Clone> Kernel<E> {
             n => n.min(env.parallelism().max(1)),
         }
         .clamp(1, config.shards as usize);
-        let progress = config.progress.as_deref();
-        let open = |id: u32| {
-            let shard_dir = layout::shard_dir(dir, id);
-            let failed = |failure: Failure| Shard::failed(id, env.clone(), &shard_dir, failure);
-            match env.exists(&shard_dir) {
-                // `KERNEL` is durable only after every shard directory is: a missing one was
-                // removed, never "not created yet". Recreating it would serve it empty.
-                Ok(false) => return failed(Failure::missing_directory(&shard_dir)),
-                Err(error) => return failed(Failure::io("", &shard_dir, error)),
-                Ok(true) => {}
-            }
-            // A panic while recovering one shard (a bug, or disk contents nothing checks)
-            // fails that shard only.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut options = config.shard.clone();
-                options.wal.identity = StoreIdentity { store_id, shard: id, shards: config.shards };
-                options.checkpoint.identity = options.wal.identity;
-                Shard::open(id, env.clone(), &shard_dir, &options, progress)
-            }))
-            .unwrap_or_else(|_| failed(Failure::panic("recovery")))
-        };
+        let open = |id: u32| Self::open_shard(env, dir, config, store_id, id);
         if threads == 1 {
             return (0..config.shards).map(open).collect();
         }
@@ -252,6 +246,28 @@ impl<E: Env + Clone> Kernel<E> {
                 .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
                 .collect()
         })
+    }
+
+    /// Opens (recovers) shard `id`; a shard that cannot recover opens failed.
+    fn open_shard(env: &E, dir: &Path, config: &Config, store_id: u64, id: u32) -> Shard<E> {
+        let shard_dir = layout::shard_dir(dir, id);
+        let failed = |failure: Failure| Shard::failed(id, env.clone(), &shard_dir, failure);
+        match env.exists(&shard_dir) {
+            // `KERNEL` is durable only after every shard directory is: a missing one was
+            // removed, never "not created yet". Recreating it would serve it empty.
+            Ok(false) => return failed(Failure::missing_directory(&shard_dir)),
+            Err(error) => return failed(Failure::io("", &shard_dir, error)),
+            Ok(true) => {}
+        }
+        // A panic while recovering one shard (a bug, or disk contents nothing checks) fails
+        // that shard only.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut options = config.shard.clone();
+            options.wal.identity = StoreIdentity { store_id, shard: id, shards: config.shards };
+            options.checkpoint.identity = options.wal.identity;
+            Shard::open(id, env.clone(), &shard_dir, &options, config.progress.as_deref())
+        }))
+        .unwrap_or_else(|_| failed(Failure::panic("recovery")))
     }
 
     /// The directory.

@@ -91,6 +91,7 @@ impl<E: Env + Clone> Kernel<E> {
             _lock: lock,
             read_only: true,
             buffers,
+            store_id,
         })
     }
 }

@@ -180,6 +180,30 @@ impl Failure {
         Self::new("", FailureCause::Panic { during })
     }
 
+    /// Whether a sync may have failed in the shard: the failing call was a sync (its op
+    /// names one), the WAL was poisoned by an earlier failure, or a panic left it unknown.
+    /// After one, the shard's pages in the page cache may be marked clean without being on
+    /// disk (fsyncgate), so its recovery is retried only in a new process.
+    pub fn after_failed_sync(&self) -> bool {
+        let names_sync = |op: &str| op.contains("sync");
+        match &self.cause {
+            FailureCause::Io { op, .. } => names_sync(op),
+            FailureCause::Panic { .. } => true,
+            FailureCause::Epoch(_) | FailureCause::MissingDirectory { .. } => false,
+            cause => {
+                let wal = cause.wal_error().is_some_and(|error| match error {
+                    WalError::Io { op, .. } => names_sync(op),
+                    WalError::Poisoned { .. } => true,
+                    _ => false,
+                });
+                let checkpoint = cause
+                    .checkpoint_error()
+                    .is_some_and(|error| matches!(error, CheckpointError::Io { op, .. } if names_sync(op)));
+                wal || checkpoint
+            }
+        }
+    }
+
     /// Where WAL corruption was found, if this failure is WAL corruption: the segment file,
     /// the offset in it and the lsn expected there.
     pub fn wal_corruption(&self) -> Option<(&Path, u64, Lsn)> {

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use super::model::{Ack, KvModel, Verdict};
-use super::{Key, Value, Write};
+use super::{Key, TxnWrite, Value, Write};
 
 /// The group of `key` among `groups`.
 pub fn group_of(key: Key, groups: usize) -> usize {
@@ -78,24 +78,25 @@ pub fn document_of_mark(key: Key, groups: usize) -> Option<u8> {
 /// How a recovered state relates to a [`GroupedModel`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Judgement {
-    /// Each group's verdict.
-    pub verdicts: Vec<Verdict>,
+    /// Each group's verdict (`None`: not judged, a group that failed at open).
+    pub verdicts: Vec<Option<Verdict>>,
 }
 
 impl Judgement {
     /// The first group whose state is illegal (media damage does not excuse it).
     pub fn illegal(&self) -> Option<usize> {
-        self.verdicts.iter().position(|v| *v == Verdict::Illegal)
+        self.verdicts.iter().position(|v| *v == Some(Verdict::Illegal))
     }
 
     /// Whether some group lost its last durable group (legal only after media damage).
     pub fn lost_last_durable(&self) -> Option<usize> {
-        self.verdicts.iter().position(|v| *v == Verdict::LostLastDurable)
+        self.verdicts.iter().position(|v| *v == Some(Verdict::LostLastDurable))
     }
 
     /// Each group's prefix length, where its verdict is a prefix.
     pub fn prefixes(&self) -> Vec<Option<usize>> {
-        self.verdicts.iter().map(|v| if let Verdict::Prefix { k } = v { Some(*k) } else { None }).collect()
+        let prefix = |v: &Option<Verdict>| if let Some(Verdict::Prefix { k }) = v { Some(*k) } else { None };
+        self.verdicts.iter().map(prefix).collect()
     }
 }
 
@@ -131,13 +132,18 @@ impl GroupedModel {
     /// must be in it). A durable commit makes its group's earlier transactions durable; a
     /// durable commit of nothing stands for a sync of every group.
     pub fn commit(&mut self, writes: Vec<Write>, ack: Ack) {
-        let group = writes.first().map_or(0, |&(key, _)| self.group_of(key));
+        self.commit_txn(writes.into_iter().map(TxnWrite::Set).collect(), ack);
+    }
+
+    /// Records a commit whose writes may hold increments, as [`GroupedModel::commit`].
+    pub fn commit_txn(&mut self, writes: Vec<TxnWrite>, ack: Ack) {
+        let group = writes.first().map_or(0, |write| self.group_of(write.key()));
         debug_assert!(
-            writes.iter().all(|&(key, _)| self.group_of(key) == group),
+            writes.iter().all(|write| self.group_of(write.key()) == group),
             "a transaction spans shards: {writes:?}"
         );
         let sync_all = writes.is_empty() && ack == Ack::Durable;
-        self.models[group].commit(writes, ack);
+        self.models[group].commit_txn(writes, ack);
         if sync_all {
             self.synced();
         }
@@ -183,8 +189,22 @@ impl GroupedModel {
 
     /// Judges a recovered state, group by group.
     pub fn judge(&self, recovered: &BTreeMap<Key, Value>) -> Judgement {
+        self.judge_except(recovered, &[])
+    }
+
+    /// Judges a recovered state, group by group, except the groups `unjudged` (failed at
+    /// open: their keys are absent from `recovered`, and their models keep every pending
+    /// commit until a later recovery of them is judged).
+    pub fn judge_except(&self, recovered: &BTreeMap<Key, Value>, unjudged: &[usize]) -> Judgement {
         let parts = self.split(recovered);
-        Judgement { verdicts: self.models.iter().zip(&parts).map(|(m, part)| m.verdict(part)).collect() }
+        let verdicts = self.models.iter().zip(&parts).enumerate().map(|(group, (model, part))| {
+            debug_assert!(
+                !unjudged.contains(&group) || part.is_empty(),
+                "a group failed at open has keys in the recovered state"
+            );
+            (!unjudged.contains(&group)).then(|| model.verdict(part))
+        });
+        Judgement { verdicts: verdicts.collect() }
     }
 
     /// What to note of a judgement that found every group a legal prefix.
@@ -195,17 +215,38 @@ impl GroupedModel {
         }
         let each: Vec<String> = prefixes
             .iter()
+            .zip(&judgement.verdicts)
             .zip(&self.models)
-            .map(|(k, m)| format!("{}/{}", k.map_or("-".to_owned(), |k| k.to_string()), m.txns.len()))
+            .map(|((k, verdict), m)| match (k, verdict) {
+                (_, None) => format!("failed/{}", m.txns.len()),
+                (Some(k), _) => format!("{k}/{}", m.txns.len()),
+                (None, _) => format!("-/{}", m.txns.len()),
+            })
             .collect();
+        if judgement.verdicts.contains(&None) {
+            return format!("recovered a legal prefix of every shard that opened: {}", each.join(" "));
+        }
         format!("recovered a legal prefix of every shard: {}", each.join(" "))
     }
 
     /// Starts over from a verified recovered state; `prefixes` as [`Judgement::prefixes`].
     pub fn rebase_at(&mut self, recovered: &BTreeMap<Key, Value>, prefixes: &[Option<usize>]) {
+        self.rebase_except(recovered, prefixes, &[]);
+    }
+
+    /// As [`GroupedModel::rebase_at`], except the groups `unjudged`, whose models keep their
+    /// base and pending commits (see [`GroupedModel::judge_except`]).
+    pub fn rebase_except(
+        &mut self,
+        recovered: &BTreeMap<Key, Value>,
+        prefixes: &[Option<usize>],
+        unjudged: &[usize],
+    ) {
         let parts = self.split(recovered);
         for (group, (model, part)) in self.models.iter_mut().zip(parts).enumerate() {
-            model.rebase_at(part, prefixes.get(group).copied().flatten());
+            if !unjudged.contains(&group) {
+                model.rebase_at(part, prefixes.get(group).copied().flatten());
+            }
         }
     }
 
@@ -285,6 +326,26 @@ mod tests {
     }
 
     #[test]
+    fn groups_failed_at_open_are_not_judged_and_keep_their_pending_commits() {
+        let mut model = GroupedModel::new(2);
+        model.commit(vec![(0, Some(1))], Ack::Durable);
+        model.commit(vec![(2, Some(3))], Ack::Durable);
+        model.commit(vec![(1, Some(2))], Ack::Durable);
+        // Group 1 failed at open: only group 0 is judged, and judged for real.
+        let recovered = state(&[(0, 1), (2, 3)]);
+        let judged = model.judge_except(&recovered, &[1]);
+        assert_eq!(judged.verdicts, vec![Some(Verdict::Prefix { k: 2 }), None]);
+        assert_eq!(model.judge_except(&state(&[]), &[1]).illegal(), Some(0), "group 0 lost durable txns");
+        assert!(model.describe_prefixes(&judged).ends_with("every shard that opened: 2/2 failed/1"));
+        model.rebase_except(&recovered, &judged.prefixes(), &[1]);
+        assert!(model.models[0].txns.is_empty());
+        // A later recovery of group 1 is judged against every commit it had pending.
+        assert_eq!(model.models[1].txns.len(), 1);
+        assert_eq!(model.judge(&recovered).lost_last_durable(), Some(1), "group 1's durable txn is owed");
+        assert_eq!(model.judge(&state(&[(0, 1), (1, 2), (2, 3)])).prefixes(), vec![Some(0), Some(1)]);
+    }
+
+    #[test]
     fn one_group_speaks_as_one_model() {
         let mut grouped = GroupedModel::new(1);
         let mut single = KvModel::default();
@@ -293,7 +354,7 @@ mod tests {
             single.commit(writes, ack);
         }
         let recovered = state(&[(2, 20)]);
-        assert_eq!(grouped.judge(&recovered).verdicts, vec![single.verdict(&recovered)]);
+        assert_eq!(grouped.judge(&recovered).verdicts, vec![Some(single.verdict(&recovered))]);
         assert_eq!(
             grouped.describe_prefixes(&grouped.judge(&state(&[(1, 10)]))),
             "recovered a legal prefix: 1 of 2 txns"

@@ -32,6 +32,53 @@ pub type Value = u32;
 /// One write of a transaction: a put (`Some`) or a delete (`None`).
 pub type Write = (Key, Option<Value>);
 
+/// One write of an interleaved transaction: a put or delete, or (stores that take
+/// [`KvStore::extended_ops`] only) an increment inside the transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TxnWrite {
+    /// A put or a delete.
+    Set(Write),
+    /// Adds `by` to the key's value (absent counts as 0, wrapping at `Value::MAX`), resolved at
+    /// commit against the value then committed (or written earlier in the same transaction):
+    /// a delta, not a value, so a store that applies it twice, or never, changes the result.
+    Add {
+        /// The key.
+        key: Key,
+        /// How much.
+        by: Value,
+    },
+}
+
+impl TxnWrite {
+    /// The key it writes.
+    pub fn key(self) -> Key {
+        match self {
+            TxnWrite::Set((key, _)) => key,
+            TxnWrite::Add { key, .. } => key,
+        }
+    }
+
+    /// The key's value after this write, given its value before.
+    pub fn apply_to(self, before: Option<Value>) -> Option<Value> {
+        match self {
+            TxnWrite::Set((_, value)) => value,
+            TxnWrite::Add { by, .. } => Some(before.unwrap_or(0).wrapping_add(by)),
+        }
+    }
+
+    /// The puts and deletes of a transaction of a store that takes no increments inside
+    /// transactions. Panics on an increment: the workload never draws one for such a store.
+    pub fn sets(writes: &[TxnWrite]) -> Vec<Write> {
+        let set = |write: &TxnWrite| match *write {
+            TxnWrite::Set(write) => write,
+            TxnWrite::Add { .. } => {
+                panic!("an increment inside a transaction of a store without extended ops")
+            }
+        };
+        writes.iter().map(set).collect()
+    }
+}
+
 /// How a store answers: the error kinds the checker tells apart.
 #[derive(Debug)]
 pub enum StoreError {
@@ -154,15 +201,21 @@ pub trait KvStore: Sized {
     fn txn_write(&mut self, _txn: u64, _write: Write) -> Result<(), StoreError> {
         Ok(())
     }
-    /// Commits (durably if asked) or aborts `txn`, whose writes were `writes`.
+    /// Adds an increment of `key` by `by` to the open transaction `txn`, resolved at its
+    /// commit ([`TxnWrite::Add`]; [`KvStore::extended_ops`] stores only).
+    fn txn_increment(&mut self, _txn: u64, _key: Key, _by: Value) -> Result<(), StoreError> {
+        Err(StoreError::Poisoned)
+    }
+    /// Commits (durably if asked) or aborts `txn`, whose writes were `writes` (increments only
+    /// for [`KvStore::extended_ops`] stores).
     fn txn_finish(
         &mut self,
         _txn: u64,
-        writes: &[Write],
+        writes: &[TxnWrite],
         commit: bool,
         durable: bool,
     ) -> Result<(), StoreError> {
-        if commit { self.commit(writes, durable) } else { Ok(()) }
+        if commit { self.commit(&TxnWrite::sets(writes), durable) } else { Ok(()) }
     }
     /// The value of `key` as the open transaction `txn` sees it: its own writes over the
     /// committed state ([`KvStore::extended_ops`] stores).
@@ -175,6 +228,26 @@ pub trait KvStore: Sized {
     fn get(&self, key: Key) -> Result<Option<Value>, StoreError>;
     /// The whole current state, ordered by key.
     fn state(&self) -> Result<BTreeMap<Key, Value>, StoreError>;
+    /// The current state of every group that serves reads, ordered by key: [`KvStore::state`]
+    /// without the groups [`KvStore::unreadable_groups`] lists, what a recovery that left
+    /// groups failed at open is judged on. Default: [`KvStore::state`].
+    fn readable_state(&self) -> Result<BTreeMap<Key, Value>, StoreError> {
+        self.state()
+    }
+    /// Why groups failed at the open that returned this store, as an open that refused them
+    /// would have said it (for the kernel: `"shard N did not recover: ..."`); `None` if none
+    /// did. A store of several groups may open with groups failed without data loss
+    /// ([`KvStore::failed_groups`]) while the others serve. Default: none.
+    fn failed_at_open(&self) -> Option<String> {
+        None
+    }
+    /// Retries, in this process, the recovery of `group`, which failed at open (the others go
+    /// on serving): `Ok(true)` once it serves, `Ok(false)` if it failed again; `Poisoned` if the
+    /// store refuses (a sync failed in it: only a new process may retry, fsyncgate). Default:
+    /// refused.
+    fn reopen_group(&mut self, _group: usize) -> Result<bool, StoreError> {
+        Err(StoreError::Poisoned)
+    }
 
     /// Independent groups of keys (key `k` is in group `k % groups`, see [`groups`]), each
     /// recovering on its own, so that after a crash one group may keep more unsynced commits
@@ -199,7 +272,8 @@ pub trait KvStore: Sized {
         self.failed_groups()
     }
     /// Whether the store takes the operations below: [`KvStore::tick`],
-    /// [`KvStore::scan_group`], [`KvStore::increment`] and documents
+    /// [`KvStore::scan_group`], [`KvStore::increment`] (and increments inside transactions,
+    /// [`KvStore::txn_increment`]), reads inside transactions and documents
     /// ([`KvStore::document_begin`], [`KvStore::document_commit`]).
     fn extended_ops(_config: &Self::Config) -> bool {
         false

@@ -5,10 +5,15 @@
 //! types. After a crash the recovered state must equal the model after some prefix of the
 //! transactions, at or past the last durable acknowledgement (which also gives durability,
 //! atomicity and no invention); an indeterminate transaction may or may not be in it.
+//!
+//! Increments inside transactions ([`TxnWrite::Add`]) are kept as deltas and resolved when a
+//! state is computed, in commit order, against that state (each candidate state of the
+//! verdict resolves them on its own): a recovered state that applied a committed increment
+//! twice, or not at all, equals no prefix.
 
 use std::collections::BTreeMap;
 
-use super::{Key, Value, Write};
+use super::{Key, TxnWrite, Value, Write};
 
 /// What the store said of a transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +29,8 @@ pub enum Ack {
 /// A committed transaction and what was acknowledged of it.
 #[derive(Clone, Debug)]
 pub struct Txn {
-    /// Its writes, in order.
-    pub writes: Vec<Write>,
+    /// Its writes, in order (increments as deltas).
+    pub writes: Vec<TxnWrite>,
     /// The acknowledgement.
     pub ack: Ack,
 }
@@ -66,9 +71,10 @@ pub enum Verdict {
     Illegal,
 }
 
-fn apply(state: &mut BTreeMap<Key, Value>, writes: &[Write]) {
-    for &(key, value) in writes {
-        match value {
+fn apply(state: &mut BTreeMap<Key, Value>, writes: &[TxnWrite]) {
+    for &write in writes {
+        let key = write.key();
+        match write.apply_to(state.get(&key).copied()) {
             Some(value) => state.insert(key, value),
             None => state.remove(&key),
         };
@@ -79,6 +85,11 @@ impl KvModel {
     /// Records a commit and its acknowledgement. A durable one also makes every earlier
     /// acknowledged transaction durable (the sync covered them).
     pub fn commit(&mut self, writes: Vec<Write>, ack: Ack) {
+        self.commit_txn(writes.into_iter().map(TxnWrite::Set).collect(), ack);
+    }
+
+    /// Records a commit whose writes may hold increments, as [`KvModel::commit`].
+    pub fn commit_txn(&mut self, writes: Vec<TxnWrite>, ack: Ack) {
         let durable = ack == Ack::Durable;
         let ack = if durable { Ack::Unsynced } else { ack };
         self.txns.push(Txn { writes, ack });
@@ -116,17 +127,15 @@ impl KvModel {
 
     /// Whether an indeterminate transaction touched `key` (reads of it are uncertain).
     pub fn uncertain(&self, key: Key) -> bool {
-        self.txns.iter().any(|t| t.ack == Ack::Indeterminate && t.writes.iter().any(|w| w.0 == key))
+        self.txns.iter().any(|t| t.ack == Ack::Indeterminate && t.writes.iter().any(|w| w.key() == key))
     }
 
     /// What a read of `key` must return, if no indeterminate transaction touched it.
     pub fn expected(&self, key: Key) -> Option<Value> {
         let mut value = self.base.get(&key).copied();
         for txn in &self.txns {
-            for &(k, v) in &txn.writes {
-                if k == key {
-                    value = v;
-                }
+            for write in txn.writes.iter().filter(|w| w.key() == key) {
+                value = write.apply_to(value);
             }
         }
         value
@@ -236,6 +245,53 @@ mod tests {
         assert_eq!(model.verdict(&state(&[])), Verdict::Illegal, "more than the last group");
         model.commit(vec![(3, Some(30))], Ack::Durable);
         assert_eq!(model.verdict(&state(&[(1, 10)])), Verdict::Illegal, "a newer durable txn vouches");
+    }
+
+    fn add(key: Key, by: Value) -> TxnWrite {
+        TxnWrite::Add { key, by }
+    }
+
+    #[test]
+    fn an_increment_applied_twice_or_never_is_no_prefix() {
+        let mut model = KvModel::default();
+        model.commit(vec![(1, Some(10))], Ack::Durable);
+        model.commit_txn(vec![add(1, 5), TxnWrite::Set((2, Some(20)))], Ack::Durable);
+        model.commit_txn(vec![add(1, 7), add(3, 1)], Ack::Unsynced);
+        assert_eq!(model.expected(1), Some(22));
+        assert_eq!(model.verdict(&state(&[(1, 15), (2, 20)])), Verdict::Prefix { k: 2 });
+        assert_eq!(model.verdict(&state(&[(1, 22), (2, 20), (3, 1)])), Verdict::Prefix { k: 3 });
+        assert_eq!(model.verdict(&state(&[(1, 20), (2, 20)])), Verdict::Illegal, "durable increment twice");
+        assert_eq!(model.verdict(&state(&[(1, 10), (2, 20)])), Verdict::Illegal, "durable increment never");
+        assert_eq!(model.verdict(&state(&[(1, 29), (2, 20), (3, 1)])), Verdict::Illegal, "unsynced twice");
+        assert_eq!(model.verdict(&state(&[(1, 22), (2, 20), (3, 2)])), Verdict::Illegal, "unsynced twice");
+    }
+
+    #[test]
+    fn an_increment_resolves_against_each_candidate_in_commit_order() {
+        let mut model = KvModel::default();
+        model.commit(vec![(1, Some(10))], Ack::Durable);
+        model.commit(vec![(1, Some(100))], Ack::Indeterminate);
+        model.commit_txn(vec![add(1, 1)], Ack::Durable);
+        // With or without the indeterminate put, the increment lands on what was there.
+        assert_eq!(model.verdict(&state(&[(1, 11)])), Verdict::Prefix { k: 3 });
+        assert_eq!(model.verdict(&state(&[(1, 101)])), Verdict::Prefix { k: 3 });
+        let lost = model.verdict(&state(&[(1, 100)]));
+        assert_eq!(
+            lost,
+            Verdict::LostLastDurable,
+            "the durable increment lost: only media damage excuses it"
+        );
+        assert_eq!(model.verdict(&state(&[(1, 1)])), Verdict::Illegal, "resolved against nothing");
+        assert!(model.uncertain(1));
+        // Within a transaction, writes apply in order: a put after an increment wins, an
+        // increment after a delete counts from 0; deltas wrap.
+        let mut model = KvModel::default();
+        model.commit_txn(
+            vec![add(1, 5), TxnWrite::Set((1, Some(3))), TxnWrite::Set((2, None)), add(2, 4)],
+            Ack::Unsynced,
+        );
+        model.commit_txn(vec![TxnWrite::Set((3, Some(Value::MAX))), add(3, 2)], Ack::Unsynced);
+        assert_eq!(model.state_after(2), state(&[(1, 3), (2, 4), (3, 1)]));
     }
 
     #[test]

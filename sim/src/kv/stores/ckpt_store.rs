@@ -52,7 +52,7 @@ use stormhold::recovery::{RecoveryError, RecoveryPaths, RecoveryReport, Replayer
 use stormhold::wal::{Durability, Lsn, Record, RecordKind, Wal, WalError, WalOptions};
 
 use super::replay::{Replay, SINGLE_CALL_TXN_BASE, apply, encode_commit, encode_write};
-use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write};
+use crate::kv::{AuditFacts, Key, KvStore, StoreError, TxnWrite, Value, Write};
 
 pub(crate) mod audit;
 
@@ -476,11 +476,11 @@ impl KvStore for CkptStore {
     fn txn_finish(
         &mut self,
         txn: u64,
-        writes: &[Write],
+        writes: &[TxnWrite],
         commit: bool,
         durable: bool,
     ) -> Result<(), StoreError> {
-        self.finish(txn, writes, commit, durable)
+        self.finish(txn, &TxnWrite::sets(writes), commit, durable)
     }
 
     fn checkpoints(_: &CkptBug) -> bool {

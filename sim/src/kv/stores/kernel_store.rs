@@ -22,9 +22,11 @@
 //!
 //! Transactions stay within one shard: the workload draws each transaction's keys from one
 //! group. Interleaved client transactions are buffered here and committed as one kernel
-//! transaction (a kernel transaction is itself a buffer until commit); a read inside an open
+//! transaction (a kernel transaction is itself a buffer until commit); their increments are
+//! `Transaction::increment`, a delta the kernel resolves at commit and logs as a delta
+//! (`Intent::Add`, not idempotent on replay: DESIGN.md rule 9). A read inside an open
 //! transaction is a kernel transaction holding its buffered writes, asked with
-//! `Transaction::get` (own writes over the committed state) and dropped. Documents are imported
+//! `Transaction::get` (own writes, increments resolved, over the committed state) and dropped. Documents are imported
 //! with the kernel's document API: each chunk a fresh [`stormhold::Document`] handle over the
 //! same id, the last one committed complete; a handle learns whether its document is complete
 //! from its first insert, reading the document's shard only. The state reports a complete
@@ -38,8 +40,10 @@
 //! explained by damage to a file the failed shard's recovery needed
 //! ([`KvStore::loss_is_explained`]).
 //!
-//! Errors: an open that leaves a shard failed with data loss is [`StoreError::DataLoss`], any
-//! other failed open is an I/O error (the workload restarts and retries). An operation on a
+//! Errors: an open that leaves a shard failed with data loss is [`StoreError::DataLoss`]; an
+//! open that leaves shards failed without data loss (an I/O error during their recovery)
+//! opens with them failed and serving nothing ([`KvStore::failed_at_open`]) while the others
+//! serve; any other failed open is an I/O error (the workload restarts and retries). An operation on a
 //! shard that was failed before it is [`StoreError::Poisoned`] (it did nothing); an operation
 //! that fails its shard is an I/O error (its outcome is unknown). A whole-kernel sync or
 //! checkpoint is tried on every shard, so each shard still serving after it completed it.
@@ -51,69 +55,21 @@ use std::path::Path;
 use stormhold::env::sim::SimEnv;
 use stormhold::kernel::layout;
 use stormhold::recovery::RecoveryReport;
-use stormhold::{CommitInfo, Durability, Kernel, KernelError, Router, SyncState};
+use stormhold::{CommitInfo, Durability, Kernel, KernelError, Router, SyncState, Transaction};
 
 use super::ckpt_store::audit::{checkpoint_dirs_are_whole, fallbacks_need_media_damage};
 use crate::kv::groups::{
     DOCUMENT_MARK_VALUE, DOCUMENTS, document_group, document_mark_key, document_writes, group_of,
 };
-use crate::kv::{AuditFacts, Key, KvStore, StoreError, Value, Write, damage_audit};
+use crate::kv::{AuditFacts, Key, KvStore, StoreError, TxnWrite, Value, Write, damage_audit};
 
+mod bug;
 mod options;
+pub use bug::KernelBug;
 pub use options::{KernelStoreConfig, KernelStoreOptions};
 
 /// The kernel's directory on the simulated disk.
 const ROOT: &str = "/kernel";
-
-/// A crash-safety mistake planted in the store's use of the kernel, to prove the per-shard
-/// checker can fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub enum KernelBug {
-    /// None: the kernel as it is.
-    None,
-    /// A commit asked to be durable is committed with `Durability::None` and acknowledged
-    /// durable anyway.
-    AckUnsynced,
-    /// A whole-store sync syncs the first shard only, and is acknowledged for every shard.
-    SyncFirstShardOnly,
-    /// A read inside a transaction ignores the transaction's own writes (reads the committed
-    /// value): the checker of `txn.get` must catch it.
-    TxnGetCommittedOnly,
-    /// An open whose recovery passed over a damaged checkpoint (a fallback, or damaged
-    /// metadata) reports that shard lost, though an older intact checkpoint and the WAL kept
-    /// back to it recover everything: only damage is there, so only the honest-loss check of
-    /// [`crate::kv::damage_audit`], which knows what was damaged, can call it dishonest.
-    LossWithoutDamage,
-    /// Before each open, a stray write flips a byte of the newest checkpoint's `META` in every
-    /// shard holding two or more checkpoints, so recovery passes over a checkpoint the
-    /// simulator never damaged: the damage audit must refuse the fallback even when the
-    /// simulator damaged other files.
-    ClobberNewestMeta,
-}
-
-impl KernelBug {
-    /// Every variant, the correct store first.
-    pub const ALL: [KernelBug; 6] = [
-        KernelBug::None,
-        KernelBug::AckUnsynced,
-        KernelBug::SyncFirstShardOnly,
-        KernelBug::TxnGetCommittedOnly,
-        KernelBug::LossWithoutDamage,
-        KernelBug::ClobberNewestMeta,
-    ];
-
-    /// The workload name: `kernel`, `kernel-ack-unsynced`.
-    pub fn workload_name(self) -> &'static str {
-        match self {
-            KernelBug::None => "kernel",
-            KernelBug::AckUnsynced => "kernel-ack-unsynced",
-            KernelBug::SyncFirstShardOnly => "kernel-sync-first-shard-only",
-            KernelBug::TxnGetCommittedOnly => "kernel-txn-get-committed-only",
-            KernelBug::LossWithoutDamage => "kernel-loss-without-damage",
-            KernelBug::ClobberNewestMeta => "kernel-clobber-newest-meta",
-        }
-    }
-}
 
 /// The kernel store (see the module docs).
 pub struct KernelStore {
@@ -122,7 +78,9 @@ pub struct KernelStore {
     /// The key prefix of each group: a byte the router sends to the group's shard.
     prefixes: Vec<u8>,
     /// Open interleaved transactions and their writes.
-    open: BTreeMap<u64, Vec<Write>>,
+    open: BTreeMap<u64, Vec<TxnWrite>>,
+    /// The shards that failed at open (without data loss), and why the first one did.
+    failed_at_open: (BTreeSet<usize>, Option<String>),
 }
 
 /// The smallest one-byte prefix routed to each shard.
@@ -202,6 +160,22 @@ impl KernelStore {
         self.kernel.shard_status().get(group).is_some_and(|s| s.failed.is_some())
     }
 
+    /// Whether the planted [`KernelBug::FailedShardServedEmpty`] serves `group` as empty.
+    fn served_empty(&self, group: usize) -> bool {
+        self.config.bug == KernelBug::FailedShardServedEmpty
+            && self.failed_at_open.0.contains(&group)
+            && self.is_failed(group)
+    }
+
+    /// Whether document `doc` is complete, reading its shard only: a document handle learns it
+    /// when its first insert binds it to a shard (the probe is dropped, uncommitted).
+    fn document_complete(&self, doc: u8) -> Result<bool, KernelError> {
+        let (key, value) = document_writes(doc, self.groups())[0];
+        let mut probe = self.kernel.begin_document(&document_id(doc))?;
+        probe.insert(&self.encode_key(key), &value.map_or([0; 8], Self::encode_value))?;
+        Ok(probe.already_complete())
+    }
+
     /// The error of an operation on `group`: `Poisoned` if the group was failed before it.
     fn op_error(&self, failed_before: bool, error: KernelError) -> StoreError {
         if let KernelError::CrossShard { .. } = error {
@@ -215,23 +189,29 @@ impl KernelStore {
         if self.failed().is_subset(failed_before) { StoreError::Poisoned } else { other(error) }
     }
 
-    fn commit_in(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError> {
-        let Some(&(first, _)) = writes.first() else {
+    fn commit_in(&mut self, writes: &[TxnWrite], durable: bool) -> Result<(), StoreError> {
+        let Some(first) = writes.first() else {
             return if durable { self.sync() } else { Ok(()) };
         };
-        let failed_before = self.is_failed(group_of(first, self.groups()));
+        let failed_before = self.is_failed(group_of(first.key(), self.groups()));
         let mut txn = self.kernel.begin();
-        for &(key, value) in writes {
-            let key = self.encode_key(key);
-            let written = match value {
-                Some(value) => txn.put(&key, &Self::encode_value(value)),
-                None => txn.delete(&key),
-            };
-            written.map_err(|e| self.op_error(failed_before, e))?;
-        }
+        self.buffer(&mut txn, writes).map_err(|e| self.op_error(failed_before, e))?;
         txn.commit(durability(durable, self.config.bug))
             .map(drop)
             .map_err(|e| self.op_error(failed_before, e))
+    }
+
+    /// Writes `writes` into the kernel transaction `txn`: puts, deletes and increments.
+    fn buffer(&self, txn: &mut Transaction<'_, SimEnv>, writes: &[TxnWrite]) -> Result<(), KernelError> {
+        for &write in writes {
+            let key = self.encode_key(write.key());
+            match write {
+                TxnWrite::Set((_, Some(value))) => txn.put(&key, &Self::encode_value(value))?,
+                TxnWrite::Set((_, None)) => txn.delete(&key)?,
+                TxnWrite::Add { by, .. } => txn.increment(&key, u64::from(by))?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -244,7 +224,7 @@ impl KvStore for KernelStore {
 
     fn open(env: &SimEnv, config: &KernelStoreConfig) -> Result<Self, StoreError> {
         if config.bug == KernelBug::ClobberNewestMeta {
-            (0..config.shards).for_each(|shard| clobber_newest_meta(env, shard));
+            (0..config.shards).for_each(|shard| bug::clobber_newest_meta(env, Path::new(ROOT), shard));
         }
         let kernel =
             Kernel::open(env.clone(), Path::new(ROOT), config.kernel_config()).map_err(
@@ -258,10 +238,17 @@ impl KvStore for KernelStore {
             // The process died while shards recovered: whatever they said, the open failed.
             return Err(other("the process crashed during recovery"));
         }
+        // A shard that failed without data loss stays failed while the others serve; a loss
+        // is reported.
+        let mut failed_at_open = (BTreeSet::new(), None);
         for status in kernel.shard_status() {
             if let Some(failure) = status.failed {
                 let what = format!("shard {} did not recover: {failure}", status.shard);
-                return Err(if failure.data_loss { StoreError::DataLoss(what) } else { other(what) });
+                if failure.data_loss {
+                    return Err(StoreError::DataLoss(what));
+                }
+                failed_at_open.0.insert(status.shard as usize);
+                failed_at_open.1.get_or_insert(what);
             }
         }
         if config.bug == KernelBug::LossWithoutDamage {
@@ -276,7 +263,7 @@ impl KvStore for KernelStore {
             }
         }
         let prefixes = prefixes(config.shards);
-        Ok(Self { kernel, config: config.clone(), prefixes, open: BTreeMap::new() })
+        Ok(Self { kernel, config: config.clone(), prefixes, open: BTreeMap::new(), failed_at_open })
     }
 
     fn destroy(env: &SimEnv) -> io::Result<()> {
@@ -301,7 +288,8 @@ impl KvStore for KernelStore {
     }
 
     fn commit(&mut self, writes: &[Write], durable: bool) -> Result<(), StoreError> {
-        self.commit_in(writes, durable)
+        let writes: Vec<TxnWrite> = writes.iter().copied().map(TxnWrite::Set).collect();
+        self.commit_in(&writes, durable)
     }
 
     fn interleaved_transactions(_: &KernelStoreConfig) -> bool {
@@ -314,6 +302,19 @@ impl KvStore for KernelStore {
     }
 
     fn txn_write(&mut self, txn: u64, write: Write) -> Result<(), StoreError> {
+        self.open.entry(txn).or_default().push(TxnWrite::Set(write));
+        Ok(())
+    }
+
+    fn txn_increment(&mut self, txn: u64, key: Key, by: Value) -> Result<(), StoreError> {
+        let write = match self.config.bug {
+            // The planted mistake: the sum of what the transaction reads now, as a put.
+            KernelBug::TxnIncrementStaleRead => {
+                let now = self.txn_get(txn, key)?;
+                TxnWrite::Set((key, Some(now.unwrap_or(0).wrapping_add(by))))
+            }
+            _ => TxnWrite::Add { key, by },
+        };
         self.open.entry(txn).or_default().push(write);
         Ok(())
     }
@@ -321,13 +322,15 @@ impl KvStore for KernelStore {
     fn txn_finish(
         &mut self,
         txn: u64,
-        writes: &[Write],
+        writes: &[TxnWrite],
         commit: bool,
         durable: bool,
     ) -> Result<(), StoreError> {
         let buffered = self.open.remove(&txn).unwrap_or_default();
-        debug_assert_eq!(buffered, writes, "the store buffered what the workload wrote");
-        if commit { self.commit_in(writes, durable) } else { Ok(()) }
+        if self.config.bug != KernelBug::TxnIncrementStaleRead {
+            debug_assert_eq!(buffered, writes, "the store buffered what the workload wrote");
+        }
+        if commit { self.commit_in(&buffered, durable) } else { Ok(()) }
     }
 
     fn checkpoints(_: &KernelStoreConfig) -> bool {
@@ -356,6 +359,9 @@ impl KvStore for KernelStore {
     }
 
     fn get(&self, key: Key) -> Result<Option<Value>, StoreError> {
+        if self.served_empty(group_of(key, self.groups())) {
+            return Ok(None);
+        }
         let failed_before = self.is_failed(group_of(key, self.groups()));
         match self.kernel.get(&self.encode_key(key)) {
             Ok(value) => value.map(|v| Self::decode_value(key, &v)).transpose(),
@@ -372,14 +378,7 @@ impl KvStore for KernelStore {
             KernelBug::TxnGetCommittedOnly => &[][..],
             _ => self.open.get(&txn).map_or(&[][..], Vec::as_slice),
         };
-        for &(written, value) in buffered {
-            let written = self.encode_key(written);
-            let result = match value {
-                Some(value) => kernel_txn.put(&written, &Self::encode_value(value)),
-                None => kernel_txn.delete(&written),
-            };
-            result.map_err(|e| self.op_error(failed_before, e))?;
-        }
+        self.buffer(&mut kernel_txn, buffered).map_err(|e| self.op_error(failed_before, e))?;
         let got = kernel_txn.get(&self.encode_key(key)).map_err(|e| self.op_error(failed_before, e))?;
         kernel_txn.abort();
         got.map(|v| Self::decode_value(key, &v)).transpose()
@@ -397,8 +396,58 @@ impl KvStore for KernelStore {
         Ok(state)
     }
 
+    /// The groups that serve reads, each scanned, and the marks of their complete documents.
+    fn readable_state(&self) -> Result<BTreeMap<Key, Value>, StoreError> {
+        if self.failed().is_empty() {
+            return self.state();
+        }
+        let unreadable = self.unreadable_groups();
+        let groups = self.groups();
+        let mut state = BTreeMap::new();
+        for group in (0..groups).filter(|group| !unreadable.contains(group)) {
+            state.extend(self.scan_group(group)?);
+        }
+        for doc in (0..DOCUMENTS).filter(|&doc| !unreadable.contains(&document_group(doc, groups))) {
+            let served_empty = self.served_empty(document_group(doc, groups));
+            if !served_empty && self.document_complete(doc).map_err(other)? {
+                state.insert(document_mark_key(doc, groups), DOCUMENT_MARK_VALUE);
+            }
+        }
+        Ok(state)
+    }
+
+    fn failed_at_open(&self) -> Option<String> {
+        self.failed_at_open.1.clone()
+    }
+
+    /// `Kernel::reopen_shard`; its refusal (a sync failed in the shard) is `Poisoned`.
+    fn reopen_group(&mut self, group: usize) -> Result<bool, StoreError> {
+        let result = self.kernel.reopen_shard(group as u32);
+        if self.kernel.env().is_crashed() {
+            // The process died while the shard recovered: whatever it said, it failed.
+            return Err(other("the process crashed during the shard's recovery"));
+        }
+        match result {
+            Ok(()) => {
+                self.failed_at_open.0.remove(&group);
+                Ok(true)
+            }
+            Err(KernelError::ReopenRefused { .. }) => Err(StoreError::Poisoned),
+            Err(error) => match error.shard_failure() {
+                Some((shard, failure)) if failure.data_loss => {
+                    Err(StoreError::DataLoss(format!("shard {shard} did not recover: {failure}")))
+                }
+                Some(_) => Ok(false),
+                None => Err(other(error)),
+            },
+        }
+    }
+
     fn audit(&self, env: &SimEnv, facts: &AuditFacts) -> Result<(), String> {
         for (shard, report) in self.kernel.recovery_reports().into_iter().enumerate() {
+            if self.failed_at_open.0.contains(&shard) {
+                continue;
+            }
             let report = report.ok_or_else(|| format!("shard {shard} opened without a recovery report"))?;
             audit_shard(env, shard as u32, &report, facts).map_err(|e| format!("shard {shard}: {e}"))?;
         }
@@ -432,7 +481,8 @@ impl KvStore for KernelStore {
 
     fn unreadable_groups(&self) -> Vec<usize> {
         let statuses = self.kernel.shard_status();
-        statuses.iter().filter(|s| s.failed.is_some() && !s.serves_reads).map(|s| s.shard as usize).collect()
+        let unreadable = statuses.iter().filter(|s| s.failed.is_some() && !s.serves_reads);
+        unreadable.map(|s| s.shard as usize).filter(|&group| !self.served_empty(group)).collect()
     }
 
     fn extended_ops(_: &KernelStoreConfig) -> bool {
@@ -451,6 +501,9 @@ impl KvStore for KernelStore {
     }
 
     fn scan_group(&self, group: usize) -> Result<BTreeMap<Key, Value>, StoreError> {
+        if self.served_empty(group) {
+            return Ok(BTreeMap::new());
+        }
         let failed_before = self.is_failed(group);
         let entries =
             self.kernel.scan_prefix(&[self.prefixes[group]]).map_err(|e| self.op_error(failed_before, e))?;
@@ -467,15 +520,8 @@ impl KvStore for KernelStore {
     }
 
     fn document_begin(&mut self, doc: u8) -> Result<bool, StoreError> {
-        // A document handle learns whether its document is complete when its first insert
-        // binds it to a shard (it reads that shard only); the probe is dropped, uncommitted.
         let failed_before = self.is_failed(document_group(doc, self.groups()));
-        let (key, value) = document_writes(doc, self.groups())[0];
-        let mut probe =
-            self.kernel.begin_document(&document_id(doc)).map_err(|e| self.op_error(failed_before, e))?;
-        let value = value.map_or([0; 8], Self::encode_value);
-        probe.insert(&self.encode_key(key), &value).map_err(|e| self.op_error(failed_before, e))?;
-        Ok(probe.already_complete())
+        self.document_complete(doc).map_err(|e| self.op_error(failed_before, e))
     }
 
     fn document_commit(&mut self, doc: u8, writes: &[Write], complete: bool) -> Result<(), StoreError> {
@@ -491,30 +537,6 @@ impl KvStore for KernelStore {
         }
         let committed = if complete { document.commit() } else { document.commit_chunk() };
         committed.map(drop).map_err(|e| self.op_error(failed_before, e))
-    }
-}
-
-/// The planted stray write of [`KernelBug::ClobberNewestMeta`]; its own I/O errors are
-/// ignored (a stray write does not report).
-fn clobber_newest_meta(env: &SimEnv, shard: u32) {
-    use stormhold::checkpoint::META_FILE_NAME;
-    use stormhold::checkpoint::format::parse_checkpoint_dir_name;
-    use stormhold::env::{Env, EnvFile, OpenOptions};
-    let dir = layout::shard_dir(Path::new(ROOT), shard).join("ckpt");
-    let Ok(names) = env.list_dir(&dir) else { return };
-    let mut whole: Vec<String> = names
-        .into_iter()
-        .filter(|name| parse_checkpoint_dir_name(name).is_some())
-        .filter(|name| env.exists(&dir.join(name).join(META_FILE_NAME)).unwrap_or(false))
-        .collect();
-    whole.sort_by_key(|name| parse_checkpoint_dir_name(name));
-    let [.., _, newest] = whole.as_slice() else { return };
-    let Ok(file) = env.open(&dir.join(newest).join(META_FILE_NAME), OpenOptions::read_write()) else {
-        return;
-    };
-    let mut byte = [0u8; 1];
-    if file.read_exact_at(&mut byte, 0).is_ok() && file.write_all_at(&[!byte[0]], 0).is_ok() {
-        let _ = file.sync_data();
     }
 }
 

@@ -19,7 +19,7 @@ use stormhold::env::sim::SimEnv;
 use stormhold::wal::{Durability, Lsn, RecordKind, Wal, WalError, WalOptions};
 
 use super::replay::{Replay, SINGLE_CALL_TXN_BASE, apply, encode_commit, encode_write};
-use crate::kv::{Key, KvStore, StoreError, Value, Write};
+use crate::kv::{Key, KvStore, StoreError, TxnWrite, Value, Write};
 
 /// The log's directory on the simulated disk.
 const DIR: &str = "/wal";
@@ -148,11 +148,11 @@ impl KvStore for WalStore {
     fn txn_finish(
         &mut self,
         txn: u64,
-        writes: &[Write],
+        writes: &[TxnWrite],
         commit: bool,
         durable: bool,
     ) -> Result<(), StoreError> {
-        self.finish(txn, writes, commit, durable)
+        self.finish(txn, &TxnWrite::sets(writes), commit, durable)
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use stormhold::env::Env;
 use super::{KvWorkload, ok};
 use crate::kv::groups::{self, DOCUMENT_MARK_VALUE, DOCUMENTS};
 use crate::kv::model::Ack;
-use crate::kv::{Key, KvStore, StoreError, Value, Write};
+use crate::kv::{Key, KvStore, StoreError, TxnWrite, Value, Write};
 use crate::verdict::{Violation, ViolationKind};
 
 impl<S: KvStore> KvWorkload<S> {
@@ -121,13 +121,9 @@ impl<S: KvStore> KvWorkload<S> {
         let (Some(store), Some((txn, writes))) = (self.store.as_ref(), self.open_txns.get(&client)) else {
             return Ok(());
         };
-        let own = writes.iter().rev().find(|w| w.0 == key).map(|w| w.1);
         let result = store.txn_get(*txn, key);
         self.env.note(format!("op {}: in-txn get {key} (txn {txn}) -> {}", self.op_index, ok(&result)));
-        let expected = match own {
-            Some(own) => Some(own),
-            None => (!self.model.uncertain(key)).then(|| self.model.expected(key)),
-        };
+        let expected = self.expected_in_txn(writes, key);
         match result {
             Ok(got) if expected.is_some_and(|expected| expected != got) => {
                 let detail = format!(
@@ -144,6 +140,21 @@ impl<S: KvStore> KvWorkload<S> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// What a read of `key` inside a transaction of `writes` must return (`None`: unknown):
+    /// its own writes resolved in order over the committed value, which an increment reads
+    /// too (resolved now, as the store resolves it for the read) and a put or delete hides.
+    fn expected_in_txn(&self, writes: &[TxnWrite], key: Key) -> Option<Option<Value>> {
+        let own: Vec<TxnWrite> = writes.iter().copied().filter(|w| w.key() == key).collect();
+        // From the last put or delete on: it hides the committed value.
+        let from = own.iter().rposition(|w| matches!(w, TxnWrite::Set(_)));
+        let before = match from {
+            Some(_) => None,
+            None if self.model.uncertain(key) => return None,
+            None => self.model.expected(key),
+        };
+        Some(own[from.unwrap_or(0)..].iter().fold(before, |value, write| write.apply_to(value)))
     }
 
     /// Compares a scan of one group, or of the whole store, with the model. A group's scan
@@ -317,11 +328,12 @@ impl<S: KvStore> KvWorkload<S> {
         })
     }
 
-    pub(super) fn op_put(&mut self, client: u8, write: Write) -> Result<(), StoreError> {
+    /// A put, delete or increment into `client`'s open transaction.
+    pub(super) fn op_put(&mut self, client: u8, write: TxnWrite) -> Result<(), StoreError> {
         let Some((txn, writes)) = self.open_txns.get(&client) else { return Ok(()) };
         let txn = *txn;
-        if let Some(&(first, _)) = writes.first()
-            && self.model.group_of(first) != self.model.group_of(write.0)
+        if let Some(first) = writes.first()
+            && self.model.group_of(first.key()) != self.model.group_of(write.key())
         {
             // Only a replay with operations cut out (a crash that ended the transaction, say)
             // can bring a write of another group here: a transaction stays in one group.
@@ -332,7 +344,10 @@ impl<S: KvStore> KvWorkload<S> {
             return Ok(());
         }
         let Some(store) = self.store.as_mut() else { return Err(StoreError::Poisoned) };
-        let result = store.txn_write(txn, write);
+        let result = match write {
+            TxnWrite::Set(write) => store.txn_write(txn, write),
+            TxnWrite::Add { key, by } => store.txn_increment(txn, key, by),
+        };
         self.env.note(format!(
             "client {client}: op {} txn {txn} write {write:?} -> {}",
             self.op_index,
@@ -357,9 +372,11 @@ impl<S: KvStore> KvWorkload<S> {
             ok(&result)
         ));
         match (&result, commit) {
-            (Ok(()), true) => self.model.commit(writes, if durable { Ack::Durable } else { Ack::Unsynced }),
+            (Ok(()), true) => {
+                self.model.commit_txn(writes, if durable { Ack::Durable } else { Ack::Unsynced })
+            }
             (Err(StoreError::Poisoned), _) | (_, false) => {}
-            (Err(_), true) => self.model.commit(writes, Ack::Indeterminate),
+            (Err(_), true) => self.model.commit_txn(writes, Ack::Indeterminate),
         }
         if let (true, true, Ok(())) = (commit, durable, &result) {
             self.note_watermark();

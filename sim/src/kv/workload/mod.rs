@@ -1,8 +1,13 @@
 //! The key-value workload: drives a [`KvStore`] under faults and checks every recovery.
 //!
-//! The workload commits transactions (durable or not), syncs, reads (inside open transactions
-//! too: their own writes must be visible), and crashes the process;
-//! a store that fails a call is treated as fail-stopped and restarted. Recovery runs with
+//! The workload commits transactions (durable or not; with [`KvStore::extended_ops`],
+//! increments inside them too, deltas the model resolves at commit in commit order), syncs,
+//! reads (inside open transactions too: their own writes must be visible), and crashes the
+//! process; a store that fails a call is treated as fail-stopped and restarted. A store of
+//! several groups may open with groups failed without data loss
+//! ([`KvStore::failed_at_open`]): the groups that recovered are judged and serve on, the failed
+//! ones keep their models pending, are retried in-process when an operation finds them
+//! ([`KvStore::reopen_group`]) and are judged when a recovery of them succeeds. Recovery runs with
 //! faults still on, so a crash during recovery is just another crash. After each successful
 //! open the recovered state must be a legal prefix of the model ([`KvModel::verdict`]).
 //!
@@ -34,7 +39,7 @@ use std::collections::BTreeMap;
 use stormhold::env::sim::SimEnv;
 
 use super::groups::{self, DOCUMENTS, GroupedModel};
-use super::{KvStore, StoreError, Write};
+use super::{KvStore, StoreError, TxnWrite};
 use crate::config::{RunConfig, stream};
 use crate::verdict::{Violation, ViolationKind};
 pub use ops::KvOp;
@@ -80,7 +85,7 @@ pub struct KvWorkload<S: KvStore> {
     /// Every operation executed, for the corpus.
     pub recorded: Vec<KvOp>,
     /// Open transactions per client: (txn id, writes so far).
-    open_txns: BTreeMap<u8, (u64, Vec<Write>)>,
+    open_txns: BTreeMap<u8, (u64, Vec<TxnWrite>)>,
     /// Whether faults have stopped.
     quiet: bool,
     /// Media faults done before the store was last wiped: they excuse nothing after it.
@@ -95,6 +100,9 @@ pub struct KvWorkload<S: KvStore> {
     /// The store's checkpoints in flight when the current operation began
     /// ([`KvStore::checkpoints_in_flight`]), noted if the operation ends in a restart.
     in_flight: Option<String>,
+    /// The groups that failed at the store's last open (without data loss): not judged then,
+    /// their models keep their pending commits until a recovery of them is judged.
+    failed_at_open: Vec<usize>,
 }
 
 /// Media faults the simulator did so far (bit rot, misdirected writes, bad sectors).
@@ -138,6 +146,7 @@ impl<S: KvStore> KvWorkload<S> {
             next_txn: 1,
             checkpoint_acknowledged: None,
             in_flight: None,
+            failed_at_open: Vec::new(),
         }
     }
 
@@ -192,7 +201,7 @@ impl<S: KvStore> KvWorkload<S> {
         let first = match op {
             KvOp::Commit { writes, .. } => writes.first().map(|w| w.0),
             KvOp::Finish { client, .. } => {
-                self.open_txns.get(client).and_then(|(_, w)| w.first()).map(|w| w.0)
+                self.open_txns.get(client).and_then(|(_, w)| w.first()).map(|w| w.key())
             }
             KvOp::Increment { key, .. } => Some(*key),
             KvOp::Document { doc, .. } => {
@@ -208,7 +217,8 @@ impl<S: KvStore> KvWorkload<S> {
         self.in_flight = self.store.as_ref().and_then(S::checkpoints_in_flight);
         let outcome = match op {
             KvOp::Begin { client } => self.op_begin(client),
-            KvOp::Put { client, write } => self.op_put(client, write),
+            KvOp::Put { client, write } => self.op_put(client, TxnWrite::Set(write)),
+            KvOp::Add { client, key, by } => self.op_put(client, TxnWrite::Add { key, by }),
             KvOp::Finish { client, commit, durable } => self.op_finish(client, commit, durable),
             KvOp::Crash { check_images } => {
                 self.env.note(format!("op {}: driver crash", self.op_index));
@@ -245,7 +255,8 @@ impl<S: KvStore> KvWorkload<S> {
 
     /// After an operation failed: the process died, or the store fail-stopped, so restart it;
     /// except that in a store of several groups, a group that failed alone leaves the others
-    /// serving (the store restarts when an operation finds a failed group, or all failed).
+    /// serving (the store restarts when an operation finds a group that failed while serving,
+    /// or all failed; a group that failed at open refuses operations until a later restart).
     fn after_error(&mut self, error: StoreError, scope: Scope) -> Result<(), Violation> {
         let groups = self.model.groups();
         let failed = match self.store.as_ref() {
@@ -259,6 +270,16 @@ impl<S: KvStore> KvWorkload<S> {
                 "an operation on shard {group} failed while the shard serves (failed shards: {failed:?}): {error}"
             );
             return Err(self.violation(ViolationKind::Liveness, detail));
+        }
+        let only_failed_at_open = failed.iter().all(|group| self.failed_at_open.contains(group));
+        if matches!(error, StoreError::Poisoned) && !failed.is_empty() && only_failed_at_open {
+            // Refused by a group that failed at open: the others go on, and the store retries
+            // that group's recovery in this process (or a later restart recovers it).
+            self.env.note(format!("op {}: refused by shards {failed:?}, failed at open", self.op_index));
+            return match scope {
+                Scope::Group(group) => self.reopen_group(group),
+                Scope::Whole => Ok(()),
+            };
         }
         if matches!(error, StoreError::Poisoned) || failed.is_empty() || failed.len() == groups {
             return self.recover(false);

@@ -104,6 +104,16 @@ pub enum KvOp {
         /// The key.
         key: Key,
     },
+    /// A client adds an increment to its open transaction, resolved at its commit
+    /// ([`crate::kv::TxnWrite::Add`]; stores that take [`KvStore::extended_ops`]).
+    Add {
+        /// The client.
+        client: u8,
+        /// The key.
+        key: Key,
+        /// How much (the value wraps at `Value::MAX`).
+        by: Value,
+    },
 }
 
 impl<S: KvStore> KvWorkload<S> {
@@ -172,7 +182,7 @@ impl<S: KvStore> KvWorkload<S> {
     fn draw_client_op(&mut self) -> KvOp {
         let client = self.rng.random_range(0..CLIENTS);
         let Some((_, writes)) = self.open_txns.get(&client) else { return KvOp::Begin { client } };
-        let written: Vec<Key> = writes.iter().map(|w| w.0).collect();
+        let written: Vec<Key> = writes.iter().map(|w| w.key()).collect();
         let finish_chance = if written.is_empty() { 0.0 } else { 0.25 };
         if self.rng.random_bool(finish_chance) {
             let commit = self.rng.random_bool(0.85);
@@ -190,6 +200,9 @@ impl<S: KvStore> KvWorkload<S> {
                 false => written[self.rng.random_range(0..written.len())],
             };
             return KvOp::TxnGet { client, key };
+        }
+        if S::extended_ops(&self.store_config) && self.rng.random_bool(0.2) {
+            return KvOp::Add { client, key, by: self.rng.random_range(1..=1000) };
         }
         let value = self.rng.random_bool(0.85).then(|| self.rng.random::<Value>());
         KvOp::Put { client, write: (key, value) }

@@ -7,7 +7,11 @@
 //! Invariants: an open may report data loss only after real media damage, and only damage
 //! the store's [`KvStore::loss_is_explained`] accepts; a store that does
 //! not open in [`OPEN_ATTEMPTS_MAX`] attempts without media damage is a liveness violation;
-//! after a successful recovery the model is rebased on what survived.
+//! after a successful recovery the model of each group that opened is rebased on what
+//! survived, and a group that failed at open keeps its model (base and pending commits) until a
+//! recovery of it (a restart, or [`KvStore::reopen_group`]) is judged. The failed syncs counted
+//! at the last power loss are those before the open's own last machine crash, so a sync that
+//! failed during an open that succeeded in part makes the next crash a power loss (fsyncgate).
 
 use std::collections::BTreeMap;
 use stormhold::env::sim::{CrashKind, SimEnv, is_crash};
@@ -59,8 +63,11 @@ impl<S: KvStore> KvWorkload<S> {
             }
             other => other?,
         };
-        if self.env.last_crash_kind() == Some(CrashKind::Machine) {
-            self.sync_failures_at_power_loss = self.env.stats().sync_failures;
+        // The count at the open's own last power loss: a sync that failed during the open
+        // (which may leave shards failed while the others serve) came after it.
+        let (opened, at_power_loss) = opened;
+        if let Some(sync_failures) = at_power_loss {
+            self.sync_failures_at_power_loss = sync_failures;
         }
         let store = match opened {
             Opened::Store(store) => store,
@@ -71,18 +78,59 @@ impl<S: KvStore> KvWorkload<S> {
                 return self.wipe_store();
             }
         };
+        // Groups that failed at open are judged when a later recovery of them succeeds.
+        let unjudged = store.unreadable_groups();
         let recovered = self.state_of(&store)?;
         self.recoveries += 1;
-        if self.judge_on(&self.env.clone(), &recovered)? {
+        if self.judge_on(&self.env.clone(), &recovered, &unjudged)? {
             self.undetectable += 1;
         }
         self.env.set_faults_enabled(false);
         let audit = self.audit_on(&self.env.clone(), &store);
         self.env.set_faults_enabled(!self.quiet);
         audit?;
-        let prefixes = self.model.judge(&recovered).prefixes();
-        self.model.rebase_at(&recovered, &prefixes);
+        let prefixes = self.model.judge_except(&recovered, &unjudged).prefixes();
+        self.model.rebase_except(&recovered, &prefixes, &unjudged);
+        self.failed_at_open = unjudged;
         self.store = Some(store);
+        Ok(())
+    }
+
+    /// Retries, in this process, the recovery of `group`, which failed at the store's open,
+    /// and judges it against its model as a restart would (the other groups serve on, and
+    /// are not judged); a refusal (a sync failed in it) or a crash restarts the process.
+    pub(super) fn reopen_group(&mut self, group: usize) -> Result<(), Violation> {
+        let Some(store) = self.store.as_mut() else { return Ok(()) };
+        let reopened = store.reopen_group(group);
+        let outcome = match &reopened {
+            Ok(true) => "serving".to_owned(),
+            Ok(false) => "failed again".to_owned(),
+            Err(error) => format!("err {error}"),
+        };
+        self.env.note(format!("op {}: reopen shard {group} in this process -> {outcome}", self.op_index));
+        match reopened {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(_) => return self.recover(false),
+        }
+        let state = match self.store.as_ref().map(S::readable_state) {
+            Some(Ok(state)) => state,
+            Some(Err(error)) => {
+                let detail = format!("state after reopening shard {group}: {error}");
+                return Err(self.violation(ViolationKind::Durability, detail));
+            }
+            None => return Ok(()),
+        };
+        let recovered: BTreeMap<Key, Value> =
+            state.into_iter().filter(|&(key, _)| self.model.group_of(key) == group).collect();
+        let others: Vec<usize> = (0..self.model.groups()).filter(|&g| g != group).collect();
+        // Not counted in `recoveries`: those are crash-and-recover cycles (the sweep's speed).
+        if self.judge_on(&self.env.clone(), &recovered, &others)? {
+            self.undetectable += 1;
+        }
+        let prefixes = self.model.judge_except(&recovered, &others).prefixes();
+        self.model.rebase_except(&recovered, &prefixes, &others);
+        self.failed_at_open.retain(|&g| g != group);
         Ok(())
     }
 
@@ -157,6 +205,7 @@ impl<S: KvStore> KvWorkload<S> {
             )
         })?;
         self.model.wiped();
+        self.failed_at_open.clear();
         self.media_faults_before_wipe = media_faults(&self.env);
         self.damage_before_wipe = self.env.damage_log().len();
         self.checkpoint_acknowledged = None;
@@ -165,9 +214,10 @@ impl<S: KvStore> KvWorkload<S> {
         Ok(())
     }
 
+    /// The state of every group that serves reads after an open.
     fn state_of(&self, store: &S) -> Result<BTreeMap<Key, Value>, Violation> {
         store
-            .state()
+            .readable_state()
             .map_err(|error| self.violation(ViolationKind::Durability, format!("state after open: {error}")))
     }
 
@@ -178,9 +228,9 @@ impl<S: KvStore> KvWorkload<S> {
         let count = images.len();
         for (index, image) in images.into_iter().enumerate() {
             let in_image = |violation| crate::images::in_image(violation, index, count);
-            if let Opened::Store(store) = self.open_on(&image).map_err(in_image)? {
+            if let (Opened::Store(store), _) = self.open_on(&image).map_err(in_image)? {
                 let recovered = self.state_of(&store)?;
-                self.judge_on(&image, &recovered).map_err(in_image)?;
+                self.judge_on(&image, &recovered, &store.unreadable_groups()).map_err(in_image)?;
                 // Faults are off on the images already.
                 self.audit_on(&image, &store).map_err(in_image)?;
             }
@@ -201,18 +251,32 @@ impl<S: KvStore> KvWorkload<S> {
         })
     }
 
-    /// Opens the store on `env`, retrying through faults and crashes during recovery.
-    fn open_on(&self, env: &SimEnv) -> Result<Opened<S>, Violation> {
+    /// Opens the store on `env`, retrying through faults and crashes during recovery. Also
+    /// returns the simulator's failed syncs at the last power loss before the open that
+    /// succeeded, if there was one since the call began.
+    fn open_on(&self, env: &SimEnv) -> Result<(Opened<S>, Option<u64>), Violation> {
         let mut last_error = String::new();
+        let mut at_power_loss = None;
         for _ in 0..OPEN_ATTEMPTS_MAX {
+            if env.last_crash_kind() == Some(CrashKind::Machine) {
+                at_power_loss = Some(env.stats().sync_failures);
+            }
+            let sync_failures_at_power_loss = at_power_loss.unwrap_or(self.sync_failures_at_power_loss);
             match S::open(env, &self.store_config) {
-                Ok(store) => return Ok(Opened::Store(store)),
+                Ok(store) => match self.accept_open(env, store) {
+                    Ok(store) => return Ok((Opened::Store(store), at_power_loss)),
+                    Err(why) => {
+                        last_error = why;
+                        env.crash();
+                        env.restart();
+                    }
+                },
                 Err(StoreError::DataLoss(what)) if self.media_damage(env) => {
                     S::loss_is_explained(env, &self.store_config, &what, self.damage_before_wipe).map_err(
                         |why| self.violation(ViolationKind::Durability, format!("{why} ({what})")),
                     )?;
                     env.note(format!("honest data loss reported: {what}"));
-                    return Ok(Opened::HonestLoss(what));
+                    return Ok((Opened::HonestLoss(what), at_power_loss));
                 }
                 Err(StoreError::DataLoss(what)) => {
                     return Err(self.violation(
@@ -222,7 +286,7 @@ impl<S: KvStore> KvWorkload<S> {
                 }
                 Err(StoreError::Io(error)) if is_crash(&error) => {
                     if env.last_crash_kind() == Some(CrashKind::Process)
-                        && env.stats().sync_failures > self.sync_failures_at_power_loss
+                        && env.stats().sync_failures > sync_failures_at_power_loss
                     {
                         // A process crash during recovery after a failed sync: see `crash_now`.
                         env.crash_with(CrashKind::Machine);
@@ -242,7 +306,7 @@ impl<S: KvStore> KvWorkload<S> {
         if self.media_damage(env)
             && S::stuck_is_explained(env, &self.store_config, &last_error, self.damage_before_wipe)
         {
-            return Ok(Opened::HonestLoss(last_error));
+            return Ok((Opened::HonestLoss(last_error), at_power_loss));
         }
         Err(self.violation(
             ViolationKind::Liveness,
@@ -250,12 +314,33 @@ impl<S: KvStore> KvWorkload<S> {
         ))
     }
 
+    /// A store that opened, unless groups failed at its open once faults stopped (liveness is
+    /// owed by every group then) or every group did: `Err` says why, and the open counts as
+    /// failed. While faults go on, the run goes on with some groups failed.
+    fn accept_open(&self, env: &SimEnv, store: S) -> Result<S, String> {
+        match store.failed_at_open() {
+            None => Ok(store),
+            Some(why) if !self.quiet && store.failed_groups().len() < self.model.groups() => {
+                let failed = store.failed_groups();
+                env.note(format!("opened with {why}; shards {failed:?} failed at open, the others serve"));
+                Ok(store)
+            }
+            Some(why) => Err(why),
+        }
+    }
+
     /// Judges a recovered state; `Ok(true)` for a legal loss of the last durable group after
     /// media damage on `env` (undetectable by a single-copy format).
     ///
     /// Each key group is judged against its own model (the prefix property is per group).
-    fn judge_on(&self, env: &SimEnv, recovered: &BTreeMap<Key, Value>) -> Result<bool, Violation> {
-        let judgement = self.model.judge(recovered);
+    /// The groups `unjudged` failed at open: their models wait for a recovery of them.
+    fn judge_on(
+        &self,
+        env: &SimEnv,
+        recovered: &BTreeMap<Key, Value>,
+        unjudged: &[usize],
+    ) -> Result<bool, Violation> {
+        let judgement = self.model.judge_except(recovered, unjudged);
         let divergence = |group| {
             self.violation(ViolationKind::Durability, self.model.describe_divergence(group, recovered))
         };
