@@ -93,8 +93,43 @@ fn check_source(path: &str, text: &str) -> Vec<String> {
     if path == "src/lib.rs" {
         violations.extend(public_layer_modules(text, &code));
     }
+    if !path.starts_with("src/env/") {
+        violations.extend(sync_ops_not_named_sync(text));
+    }
     violations.sort();
     violations.into_iter().map(|(line, message)| format!("{path}:{line}: {message}")).collect()
+}
+
+/// Lines that call a sync and name the operation in a string literal without the word
+/// "sync": `Failure::after_failed_sync` reads a failed call's op name to refuse an in-process
+/// reopen after a failed sync (fsyncgate), so a sync named otherwise would let one through.
+fn sync_ops_not_named_sync(text: &str) -> Vec<(usize, String)> {
+    const SYNC_CALLS: &[&str] = &[".sync_data()", ".sync_all()", "sync_dir(", "sync_file("];
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        if !SYNC_CALLS.iter().any(|call| line.contains(call)) || line.trim_start().starts_with("//") {
+            continue;
+        }
+        // The op name sits on the call's line or, when the call's error is mapped after it,
+        // on the next line (`if let Err(e) = f.sync_data() {` / `return Err(io("op", ..))`).
+        let mut literals: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        if literals.is_empty()
+            && let Some(next) = lines.get(index + 1)
+            && next.contains("Err(")
+        {
+            literals = next.split('"').skip(1).step_by(2).take(1).collect();
+        }
+        if let Some(op) = literals.iter().find(|op| !op.contains("sync")) {
+            found.push((
+                index + 1,
+                format!(
+                    "a sync call whose op name {op:?} does not say \"sync\" (see Failure::after_failed_sync)"
+                ),
+            ));
+        }
+    }
+    found
 }
 
 fn is_ident(c: char) -> bool {
@@ -588,6 +623,21 @@ fn assert_flagged(text: &str, line: usize, what: &str) {
         "expected `{prefix}…{what}…`, got {:?}",
         violations[0]
     );
+}
+
+#[test]
+fn tidy_flags_a_sync_whose_op_name_hides_it() {
+    assert_flagged(
+        "fn f() {\n    io(\"seal segment\", path, file.sync_data())?;\n}\n",
+        2,
+        "op name \"seal segment\"",
+    );
+    assert_flagged(
+        "fn f() {\n    if let Err(e) = file.sync_data() {\n        return Err(io(\"seal\", path, e));\n    }\n}\n",
+        2,
+        "op name \"seal\"",
+    );
+    assert!(check("fn f() {\n    io(\"sync segment\", path, file.sync_data())?;\n}\n").is_empty());
 }
 
 #[test]

@@ -198,7 +198,7 @@ impl<E: Env> Wal<E> {
     fn rotate(&mut self) -> Result<(), WalError> {
         let target = self.last_lsn();
         if let Err(error) = self.active.file.sync_data() {
-            return Err(self.poison(WalError::io("seal segment", &self.active.path, error)));
+            return Err(self.poison(WalError::io("sync segment to seal it", &self.active.path, error)));
         }
         if target > self.durable_lsn {
             self.made_durable(target);
