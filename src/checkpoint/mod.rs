@@ -75,7 +75,9 @@ pub mod epoch;
 pub mod error;
 pub mod format;
 pub mod meta;
+pub mod run;
 
+mod chain;
 mod create;
 mod fsio;
 mod load;
@@ -230,6 +232,17 @@ pub struct Loaded {
     pub meta: CheckpointMeta,
     /// Its state: the base image with every increment of the chain applied.
     pub state: BTreeMap<Bytes, Bytes>,
+    /// The newer checkpoints passed over, newest first.
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// The result of [`CheckpointStore::load_latest_valid_run`]: [`Loaded`] with the state packed.
+#[derive(Clone, Debug)]
+pub struct LoadedRun {
+    /// The checkpoint loaded.
+    pub meta: CheckpointMeta,
+    /// Its state: the base image with every increment of the chain applied.
+    pub run: run::Run,
     /// The newer checkpoints passed over, newest first.
     pub fallbacks: Vec<Fallback>,
 }

@@ -1,0 +1,261 @@
+//! A packed run: a sorted, append-only-then-immutable sequence of key/value entries laid out
+//! back to back in large arena blocks, with a compact index searched by binary search. The
+//! shard state's base layer and what checkpoint recovery builds from a sorted `DATA` stream.
+//!
+//! # Layout
+//!
+//! ```text
+//!   block (BLOCK_BYTES, allocated once, never reallocated)
+//!     entry: key length u32 LE | value length u32 LE | key | value     (back to back)
+//!   index: one u64 per entry, (block number << 32) | offset of the entry in its block
+//! ```
+//!
+//! An entry costs its bytes plus 16 (an 8-byte header and an 8-byte index slot): no
+//! allocation per entry, one per block. An entry larger than a block gets a block of its own,
+//! of exactly its size, and the next entry starts a fresh block: so no entry ever spans two
+//! blocks, and offsets within a block fit a u32 (an oversized entry is always at offset 0).
+//!
+//! # Consuming a run from the front
+//!
+//! A merge that rewrites a run into a new one (the shard's merge cursor, the recovery of a
+//! checkpoint chain) reads it in key order and calls [`Run::consume`]: entries below the
+//! new start are gone from every read, and every block wholly before the first live entry is
+//! freed at once, so the old run shrinks as the new one grows.
+//!
+//! # Invariants
+//!
+//! - keys strictly increase along the index (checked on every push in debug builds);
+//! - `start <= index.len()`; blocks before the block of `index[start]` are freed (empty);
+//! - every index slot points into a live block at an offset where a whole entry fits.
+
+use std::ops::{Bound, Range};
+
+/// Bytes of one arena block (1 MiB). An entry larger than this gets a block of its own.
+pub const BLOCK_BYTES: usize = 1 << 20;
+/// Bytes of an entry's header: key length and value length, u32 LE each.
+pub const ENTRY_HEADER_BYTES: usize = 8;
+
+const _: () = assert!(BLOCK_BYTES <= u32::MAX as usize, "offsets in a block fit a u32");
+const _: () = assert!(BLOCK_BYTES > 4 * ENTRY_HEADER_BYTES, "a block holds several small entries");
+
+/// A packed sorted run (see the module docs).
+#[derive(Clone, Default)]
+pub struct Run {
+    blocks: Vec<Vec<u8>>,
+    index: Vec<u64>,
+    /// Entries below `start` were consumed by a merge (see [`Run::consume`]).
+    start: usize,
+    /// Payload bytes (keys and values) of the live entries.
+    live_bytes: u64,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("entries", &self.len())
+            .field("blocks", &self.blocks.iter().filter(|b| b.capacity() > 0).count())
+            .field("live_bytes", &self.live_bytes)
+            .finish()
+    }
+}
+
+impl Run {
+    /// An empty run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty run with index room for `entries` entries (a hint, bounded by the caller).
+    pub fn with_capacity(entries: usize) -> Self {
+        Self { index: Vec::with_capacity(entries), ..Self::default() }
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.index.len() - self.start
+    }
+
+    /// Whether no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes (keys and values) of the live entries.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Appends an entry; `key` must sort after every key already in the run.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        debug_assert!(
+            self.index.len() == self.start || self.key_at(self.index.len() - 1) < key,
+            "run keys strictly increase"
+        );
+        let (Ok(key_len), Ok(value_len)) = (u32::try_from(key.len()), u32::try_from(value.len())) else {
+            panic!("a run entry's key and value lengths fit a u32 (the checkpoint format's bound)");
+        };
+        let entry_bytes = ENTRY_HEADER_BYTES + key.len() + value.len();
+        let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= entry_bytes);
+        if !fits {
+            self.blocks.push(Vec::with_capacity(entry_bytes.max(BLOCK_BYTES)));
+        }
+        let block_number = self.blocks.len() - 1;
+        let block = &mut self.blocks[block_number];
+        let offset = block.len();
+        block.extend_from_slice(&key_len.to_le_bytes());
+        block.extend_from_slice(&value_len.to_le_bytes());
+        block.extend_from_slice(key);
+        block.extend_from_slice(value);
+        if entry_bytes > BLOCK_BYTES {
+            // An oversized entry owns its block: close it so the next entry starts a new one.
+            block.shrink_to_fit();
+        }
+        self.index.push(((block_number as u64) << 32) | offset as u64);
+        self.live_bytes += (key.len() + value.len()) as u64;
+    }
+
+    /// The entry at absolute index position `i` (live or not yet freed).
+    fn entry_at(&self, i: usize) -> (&[u8], &[u8]) {
+        let slot = self.index[i];
+        let block = &self.blocks[(slot >> 32) as usize];
+        let at = (slot & u64::from(u32::MAX)) as usize;
+        let header = &block[at..at + ENTRY_HEADER_BYTES];
+        let key_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let key_at = at + ENTRY_HEADER_BYTES;
+        (&block[key_at..key_at + key_len], &block[key_at + key_len..key_at + key_len + value_len])
+    }
+
+    fn key_at(&self, i: usize) -> &[u8] {
+        self.entry_at(i).0
+    }
+
+    /// The `n`th live entry (0: the first).
+    pub fn entry(&self, n: usize) -> (&[u8], &[u8]) {
+        assert!(n < self.len(), "entry {n} of a run of {}", self.len());
+        self.entry_at(self.start + n)
+    }
+
+    /// The number of live entries with keys below `key` (its lower bound).
+    pub fn lower_bound(&self, key: &[u8]) -> usize {
+        self.index[self.start..].partition_point(|&slot| self.key_of_slot(slot) < key)
+    }
+
+    /// The number of live entries with keys at or below `key` (its upper bound).
+    pub fn upper_bound(&self, key: &[u8]) -> usize {
+        self.index[self.start..].partition_point(|&slot| self.key_of_slot(slot) <= key)
+    }
+
+    fn key_of_slot(&self, slot: u64) -> &[u8] {
+        let block = &self.blocks[(slot >> 32) as usize];
+        let at = (slot & u64::from(u32::MAX)) as usize;
+        let key_len = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]) as usize;
+        &block[at + ENTRY_HEADER_BYTES..at + ENTRY_HEADER_BYTES + key_len]
+    }
+
+    /// The value of `key`, if the run holds it.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        let n = self.lower_bound(key);
+        if n == self.len() {
+            return None;
+        }
+        let (found, value) = self.entry(n);
+        (found == key).then_some(value)
+    }
+
+    /// The live entry positions (0: the first live entry) with keys within the bounds.
+    pub fn positions(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Range<usize> {
+        let from = match start {
+            Bound::Included(key) => self.lower_bound(key),
+            Bound::Excluded(key) => self.upper_bound(key),
+            Bound::Unbounded => 0,
+        };
+        let to = match end {
+            Bound::Included(key) => self.upper_bound(key),
+            Bound::Excluded(key) => self.lower_bound(key),
+            Bound::Unbounded => self.len(),
+        };
+        from..to.max(from)
+    }
+
+    /// The live entries with keys within the bounds, in key order (reversible).
+    pub fn range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> RunIter<'_> {
+        RunIter { run: self, positions: self.positions(start, end) }
+    }
+
+    /// Every live entry, in key order (reversible).
+    pub fn iter(&self) -> RunIter<'_> {
+        RunIter { run: self, positions: 0..self.len() }
+    }
+
+    /// Drops the first `n` live entries from every read and frees every block wholly before
+    /// the first entry left (see the module docs).
+    pub fn consume(&mut self, n: usize) {
+        assert!(n <= self.len(), "consume {n} of a run of {}", self.len());
+        for i in self.start..self.start + n {
+            let (key, value) = self.entry_at(i);
+            self.live_bytes -= (key.len() + value.len()) as u64;
+        }
+        self.start += n;
+        let first_live_block =
+            self.index.get(self.start).map_or(self.blocks.len(), |&slot| (slot >> 32) as usize);
+        for block in &mut self.blocks[..first_live_block] {
+            if block.capacity() > 0 {
+                *block = Vec::new();
+            }
+        }
+    }
+
+    /// Bytes the run holds allocated: its live blocks and its index.
+    pub fn allocated_bytes(&self) -> usize {
+        self.blocks.iter().map(Vec::capacity).sum::<usize>() + self.index.capacity() * 8
+    }
+}
+
+/// Entries of a run in key order; `next_back` walks from the other end.
+#[derive(Clone, Debug)]
+pub struct RunIter<'a> {
+    run: &'a Run,
+    positions: Range<usize>,
+}
+
+/// The run behind [`RunIter::empty`].
+static EMPTY_RUN: Run = Run { blocks: Vec::new(), index: Vec::new(), start: 0, live_bytes: 0 };
+
+impl RunIter<'_> {
+    /// An iterator over no entries.
+    pub fn empty<'b>() -> RunIter<'b> {
+        RunIter { run: &EMPTY_RUN, positions: 0..0 }
+    }
+}
+
+impl<'a> Iterator for RunIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.positions.next().map(|n| self.run.entry(n))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.positions.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for RunIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.positions.next_back().map(|n| self.run.entry(n))
+    }
+}
+
+impl ExactSizeIterator for RunIter<'_> {}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(K, V)> for Run {
+    /// A run of sorted entries (keys strictly increasing).
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut run = Run::new();
+        for (key, value) in entries {
+            run.push(key.as_ref(), value.as_ref());
+        }
+        run
+    }
+}
