@@ -259,3 +259,6 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(K, V)> for Run {
         run
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! Unit tests of the packed run: empty and one-entry runs, entries across and beyond block
+//! boundaries, binary-search edges, consuming from the front.
+
+use std::ops::Bound::{Excluded, Included, Unbounded};
+
+use super::*;
+
+fn keys(iter: RunIter<'_>) -> Vec<Vec<u8>> {
+    iter.map(|(k, _)| k.to_vec()).collect()
+}
+
+#[test]
+fn an_empty_run_finds_nothing_in_either_direction() {
+    let run = Run::new();
+    assert!(run.is_empty());
+    assert_eq!(run.get(b""), None);
+    assert_eq!(run.get(b"a"), None);
+    assert_eq!((run.lower_bound(b"a"), run.upper_bound(b"a")), (0, 0));
+    assert_eq!(run.iter().next(), None);
+    assert_eq!(run.iter().next_back(), None);
+    assert_eq!(run.range(Included(b"a"), Excluded(b"z")).count(), 0);
+    assert_eq!(run.allocated_bytes(), 0, "an empty run allocates nothing");
+}
+
+#[test]
+fn one_entry_is_found_and_bounded_exactly() {
+    let run: Run = [(&b"k"[..], &b"v"[..])].into_iter().collect();
+    assert_eq!(run.len(), 1);
+    assert_eq!(run.get(b"k"), Some(&b"v"[..]));
+    assert_eq!(run.get(b"j"), None);
+    assert_eq!(run.get(b"kk"), None);
+    assert_eq!(run.get(b""), None);
+    assert_eq!(keys(run.range(Included(b"k"), Included(b"k"))), [b"k".to_vec()]);
+    assert_eq!(run.range(Excluded(b"k"), Unbounded).count(), 0);
+    assert_eq!(run.range(Unbounded, Excluded(b"k")).count(), 0);
+    assert_eq!(run.iter().next_back(), Some((&b"k"[..], &b"v"[..])));
+    assert_eq!(run.live_bytes(), 2);
+}
+
+#[test]
+fn an_empty_key_and_value_are_entries_like_any_other() {
+    let run: Run = [(&b""[..], &b""[..]), (&b"a"[..], &b""[..])].into_iter().collect();
+    assert_eq!(run.get(b""), Some(&b""[..]));
+    assert_eq!(run.get(b"a"), Some(&b""[..]));
+    assert_eq!(run.lower_bound(b""), 0);
+    assert_eq!(run.upper_bound(b""), 1);
+}
+
+#[test]
+fn binary_search_edges_match_a_sorted_vector() {
+    let stored: Vec<Vec<u8>> = (0..200u32).map(|i| (i * 3).to_be_bytes().to_vec()).collect();
+    let run: Run = stored.iter().map(|k| (k.as_slice(), k.as_slice())).collect();
+    for probe in 0..=602u32 {
+        let probe = probe.to_be_bytes();
+        let lower = stored.partition_point(|k| k.as_slice() < &probe[..]);
+        let upper = stored.partition_point(|k| k.as_slice() <= &probe[..]);
+        assert_eq!((run.lower_bound(&probe), run.upper_bound(&probe)), (lower, upper), "{probe:?}");
+        assert_eq!(run.get(&probe).is_some(), lower < upper);
+    }
+    // Before the first and after the last key.
+    assert_eq!(run.lower_bound(b""), 0);
+    assert_eq!(run.lower_bound(&[0xff; 5]), 200);
+    // An inverted range is empty, not a panic.
+    assert_eq!(run.range(Included(&[0, 0, 0, 90][..]), Excluded(&[0, 0, 0, 3][..])).count(), 0);
+    let (from, to) = (Excluded(&[0, 0, 0, 3][..]), Included(&[0, 0, 0, 12][..]));
+    let backwards: Vec<Vec<u8>> = run.range(from, to).rev().map(|(k, _)| k.to_vec()).collect();
+    let mut forwards = keys(run.range(from, to));
+    forwards.reverse();
+    assert_eq!(backwards, forwards, "next_back walks the same entries from the other end");
+    assert_eq!(backwards, [[0, 0, 0, 12], [0, 0, 0, 9], [0, 0, 0, 6]].map(|k| k.to_vec()));
+}
+
+#[test]
+fn entries_never_span_blocks_and_oversized_ones_get_a_block_of_their_own() {
+    // Entries that fill a block unevenly, then one larger than a block, then small again.
+    let filler = vec![1u8; BLOCK_BYTES / 3];
+    let huge = vec![2u8; 2 * BLOCK_BYTES + 5];
+    let mut run = Run::new();
+    run.push(b"a", &filler);
+    run.push(b"b", &filler);
+    run.push(b"c", &filler); // does not fit the first block's rest: starts the second
+    run.push(b"d", &huge);
+    run.push(b"e", b"small");
+    run.push(b"f", &vec![3u8; BLOCK_BYTES - ENTRY_HEADER_BYTES - 1]); // exactly one block
+    assert_eq!(run.blocks.len(), 5, "a+b | c | d (own) | e | f (exactly a block)");
+    assert_eq!(
+        run.blocks[2].capacity(),
+        huge.len() + 1 + ENTRY_HEADER_BYTES,
+        "an oversized entry's block fits it exactly"
+    );
+    assert_eq!(run.get(b"c"), Some(filler.as_slice()));
+    assert_eq!(run.get(b"d"), Some(huge.as_slice()));
+    assert_eq!(run.get(b"e"), Some(&b"small"[..]));
+    assert_eq!(run.get(b"f").map(<[u8]>::len), Some(BLOCK_BYTES - ENTRY_HEADER_BYTES - 1));
+    let lengths: Vec<usize> = run.iter().rev().map(|(_, v)| v.len()).collect();
+    assert_eq!(lengths, [BLOCK_BYTES - 9, 5, huge.len(), filler.len(), filler.len(), filler.len()]);
+}
+
+#[test]
+fn consuming_hides_the_front_and_frees_blocks_wholly_behind_it() {
+    let value = vec![9u8; 1000];
+    let keys_total = 3 * BLOCK_BYTES / 1000;
+    let mut run: Run = (0..keys_total as u32).map(|i| (i.to_be_bytes(), value.clone())).collect();
+    let before = run.allocated_bytes();
+    run.consume(10);
+    assert_eq!(run.allocated_bytes(), before, "the first block still holds live entries");
+    assert_eq!(run.get(&9u32.to_be_bytes()), None, "a consumed entry is gone");
+    assert_eq!(run.entry(0).0, 10u32.to_be_bytes());
+    assert_eq!(run.lower_bound(&0u32.to_be_bytes()), 0);
+    run.consume(BLOCK_BYTES / 1000 + 10);
+    assert!(run.allocated_bytes() <= before - BLOCK_BYTES, "the first block is freed");
+    let left = run.len();
+    run.consume(left);
+    assert!(run.is_empty());
+    assert_eq!(run.iter().next(), None);
+    assert_eq!(run.allocated_bytes(), run.index.capacity() * 8, "every block is freed");
+    assert_eq!(run.live_bytes(), 0);
+}
