@@ -42,7 +42,7 @@ fn key(k: u8) -> Bytes {
 
 /// A value of `v`, now and then large enough to span block boundaries of the run.
 fn value(v: u8) -> Bytes {
-    let len = if v % 37 == 0 { 300_000 + usize::from(v) } else { usize::from(v % 7) };
+    let len = if v.is_multiple_of(37) { 300_000 + usize::from(v) } else { usize::from(v % 7) };
     vec![v; len]
 }
 
