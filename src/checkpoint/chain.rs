@@ -66,7 +66,7 @@ pub(super) fn merge_chain(mut base: Run, changes: &[Changes]) -> Run {
     loop {
         let next = heads.iter_mut().filter_map(|h| h.entries.peek().map(|&(k, _)| k)).min();
         // Copy the base below the next changed key, a slice at a time.
-        let below = next.map_or(base.len(), |key| base.lower_bound(key));
+        let below = next.map_or(base.len(), |key| base.lower_bound_from_front(key));
         let slice = below.min(MERGE_SLICE_ENTRIES);
         for (key, value) in base.iter().take(slice) {
             out.push(key, value);

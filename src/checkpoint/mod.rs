@@ -10,6 +10,14 @@
 //! <dir>/ckpt-<id:016x>/META        the metadata envelope (format.rs); its presence publishes
 //! ```
 //!
+//! # Loading (`load.rs`, `chain.rs`, `run.rs`)
+//!
+//! Recovery loads the newest checkpoint that loads as one packed [`run::Run`]: the full
+//! checkpoint's sorted `DATA` stream is decoded block by block straight into the run's arena
+//! (no allocation per entry), and the increments of its chain are folded in by one k-way
+//! merge that frees the full image's blocks as it copies them. [`CheckpointStore::load`]
+//! copies that run into a map for callers that want one.
+//!
 //! # Publication (`create`), DESIGN.md rules 5, 6 and 11
 //!
 //! 1. create the directory `ckpt-<id>`; write `DATA`, `sync_data` it, read it back and verify

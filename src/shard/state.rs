@@ -150,7 +150,7 @@ impl State {
         }
         match &self.merged {
             // Below the cursor only `merged` can hold the key, at or above it only the base.
-            Some(merged) if merged.lower_bound(key) < merged.len() => merged.get(key),
+            Some(merged) if merged.last_key().is_some_and(|last| key <= last) => merged.get(key),
             _ => self.base.get(key),
         }
     }
@@ -251,7 +251,8 @@ impl State {
         let mut budget = max_keys;
         while budget > 0 {
             // The old base below the next frozen key, as far as the budget goes.
-            let below = frozen.first_key_value().map_or(base.len(), |(key, _)| base.lower_bound(key));
+            let below =
+                frozen.first_key_value().map_or(base.len(), |(key, _)| base.lower_bound_from_front(key));
             let copied = below.min(budget);
             for (key, value) in base.iter().take(copied) {
                 merged.push(key, value);

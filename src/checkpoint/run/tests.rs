@@ -56,6 +56,7 @@ fn binary_search_edges_match_a_sorted_vector() {
         let upper = stored.partition_point(|k| k.as_slice() <= &probe[..]);
         assert_eq!((run.lower_bound(&probe), run.upper_bound(&probe)), (lower, upper), "{probe:?}");
         assert_eq!(run.get(&probe).is_some(), lower < upper);
+        assert_eq!(run.lower_bound_from_front(&probe), lower, "galloping agrees: {probe:?}");
     }
     // Before the first and after the last key.
     assert_eq!(run.lower_bound(b""), 0);
@@ -107,6 +108,9 @@ fn consuming_hides_the_front_and_frees_blocks_wholly_behind_it() {
     assert_eq!(run.get(&9u32.to_be_bytes()), None, "a consumed entry is gone");
     assert_eq!(run.entry(0).0, 10u32.to_be_bytes());
     assert_eq!(run.lower_bound(&0u32.to_be_bytes()), 0);
+    assert_eq!(run.lower_bound_from_front(&10u32.to_be_bytes()), 0);
+    assert_eq!(run.lower_bound_from_front(&77u32.to_be_bytes()), 67, "galloping counts live entries");
+    assert_eq!(run.lower_bound_from_front(&u32::MAX.to_be_bytes()), run.len());
     run.consume(BLOCK_BYTES / 1000 + 10);
     assert!(run.allocated_bytes() <= before - BLOCK_BYTES, "the first block is freed");
     let left = run.len();
