@@ -6,12 +6,15 @@
 //!
 //! ```text
 //!   block (BLOCK_BYTES, allocated once, never reallocated)
-//!     entry: key length u32 LE | value length u32 LE | key | value     (back to back)
+//!     entry: key length | key | value length | value                    (back to back)
+//!            (each length a LEB128 varint of 1 to 5 bytes: 7 bits a byte, low bits first,
+//!            the high bit set on every byte but the last)
 //!   index: one u64 per entry, (block number << 32) | offset of the entry in its block
 //! ```
 //!
-//! An entry costs its bytes plus 16 (an 8-byte header and an 8-byte index slot): no
-//! allocation per entry, one per block. An entry larger than a block gets a block of its own,
+//! An entry costs its bytes plus 10 for short keys and values (2 bytes of lengths, an 8-byte
+//! index slot): no allocation per entry, one per block. The key's length comes first, so a
+//! binary-search probe decodes one varint. An entry larger than a block gets a block of its own,
 //! of exactly its size, and the next entry starts a fresh block: so no entry ever spans two
 //! blocks, and offsets within a block fit a u32 (an oversized entry is always at offset 0).
 //!
@@ -32,11 +35,44 @@ use std::ops::{Bound, Range};
 
 /// Bytes of one arena block (1 MiB). An entry larger than this gets a block of its own.
 pub const BLOCK_BYTES: usize = 1 << 20;
-/// Bytes of an entry's header: key length and value length, u32 LE each.
-pub const ENTRY_HEADER_BYTES: usize = 8;
+/// The most bytes an entry's two lengths take (two 5-byte varints).
+pub const ENTRY_LENGTHS_BYTES_MAX: usize = 10;
 
 const _: () = assert!(BLOCK_BYTES <= u32::MAX as usize, "offsets in a block fit a u32");
-const _: () = assert!(BLOCK_BYTES > 4 * ENTRY_HEADER_BYTES, "a block holds several small entries");
+const _: () = assert!(BLOCK_BYTES > 4 * ENTRY_LENGTHS_BYTES_MAX, "a block holds several small entries");
+
+/// Bytes of the varint of `n`.
+fn varint_bytes(n: u32) -> usize {
+    (32 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u32) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// The varint at `at` and the offset after it (the run wrote it: it is well formed).
+fn get_varint(block: &[u8], mut at: usize) -> (usize, usize) {
+    let mut n = 0usize;
+    let mut shift = 0;
+    loop {
+        let byte = block[at];
+        n |= usize::from(byte & 0x7f) << shift;
+        at += 1;
+        if byte < 0x80 {
+            return (n, at);
+        }
+        shift += 7;
+    }
+}
+
+/// Bytes an entry of these lengths takes in a block.
+fn entry_bytes(key_len: u32, value_len: u32) -> usize {
+    varint_bytes(key_len) + key_len as usize + varint_bytes(value_len) + value_len as usize
+}
 
 /// A packed sorted run (see the module docs).
 #[derive(Clone, Default)]
@@ -94,7 +130,7 @@ impl Run {
         let (Ok(key_len), Ok(value_len)) = (u32::try_from(key.len()), u32::try_from(value.len())) else {
             panic!("a run entry's key and value lengths fit a u32 (the checkpoint format's bound)");
         };
-        let entry_bytes = ENTRY_HEADER_BYTES + key.len() + value.len();
+        let entry_bytes = entry_bytes(key_len, value_len);
         let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= entry_bytes);
         if !fits {
             self.blocks.push(Vec::with_capacity(entry_bytes.max(BLOCK_BYTES)));
@@ -102,9 +138,9 @@ impl Run {
         let block_number = self.blocks.len() - 1;
         let block = &mut self.blocks[block_number];
         let offset = block.len();
-        block.extend_from_slice(&key_len.to_le_bytes());
-        block.extend_from_slice(&value_len.to_le_bytes());
+        put_varint(block, key_len);
         block.extend_from_slice(key);
+        put_varint(block, value_len);
         block.extend_from_slice(value);
         if entry_bytes > BLOCK_BYTES {
             // An oversized entry owns its block: close it so the next entry starts a new one.
@@ -119,11 +155,9 @@ impl Run {
         let slot = self.index[i];
         let block = &self.blocks[(slot >> 32) as usize];
         let at = (slot & u64::from(u32::MAX)) as usize;
-        let header = &block[at..at + ENTRY_HEADER_BYTES];
-        let key_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        let key_at = at + ENTRY_HEADER_BYTES;
-        (&block[key_at..key_at + key_len], &block[key_at + key_len..key_at + key_len + value_len])
+        let (key_len, key_at) = get_varint(block, at);
+        let (value_len, value_at) = get_varint(block, key_at + key_len);
+        (&block[key_at..key_at + key_len], &block[value_at..value_at + value_len])
     }
 
     fn key_at(&self, i: usize) -> &[u8] {
@@ -169,8 +203,8 @@ impl Run {
     fn key_of_slot(&self, slot: u64) -> &[u8] {
         let block = &self.blocks[(slot >> 32) as usize];
         let at = (slot & u64::from(u32::MAX)) as usize;
-        let key_len = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]) as usize;
-        &block[at + ENTRY_HEADER_BYTES..at + ENTRY_HEADER_BYTES + key_len]
+        let (key_len, key_at) = get_varint(block, at);
+        &block[key_at..key_at + key_len]
     }
 
     /// The value of `key`, if the run holds it.

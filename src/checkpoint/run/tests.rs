@@ -82,19 +82,21 @@ fn entries_never_span_blocks_and_oversized_ones_get_a_block_of_their_own() {
     run.push(b"c", &filler); // does not fit the first block's rest: starts the second
     run.push(b"d", &huge);
     run.push(b"e", b"small");
-    run.push(b"f", &vec![3u8; BLOCK_BYTES - ENTRY_HEADER_BYTES - 1]); // exactly one block
+    let block_filler = BLOCK_BYTES - 1 - 1 - 3; // key length, key, a 3-byte value length
+    assert_eq!(entry_bytes(1, block_filler as u32), BLOCK_BYTES);
+    run.push(b"f", &vec![3u8; block_filler]); // exactly one block
     assert_eq!(run.blocks.len(), 5, "a+b | c | d (own) | e | f (exactly a block)");
     assert_eq!(
         run.blocks[2].capacity(),
-        huge.len() + 1 + ENTRY_HEADER_BYTES,
+        1 + 1 + 4 + huge.len(), // a 22-bit value length takes 4 varint bytes
         "an oversized entry's block fits it exactly"
     );
     assert_eq!(run.get(b"c"), Some(filler.as_slice()));
     assert_eq!(run.get(b"d"), Some(huge.as_slice()));
     assert_eq!(run.get(b"e"), Some(&b"small"[..]));
-    assert_eq!(run.get(b"f").map(<[u8]>::len), Some(BLOCK_BYTES - ENTRY_HEADER_BYTES - 1));
+    assert_eq!(run.get(b"f").map(<[u8]>::len), Some(block_filler));
     let lengths: Vec<usize> = run.iter().rev().map(|(_, v)| v.len()).collect();
-    assert_eq!(lengths, [BLOCK_BYTES - 9, 5, huge.len(), filler.len(), filler.len(), filler.len()]);
+    assert_eq!(lengths, [block_filler, 5, huge.len(), filler.len(), filler.len(), filler.len()]);
 }
 
 #[test]
@@ -119,4 +121,19 @@ fn consuming_hides_the_front_and_frees_blocks_wholly_behind_it() {
     assert_eq!(run.iter().next(), None);
     assert_eq!(run.allocated_bytes(), run.index.capacity() * 8, "every block is freed");
     assert_eq!(run.live_bytes(), 0);
+}
+
+#[test]
+fn lengths_are_varints_of_one_to_five_bytes_and_round_trip() {
+    for (n, bytes) in
+        [(0u32, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (1 << 21, 4), (1 << 28, 5), (u32::MAX, 5)]
+    {
+        assert_eq!(varint_bytes(n), bytes, "{n}");
+        let mut out = vec![0xaa];
+        put_varint(&mut out, n);
+        assert_eq!(out.len(), 1 + bytes, "{n}");
+        assert_eq!(get_varint(&out, 1), (n as usize, 1 + bytes), "{n}");
+    }
+    // A 16-byte key and a 100-byte value (namespaced: 17) cost 2 bytes of lengths.
+    assert_eq!(entry_bytes(17, 100), 119);
 }
