@@ -9,7 +9,8 @@
 //!     entry: key length | key | value length | value                    (back to back)
 //!            (each length a LEB128 varint of 1 to 5 bytes: 7 bits a byte, low bits first,
 //!            the high bit set on every byte but the last)
-//!   index: one u64 per entry, (block number << 32) | offset of the entry in its block
+//!   index: one u64 per entry, (block number << 32) | offset of the entry in its block,
+//!          in chunks of INDEX_CHUNK_SLOTS (no reallocation as it grows, freed by chunk)
 //! ```
 //!
 //! An entry costs its bytes plus 10 for short keys and values (2 bytes of lengths, an 8-byte
@@ -22,13 +23,14 @@
 //!
 //! A merge that rewrites a run into a new one (the shard's merge cursor, the recovery of a
 //! checkpoint chain) reads it in key order and calls [`Run::consume`]: entries below the
-//! new start are gone from every read, and every block wholly before the first live entry is
-//! freed at once, so the old run shrinks as the new one grows.
+//! new start are gone from every read, and every block and index chunk wholly before the
+//! first live entry is freed at once, so the old run shrinks as the new one grows.
 //!
 //! # Invariants
 //!
 //! - keys strictly increase along the index (checked on every push in debug builds);
-//! - `start <= index.len()`; blocks before the block of `index[start]` are freed (empty);
+//! - `start <= index.len()`; blocks before the block of `index[start]` and index chunks
+//!   wholly before `start` are freed (empty);
 //! - every index slot points into a live block at an offset where a whole entry fits.
 
 use std::ops::{Bound, Range};
@@ -74,11 +76,57 @@ fn entry_bytes(key_len: u32, value_len: u32) -> usize {
     varint_bytes(key_len) + key_len as usize + varint_bytes(value_len) + value_len as usize
 }
 
+/// Index slots per chunk of the index (512 KiB).
+const INDEX_CHUNK_SLOTS: usize = 1 << 16;
+
+/// The index: entry positions in fixed-size chunks.
+#[derive(Clone, Default)]
+struct Index {
+    chunks: Vec<Vec<u64>>,
+    len: usize,
+}
+
+impl Index {
+    const fn new() -> Self {
+        Self { chunks: Vec::new(), len: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.chunks[i / INDEX_CHUNK_SLOTS][i % INDEX_CHUNK_SLOTS]
+    }
+
+    fn push(&mut self, slot: u64) {
+        if self.len.is_multiple_of(INDEX_CHUNK_SLOTS) {
+            self.chunks.push(Vec::with_capacity(INDEX_CHUNK_SLOTS));
+        }
+        let last = self.chunks.len() - 1;
+        self.chunks[last].push(slot);
+        self.len += 1;
+    }
+
+    /// Frees every chunk wholly before slot `i`.
+    fn free_before(&mut self, i: usize) {
+        for chunk in &mut self.chunks[..i / INDEX_CHUNK_SLOTS] {
+            if chunk.capacity() > 0 {
+                *chunk = Vec::new();
+            }
+        }
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.capacity() * 8).sum()
+    }
+}
+
 /// A packed sorted run (see the module docs).
 #[derive(Clone, Default)]
 pub struct Run {
     blocks: Vec<Vec<u8>>,
-    index: Vec<u64>,
+    index: Index,
     /// Entries below `start` were consumed by a merge (see [`Run::consume`]).
     start: usize,
     /// Payload bytes (keys and values) of the live entries.
@@ -101,9 +149,11 @@ impl Run {
         Self::default()
     }
 
-    /// An empty run with index room for `entries` entries (a hint, bounded by the caller).
+    /// An empty run for about `entries` entries (a hint: the index grows by chunks, so
+    /// nothing is reserved ahead).
     pub fn with_capacity(entries: usize) -> Self {
-        Self { index: Vec::with_capacity(entries), ..Self::default() }
+        let _ = entries;
+        Self::default()
     }
 
     /// Live entries.
@@ -152,7 +202,7 @@ impl Run {
 
     /// The entry at absolute index position `i` (live or not yet freed).
     fn entry_at(&self, i: usize) -> (&[u8], &[u8]) {
-        let slot = self.index[i];
+        let slot = self.index.get(i);
         let block = &self.blocks[(slot >> 32) as usize];
         let at = (slot & u64::from(u32::MAX)) as usize;
         let (key_len, key_at) = get_varint(block, at);
@@ -161,7 +211,10 @@ impl Run {
     }
 
     fn key_at(&self, i: usize) -> &[u8] {
-        self.entry_at(i).0
+        let slot = self.index.get(i);
+        let block = &self.blocks[(slot >> 32) as usize];
+        let (key_len, key_at) = get_varint(block, (slot & u64::from(u32::MAX)) as usize);
+        &block[key_at..key_at + key_len]
     }
 
     /// The `n`th live entry (0: the first).
@@ -175,9 +228,24 @@ impl Run {
         (!self.is_empty()).then(|| self.key_at(self.index.len() - 1))
     }
 
+    /// The number of live entries in absolute positions `from..to` whose key passes `below`
+    /// (which holds for a prefix of the run's keys), found by binary search.
+    fn partition(&self, mut from: usize, mut to: usize, below: impl Fn(&[u8]) -> bool) -> usize {
+        let first = from;
+        while from < to {
+            let mid = from + (to - from) / 2;
+            if below(self.key_at(mid)) {
+                from = mid + 1;
+            } else {
+                to = mid;
+            }
+        }
+        from - first
+    }
+
     /// The number of live entries with keys below `key` (its lower bound).
     pub fn lower_bound(&self, key: &[u8]) -> usize {
-        self.index[self.start..].partition_point(|&slot| self.key_of_slot(slot) < key)
+        self.partition(self.start, self.index.len(), |k| k < key)
     }
 
     /// [`Run::lower_bound`] by galloping from the first live entry: probes 1, 2, 4, ...
@@ -185,26 +253,18 @@ impl Run {
     /// key order finds each next key in O(log gap) probes near the front, cache-warm, instead
     /// of a binary search over the whole index per key.
     pub fn lower_bound_from_front(&self, key: &[u8]) -> usize {
-        let live = &self.index[self.start..];
+        let live = self.len();
         let mut end = 1;
-        while end <= live.len() && self.key_of_slot(live[end - 1]) < key {
+        while end <= live && self.key_at(self.start + end - 1) < key {
             end *= 2;
         }
         let from = end / 2;
-        let to = end.min(live.len());
-        from + live[from..to].partition_point(|&slot| self.key_of_slot(slot) < key)
+        from + self.partition(self.start + from, self.start + end.min(live), |k| k < key)
     }
 
     /// The number of live entries with keys at or below `key` (its upper bound).
     pub fn upper_bound(&self, key: &[u8]) -> usize {
-        self.index[self.start..].partition_point(|&slot| self.key_of_slot(slot) <= key)
-    }
-
-    fn key_of_slot(&self, slot: u64) -> &[u8] {
-        let block = &self.blocks[(slot >> 32) as usize];
-        let at = (slot & u64::from(u32::MAX)) as usize;
-        let (key_len, key_at) = get_varint(block, at);
-        &block[key_at..key_at + key_len]
+        self.partition(self.start, self.index.len(), |k| k <= key)
     }
 
     /// The value of `key`, if the run holds it.
@@ -252,7 +312,13 @@ impl Run {
         }
         self.start += n;
         let first_live_block =
-            self.index.get(self.start).map_or(self.blocks.len(), |&slot| (slot >> 32) as usize);
+            if self.is_empty() { self.blocks.len() } else { (self.index.get(self.start) >> 32) as usize };
+        // With nothing left, the chunk holding the last (consumed) slot goes too.
+        self.index.free_before(if self.is_empty() {
+            self.start.next_multiple_of(INDEX_CHUNK_SLOTS)
+        } else {
+            self.start
+        });
         for block in &mut self.blocks[..first_live_block] {
             if block.capacity() > 0 {
                 *block = Vec::new();
@@ -262,7 +328,7 @@ impl Run {
 
     /// Bytes the run holds allocated: its live blocks and its index.
     pub fn allocated_bytes(&self) -> usize {
-        self.blocks.iter().map(Vec::capacity).sum::<usize>() + self.index.capacity() * 8
+        self.blocks.iter().map(Vec::capacity).sum::<usize>() + self.index.allocated_bytes()
     }
 }
 
@@ -274,7 +340,7 @@ pub struct RunIter<'a> {
 }
 
 /// The run behind [`RunIter::empty`].
-static EMPTY_RUN: Run = Run { blocks: Vec::new(), index: Vec::new(), start: 0, live_bytes: 0 };
+static EMPTY_RUN: Run = Run { blocks: Vec::new(), index: Index::new(), start: 0, live_bytes: 0 };
 
 impl RunIter<'_> {
     /// An iterator over no entries.

@@ -119,7 +119,7 @@ fn consuming_hides_the_front_and_frees_blocks_wholly_behind_it() {
     run.consume(left);
     assert!(run.is_empty());
     assert_eq!(run.iter().next(), None);
-    assert_eq!(run.allocated_bytes(), run.index.capacity() * 8, "every block is freed");
+    assert_eq!(run.allocated_bytes(), 0, "every block and index chunk is freed");
     assert_eq!(run.live_bytes(), 0);
 }
 
@@ -136,4 +136,23 @@ fn lengths_are_varints_of_one_to_five_bytes_and_round_trip() {
     }
     // A 16-byte key and a 100-byte value (namespaced: 17) cost 2 bytes of lengths.
     assert_eq!(entry_bytes(17, 100), 119);
+}
+
+#[test]
+fn the_index_spans_chunks_and_consuming_frees_them() {
+    let entries = 2 * INDEX_CHUNK_SLOTS + 7;
+    let mut run: Run = (0..entries as u32).map(|i| (i.to_be_bytes(), [1u8])).collect();
+    assert_eq!(run.index.chunks.len(), 3);
+    for i in [0, INDEX_CHUNK_SLOTS - 1, INDEX_CHUNK_SLOTS, INDEX_CHUNK_SLOTS + 1, entries - 1] {
+        let key = (i as u32).to_be_bytes();
+        assert_eq!((run.lower_bound(&key), run.upper_bound(&key)), (i, i + 1), "slot {i}");
+        assert_eq!(run.lower_bound_from_front(&key), i, "slot {i}");
+        assert_eq!(run.get(&key), Some(&[1u8][..]));
+    }
+    let index_bytes = run.index.allocated_bytes();
+    run.consume(INDEX_CHUNK_SLOTS + 1);
+    assert_eq!(run.index.allocated_bytes(), index_bytes - INDEX_CHUNK_SLOTS * 8, "the first chunk is freed");
+    let key = ((INDEX_CHUNK_SLOTS + 1) as u32).to_be_bytes();
+    assert_eq!(run.iter().next().map(|(k, _)| k), Some(&key[..]));
+    assert_eq!(run.iter().next_back().map(|(k, _)| k), Some(&((entries - 1) as u32).to_be_bytes()[..]));
 }
