@@ -135,7 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn a_long_base_is_copied_in_slices_and_freed_as_it_goes() {
+    fn a_long_base_is_copied_in_slices_around_the_changes() {
         let keys: Vec<String> = (0..3 * MERGE_SLICE_ENTRIES).map(|i| format!("k{i:08}")).collect();
         let base: Run = keys.iter().map(|k| (k.as_bytes(), &[7u8; 300][..])).collect();
         let last = keys.last().map(String::as_str).unwrap_or_default();
