@@ -150,20 +150,21 @@ fn take_u32(source: &mut impl DataSource) -> Result<u32, DataError> {
     Ok(u32::from_le_bytes(field))
 }
 
-/// A length-prefixed byte string, copied out of the source.
-fn take_sized(source: &mut impl DataSource) -> Result<Bytes, DataError> {
-    let len = take_u32(source)? as usize;
-    Ok(source.take(len)?.to_vec())
-}
-
-/// Reads the next key and checks it sorts after `last`.
-fn take_key_after(source: &mut impl DataSource, last: Option<&[u8]>) -> Result<Bytes, DataError> {
+/// Reads the next length-prefixed key into `key` (reusing its allocation) and checks it
+/// sorts after `last` (the previous key of the same section, if any).
+fn take_key_after(
+    source: &mut impl DataSource,
+    key: &mut Bytes,
+    last: Option<&[u8]>,
+) -> Result<(), DataError> {
     let at = source.offset();
-    let key = take_sized(source)?;
+    let len = take_u32(source)? as usize;
+    key.clear();
+    key.extend_from_slice(source.take(len)?);
     if last.is_some_and(|last| last >= key.as_slice()) {
         return Err(DataError { offset: at, detail: "keys are not strictly increasing".into() });
     }
-    Ok(key)
+    Ok(())
 }
 
 fn decode_header(source: &mut impl DataSource) -> Result<(u8, u64, u64), DataError> {
@@ -201,11 +202,36 @@ pub fn decode_data(bytes: &[u8]) -> Result<CheckpointData, DataError> {
     decode_from(&mut Reader { bytes, at: 0 })
 }
 
-/// Decodes a complete data file read from `source` front to back, in one pass: the keys are
-/// checked sorted and unique as they are read, so the maps are built from the sorted stream
-/// (no search per key), each key and value allocated once, and the source may stream the file
-/// through a bounded buffer instead of holding it whole.
-pub fn decode_from(source: &mut impl DataSource) -> Result<CheckpointData, DataError> {
+/// Where [`decode_into`] hands the entries it decodes, in file order: the puts, keys strictly
+/// increasing, then the deletes, keys strictly increasing. Borrowed bytes are valid for the
+/// call only, so a sink that packs them (a [`super::run::Run`]) allocates nothing per entry.
+pub trait DataSink {
+    /// The header was read: how many puts and deletes follow (bounded by the input's size,
+    /// so a sink may reserve that much).
+    fn counts(&mut self, _puts: usize, _deletes: usize) {}
+    /// One put.
+    fn put(&mut self, key: &[u8], value: &[u8]);
+    /// Whether `key` was put (a delete of a put key is refused).
+    fn is_put(&self, key: &[u8]) -> bool;
+    /// One delete.
+    fn delete(&mut self, key: &[u8]);
+}
+
+/// What [`decode_into`] read from the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataSummary {
+    /// Whether it is a full checkpoint.
+    pub full: bool,
+    /// Entries decoded: puts plus deletes.
+    pub entries: u64,
+}
+
+/// Decodes a complete data file read from `source` front to back, in one pass, handing each
+/// entry to `sink`: the keys are checked sorted and unique as they are read, each key is
+/// copied once into a reused buffer and each value is handed over borrowed, so the source
+/// may stream the file through a bounded buffer and the sink build its state from the sorted
+/// stream (no search, no allocation per entry).
+pub fn decode_into(source: &mut impl DataSource, sink: &mut impl DataSink) -> Result<DataSummary, DataError> {
     let input_bytes = source.len_bytes();
     let (kind, put_count, delete_count) = decode_header(source)?;
     if kind == KIND_FULL && delete_count != 0 {
@@ -214,31 +240,66 @@ pub fn decode_from(source: &mut impl DataSource) -> Result<CheckpointData, DataE
             detail: format!("a full checkpoint with {delete_count} deletes"),
         });
     }
-    let mut put_entries: Vec<(Bytes, Bytes)> =
-        Vec::with_capacity(bounded_capacity(put_count, input_bytes, 8));
-    for _ in 0..put_count {
-        let key = take_key_after(source, put_entries.last().map(|(k, _)| k.as_slice()))?;
-        let value = take_sized(source)?;
-        put_entries.push((key, value));
+    sink.counts(bounded_capacity(put_count, input_bytes, 8), bounded_capacity(delete_count, input_bytes, 4));
+    let (mut key, mut last) = (Vec::new(), Vec::new());
+    for n in 0..put_count {
+        take_key_after(source, &mut key, (n > 0).then_some(last.as_slice()))?;
+        let len = take_u32(source)? as usize;
+        sink.put(&key, source.take(len)?);
+        std::mem::swap(&mut key, &mut last);
     }
-    let puts: BTreeMap<Bytes, Bytes> = put_entries.into_iter().collect();
-    let mut delete_keys: Vec<Bytes> = Vec::with_capacity(bounded_capacity(delete_count, input_bytes, 4));
-    for _ in 0..delete_count {
+    for n in 0..delete_count {
         let at = source.offset();
-        let key = take_key_after(source, delete_keys.last().map(Vec::as_slice))?;
-        if puts.contains_key(&key) {
+        take_key_after(source, &mut key, (n > 0).then_some(last.as_slice()))?;
+        if sink.is_put(&key) {
             return Err(DataError { offset: at, detail: "a deleted key is also put".into() });
         }
-        delete_keys.push(key);
+        sink.delete(&key);
+        std::mem::swap(&mut key, &mut last);
     }
-    let deletes: BTreeSet<Bytes> = delete_keys.into_iter().collect();
     let at = source.offset();
     if at != input_bytes {
         return Err(DataError { offset: at, detail: format!("{} trailing bytes", input_bytes - at) });
     }
-    Ok(match kind {
-        KIND_FULL => CheckpointData::Full(puts),
-        _ => CheckpointData::Incremental { puts, deletes },
+    Ok(DataSummary { full: kind == KIND_FULL, entries: put_count + delete_count })
+}
+
+/// A sink that builds the maps of a [`CheckpointData`] (from sorted vectors, no search).
+#[derive(Default)]
+struct MapSink {
+    puts: Vec<(Bytes, Bytes)>,
+    deletes: Vec<Bytes>,
+}
+
+impl DataSink for MapSink {
+    fn counts(&mut self, puts: usize, deletes: usize) {
+        self.puts.reserve(puts);
+        self.deletes.reserve(deletes);
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.puts.push((key.to_vec(), value.to_vec()));
+    }
+
+    fn is_put(&self, key: &[u8]) -> bool {
+        self.puts.binary_search_by(|(k, _)| k.as_slice().cmp(key)).is_ok()
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.deletes.push(key.to_vec());
+    }
+}
+
+/// Decodes a complete data file read from `source` front to back, in one pass (see
+/// [`decode_into`]), into the maps of a [`CheckpointData`].
+pub fn decode_from(source: &mut impl DataSource) -> Result<CheckpointData, DataError> {
+    let mut sink = MapSink::default();
+    let summary = decode_into(source, &mut sink)?;
+    let puts: BTreeMap<Bytes, Bytes> = sink.puts.into_iter().collect();
+    Ok(if summary.full {
+        CheckpointData::Full(puts)
+    } else {
+        CheckpointData::Incremental { puts, deletes: sink.deletes.into_iter().collect::<BTreeSet<Bytes>>() }
     })
 }
 

@@ -10,11 +10,13 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use super::data;
+use super::chain::{self, Changes};
+use super::data::{self, DataSink};
 use super::error::CheckpointError;
 use super::fsio::{self, io};
-use super::meta::{Bytes, CheckpointData, CheckpointMeta};
-use super::{CheckpointStore, DATA_FILE_NAME, Fallback, FallbackReason, Loaded, Slot};
+use super::meta::{Bytes, CheckpointKind, CheckpointMeta};
+use super::run::Run;
+use super::{CheckpointStore, DATA_FILE_NAME, Fallback, FallbackReason, Loaded, LoadedRun, Slot};
 use crate::env::Env;
 
 impl<E: Env> CheckpointStore<E> {
@@ -22,18 +24,29 @@ impl<E: Env> CheckpointStore<E> {
     /// first. Damage (a missing, short, long or rotten file, a broken chain) is an error that
     /// names the file or the checkpoint; see [`CheckpointError::is_damage`].
     pub fn load(&self, id: u64) -> Result<BTreeMap<Bytes, Bytes>, CheckpointError> {
+        Ok(self.load_run(id)?.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+    }
+
+    /// [`CheckpointStore::load`] as a packed [`Run`]: the full image packed straight from its
+    /// sorted stream, the increments folded in by one k-way merge (`chain.rs`).
+    pub fn load_run(&self, id: u64) -> Result<Run, CheckpointError> {
         if let Some(Slot::Damaged(reason)) = self.slots.get(&id) {
             return Err(CheckpointError::Damaged { id, reason: reason.clone() });
         }
         let chain = self.chain_ids(id)?;
-        let mut state = BTreeMap::new();
+        let (mut base, mut changes) = (Run::new(), Vec::new());
         for at in chain.into_iter().rev() {
             let Some(meta) = self.meta(at) else {
                 unreachable!("chain_ids returns listed checkpoints only");
             };
-            self.read_data(meta)?.apply_to(&mut state);
+            let mut data = Changes::default();
+            self.read_data(meta, &mut data)?;
+            match meta.kind {
+                CheckpointKind::Full => (base, changes) = (data.puts, Vec::new()),
+                CheckpointKind::Incremental => changes.push(data),
+            }
         }
-        Ok(state)
+        Ok(chain::merge_chain(base, &changes))
     }
 
     /// The newest checkpoint that loads, with every newer one passed over and why; `Ok(None)`
@@ -41,12 +54,22 @@ impl<E: Env> CheckpointStore<E> {
     /// error lists each one and why. An I/O failure (not damage) is returned as is: it says
     /// nothing about the checkpoint, so it is never a reason to fall back.
     pub fn load_latest_valid(&self) -> Result<Option<Loaded>, CheckpointError> {
+        Ok(self.load_latest_valid_run()?.map(|loaded| Loaded {
+            meta: loaded.meta,
+            state: loaded.run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+            fallbacks: loaded.fallbacks,
+        }))
+    }
+
+    /// [`CheckpointStore::load_latest_valid`] with the state as a packed [`Run`] (what
+    /// recovery uses).
+    pub fn load_latest_valid_run(&self) -> Result<Option<LoadedRun>, CheckpointError> {
         let mut fallbacks = Vec::new();
         for (&id, slot) in self.slots.iter().rev() {
             let reason = match slot {
                 Slot::Damaged(why) => FallbackReason::DamagedMeta(why.clone()),
-                Slot::Valid(meta) => match self.load(id) {
-                    Ok(state) => return Ok(Some(Loaded { meta: meta.clone(), state, fallbacks })),
+                Slot::Valid(meta) => match self.load_run(id) {
+                    Ok(run) => return Ok(Some(LoadedRun { meta: meta.clone(), run, fallbacks })),
                     Err(CheckpointError::BrokenChain { .. }) => {
                         FallbackReason::BrokenChain(self.chain_problem(id).unwrap_or_default())
                     }
@@ -59,11 +82,12 @@ impl<E: Env> CheckpointStore<E> {
         if fallbacks.is_empty() { Ok(None) } else { Err(CheckpointError::NoLoadableCheckpoint { fallbacks }) }
     }
 
-    /// Verifies every file of checkpoint `meta` and decodes its data. `DATA` is decoded as it
-    /// is read (one block at a time, checksummed on the way), and the decoded data is used only
-    /// once the whole file's crc32 matches; a file that fails its checksum is reported as
-    /// such even where its bytes also fail to decode, as when it was checked before decoding.
-    fn read_data(&self, meta: &CheckpointMeta) -> Result<CheckpointData, CheckpointError> {
+    /// Verifies every file of checkpoint `meta` and decodes its data into `sink`. `DATA` is
+    /// decoded as it is read (one block at a time, checksummed on the way), and the sink's
+    /// content may be used only once this returns `Ok` (the whole file's crc32 matched); a
+    /// file that fails its checksum is reported as such even where its bytes also fail to
+    /// decode, as when it was checked before decoding.
+    fn read_data(&self, meta: &CheckpointMeta, sink: &mut impl DataSink) -> Result<(), CheckpointError> {
         let dir = self.checkpoint_dir(meta.id);
         let mut decoded = None;
         for entry in &meta.files {
@@ -78,37 +102,33 @@ impl<E: Env> CheckpointStore<E> {
                 return Err(CheckpointError::DataLength { path, expected: entry.len_bytes, actual: len });
             }
             let mut source = fsio::BlockSource::new(&file, &path, len);
-            let data = (entry.name == DATA_FILE_NAME).then(|| data::decode_from(&mut source));
+            let summary = (entry.name == DATA_FILE_NAME).then(|| data::decode_into(&mut source, &mut *sink));
             let crc = source.finish()?;
             if crc != entry.crc32 {
                 return Err(CheckpointError::DataChecksum { path, expected: entry.crc32, actual: crc });
             }
-            if let Some(data) = data {
-                decoded = Some((path, data));
+            if let Some(summary) = summary {
+                decoded = Some((path, summary));
             }
         }
-        let Some((path, data)) = decoded else {
+        let Some((path, summary)) = decoded else {
             return Err(CheckpointError::DataMissing { path: dir.join(DATA_FILE_NAME) });
         };
-        let data = data.map_err(|source| CheckpointError::DataFormat { path: path.clone(), source })?;
+        let summary = summary.map_err(|source| CheckpointError::DataFormat { path: path.clone(), source })?;
         let described = |detail: String| CheckpointError::DataFormat {
             path: path.clone(),
             source: data::DataError { offset: 0, detail },
         };
-        if data.kind() != meta.kind {
-            return Err(described(format!(
-                "holds a {:?} checkpoint, metadata says {:?}",
-                data.kind(),
-                meta.kind
-            )));
+        let kind = if summary.full { CheckpointKind::Full } else { CheckpointKind::Incremental };
+        if kind != meta.kind {
+            return Err(described(format!("holds a {kind:?} checkpoint, metadata says {:?}", meta.kind)));
         }
-        if data.key_count() != meta.key_count {
+        if summary.entries != meta.key_count {
             return Err(described(format!(
                 "holds {} entries, metadata says {}",
-                data.key_count(),
-                meta.key_count
+                summary.entries, meta.key_count
             )));
         }
-        Ok(data)
+        Ok(())
     }
 }

@@ -10,6 +10,14 @@
 //! <dir>/ckpt-<id:016x>/META        the metadata envelope (format.rs); its presence publishes
 //! ```
 //!
+//! # Loading (`load.rs`, `chain.rs`, `run.rs`)
+//!
+//! Recovery loads the newest checkpoint that loads as one packed [`run::Run`]: the full
+//! checkpoint's sorted `DATA` stream is decoded block by block straight into the run's arena
+//! (no allocation per entry), and the increments of its chain are folded in by one k-way
+//! merge that frees the full image's blocks as it copies them. [`CheckpointStore::load`]
+//! copies that run into a map for callers that want one.
+//!
 //! # Publication (`create`), DESIGN.md rules 5, 6 and 11
 //!
 //! 1. create the directory `ckpt-<id>`; write `DATA`, `sync_data` it, read it back and verify
@@ -75,7 +83,9 @@ pub mod epoch;
 pub mod error;
 pub mod format;
 pub mod meta;
+pub mod run;
 
+mod chain;
 mod create;
 mod fsio;
 mod load;
@@ -230,6 +240,17 @@ pub struct Loaded {
     pub meta: CheckpointMeta,
     /// Its state: the base image with every increment of the chain applied.
     pub state: BTreeMap<Bytes, Bytes>,
+    /// The newer checkpoints passed over, newest first.
+    pub fallbacks: Vec<Fallback>,
+}
+
+/// The result of [`CheckpointStore::load_latest_valid_run`]: [`Loaded`] with the state packed.
+#[derive(Clone, Debug)]
+pub struct LoadedRun {
+    /// The checkpoint loaded.
+    pub meta: CheckpointMeta,
+    /// Its state: the base image with every increment of the chain applied.
+    pub run: run::Run,
     /// The newer checkpoints passed over, newest first.
     pub fallbacks: Vec<Fallback>,
 }

@@ -49,6 +49,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::checkpoint::run::Run;
 use crate::checkpoint::{
     Bytes, CheckpointError, CheckpointKind, CheckpointMeta, CheckpointOptions, CheckpointStore, Fallback,
     Unusable,
@@ -68,6 +69,13 @@ pub trait Replayer {
     /// Called once, first, with the checkpoint's state (an empty map and `None` when the store
     /// has no checkpoint). An error (the state is not this store's) fails recovery.
     fn base(&mut self, meta: Option<&CheckpointMeta>, state: BTreeMap<Bytes, Bytes>) -> Result<(), String>;
+
+    /// [`Replayer::base`] with the state as a packed run, which is how recovery calls it.
+    /// Default: copies the run into a map and calls `base`; a replayer that keeps a packed
+    /// state (the shard) overrides it and saves two allocations per entry.
+    fn base_run(&mut self, meta: Option<&CheckpointMeta>, state: Run) -> Result<(), String> {
+        self.base(meta, state.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+    }
 
     /// Called for every WAL record from the replay point on, in lsn order. `covered` is true
     /// when the checkpoint already includes the record's effect (`lsn <= checkpoint lsn`);
@@ -372,23 +380,23 @@ pub fn recover<E: Env + Clone>(
     };
     // `Some` when checkpoints exist and none loads: the whole WAL is the last resort.
     let mut none_loads = None;
-    let (meta, state) = match checkpoints.load_latest_valid() {
+    let (meta, state) = match checkpoints.load_latest_valid_run() {
         Ok(Some(loaded)) => {
             report.fallbacks = loaded.fallbacks;
-            (Some(loaded.meta), loaded.state)
+            (Some(loaded.meta), loaded.run)
         }
-        Ok(None) => (None, BTreeMap::new()),
+        Ok(None) => (None, Run::new()),
         Err(CheckpointError::NoLoadableCheckpoint { fallbacks }) => {
             report.fallbacks.clone_from(&fallbacks);
             none_loads = Some(CheckpointError::NoLoadableCheckpoint { fallbacks });
-            (None, BTreeMap::new())
+            (None, Run::new())
         }
         Err(error) => return Err(RecoveryError::Checkpoint(error)),
     };
     if let Some(meta) = &meta {
         start_from_checkpoint(meta, replayer, &mut report)?;
     }
-    replayer.base(meta.as_ref(), state).map_err(|detail| RecoveryError::BadCheckpointState {
+    replayer.base_run(meta.as_ref(), state).map_err(|detail| RecoveryError::BadCheckpointState {
         checkpoint: meta.as_ref().map(|m| m.id),
         detail,
     })?;

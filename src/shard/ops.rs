@@ -108,7 +108,7 @@ impl<E: Env + Clone> Shard<E> {
         let mut inner = self.lock();
         let serving = self.readable(&mut inner)?;
         self.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(serving.state.get(&user_key(key)).cloned())
+        Ok(serving.state.get(&user_key(key)).map(<[u8]>::to_vec))
     }
 
     /// The user entries with keys in `(start, end)`, in key order.
@@ -135,7 +135,7 @@ impl<E: Env + Clone> Shard<E> {
         if empty_range(&range) {
             return Ok(Vec::new());
         }
-        let entry = |(k, v): (&Bytes, &Bytes)| (k[1..].to_vec(), v.clone());
+        let entry = |(k, v): (&[u8], &[u8])| (k[1..].to_vec(), v.to_vec());
         Ok(if reverse {
             serving.state.range_rev(range).take(limit).map(entry).collect()
         } else {
@@ -435,7 +435,7 @@ fn resolve_adds(
         let key = batch.op_at(at).key();
         // A range delete earlier in this batch removed the counter: it counts as 0.
         let found = state.get(&user_key(key)).filter(|_| !batch.erased_before(at, key));
-        let current = counter_value(key, found.map(Vec::as_slice))?;
+        let current = counter_value(key, found)?;
         let new = current.checked_add(delta).ok_or(ShardError::CounterOverflow { key: key.to_vec() })?;
         committed.counters.insert(key.to_vec(), new);
         batch.patch_value(at, &new.to_le_bytes());

@@ -16,6 +16,7 @@ use super::{
     Bytes, Failure, Inner, NS_DOC, NS_USER, Published, Serving, Shard, ShardOptions, ShardStats, SyncState,
 };
 use crate::checkpoint::epoch::{EpochId, EpochTracker};
+use crate::checkpoint::run::Run;
 use crate::checkpoint::{CheckpointMeta, CheckpointStore};
 use crate::env::Env;
 use crate::env::SharedEnv;
@@ -81,9 +82,13 @@ struct ShardReplayer<'a> {
 }
 
 impl Replayer for ShardReplayer<'_> {
-    fn base(&mut self, _: Option<&CheckpointMeta>, state: BTreeMap<Bytes, Bytes>) -> Result<(), String> {
+    fn base(&mut self, meta: Option<&CheckpointMeta>, state: BTreeMap<Bytes, Bytes>) -> Result<(), String> {
+        self.base_run(meta, state.iter().collect())
+    }
+
+    fn base_run(&mut self, _: Option<&CheckpointMeta>, state: Run) -> Result<(), String> {
         // One pass over the keys; user keys (the bulk) need only their first byte checked.
-        for key in state.keys() {
+        for (key, _) in state.iter() {
             match key.first() {
                 Some(&NS_USER) => {}
                 Some(&NS_DOC) if std::str::from_utf8(&key[1..]).is_ok() => {}
@@ -91,7 +96,7 @@ impl Replayer for ShardReplayer<'_> {
                 _ => return Err(format!("key {key:?} is in no namespace of a shard")),
             }
         }
-        self.state = State::from_base(state);
+        self.state = State::from_run(state);
         Ok(())
     }
 

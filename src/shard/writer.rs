@@ -84,7 +84,7 @@ impl<F> Job<F> {
         while *phase != Phase::Done && staged.buffered_bytes() < budget_bytes {
             let mut last = None;
             if *full {
-                for (key, value) in view.full_after(after.as_ref()) {
+                for (key, value) in view.full_after(after.as_deref()) {
                     staged.entry(key, Some(value))?;
                     (last, *entries) = (Some(key), *entries + 1);
                     if staged.buffered_bytes() >= budget_bytes {
@@ -93,9 +93,10 @@ impl<F> Job<F> {
                 }
             } else {
                 let deletes = *phase == Phase::Deletes;
-                for (key, value) in view.changes_after(after.as_ref()).filter(|(_, v)| v.is_none() == deletes)
+                for (key, value) in
+                    view.changes_after(after.as_deref()).filter(|(_, v)| v.is_none() == deletes)
                 {
-                    staged.entry(key, value.map(Vec::as_slice))?;
+                    staged.entry(key, value)?;
                     (last, *entries) = (Some(key), *entries + 1);
                     if staged.buffered_bytes() >= budget_bytes {
                         break;
@@ -103,7 +104,7 @@ impl<F> Job<F> {
                 }
             }
             match last {
-                Some(key) => *after = Some(key.clone()),
+                Some(key) => *after = Some(key.to_vec()),
                 None => {
                     // This phase is exhausted: a full checkpoint is done, an incremental one
                     // goes on with its deletes from the first key.

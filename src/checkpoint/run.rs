@@ -1,0 +1,384 @@
+//! A packed run: a sorted, append-only-then-immutable sequence of key/value entries laid out
+//! back to back in large arena blocks, with a compact index searched by binary search. The
+//! shard state's base layer and what checkpoint recovery builds from a sorted `DATA` stream.
+//!
+//! # Layout
+//!
+//! ```text
+//!   block (BLOCK_BYTES, allocated once, never reallocated)
+//!     entry: key length | key | value length | value                    (back to back)
+//!            (each length a LEB128 varint of 1 to 5 bytes: 7 bits a byte, low bits first,
+//!            the high bit set on every byte but the last)
+//!   index: one u64 per entry, (block number << 32) | offset of the entry in its block,
+//!          in chunks of INDEX_CHUNK_SLOTS (no reallocation as it grows, freed by chunk)
+//! ```
+//!
+//! An entry costs its bytes plus 10 for short keys and values (2 bytes of lengths, an 8-byte
+//! index slot): no allocation per entry, one per block. The key's length comes first, so a
+//! binary-search probe decodes one varint. An entry larger than a block gets a block of its own,
+//! of exactly its size, and the next entry starts a fresh block: so no entry ever spans two
+//! blocks, and offsets within a block fit a u32 (an oversized entry is always at offset 0).
+//!
+//! # Consuming a run from the front
+//!
+//! A merge that rewrites a run into a new one (the shard's merge cursor, the recovery of a
+//! checkpoint chain) reads it in key order and calls [`Run::consume`]: entries below the
+//! new start are gone from every read, and every block and index chunk wholly before the
+//! first live entry is freed at once, so the old run shrinks as the new one grows.
+//!
+//! # Invariants
+//!
+//! - keys strictly increase along the index (checked on every push in debug builds);
+//! - `start <= index.len()`; blocks before the block of `index[start]` and index chunks
+//!   wholly before `start` are freed (empty);
+//! - every index slot points into a live block at an offset where a whole entry fits.
+
+use std::ops::{Bound, Range};
+
+/// Bytes of one arena block (1 MiB). An entry larger than this gets a block of its own.
+pub const BLOCK_BYTES: usize = 1 << 20;
+/// The most bytes an entry's two lengths take (two 5-byte varints).
+pub const ENTRY_LENGTHS_BYTES_MAX: usize = 10;
+
+const _: () = assert!(BLOCK_BYTES <= u32::MAX as usize, "offsets in a block fit a u32");
+const _: () = assert!(BLOCK_BYTES > 4 * ENTRY_LENGTHS_BYTES_MAX, "a block holds several small entries");
+
+/// Bytes of the varint of `n`.
+fn varint_bytes(n: u32) -> usize {
+    (32 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u32) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// The varint at `at` and the offset after it (the run wrote it: it is well formed).
+fn get_varint(block: &[u8], mut at: usize) -> (usize, usize) {
+    let mut n = 0usize;
+    let mut shift = 0;
+    loop {
+        let byte = block[at];
+        n |= usize::from(byte & 0x7f) << shift;
+        at += 1;
+        if byte < 0x80 {
+            return (n, at);
+        }
+        shift += 7;
+    }
+}
+
+/// Bytes an entry of these lengths takes in a block.
+fn entry_bytes(key_len: u32, value_len: u32) -> usize {
+    varint_bytes(key_len) + key_len as usize + varint_bytes(value_len) + value_len as usize
+}
+
+/// Index slots per chunk of the index (512 KiB).
+const INDEX_CHUNK_SLOTS: usize = 1 << 16;
+
+/// The index: entry positions in fixed-size chunks.
+#[derive(Clone, Default)]
+struct Index {
+    chunks: Vec<Vec<u64>>,
+    len: usize,
+}
+
+impl Index {
+    const fn new() -> Self {
+        Self { chunks: Vec::new(), len: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.chunks[i / INDEX_CHUNK_SLOTS][i % INDEX_CHUNK_SLOTS]
+    }
+
+    fn push(&mut self, slot: u64) {
+        if self.len.is_multiple_of(INDEX_CHUNK_SLOTS) {
+            self.chunks.push(Vec::with_capacity(INDEX_CHUNK_SLOTS));
+        }
+        let last = self.chunks.len() - 1;
+        self.chunks[last].push(slot);
+        self.len += 1;
+    }
+
+    /// Frees every chunk wholly before slot `i`.
+    fn free_before(&mut self, i: usize) {
+        for chunk in &mut self.chunks[..i / INDEX_CHUNK_SLOTS] {
+            if chunk.capacity() > 0 {
+                *chunk = Vec::new();
+            }
+        }
+    }
+
+    fn allocated_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.capacity() * 8).sum()
+    }
+}
+
+/// A packed sorted run (see the module docs).
+#[derive(Clone, Default)]
+pub struct Run {
+    blocks: Vec<Vec<u8>>,
+    index: Index,
+    /// Entries below `start` were consumed by a merge (see [`Run::consume`]).
+    start: usize,
+    /// Payload bytes (keys and values) of the live entries.
+    live_bytes: u64,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("entries", &self.len())
+            .field("blocks", &self.blocks.iter().filter(|b| b.capacity() > 0).count())
+            .field("live_bytes", &self.live_bytes)
+            .finish()
+    }
+}
+
+impl Run {
+    /// An empty run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty run for about `entries` entries (a hint: the index grows by chunks, so
+    /// nothing is reserved ahead).
+    pub fn with_capacity(entries: usize) -> Self {
+        let _ = entries;
+        Self::default()
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.index.len() - self.start
+    }
+
+    /// Whether no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes (keys and values) of the live entries.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Appends an entry; `key` must sort after every key already in the run.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        debug_assert!(
+            self.index.len() == self.start || self.key_at(self.index.len() - 1) < key,
+            "run keys strictly increase"
+        );
+        let (Ok(key_len), Ok(value_len)) = (u32::try_from(key.len()), u32::try_from(value.len())) else {
+            panic!("a run entry's key and value lengths fit a u32 (the checkpoint format's bound)");
+        };
+        let entry_bytes = entry_bytes(key_len, value_len);
+        let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= entry_bytes);
+        if !fits {
+            self.blocks.push(Vec::with_capacity(entry_bytes.max(BLOCK_BYTES)));
+        }
+        let block_number = self.blocks.len() - 1;
+        let block = &mut self.blocks[block_number];
+        let offset = block.len();
+        put_varint(block, key_len);
+        block.extend_from_slice(key);
+        put_varint(block, value_len);
+        block.extend_from_slice(value);
+        if entry_bytes > BLOCK_BYTES {
+            // An oversized entry owns its block: close it so the next entry starts a new one.
+            block.shrink_to_fit();
+        }
+        self.index.push(((block_number as u64) << 32) | offset as u64);
+        self.live_bytes += (key.len() + value.len()) as u64;
+    }
+
+    /// The entry at absolute index position `i` (live or not yet freed).
+    fn entry_at(&self, i: usize) -> (&[u8], &[u8]) {
+        let slot = self.index.get(i);
+        let block = &self.blocks[(slot >> 32) as usize];
+        let at = (slot & u64::from(u32::MAX)) as usize;
+        let (key_len, key_at) = get_varint(block, at);
+        let (value_len, value_at) = get_varint(block, key_at + key_len);
+        (&block[key_at..key_at + key_len], &block[value_at..value_at + value_len])
+    }
+
+    fn key_at(&self, i: usize) -> &[u8] {
+        let slot = self.index.get(i);
+        let block = &self.blocks[(slot >> 32) as usize];
+        let (key_len, key_at) = get_varint(block, (slot & u64::from(u32::MAX)) as usize);
+        &block[key_at..key_at + key_len]
+    }
+
+    /// The `n`th live entry (0: the first).
+    pub fn entry(&self, n: usize) -> (&[u8], &[u8]) {
+        assert!(n < self.len(), "entry {n} of a run of {}", self.len());
+        self.entry_at(self.start + n)
+    }
+
+    /// The largest live key.
+    pub fn last_key(&self) -> Option<&[u8]> {
+        (!self.is_empty()).then(|| self.key_at(self.index.len() - 1))
+    }
+
+    /// The number of live entries in absolute positions `from..to` whose key passes `below`
+    /// (which holds for a prefix of the run's keys), found by binary search.
+    fn partition(&self, mut from: usize, mut to: usize, below: impl Fn(&[u8]) -> bool) -> usize {
+        let first = from;
+        while from < to {
+            let mid = from + (to - from) / 2;
+            if below(self.key_at(mid)) {
+                from = mid + 1;
+            } else {
+                to = mid;
+            }
+        }
+        from - first
+    }
+
+    /// The number of live entries with keys below `key` (its lower bound).
+    pub fn lower_bound(&self, key: &[u8]) -> usize {
+        self.partition(self.start, self.index.len(), |k| k < key)
+    }
+
+    /// [`Run::lower_bound`] by galloping from the first live entry: probes 1, 2, 4, ...
+    /// entries in, then a binary search of the last doubling. A merge that walks the run in
+    /// key order finds each next key in O(log gap) probes near the front, cache-warm, instead
+    /// of a binary search over the whole index per key.
+    pub fn lower_bound_from_front(&self, key: &[u8]) -> usize {
+        let live = self.len();
+        let mut end = 1;
+        while end <= live && self.key_at(self.start + end - 1) < key {
+            end *= 2;
+        }
+        let from = end / 2;
+        from + self.partition(self.start + from, self.start + end.min(live), |k| k < key)
+    }
+
+    /// The number of live entries with keys at or below `key` (its upper bound).
+    pub fn upper_bound(&self, key: &[u8]) -> usize {
+        self.partition(self.start, self.index.len(), |k| k <= key)
+    }
+
+    /// The value of `key`, if the run holds it.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        let n = self.lower_bound(key);
+        if n == self.len() {
+            return None;
+        }
+        let (found, value) = self.entry(n);
+        (found == key).then_some(value)
+    }
+
+    /// The live entry positions (0: the first live entry) with keys within the bounds.
+    pub fn positions(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Range<usize> {
+        let from = match start {
+            Bound::Included(key) => self.lower_bound(key),
+            Bound::Excluded(key) => self.upper_bound(key),
+            Bound::Unbounded => 0,
+        };
+        let to = match end {
+            Bound::Included(key) => self.upper_bound(key),
+            Bound::Excluded(key) => self.lower_bound(key),
+            Bound::Unbounded => self.len(),
+        };
+        from..to.max(from)
+    }
+
+    /// The live entries with keys within the bounds, in key order (reversible).
+    pub fn range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> RunIter<'_> {
+        RunIter { run: self, positions: self.positions(start, end) }
+    }
+
+    /// Every live entry, in key order (reversible).
+    pub fn iter(&self) -> RunIter<'_> {
+        RunIter { run: self, positions: 0..self.len() }
+    }
+
+    /// Drops the first `n` live entries from every read and frees every block wholly before
+    /// the first entry left (see the module docs).
+    pub fn consume(&mut self, n: usize) {
+        assert!(n <= self.len(), "consume {n} of a run of {}", self.len());
+        for i in self.start..self.start + n {
+            let (key, value) = self.entry_at(i);
+            self.live_bytes -= (key.len() + value.len()) as u64;
+        }
+        self.start += n;
+        let first_live_block =
+            if self.is_empty() { self.blocks.len() } else { (self.index.get(self.start) >> 32) as usize };
+        // With nothing left, the chunk holding the last (consumed) slot goes too.
+        self.index.free_before(if self.is_empty() {
+            self.start.next_multiple_of(INDEX_CHUNK_SLOTS)
+        } else {
+            self.start
+        });
+        for block in &mut self.blocks[..first_live_block] {
+            if block.capacity() > 0 {
+                *block = Vec::new();
+            }
+        }
+    }
+
+    /// Bytes the run holds allocated: its live blocks and its index.
+    pub fn allocated_bytes(&self) -> usize {
+        self.blocks.iter().map(Vec::capacity).sum::<usize>() + self.index.allocated_bytes()
+    }
+}
+
+/// Entries of a run in key order; `next_back` walks from the other end.
+#[derive(Clone, Debug)]
+pub struct RunIter<'a> {
+    run: &'a Run,
+    positions: Range<usize>,
+}
+
+/// The run behind [`RunIter::empty`].
+static EMPTY_RUN: Run = Run { blocks: Vec::new(), index: Index::new(), start: 0, live_bytes: 0 };
+
+impl RunIter<'_> {
+    /// An iterator over no entries.
+    pub fn empty<'b>() -> RunIter<'b> {
+        RunIter { run: &EMPTY_RUN, positions: 0..0 }
+    }
+}
+
+impl<'a> Iterator for RunIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.positions.next().map(|n| self.run.entry(n))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.positions.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for RunIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.positions.next_back().map(|n| self.run.entry(n))
+    }
+}
+
+impl ExactSizeIterator for RunIter<'_> {}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(K, V)> for Run {
+    /// A run of sorted entries (keys strictly increasing).
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
+        let mut run = Run::new();
+        for (key, value) in entries {
+            run.push(key.as_ref(), value.as_ref());
+        }
+        run
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! Unit tests of the packed run: empty and one-entry runs, entries across and beyond block
+//! boundaries, binary-search edges, consuming from the front.
+
+use std::ops::Bound::{Excluded, Included, Unbounded};
+
+use super::*;
+
+fn keys(iter: RunIter<'_>) -> Vec<Vec<u8>> {
+    iter.map(|(k, _)| k.to_vec()).collect()
+}
+
+#[test]
+fn an_empty_run_finds_nothing_in_either_direction() {
+    let run = Run::new();
+    assert!(run.is_empty());
+    assert_eq!(run.get(b""), None);
+    assert_eq!(run.get(b"a"), None);
+    assert_eq!((run.lower_bound(b"a"), run.upper_bound(b"a")), (0, 0));
+    assert_eq!(run.iter().next(), None);
+    assert_eq!(run.iter().next_back(), None);
+    assert_eq!(run.range(Included(b"a"), Excluded(b"z")).count(), 0);
+    assert_eq!(run.allocated_bytes(), 0, "an empty run allocates nothing");
+}
+
+#[test]
+fn one_entry_is_found_and_bounded_exactly() {
+    let run: Run = [(&b"k"[..], &b"v"[..])].into_iter().collect();
+    assert_eq!(run.len(), 1);
+    assert_eq!(run.get(b"k"), Some(&b"v"[..]));
+    assert_eq!(run.get(b"j"), None);
+    assert_eq!(run.get(b"kk"), None);
+    assert_eq!(run.get(b""), None);
+    assert_eq!(keys(run.range(Included(b"k"), Included(b"k"))), [b"k".to_vec()]);
+    assert_eq!(run.range(Excluded(b"k"), Unbounded).count(), 0);
+    assert_eq!(run.range(Unbounded, Excluded(b"k")).count(), 0);
+    assert_eq!(run.iter().next_back(), Some((&b"k"[..], &b"v"[..])));
+    assert_eq!(run.live_bytes(), 2);
+}
+
+#[test]
+fn an_empty_key_and_value_are_entries_like_any_other() {
+    let run: Run = [(&b""[..], &b""[..]), (&b"a"[..], &b""[..])].into_iter().collect();
+    assert_eq!(run.get(b""), Some(&b""[..]));
+    assert_eq!(run.get(b"a"), Some(&b""[..]));
+    assert_eq!(run.lower_bound(b""), 0);
+    assert_eq!(run.upper_bound(b""), 1);
+}
+
+#[test]
+fn binary_search_edges_match_a_sorted_vector() {
+    let stored: Vec<Vec<u8>> = (0..200u32).map(|i| (i * 3).to_be_bytes().to_vec()).collect();
+    let run: Run = stored.iter().map(|k| (k.as_slice(), k.as_slice())).collect();
+    for probe in 0..=602u32 {
+        let probe = probe.to_be_bytes();
+        let lower = stored.partition_point(|k| k.as_slice() < &probe[..]);
+        let upper = stored.partition_point(|k| k.as_slice() <= &probe[..]);
+        assert_eq!((run.lower_bound(&probe), run.upper_bound(&probe)), (lower, upper), "{probe:?}");
+        assert_eq!(run.get(&probe).is_some(), lower < upper);
+        assert_eq!(run.lower_bound_from_front(&probe), lower, "galloping agrees: {probe:?}");
+    }
+    // Before the first and after the last key.
+    assert_eq!(run.lower_bound(b""), 0);
+    assert_eq!(run.lower_bound(&[0xff; 5]), 200);
+    // An inverted range is empty, not a panic.
+    assert_eq!(run.range(Included(&[0, 0, 0, 90][..]), Excluded(&[0, 0, 0, 3][..])).count(), 0);
+    let (from, to) = (Excluded(&[0, 0, 0, 3][..]), Included(&[0, 0, 0, 12][..]));
+    let backwards: Vec<Vec<u8>> = run.range(from, to).rev().map(|(k, _)| k.to_vec()).collect();
+    let mut forwards = keys(run.range(from, to));
+    forwards.reverse();
+    assert_eq!(backwards, forwards, "next_back walks the same entries from the other end");
+    assert_eq!(backwards, [[0, 0, 0, 12], [0, 0, 0, 9], [0, 0, 0, 6]].map(|k| k.to_vec()));
+}
+
+#[test]
+fn entries_never_span_blocks_and_oversized_ones_get_a_block_of_their_own() {
+    // Entries that fill a block unevenly, then one larger than a block, then small again.
+    let filler = vec![1u8; BLOCK_BYTES / 3];
+    let huge = vec![2u8; 2 * BLOCK_BYTES + 5];
+    let mut run = Run::new();
+    run.push(b"a", &filler);
+    run.push(b"b", &filler);
+    run.push(b"c", &filler); // does not fit the first block's rest: starts the second
+    run.push(b"d", &huge);
+    run.push(b"e", b"small");
+    let block_filler = BLOCK_BYTES - 1 - 1 - 3; // key length, key, a 3-byte value length
+    assert_eq!(entry_bytes(1, block_filler as u32), BLOCK_BYTES);
+    run.push(b"f", &vec![3u8; block_filler]); // exactly one block
+    assert_eq!(run.blocks.len(), 5, "a+b | c | d (own) | e | f (exactly a block)");
+    assert_eq!(
+        run.blocks[2].capacity(),
+        1 + 1 + 4 + huge.len(), // a 22-bit value length takes 4 varint bytes
+        "an oversized entry's block fits it exactly"
+    );
+    assert_eq!(run.get(b"c"), Some(filler.as_slice()));
+    assert_eq!(run.get(b"d"), Some(huge.as_slice()));
+    assert_eq!(run.get(b"e"), Some(&b"small"[..]));
+    assert_eq!(run.get(b"f").map(<[u8]>::len), Some(block_filler));
+    let lengths: Vec<usize> = run.iter().rev().map(|(_, v)| v.len()).collect();
+    assert_eq!(lengths, [block_filler, 5, huge.len(), filler.len(), filler.len(), filler.len()]);
+}
+
+#[test]
+fn consuming_hides_the_front_and_frees_blocks_wholly_behind_it() {
+    let value = vec![9u8; 1000];
+    let keys_total = 3 * BLOCK_BYTES / 1000;
+    let mut run: Run = (0..keys_total as u32).map(|i| (i.to_be_bytes(), value.clone())).collect();
+    let before = run.allocated_bytes();
+    run.consume(10);
+    assert_eq!(run.allocated_bytes(), before, "the first block still holds live entries");
+    assert_eq!(run.get(&9u32.to_be_bytes()), None, "a consumed entry is gone");
+    assert_eq!(run.entry(0).0, 10u32.to_be_bytes());
+    assert_eq!(run.lower_bound(&0u32.to_be_bytes()), 0);
+    assert_eq!(run.lower_bound_from_front(&10u32.to_be_bytes()), 0);
+    assert_eq!(run.lower_bound_from_front(&77u32.to_be_bytes()), 67, "galloping counts live entries");
+    assert_eq!(run.lower_bound_from_front(&u32::MAX.to_be_bytes()), run.len());
+    run.consume(BLOCK_BYTES / 1000 + 10);
+    assert!(run.allocated_bytes() <= before - BLOCK_BYTES, "the first block is freed");
+    let left = run.len();
+    run.consume(left);
+    assert!(run.is_empty());
+    assert_eq!(run.iter().next(), None);
+    assert_eq!(run.allocated_bytes(), 0, "every block and index chunk is freed");
+    assert_eq!(run.live_bytes(), 0);
+}
+
+#[test]
+fn lengths_are_varints_of_one_to_five_bytes_and_round_trip() {
+    for (n, bytes) in
+        [(0u32, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (1 << 21, 4), (1 << 28, 5), (u32::MAX, 5)]
+    {
+        assert_eq!(varint_bytes(n), bytes, "{n}");
+        let mut out = vec![0xaa];
+        put_varint(&mut out, n);
+        assert_eq!(out.len(), 1 + bytes, "{n}");
+        assert_eq!(get_varint(&out, 1), (n as usize, 1 + bytes), "{n}");
+    }
+    // A 16-byte key and a 100-byte value (namespaced: 17) cost 2 bytes of lengths.
+    assert_eq!(entry_bytes(17, 100), 119);
+}
+
+#[test]
+fn the_index_spans_chunks_and_consuming_frees_them() {
+    let entries = 2 * INDEX_CHUNK_SLOTS + 7;
+    let mut run: Run = (0..entries as u32).map(|i| (i.to_be_bytes(), [1u8])).collect();
+    assert_eq!(run.index.chunks.len(), 3);
+    for i in [0, INDEX_CHUNK_SLOTS - 1, INDEX_CHUNK_SLOTS, INDEX_CHUNK_SLOTS + 1, entries - 1] {
+        let key = (i as u32).to_be_bytes();
+        assert_eq!((run.lower_bound(&key), run.upper_bound(&key)), (i, i + 1), "slot {i}");
+        assert_eq!(run.lower_bound_from_front(&key), i, "slot {i}");
+        assert_eq!(run.get(&key), Some(&[1u8][..]));
+    }
+    let index_bytes = run.index.allocated_bytes();
+    run.consume(INDEX_CHUNK_SLOTS + 1);
+    assert_eq!(run.index.allocated_bytes(), index_bytes - INDEX_CHUNK_SLOTS * 8, "the first chunk is freed");
+    let key = ((INDEX_CHUNK_SLOTS + 1) as u32).to_be_bytes();
+    assert_eq!(run.iter().next().map(|(k, _)| k), Some(&key[..]));
+    assert_eq!(run.iter().next_back().map(|(k, _)| k), Some(&((entries - 1) as u32).to_be_bytes()[..]));
+}
