@@ -12,7 +12,8 @@
 //!                               directories synced (the store's publication,
 //!                               `checkpoint::staged`)
 //!   publish  (shard lock)       epoch durable; the latest checkpoint; the pending one cleared
-//!   merge    (shard lock, in slices of MERGE_SLICE_KEYS) the frozen layer into the base
+//!   merge    (shard lock, in slices of MERGE_SLICE_KEYS) the frozen layer into the base,
+//!            a step of MERGE_STEP_SLICES slices at a time, after the publication
 //!   retire   (checkpoint lock)  retention; WAL truncated back to the oldest retained
 //!                               checkpoint, only now that the covering one is durable
 //! ```
@@ -35,8 +36,19 @@
 //! checkpoint; with a ticker that keeps up, no commit writes any. Past `3/4 H` the commit
 //! finishes the checkpoint, which by then is at most its own share behind. The WAL to replay
 //! stays about one cap without `tick`.
+//!
+//! # The merge after a publication: steps too
+//!
+//! Folding the frozen layer into the base rewrites the packed base (`state`), in proportion
+//! to the whole state, so it is not done at the publication: it is a step of its own
+//! (`MERGE_STEP_SLICES` slices, the shard lock released between slices) that `tick` takes
+//! like a chunk of a checkpoint, and a commit takes only when the merge is behind its own
+//! schedule: done by the next freeze (`H/2`), nothing due before `H/4`, each commit past
+//! that paying about twice its share of the keys left. A freeze finds the merge done
+//! unless commits outran the schedule, and then finishes it in slices before it freezes.
 
 use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
 
 use super::writer::{self, Checkpointer, Job};
 use super::{Failure, Pending, Published, Serving, Shard, ShardError, Tick};
@@ -60,8 +72,14 @@ enum Step {
 /// 2 MiB of checkpoint per tick; commits that outrun it pace the rest).
 const TICK_STEPS_MAX: usize = 8;
 
-/// Keys of the frozen layer folded into the base per hold of the shard lock.
+/// Keys of the frozen layer and the base merged per hold of the shard lock.
 const MERGE_SLICE_KEYS: usize = 4096;
+
+/// Yields of the CPU a slice of long work waits at most for the lock's waiters to take it.
+const LOCK_HANDOVER_YIELDS_MAX: usize = 1000;
+
+/// Slices of the merge one step takes (`tick` takes up to `TICK_STEPS_MAX` steps).
+const MERGE_STEP_SLICES: usize = 16;
 
 type Store<E> = CheckpointStore<SharedEnv<E>>;
 
@@ -161,10 +179,28 @@ impl<E: Env + Clone> Shard<E> {
         u64::try_from(budget).unwrap_or(u64::MAX).saturating_add(1)
     }
 
+    /// Whether the merge of the last checkpoint is behind its schedule: past `H/4` of the
+    /// active epoch's WAL bytes with keys left to merge (see the module docs).
+    pub(super) fn merge_behind_schedule(serving: &Serving) -> bool {
+        serving.pending.is_none()
+            && serving.state.has_frozen()
+            && serving.epochs.active().wal_bytes >= serving.epochs.config().wal_bytes_max / 4
+    }
+
+    /// Keys of the merge a commit of `commit_bytes` merges: twice its share of the keys left
+    /// over the WAL bytes left before the freeze at `H/2`, at least one slice.
+    fn merge_budget(serving: &Serving, commit_bytes: u64) -> usize {
+        let half_bytes = serving.epochs.config().wal_bytes_max / 2;
+        let left_bytes = half_bytes.saturating_sub(serving.epochs.active().wal_bytes).max(1);
+        let keys_left = serving.state.merge_keys_left() as u128;
+        let share = 2 * keys_left * u128::from(commit_bytes) / u128::from(left_bytes);
+        usize::try_from(share).unwrap_or(usize::MAX).max(MERGE_SLICE_KEYS)
+    }
+
     /// The commit path past half the cap or behind the schedule (see the module docs): steps
     /// of the pending checkpoint, up to the commit's budget while behind schedule, or until it
     /// is published once the next freeze is due; then that freeze.
-    pub(super) fn wal_cap_step(&self) -> Result<(), ShardError> {
+    pub(super) fn wal_cap_step(&self, commit_bytes: u64) -> Result<(), ShardError> {
         let mut budget = None;
         let result = loop {
             {
@@ -172,6 +208,18 @@ impl<E: Env + Clone> Shard<E> {
                 let serving = self.serving(&mut inner)?;
                 let past_half = Self::past_half_the_cap(serving);
                 let Some(written) = serving.pending.as_ref().map(|p| p.entries_written) else {
+                    if serving.state.has_frozen() {
+                        // The last checkpoint's merge is left: a commit's share of it, or
+                        // all of it before the freeze (in slices, outside the lock).
+                        let keys =
+                            if past_half { usize::MAX } else { Self::merge_budget(serving, commit_bytes) };
+                        drop(inner);
+                        match self.merge_frozen(keys.div_ceil(MERGE_SLICE_KEYS)) {
+                            Ok(true) if past_half => continue,
+                            Ok(_) => break self.count_backpressure(),
+                            Err(error) => break Err(error),
+                        }
+                    }
                     if past_half && let Err(failure) = self.freeze_locked(serving) {
                         let sync = serving.sync;
                         break Err(self.fail(&mut inner, failure, sync));
@@ -200,6 +248,8 @@ impl<E: Env + Clone> Shard<E> {
     /// since the last checkpoint, that one's id without writing. A failure fails the shard.
     pub fn checkpoint(&self) -> Result<u64, ShardError> {
         self.write_pending()?;
+        // The last merge in slices, so the freeze does not finish it under the lock.
+        self.merge_frozen(usize::MAX)?;
         self.begin_checkpoint()?;
         self.write_pending()?;
         let mut inner = self.lock();
@@ -250,7 +300,6 @@ impl<E: Env + Clone> Shard<E> {
         debug_assert_eq!(meta.epoch, sealed.0, "the checkpoint closes the sealed epoch");
         let published = Published { id: meta.id, lsn, epoch: meta.epoch };
         self.published(published, sealed)?;
-        self.merge_frozen()?;
         self.retire(&mut writer.store, published)?;
         Ok(Step::Published(meta.id))
     }
@@ -261,7 +310,16 @@ impl<E: Env + Clone> Shard<E> {
         let (view, lsn, sealed, parent) = {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
-            let Some(pending) = &mut serving.pending else { return Ok(Step::Idle) };
+            let Some(pending) = &mut serving.pending else {
+                let merging = serving.state.has_frozen();
+                drop(inner);
+                // The last checkpoint's merge, a step at a time (see the module docs).
+                return if merging && !self.merge_frozen(MERGE_STEP_SLICES)? {
+                    Ok(Step::Progress)
+                } else {
+                    Ok(Step::Idle)
+                };
+            };
             let parent = serving.last_checkpoint.map(|p| p.id).filter(|&p| !writer.store.full_due(p));
             pending.entries_total = pending.view.entries_max(parent.is_none());
             (pending.view.clone(), pending.lsn, pending.sealed, parent)
@@ -320,15 +378,34 @@ impl<E: Env + Clone> Shard<E> {
         Ok(())
     }
 
-    /// Folds the frozen layer into the base, a slice per hold of the lock.
-    fn merge_frozen(&self) -> Result<(), ShardError> {
-        loop {
+    /// Between two slices of long work: lets the threads waiting for the shard lock take it
+    /// first (a lock taken again at once by its holder starves a waiting commit for the
+    /// whole work on the real OS: the mutex is not fair). Bounded, and free when nobody
+    /// waits (always in the simulator, which runs one thread).
+    fn hand_over_lock(&self) {
+        for _ in 0..LOCK_HANDOVER_YIELDS_MAX {
+            if self.lock_waiting.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Folds up to `slices_max` slices of the frozen layer into the base, a slice per hold
+    /// of the lock; returns whether the merge is done (or a checkpoint is pending, which
+    /// merges first when it freezes).
+    fn merge_frozen(&self, slices_max: usize) -> Result<bool, ShardError> {
+        for slice in 0..slices_max {
+            if slice > 0 {
+                self.hand_over_lock();
+            }
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
             if serving.pending.is_some() || serving.state.merge_step(MERGE_SLICE_KEYS) {
-                return Ok(());
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
     /// Retention, WAL truncation and epoch archiving after `published` is durable.

@@ -85,7 +85,7 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::checkpoint::CheckpointOptions;
@@ -181,6 +181,10 @@ pub struct ShardStatus {
     /// The checkpoint frozen and not yet published, if any: the lsn it covers and how many
     /// of its entries are written (0 before its writing began).
     pub pending_checkpoint: Option<(Lsn, u64)>,
+    /// Keys the merge of the last published checkpoint into the in-memory base has still to
+    /// visit (0: merged; the merge runs in steps after the publication, see
+    /// `shard::checkpointing`).
+    pub merge_keys_left: u64,
 }
 
 /// Why a shard refused or failed an operation.
@@ -321,6 +325,9 @@ pub struct Shard<E: Env> {
     dir: PathBuf,
     wal: Option<SharedWal<E>>,
     inner: Mutex<Inner>,
+    /// Threads waiting in [`Shard::lock`] now: long work in slices (the merge) hands the
+    /// lock over to them between slices instead of taking it back at once.
+    lock_waiting: AtomicUsize,
     /// The checkpoint store, behind its own lock, held while a checkpoint is written (lock
     /// order: this one first, then `inner`; never the other way). `None`: failed at open.
     checkpoints: Mutex<Option<writer::Checkpointer<E>>>,
@@ -346,6 +353,7 @@ impl<E: Env + Clone> Shard<E> {
             dir: dir.to_path_buf(),
             wal: None,
             inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean, held: None }),
+            lock_waiting: AtomicUsize::new(0),
             checkpoints: Mutex::new(None),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),
@@ -369,8 +377,11 @@ impl<E: Env + Clone> Shard<E> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.lock_waiting.fetch_add(1, Ordering::Relaxed);
+        let locked = self.inner.lock();
+        self.lock_waiting.fetch_sub(1, Ordering::Relaxed);
         // A panic while the lock was held leaves the state unknown: fail the shard.
-        self.inner.lock().unwrap_or_else(|poisoned| {
+        locked.unwrap_or_else(|poisoned| {
             let mut inner = poisoned.into_inner();
             if let Inner::Serving(_) = &*inner {
                 let failure = Failure::panic("a thread holding the shard");
@@ -420,6 +431,7 @@ impl<E: Env + Clone> Shard<E> {
                 epoch: s.epochs.current().0,
                 last_checkpoint: s.last_checkpoint.map(|p| p.id),
                 pending_checkpoint: s.pending.as_ref().map(|p| (p.lsn, p.entries_written)),
+                merge_keys_left: s.state.merge_keys_left() as u64,
             },
             Inner::Failed { failure, sync, held } => ShardStatus {
                 shard: self.id,
@@ -431,6 +443,7 @@ impl<E: Env + Clone> Shard<E> {
                 epoch: 0,
                 last_checkpoint: None,
                 pending_checkpoint: None,
+                merge_keys_left: 0,
             },
         }
     }

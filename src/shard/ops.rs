@@ -243,7 +243,9 @@ impl<E: Env + Clone> Shard<E> {
         }
         let slot_bytes = record_slot_bytes(payload_bytes);
         serving.epochs.record(view.op_count().max(1) as u64, slot_bytes, self.env.now_monotonic());
-        let cap_step = Self::past_half_the_cap(serving) || Self::behind_schedule(serving);
+        let cap_step = Self::past_half_the_cap(serving)
+            || Self::behind_schedule(serving)
+            || Self::merge_behind_schedule(serving);
         // Postconditions of the append: the batch got the next lsn, and the shard is consistent.
         debug_assert_eq!(committed.lsn, last_before + 1, "a batch is the next record");
         self.check_serving(serving);
@@ -251,7 +253,7 @@ impl<E: Env + Clone> Shard<E> {
         if cap_step {
             // The WAL-bytes cap bounds replay (rule 13) without `tick`: a freeze, and
             // backpressure in steps when the pending one is behind schedule (`checkpointing`).
-            self.wal_cap_step()?;
+            self.wal_cap_step(slot_bytes)?;
         }
         if durability != Durability::None {
             let result = self.sync_committed(committed.lsn, durability);

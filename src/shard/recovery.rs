@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use super::record::{BatchView, OpRef};
 use super::state::State;
@@ -202,6 +202,7 @@ impl<E: Env + Clone> Shard<E> {
             dir: dir.to_path_buf(),
             wal: Some(SharedWal::from_wal(recovered.wal)),
             inner: Mutex::new(Inner::Serving(Box::new(serving))),
+            lock_waiting: AtomicUsize::new(0),
             checkpoints: Mutex::new(Some(super::writer::Checkpointer::new(checkpoints))),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),

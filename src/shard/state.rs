@@ -180,6 +180,12 @@ impl State {
         self.frozen.is_some()
     }
 
+    /// Keys a merge of the frozen layer has still to visit (the old base's and the frozen
+    /// layer's); 0 when no frozen layer exists.
+    pub fn merge_keys_left(&self) -> usize {
+        self.frozen.as_ref().map_or(0, |frozen| frozen.len() + self.base.len())
+    }
+
     /// The present entries with keys in `range`, in ascending key order, newest layer winning.
     pub fn range<'a, R: RangeBounds<Bytes> + Clone + 'a>(
         &'a self,
