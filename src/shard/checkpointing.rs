@@ -133,6 +133,9 @@ impl<E: Env + Clone> Shard<E> {
     /// Returns the lsn it covers (`None`: nothing new since the last checkpoint). A
     /// checkpoint already pending stays the one frozen.
     pub fn begin_checkpoint(&self) -> Result<Option<Lsn>, ShardError> {
+        // The last checkpoint's merge first, in slices, so the freeze (which finishes any
+        // merge left) does not run it under one hold of the lock.
+        self.merge_frozen(usize::MAX)?;
         let mut inner = self.lock();
         let serving = self.serving(&mut inner)?;
         match self.freeze_locked(serving) {
@@ -248,8 +251,6 @@ impl<E: Env + Clone> Shard<E> {
     /// since the last checkpoint, that one's id without writing. A failure fails the shard.
     pub fn checkpoint(&self) -> Result<u64, ShardError> {
         self.write_pending()?;
-        // The last merge in slices, so the freeze does not finish it under the lock.
-        self.merge_frozen(usize::MAX)?;
         self.begin_checkpoint()?;
         self.write_pending()?;
         let mut inner = self.lock();
@@ -437,9 +438,12 @@ impl<E: Env + Clone> Shard<E> {
             let mut inner = self.lock();
             let serving = self.serving(&mut inner)?;
             // Only with changes since the last checkpoint: an idle shard publishes nothing.
+            // And only once the last one is merged: a tick's work stays bounded (the merge
+            // goes on by steps above, the freeze waits a tick or more).
             let due = serving.epochs.pending(self.env.now_monotonic()).any()
                 && !serving.state.delta().is_empty()
-                && serving.pending.is_none();
+                && serving.pending.is_none()
+                && !serving.state.has_frozen();
             // `Syncing` outside a sync: a segment seal made a follower's commit durable and
             // nobody recorded it (see `sync_committed`); the sync records it.
             let dirty = matches!(serving.sync, super::SyncState::Dirty | super::SyncState::Syncing);
