@@ -196,6 +196,8 @@ fn add_counters(total: &mut Counters, one: &Counters) {
         crash_images_checked,
         undetectable_damage,
         data_loss_reported,
+        ops_beside_checkpoint,
+        restarts_mid_checkpoint,
         simulated_ns,
     } = one;
     // Destructured so that a counter added to the type cannot be forgotten here.
@@ -224,5 +226,7 @@ fn add_counters(total: &mut Counters, one: &Counters) {
     total.crash_images_checked += crash_images_checked;
     total.undetectable_damage += undetectable_damage;
     total.data_loss_reported += data_loss_reported;
+    total.ops_beside_checkpoint += ops_beside_checkpoint;
+    total.restarts_mid_checkpoint += restarts_mid_checkpoint;
     total.simulated_ns = total.simulated_ns.saturating_add(*simulated_ns);
 }

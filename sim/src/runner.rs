@@ -70,6 +70,8 @@ struct Outcome {
     undetectable: u64,
     data_loss_detected: u64,
     images_explored: u64,
+    ops_beside_checkpoint: u64,
+    restarts_mid_checkpoint: u64,
     recorded: Option<RecordedOps>,
     violation: Option<Violation>,
 }
@@ -91,6 +93,10 @@ pub struct RunReport {
     pub data_loss_detected: u64,
     /// Crash images recovered and checked at enumerated crash points.
     pub images_explored: u64,
+    /// Operations begun while a checkpoint was in flight (stores with checkpoints).
+    pub ops_beside_checkpoint: u64,
+    /// Restarts that struck while a checkpoint was in flight.
+    pub restarts_mid_checkpoint: u64,
     /// The operations executed, where the workload records them.
     pub recorded: Option<RecordedOps>,
     /// What the simulator did.
@@ -150,6 +156,8 @@ fn run_kv<S: KvStore>(mut workload: KvWorkload<S>, ops: Option<RecordedOps>) -> 
         undetectable: workload.undetectable,
         data_loss_detected: workload.data_loss_detected,
         images_explored: workload.images_explored,
+        ops_beside_checkpoint: workload.ops_beside_checkpoint,
+        restarts_mid_checkpoint: workload.restarts_mid_checkpoint,
         recorded: Some(RecordedOps::Kv(workload.recorded.clone())),
         violation: result.err(),
     }
@@ -248,6 +256,8 @@ fn run_with_env_recorded(config: &RunConfig, env: SimEnv, ops: Option<RecordedOp
         undetectable: outcome.undetectable,
         data_loss_detected: outcome.data_loss_detected,
         images_explored: outcome.images_explored,
+        ops_beside_checkpoint: outcome.ops_beside_checkpoint,
+        restarts_mid_checkpoint: outcome.restarts_mid_checkpoint,
         recorded: outcome.recorded,
         sim: env.stats(),
         violation: outcome.violation,

@@ -145,6 +145,10 @@ pub struct SweepSummary {
     pub determinism_checked: u64,
     /// Crash images recovered and checked.
     pub images_explored: u64,
+    /// Operations begun while a checkpoint was in flight.
+    pub ops_beside_checkpoint: u64,
+    /// Restarts that struck while a checkpoint was in flight.
+    pub restarts_mid_checkpoint: u64,
     /// Undetectable losses after media damage (not violations).
     pub undetectable: u64,
     /// Honest data-loss reports after media damage (the store was wiped and the run went on).
@@ -190,6 +194,8 @@ impl SweepSummary {
         self.recoveries += report.recoveries;
         self.images_explored += report.images_explored;
         self.undetectable += report.undetectable;
+        self.ops_beside_checkpoint += report.ops_beside_checkpoint;
+        self.restarts_mid_checkpoint += report.restarts_mid_checkpoint;
         self.data_loss_detected += report.data_loss_detected;
         self.faults += report.faults();
         add_stats(&mut self.sim, &report.sim);

@@ -39,6 +39,8 @@ pub const COUNTER_LEGEND: &str = concat!(
     "    an error; counted, not a violation (a better design drives it to zero)\n",
     "  data loss reported: recovery refused with a data-loss error after the simulator really\n",
     "    destroyed durable bytes (an honest error; the store was wiped and the run went on)\n",
+    "  ops beside a checkpoint: operations begun while a checkpoint was frozen and not yet\n",
+    "    published (its writing overlaps commits); restarts mid-checkpoint: crashes that struck then\n",
 );
 
 /// One sweep, or several merged.
@@ -181,6 +183,12 @@ pub struct Counters {
     pub crash_images_checked: u64,
     pub undetectable_damage: u64,
     pub data_loss_reported: u64,
+    /// Operations begun while a checkpoint was in flight (frozen, not yet published).
+    #[serde(default)]
+    pub ops_beside_checkpoint: u64,
+    /// Restarts that struck while a checkpoint was in flight.
+    #[serde(default)]
+    pub restarts_mid_checkpoint: u64,
     /// Virtual time covered, nanoseconds.
     pub simulated_ns: u64,
 }
@@ -268,12 +276,14 @@ impl Counters {
             crash_images_checked: summary.images_explored,
             undetectable_damage: summary.undetectable,
             data_loss_reported: summary.data_loss_detected,
+            ops_beside_checkpoint: summary.ops_beside_checkpoint,
+            restarts_mid_checkpoint: summary.restarts_mid_checkpoint,
             simulated_ns: summary.simulated_ns,
         }
     }
 
     /// The table rows, in print order.
-    fn rows(&self) -> [(&'static str, u64); 20] {
+    fn rows(&self) -> [(&'static str, u64); 22] {
         [
             ("crashes", self.crashes),
             ("  of the process only", self.process_crashes),
@@ -295,6 +305,8 @@ impl Counters {
             ("crash images checked", self.crash_images_checked),
             ("undetectable damage", self.undetectable_damage),
             ("data loss reported", self.data_loss_reported),
+            ("ops beside a checkpoint", self.ops_beside_checkpoint),
+            ("restarts mid-checkpoint", self.restarts_mid_checkpoint),
         ]
     }
 }

@@ -47,6 +47,8 @@ fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
     // Restarts that struck while a checkpoint was being written (entries of it written) with
     // commits landing in the WAL after its freeze (issue 11 item 2).
     let mut in_flight_writing = 0;
+    // The counters a sweep prints for the same: they must agree with the trace notes.
+    let (mut beside, mut restarts_mid, mut restart_notes) = (0, 0, 0);
     for seed in 0..40 {
         let config = config(seed, KernelBug::None);
         let env = runner::machine(&config, None);
@@ -54,8 +56,11 @@ fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
         let report = runner::run_with_env(&config, env);
         assert_eq!(report.violation, None, "seed {seed}");
         recoveries += report.recoveries;
+        beside += report.ops_beside_checkpoint;
+        restarts_mid += report.restarts_mid_checkpoint;
         for event in &report.trace_tail {
             if let Some((_, shards)) = event.text.split_once("restart with a checkpoint in flight: ") {
+                restart_notes += 1;
                 let writing = |shard: &&str| {
                     !shard.contains(", 0 entries written") && !shard.contains(", 0 records after")
                 };
@@ -69,6 +74,9 @@ fn the_kernel_passes_a_sweep_and_the_workload_reaches_what_it_checks() {
     assert!(recoveries > 40, "the sweep must exercise recovery: {recoveries}");
     assert!(in_flight_writing > 0, "no restart struck a checkpoint being written beside commits");
     println!("restarts with a checkpoint being written beside commits: {in_flight_writing}");
+    assert_eq!(restarts_mid, restart_notes, "the sweep's restart counter disagrees with the trace");
+    assert!(beside > restarts_mid, "ops beside a checkpoint in flight: {beside}, restarts: {restarts_mid}");
+    println!("ops beside a checkpoint in flight: {beside}; restarts mid-checkpoint: {restarts_mid}");
     for (count, note) in seen.iter().zip(NOTES) {
         assert!(*count > 0, "no run noted {note:?}");
     }

@@ -63,6 +63,8 @@ fn summary() -> SweepSummary {
         images_explored: 23,
         undetectable: 24,
         data_loss_detected: 25,
+        ops_beside_checkpoint: 27,
+        restarts_mid_checkpoint: 28,
         stopped_by_time_limit: false,
         simulated_ns: 26_000_000_000,
         elapsed: Duration::from_millis(2500),

@@ -72,6 +72,11 @@ pub struct KvWorkload<S: KvStore> {
     pub data_loss_detected: u64,
     /// Crash images recovered and judged at enumerated crash points.
     pub images_explored: u64,
+    /// Operations begun while the store had a checkpoint in flight (frozen, not yet
+    /// published): commits and reads overlapping a checkpoint's writing.
+    pub ops_beside_checkpoint: u64,
+    /// Restarts (crashes) that struck while a checkpoint was in flight.
+    pub restarts_mid_checkpoint: u64,
     /// Decides which crash points enumerate their images (its own stream, so the workload's
     /// operations do not depend on it).
     images_rng: ChaCha8Rng,
@@ -133,6 +138,8 @@ impl<S: KvStore> KvWorkload<S> {
             undetectable: 0,
             data_loss_detected: 0,
             images_explored: 0,
+            ops_beside_checkpoint: 0,
+            restarts_mid_checkpoint: 0,
             images_rng,
             crash_kind_rng,
             sync_failures_at_power_loss: 0,
@@ -215,6 +222,7 @@ impl<S: KvStore> KvWorkload<S> {
     fn step(&mut self, op: KvOp) -> Result<(), Violation> {
         let scope = self.scope_of(&op);
         self.in_flight = self.store.as_ref().and_then(S::checkpoints_in_flight);
+        self.ops_beside_checkpoint += u64::from(self.in_flight.is_some());
         let outcome = match op {
             KvOp::Begin { client } => self.op_begin(client),
             KvOp::Put { client, write } => self.op_put(client, TxnWrite::Set(write)),

@@ -41,6 +41,7 @@ impl<S: KvStore> KvWorkload<S> {
         // flight are those at the start of the operation the restart ended.
         if let Some(in_flight) = self.in_flight.take().filter(|_| self.store.is_some()) {
             self.env.note(format!("op {}: restart with a checkpoint in flight: {in_flight}", self.op_index));
+            self.restarts_mid_checkpoint += 1;
         }
         self.store = None;
         // The process died: its open transactions die with it (never committed).
