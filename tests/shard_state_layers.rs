@@ -88,11 +88,11 @@ proptest! {
         for op in ops {
             match op {
                 Op::Insert(k, v) => {
-                    state.insert(key(k), value(v));
+                    state.insert(&key(k), &value(v));
                     model.insert(key(k), value(v));
                 }
                 Op::Remove(k) => {
-                    state.remove(key(k));
+                    state.remove(&key(k));
                     model.remove(&key(k));
                 }
                 Op::RemoveRange(a, b) => {
