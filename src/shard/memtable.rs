@@ -35,7 +35,8 @@
 //!
 //! Commits and replay need no order: only range reads, range deletes and the checkpoint
 //! writer do. [`Memtable::range`] first indexes the key numbers added since the last call:
-//! it sorts them (by an 8-byte big-endian key prefix, then the whole key) and merges them
+//! it sorts them (by the 8 bytes after the prefix all of them share, big-endian, then by the
+//! whole key) and merges them
 //! into `recent`, a short sorted list; once `recent` outgrows about twice the square root of
 //! `sorted` (the long sorted list), it is merged into `sorted`. A read merges the two lists.
 //! So a scan after a few new keys costs a merge of about `sqrt(n)` numbers, not a copy of
@@ -141,8 +142,8 @@ fn get_varint(block: &[u8], mut at: usize) -> (usize, usize) {
     }
 }
 
-/// The first 8 bytes of `key`, zero-padded, as a big-endian number: ordering by it, then by
-/// the whole key, is ordering by key.
+/// The first 8 bytes of `key`, zero-padded, as a big-endian number: among keys that share
+/// the bytes before the ones given, ordering by it, then by the whole key, is ordering by key.
 fn prefix8(key: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
     let n = key.len().min(8);
@@ -404,8 +405,14 @@ impl<H: KeyHash> Memtable<H> {
     /// Sorts the key numbers not yet indexed into `recent`, and `recent` into `sorted` once
     /// it outgrows its bound (see the module docs).
     fn index(&self, order: &mut Order) {
-        let mut tail: Vec<(u64, u32)> =
-            (order.indexed..self.keys.len()).map(|n| (prefix8(self.key(n as u32)), n as u32)).collect();
+        let numbers = order.indexed as u32..self.keys.len() as u32;
+        // The bytes every new key shares (a common key prefix such as a table name) would
+        // make every 8-byte prefix tie: the prefixes start after them.
+        let first = self.key(numbers.start);
+        let shared = numbers.clone().fold(first.len(), |shared, n| {
+            shared.min(first.iter().zip(self.key(n)).take_while(|(a, b)| a == b).count())
+        });
+        let mut tail: Vec<(u64, u32)> = numbers.map(|n| (prefix8(&self.key(n)[shared..]), n)).collect();
         tail.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| self.cmp_keys(a.1, b.1)));
         let tail: Vec<u32> = tail.into_iter().map(|(_, n)| n).collect();
         let recent = self.merge(&std::mem::take(&mut order.recent), &tail);
