@@ -24,9 +24,14 @@
 //!   order   key numbers in key order, built on demand (below)
 //! ```
 //!
-//! An insert appends its entry and either repoints its key's `keys` slot (an overwrite: the
-//! older entry becomes garbage, bounded like the whole layer by the WAL-bytes cap) or adds
-//! a key number. The hash is a fixed function ([`FixedHash`]: no per-process seed, so every
+//! An insert of a new key appends its entry and adds a key number. An overwrite with a value
+//! of the same length (fixed-size records, counters) writes the value in place; any other
+//! appends a new entry and repoints the key's `keys` slot, and the older entry becomes
+//! garbage. Once the garbage exceeds both `COMPACT_GARBAGE_BYTES_MIN` and the bytes of the
+//! newest entries, the memtable compacts: it copies the newest entries into fresh blocks in
+//! arena order, freeing the old blocks as it passes them. So the arena holds at most about
+//! twice its newest entries, however long the WAL replayed into it (a recovery's memory
+//! stays flat in WAL length), for a copy of at most one byte per byte of garbage. The hash is a fixed function ([`FixedHash`]: no per-process seed, so every
 //! run lays the table out the same way) and the table is never iterated: nothing depends on
 //! its layout but the cost of a lookup. A slot keeps 32 bits of the hash, so a probe compares
 //! a key only when those agree, and growing the table re-homes slots without reading keys.
@@ -55,7 +60,9 @@
 //! - `keys[k]` is the position of the newest entry of key `k`, and keys are distinct;
 //! - `order.sorted` and `order.recent` are each strictly increasing by key, disjoint, and
 //!   together hold exactly the key numbers below `order.indexed`;
-//! - `first`/`last` are the smallest and largest key ever inserted (tombstones included).
+//! - `first`/`last` are the key numbers of the smallest and largest key (tombstones included);
+//! - `garbage_bytes <= entry_bytes`, and after every insert the garbage is below
+//!   `COMPACT_GARBAGE_BYTES_MIN` or at most the bytes of the newest entries.
 
 use std::cmp::Ordering;
 use std::marker::PhantomData;
@@ -68,6 +75,9 @@ use crate::checkpoint::run::BLOCK_BYTES;
 const FIRST_BLOCK_BYTES: usize = 4096;
 /// Slots of the smallest hash table.
 const SLOTS_MIN: usize = 16;
+/// Garbage (bytes of superseded entries) that may make the memtable compact itself, once
+/// it also exceeds the bytes of the newest entries.
+const COMPACT_GARBAGE_BYTES_MIN: u64 = 16 << 20;
 /// Most key numbers `recent` holds before its merge into `sorted`, at least.
 const RECENT_MIN: usize = 4096;
 
@@ -166,9 +176,9 @@ pub struct Memtable<H = FixedHash> {
     keys: Vec<u64>,
     slots: Vec<u64>,
     order: RwLock<Order>,
-    /// Positions of an entry of the smallest and of the largest key.
-    first: Option<u64>,
-    last: Option<u64>,
+    /// Key numbers of the smallest and of the largest key.
+    first: Option<u32>,
+    last: Option<u32>,
     /// Bytes of every entry appended, and of the superseded ones.
     entry_bytes: u64,
     garbage_bytes: u64,
@@ -219,12 +229,12 @@ impl<H: KeyHash> Memtable<H> {
 
     /// The smallest key inserted (tombstones included).
     pub fn first_key(&self) -> Option<&[u8]> {
-        self.first.map(|pos| self.entry(pos).0)
+        self.first.map(|n| self.key(n))
     }
 
     /// The largest key inserted (tombstones included).
     pub fn last_key(&self) -> Option<&[u8]> {
-        self.last.map(|pos| self.entry(pos).0)
+        self.last.map(|n| self.key(n))
     }
 
     /// Bytes of the entries superseded by a later entry of their key.
@@ -254,30 +264,79 @@ impl<H: KeyHash> Memtable<H> {
             "a key splits after one byte"
         );
         let hash = H::hash(prefix, rest);
-        let pos = self.append(prefix, rest, value);
         if 4 * (self.keys.len() + 1) > 3 * self.slots.len() {
             self.grow();
         }
         match self.probe(hash, prefix, rest) {
             Ok(number) => {
-                let old = std::mem::replace(&mut self.keys[number], pos);
-                self.garbage_bytes += self.entry_len(old) as u64;
+                let old = self.keys[number];
+                if !self.overwrite_in_place(old, value) {
+                    self.keys[number] = self.append(prefix, rest, value);
+                    self.garbage_bytes += self.entry_len(old) as u64;
+                    if self.garbage_bytes >= COMPACT_GARBAGE_BYTES_MIN
+                        && self.garbage_bytes > self.entry_bytes - self.garbage_bytes
+                    {
+                        self.compact();
+                    }
+                }
             }
             Err(slot) => {
                 let number = self.keys.len();
                 assert!(number < u32::MAX as usize, "a memtable holds fewer than 2^32 keys");
+                let pos = self.append(prefix, rest, value);
                 self.slots[slot] = (hash << 32) | (number as u64 + 1);
                 self.keys.push(pos);
                 let key = self.entry(pos).0;
                 let below_first = self.first_key().is_none_or(|first| key < first);
                 let above_last = self.last_key().is_none_or(|last| key > last);
                 if below_first {
-                    self.first = Some(pos);
+                    self.first = Some(number as u32);
                 }
                 if above_last {
-                    self.last = Some(pos);
+                    self.last = Some(number as u32);
                 }
             }
+        }
+    }
+
+    /// Writes `value` over the value of the entry at `pos` if both are values of one length
+    /// (a fixed-size record, a counter): no garbage. Returns whether it did.
+    fn overwrite_in_place(&mut self, pos: u64, value: Option<&[u8]>) -> bool {
+        let (Some(value), (_, Some(old))) = (value, self.entry(pos)) else { return false };
+        if old.len() != value.len() {
+            return false;
+        }
+        let block = &self.blocks[(pos >> 32) as usize];
+        let (key_len, key_at) = get_varint(block, pos as u32 as usize);
+        let (_, value_at) = get_varint(block, key_at + key_len);
+        self.blocks[(pos >> 32) as usize][value_at..value_at + value.len()].copy_from_slice(value);
+        true
+    }
+
+    /// Rewrites the newest entry of every key into fresh blocks, in arena order, freeing each
+    /// old block once it is passed: the garbage goes, and the memtable never holds much more
+    /// than before meanwhile (one block and a sorted list of positions).
+    fn compact(&mut self) {
+        let mut newest: Vec<(u64, u32)> =
+            self.keys.iter().enumerate().map(|(n, &pos)| (pos, n as u32)).collect();
+        newest.sort_unstable();
+        let mut old = std::mem::take(&mut self.blocks);
+        (self.entry_bytes, self.garbage_bytes) = (0, 0);
+        let mut freed = 0;
+        for (pos, number) in newest {
+            let block_number = (pos >> 32) as usize;
+            for block in &mut old[freed..block_number] {
+                *block = Vec::new();
+            }
+            freed = block_number;
+            let block = &old[block_number];
+            let at = pos as u32 as usize;
+            let (key_len, key_at) = get_varint(block, at);
+            let (tag, value_at) = get_varint(block, key_at + key_len);
+            let key = &block[key_at..key_at + key_len];
+            let value = (tag > 0).then(|| &block[value_at..value_at + tag - 1]);
+            let (prefix, rest) = split(key);
+            self.keys[number as usize] = self.append(prefix, rest, value);
         }
     }
 

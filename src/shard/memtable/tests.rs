@@ -150,6 +150,41 @@ fn overwrites_count_their_garbage_and_large_values_get_blocks_of_their_own() {
 }
 
 #[test]
+fn an_overwrite_of_the_same_length_is_written_in_place() {
+    let mut table = Memtable::<FixedHash>::new();
+    table.insert(b"counter", Some(&1u64.to_le_bytes()));
+    let bytes = table.allocated_bytes();
+    for n in 2..10_000u64 {
+        table.insert(b"counter", Some(&n.to_le_bytes()));
+    }
+    assert_eq!(table.get(b"counter"), Some(Some(&9_999u64.to_le_bytes()[..])));
+    assert_eq!((table.garbage_bytes(), table.allocated_bytes()), (0, bytes), "no garbage, no growth");
+}
+
+#[test]
+fn garbage_past_the_newest_entries_compacts_the_arena() {
+    // 3,000 keys of about 1 KiB, a third of them overwritten each round with alternating
+    // lengths, the first 100 never: 60 MiB appended, about 3 MiB newest, spread over blocks.
+    let mut table = Memtable::<FixedHash>::new();
+    let mut model = Model::new();
+    for round in 0..60u32 {
+        for k in (0..3000u32).filter(|k| round == 0 || (*k >= 100 && (k + round) % 3 == 0)) {
+            let value = vec![(round + k) as u8; 1000 + (round % 2) as usize];
+            let value = (k % 97 != round % 97).then_some(value);
+            table.insert(&k.to_be_bytes(), value.as_deref());
+            model.insert(k.to_be_bytes().to_vec(), value);
+        }
+        let newest = model.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>();
+        assert!(table.garbage_bytes() <= (COMPACT_GARBAGE_BYTES_MIN as usize).max(2 * newest) as u64);
+        assert!(table.allocated_bytes() < 2 * COMPACT_GARBAGE_BYTES_MIN as usize, "round {round}");
+        if round % 8 == 7 {
+            check(&table, &model);
+        }
+    }
+    check(&table, &model);
+}
+
+#[test]
 fn an_inverted_or_empty_range_is_empty() {
     let mut table = Memtable::<FixedHash>::new();
     for key in [b"a", b"b", b"c"] {
