@@ -1,7 +1,10 @@
-//! The layered shard state (packed base run, frozen layer, delta, merge cursor) against a
-//! plain `BTreeMap` model: random inserts, removes and range removes, freezes (with the
-//! frozen view checked against the model at the freeze), merge steps of random sizes, and
-//! point reads and scans in both directions after every operation.
+//! The layered shard state (packed base run, frozen and delta arena memtables, merge cursor)
+//! against plain `BTreeMap` models: random inserts and overwrites, removes (tombstones), range
+//! removes, batches of inserts with no read between them (so reads find unsorted appends),
+//! freezes (the frozen view checked against the model at the freeze, its changes against the
+//! changes since the last freeze), merge steps of random sizes; after every operation point
+//! reads, scans in both directions, and the delta's changes (tombstones included) and key
+//! bounds.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -15,6 +18,8 @@ type Bytes = Vec<u8>;
 #[derive(Clone, Debug)]
 enum Op {
     Insert(u8, u8),
+    /// Keys `k, k + step, ...` (mod 64), `n` of them, with no read in between.
+    InsertMany(u8, u8, u8, u8),
     Remove(u8),
     RemoveRange(u8, u8),
     Freeze,
@@ -25,6 +30,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Op::Insert(k % 64, v)),
+        2 => (any::<u8>(), 1u8..12, 1u8..20, any::<u8>()).prop_map(|(k, s, n, v)| Op::InsertMany(k % 64, s, n, v)),
         2 => any::<u8>().prop_map(|k| Op::Remove(k % 64)),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::RemoveRange(a % 64, b % 64)),
         1 => Just(Op::Freeze),
@@ -68,6 +74,30 @@ fn check_reads(state: &State, model: &BTreeMap<Bytes, Bytes>, bounds: (u8, u8)) 
     }
 }
 
+type Changes = BTreeMap<Bytes, Option<Bytes>>;
+
+/// The changes of a layer (tombstones as `None`), in key order.
+fn changes<'a>(entries: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Changes {
+    let mut out = Changes::new();
+    let mut last: Option<Bytes> = None;
+    for (key, value) in entries {
+        assert!(last.as_deref().is_none_or(|l| l < key), "a layer's keys strictly increase");
+        last = Some(key.to_vec());
+        out.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+    }
+    out
+}
+
+fn check_delta(state: &State, delta: &Changes) {
+    assert_eq!(&changes(state.delta().iter()), delta, "the delta is the changes since the freeze");
+    assert_eq!(&changes(state.delta().iter().rev().collect::<Vec<_>>().into_iter().rev()), delta, "reversed");
+    assert_eq!(state.delta().first_key(), delta.keys().next().map(Vec::as_slice), "first changed key");
+    assert_eq!(state.delta().last_key(), delta.keys().next_back().map(Vec::as_slice), "last changed key");
+    for (key, value) in delta {
+        assert_eq!(state.delta().get(key), Some(value.as_deref()), "delta get");
+    }
+}
+
 fn initial() -> impl Strategy<Value = BTreeMap<Bytes, Bytes>> {
     prop::collection::btree_map(any::<u8>().prop_map(|k| key(k % 64)), any::<u8>().prop_map(value), 0..40)
 }
@@ -82,30 +112,51 @@ proptest! {
         bounds in (any::<u8>(), any::<u8>()),
     ) {
         let mut model = base.clone();
+        let mut delta = Changes::new();
         let mut state = State::from_run(base.iter().collect::<Run>());
         let mut view = None;
         check_reads(&state, &model, bounds);
         for op in ops {
             match op {
                 Op::Insert(k, v) => {
-                    state.insert(key(k), value(v));
+                    state.insert(&key(k), &value(v));
                     model.insert(key(k), value(v));
+                    delta.insert(key(k), Some(value(v)));
+                }
+                Op::InsertMany(k, step, n, v) => {
+                    for i in 0..n {
+                        let (k, v) = (k.wrapping_add(i.wrapping_mul(step)) % 64, v.wrapping_add(i));
+                        // Through the parts, as commits and replay write.
+                        state.set_in(key(k)[0], &key(k)[1..], Some(&value(v)));
+                        model.insert(key(k), value(v));
+                        delta.insert(key(k), Some(value(v)));
+                    }
                 }
                 Op::Remove(k) => {
-                    state.remove(key(k));
+                    state.remove(&key(k));
                     model.remove(&key(k));
+                    delta.insert(key(k), None);
                 }
                 Op::RemoveRange(a, b) => {
                     let (start, end) = (key(a), key(b));
-                    let expected = model.keys().filter(|k| **k >= start && **k < end).count();
-                    prop_assert_eq!(state.remove_range(start.clone()..end.clone()), expected);
+                    let doomed: Vec<Bytes> = model.keys().filter(|k| **k >= start && **k < end).cloned().collect();
+                    prop_assert_eq!(state.remove_range(start.clone()..end.clone()), doomed.len());
                     model.retain(|k, _| !(*k >= start && *k < end));
+                    delta.extend(doomed.into_iter().map(|k| (k, None)));
                 }
                 // A freeze while a view is held is not what the shard does (one checkpoint
                 // in flight at a time, the merge after its publication).
                 Op::Freeze if view.is_none() => {
                     let frozen = state.freeze();
                     prop_assert_eq!(&frozen.full(), &model, "the view is the state at the freeze");
+                    let frozen_changes = changes(frozen.changes_after(None));
+                    prop_assert_eq!(&frozen_changes, &delta, "the frozen layer is the changes since the last freeze");
+                    if let Some(after) = delta.keys().nth(delta.len() / 2) {
+                        let tail: Changes = delta.range::<Bytes, _>((Bound::Excluded(after), Bound::Unbounded))
+                            .map(|(k, v)| (k.clone(), v.clone())).collect();
+                        prop_assert_eq!(changes(frozen.changes_after(Some(after))), tail, "changes after a key");
+                    }
+                    delta.clear();
                     view = Some(frozen);
                 }
                 Op::DropView => view = None,
@@ -113,6 +164,7 @@ proptest! {
                 Op::Freeze | Op::Merge(_) => {}
             }
             check_reads(&state, &model, bounds);
+            check_delta(&state, &delta);
         }
         while !state.merge_step(7) {
             check_reads(&state, &model, bounds);

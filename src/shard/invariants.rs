@@ -12,14 +12,17 @@
 //!   records the WAL does not hold) and its epoch precedes the active epoch (that it is in
 //!   the store is checked by the checkpoint writer, which holds the store's lock);
 //! - a pending checkpoint is at or past the latest one and at most the WAL's last lsn;
-//! - every key of the state (its first and last, since the map is ordered) and every key
-//!   changed since the checkpoint is in a shard namespace.
+//! - every key of the state is in a shard namespace: the smallest and the largest key of each
+//!   layer (base, frozen, delta; O(1) each) are, and the namespace bytes are adjacent.
 //!
 //! The checks read the WAL through its own lock; a WAL whose lock was poisoned by a panic is
 //! not checked (the shard fails on its next WAL call).
 
 use super::{NS_DOC, NS_USER, Serving, Shard, SyncState};
 use crate::env::Env;
+
+// The namespace check of the state's key bounds needs adjacent namespace bytes.
+const _: () = assert!(NS_DOC == NS_USER + 1, "namespaces are adjacent");
 
 fn in_namespace(key: &[u8]) -> bool {
     matches!(key.first(), Some(&NS_USER | &NS_DOC))
@@ -59,14 +62,10 @@ impl<E: Env + Clone> Shard<E> {
                 pending.lsn
             );
         }
-        if let Some((first, _)) = serving.state.range::<std::ops::RangeFull>(..).next() {
-            assert!(in_namespace(first), "shard {}: state key {first:?} in no namespace", self.id);
-        }
-        if let (Some((first, _)), Some((last_key, _))) =
-            (serving.state.delta().first_key_value(), serving.state.delta().last_key_value())
-        {
-            assert!(in_namespace(first), "shard {}: changed key {first:?} in no namespace", self.id);
-            assert!(in_namespace(last_key), "shard {}: changed key {last_key:?} in no namespace", self.id);
+        // Namespaces are adjacent bytes, so a layer whose smallest and largest keys are in
+        // one holds only keys in one.
+        for key in serving.state.layer_key_bounds() {
+            assert!(in_namespace(key), "shard {}: state key {key:?} in no namespace", self.id);
         }
     }
 }
@@ -139,7 +138,7 @@ mod tests {
     #[should_panic(expected = "in no namespace")]
     fn a_key_outside_the_namespaces_is_caught() {
         check_with(&shard(), |serving| {
-            serving.state.insert(vec![9, 1], Vec::new());
+            serving.state.insert(&[9, 1], &[]);
         });
     }
 }

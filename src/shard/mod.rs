@@ -76,6 +76,7 @@
 mod checkpointing;
 mod failure;
 mod invariants;
+pub mod memtable;
 mod notify;
 mod ops;
 pub mod record;

@@ -44,15 +44,16 @@ pub type ProgressFn<'a> = &'a (dyn Fn(&RecoveryProgress) + Send + Sync);
 /// Applies one batch to a state (its delta layer is the set of keys changed since the last
 /// checkpoint).
 pub(super) fn apply(state: &mut State, batch: &BatchView<'_>) {
+    // State keys are written into the delta's arena from their parts: no key is built.
     for op in batch.ops() {
         match op {
-            OpRef::Put(key, value) => state.insert(user_key(key), value.to_vec()),
-            OpRef::Delete(key) => state.remove(user_key(key)),
-            OpRef::DeleteRange(start, end) => drop(state.remove_range(user_key(start)..user_key(end))),
+            OpRef::Put(key, value) => state.set_in(NS_USER, key, Some(value)),
+            OpRef::Delete(key) => state.set_in(NS_USER, key, None),
+            OpRef::DeleteRange(start, end) => drop(state.remove_range_in(&[NS_USER], start, end)),
         }
     }
     if let Some((id, true)) = batch.doc() {
-        state.insert(doc_key(id), Vec::new());
+        state.set_in(NS_DOC, id.as_bytes(), Some(&[]));
     }
 }
 

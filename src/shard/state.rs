@@ -1,34 +1,46 @@
 //! The shard's in-memory state as layers, so a checkpoint can freeze it in O(1) and write it
 //! outside the shard's lock while commits go on.
 //!
-//! # Representation (decided: a packed base run plus delta layers, not a persistent map)
+//! # Representation (decided: a packed base run plus arena memtables, not a persistent map)
 //!
 //! ```text
-//!   delta   BTreeMap<key, Option<value>>   changes since the freeze (None: deleted)   newest
-//!   frozen  Arc<BTreeMap<key, Option<..>>> changes the in-flight checkpoint covers
-//!   base    Arc<Run>                       the state at the last published checkpoint  oldest
+//!   delta   Memtable                 changes since the freeze (None: deleted)         newest
+//!   frozen  Arc<Memtable>            changes the in-flight checkpoint covers
+//!   base    Arc<Run>                 the state at the last published checkpoint      oldest
 //! ```
 //!
 //! The base is a packed, sorted, immutable [`Run`] (`crate::checkpoint::run`): entries back
 //! to back in 1 MiB arena blocks, an 8-byte index slot each, searched by binary search; no
 //! allocation per entry, about 16 bytes of overhead per entry. Recovery builds it straight
 //! from the checkpoint's sorted stream. The delta and the frozen layer (bounded by the WAL
-//! cap) stay `BTreeMap`s, so a commit is a plain map insert.
+//! cap) are arena memtables ([`super::memtable`]): an entry appended to an arena in commit
+//! order, a fixed-hash table from key to its newest entry for O(1) inserts and point reads,
+//! and a key order built on demand (for range reads, range deletes, the checkpoint writer
+//! and the merge). Commits and WAL replay write a state key from its namespace byte and the
+//! user key ([`State::set_in`]), so no key is built on their path. Measured against the
+//! `BTreeMap` layers it replaced: see issues 11 and 12 (bulk load, recovery memory).
 //!
 //! A read looks in `delta`, then `frozen`, then the base; the first layer holding the key
 //! wins, and a `None` there means the key is absent. Commits write only `delta`.
 //!
 //! - [`State::freeze`] moves `delta` into a new `frozen` layer (a pointer move) and hands out
 //!   a [`FrozenView`] (clones of the two `Arc`s) that the checkpoint writer reads without
-//!   the lock: nothing mutates `base` or `frozen` while a view may exist.
+//!   the lock: nothing mutates `base` or `frozen` while a view may exist. The frozen layer's
+//!   key order is built by its first range reader, normally the checkpoint writer's first
+//!   step, outside the shard's lock (a range read or range delete under the lock between
+//!   the freeze and that step builds it, or waits for it, there).
 //! - Once the checkpoint is published and the writer dropped its view, [`State::merge_step`]
 //!   folds `frozen` and the base into a new run in bounded slices, each under the lock for a
 //!   short time: a **merge cursor**. Each slice takes the smallest keys left of `frozen` and
-//!   of the old base (popping them from `frozen`, consuming them from the front of the old
-//!   run; `frozen` wins a tie, a tombstone drops the key) and appends the result to the new
-//!   run, `merged`. So at every moment every key of `merged` sorts below every key left in
-//!   `frozen` and the old base: reads take keys below the cursor from `merged` and keys at
-//!   or above it from `frozen` and the old base, and every read is unchanged by a slice.
+//!   of the old base (walking `frozen`'s key order from the cursor key `merge_after`,
+//!   consuming them from the front of the old run; `frozen` wins a tie, a tombstone drops
+//!   the key) and appends the result to the new run, `merged`. The frozen layer stays whole
+//!   until the merge ends: a frozen key behind the cursor holds what `merged` holds (or a
+//!   tombstone where it holds nothing), so reads that still consult it are unchanged. So
+//!   at every moment every key of `merged` sorts below every key of `frozen` after the
+//!   cursor and every key left in the old base: reads take keys below the cursor from
+//!   `merged` and keys above it from `frozen` and the old base, and every read is unchanged
+//!   by a slice.
 //!   The old base's blocks wholly behind the cursor are freed as it goes (`Run::consume`;
 //!   the `Arc` is unique then, the merge's precondition), so a merge holds about one copy of
 //!   the state, not two. When both are empty, `merged` becomes the base.
@@ -50,7 +62,8 @@
 //!
 //! - at most one frozen layer; `freeze` first finishes any merge left;
 //! - `merged` exists only while a frozen layer does (a merge is under way), and every key of
-//!   `merged` sorts below every key left in `frozen` and in the old base;
+//!   `merged` sorts below every key of `frozen` after `merge_after` and every key left in
+//!   the old base; `merged_frozen_keys` counts the frozen keys up to `merge_after`;
 //! - the base holds no tombstones, and every key of every layer is a state key (namespaced).
 
 use std::collections::BTreeMap;
@@ -59,10 +72,11 @@ use std::ops::{Bound, Range, RangeBounds};
 use std::sync::Arc;
 
 use super::Bytes;
+use super::memtable::Memtable;
 use crate::checkpoint::run::{Run, RunIter};
 
-/// A layer of changes: `None` marks a deleted key.
-pub type Layer = BTreeMap<Bytes, Option<Bytes>>;
+/// A layer of changes: an arena memtable whose `None` values mark deleted keys.
+pub type Layer = Memtable;
 
 /// The layered state (see the module docs).
 #[derive(Debug, Default)]
@@ -71,6 +85,10 @@ pub struct State {
     frozen: Option<Arc<Layer>>,
     /// The new base a merge under way builds: every key below the merge cursor.
     merged: Option<Run>,
+    /// The merge cursor: the largest frozen key merged so far (`None`: none yet).
+    merge_after: Option<Bytes>,
+    /// Frozen keys merged so far.
+    merged_frozen_keys: usize,
     delta: Layer,
 }
 
@@ -88,8 +106,8 @@ fn as_slice(bound: Bound<&Bytes>) -> Bound<&[u8]> {
     bound.map(Vec::as_slice)
 }
 
-fn after_bound(after: Option<&[u8]>) -> (Bound<Bytes>, Bound<Bytes>) {
-    (after.map_or(Bound::Unbounded, |k| Bound::Excluded(k.to_vec())), Bound::Unbounded)
+fn after_bound(after: Option<&[u8]>) -> Bound<&[u8]> {
+    after.map_or(Bound::Unbounded, Bound::Excluded)
 }
 
 impl FrozenView {
@@ -101,10 +119,10 @@ impl FrozenView {
     /// The entries of the state at the freeze with keys after `after` (all of them with
     /// `None`), in key order: what a full checkpoint streams, without copying the base.
     pub fn full_after<'a>(&'a self, after: Option<&[u8]>) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let range = after_bound(after);
-        let frozen: LayerIter<'a> = Box::new(self.frozen.range(range.clone()).map(layer_entry));
-        let (start, end) = (as_slice(range.start_bound()), as_slice(range.end_bound()));
-        let base: LayerIter<'a> = Box::new(self.base.range(start, end).map(|(k, v)| (k, Some(v))));
+        let start = after_bound(after);
+        let frozen: LayerIter<'a> = Box::new(self.frozen.range(start, Bound::Unbounded));
+        let base: LayerIter<'a> =
+            Box::new(self.base.range(start, Bound::Unbounded).map(|(k, v)| (k, Some(v))));
         let none: LayerIter<'a> = Box::new(std::iter::empty());
         Merge { layers: [frozen, base, none].map(Iterator::peekable), reverse: false }
     }
@@ -115,7 +133,7 @@ impl FrozenView {
         &'a self,
         after: Option<&[u8]>,
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
-        self.frozen.range(after_bound(after)).map(layer_entry)
+        self.frozen.range(after_bound(after), Bound::Unbounded)
     }
 
     /// An upper bound of the entries a checkpoint of this view holds (full: the base's keys
@@ -125,14 +143,10 @@ impl FrozenView {
     }
 }
 
-fn layer_entry<'a>((key, value): (&'a Bytes, &'a Option<Bytes>)) -> (&'a [u8], Option<&'a [u8]>) {
-    (key.as_slice(), value.as_deref())
-}
-
 impl State {
     /// A state with `base` (a recovered checkpoint) and no changes.
     pub fn from_run(base: Run) -> Self {
-        Self { base: Arc::new(base), frozen: None, merged: None, delta: Layer::new() }
+        Self { base: Arc::new(base), ..Self::default() }
     }
 
     /// A state with the entries of `base` and no changes.
@@ -143,10 +157,12 @@ impl State {
     /// The value of state key `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         if let Some(value) = self.delta.get(key) {
-            return value.as_deref();
+            return value;
         }
+        // A frozen key behind the merge cursor holds what `merged` holds (or a tombstone
+        // where `merged` holds nothing): the frozen layer answers for it as well.
         if let Some(value) = self.frozen.as_ref().and_then(|f| f.get(key)) {
-            return value.as_deref();
+            return value;
         }
         match &self.merged {
             // Below the cursor only `merged` can hold the key, at or above it only the base.
@@ -161,18 +177,33 @@ impl State {
     }
 
     /// Sets `key` (a change since the last checkpoint).
-    pub fn insert(&mut self, key: Bytes, value: Bytes) {
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) {
         self.delta.insert(key, Some(value));
     }
 
     /// Removes `key` (a change since the last checkpoint).
-    pub fn remove(&mut self, key: Bytes) {
+    pub fn remove(&mut self, key: &[u8]) {
         self.delta.insert(key, None);
+    }
+
+    /// Sets the state key `[namespace] ++ key` without building it (the commit and replay
+    /// path); `None` removes it.
+    pub fn set_in(&mut self, namespace: u8, key: &[u8], value: Option<&[u8]>) {
+        self.delta.insert_parts(&[namespace], key, value);
     }
 
     /// The keys changed since the last published or frozen checkpoint, with their values.
     pub fn delta(&self) -> &Layer {
         &self.delta
+    }
+
+    /// The smallest and largest key of each layer (the base's, the frozen layer's, the
+    /// delta's; tombstones included): every key of the state sorts between two of them.
+    pub fn layer_key_bounds(&self) -> impl Iterator<Item = &[u8]> {
+        let base = [self.merged.as_ref(), Some(&*self.base)].into_iter().flatten();
+        let base = base.flat_map(|run| [run.iter().next().map(|(k, _)| k), run.last_key()]);
+        let layers = [self.frozen.as_deref(), Some(&self.delta)].into_iter().flatten();
+        base.chain(layers.flat_map(|layer| [layer.first_key(), layer.last_key()])).flatten()
     }
 
     /// Whether a frozen layer exists (a checkpoint is in flight or its merge is unfinished).
@@ -183,7 +214,7 @@ impl State {
     /// Keys a merge of the frozen layer has still to visit (the old base's and the frozen
     /// layer's); 0 when no frozen layer exists.
     pub fn merge_keys_left(&self) -> usize {
-        self.frozen.as_ref().map_or(0, |frozen| frozen.len() + self.base.len())
+        self.frozen.as_ref().map_or(0, |frozen| frozen.len() - self.merged_frozen_keys + self.base.len())
     }
 
     /// The present entries with keys in `range`, in ascending key order, newest layer winning.
@@ -209,12 +240,12 @@ impl State {
     /// Each layer's entries in `range`, newest layer first. The base is `merged` (below the
     /// cursor) chained with the old base (at or above it): a sorted sequence both ways.
     fn layers<'a, R: RangeBounds<Bytes> + Clone + 'a>(&'a self, range: R) -> [LayerRange<'a>; 3] {
-        let delta: LayerRange<'a> = Box::new(self.delta.range(range.clone()).map(layer_entry));
+        let (start, end) = (as_slice(range.start_bound()), as_slice(range.end_bound()));
+        let delta: LayerRange<'a> = Box::new(self.delta.range(start, end));
         let frozen: LayerRange<'a> = match &self.frozen {
-            Some(frozen) => Box::new(frozen.range(range.clone()).map(layer_entry)),
+            Some(frozen) => Box::new(frozen.range(start, end)),
             None => Box::new(std::iter::empty()),
         };
-        let (start, end) = (as_slice(range.start_bound()), as_slice(range.end_bound()));
         let below: RunIter<'a> = self.merged.as_ref().map_or_else(RunIter::empty, |m| m.range(start, end));
         let base = below.chain(self.base.range(start, end)).map(|(k, v)| (k, Some(v)));
         [delta, frozen, Box::new(base)]
@@ -225,40 +256,57 @@ impl State {
     /// and an incremental checkpoint lists each of them as deleted. Returns how many keys it
     /// removed.
     pub fn remove_range(&mut self, range: Range<Bytes>) -> usize {
-        if range.start >= range.end {
+        self.remove_range_in(&[], &range.start, &range.end)
+    }
+
+    /// [`State::remove_range`] of the state keys `[namespace] ++ start .. [namespace] ++ end`
+    /// (an empty `namespace`: the keys as given), without building them.
+    pub fn remove_range_in(&mut self, namespace: &[u8], start: &[u8], end: &[u8]) -> usize {
+        let key = |k: &[u8]| [namespace, k].concat();
+        let (start, end) = (key(start), key(end));
+        if start >= end {
             return 0;
         }
-        let doomed: Vec<Bytes> = self.range(range).map(|(key, _)| key.to_vec()).collect();
-        let removed = doomed.len();
-        for key in doomed {
-            self.delta.insert(key, None);
+        // The doomed keys back to back in one buffer: no allocation per key.
+        let (mut doomed, mut ends) = (Vec::new(), Vec::new());
+        for (key, _) in self.range(start..end) {
+            doomed.extend_from_slice(key);
+            ends.push(doomed.len());
         }
-        removed
+        let mut from = 0;
+        for &to in &ends {
+            self.delta.insert(&doomed[from..to], None);
+            from = to;
+        }
+        ends.len()
     }
 
     /// Freezes the changes since the last checkpoint into the frozen layer and returns the
-    /// view a checkpoint writer reads. Finishes any merge left first.
+    /// view a checkpoint writer reads: O(1) once any merge left is finished (the frozen
+    /// layer's key order is built by its first reader, the checkpoint writer, outside the
+    /// shard's lock).
     pub fn freeze(&mut self) -> FrozenView {
         while !self.merge_step(usize::MAX) {}
         let frozen = Arc::new(std::mem::take(&mut self.delta));
         self.frozen = Some(Arc::clone(&frozen));
+        (self.merge_after, self.merged_frozen_keys) = (None, 0);
         FrozenView { base: Arc::clone(&self.base), frozen }
     }
 
     /// Moves up to `max_keys` keys (of the frozen layer and of the old base) behind the
     /// merge cursor (see the module docs); returns whether the merge is over (no frozen
-    /// layer left). Call only once no [`FrozenView`] is held (else the base and the frozen
-    /// layer would be copied whole).
+    /// layer left). Call only once no [`FrozenView`] is held (else the base would be copied
+    /// whole).
     pub fn merge_step(&mut self, max_keys: usize) -> bool {
-        let Some(frozen) = self.frozen.as_mut() else { return true };
-        let frozen = Arc::make_mut(frozen);
+        let Some(frozen) = self.frozen.as_ref() else { return true };
         let base = Arc::make_mut(&mut self.base);
         let merged = self.merged.get_or_insert_with(|| Run::with_capacity(base.len() + frozen.len()));
+        let mut changes = frozen.range(after_bound(self.merge_after.as_deref()), Bound::Unbounded).peekable();
         let mut budget = max_keys;
+        let mut last = None;
         while budget > 0 {
             // The old base below the next frozen key, as far as the budget goes.
-            let below =
-                frozen.first_key_value().map_or(base.len(), |(key, _)| base.lower_bound_from_front(key));
+            let below = changes.peek().map_or(base.len(), |&(key, _)| base.lower_bound_from_front(key));
             let copied = below.min(budget);
             for (key, value) in base.iter().take(copied) {
                 merged.push(key, value);
@@ -268,18 +316,24 @@ impl State {
             if budget == 0 {
                 break;
             }
-            let Some((key, value)) = frozen.pop_first() else { break };
-            if base.iter().next().is_some_and(|(k, _)| k == key.as_slice()) {
+            let Some((key, value)) = changes.next() else { break };
+            if base.iter().next().is_some_and(|(k, _)| k == key) {
                 base.consume(1);
             }
             if let Some(value) = value {
-                merged.push(&key, &value);
+                merged.push(key, value);
             }
-            budget -= 1;
+            (last, budget) = (Some(key), budget - 1);
+            self.merged_frozen_keys += 1;
         }
-        if frozen.is_empty() && base.is_empty() {
+        let frozen_done = changes.peek().is_none();
+        if let Some(key) = last {
+            self.merge_after = Some(key.to_vec());
+        }
+        drop(changes);
+        if frozen_done && base.is_empty() {
             self.base = Arc::new(self.merged.take().unwrap_or_default());
-            self.frozen = None;
+            (self.frozen, self.merge_after, self.merged_frozen_keys) = (None, None, 0);
         }
         self.frozen.is_none()
     }

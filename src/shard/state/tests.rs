@@ -9,12 +9,12 @@ fn b(s: &str) -> Bytes {
 #[test]
 fn reads_take_the_newest_layer_and_merging_keeps_them() {
     let mut state = State::from_base([(b("a"), b("1")), (b("b"), b("1")), (b("c"), b("1"))].into());
-    state.insert(b("b"), b("2"));
-    state.remove(b("c"));
+    state.insert(b"b", b"2");
+    state.remove(b"c");
     let view = state.freeze();
-    state.insert(b("a"), b("3"));
-    state.insert(b("d"), b("3"));
-    state.remove(b("b"));
+    state.insert(b"a", b"3");
+    state.insert(b"d", b"3");
+    state.remove(b"b");
     let all = |s: &State| {
         s.range::<std::ops::RangeFull>(..).map(|(k, v)| (k.to_vec(), v.to_vec())).collect::<Vec<_>>()
     };
@@ -43,8 +43,8 @@ fn merging_frees_the_old_base_behind_the_cursor_so_memory_never_doubles() {
         (0..entries).map(|i| (format!("k{i:08}").into_bytes(), value.clone())).collect();
     let mut state = State::from_base(base);
     let before = state.base.allocated_bytes();
-    state.remove(b("k00000000"));
-    state.insert(b("z"), b("last"));
+    state.remove(b"k00000000");
+    state.insert(b"z", b"last");
     drop(state.freeze());
     let mut steps = 0;
     while !state.merge_step(entries / 20) {
@@ -77,10 +77,10 @@ fn pairs(entries: &[(&str, &str)]) -> Vec<(Bytes, Bytes)> {
 #[test]
 fn a_range_delete_in_the_delta_hides_keys_of_the_frozen_layer_and_the_base() {
     let mut state = State::from_base([(b("a"), b("1")), (b("c"), b("1")), (b("e"), b("1"))].into());
-    state.insert(b("b"), b("2"));
-    state.insert(b("d"), b("2"));
+    state.insert(b"b", b"2");
+    state.insert(b"d", b"2");
     let view = state.freeze();
-    state.insert(b("bb"), b("3"));
+    state.insert(b"bb", b"3");
     // b, d (frozen), bb (delta) and c (base) are in b..e; a and e are not.
     assert_eq!(state.remove_range(b("b")..b("e")), 4);
     assert_eq!(all(&state), pairs(&[("a", "1"), ("e", "1")]));
@@ -95,16 +95,16 @@ fn a_range_delete_in_the_delta_hides_keys_of_the_frozen_layer_and_the_base() {
         assert_eq!(all(&state), pairs(&[("a", "1"), ("e", "1")]), "every merge slice keeps reads");
     }
     assert_eq!(all(&state), pairs(&[("a", "1"), ("e", "1")]));
-    let tombstones: Vec<&Bytes> = state.delta().iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
-    assert_eq!(tombstones, [&b("b"), &b("bb"), &b("c"), &b("d")], "one tombstone per removed key");
+    let tombstones: Vec<&[u8]> = state.delta().iter().filter(|(_, v)| v.is_none()).map(|(k, _)| k).collect();
+    assert_eq!(tombstones, [&b"b"[..], b"bb", b"c", b"d"], "one tombstone per removed key");
 }
 
 #[test]
 fn a_frozen_layer_with_range_deletes_checkpoints_exactly() {
     let mut state = State::from_base([(b("k1"), b("1")), (b("k2"), b("1")), (b("k3"), b("1"))].into());
-    state.insert(b("k4"), b("2"));
+    state.insert(b"k4", b"2");
     state.remove_range(b("k2")..b("k4"));
-    state.insert(b("k3"), b("again"));
+    state.insert(b"k3", b"again");
     assert_eq!(state.remove_range(b("z")..b("a")), 0, "an inverted range removes nothing");
     assert_eq!(state.remove_range(b("x")..b("y")), 0, "an empty one neither");
     let view = state.freeze();
@@ -116,7 +116,7 @@ fn a_frozen_layer_with_range_deletes_checkpoints_exactly() {
     let expected = pairs(&[("k1", "1"), ("k3", "again"), ("k4", "2")]);
     assert_eq!(view.full().into_iter().collect::<Vec<_>>(), expected);
     let frozen: Vec<(Bytes, Option<Bytes>)> =
-        view.frozen.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        view.frozen.iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
     let expected_frozen = vec![(b("k2"), None), (b("k3"), Some(b("again"))), (b("k4"), Some(b("2")))];
     assert_eq!(frozen, expected_frozen);
     // Applying the incremental to its parent (the base) gives the full checkpoint.

@@ -1,0 +1,614 @@
+//! An arena memtable: the shard state's delta and frozen layers (`super::state`), the changes
+//! since the last checkpoint, written by every commit and by WAL replay.
+//!
+//! # Why not a `BTreeMap<Vec<u8>, Option<Vec<u8>>>` (decided, measured)
+//!
+//! The map cost two heap allocations per entry plus node slack (about 200 B for a 116 B
+//! entry), was the largest cost of WAL replay and of a bulk load's commits, and its drop
+//! freed every entry one by one. Here an entry costs its bytes, 2 to 4 bytes of lengths and
+//! about 20 bytes of index, and no allocation; dropping the layer frees a few large blocks.
+//!
+//! # Layout
+//!
+//! ```text
+//!   arena   blocks of bytes (4 KiB growing to BLOCK_BYTES, never reallocated), entries back
+//!           to back in commit order:
+//!             key length | key | tag | value        (varints as in `checkpoint::run`;
+//!                                                     tag 0: a tombstone, no value;
+//!                                                     tag n > 0: a value of n - 1 bytes)
+//!           position of an entry: (block number << 32) | offset in the block
+//!   keys    one u64 per distinct key, in order of first insertion: the position of the
+//!           key's latest entry (its "key number" is its index here)
+//!   slots   open addressing, linear probing, power-of-two capacity, load <= 3/4:
+//!           0 (empty) or (low 32 bits of the key's hash << 32) | (key number + 1)
+//!   order   key numbers in key order, built on demand (below)
+//! ```
+//!
+//! An insert of a new key appends its entry and adds a key number. An overwrite with a value
+//! of the same length (fixed-size records, counters) writes the value in place; any other
+//! appends a new entry and repoints the key's `keys` slot, and the older entry becomes
+//! garbage. Once the garbage exceeds both `COMPACT_GARBAGE_BYTES_MIN` and the bytes of the
+//! newest entries, the memtable compacts: it copies the newest entries into fresh blocks in
+//! arena order, freeing the old blocks as it passes them. So the arena holds at most about
+//! twice its newest entries, however long the WAL replayed into it (a recovery's memory
+//! stays flat in WAL length), for a copy of at most one byte per byte of garbage. The hash is a fixed function ([`FixedHash`]: no per-process seed, so every
+//! run lays the table out the same way) and the table is never iterated: nothing depends on
+//! its layout but the cost of a lookup. A slot keeps 32 bits of the hash, so a probe compares
+//! a key only when those agree, and growing the table re-homes slots without reading keys.
+//!
+//! # Key order, on demand
+//!
+//! Commits and replay need no order: only range reads, range deletes and the checkpoint
+//! writer do. [`Memtable::range`] first indexes the key numbers added since the last call:
+//! it sorts them (by the 8 bytes after the prefix all of them share, big-endian, then by the
+//! whole key) and merges them
+//! into `recent`, a short sorted list; once `recent` outgrows about twice the square root of
+//! `sorted` (the long sorted list), it is merged into `sorted`. A read merges the two lists.
+//! So a scan after a few new keys costs a merge of about `sqrt(n)` numbers, not a copy of
+//! `n`, and a layer frozen after a bulk load is sorted once, by the checkpoint writer,
+//! outside the shard's lock (`super::state`). Because the order holds key numbers, not
+//! entry positions, an overwrite never makes it stale.
+//!
+//! The order sits behind an `RwLock` so the read path can build it through `&self` (a frozen
+//! layer is shared behind an `Arc` with the checkpoint writer): readers hold the read lock
+//! while they iterate; only indexing new keys takes the write lock, and a frozen layer is
+//! indexed at most once.
+//!
+//! # Invariants
+//!
+//! - every key number is in exactly one slot, and a slot's hash bits are its key's;
+//! - `keys[k]` is the position of the newest entry of key `k`, and keys are distinct;
+//! - `order.sorted` and `order.recent` are each strictly increasing by key, disjoint, and
+//!   together hold exactly the key numbers below `order.indexed`;
+//! - `first`/`last` are the key numbers of the smallest and largest key (tombstones included);
+//! - `garbage_bytes <= entry_bytes`, and after every insert the garbage is below
+//!   `COMPACT_GARBAGE_BYTES_MIN` or at most the bytes of the newest entries.
+
+use std::cmp::Ordering;
+use std::marker::PhantomData;
+use std::ops::{Bound, Range};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+
+use crate::checkpoint::run::BLOCK_BYTES;
+
+/// Bytes of the first arena block; each next one doubles, up to [`BLOCK_BYTES`].
+const FIRST_BLOCK_BYTES: usize = 4096;
+/// Slots of the smallest hash table.
+const SLOTS_MIN: usize = 16;
+/// Garbage (bytes of superseded entries) that may make the memtable compact itself, once
+/// it also exceeds the bytes of the newest entries.
+const COMPACT_GARBAGE_BYTES_MIN: u64 = 16 << 20;
+/// Most key numbers `recent` holds before its merge into `sorted`, at least.
+const RECENT_MIN: usize = 4096;
+
+const _: () = assert!(FIRST_BLOCK_BYTES.is_power_of_two() && FIRST_BLOCK_BYTES <= BLOCK_BYTES);
+const _: () = assert!(SLOTS_MIN.is_power_of_two());
+
+/// The hash function of a memtable's keys. A key is hashed as its first byte (the state
+/// key's namespace) and the rest, so a caller holding the two parts never joins them.
+pub trait KeyHash {
+    /// The hash of the key `prefix ++ rest` (`prefix` is the key's first byte, or empty
+    /// for the empty key).
+    fn hash(prefix: &[u8], rest: &[u8]) -> u64;
+}
+
+/// The fixed hash of the shard state's memtables: 8-byte words multiplied and rotated, with
+/// murmur3's 64-bit finalizer; no seed from outside the process.
+#[derive(Debug)]
+pub struct FixedHash;
+
+impl KeyHash for FixedHash {
+    fn hash(prefix: &[u8], rest: &[u8]) -> u64 {
+        const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+        let fold = |h: u64, word: u64| (h ^ word).wrapping_mul(MUL).rotate_left(31);
+        let mut h = 0x243F_6A88_85A3_08D3 ^ (prefix.len() + rest.len()) as u64;
+        for &byte in prefix {
+            h = fold(h, u64::from(byte));
+        }
+        let mut words = rest.chunks_exact(8);
+        for word in &mut words {
+            h = fold(h, u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        }
+        let mut last = [0u8; 8];
+        last[..words.remainder().len()].copy_from_slice(words.remainder());
+        h = fold(h, u64::from_le_bytes(last));
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        h ^ (h >> 33)
+    }
+}
+
+/// A key as its first byte and the rest (see [`KeyHash`]).
+fn split(key: &[u8]) -> (&[u8], &[u8]) {
+    key.split_at(key.len().min(1))
+}
+
+fn varint_bytes(n: u32) -> usize {
+    (32 - (n | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u32) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// The varint at `at` and the offset after it (the memtable wrote it: it is well formed).
+fn get_varint(block: &[u8], mut at: usize) -> (usize, usize) {
+    let mut n = 0usize;
+    let mut shift = 0;
+    loop {
+        let byte = block[at];
+        n |= usize::from(byte & 0x7f) << shift;
+        at += 1;
+        if byte < 0x80 {
+            return (n, at);
+        }
+        shift += 7;
+    }
+}
+
+/// The first 8 bytes of `key`, zero-padded, as a big-endian number: among keys that share
+/// the bytes before the ones given, ordering by it, then by the whole key, is ordering by key.
+fn prefix8(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = key.len().min(8);
+    bytes[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+/// The key order (see the module docs).
+#[derive(Debug, Default)]
+struct Order {
+    sorted: Vec<u32>,
+    recent: Vec<u32>,
+    /// Key numbers below this are in `sorted` or `recent`.
+    indexed: usize,
+}
+
+/// An arena memtable (see the module docs). `None` values are tombstones.
+pub struct Memtable<H = FixedHash> {
+    blocks: Vec<Vec<u8>>,
+    keys: Vec<u64>,
+    slots: Vec<u64>,
+    order: RwLock<Order>,
+    /// Key numbers of the smallest and of the largest key.
+    first: Option<u32>,
+    last: Option<u32>,
+    /// Bytes of every entry appended, and of the superseded ones.
+    entry_bytes: u64,
+    garbage_bytes: u64,
+    hash: PhantomData<fn() -> H>,
+}
+
+impl<H> Default for Memtable<H> {
+    fn default() -> Self {
+        Self {
+            blocks: Vec::new(),
+            keys: Vec::new(),
+            slots: Vec::new(),
+            order: RwLock::default(),
+            first: None,
+            last: None,
+            entry_bytes: 0,
+            garbage_bytes: 0,
+            hash: PhantomData,
+        }
+    }
+}
+
+impl<H> std::fmt::Debug for Memtable<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memtable")
+            .field("keys", &self.keys.len())
+            .field("entry_bytes", &self.entry_bytes)
+            .field("garbage_bytes", &self.garbage_bytes)
+            .finish()
+    }
+}
+
+impl<H: KeyHash> Memtable<H> {
+    /// An empty memtable.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Distinct keys (tombstones included).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key was ever inserted.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The smallest key inserted (tombstones included).
+    pub fn first_key(&self) -> Option<&[u8]> {
+        self.first.map(|n| self.key(n))
+    }
+
+    /// The largest key inserted (tombstones included).
+    pub fn last_key(&self) -> Option<&[u8]> {
+        self.last.map(|n| self.key(n))
+    }
+
+    /// Bytes of the entries superseded by a later entry of their key.
+    pub fn garbage_bytes(&self) -> u64 {
+        self.garbage_bytes
+    }
+
+    /// Bytes held allocated: the arena, the key table, the slots and the order.
+    pub fn allocated_bytes(&self) -> usize {
+        let order = self.order.read().unwrap_or_else(PoisonError::into_inner);
+        self.blocks.iter().map(Vec::capacity).sum::<usize>()
+            + 8 * (self.keys.capacity() + self.slots.capacity())
+            + 4 * (order.sorted.capacity() + order.recent.capacity())
+    }
+
+    /// Sets `key` to `value` (`None`: a tombstone).
+    pub fn insert(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let (prefix, rest) = split(key);
+        self.insert_parts(prefix, rest, value);
+    }
+
+    /// Sets the key `prefix ++ rest` to `value` (`None`: a tombstone), without joining the
+    /// parts. `prefix` is at most one byte (a namespace), and empty only with `rest`.
+    pub fn insert_parts(&mut self, prefix: &[u8], rest: &[u8], value: Option<&[u8]>) {
+        debug_assert!(
+            prefix.len() == 1 || (prefix.is_empty() && rest.is_empty()),
+            "a key splits after one byte"
+        );
+        let hash = H::hash(prefix, rest);
+        if 4 * (self.keys.len() + 1) > 3 * self.slots.len() {
+            self.grow();
+        }
+        match self.probe(hash, prefix, rest) {
+            Ok(number) => {
+                let old = self.keys[number];
+                if !self.overwrite_in_place(old, value) {
+                    self.keys[number] = self.append(prefix, rest, value);
+                    self.garbage_bytes += self.entry_len(old) as u64;
+                    if self.garbage_bytes >= COMPACT_GARBAGE_BYTES_MIN
+                        && self.garbage_bytes > self.entry_bytes - self.garbage_bytes
+                    {
+                        self.compact();
+                    }
+                }
+            }
+            Err(slot) => {
+                let number = self.keys.len();
+                assert!(number < u32::MAX as usize, "a memtable holds fewer than 2^32 keys");
+                let pos = self.append(prefix, rest, value);
+                self.slots[slot] = (hash << 32) | (number as u64 + 1);
+                self.keys.push(pos);
+                let key = self.entry(pos).0;
+                let below_first = self.first_key().is_none_or(|first| key < first);
+                let above_last = self.last_key().is_none_or(|last| key > last);
+                if below_first {
+                    self.first = Some(number as u32);
+                }
+                if above_last {
+                    self.last = Some(number as u32);
+                }
+            }
+        }
+    }
+
+    /// Writes `value` over the value of the entry at `pos` if both are values of one length
+    /// (a fixed-size record, a counter): no garbage. Returns whether it did.
+    fn overwrite_in_place(&mut self, pos: u64, value: Option<&[u8]>) -> bool {
+        let (Some(value), (_, Some(old))) = (value, self.entry(pos)) else { return false };
+        if old.len() != value.len() {
+            return false;
+        }
+        let block = &self.blocks[(pos >> 32) as usize];
+        let (key_len, key_at) = get_varint(block, pos as u32 as usize);
+        let (_, value_at) = get_varint(block, key_at + key_len);
+        self.blocks[(pos >> 32) as usize][value_at..value_at + value.len()].copy_from_slice(value);
+        true
+    }
+
+    /// Rewrites the newest entry of every key into fresh blocks, in arena order, freeing each
+    /// old block once it is passed: the garbage goes, and the memtable never holds much more
+    /// than before meanwhile (one block and a sorted list of positions).
+    fn compact(&mut self) {
+        let mut newest: Vec<(u64, u32)> =
+            self.keys.iter().enumerate().map(|(n, &pos)| (pos, n as u32)).collect();
+        newest.sort_unstable();
+        let mut old = std::mem::take(&mut self.blocks);
+        (self.entry_bytes, self.garbage_bytes) = (0, 0);
+        let mut freed = 0;
+        for (pos, number) in newest {
+            let block_number = (pos >> 32) as usize;
+            for block in &mut old[freed..block_number] {
+                *block = Vec::new();
+            }
+            freed = block_number;
+            let block = &old[block_number];
+            let at = pos as u32 as usize;
+            let (key_len, key_at) = get_varint(block, at);
+            let (tag, value_at) = get_varint(block, key_at + key_len);
+            let key = &block[key_at..key_at + key_len];
+            let value = (tag > 0).then(|| &block[value_at..value_at + tag - 1]);
+            let (prefix, rest) = split(key);
+            self.keys[number as usize] = self.append(prefix, rest, value);
+        }
+    }
+
+    /// `Some(value)` if the memtable holds `key` (`Some(None)`: a tombstone).
+    pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (prefix, rest) = split(key);
+        let number = self.probe(H::hash(prefix, rest), prefix, rest).ok()?;
+        Some(self.entry(self.keys[number]).1)
+    }
+
+    /// The key number of `prefix ++ rest`, or the empty slot where it would go.
+    fn probe(&self, hash: u64, prefix: &[u8], rest: &[u8]) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let tag = hash as u32;
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return Err(i);
+            }
+            if (slot >> 32) as u32 == tag {
+                let number = (slot as u32 - 1) as usize;
+                let key = self.entry(self.keys[number]).0;
+                if key.len() == prefix.len() + rest.len()
+                    && key[..prefix.len()] == *prefix
+                    && key[prefix.len()..] == *rest
+                {
+                    return Ok(number);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Doubles the slots, re-homing each by its kept hash bits.
+    fn grow(&mut self) {
+        let capacity = (2 * self.slots.len()).max(SLOTS_MIN);
+        let mask = capacity - 1;
+        let mut slots = vec![0u64; capacity];
+        for &slot in self.slots.iter().filter(|&&s| s != 0) {
+            let mut i = (slot >> 32) as usize & mask;
+            while slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            slots[i] = slot;
+        }
+        self.slots = slots;
+    }
+
+    /// Appends an entry to the arena; returns its position.
+    fn append(&mut self, prefix: &[u8], rest: &[u8], value: Option<&[u8]>) -> u64 {
+        let (Ok(key_len), Ok(tag)) =
+            (u32::try_from(prefix.len() + rest.len()), u32::try_from(value.map_or(0, |v| v.len() + 1)))
+        else {
+            panic!("a memtable entry's key and value lengths fit a u32 (a WAL record's bound)");
+        };
+        let bytes =
+            varint_bytes(key_len) + key_len as usize + varint_bytes(tag) + value.map_or(0, <[u8]>::len);
+        if self.blocks.last().is_none_or(|b| b.capacity() - b.len() < bytes) {
+            let next = self.blocks.last().map_or(FIRST_BLOCK_BYTES, |b| (2 * b.capacity()).min(BLOCK_BYTES));
+            self.blocks.push(Vec::with_capacity(bytes.max(next)));
+        }
+        let number = self.blocks.len() - 1;
+        let block = &mut self.blocks[number];
+        let offset = block.len();
+        assert!(offset <= u32::MAX as usize, "a block offset fits a u32");
+        put_varint(block, key_len);
+        block.extend_from_slice(prefix);
+        block.extend_from_slice(rest);
+        put_varint(block, tag);
+        if let Some(value) = value {
+            block.extend_from_slice(value);
+        }
+        if bytes > BLOCK_BYTES {
+            // An oversized entry owns its block: the next entry starts a new one.
+            block.shrink_to_fit();
+        }
+        self.entry_bytes += bytes as u64;
+        ((number as u64) << 32) | offset as u64
+    }
+
+    /// The key and value (`None`: a tombstone) of the entry at `pos`.
+    fn entry(&self, pos: u64) -> (&[u8], Option<&[u8]>) {
+        let block = &self.blocks[(pos >> 32) as usize];
+        let (key_len, key_at) = get_varint(block, pos as u32 as usize);
+        let (tag, value_at) = get_varint(block, key_at + key_len);
+        let key = &block[key_at..key_at + key_len];
+        (key, (tag > 0).then(|| &block[value_at..value_at + tag - 1]))
+    }
+
+    fn entry_len(&self, pos: u64) -> usize {
+        let (key, value) = self.entry(pos);
+        varint_bytes(key.len() as u32)
+            + key.len()
+            + varint_bytes(value.map_or(0, |v| v.len() as u32 + 1))
+            + value.map_or(0, <[u8]>::len)
+    }
+
+    fn key(&self, number: u32) -> &[u8] {
+        self.entry(self.keys[number as usize]).0
+    }
+
+    fn cmp_keys(&self, a: u32, b: u32) -> Ordering {
+        self.key(a).cmp(self.key(b))
+    }
+
+    /// The key order, indexing the keys added since it was last built.
+    fn order(&self) -> RwLockReadGuard<'_, Order> {
+        let order = self.order.read().unwrap_or_else(PoisonError::into_inner);
+        if order.indexed == self.keys.len() {
+            return order;
+        }
+        drop(order);
+        let mut order = self.order.write().unwrap_or_else(PoisonError::into_inner);
+        if order.indexed < self.keys.len() {
+            self.index(&mut order);
+        }
+        drop(order);
+        self.order.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sorts the key numbers not yet indexed into `recent`, and `recent` into `sorted` once
+    /// it outgrows its bound (see the module docs).
+    fn index(&self, order: &mut Order) {
+        let numbers = order.indexed as u32..self.keys.len() as u32;
+        // The bytes every new key shares (a common key prefix such as a table name) would
+        // make every 8-byte prefix tie: the prefixes start after them.
+        let first = self.key(numbers.start);
+        let shared = numbers.clone().fold(first.len(), |shared, n| {
+            shared.min(first.iter().zip(self.key(n)).take_while(|(a, b)| a == b).count())
+        });
+        let mut tail: Vec<(u64, u32)> = numbers.map(|n| (prefix8(&self.key(n)[shared..]), n)).collect();
+        tail.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| self.cmp_keys(a.1, b.1)));
+        let tail: Vec<u32> = tail.into_iter().map(|(_, n)| n).collect();
+        let recent = self.merge(&std::mem::take(&mut order.recent), &tail);
+        let recent_max = RECENT_MIN.max(2 * order.sorted.len().isqrt());
+        if recent.len() > recent_max {
+            order.sorted = self.merge(&order.sorted, &recent);
+        } else {
+            order.recent = recent;
+        }
+        order.indexed = self.keys.len();
+    }
+
+    /// Two sorted lists of distinct key numbers as one.
+    fn merge(&self, a: &[u32], b: &[u32]) -> Vec<u32> {
+        if a.is_empty() || b.is_empty() {
+            return if a.is_empty() { b.to_vec() } else { a.to_vec() };
+        }
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            if self.cmp_keys(a[i], b[j]) == Ordering::Less {
+                out.push(a[i]);
+                i += 1;
+            } else {
+                out.push(b[j]);
+                j += 1;
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        out
+    }
+
+    /// The positions in `list` (sorted key numbers) of the keys within the bounds.
+    fn positions(&self, list: &[u32], start: Bound<&[u8]>, end: Bound<&[u8]>) -> Range<usize> {
+        let from = match start {
+            Bound::Included(key) => list.partition_point(|&n| self.key(n) < key),
+            Bound::Excluded(key) => list.partition_point(|&n| self.key(n) <= key),
+            Bound::Unbounded => 0,
+        };
+        let to = match end {
+            Bound::Included(key) => list.partition_point(|&n| self.key(n) <= key),
+            Bound::Excluded(key) => list.partition_point(|&n| self.key(n) < key),
+            Bound::Unbounded => list.len(),
+        };
+        from..to.max(from)
+    }
+
+    /// The entries (`None`: a tombstone) with keys within the bounds, in key order
+    /// (reversible), each key's newest. Builds the key order first if keys were added.
+    pub fn range(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> MemRange<'_, H> {
+        let order = self.order();
+        let sorted = self.positions(&order.sorted, start, end);
+        let recent = self.positions(&order.recent, start, end);
+        MemRange { table: self, order, sorted, recent }
+    }
+
+    /// Every entry in key order (reversible).
+    pub fn iter(&self) -> MemRange<'_, H> {
+        self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Builds the key order now (the checkpoint writer calls it outside the shard's lock).
+    pub fn build_order(&self) {
+        drop(self.order());
+    }
+}
+
+/// Entries of a memtable in key order, a merge of its two sorted lists; holds the order's
+/// read lock.
+pub struct MemRange<'a, H = FixedHash> {
+    table: &'a Memtable<H>,
+    order: RwLockReadGuard<'a, Order>,
+    sorted: Range<usize>,
+    recent: Range<usize>,
+}
+
+impl<H> std::fmt::Debug for MemRange<'_, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemRange").field("sorted", &self.sorted).field("recent", &self.recent).finish()
+    }
+}
+
+impl<'a, H: KeyHash> MemRange<'a, H> {
+    /// The next key number from the front (`back`: from the back) of the merge.
+    fn take(&mut self, back: bool) -> Option<u32> {
+        let (sorted, recent) = (&self.order.sorted, &self.order.recent);
+        let pick = |r: &Range<usize>| {
+            if back {
+                r.end.checked_sub(1).filter(|&e| e >= r.start)
+            } else {
+                (r.start < r.end).then_some(r.start)
+            }
+        };
+        let from_sorted = match (pick(&self.sorted), pick(&self.recent)) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(s), Some(r)) => (self.table.cmp_keys(sorted[s], recent[r]) == Ordering::Less) != back,
+        };
+        let (list, range) = if from_sorted { (sorted, &mut self.sorted) } else { (recent, &mut self.recent) };
+        let at = if back {
+            range.end -= 1;
+            range.end
+        } else {
+            range.start += 1;
+            range.start - 1
+        };
+        Some(list[at])
+    }
+
+    fn item(&self, number: u32) -> (&'a [u8], Option<&'a [u8]>) {
+        let table: &'a Memtable<H> = self.table;
+        table.entry(table.keys[number as usize])
+    }
+}
+
+impl<'a, H: KeyHash> Iterator for MemRange<'a, H> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.take(false).map(|n| self.item(n))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.sorted.len() + self.recent.len();
+        (len, Some(len))
+    }
+}
+
+impl<H: KeyHash> DoubleEndedIterator for MemRange<'_, H> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.take(true).map(|n| self.item(n))
+    }
+}
+
+impl<H: KeyHash> ExactSizeIterator for MemRange<'_, H> {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,197 @@
+//! Unit tests of the arena memtable: forced hash collisions, growth, the key order after
+//! interleaved inserts and reads, overwrites after the order was built, garbage accounting.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::*;
+
+/// Every key hashes alike: every lookup walks one probe chain and compares whole keys.
+struct Colliding;
+
+impl KeyHash for Colliding {
+    fn hash(_: &[u8], _: &[u8]) -> u64 {
+        0x5555_5555_0000_0007
+    }
+}
+
+type Model = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+fn entries<'a>(range: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    range.map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect()
+}
+
+fn check<H: KeyHash>(table: &Memtable<H>, model: &Model) {
+    for (key, value) in model {
+        assert_eq!(table.get(key), Some(value.as_deref()), "get {key:?}");
+    }
+    let expected: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+        model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(entries(table.iter()), expected, "forward");
+    let mut backwards = entries(table.iter().rev());
+    backwards.reverse();
+    assert_eq!(backwards, expected, "backward");
+    assert_eq!(table.len(), model.len());
+    assert_eq!(table.first_key(), model.keys().next().map(Vec::as_slice));
+    assert_eq!(table.last_key(), model.keys().next_back().map(Vec::as_slice));
+}
+
+/// A deterministic stream of pseudo-random numbers (xorshift).
+fn numbers(mut x: u64) -> impl Iterator<Item = u64> {
+    std::iter::repeat_with(move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    })
+}
+
+fn key_of(n: u64) -> Vec<u8> {
+    // Lengths vary and many keys share their first 8 bytes, so the prefix ties are broken by
+    // whole keys.
+    let mut key = vec![0, b'k', b'e', b'y', b'-', b'-', b'-'];
+    key.extend_from_slice(format!("{}", n % 5000).as_bytes());
+    key
+}
+
+#[test]
+fn colliding_hashes_keep_every_key_apart() {
+    let mut table = Memtable::<Colliding>::new();
+    let mut model = Model::new();
+    for (i, n) in numbers(3).take(600).enumerate() {
+        let key = format!("{}", n % 150).into_bytes();
+        let value = (!i.is_multiple_of(5)).then(|| vec![i as u8; i % 9]);
+        table.insert(&key, value.as_deref());
+        model.insert(key, value);
+    }
+    check(&table, &model);
+    assert_eq!(table.get(b"absent"), None);
+    assert_eq!(table.get(b""), None, "the empty key is absent until inserted");
+    table.insert(b"", Some(b"empty"));
+    model.insert(Vec::new(), Some(b"empty".to_vec()));
+    check(&table, &model);
+}
+
+#[test]
+fn the_table_grows_keeping_its_load_and_every_key() {
+    let mut table = Memtable::<FixedHash>::new();
+    let mut model = Model::new();
+    for n in 0..20_000u64 {
+        let key = n.to_be_bytes();
+        table.insert_parts(&key[..1], &key[1..], Some(&key));
+        model.insert(key.to_vec(), Some(key.to_vec()));
+        assert!(table.slots.len().is_power_of_two());
+        assert!(4 * table.len() <= 3 * table.slots.len(), "load <= 3/4 at {n}");
+    }
+    check(&table, &model);
+    for n in 20_000..21_000u64 {
+        assert_eq!(table.get(&n.to_be_bytes()), None);
+    }
+}
+
+#[test]
+fn the_key_order_follows_inserts_interleaved_with_reads_past_the_recent_bound() {
+    let mut table = Memtable::<FixedHash>::new();
+    let mut model = Model::new();
+    let mut rng = numbers(11);
+    for round in 0..60 {
+        // Batches of new keys and overwrites, read in between: the unsorted tail, `recent`
+        // and its merges into `sorted` all serve reads.
+        for _ in 0..150 {
+            let n = rng.next().expect("endless");
+            let value = (!n.is_multiple_of(7)).then(|| n.to_le_bytes()[..(n % 5) as usize].to_vec());
+            table.insert(&key_of(n), value.as_deref());
+            model.insert(key_of(n), value);
+        }
+        let (a, b) = (key_of(rng.next().expect("endless")), key_of(rng.next().expect("endless")));
+        let (lo, hi) = (a.clone().min(b.clone()), a.max(b));
+        let bounds = (Bound::Excluded(lo.as_slice()), Bound::Included(hi.as_slice()));
+        let want: Vec<_> = model.range::<[u8], _>(bounds).map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(entries(table.range(bounds.0, bounds.1)), want, "round {round}");
+        let want_rev: Vec<_> = want.iter().rev().cloned().collect();
+        assert_eq!(entries(table.range(bounds.0, bounds.1).rev()), want_rev, "round {round}, reversed");
+        if round % 10 == 9 {
+            check(&table, &model);
+        }
+    }
+    let order = table.order.read().expect("not poisoned");
+    assert!(!order.sorted.is_empty(), "the test reaches the long list");
+}
+
+#[test]
+fn an_overwrite_after_the_order_was_built_reads_its_new_value() {
+    // Regression guard for a stale index: the order holds key numbers, so the overwrite
+    // (which only repoints the key's slot) is seen by the next range read.
+    let mut table = Memtable::<FixedHash>::new();
+    table.insert(b"a", Some(b"1"));
+    table.insert(b"b", Some(b"1"));
+    assert_eq!(entries(table.iter()).len(), 2);
+    table.insert(b"a", Some(b"2"));
+    table.insert(b"b", None);
+    let expected = vec![(b"a".to_vec(), Some(b"2".to_vec())), (b"b".to_vec(), None)];
+    assert_eq!(entries(table.iter()), expected);
+    assert_eq!(table.get(b"a"), Some(Some(&b"2"[..])));
+}
+
+#[test]
+fn overwrites_count_their_garbage_and_large_values_get_blocks_of_their_own() {
+    let mut table = Memtable::<FixedHash>::new();
+    table.insert(b"k", Some(b"12345"));
+    assert_eq!(table.garbage_bytes(), 0);
+    table.insert(b"k", None);
+    assert_eq!(table.garbage_bytes(), 1 + 1 + 1 + 5, "the first entry: lengths, key, tag, value");
+    let huge = vec![9u8; BLOCK_BYTES + 7];
+    table.insert(b"huge", Some(&huge));
+    table.insert(b"after", Some(b"x"));
+    assert_eq!(table.get(b"huge"), Some(Some(huge.as_slice())));
+    assert_eq!(table.get(b"after"), Some(Some(&b"x"[..])));
+    assert_eq!(table.get(b"k"), Some(None));
+    assert!(table.allocated_bytes() >= BLOCK_BYTES + 7);
+}
+
+#[test]
+fn an_overwrite_of_the_same_length_is_written_in_place() {
+    let mut table = Memtable::<FixedHash>::new();
+    table.insert(b"counter", Some(&1u64.to_le_bytes()));
+    let bytes = table.allocated_bytes();
+    for n in 2..10_000u64 {
+        table.insert(b"counter", Some(&n.to_le_bytes()));
+    }
+    assert_eq!(table.get(b"counter"), Some(Some(&9_999u64.to_le_bytes()[..])));
+    assert_eq!((table.garbage_bytes(), table.allocated_bytes()), (0, bytes), "no garbage, no growth");
+}
+
+#[test]
+fn garbage_past_the_newest_entries_compacts_the_arena() {
+    // 3,000 keys of about 1 KiB, a third of them overwritten each round with alternating
+    // lengths, the first 100 never: 60 MiB appended, about 3 MiB newest, spread over blocks.
+    let mut table = Memtable::<FixedHash>::new();
+    let mut model = Model::new();
+    for round in 0..60u32 {
+        for k in (0..3000u32).filter(|k| round == 0 || (*k >= 100 && (k + round) % 3 == 0)) {
+            let value = vec![(round + k) as u8; 1000 + (round % 2) as usize];
+            let value = (k % 97 != round % 97).then_some(value);
+            table.insert(&k.to_be_bytes(), value.as_deref());
+            model.insert(k.to_be_bytes().to_vec(), value);
+        }
+        let newest = model.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum::<usize>();
+        assert!(table.garbage_bytes() <= (COMPACT_GARBAGE_BYTES_MIN as usize).max(2 * newest) as u64);
+        assert!(table.allocated_bytes() < 2 * COMPACT_GARBAGE_BYTES_MIN as usize, "round {round}");
+        if round % 8 == 7 {
+            check(&table, &model);
+        }
+    }
+    check(&table, &model);
+}
+
+#[test]
+fn an_inverted_or_empty_range_is_empty() {
+    let mut table = Memtable::<FixedHash>::new();
+    for key in [b"a", b"b", b"c"] {
+        table.insert(key, Some(key));
+    }
+    assert_eq!(table.range(Bound::Included(b"c"), Bound::Excluded(b"a")).count(), 0);
+    assert_eq!(table.range(Bound::Excluded(b"b"), Bound::Excluded(b"b")).count(), 0);
+    assert_eq!(table.range(Bound::Included(b"b"), Bound::Included(b"b")).count(), 1);
+    assert_eq!(Memtable::<FixedHash>::new().iter().count(), 0);
+}
