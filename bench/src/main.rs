@@ -317,6 +317,23 @@ fn main() {
         }
         return;
     }
+    if let [flag, dir, mib, rounds] = args.as_slice()
+        && flag == "--scan-wal"
+    {
+        // For profiling the WAL scan alone (see wal.rs).
+        let line = mib
+            .parse()
+            .map_err(BenchError::from)
+            .and_then(|m| wal::scan_child(dir.as_ref(), m, rounds.parse().map_err(BenchError::from)?));
+        match line {
+            Ok(line) => println!("{line}"),
+            Err(error) => {
+                eprintln!("stormhold-bench --scan-wal: {error}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if let [flag, dir, puts] = args.as_slice()
         && flag == "--bulk-rss-child"
     {
