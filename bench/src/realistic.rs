@@ -166,6 +166,34 @@ fn reopen(built: &Built, threads: usize) -> impl FnMut(Budget) -> Result<Rate, B
     }
 }
 
+/// `Kernel::open` of `built` on `threads` recovery threads in a fresh child process (the
+/// child's own open time), so no open inherits the allocator state another left: in one
+/// process, opens on one thread and on several alternate between malloc's main arena and
+/// its thread arenas, each keeping the memory the other freed (peak RSS doubled, and the
+/// parallel open measured slower than the serial one, 0.74x and 0.78x). In-process where
+/// the binary cannot re-run itself (under `cargo test`).
+fn reopen_in_child(built: &Built, threads: usize) -> impl FnMut(Budget) -> Result<Rate, BenchError> + '_ {
+    let mut in_process = reopen(built, threads);
+    move |budget| {
+        if !child::can_rerun_self()? {
+            return in_process(budget);
+        }
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args([OsStr::new("--rss-child"), built.dir.as_os_str(), OsStr::new(&built.shards.to_string())])
+            .env("STORMHOLD_BENCH_RECOVERY_THREADS", threads.to_string())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!("open child failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        if child::field(&text, "keys=")? != built.keys {
+            return Err(format!("the open child recovered {text:?}, not {} keys", built.keys).into());
+        }
+        let elapsed = std::time::Duration::from_micros(child::field(&text, "open_us=")?);
+        Ok(Rate { amount: built.bytes() as f64, elapsed, unit: Unit::MibPerSecond })
+    }
+}
+
 /// `Kernel::open` of a realistic store of `bytes` of live data, 1 and 4 shards, against a
 /// sequential read of the same bytes; and the 4-shard open on every core against the same
 /// store recovered on one thread (the parallel speedup, same data, same run).
@@ -181,9 +209,9 @@ pub fn recovery(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, B
         let rates = interleave(config.rounds, config.commits, &mut [&mut open, &mut read])?;
         let mut parallel_row = None;
         if shards > 1 {
-            step("Kernel::open on every core and on one recovery thread, interleaved");
-            let mut serial = reopen(&built, 1);
-            let mut parallel = reopen(&built, 0);
+            step("Kernel::open on every core and on one recovery thread, interleaved, each in a child");
+            let mut serial = reopen_in_child(&built, 1);
+            let mut parallel = reopen_in_child(&built, 0);
             let pair = interleave(config.rounds, config.commits, &mut [&mut parallel, &mut serial])?;
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             parallel_row = Some(Row {
@@ -193,7 +221,7 @@ pub fn recovery(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, B
                     cores.min(shards as usize) as f64 * 0.8
                 ),
                 rate: pair[0],
-                baseline: "the same store, 1 recovery thread".into(),
+                baseline: "the same store, 1 recovery thread (each open in a child)".into(),
                 baseline_rate: pair[1],
             });
         }
@@ -214,17 +242,28 @@ pub fn recovery(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, B
 }
 
 /// The child side of the RSS measurement: opens the store in `dir` with `shards` shards and
-/// prints `keys=<n> vmhwm_kib=<n> open_ms=<n>`.
+/// prints `keys=<n> vmhwm_kib=<n> open_us=<n>` (the time of `Kernel::open`).
 pub fn rss_child(dir: &Path, shards: u32) -> Result<String, BenchError> {
     // For profiling: STORMHOLD_BENCH_RECOVERY_THREADS sets the recovery threads (default all).
     let threads = std::env::var("STORMHOLD_BENCH_RECOVERY_THREADS").ok().and_then(|t| t.parse().ok());
+    // STORMHOLD_BENCH_OPENS opens (and drops) the store that many times first, as the
+    // interleaved rows do in one process.
+    let opens = std::env::var("STORMHOLD_BENCH_OPENS").ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+    for n in 0..opens {
+        // Odd opens on one thread with STORMHOLD_BENCH_ALTERNATE (as the parallel row does).
+        let alternate = std::env::var_os("STORMHOLD_BENCH_ALTERNATE").is_some() && n % 2 == 1;
+        let open_threads = if alternate { 1 } else { threads.unwrap_or(0) };
+        let start = Instant::now();
+        drop(Kernel::open(OsEnv::new(), dir, config_threads(shards, open_threads)?)?);
+        eprintln!("threads={open_threads} open_us={}", start.elapsed().as_micros());
+    }
     let start = Instant::now();
     let kernel = Kernel::open(OsEnv::new(), dir, config_threads(shards, threads.unwrap_or(0))?)?;
-    let open_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let open_us = start.elapsed().as_micros();
     let keys = kernel.stats().total.entries;
     let hwm = child::vmhwm_kib()?;
     drop(kernel);
-    Ok(format!("keys={keys} vmhwm_kib={hwm} open_ms={open_ms:.0}"))
+    Ok(format!("keys={keys} vmhwm_kib={hwm} open_us={open_us}"))
 }
 
 /// Runs the child on `dir`; returns (keys, VmHWM in bytes).
