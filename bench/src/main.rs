@@ -317,6 +317,23 @@ fn main() {
         }
         return;
     }
+    if let [flag, dir, mib, rounds] = args.as_slice()
+        && flag == "--scan-wal"
+    {
+        // For profiling the WAL scan alone (see wal.rs).
+        let line = mib
+            .parse()
+            .map_err(BenchError::from)
+            .and_then(|m| wal::scan_child(dir.as_ref(), m, rounds.parse().map_err(BenchError::from)?));
+        match line {
+            Ok(line) => println!("{line}"),
+            Err(error) => {
+                eprintln!("stormhold-bench --scan-wal: {error}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if let [flag, dir, puts] = args.as_slice()
         && flag == "--bulk-rss-child"
     {
@@ -396,8 +413,9 @@ mod tests {
         // Small segments: a debug build scans a preallocated segment tail slowly.
         config.wal.segment_size_bytes = 64 * 1024;
         let rows = run(&config).expect("run");
-        // Commits (1, 8, 32 writers on 1 and 4 shards), three bulk shapes, recovery, realistic.
-        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 3 + 2 + 2;
+        // Commits (1, 8, 32 writers on 1 and 4 shards), three bulk shapes, recovery, realistic
+        // (1 and 4 shards, and 4 shards on every core against one thread).
+        let kernel_rows = 2 * (1 + WRITER_COUNTS.len()) + 3 + 2 + 3;
         let raft_rows = 2;
         assert_eq!(
             rows.len(),

@@ -44,7 +44,12 @@ fn quiet_epochs() -> EpochConfig {
 }
 
 fn config(shards: u32) -> Result<Config, BenchError> {
-    Ok(Config::builder().shards(shards).epochs(quiet_epochs()).build()?)
+    config_threads(shards, 0)
+}
+
+/// [`config`] recovering on `threads` threads (0: as many as the machine has).
+fn config_threads(shards: u32, threads: usize) -> Result<Config, BenchError> {
+    Ok(Config::builder().shards(shards).epochs(quiet_epochs()).recovery_threads(threads).build()?)
 }
 
 fn key(n: u64) -> [u8; KEY_BYTES] {
@@ -142,11 +147,12 @@ pub fn build(
     Ok(Built { dir, shards, keys, files })
 }
 
-/// `Kernel::open` of `built`, checked to hold every key; the rate is in recovered bytes.
-fn reopen(built: &Built) -> impl FnMut(Budget) -> Result<Rate, BenchError> + '_ {
+/// `Kernel::open` of `built` on `threads` recovery threads (0: as many as the machine has),
+/// checked to hold every key; the rate is in recovered bytes.
+fn reopen(built: &Built, threads: usize) -> impl FnMut(Budget) -> Result<Rate, BenchError> + '_ {
     move |_budget| {
         let start = Instant::now();
-        let kernel = Kernel::open(OsEnv::new(), &built.dir, config(built.shards)?)?;
+        let kernel = Kernel::open(OsEnv::new(), &built.dir, config_threads(built.shards, threads)?)?;
         let elapsed = start.elapsed();
         if let Some(status) = kernel.shard_status().into_iter().find(|s| s.failed.is_some()) {
             return Err(format!("shard {} is failed: {:?}", status.shard, status.failed).into());
@@ -160,8 +166,37 @@ fn reopen(built: &Built) -> impl FnMut(Budget) -> Result<Rate, BenchError> + '_ 
     }
 }
 
+/// `Kernel::open` of `built` on `threads` recovery threads in a fresh child process (the
+/// child's own open time), so no open inherits the allocator state another left: in one
+/// process, opens on one thread and on several alternate between malloc's main arena and
+/// its thread arenas, each keeping the memory the other freed (peak RSS doubled, and the
+/// parallel open measured slower than the serial one, 0.74x and 0.78x). In-process where
+/// the binary cannot re-run itself (under `cargo test`).
+fn reopen_in_child(built: &Built, threads: usize) -> impl FnMut(Budget) -> Result<Rate, BenchError> + '_ {
+    let mut in_process = reopen(built, threads);
+    move |budget| {
+        if !child::can_rerun_self()? {
+            return in_process(budget);
+        }
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args([OsStr::new("--rss-child"), built.dir.as_os_str(), OsStr::new(&built.shards.to_string())])
+            .env("STORMHOLD_BENCH_RECOVERY_THREADS", threads.to_string())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!("open child failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        if child::field(&text, "keys=")? != built.keys {
+            return Err(format!("the open child recovered {text:?}, not {} keys", built.keys).into());
+        }
+        let elapsed = std::time::Duration::from_micros(child::field(&text, "open_us=")?);
+        Ok(Rate { amount: built.bytes() as f64, elapsed, unit: Unit::MibPerSecond })
+    }
+}
+
 /// `Kernel::open` of a realistic store of `bytes` of live data, 1 and 4 shards, against a
-/// sequential read of the same bytes.
+/// sequential read of the same bytes; and the 4-shard open on every core against the same
+/// store recovered on one thread (the parallel speedup, same data, same run).
 pub fn recovery(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, BenchError> {
     let keys = config.recovery_bytes / (KEY_BYTES + VALUE_BYTES) as u64;
     let mut rows = Vec::new();
@@ -169,9 +204,27 @@ pub fn recovery(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, B
         step(&format!("building a realistic store: {keys} keys, checkpoint + WAL tail, {shards} shard(s)"));
         let built = build(scratch.path(), &format!("realistic-{shards}"), shards, keys, 1)?;
         step("Kernel::open and a sequential read of the same files, interleaved");
-        let mut open = reopen(&built);
+        let mut open = reopen(&built, 0);
         let mut read = raw::sequential_read(built.files.clone());
         let rates = interleave(config.rounds, config.commits, &mut [&mut open, &mut read])?;
+        let mut parallel_row = None;
+        if shards > 1 {
+            step("Kernel::open on every core and on one recovery thread, interleaved, each in a child");
+            let mut serial = reopen_in_child(&built, 1);
+            let mut parallel = reopen_in_child(&built, 0);
+            let pair = interleave(config.rounds, config.commits, &mut [&mut parallel, &mut serial])?;
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            parallel_row = Some(Row {
+                workload: format!(
+                    "recovery, Kernel::open, {shards} shards on {} threads (target >= {:.1}x one thread)",
+                    cores.min(shards as usize),
+                    cores.min(shards as usize) as f64 * 0.8
+                ),
+                rate: pair[0],
+                baseline: "the same store, 1 recovery thread (each open in a child)".into(),
+                baseline_rate: pair[1],
+            });
+        }
         rows.push(Row {
             workload: format!(
                 "recovery, Kernel::open, {shards} shard{}, {} MiB checkpoint + WAL tail, 16 B keys, 100 B values",
@@ -182,19 +235,35 @@ pub fn recovery(config: &crate::Config, scratch: &Scratch) -> Result<Vec<Row>, B
             baseline: "sequential read, same bytes (warm)".into(),
             baseline_rate: rates[1],
         });
+        rows.extend(parallel_row);
         std::fs::remove_dir_all(&built.dir)?;
     }
     Ok(rows)
 }
 
 /// The child side of the RSS measurement: opens the store in `dir` with `shards` shards and
-/// prints `keys=<n> vmhwm_kib=<n>`.
+/// prints `keys=<n> vmhwm_kib=<n> open_us=<n>` (the time of `Kernel::open`).
 pub fn rss_child(dir: &Path, shards: u32) -> Result<String, BenchError> {
-    let kernel = Kernel::open(OsEnv::new(), dir, config(shards)?)?;
+    // For profiling: STORMHOLD_BENCH_RECOVERY_THREADS sets the recovery threads (default all).
+    let threads = std::env::var("STORMHOLD_BENCH_RECOVERY_THREADS").ok().and_then(|t| t.parse().ok());
+    // STORMHOLD_BENCH_OPENS opens (and drops) the store that many times first, as the
+    // interleaved rows do in one process.
+    let opens = std::env::var("STORMHOLD_BENCH_OPENS").ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+    for n in 0..opens {
+        // Odd opens on one thread with STORMHOLD_BENCH_ALTERNATE (as the parallel row does).
+        let alternate = std::env::var_os("STORMHOLD_BENCH_ALTERNATE").is_some() && n % 2 == 1;
+        let open_threads = if alternate { 1 } else { threads.unwrap_or(0) };
+        let start = Instant::now();
+        drop(Kernel::open(OsEnv::new(), dir, config_threads(shards, open_threads)?)?);
+        eprintln!("threads={open_threads} open_us={}", start.elapsed().as_micros());
+    }
+    let start = Instant::now();
+    let kernel = Kernel::open(OsEnv::new(), dir, config_threads(shards, threads.unwrap_or(0))?)?;
+    let open_us = start.elapsed().as_micros();
     let keys = kernel.stats().total.entries;
     let hwm = child::vmhwm_kib()?;
     drop(kernel);
-    Ok(format!("keys={keys} vmhwm_kib={hwm}"))
+    Ok(format!("keys={keys} vmhwm_kib={hwm} open_us={open_us}"))
 }
 
 /// Runs the child on `dir`; returns (keys, VmHWM in bytes).

@@ -165,3 +165,38 @@ pub fn recover(log: &BuiltLog) -> impl FnMut(Budget) -> Result<Rate, BenchError>
         Ok(Rate { amount: log.bytes() as f64, elapsed, unit: Unit::MibPerSecond })
     }
 }
+
+/// For profiling (`--scan-wal DIR MIB ROUNDS`): builds a log of `mib` MiB of 1 KiB records in
+/// `dir` unless one is there, then scans it `rounds` times with [`Wal::open_borrowed`]; returns
+/// a line with the records and the rate of the last round.
+pub fn scan_child(dir: &Path, mib: u64, rounds: u32) -> Result<String, BenchError> {
+    let options = WalOptions::default();
+    let log_dir = dir.join("wal-recovery");
+    let log = if log_dir.exists() {
+        let (wal, report) = Wal::open(OsEnv::new(), &log_dir, options.clone(), |_| {})?;
+        drop(wal);
+        let end = report.end.ok_or("the log has no segment")?;
+        let mut files = Vec::new();
+        for &(id, _) in &report.segments {
+            let path = log_dir.join(format::segment_file_name(id));
+            let len = if id == end.segment_id { end.offset } else { std::fs::metadata(&path)?.len() };
+            files.push((path, len));
+        }
+        BuiltLog { dir: log_dir, options, files, records: report.records }
+    } else {
+        build_log(dir, &options, mib << 20, 1024)?
+    };
+    let (mut scan, mut read) = (recover(&log), crate::raw::sequential_read(log.files.clone()));
+    let budget = Budget { count_max: 1, duration: std::time::Duration::from_secs(1) };
+    let (mut scans, mut reads) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        scans.push(scan(budget)?.per_second() / f64::from(1 << 20));
+        reads.push(read(budget)?.per_second() / f64::from(1 << 20));
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (scan, read) = (median(&mut scans), median(&mut reads));
+    Ok(format!("records={} scan MiB/s={scan:.0} read MiB/s={read:.0} ratio={:.2}", log.records, scan / read))
+}

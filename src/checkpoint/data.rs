@@ -113,6 +113,16 @@ pub trait DataSource {
     fn offset(&self) -> u64;
     /// The input's whole length, in bytes.
     fn len_bytes(&self) -> u64;
+    /// The bytes already buffered at the offset, which the next takes would return (possibly
+    /// none): a decoder may read whole entries from them in place and [`DataSource::consume`]
+    /// them, one bounds check per entry instead of four calls. Default: none.
+    fn buffered(&self) -> &[u8] {
+        &[]
+    }
+    /// Consumes the first `len` bytes of [`DataSource::buffered`] (at most its length).
+    fn consume(&mut self, len: usize) {
+        assert_eq!(len, 0, "a source without a buffer has nothing to consume");
+    }
 }
 
 /// The error of a `take` of `len` bytes at `offset` past the end of the input.
@@ -141,6 +151,15 @@ impl DataSource for Reader<'_> {
 
     fn len_bytes(&self) -> u64 {
         self.bytes.len() as u64
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.bytes[self.at..]
+    }
+
+    fn consume(&mut self, len: usize) {
+        assert!(len <= self.bytes.len() - self.at, "consumes only what is buffered");
+        self.at += len;
     }
 }
 
@@ -227,10 +246,13 @@ pub struct DataSummary {
 }
 
 /// Decodes a complete data file read from `source` front to back, in one pass, handing each
-/// entry to `sink`: the keys are checked sorted and unique as they are read, each key is
-/// copied once into a reused buffer and each value is handed over borrowed, so the source
-/// may stream the file through a bounded buffer and the sink build its state from the sorted
-/// stream (no search, no allocation per entry).
+/// entry to `sink`: the keys are checked sorted and unique as they are read, and keys and
+/// values are handed over borrowed, so the source may stream the file through a bounded
+/// buffer and the sink build its state from the sorted stream (no search, no allocation per
+/// entry). Puts that lie wholly in the source's buffered bytes are decoded in place (one
+/// bounds check each; a key is copied only when it is the last of the buffer, to check the
+/// order of the next); the rest go through [`DataSource::take`]. Either way the same bytes
+/// decode to the same entries and the same errors at the same offsets.
 pub fn decode_into(source: &mut impl DataSource, sink: &mut impl DataSink) -> Result<DataSummary, DataError> {
     let input_bytes = source.len_bytes();
     let (kind, put_count, delete_count) = decode_header(source)?;
@@ -242,11 +264,18 @@ pub fn decode_into(source: &mut impl DataSource, sink: &mut impl DataSink) -> Re
     }
     sink.counts(bounded_capacity(put_count, input_bytes, 8), bounded_capacity(delete_count, input_bytes, 4));
     let (mut key, mut last) = (Vec::new(), Vec::new());
-    for n in 0..put_count {
-        take_key_after(source, &mut key, (n > 0).then_some(last.as_slice()))?;
-        let len = take_u32(source)? as usize;
-        sink.put(&key, source.take(len)?);
-        std::mem::swap(&mut key, &mut last);
+    let mut n = 0;
+    while n < put_count {
+        // Whole entries already buffered are decoded in place; the one cut by the end of the
+        // buffer (or any that does not fit) goes through `take`, which reads on.
+        n = puts_in_place(source, sink, n, put_count, &mut last)?;
+        if n < put_count {
+            take_key_after(source, &mut key, (n > 0).then_some(last.as_slice()))?;
+            let len = take_u32(source)? as usize;
+            sink.put(&key, source.take(len)?);
+            std::mem::swap(&mut key, &mut last);
+            n += 1;
+        }
     }
     for n in 0..delete_count {
         let at = source.offset();
@@ -262,6 +291,48 @@ pub fn decode_into(source: &mut impl DataSource, sink: &mut impl DataSink) -> Re
         return Err(DataError { offset: at, detail: format!("{} trailing bytes", input_bytes - at) });
     }
     Ok(DataSummary { full: kind == KIND_FULL, entries: put_count + delete_count })
+}
+
+/// The put at the start of `bytes`, if it lies wholly there: (key, value, its bytes).
+fn put_at(bytes: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+    let u32_at = |at: usize| {
+        let field: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(u32::from_le_bytes(field) as usize)
+    };
+    let key_end = 4usize.checked_add(u32_at(0)?)?;
+    let value_at = key_end.checked_add(4)?;
+    let value_end = value_at.checked_add(u32_at(key_end)?)?;
+    Some((bytes.get(4..key_end)?, bytes.get(value_at..value_end)?, value_end))
+}
+
+/// Decodes puts `n..put_count` that lie wholly in the source's buffered bytes, checking the
+/// key order as [`take_key_after`] does (against `last`, the previous key, for the first);
+/// leaves the last key decoded in `last` and returns the count decoded so far.
+fn puts_in_place(
+    source: &mut impl DataSource,
+    sink: &mut impl DataSink,
+    mut n: u64,
+    put_count: u64,
+    last: &mut Bytes,
+) -> Result<u64, DataError> {
+    let (offset, buffered) = (source.offset(), source.buffered());
+    let (mut used, mut previous): (usize, Option<&[u8]>) = (0, None);
+    while n < put_count {
+        let Some((key, value, len)) = put_at(&buffered[used..]) else { break };
+        let after = previous.or((n > 0).then_some(last.as_slice()));
+        if after.is_some_and(|after| after >= key) {
+            let detail = "keys are not strictly increasing".into();
+            return Err(DataError { offset: offset + used as u64, detail });
+        }
+        sink.put(key, value);
+        (previous, used, n) = (Some(key), used + len, n + 1);
+    }
+    if let Some(key) = previous {
+        last.clear();
+        last.extend_from_slice(key);
+    }
+    source.consume(used);
+    Ok(n)
 }
 
 /// A sink that builds the maps of a [`CheckpointData`] (from sorted vectors, no search).
@@ -335,6 +406,70 @@ mod tests {
             let error = decode_data(&full_with_keys(&keys)).expect_err("out of order");
             assert_eq!(error.offset, third, "{error}");
             assert!(error.detail.contains("strictly increasing"), "{error}");
+        }
+    }
+
+    /// A source that buffers only up to the next multiple of `chunk` (or nothing, with 0),
+    /// so entries are cut by buffer ends everywhere.
+    struct Chunked<'a> {
+        reader: Reader<'a>,
+        chunk: usize,
+    }
+
+    impl DataSource for Chunked<'_> {
+        fn take(&mut self, len: usize) -> Result<&[u8], DataError> {
+            self.reader.take(len)
+        }
+        fn offset(&self) -> u64 {
+            self.reader.offset()
+        }
+        fn len_bytes(&self) -> u64 {
+            self.reader.len_bytes()
+        }
+        fn buffered(&self) -> &[u8] {
+            let at = self.reader.at;
+            let end = match self.chunk {
+                0 => at,
+                chunk => ((at / chunk + 1) * chunk).min(self.reader.bytes.len()),
+            };
+            &self.reader.bytes[at..end]
+        }
+        fn consume(&mut self, len: usize) {
+            assert!(len <= self.buffered().len(), "consumes only what is buffered");
+            self.reader.at += len;
+        }
+    }
+
+    #[test]
+    fn entries_decoded_in_place_or_taken_decode_alike_wherever_the_buffer_ends() {
+        let keys: Vec<Vec<u8>> = (0..30u8).map(|n| vec![b'k'; 1 + usize::from(n % 7)]).collect();
+        let mut sorted: Vec<Vec<u8>> =
+            keys.iter().enumerate().map(|(n, k)| [k.as_slice(), &[n as u8]].concat()).collect();
+        sorted.sort();
+        let as_slices = |keys: &[Vec<u8>]| keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>();
+        let mut files = vec![as_slices(&sorted)];
+        for at in [1, 2, 9, 17, 29] {
+            let mut disordered = as_slices(&sorted);
+            disordered.swap(at - 1, at);
+            files.push(disordered.clone());
+            disordered[at] = disordered[at - 1].clone();
+            files.push(disordered);
+        }
+        for keys in files {
+            let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+            let mut bytes = full_with_keys(&refs);
+            let whole = decode_data(&bytes);
+            for chunk in 0..60 {
+                let decoded = decode_from(&mut Chunked { reader: Reader { bytes: &bytes, at: 0 }, chunk });
+                assert_eq!(decoded, whole, "keys {keys:?}, buffers of {chunk}");
+            }
+            // A file cut short ends first at the same offset whatever the buffer.
+            bytes.truncate(bytes.len() - 3);
+            let whole = decode_data(&bytes).expect_err("cut");
+            for chunk in [0, 1, 7, 64] {
+                let cut = decode_from(&mut Chunked { reader: Reader { bytes: &bytes, at: 0 }, chunk });
+                assert_eq!(cut.expect_err("cut"), whole, "buffers of {chunk}");
+            }
         }
     }
 

@@ -192,4 +192,13 @@ impl<F: EnvFile> super::data::DataSource for BlockSource<'_, F> {
     fn len_bytes(&self) -> u64 {
         self.len_bytes
     }
+
+    fn buffered(&self) -> &[u8] {
+        if self.failed.is_some() { &[] } else { &self.block[self.taken..self.filled] }
+    }
+
+    fn consume(&mut self, len: usize) {
+        assert!(len <= self.filled - self.taken, "consumes only what is buffered");
+        self.taken += len;
+    }
 }

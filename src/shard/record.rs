@@ -337,8 +337,10 @@ impl<'a> BatchView<'a> {
     /// The ops, in order.
     pub fn ops(&self) -> impl Iterator<Item = OpRef<'a>> + 'a {
         let mut reader = Reader { bytes: self.ops, at: 0 };
-        // Checked by `parse`: every op decodes, and they end where the slice does.
-        std::iter::from_fn(move || reader.op().ok().flatten())
+        // Checked by `parse`: every op decodes, and they end where the slice does. The end is
+        // tested before decoding: a decode past it builds an error message (an allocation and
+        // a format per batch, 3% of a recovery in perf).
+        std::iter::from_fn(move || if reader.left() == 0 { None } else { reader.op().ok().flatten() })
     }
 
     /// The document mark: its id and whether the batch completes it.

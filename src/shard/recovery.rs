@@ -6,6 +6,7 @@
 //! shard serves.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -88,15 +89,7 @@ impl Replayer for ShardReplayer<'_> {
     }
 
     fn base_run(&mut self, _: Option<&CheckpointMeta>, state: Run) -> Result<(), String> {
-        // One pass over the keys; user keys (the bulk) need only their first byte checked.
-        for (key, _) in state.iter() {
-            match key.first() {
-                Some(&NS_USER) => {}
-                Some(&NS_DOC) if std::str::from_utf8(&key[1..]).is_ok() => {}
-                Some(&NS_DOC) => return Err(format!("document id {key:?} is not UTF-8")),
-                _ => return Err(format!("key {key:?} is in no namespace of a shard")),
-            }
-        }
+        check_namespaces(&state)?;
         self.state = State::from_run(state);
         Ok(())
     }
@@ -125,6 +118,33 @@ impl Replayer for ShardReplayer<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Refuses a checkpoint state holding a key in no namespace of a shard, or a document key
+/// whose id is not UTF-8, naming the first such key in key order.
+///
+/// The run is sorted, and the namespaces are the first bytes 0 ([`NS_USER`]) and 1
+/// ([`NS_DOC`]): the empty key sorts first, the user keys next, then the document keys, then
+/// any key in no namespace. So only the first key, the document keys and the first key past
+/// them need a look (two binary searches), not every entry: the pass over the whole run cost
+/// 8% of a realistic recovery in perf (two varints decoded per entry).
+fn check_namespaces(state: &Run) -> Result<(), String> {
+    const _: () = assert!(NS_USER == 0 && NS_DOC == 1, "the namespaces sort user keys first, then documents");
+    if let Some((key, _)) = state.iter().next()
+        && key.is_empty()
+    {
+        return Err(format!("key {key:?} is in no namespace of a shard"));
+    }
+    let docs = state.range(Bound::Included(&[NS_DOC]), Bound::Excluded(&[NS_DOC + 1]));
+    for (key, _) in docs {
+        if std::str::from_utf8(&key[1..]).is_err() {
+            return Err(format!("document id {key:?} is not UTF-8"));
+        }
+    }
+    match state.range(Bound::Included(&[NS_DOC + 1]), Bound::Unbounded).next() {
+        Some((key, _)) => Err(format!("key {key:?} is in no namespace of a shard")),
+        None => Ok(()),
     }
 }
 
@@ -244,4 +264,54 @@ fn resume_epochs<E: Env>(
     // WAL-bytes cap holds across restarts that each write less than it.
     epochs.record(replayer.replayed, replayer.replayed_bytes, env.now_monotonic());
     Ok(epochs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check as it was, entry by entry: the reference the fast one must agree with.
+    fn check_every_key(state: &Run) -> Result<(), String> {
+        for (key, _) in state.iter() {
+            match key.first() {
+                Some(&NS_USER) => {}
+                Some(&NS_DOC) if std::str::from_utf8(&key[1..]).is_ok() => {}
+                Some(&NS_DOC) => return Err(format!("document id {key:?} is not UTF-8")),
+                _ => return Err(format!("key {key:?} is in no namespace of a shard")),
+            }
+        }
+        Ok(())
+    }
+
+    fn run_of(keys: &[&[u8]]) -> Run {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        keys.dedup();
+        let mut run = Run::new();
+        for key in keys {
+            run.push(key, b"v");
+        }
+        run
+    }
+
+    #[test]
+    fn the_namespace_check_by_sort_order_names_the_same_first_key_as_a_full_pass() {
+        let user: &[&[u8]] = &[&[NS_USER], &[NS_USER, b'a'], &[NS_USER, 0xff, 0xfe]];
+        let docs: &[&[u8]] = &[&[NS_DOC], &[NS_DOC, b'd', b'1'], &[NS_DOC, 0xc3, 0xa9]];
+        let bad: &[&[u8]] = &[&[], &[NS_DOC, 0xff], &[NS_DOC, b'z', 0x80], &[2], &[2, 0], &[0xff, 1]];
+        let mut cases: Vec<Vec<&[u8]>> = vec![vec![], user.to_vec(), docs.to_vec(), [user, docs].concat()];
+        for (n, &one) in bad.iter().enumerate() {
+            cases.push([user, docs, &[one]].concat());
+            cases.push(vec![one]);
+            cases.push([&[one][..], &bad[n..]].concat());
+            cases.push([&bad[..=n], user].concat());
+        }
+        for keys in cases {
+            let run = run_of(&keys);
+            assert_eq!(check_namespaces(&run), check_every_key(&run), "keys {keys:?}");
+        }
+        assert!(check_namespaces(&run_of(&[&[NS_DOC, 0xff]])).is_err(), "a document id that is not UTF-8");
+        assert!(check_namespaces(&run_of(&[&[NS_USER, b'k'], &[3]])).is_err(), "a key in no namespace");
+        assert!(check_namespaces(&run_of(&[&[]])).is_err(), "the empty key");
+    }
 }

@@ -135,6 +135,7 @@ impl<'a, F: EnvFile> Window<'a, F> {
     }
 
     /// Up to `len` bytes at `offset` (fewer at the end of the file).
+    #[inline]
     fn get(&mut self, offset: u64, len: usize) -> Result<&[u8], WalError> {
         // Past the end of the file there is nothing (a segment can be shorter than its header
         // sector if the process died while creating it).
@@ -143,21 +144,28 @@ impl<'a, F: EnvFile> Window<'a, F> {
         }
         let end = (offset + len as u64).min(self.len);
         if offset < self.start || end > self.start + self.bytes.len() as u64 {
-            let want = (self.len.saturating_sub(offset)).min(len.max(READ_WINDOW_BYTES) as u64) as usize;
-            self.bytes.resize(want, 0);
-            self.file
-                .read_exact_at(&mut self.bytes, offset)
-                .map_err(|e| WalError::io("read", self.path, e))?;
-            self.start = offset;
+            self.read_at(offset, len)?;
         }
         let from = (offset - self.start) as usize;
         let to = (end.saturating_sub(self.start) as usize).max(from);
         Ok(&self.bytes[from..to])
     }
+
+    /// The window becomes the bytes at `offset`: [`READ_WINDOW_BYTES`], or `len` if larger,
+    /// or what the file holds there. Out of line: one call in thousands of `get`s reads.
+    #[inline(never)]
+    fn read_at(&mut self, offset: u64, len: usize) -> Result<(), WalError> {
+        let want = (self.len.saturating_sub(offset)).min(len.max(READ_WINDOW_BYTES) as u64) as usize;
+        self.bytes.resize(want, 0);
+        self.file.read_exact_at(&mut self.bytes, offset).map_err(|e| WalError::io("read", self.path, e))?;
+        self.start = offset;
+        Ok(())
+    }
 }
 
 /// The header of the record that starts at `offset`, if the record is valid (both checksums
 /// pass) and the one expected. Its bytes stay in the window.
+#[inline]
 fn record_at<F: EnvFile>(
     window: &mut Window<'_, F>,
     offset: u64,
