@@ -8,13 +8,17 @@
 //!   files (a path with a `wal` component) and one of every other file's: a thread reads its
 //!   own totals before and after a call ([`thread_sync_ns`]), so the split of a commit is
 //!   exact for the syncs its own thread ran (a follower of a group commit waits for another
-//!   thread's sync: that wait counts as "the rest").
+//!   thread's sync: that wait counts as "the rest");
+//! - per thread, the WAL syncs that carried a change of the file's length (a write past the
+//!   largest end written through the handle, or a `set_len`, since its last sync: a
+//!   preallocation step, whose `fdatasync` must commit the journal), so a benchmark can say
+//!   how many of its slowest commits were those ([`thread_wal_resizing_syncs`]).
 
 use std::cell::Cell;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use stormhold::env::{Env, EnvFile, OpenOptions, OsEnv};
@@ -22,6 +26,14 @@ use stormhold::env::{Env, EnvFile, OpenOptions, OsEnv};
 thread_local! {
     /// Nanoseconds this thread spent in syncs of WAL files, and of other files.
     static SYNC_NS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    /// WAL syncs this thread ran that carried a change of the file's length.
+    static WAL_RESIZING_SYNCS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many syncs of WAL files the calling thread ran so far that carried a change of the
+/// file's length (see the module docs).
+pub fn thread_wal_resizing_syncs() -> u64 {
+    WAL_RESIZING_SYNCS.with(Cell::get)
 }
 
 /// Nanoseconds the calling thread spent so far in syncs of WAL files and of other files
@@ -44,6 +56,10 @@ pub struct CountingFile {
     syncs: Arc<AtomicU64>,
     /// Whether the file is in a WAL directory.
     wal: bool,
+    /// The largest end written through this handle, and whether the length changed since
+    /// the last sync.
+    end_max: AtomicU64,
+    resized: AtomicBool,
 }
 
 impl CountingEnv {
@@ -62,8 +78,12 @@ impl CountingFile {
     fn timed_sync(&self, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
+        let resized = self.resized.swap(false, Ordering::Relaxed);
         let result = sync();
         let ns = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if self.wal && resized {
+            WAL_RESIZING_SYNCS.with(|cell| cell.set(cell.get() + 1));
+        }
         SYNC_NS.with(|cell| {
             let (wal, other) = cell.get();
             cell.set(if self.wal { (wal + ns, other) } else { (wal, other + ns) });
@@ -78,7 +98,12 @@ impl EnvFile for CountingFile {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        self.file.write_at(buf, offset)
+        let written = self.file.write_at(buf, offset)?;
+        let end = offset + written as u64;
+        if self.end_max.fetch_max(end, Ordering::Relaxed) < end {
+            self.resized.store(true, Ordering::Relaxed);
+        }
+        Ok(written)
     }
 
     fn len(&self) -> io::Result<u64> {
@@ -86,6 +111,8 @@ impl EnvFile for CountingFile {
     }
 
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.resized.store(true, Ordering::Relaxed);
+        self.end_max.fetch_max(len_bytes, Ordering::Relaxed);
         self.file.set_len(len_bytes)
     }
 
@@ -96,6 +123,11 @@ impl EnvFile for CountingFile {
     fn sync_all(&self) -> io::Result<()> {
         self.timed_sync(|| self.file.sync_all())
     }
+
+    fn start_writeback(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        // A hint that does not wait: not timed as a sync.
+        self.file.start_writeback(offset, len_bytes)
+    }
 }
 
 impl Env for CountingEnv {
@@ -104,7 +136,10 @@ impl Env for CountingEnv {
 
     fn open(&self, path: &Path, options: OpenOptions) -> io::Result<CountingFile> {
         let wal = path.parent().and_then(Path::file_name).is_some_and(|dir| dir == "wal");
-        Ok(CountingFile { file: self.os.open(path, options)?, syncs: Arc::clone(&self.syncs), wal })
+        let file = self.os.open(path, options)?;
+        let end_max = AtomicU64::new(file.len()?);
+        let (syncs, resized) = (Arc::clone(&self.syncs), AtomicBool::new(false));
+        Ok(CountingFile { file, syncs, wal, end_max, resized })
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
@@ -178,5 +213,23 @@ mod tests {
         assert_eq!(env.syncs(), 2);
         let elsewhere = std::thread::spawn(thread_sync_ns).join().expect("thread");
         assert_eq!(elsewhere, (0, 0), "another thread's totals are its own");
+    }
+
+    #[test]
+    fn a_wal_sync_is_counted_as_resizing_only_after_the_file_grew() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = CountingEnv::new();
+        std::fs::create_dir(dir.path().join("wal")).expect("mkdir");
+        let wal = env.open(&dir.path().join("wal").join("seg"), OpenOptions::create()).expect("open");
+        let before = thread_wal_resizing_syncs();
+        wal.write_all_at(&[1; 8192], 0).expect("write");
+        wal.sync_data().expect("sync");
+        assert_eq!(thread_wal_resizing_syncs(), before + 1, "the file grew");
+        wal.write_all_at(&[2; 100], 4096).expect("overwrite");
+        wal.sync_data().expect("sync");
+        assert_eq!(thread_wal_resizing_syncs(), before + 1, "an overwrite inside is no resize");
+        wal.set_len(4096).expect("truncate");
+        wal.sync_data().expect("sync");
+        assert_eq!(thread_wal_resizing_syncs(), before + 2, "set_len is one");
     }
 }

@@ -14,6 +14,8 @@
 //! [`Env::sync_dir`] on the directory holding the entry returned `Ok` (for a rename across
 //! directories: both). A crash may keep any subset of what was not yet durable, and a write
 //! that was not durable may be *torn*: some of its sectors new, the rest old, zero or garbage.
+//! [`EnvFile::start_writeback`] is only a hint to write back early: it changes none of
+//! this, and nothing is durable because of it.
 //!
 //! A failed sync (`Err`) means the outcome is unknown: some, all or none of the pending data
 //! may be durable, and the failure may have marked the pages clean, so a later sync can
@@ -148,6 +150,29 @@ pub trait EnvFile: Send + Sync {
 
     /// Like [`EnvFile::sync_data`], and also the file's other metadata (`fsync`).
     fn sync_all(&self) -> io::Result<()>;
+
+    /// A hint: asks the OS to start writing the bytes `offset..offset + len_bytes` of the
+    /// file to the device now, without waiting, so that a later sync has less to flush at
+    /// once (a large file written in one go and synced at the end makes that sync, and every
+    /// other sync of the same disk meanwhile, wait for the whole of it).
+    ///
+    /// **It gives no durability at all.** After `Ok`, nothing is durable that was not
+    /// durable before: a crash keeps exactly what it would keep without the call, and only
+    /// [`EnvFile::sync_data`] or [`EnvFile::sync_all`] returning `Ok` makes the range
+    /// durable. It never waits for earlier writeback and never consumes a writeback error,
+    /// so the next sync still reports any failure of the pages it covers.
+    ///
+    /// An empty range does nothing. `InvalidInput` if `offset + len_bytes` exceeds
+    /// `i64::MAX`. An `Err` otherwise is an I/O error of the file (Linux reports a failed
+    /// writeback submission here): callers treat it like a failed sync of the range.
+    ///
+    /// Implementations: the default, `SimEnv` and [`OverlayEnv`] do nothing (`SimEnv`
+    /// counts the call, nothing more: it draws no fault, takes no crash point and leaves
+    /// the trace as it is); [`OsEnv`] on Linux calls `sync_file_range` with
+    /// `SYNC_FILE_RANGE_WRITE` only, elsewhere it does nothing.
+    fn start_writeback(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        check_writeback_range(offset, len_bytes)
+    }
 
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
@@ -290,6 +315,14 @@ pub trait Env: Send + Sync {
     /// keeps every call on one thread, in a fixed order.
     fn parallelism(&self) -> usize {
         1
+    }
+}
+
+/// The range check of [`EnvFile::start_writeback`]: `InvalidInput` past `i64::MAX`.
+pub(crate) fn check_writeback_range(offset: u64, len_bytes: u64) -> io::Result<()> {
+    match offset.checked_add(len_bytes) {
+        Some(end) if end <= i64::MAX as u64 => Ok(()),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "writeback range ends past i64::MAX")),
     }
 }
 

@@ -53,6 +53,10 @@ impl<F: EnvFile> EnvFile for SharedFile<F> {
     fn sync_all(&self) -> io::Result<()> {
         self.0.sync_all()
     }
+
+    fn start_writeback(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        self.0.start_writeback(offset, len_bytes)
+    }
 }
 
 impl<E: Env> Env for SharedEnv<E> {

@@ -246,6 +246,14 @@ impl SimEnv {
         self.lock().faults.recorded().clone()
     }
 
+    /// The calls to [`EnvFile::start_writeback`] so far and the bytes they named. The hint
+    /// does nothing in the simulator (no fault, no crash point, no trace event, so a seed's
+    /// run is the same with or without it); this count lets a test see that it was given.
+    pub fn writeback_hints(&self) -> (u64, u64) {
+        let (calls, bytes) = self.lock().writeback_hints;
+        (calls, bytes)
+    }
+
     /// What the simulator has done so far.
     pub fn stats(&self) -> SimStats {
         self.lock().stats.clone()
@@ -453,6 +461,14 @@ impl EnvFile for SimFile {
                 state.sync_file(node, plan)
             },
         )
+    }
+
+    fn start_writeback(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        crate::env::check_writeback_range(offset, len_bytes)?;
+        let mut state = lock(&self.shared);
+        let (calls, bytes) = state.writeback_hints;
+        state.writeback_hints = (calls + 1, bytes + len_bytes);
+        Ok(())
     }
 }
 

@@ -157,6 +157,9 @@ pub(crate) struct State {
     /// marked clean without writing: their live view may differ from the durable one until
     /// the next crash, even after a successful sync.
     pub stale_caches: BTreeSet<NodeId>,
+    /// Calls to [`EnvFile::start_writeback`](crate::env::EnvFile::start_writeback) so far and
+    /// the bytes they named: a hint the simulator only counts (see `SimEnv::writeback_hints`).
+    pub writeback_hints: (u64, u64),
 }
 
 impl State {
@@ -183,6 +186,7 @@ impl State {
             damage: Vec::new(),
             media_faults_used: 0,
             stale_caches: BTreeSet::new(),
+            writeback_hints: (0, 0),
         }
     }
 
@@ -417,6 +421,7 @@ impl State {
             damage: self.damage.clone(),
             media_faults_used: self.media_faults_used,
             stale_caches: self.stale_caches.clone(),
+            writeback_hints: self.writeback_hints,
         };
         fork.fs.collect_garbage(&BTreeSet::new());
         fork.stale_caches.retain(|node| fork.fs.nodes.contains_key(node));
