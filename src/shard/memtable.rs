@@ -267,11 +267,17 @@ impl<H: KeyHash> Memtable<H> {
         if 4 * (self.keys.len() + 1) > 3 * self.slots.len() {
             self.grow();
         }
-        match self.probe(hash, prefix, rest) {
+        // The key's home slot is loaded first and the entry appended while it arrives (the
+        // load is a cache miss in a large table); an overwrite in place takes the entry back.
+        let home = self.slots[hash as usize & (self.slots.len() - 1)];
+        let pos = self.append(prefix, rest, value);
+        match self.probe_from(home, hash, prefix, rest) {
             Ok(number) => {
                 let old = self.keys[number];
-                if !self.overwrite_in_place(old, value) {
-                    self.keys[number] = self.append(prefix, rest, value);
+                if self.overwrite_in_place(old, value) {
+                    self.unappend(pos);
+                } else {
+                    self.keys[number] = pos;
                     self.garbage_bytes += self.entry_len(old) as u64;
                     if self.garbage_bytes >= COMPACT_GARBAGE_BYTES_MIN
                         && self.garbage_bytes > self.entry_bytes - self.garbage_bytes
@@ -283,7 +289,6 @@ impl<H: KeyHash> Memtable<H> {
             Err(slot) => {
                 let number = self.keys.len();
                 assert!(number < u32::MAX as usize, "a memtable holds fewer than 2^32 keys");
-                let pos = self.append(prefix, rest, value);
                 self.slots[slot] = (hash << 32) | (number as u64 + 1);
                 self.keys.push(pos);
                 let key = self.entry(pos).0;
@@ -352,11 +357,16 @@ impl<H: KeyHash> Memtable<H> {
 
     /// The key number of `prefix ++ rest`, or the empty slot where it would go.
     fn probe(&self, hash: u64, prefix: &[u8], rest: &[u8]) -> Result<usize, usize> {
+        self.probe_from(self.slots[hash as usize & (self.slots.len() - 1)], hash, prefix, rest)
+    }
+
+    /// [`Memtable::probe`], given the content of the key's home slot.
+    fn probe_from(&self, home: u64, hash: u64, prefix: &[u8], rest: &[u8]) -> Result<usize, usize> {
         let mask = self.slots.len() - 1;
         let tag = hash as u32;
         let mut i = hash as usize & mask;
+        let mut slot = home;
         loop {
-            let slot = self.slots[i];
             if slot == 0 {
                 return Err(i);
             }
@@ -371,6 +381,7 @@ impl<H: KeyHash> Memtable<H> {
                 }
             }
             i = (i + 1) & mask;
+            slot = self.slots[i];
         }
     }
 
@@ -419,6 +430,15 @@ impl<H: KeyHash> Memtable<H> {
         }
         self.entry_bytes += bytes as u64;
         ((number as u64) << 32) | offset as u64
+    }
+
+    /// Takes back the entry at `pos`, the last one appended.
+    fn unappend(&mut self, pos: u64) {
+        let bytes = self.entry_len(pos);
+        let block = self.blocks.last_mut().expect("the entry was appended");
+        debug_assert_eq!((pos & u64::from(u32::MAX)) as usize + bytes, block.len(), "the last entry");
+        block.truncate(pos as u32 as usize);
+        self.entry_bytes -= bytes as u64;
     }
 
     /// The key and value (`None`: a tombstone) of the entry at `pos`.
