@@ -129,9 +129,17 @@ struct Window<'a, F: EnvFile> {
 }
 
 impl<'a, F: EnvFile> Window<'a, F> {
-    fn new(file: &'a F, path: &'a Path, extent: u64) -> Result<Self, WalError> {
+    /// A window on `file` that reads into `buffer` (its allocation reused: one buffer serves
+    /// every segment of a scan, instead of a fresh mebibyte faulted in per segment).
+    fn new(file: &'a F, path: &'a Path, extent: u64, mut buffer: Vec<u8>) -> Result<Self, WalError> {
         let len = file.len().map_err(|e| WalError::io("len", path, e))?;
-        Ok(Self { file, path, len, extent, start: 0, bytes: Vec::new() })
+        buffer.clear();
+        Ok(Self { file, path, len, extent, start: 0, bytes: buffer })
+    }
+
+    /// The buffer, for the next window.
+    fn into_buffer(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Up to `len` bytes at `offset` (fewer at the end of the file).
@@ -279,11 +287,12 @@ pub fn scan_bounded<E: Env>(
     let segment_size_bytes = expect.segment_size_bytes;
     let ids = list_segments(env, dir)?;
     let mut report = ScanReport { next_lsn: 1, ..ScanReport::default() };
+    let mut buffer = Vec::new();
     for (index, &id) in ids.iter().enumerate() {
         let path = dir.join(format::segment_file_name(id));
         check_contiguous(dir, &ids[..=index], report.next_lsn)?;
         let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
-        let mut window = Window::new(&file, &path, segment_size_bytes)?;
+        let mut window = Window::new(&file, &path, segment_size_bytes, std::mem::take(&mut buffer))?;
         let later_segments = &ids[index + 1..];
         // Only a segment that follows an intact one (or segment 1 of a new log) can be a
         // creation in progress: after truncate_before, the only segment is an old one.
@@ -305,7 +314,7 @@ pub fn scan_bounded<E: Env>(
         report.end = Some(LogEnd { segment_id: id, offset: end });
         let next = match later_segments.first() {
             None => None,
-            Some(&next_id) => Some(next_header(env, dir, next_id, segment_size_bytes)?),
+            Some(&next_id) => Some(next_header(env, dir, next_id)?),
         };
         let next_is_partial = matches!(next, Some(None)) && later_segments.len() == 1;
         match next {
@@ -330,6 +339,7 @@ pub fn scan_bounded<E: Env>(
                 break;
             }
         }
+        buffer = window.into_buffer();
     }
     Ok(report)
 }
@@ -512,17 +522,17 @@ fn scan_segment<F: EnvFile>(
     }
 }
 
-/// The header of segment `next_id`, if it is valid and names that segment.
-fn next_header<E: Env>(
-    env: &E,
-    dir: &Path,
-    next_id: u64,
-    extent: u64,
-) -> Result<Option<format::SegmentHeader>, WalError> {
+/// The header of segment `next_id`, if it is valid and names that segment. Reads only the
+/// header's fields (a window would read a whole mebibyte, which the scan of that segment
+/// reads again).
+fn next_header<E: Env>(env: &E, dir: &Path, next_id: u64) -> Result<Option<format::SegmentHeader>, WalError> {
     let path = dir.join(format::segment_file_name(next_id));
     let file = env.open(&path, OpenOptions::read_only()).map_err(|e| WalError::io("open", &path, e))?;
-    let mut window = Window::new(&file, &path, extent)?;
-    let header = window.get(0, SEGMENT_HEADER_FIELDS_BYTES)?;
+    let len = file.len().map_err(|e| WalError::io("len", &path, e))?;
+    let mut header = [0; SEGMENT_HEADER_FIELDS_BYTES];
+    // A file shorter than the fields (a creation cut short) holds no valid header.
+    let header = &mut header[..len.min(SEGMENT_HEADER_FIELDS_BYTES as u64) as usize];
+    file.read_exact_at(header, 0).map_err(|e| WalError::io("read", &path, e))?;
     Ok(format::decode_segment_header(header).ok().filter(|h| h.segment_id == next_id))
 }
 
