@@ -43,12 +43,13 @@ pub const ENTRY_LENGTHS_BYTES_MAX: usize = 10;
 const _: () = assert!(BLOCK_BYTES <= u32::MAX as usize, "offsets in a block fit a u32");
 const _: () = assert!(BLOCK_BYTES > 4 * ENTRY_LENGTHS_BYTES_MAX, "a block holds several small entries");
 
-/// Bytes of the varint of `n`.
-fn varint_bytes(n: u32) -> usize {
+/// Bytes of the varint of `n` (LEB128; also the shard memtable's entry lengths).
+pub(crate) fn varint_bytes(n: u32) -> usize {
     (32 - (n | 1).leading_zeros() as usize).div_ceil(7)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u32) {
+/// Appends the varint of `n`.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u32) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -56,8 +57,9 @@ fn put_varint(out: &mut Vec<u8>, mut n: u32) {
     out.push(n as u8);
 }
 
-/// The varint at `at` and the offset after it (the run wrote it: it is well formed).
-fn get_varint(block: &[u8], mut at: usize) -> (usize, usize) {
+/// The varint at `at` and the offset after it (the run or the memtable wrote it: it is well
+/// formed; never used on bytes read from disk).
+pub(crate) fn get_varint(block: &[u8], mut at: usize) -> (usize, usize) {
     let mut n = 0usize;
     let mut shift = 0;
     loop {

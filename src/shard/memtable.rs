@@ -69,7 +69,7 @@ use std::marker::PhantomData;
 use std::ops::{Bound, Range};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
-use crate::checkpoint::run::BLOCK_BYTES;
+use crate::checkpoint::run::{BLOCK_BYTES, get_varint, put_varint, varint_bytes};
 
 /// Bytes of the first arena block; each next one doubles, up to [`BLOCK_BYTES`].
 const FIRST_BLOCK_BYTES: usize = 4096;
@@ -123,33 +123,6 @@ impl KeyHash for FixedHash {
 /// A key as its first byte and the rest (see [`KeyHash`]).
 fn split(key: &[u8]) -> (&[u8], &[u8]) {
     key.split_at(key.len().min(1))
-}
-
-fn varint_bytes(n: u32) -> usize {
-    (32 - (n | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: u32) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// The varint at `at` and the offset after it (the memtable wrote it: it is well formed).
-fn get_varint(block: &[u8], mut at: usize) -> (usize, usize) {
-    let mut n = 0usize;
-    let mut shift = 0;
-    loop {
-        let byte = block[at];
-        n |= usize::from(byte & 0x7f) << shift;
-        at += 1;
-        if byte < 0x80 {
-            return (n, at);
-        }
-        shift += 7;
-    }
 }
 
 /// The first 8 bytes of `key`, zero-padded, as a big-endian number: among keys that share
