@@ -353,10 +353,11 @@ impl<H: KeyHash> Memtable<H> {
             self.last = Some(number);
             return;
         }
-        if !above_last && self.in_tail(prefix, rest) {
-            if let Some(number) = self.tail_search(prefix, rest) {
-                return self.overwrite(number, prefix, rest, value);
-            }
+        if !above_last
+            && self.in_tail(prefix, rest)
+            && let Some(number) = self.tail_search(prefix, rest)
+        {
+            return self.overwrite(number, prefix, rest, value);
         }
         let hash = self.hash_of(prefix, rest);
         if 4 * (self.hashed_keys() + 1) > 3 * self.slots.len() {
