@@ -19,10 +19,30 @@
 //!           position of an entry: (block number << 32) | offset in the block
 //!   keys    one u64 per distinct key, in order of first insertion: the position of the
 //!           key's latest entry (its "key number" is its index here)
-//!   slots   open addressing, linear probing, power-of-two capacity, load <= 3/4:
-//!           0 (empty) or (low 32 bits of the key's hash << 32) | (key number + 1)
+//!   slots   open addressing, linear probing, power-of-two capacity, load <= 3/4 of the
+//!           hashed keys: 0 (empty) or (low 32 bits of the key's hash << 32) | (key number + 1)
+//!   tail    a range of key numbers in no slot: the ascending tail (below)
 //!   order   key numbers in key order, built on demand (below)
 //! ```
+//!
+//! # The ascending tail (sequential loads touch no hash slot)
+//!
+//! A key above every key so far is new, so its insert needs no lookup: it is appended and
+//! its number joins `tail`, a run of consecutive key numbers whose keys ascend, with no slot.
+//! A lookup of a key at or above the tail's first key binary-searches the tail (then, if
+//! keys were numbered after the tail, probes the slots). Keys numbered before the tail all
+//! sort below its first key, so a key below it is looked up in the slots only. Why: once the
+//! slots outgrow the cache, a hash insert costs a cache miss on its slot (and more in each
+//! doubling), where the `BTreeMap` this replaced kept its hot right edge; a sequential bulk
+//! load of 2.3M keys spent most of its insert time there.
+//!
+//! The tail is hashed from its front ([`TAIL_HASH_STEP_KEYS`] keys per insert, so no insert
+//! pays for all of it) once a new key is numbered after it (the tail is *closed*: a key
+//! below the last one, or above it while the tail is closed), or once a lookup searched a
+//! tail longer than [`TAIL_SEARCH_FREE_KEYS`] (reads then get the slots back; a frozen
+//! layer, never inserted into again, keeps its tail and its binary searches). A new tail
+//! starts when the old one is empty. Random keys rarely land above the last one: their tail
+//! is empty or a key long, hashed by the next insert.
 //!
 //! An insert of a new key appends its entry and adds a key number. An overwrite with a value
 //! of the same length (fixed-size records, counters) writes the value in place; any other
@@ -31,10 +51,18 @@
 //! newest entries, the memtable compacts: it copies the newest entries into fresh blocks in
 //! arena order, freeing the old blocks as it passes them. So the arena holds at most about
 //! twice its newest entries, however long the WAL replayed into it (a recovery's memory
-//! stays flat in WAL length), for a copy of at most one byte per byte of garbage. The hash is a fixed function ([`FixedHash`]: no per-process seed, so every
-//! run lays the table out the same way) and the table is never iterated: nothing depends on
-//! its layout but the cost of a lookup. A slot keeps 32 bits of the hash, so a probe compares
-//! a key only when those agree, and growing the table re-homes slots without reading keys.
+//! stays flat in WAL length), for a copy of at most one byte per byte of garbage.
+//!
+//! # The hash: keyed per store (HashDoS)
+//!
+//! A fixed hash would let keys chosen once collide into one probe chain in every store. The
+//! hash ([`SeededHash`]) is keyed by the memtable's seed; a shard's layers take
+//! [`seed_for_store`] of its store identity (drawn at creation from the Env's clocks, so the
+//! simulator replays a seed exactly), and each layer hands its seed to the next at a
+//! freeze. No real clock or OS randomness is read for it. The table is never iterated:
+//! nothing depends on its layout but the cost of a lookup. A slot keeps 32 bits of the hash,
+//! so a probe compares a key only when those agree, and growing the table re-homes slots
+//! without reading keys.
 //!
 //! # Key order, on demand
 //!
@@ -56,7 +84,10 @@
 //!
 //! # Invariants
 //!
-//! - every key number is in exactly one slot, and a slot's hash bits are its key's;
+//! - every key number outside `tail` is in exactly one slot, the tail's in none, and a slot's
+//!   hash bits are its key's (under the memtable's seed);
+//! - the tail's keys ascend with their numbers, and every key numbered before the tail
+//!   sorts below the tail's first key; an empty tail is `0..0`;
 //! - `keys[k]` is the position of the newest entry of key `k`, and keys are distinct;
 //! - `order.sorted` and `order.recent` are each strictly increasing by key, disjoint, and
 //!   together hold exactly the key numbers below `order.indexed`;
@@ -67,9 +98,16 @@
 use std::cmp::Ordering;
 use std::marker::PhantomData;
 use std::ops::{Bound, Range};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use crate::checkpoint::run::{BLOCK_BYTES, get_varint, put_varint, varint_bytes};
+
+mod hash;
+mod range;
+
+pub use hash::{KeyHash, SeededHash, hash_keys, seed_for_store};
+pub use range::MemRange;
 
 /// Bytes of the first arena block; each next one doubles, up to [`BLOCK_BYTES`].
 const FIRST_BLOCK_BYTES: usize = 4096;
@@ -78,51 +116,26 @@ const SLOTS_MIN: usize = 16;
 /// Garbage (bytes of superseded entries) that may make the memtable compact itself, once
 /// it also exceeds the bytes of the newest entries.
 const COMPACT_GARBAGE_BYTES_MIN: u64 = 16 << 20;
+/// Keys of the ascending tail a lookup may binary-search without asking for the tail to be
+/// hashed (about a dozen steps over recent, mostly cached entries).
+const TAIL_SEARCH_FREE_KEYS: usize = 4096;
+/// Keys of the tail an insert hashes, from its front, while the tail is being hashed.
+const TAIL_HASH_STEP_KEYS: usize = 4;
 /// Most key numbers `recent` holds before its merge into `sorted`, at least.
 const RECENT_MIN: usize = 4096;
 
 const _: () = assert!(FIRST_BLOCK_BYTES.is_power_of_two() && FIRST_BLOCK_BYTES <= BLOCK_BYTES);
 const _: () = assert!(SLOTS_MIN.is_power_of_two());
 
-/// The hash function of a memtable's keys. A key is hashed as its first byte (the state
-/// key's namespace) and the rest, so a caller holding the two parts never joins them.
-pub trait KeyHash {
-    /// The hash of the key `prefix ++ rest` (`prefix` is the key's first byte, or empty
-    /// for the empty key).
-    fn hash(prefix: &[u8], rest: &[u8]) -> u64;
-}
-
-/// The fixed hash of the shard state's memtables: 8-byte words multiplied and rotated, with
-/// murmur3's 64-bit finalizer; no seed from outside the process.
-#[derive(Debug)]
-pub struct FixedHash;
-
-impl KeyHash for FixedHash {
-    fn hash(prefix: &[u8], rest: &[u8]) -> u64 {
-        const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
-        let fold = |h: u64, word: u64| (h ^ word).wrapping_mul(MUL).rotate_left(31);
-        let mut h = 0x243F_6A88_85A3_08D3 ^ (prefix.len() + rest.len()) as u64;
-        for &byte in prefix {
-            h = fold(h, u64::from(byte));
-        }
-        let mut words = rest.chunks_exact(8);
-        for word in &mut words {
-            h = fold(h, u64::from_le_bytes(word.try_into().unwrap_or_default()));
-        }
-        let mut last = [0u8; 8];
-        last[..words.remainder().len()].copy_from_slice(words.remainder());
-        h = fold(h, u64::from_le_bytes(last));
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-        h ^ (h >> 33)
-    }
-}
-
 /// A key as its first byte and the rest (see [`KeyHash`]).
 fn split(key: &[u8]) -> (&[u8], &[u8]) {
     key.split_at(key.len().min(1))
+}
+
+/// `prefix ++ rest` against `key`, without joining the parts.
+fn cmp_parts(prefix: &[u8], rest: &[u8], key: &[u8]) -> Ordering {
+    let (head, tail) = key.split_at(prefix.len().min(key.len()));
+    prefix.cmp(head).then_with(|| rest.cmp(tail))
 }
 
 /// The first 8 bytes of `key`, zero-padded, as a big-endian number: among keys that share
@@ -144,10 +157,18 @@ struct Order {
 }
 
 /// An arena memtable (see the module docs). `None` values are tombstones.
-pub struct Memtable<H = FixedHash> {
+pub struct Memtable<H = SeededHash> {
     blocks: Vec<Vec<u8>>,
     keys: Vec<u64>,
     slots: Vec<u64>,
+    /// The ascending tail: key numbers in no slot (every other one is in one; see the
+    /// module docs).
+    tail: Range<usize>,
+    /// Set by a lookup that binary-searched a long tail: inserts then hash the tail in steps.
+    tail_read: AtomicBool,
+    /// The seed the hash keys derive from, and the keys.
+    seed: u64,
+    hash_keys: [u64; 2],
     order: RwLock<Order>,
     /// Key numbers of the smallest and of the largest key.
     first: Option<u32>,
@@ -159,11 +180,23 @@ pub struct Memtable<H = FixedHash> {
 }
 
 impl<H> Default for Memtable<H> {
+    /// An empty memtable with seed 0 (tests, and layers that never see untrusted keys).
     fn default() -> Self {
+        Self::with_seed(0)
+    }
+}
+
+impl<H> Memtable<H> {
+    /// An empty memtable whose hash is keyed by `seed` (a shard's: [`seed_for_store`]).
+    pub fn with_seed(seed: u64) -> Self {
         Self {
             blocks: Vec::new(),
             keys: Vec::new(),
             slots: Vec::new(),
+            tail: 0..0,
+            tail_read: AtomicBool::new(false),
+            seed,
+            hash_keys: hash_keys(seed),
             order: RwLock::default(),
             first: None,
             last: None,
@@ -185,9 +218,19 @@ impl<H> std::fmt::Debug for Memtable<H> {
 }
 
 impl<H: KeyHash> Memtable<H> {
-    /// An empty memtable.
+    /// An empty memtable with seed 0 (see [`Memtable::with_seed`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The seed of this memtable's hash: the next layer of the same state takes it over.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The hash of `key` in this memtable (its seed's).
+    fn hash_of(&self, prefix: &[u8], rest: &[u8]) -> u64 {
+        H::hash(self.hash_keys, prefix, rest)
     }
 
     /// Distinct keys (tombstones included).
@@ -236,8 +279,31 @@ impl<H: KeyHash> Memtable<H> {
             prefix.len() == 1 || (prefix.is_empty() && rest.is_empty()),
             "a key splits after one byte"
         );
-        let hash = H::hash(prefix, rest);
-        if 4 * (self.keys.len() + 1) > 3 * self.slots.len() {
+        if !self.tail.is_empty() && (self.tail.end < self.keys.len() || *self.tail_read.get_mut()) {
+            self.hash_tail_front(TAIL_HASH_STEP_KEYS);
+        }
+        let above_last =
+            self.last_key().is_none_or(|last| cmp_parts(prefix, rest, last) == Ordering::Greater);
+        if above_last && (self.tail.is_empty() || self.tail.end == self.keys.len()) {
+            // A key above every key is new and extends the tail: no hash, no probe.
+            let pos = self.append(prefix, rest, value);
+            let number = self.push_key(pos);
+            if self.tail.is_empty() {
+                self.tail = number as usize..number as usize;
+            }
+            self.tail.end += 1;
+            self.first = self.first.or(Some(number));
+            self.last = Some(number);
+            return;
+        }
+        if !above_last
+            && self.in_tail(prefix, rest)
+            && let Some(number) = self.tail_search(prefix, rest)
+        {
+            return self.overwrite(number, prefix, rest, value);
+        }
+        let hash = self.hash_of(prefix, rest);
+        if 4 * (self.hashed_keys() + 1) > 3 * self.slots.len() {
             self.grow();
         }
         // The key's home slot is loaded first and the entry appended while it arrives (the
@@ -250,30 +316,100 @@ impl<H: KeyHash> Memtable<H> {
                 if self.overwrite_in_place(old, value) {
                     self.unappend(pos);
                 } else {
-                    self.keys[number] = pos;
-                    self.garbage_bytes += self.entry_len(old) as u64;
-                    if self.garbage_bytes >= COMPACT_GARBAGE_BYTES_MIN
-                        && self.garbage_bytes > self.entry_bytes - self.garbage_bytes
-                    {
-                        self.compact();
-                    }
+                    self.repoint(number, pos);
                 }
             }
             Err(slot) => {
-                let number = self.keys.len();
-                assert!(number < u32::MAX as usize, "a memtable holds fewer than 2^32 keys");
-                self.slots[slot] = (hash << 32) | (number as u64 + 1);
-                self.keys.push(pos);
-                let key = self.entry(pos).0;
-                let below_first = self.first_key().is_none_or(|first| key < first);
-                let above_last = self.last_key().is_none_or(|last| key > last);
-                if below_first {
-                    self.first = Some(number as u32);
-                }
+                // A new key past a non-empty tail closes it: the tail is hashed in steps.
+                let number = self.push_key(pos);
+                self.slots[slot] = (hash << 32) | (u64::from(number) + 1);
                 if above_last {
-                    self.last = Some(number as u32);
+                    self.last = Some(number);
+                } else if self
+                    .first_key()
+                    .is_none_or(|first| cmp_parts(prefix, rest, first) == Ordering::Less)
+                {
+                    self.first = Some(number);
                 }
             }
+        }
+    }
+
+    /// Keys in the slots (all but the tail's).
+    fn hashed_keys(&self) -> usize {
+        self.keys.len() - self.tail.len()
+    }
+
+    /// Adds a key number for the entry at `pos`; returns it.
+    fn push_key(&mut self, pos: u64) -> u32 {
+        let number = self.keys.len();
+        assert!(number < u32::MAX as usize, "a memtable holds fewer than 2^32 keys");
+        self.keys.push(pos);
+        number as u32
+    }
+
+    /// Makes `value` the newest of key `number` (`prefix ++ rest`): in place if it can, else
+    /// appended.
+    fn overwrite(&mut self, number: usize, prefix: &[u8], rest: &[u8], value: Option<&[u8]>) {
+        if !self.overwrite_in_place(self.keys[number], value) {
+            let pos = self.append(prefix, rest, value);
+            self.repoint(number, pos);
+        }
+    }
+
+    /// Points key `number` at its new entry `pos`, counts the old one as garbage, and
+    /// compacts once the garbage passes its bound.
+    fn repoint(&mut self, number: usize, pos: u64) {
+        let old = std::mem::replace(&mut self.keys[number], pos);
+        self.garbage_bytes += self.entry_len(old) as u64;
+        if self.garbage_bytes >= COMPACT_GARBAGE_BYTES_MIN
+            && self.garbage_bytes > self.entry_bytes - self.garbage_bytes
+        {
+            self.compact();
+        }
+    }
+
+    /// Whether the tail is not empty and `prefix ++ rest` is not below its first key (then no
+    /// key numbered before the tail can be it).
+    fn in_tail(&self, prefix: &[u8], rest: &[u8]) -> bool {
+        !self.tail.is_empty() && cmp_parts(prefix, rest, self.key(self.tail.start as u32)) != Ordering::Less
+    }
+
+    /// The key number of `prefix ++ rest` in the tail (a binary search).
+    fn tail_search(&self, prefix: &[u8], rest: &[u8]) -> Option<usize> {
+        let (mut low, mut high) = (self.tail.start, self.tail.end);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match cmp_parts(prefix, rest, self.key(mid as u32)) {
+                Ordering::Less => high = mid,
+                Ordering::Greater => low = mid + 1,
+                Ordering::Equal => return Some(mid),
+            }
+        }
+        None
+    }
+
+    /// Puts up to `max_keys` keys from the front of the tail into the slots (its front
+    /// keys sort below the rest, so what is left is a tail still).
+    fn hash_tail_front(&mut self, max_keys: usize) {
+        let numbers = self.tail.start..self.tail.end.min(self.tail.start + max_keys);
+        while 4 * (self.hashed_keys() + numbers.len()) > 3 * self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        for number in numbers.clone() {
+            let (prefix, rest) = split(self.key(number as u32));
+            let hash = self.hash_of(prefix, rest);
+            let mut i = hash as usize & mask;
+            while self.slots[i] != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = (hash << 32) | (number as u64 + 1);
+        }
+        self.tail.start = numbers.end;
+        if self.tail.is_empty() {
+            self.tail = 0..0;
+            *self.tail_read.get_mut() = false;
         }
     }
 
@@ -320,11 +456,23 @@ impl<H: KeyHash> Memtable<H> {
 
     /// `Some(value)` if the memtable holds `key` (`Some(None)`: a tombstone).
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        let (prefix, rest) = split(key);
+        if self.in_tail(prefix, rest) {
+            if self.tail.len() > TAIL_SEARCH_FREE_KEYS && !self.tail_read.load(AtomicOrdering::Relaxed) {
+                self.tail_read.store(true, AtomicOrdering::Relaxed);
+            }
+            if let Some(number) = self.tail_search(prefix, rest) {
+                return Some(self.entry(self.keys[number]).1);
+            }
+            // Only a key numbered after the tail can be the key now.
+            if self.tail.end == self.keys.len() {
+                return None;
+            }
+        }
         if self.slots.is_empty() {
             return None;
         }
-        let (prefix, rest) = split(key);
-        let number = self.probe(H::hash(prefix, rest), prefix, rest).ok()?;
+        let number = self.probe(self.hash_of(prefix, rest), prefix, rest).ok()?;
         Some(self.entry(self.keys[number]).1)
     }
 
@@ -532,76 +680,6 @@ impl<H: KeyHash> Memtable<H> {
         drop(self.order());
     }
 }
-
-/// Entries of a memtable in key order, a merge of its two sorted lists; holds the order's
-/// read lock.
-pub struct MemRange<'a, H = FixedHash> {
-    table: &'a Memtable<H>,
-    order: RwLockReadGuard<'a, Order>,
-    sorted: Range<usize>,
-    recent: Range<usize>,
-}
-
-impl<H> std::fmt::Debug for MemRange<'_, H> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemRange").field("sorted", &self.sorted).field("recent", &self.recent).finish()
-    }
-}
-
-impl<'a, H: KeyHash> MemRange<'a, H> {
-    /// The next key number from the front (`back`: from the back) of the merge.
-    fn take(&mut self, back: bool) -> Option<u32> {
-        let (sorted, recent) = (&self.order.sorted, &self.order.recent);
-        let pick = |r: &Range<usize>| {
-            if back {
-                r.end.checked_sub(1).filter(|&e| e >= r.start)
-            } else {
-                (r.start < r.end).then_some(r.start)
-            }
-        };
-        let from_sorted = match (pick(&self.sorted), pick(&self.recent)) {
-            (None, None) => return None,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(s), Some(r)) => (self.table.cmp_keys(sorted[s], recent[r]) == Ordering::Less) != back,
-        };
-        let (list, range) = if from_sorted { (sorted, &mut self.sorted) } else { (recent, &mut self.recent) };
-        let at = if back {
-            range.end -= 1;
-            range.end
-        } else {
-            range.start += 1;
-            range.start - 1
-        };
-        Some(list[at])
-    }
-
-    fn item(&self, number: u32) -> (&'a [u8], Option<&'a [u8]>) {
-        let table: &'a Memtable<H> = self.table;
-        table.entry(table.keys[number as usize])
-    }
-}
-
-impl<'a, H: KeyHash> Iterator for MemRange<'a, H> {
-    type Item = (&'a [u8], Option<&'a [u8]>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.take(false).map(|n| self.item(n))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let len = self.sorted.len() + self.recent.len();
-        (len, Some(len))
-    }
-}
-
-impl<H: KeyHash> DoubleEndedIterator for MemRange<'_, H> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        self.take(true).map(|n| self.item(n))
-    }
-}
-
-impl<H: KeyHash> ExactSizeIterator for MemRange<'_, H> {}
 
 #[cfg(test)]
 mod tests;

@@ -444,3 +444,52 @@ fn resolve_adds(
     }
     Ok(())
 }
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use std::path::Path;
+
+    use super::super::memtable::seed_for_store;
+    use super::super::{Inner, Intent, Shard, ShardOptions};
+    use crate::StoreIdentity;
+    use crate::env::sim::{FaultOptions, SimEnv};
+    use crate::wal::Durability;
+
+    /// The seed of the shard's state hash, read under its lock.
+    fn hash_seed(shard: &Shard<SimEnv>) -> u64 {
+        let inner = shard.lock();
+        let Inner::Serving(serving) = &*inner else { panic!("the shard is serving") };
+        serving.state.hash_seed()
+    }
+
+    fn open(env: &SimEnv, store_id: u64, id: u32) -> Shard<SimEnv> {
+        let mut options = ShardOptions {
+            wal: Default::default(),
+            checkpoint: Default::default(),
+            epoch: Default::default(),
+        };
+        options.wal.identity = StoreIdentity { store_id, shard: id, shards: 4 };
+        options.checkpoint.identity = options.wal.identity;
+        let shard = Shard::open(id, env.clone(), Path::new(&format!("/s{store_id:x}-{id}")), &options, None);
+        assert!(shard.status().failed.is_none(), "{:?}", shard.status());
+        shard
+    }
+
+    #[test]
+    fn the_state_hash_is_keyed_by_the_store_identity_through_freezes_and_reopens() {
+        // HashDoS guard: a shard whose layers used a fixed (or another store's) hash key
+        // would let keys chosen once collide in every store.
+        let env = SimEnv::new(5, FaultOptions::default()).unwrap();
+        let (a, b) = (open(&env, 0xa11ce, 1), open(&env, 0xb0b, 1));
+        assert_eq!(hash_seed(&a), seed_for_store(0xa11ce, 1));
+        assert_ne!(hash_seed(&a), hash_seed(&b), "two stores");
+        assert_ne!(hash_seed(&a), hash_seed(&open(&env, 0xa11ce, 2)), "two shards of one store");
+        a.commit(vec![(b"k".to_vec(), Intent::Put(b"v".to_vec()))], None, Durability::Data).unwrap();
+        a.checkpoint().unwrap();
+        assert_eq!(hash_seed(&a), seed_for_store(0xa11ce, 1), "the delta after a freeze");
+        a.commit(vec![(b"j".to_vec(), Intent::Put(b"w".to_vec()))], None, Durability::Data).unwrap();
+        drop(a);
+        // Recovery loads the checkpoint (a new base) and replays the WAL tail into the delta.
+        assert_eq!(hash_seed(&open(&env, 0xa11ce, 1)), seed_for_store(0xa11ce, 1), "after a reopen");
+    }
+}

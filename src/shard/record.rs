@@ -429,12 +429,29 @@ impl<'a> Reader<'a> {
 
     /// The next op; `None` (nothing consumed but the kind byte) for an unknown kind.
     fn op(&mut self) -> Result<Option<OpRef<'a>>, String> {
+        if let Some(put) = self.whole_put() {
+            return Ok(Some(put));
+        }
         Ok(match self.u8()? {
             OP_PUT => Some(OpRef::Put(self.bytes()?, self.bytes()?)),
             OP_DELETE => Some(OpRef::Delete(self.bytes()?)),
             OP_DELETE_RANGE => Some(OpRef::DeleteRange(self.bytes()?, self.bytes()?)),
             _ => None,
         })
+    }
+
+    /// The next op if it is a put that lies wholly within the bytes (the bulk of every
+    /// batch), read with one bounds check per field and no error path; anything else
+    /// (another kind, a short record) is left to [`Reader::op`]'s checked reads.
+    fn whole_put(&mut self) -> Option<OpRef<'a>> {
+        let rest = self.bytes.get(self.at..)?;
+        let (&OP_PUT, rest) = rest.split_first()? else { return None };
+        let (key_len, rest) = rest.split_first_chunk::<4>()?;
+        let (key, rest) = rest.split_at_checked(u32::from_le_bytes(*key_len) as usize)?;
+        let (value_len, rest) = rest.split_first_chunk::<4>()?;
+        let value = rest.get(..u32::from_le_bytes(*value_len) as usize)?;
+        self.at += 1 + 4 + key.len() + 4 + value.len();
+        Some(OpRef::Put(key, value))
     }
 
     fn doc_id(&mut self) -> Result<&'a str, String> {

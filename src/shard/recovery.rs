@@ -90,7 +90,7 @@ impl Replayer for ShardReplayer<'_> {
 
     fn base_run(&mut self, _: Option<&CheckpointMeta>, state: Run) -> Result<(), String> {
         check_namespaces(&state)?;
-        self.state = State::from_run(state);
+        self.state = State::from_run(state).with_hash_seed(self.state.hash_seed());
         Ok(())
     }
 
@@ -191,8 +191,10 @@ impl<E: Env + Clone> Shard<E> {
             wal_dir: &wal_dir,
             wal_options: options.wal.clone(),
         };
-        let mut replayer =
-            ShardReplayer { shard: id, state: State::default(), replayed: 0, replayed_bytes: 0, progress };
+        let identity = options.wal.identity;
+        let seed = super::memtable::seed_for_store(identity.store_id, id);
+        let state = State::default().with_hash_seed(seed);
+        let mut replayer = ShardReplayer { shard: id, state, replayed: 0, replayed_bytes: 0, progress };
         let recovered = recover(&shared, paths, &mut replayer).map_err(Failure::recovery)?;
         let checkpoints = recovered.checkpoints;
         let epochs = resume_epochs(&env, options, &checkpoints, &recovered.report, &replayer)?;

@@ -14,7 +14,8 @@
 //! allocation per entry, about 16 bytes of overhead per entry. Recovery builds it straight
 //! from the checkpoint's sorted stream. The delta and the frozen layer (bounded by the WAL
 //! cap) are arena memtables ([`super::memtable`]): an entry appended to an arena in commit
-//! order, a fixed-hash table from key to its newest entry for O(1) inserts and point reads,
+//! order, a hash table (keyed by the shard's seed, which each new delta takes over from the
+//! one it replaces) from key to its newest entry for O(1) inserts and point reads,
 //! and a key order built on demand (for range reads, range deletes, the checkpoint writer
 //! and the merge). Commits and WAL replay write a state key from its namespace byte and the
 //! user key ([`State::set_in`]), so no key is built on their path. Measured against the
@@ -147,6 +148,19 @@ impl State {
     /// A state with `base` (a recovered checkpoint) and no changes.
     pub fn from_run(base: Run) -> Self {
         Self { base: Arc::new(base), ..Self::default() }
+    }
+
+    /// This state, its layers' hashes keyed by `seed` (see `super::memtable`); call before
+    /// any change.
+    pub fn with_hash_seed(mut self, seed: u64) -> Self {
+        assert!(self.delta.is_empty() && self.frozen.is_none(), "the seed is set before any change");
+        self.delta = Layer::with_seed(seed);
+        self
+    }
+
+    /// The seed of the layers' hashes.
+    pub fn hash_seed(&self) -> u64 {
+        self.delta.seed()
     }
 
     /// A state with the entries of `base` and no changes.
@@ -287,7 +301,8 @@ impl State {
     /// shard's lock).
     pub fn freeze(&mut self) -> FrozenView {
         while !self.merge_step(usize::MAX) {}
-        let frozen = Arc::new(std::mem::take(&mut self.delta));
+        let next = Layer::with_seed(self.delta.seed());
+        let frozen = Arc::new(std::mem::replace(&mut self.delta, next));
         self.frozen = Some(Arc::clone(&frozen));
         (self.merge_after, self.merged_frozen_keys) = (None, 0);
         FrozenView { base: Arc::clone(&self.base), frozen }

@@ -10,7 +10,7 @@ use super::*;
 struct Colliding;
 
 impl KeyHash for Colliding {
-    fn hash(_: &[u8], _: &[u8]) -> u64 {
+    fn hash(_: [u64; 2], _: &[u8], _: &[u8]) -> u64 {
         0x5555_5555_0000_0007
     }
 }
@@ -74,24 +74,107 @@ fn colliding_hashes_keep_every_key_apart() {
 
 #[test]
 fn the_table_grows_keeping_its_load_and_every_key() {
-    let mut table = Memtable::<FixedHash>::new();
+    let mut table = Memtable::<SeededHash>::new();
     let mut model = Model::new();
     for n in 0..20_000u64 {
-        let key = n.to_be_bytes();
+        // Scrambled (an odd multiplier mod 2^16), so few keys land above the last one.
+        let key = (n.wrapping_mul(40_503) % 65_536 + (n / 65_536) * 65_536).to_be_bytes();
         table.insert_parts(&key[..1], &key[1..], Some(&key));
         model.insert(key.to_vec(), Some(key.to_vec()));
-        assert!(table.slots.len().is_power_of_two());
-        assert!(4 * table.len() <= 3 * table.slots.len(), "load <= 3/4 at {n}");
+        assert!(table.slots.is_empty() || table.slots.len().is_power_of_two());
+        assert!(4 * table.hashed_keys() <= 3 * table.slots.len(), "load <= 3/4 at {n}");
     }
+    assert!(table.hashed_keys() > 19_000, "the test exercises the hash, not the ascending tail");
     check(&table, &model);
-    for n in 20_000..21_000u64 {
+    for n in 70_000..71_000u64 {
         assert_eq!(table.get(&n.to_be_bytes()), None);
     }
 }
 
 #[test]
+fn ascending_keys_form_a_tail_without_slots_hashed_in_steps_once_closed_or_read() {
+    let mut table = Memtable::<SeededHash>::new();
+    let mut model = Model::new();
+    let insert = |table: &mut Memtable<SeededHash>, model: &mut Model, key: &[u8], value: Option<&[u8]>| {
+        table.insert(key, value);
+        model.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+    };
+    for n in (0..30_000u64).map(|n| 2 * n) {
+        insert(&mut table, &mut model, &n.to_be_bytes(), Some(&n.to_be_bytes()[4..]));
+    }
+    assert_eq!((table.tail.clone(), table.slots.len()), (0..30_000, 0), "ascending keys are never hashed");
+    assert_eq!(table.get(&1u64.to_be_bytes()), None, "a key between two of the tail's");
+    assert_eq!(table.get(&u64::MAX.to_be_bytes()), None, "a key above the tail's");
+    assert_eq!(table.get(&40_000u64.to_be_bytes()), Some(Some(&40_000u64.to_be_bytes()[4..])));
+    assert!(table.tail_read.load(AtomicOrdering::Relaxed), "a long tail was searched");
+    *table.tail_read.get_mut() = false;
+    // A new key among the tail's keys is hashed and closes the tail; a lookup of it searches
+    // the tail, then the slots.
+    insert(&mut table, &mut model, &20_001u64.to_be_bytes(), Some(b"odd"));
+    assert_eq!(table.get(&20_001u64.to_be_bytes()), Some(Some(&b"odd"[..])));
+    assert_eq!((table.tail.clone(), table.hashed_keys()), (0..30_000, 1));
+    // Overwrites in the tail (same length: in place; other lengths; tombstones) while the
+    // closed tail is hashed from its front, 4 keys per insert.
+    for n in (0..30_000u64).step_by(14) {
+        let value = match n % 3 {
+            0 => Some(vec![1; 4]),
+            1 => Some(vec![2; 9]),
+            _ => None,
+        };
+        insert(&mut table, &mut model, &n.to_be_bytes(), value.as_deref());
+    }
+    assert_eq!(table.tail, 4 * 2143..30_000, "each of the 2,143 inserts hashed 4 tail keys");
+    check(&table, &model);
+    insert(&mut table, &mut model, b"", Some(b"empty key"));
+    // Keys above the last: hashed while the closed tail is (about 5,400 inserts), then a
+    // new tail.
+    for n in (30_000..40_000u64).map(|n| 2 * n) {
+        insert(&mut table, &mut model, &n.to_be_bytes(), Some(b"late"));
+    }
+    assert_eq!(table.tail.end, table.len(), "a new, open tail");
+    assert!(table.tail.len() > 3000 && 4 * table.hashed_keys() <= 3 * table.slots.len());
+    check(&table, &model);
+    for n in [7u64, 9, 80_001] {
+        insert(&mut table, &mut model, &n.to_be_bytes(), Some(b"last"));
+    }
+    check(&table, &model);
+    assert_eq!(table.hashed_keys() + table.tail.len(), table.len());
+}
+
+#[test]
+fn the_hash_depends_on_the_seed_and_stores_draw_different_seeds() {
+    // HashDoS guard: keys chosen to share a home slot under one seed must not under another,
+    // so the seed has to reach the hash.
+    let (a, b) = (Memtable::<SeededHash>::with_seed(1), Memtable::<SeededHash>::with_seed(2));
+    let keys: Vec<Vec<u8>> = (0..1000u64).map(key_of).collect();
+    let hashes = |table: &Memtable<SeededHash>| -> Vec<u64> {
+        keys.iter()
+            .map(|k| {
+                let (prefix, rest) = split(k);
+                table.hash_of(prefix, rest)
+            })
+            .collect()
+    };
+    let (ha, hb) = (hashes(&a), hashes(&b));
+    assert_eq!(ha, hashes(&Memtable::<SeededHash>::with_seed(1)), "one seed, one function");
+    let alike = ha.iter().zip(&hb).filter(|(x, y)| x == y).count();
+    assert!(alike < 5, "{alike} of 1000 keys hash alike under seeds 1 and 2");
+    // Keys that collide in 16 slots under seed 1 spread under seed 2.
+    let home = |h: &u64| h & 15;
+    let chain: Vec<usize> = (0..1000).filter(|&i| home(&ha[i]) == home(&ha[0])).collect();
+    assert!(chain.len() > 30);
+    let spread: std::collections::BTreeSet<u64> = chain.iter().map(|&i| home(&hb[i])).collect();
+    assert!(spread.len() > 8, "the colliding keys of seed 1 land in {} slots under seed 2", spread.len());
+    // Stores and shards draw different seeds; one store and shard always the same one.
+    assert_eq!(seed_for_store(0xabc, 1), seed_for_store(0xabc, 1));
+    let seeds: std::collections::BTreeSet<u64> =
+        [(0xabc, 0), (0xabc, 1), (0xabd, 0), (0, 0), (0, 1)].map(|(s, i)| seed_for_store(s, i)).into();
+    assert_eq!(seeds.len(), 5);
+}
+
+#[test]
 fn the_key_order_follows_inserts_interleaved_with_reads_past_the_recent_bound() {
-    let mut table = Memtable::<FixedHash>::new();
+    let mut table = Memtable::<SeededHash>::new();
     let mut model = Model::new();
     let mut rng = numbers(11);
     for round in 0..60 {
@@ -122,7 +205,7 @@ fn the_key_order_follows_inserts_interleaved_with_reads_past_the_recent_bound() 
 fn an_overwrite_after_the_order_was_built_reads_its_new_value() {
     // Regression guard for a stale index: the order holds key numbers, so the overwrite
     // (which only repoints the key's slot) is seen by the next range read.
-    let mut table = Memtable::<FixedHash>::new();
+    let mut table = Memtable::<SeededHash>::new();
     table.insert(b"a", Some(b"1"));
     table.insert(b"b", Some(b"1"));
     assert_eq!(entries(table.iter()).len(), 2);
@@ -135,7 +218,7 @@ fn an_overwrite_after_the_order_was_built_reads_its_new_value() {
 
 #[test]
 fn overwrites_count_their_garbage_and_large_values_get_blocks_of_their_own() {
-    let mut table = Memtable::<FixedHash>::new();
+    let mut table = Memtable::<SeededHash>::new();
     table.insert(b"k", Some(b"12345"));
     assert_eq!(table.garbage_bytes(), 0);
     table.insert(b"k", None);
@@ -151,7 +234,7 @@ fn overwrites_count_their_garbage_and_large_values_get_blocks_of_their_own() {
 
 #[test]
 fn an_overwrite_of_the_same_length_is_written_in_place() {
-    let mut table = Memtable::<FixedHash>::new();
+    let mut table = Memtable::<SeededHash>::new();
     table.insert(b"counter", Some(&1u64.to_le_bytes()));
     let bytes = table.allocated_bytes();
     for n in 2..10_000u64 {
@@ -165,7 +248,7 @@ fn an_overwrite_of_the_same_length_is_written_in_place() {
 fn garbage_past_the_newest_entries_compacts_the_arena() {
     // 3,000 keys of about 1 KiB, a third of them overwritten each round with alternating
     // lengths, the first 100 never: 60 MiB appended, about 3 MiB newest, spread over blocks.
-    let mut table = Memtable::<FixedHash>::new();
+    let mut table = Memtable::<SeededHash>::new();
     let mut model = Model::new();
     for round in 0..60u32 {
         for k in (0..3000u32).filter(|k| round == 0 || (*k >= 100 && (k + round) % 3 == 0)) {
@@ -186,12 +269,12 @@ fn garbage_past_the_newest_entries_compacts_the_arena() {
 
 #[test]
 fn an_inverted_or_empty_range_is_empty() {
-    let mut table = Memtable::<FixedHash>::new();
+    let mut table = Memtable::<SeededHash>::new();
     for key in [b"a", b"b", b"c"] {
         table.insert(key, Some(key));
     }
     assert_eq!(table.range(Bound::Included(b"c"), Bound::Excluded(b"a")).count(), 0);
     assert_eq!(table.range(Bound::Excluded(b"b"), Bound::Excluded(b"b")).count(), 0);
     assert_eq!(table.range(Bound::Included(b"b"), Bound::Included(b"b")).count(), 1);
-    assert_eq!(Memtable::<FixedHash>::new().iter().count(), 0);
+    assert_eq!(Memtable::<SeededHash>::new().iter().count(), 0);
 }
