@@ -26,6 +26,13 @@
 //! new start are gone from every read, and every block and index chunk wholly before the
 //! first live entry is freed at once, so the old run shrinks as the new one grows.
 //!
+//! # Overwriting a value in place
+//!
+//! A run is immutable once shared. Its one owner may overwrite an entry's value with one of
+//! the same length ([`Run::overwrite_value`]): the entry's bytes and lengths keep their
+//! place, so the index and the key order are untouched. WAL replay does it for the keys of a
+//! recovered checkpoint (see `crate::shard::state`).
+//!
 //! # Invariants
 //!
 //! - keys strictly increase along the index (checked on every push in debug builds);
@@ -277,6 +284,25 @@ impl Run {
         }
         let (found, value) = self.entry(n);
         (found == key).then_some(value)
+    }
+
+    /// The live position (0: the first live entry) of `key`, if the run holds it.
+    pub fn position(&self, key: &[u8]) -> Option<usize> {
+        let n = self.lower_bound(key);
+        (n < self.len() && self.entry(n).0 == key).then_some(n)
+    }
+
+    /// Overwrites the value of the `n`th live entry with `value` of the same length, in place
+    /// (the key order and every other entry unchanged). Panics when the lengths differ: the
+    /// caller checks them (an entry cannot grow or shrink in a packed block).
+    pub fn overwrite_value(&mut self, n: usize, value: &[u8]) {
+        assert!(n < self.len(), "entry {n} of a run of {}", self.len());
+        let slot = self.index.get(self.start + n);
+        let block = &mut self.blocks[(slot >> 32) as usize];
+        let (key_len, key_at) = get_varint(block, (slot & u64::from(u32::MAX)) as usize);
+        let (value_len, value_at) = get_varint(block, key_at + key_len);
+        assert_eq!(value_len, value.len(), "an in-place overwrite keeps the value's length");
+        block[value_at..value_at + value_len].copy_from_slice(value);
     }
 
     /// The live entry positions (0: the first live entry) with keys within the bounds.
