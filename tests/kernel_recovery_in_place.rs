@@ -56,7 +56,10 @@ fn store_with_a_tail_of_overwrites() -> (SimEnv, BTreeMap<Vec<u8>, Vec<u8>>) {
 fn overwrites_replayed_in_place_are_read_and_survive_the_next_checkpoint() {
     let (env, model) = store_with_a_tail_of_overwrites();
     let kernel = Kernel::open(env.clone(), Path::new(DIR), config()).expect("reopen");
-    assert!(kernel.recovery_reports()[0].as_ref().expect("a report").records_replayed > 0, "the tail replayed");
+    assert!(
+        kernel.recovery_reports()[0].as_ref().expect("a report").records_replayed > 0,
+        "the tail replayed"
+    );
     check(&kernel, &model, "after replay");
     // The checkpoint covers every replayed record: the next open skips them all.
     kernel.checkpoint().expect("checkpoint after recovery");

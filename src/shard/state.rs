@@ -82,7 +82,7 @@ use std::sync::Arc;
 
 use super::Bytes;
 use super::memtable::Memtable;
-use crate::checkpoint::run::{Run, RunIter};
+use crate::checkpoint::run::{Fences, Run, RunIter};
 use touched::{Changes, Touched};
 
 mod touched;
@@ -106,6 +106,9 @@ pub struct State {
     touched: Touched,
     /// The state key being replayed, built here to look it up (reused: no allocation a record).
     replay_key: Bytes,
+    /// The base's search aid for replay, sampled at the first replayed put (the base's keys
+    /// never change in place, and the freeze drops it before a merge replaces the base).
+    replay_fences: Option<Fences>,
 }
 
 /// What a checkpoint writer reads outside the lock: the base and the frozen changes.
@@ -231,7 +234,8 @@ impl State {
             self.replay_key.extend_from_slice(key);
             if self.delta.get(&self.replay_key).is_none()
                 && let Some(base) = Arc::get_mut(&mut self.base)
-                && let Some(n) = base.position(&self.replay_key)
+                && let Some(n) = base
+                    .position_with(self.replay_fences.get_or_insert_with(|| base.fences()), &self.replay_key)
                 && base.entry(n).1.len() == value.len()
             {
                 base.overwrite_value(n, value);
@@ -348,6 +352,7 @@ impl State {
         self.frozen = Some(Arc::clone(&frozen));
         (self.merge_after, self.merged_frozen_keys) = (None, 0);
         let touched = Arc::new(std::mem::take(&mut self.touched));
+        self.replay_fences = None;
         FrozenView { base: Arc::clone(&self.base), frozen, touched }
     }
 

@@ -192,3 +192,42 @@ fn an_overwrite_of_another_length_is_refused() {
     let mut run: Run = [(&b"k"[..], &b"vv"[..])].into_iter().collect();
     run.overwrite_value(0, b"v");
 }
+
+#[test]
+fn a_search_by_fences_finds_what_a_plain_search_finds() {
+    // Runs whose keys share a long prefix (as the realistic store's do), none, or differ only
+    // past the fence's 8 bytes, with zero bytes and keys that are prefixes of others.
+    let mut runs: Vec<Vec<Vec<u8>>> = Vec::new();
+    runs.push((0..2000u64).map(|n| [&b"\0realist:"[..], &(n * 3).to_be_bytes()].concat()).collect());
+    runs.push((0..700u32).map(|n| format!("{n}").into_bytes()).collect());
+    runs.push(
+        (0..500u32).map(|n| [&[7u8; 12][..], &(n / 7).to_be_bytes(), &[(n % 7) as u8]].concat()).collect(),
+    );
+    runs.push((0..300u32).flat_map(|n| [vec![n as u8, 0], vec![n as u8, 0, 0], vec![n as u8, 1]]).collect());
+    runs.push(vec![b"only".to_vec()]);
+    runs.push(Vec::new());
+    for mut keys in runs {
+        keys.sort();
+        keys.dedup();
+        let mut run: Run = keys.iter().map(|k| (k, b"v")).collect();
+        for consumed in [0, 17] {
+            let consumed = consumed.min(run.len());
+            run.consume(consumed);
+            let fences = run.fences();
+            let mut probes: Vec<Vec<u8>> = keys.clone();
+            for key in &keys {
+                let mut longer = key.clone();
+                longer.push(0);
+                probes.push(longer);
+                probes.push(key[..key.len() - 1].to_vec());
+                let mut bumped = key.clone();
+                *bumped.last_mut().expect("a key") ^= 1;
+                probes.push(bumped);
+            }
+            probes.extend([Vec::new(), vec![0xff; 20], b"\0realis".to_vec()]);
+            for probe in &probes {
+                assert_eq!(run.position_with(&fences, probe), run.position(probe), "probe {probe:?}");
+            }
+        }
+    }
+}

@@ -191,7 +191,12 @@ fn replay_overwrites_in_the_base_read_and_checkpoint_as_the_delta_would() {
                 let key = [&[0u8][..], format!("k{i:03}").as_bytes()].concat();
                 assert_eq!(replayed.get(&key), reference.get(&key), "seed {seed} key {i}");
             }
-            assert!(replayed.delta().len() < reference.delta().len(), "seed {seed} round {round}: some overwrites went in place ({} {})", replayed.delta().len(), reference.delta().len());
+            assert!(
+                replayed.delta().len() < reference.delta().len(),
+                "seed {seed} round {round}: some overwrites went in place ({} {})",
+                replayed.delta().len(),
+                reference.delta().len()
+            );
             assert!(replayed.has_changes());
             let (view, reference_view) = (replayed.freeze(), reference.freeze());
             assert!(!replayed.has_changes(), "the freeze takes the in-place marks");

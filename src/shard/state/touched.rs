@@ -129,14 +129,17 @@ mod tests {
     #[test]
     fn the_newer_stream_wins_a_key_both_hold() {
         let newer: Vec<(&[u8], Option<&[u8]>)> = vec![(b"b", Some(b"n")), (b"c", None), (b"e", Some(b"n"))];
-        let older: Vec<(&[u8], Option<&[u8]>)> = vec![(b"a", Some(b"o")), (b"c", Some(b"o")), (b"f", Some(b"o"))];
-        let merged: Vec<_> = Changes {
-            newer: newer.into_iter().peekable(),
-            older: older.into_iter().peekable(),
-        }
-        .collect();
-        let expected: Vec<(&[u8], Option<&[u8]>)> =
-            vec![(b"a", Some(b"o")), (b"b", Some(b"n")), (b"c", None), (b"e", Some(b"n")), (b"f", Some(b"o"))];
+        let older: Vec<(&[u8], Option<&[u8]>)> =
+            vec![(b"a", Some(b"o")), (b"c", Some(b"o")), (b"f", Some(b"o"))];
+        let merged: Vec<_> =
+            Changes { newer: newer.into_iter().peekable(), older: older.into_iter().peekable() }.collect();
+        let expected: Vec<(&[u8], Option<&[u8]>)> = vec![
+            (b"a", Some(b"o")),
+            (b"b", Some(b"n")),
+            (b"c", None),
+            (b"e", Some(b"n")),
+            (b"f", Some(b"o")),
+        ];
         assert_eq!(merged, expected);
     }
 }
