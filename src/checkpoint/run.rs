@@ -26,6 +26,13 @@
 //! new start are gone from every read, and every block and index chunk wholly before the
 //! first live entry is freed at once, so the old run shrinks as the new one grows.
 //!
+//! # Overwriting a value in place
+//!
+//! A run is immutable once shared. Its one owner may overwrite an entry's value with one of
+//! the same length ([`Run::overwrite_value`]): the entry's bytes and lengths keep their
+//! place, so the index and the key order are untouched. WAL replay does it for the keys of a
+//! recovered checkpoint (see `crate::shard::state`).
+//!
 //! # Invariants
 //!
 //! - keys strictly increase along the index (checked on every push in debug builds);
@@ -59,7 +66,18 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u32) {
 
 /// The varint at `at` and the offset after it (the run or the memtable wrote it: it is well
 /// formed; never used on bytes read from disk).
-pub(crate) fn get_varint(block: &[u8], mut at: usize) -> (usize, usize) {
+#[inline]
+pub(crate) fn get_varint(block: &[u8], at: usize) -> (usize, usize) {
+    // Keys and values under 128 bytes, the common case, take one byte: no loop.
+    let first = block[at];
+    if first < 0x80 {
+        return (usize::from(first), at + 1);
+    }
+    get_varint_long(block, at)
+}
+
+#[cold]
+fn get_varint_long(block: &[u8], mut at: usize) -> (usize, usize) {
     let mut n = 0usize;
     let mut shift = 0;
     loop {
@@ -279,6 +297,68 @@ impl Run {
         (found == key).then_some(value)
     }
 
+    /// The live position (0: the first live entry) of `key`, if the run holds it.
+    pub fn position(&self, key: &[u8]) -> Option<usize> {
+        let n = self.lower_bound(key);
+        (n < self.len() && self.entry(n).0 == key).then_some(n)
+    }
+
+    /// Overwrites the value of the `n`th live entry with `value` of the same length, in place
+    /// (the key order and every other entry unchanged). Panics when the lengths differ: the
+    /// caller checks them (an entry cannot grow or shrink in a packed block).
+    pub fn overwrite_value(&mut self, n: usize, value: &[u8]) {
+        assert!(n < self.len(), "entry {n} of a run of {}", self.len());
+        let slot = self.index.get(self.start + n);
+        let block = &mut self.blocks[(slot >> 32) as usize];
+        let (key_len, key_at) = get_varint(block, (slot & u64::from(u32::MAX)) as usize);
+        let (value_len, value_at) = get_varint(block, key_at + key_len);
+        assert_eq!(value_len, value.len(), "an in-place overwrite keeps the value's length");
+        block[value_at..value_at + value_len].copy_from_slice(value);
+    }
+
+    /// The search aid of [`Run::position_with`]: a sample of the run's keys, one every
+    /// [`FENCE_EVERY`] entries, each as the 8 bytes after the prefix every key of the run
+    /// shares, as a big-endian `u64`: a byte an entry, against the 100 B or more it holds.
+    pub fn fences(&self) -> Fences {
+        let prefix = match (self.iter().next(), self.last_key()) {
+            (Some((first, _)), Some(last)) => {
+                let shared = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+                first[..shared].to_vec()
+            }
+            _ => Vec::new(),
+        };
+        let shared = prefix.len();
+        let samples =
+            (0..self.len()).step_by(FENCE_EVERY).map(|n| fence_of(self.entry(n).0, shared)).collect();
+        Fences { prefix, samples, start: self.start, entries: self.len() }
+    }
+
+    /// [`Run::position`] with `fences` of this run (built since its last push or consume):
+    /// a binary search of the `u64` samples, then one over the few entries between two of
+    /// them, not one over the whole index (each of its probes decodes an entry's key).
+    pub fn position_with(&self, fences: &Fences, key: &[u8]) -> Option<usize> {
+        debug_assert!(
+            fences.start == self.start && fences.entries == self.len(),
+            "fences of this run as it is"
+        );
+        if fences.samples.is_empty() {
+            return None;
+        }
+        // Every key of the run starts with the shared prefix: a key without it is not held.
+        let shared = fences.prefix.len();
+        if !key.starts_with(&fences.prefix) {
+            return None;
+        }
+        let fence = fence_of(key, shared);
+        // Samples below the key's fence are below the key; samples above it are above it.
+        let below = fences.samples.partition_point(|&f| f < fence);
+        let not_above = below + fences.samples[below..].partition_point(|&f| f == fence);
+        let from = self.start + below.saturating_sub(1) * FENCE_EVERY;
+        let to = self.start + (not_above * FENCE_EVERY).min(self.len());
+        let n = from - self.start + self.partition(from, to, |k| k < key);
+        (n < self.len() && self.entry(n).0 == key).then_some(n)
+    }
+
     /// The live entry positions (0: the first live entry) with keys within the bounds.
     pub fn positions(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Range<usize> {
         let from = match start {
@@ -332,6 +412,31 @@ impl Run {
     pub fn allocated_bytes(&self) -> usize {
         self.blocks.iter().map(Vec::capacity).sum::<usize>() + self.index.allocated_bytes()
     }
+}
+
+/// Entries between two samples of [`Fences`].
+pub const FENCE_EVERY: usize = 8;
+
+/// The 8 bytes of `key` after its first `shared`, zero-padded, as a big-endian `u64`: keys
+/// with that prefix compare as their fences do wherever the fences differ.
+fn fence_of(key: &[u8], shared: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    let rest = &key[shared.min(key.len())..];
+    let n = rest.len().min(8);
+    bytes[..n].copy_from_slice(&rest[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+/// A sample of a run's keys for [`Run::position_with`] (see [`Run::fences`]).
+#[derive(Clone, Debug, Default)]
+pub struct Fences {
+    /// The bytes every key of the run starts with.
+    prefix: Vec<u8>,
+    /// The fence of every [`FENCE_EVERY`]th live entry.
+    samples: Vec<u64>,
+    /// The run's `start` and live length when sampled (a debug check).
+    start: usize,
+    entries: usize,
 }
 
 /// Entries of a run in key order; `next_back` walks from the other end.

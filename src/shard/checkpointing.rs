@@ -113,7 +113,7 @@ impl<E: Env + Clone> Shard<E> {
         }
         let wal = self.wal.as_ref().expect("a serving shard has a WAL");
         let lsn = wal.last_lsn().map_err(|e| Failure::wal("checkpoint freeze", e))?;
-        if serving.state.delta().is_empty() && serving.last_checkpoint.is_some_and(|p| p.lsn == lsn) {
+        if !serving.state.has_changes() && serving.last_checkpoint.is_some_and(|p| p.lsn == lsn) {
             return Ok(false);
         }
         let sealed = serving.epochs.current();
@@ -441,7 +441,7 @@ impl<E: Env + Clone> Shard<E> {
             // And only once the last one is merged: a tick's work stays bounded (the merge
             // goes on by steps above, the freeze waits a tick or more).
             let due = serving.epochs.pending(self.env.now_monotonic()).any()
-                && !serving.state.delta().is_empty()
+                && serving.state.has_changes()
                 && serving.pending.is_none()
                 && !serving.state.has_frozen();
             // `Syncing` outside a sync: a segment seal made a follower's commit durable and

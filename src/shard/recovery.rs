@@ -1,6 +1,12 @@
 //! Opening a shard: the checkpoint + WAL recovery of [`crate::recovery::recover`] with the
 //! shard's own replayer, then the epoch tracker resumed past every epoch seen.
 //!
+//! The replayer writes a same-length overwrite of a key the recovered checkpoint holds into
+//! the base run in place ([`State::set_in_replay`]): recovery then holds one copy of the
+//! state, not the base plus a delta of the overwritten values (issue 11: peak RSS of the
+//! footprint bench 1.43x -> 1.10x the live data). The commit path keeps writing the delta
+//! ([`apply`]): only replay owns the base alone.
+//!
 //! A shard that cannot recover does not stop the kernel: it opens as *failed*, with the
 //! reason (and whether it is data loss or an I/O failure a retry may cure), and every other
 //! shard serves.
@@ -58,6 +64,22 @@ pub(super) fn apply(state: &mut State, batch: &BatchView<'_>) {
     }
 }
 
+/// [`apply`] during WAL replay: a same-length overwrite of a key the recovered checkpoint
+/// holds goes into the base run in place ([`State::set_in_replay`]), so a replayed tail of
+/// overwrites holds no second copy of those values (issue 11, recovery memory).
+fn apply_replayed(state: &mut State, batch: &BatchView<'_>) {
+    for op in batch.ops() {
+        match op {
+            OpRef::Put(key, value) => state.set_in_replay(NS_USER, key, Some(value)),
+            OpRef::Delete(key) => state.set_in(NS_USER, key, None),
+            OpRef::DeleteRange(start, end) => drop(state.remove_range_in(&[NS_USER], start, end)),
+        }
+    }
+    if let Some((id, true)) = batch.doc() {
+        state.set_in_replay(NS_DOC, id.as_bytes(), Some(&[]));
+    }
+}
+
 /// The state key of a user key.
 pub(crate) fn user_key(key: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(key.len() + 1);
@@ -104,7 +126,7 @@ impl Replayer for ShardReplayer<'_> {
         }
         let batch = BatchView::parse(record.payload)?;
         if !covered {
-            apply(&mut self.state, &batch);
+            apply_replayed(&mut self.state, &batch);
             self.replayed += 1;
             self.replayed_bytes += super::ops::record_slot_bytes(record.payload.len());
             if let Some(progress) =

@@ -45,8 +45,14 @@
 //!   The old base's blocks wholly behind the cursor are freed as it goes (`Run::consume`;
 //!   the `Arc` is unique then, the merge's precondition), so a merge holds about one copy of
 //!   the state, not two. When both are empty, `merged` becomes the base.
-//! - `delta` is exactly the set of keys changed since the last checkpoint (the incremental
-//!   checkpoint's content moves with the freeze), so no separate changed-key set is kept.
+//! - `delta` is the set of keys changed since the last checkpoint (the incremental
+//!   checkpoint's content moves with the freeze), together with `touched`: the base entries
+//!   that WAL replay overwrote in place ([`State::set_in_replay`], see [`touched`]). A
+//!   same-length overwrite of a base key during replay is written into the base run itself
+//!   (the `Arc` is unique then: no frozen layer, no merge, no view), marked in `touched`,
+//!   and not copied into `delta`: a replayed WAL tail of overwrites costs no memory beyond
+//!   the base. The freeze moves `touched` into the view with the base it indexes, and an
+//!   incremental checkpoint lists those entries beside the frozen layer's.
 //! - A range delete ([`State::remove_range`]) writes one tombstone into `delta` for every key
 //!   present in `start..end` in the merged view (delta, frozen, base), so it hides the keys of
 //!   the frozen layer and the base at once, and the frozen layer it ends up in holds exactly
@@ -65,7 +71,10 @@
 //! - `merged` exists only while a frozen layer does (a merge is under way), and every key of
 //!   `merged` sorts below every key of `frozen` after `merge_after` and every key left in
 //!   the old base; `merged_frozen_keys` counts the frozen keys up to `merge_after`;
-//! - the base holds no tombstones, and every key of every layer is a state key (namespaced).
+//! - the base holds no tombstones, and every key of every layer is a state key (namespaced);
+//! - `touched` is empty unless the base holds exactly the last checkpoint's entries with the
+//!   marked values overwritten, and marks are set only with no frozen layer, no `merged`
+//!   and a uniquely owned base.
 
 use std::collections::BTreeMap;
 use std::iter::Peekable;
@@ -74,7 +83,10 @@ use std::sync::Arc;
 
 use super::Bytes;
 use super::memtable::Memtable;
-use crate::checkpoint::run::{Run, RunIter};
+use crate::checkpoint::run::{Fences, Run, RunIter};
+use touched::{Changes, Touched};
+
+mod touched;
 
 /// A layer of changes: an arena memtable whose `None` values mark deleted keys.
 pub type Layer = Memtable;
@@ -91,6 +103,13 @@ pub struct State {
     /// Frozen keys merged so far.
     merged_frozen_keys: usize,
     delta: Layer,
+    /// Base positions WAL replay overwrote in place since the base's checkpoint.
+    touched: Touched,
+    /// The state key being replayed, built here to look it up (reused: no allocation a record).
+    replay_key: Bytes,
+    /// The base's search aid for replay, sampled at the first replayed put (the base's keys
+    /// never change in place, and the freeze drops it before a merge replaces the base).
+    replay_fences: Option<Fences>,
 }
 
 /// What a checkpoint writer reads outside the lock: the base and the frozen changes.
@@ -100,6 +119,8 @@ pub struct FrozenView {
     pub base: Arc<Run>,
     /// The changes since then, up to the freeze.
     pub frozen: Arc<Layer>,
+    /// The base entries overwritten in place since then (changes too).
+    touched: Arc<Touched>,
 }
 
 /// `Bound<&Vec<u8>>` as `Bound<&[u8]>`.
@@ -134,13 +155,20 @@ impl FrozenView {
         &'a self,
         after: Option<&[u8]>,
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
-        self.frozen.range(after_bound(after), Bound::Unbounded)
+        let start = after_bound(after);
+        let from = self.base.positions(start, Bound::Unbounded).start;
+        let base = &self.base;
+        let touched = self.touched.iter_from(from).map(move |n| {
+            let (key, value) = base.entry(n);
+            (key, Some(value))
+        });
+        Changes { newer: self.frozen.range(start, Bound::Unbounded).peekable(), older: touched.peekable() }
     }
 
     /// An upper bound of the entries a checkpoint of this view holds (full: the base's keys
     /// and the frozen ones; incremental: the frozen ones), for pacing its writing.
     pub fn entries_max(&self, full: bool) -> u64 {
-        (self.frozen.len() + if full { self.base.len() } else { 0 }) as u64
+        (self.frozen.len() + if full { self.base.len() } else { self.touched.len() }) as u64
     }
 }
 
@@ -206,9 +234,42 @@ impl State {
         self.delta.insert_parts(&[namespace], key, value);
     }
 
-    /// The keys changed since the last published or frozen checkpoint, with their values.
+    /// Sets the state key `[namespace] ++ key` during WAL replay: a same-length overwrite of
+    /// a key only the base holds goes into the base in place (see the module docs), anything
+    /// else into the delta as [`State::set_in`] does.
+    pub fn set_in_replay(&mut self, namespace: u8, key: &[u8], value: Option<&[u8]>) {
+        if let Some(value) = value
+            && !self.base.is_empty()
+            && self.frozen.is_none()
+            && self.merged.is_none()
+        {
+            self.replay_key.clear();
+            self.replay_key.push(namespace);
+            self.replay_key.extend_from_slice(key);
+            if self.delta.get(&self.replay_key).is_none()
+                && let Some(base) = Arc::get_mut(&mut self.base)
+                && let Some(n) = base
+                    .position_with(self.replay_fences.get_or_insert_with(|| base.fences()), &self.replay_key)
+                && base.entry(n).1.len() == value.len()
+            {
+                base.overwrite_value(n, value);
+                self.touched.mark(n, base.len());
+                return;
+            }
+        }
+        self.delta.insert_parts(&[namespace], key, value);
+    }
+
+    /// The keys changed since the last published or frozen checkpoint, with their values
+    /// (beside them, base entries replay overwrote in place: see [`State::has_changes`]).
     pub fn delta(&self) -> &Layer {
         &self.delta
+    }
+
+    /// Whether anything changed since the last published or frozen checkpoint: the delta
+    /// holds a key, or replay overwrote a base entry in place.
+    pub fn has_changes(&self) -> bool {
+        !self.delta.is_empty() || !self.touched.is_empty()
     }
 
     /// The smallest and largest key of each layer (the base's, the frozen layer's, the
@@ -305,7 +366,9 @@ impl State {
         let frozen = Arc::new(std::mem::replace(&mut self.delta, next));
         self.frozen = Some(Arc::clone(&frozen));
         (self.merge_after, self.merged_frozen_keys) = (None, 0);
-        FrozenView { base: Arc::clone(&self.base), frozen }
+        let touched = Arc::new(std::mem::take(&mut self.touched));
+        self.replay_fences = None;
+        FrozenView { base: Arc::clone(&self.base), frozen, touched }
     }
 
     /// Moves up to `max_keys` keys (of the frozen layer and of the old base) behind the

@@ -156,3 +156,78 @@ fn the_index_spans_chunks_and_consuming_frees_them() {
     assert_eq!(run.iter().next().map(|(k, _)| k), Some(&key[..]));
     assert_eq!(run.iter().next_back().map(|(k, _)| k), Some(&((entries - 1) as u32).to_be_bytes()[..]));
 }
+
+#[test]
+fn a_value_overwritten_in_place_is_read_back_and_nothing_else_changes() {
+    // Entries across several blocks, an oversized one among them.
+    let big = vec![7u8; BLOCK_BYTES + 3];
+    let mut entries: Vec<(Vec<u8>, Vec<u8>)> =
+        (0..3000u32).map(|i| (format!("k{i:05}").into_bytes(), vec![(i % 251) as u8; 400])).collect();
+    entries.insert(1500, (b"k01499z".to_vec(), big.clone()));
+    let mut run: Run = entries.iter().map(|(k, v)| (k, v)).collect();
+    let live_bytes = run.live_bytes();
+    for (n, (key, value)) in entries.iter_mut().enumerate().step_by(7) {
+        assert_eq!(run.position(key), Some(n));
+        for byte in value.iter_mut() {
+            *byte ^= 0x5a;
+        }
+        run.overwrite_value(n, value);
+    }
+    let got: Vec<(Vec<u8>, Vec<u8>)> = run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    assert_eq!(got, entries, "only the overwritten values changed");
+    assert_eq!(run.live_bytes(), live_bytes);
+    assert_eq!(run.position(b"k"), None);
+    assert_eq!(run.position(b"k99999"), None);
+    // After consuming from the front, positions count from the first live entry.
+    run.consume(10);
+    assert_eq!(run.position(b"k00010"), Some(0));
+    run.overwrite_value(0, &[1u8; 400]);
+    assert_eq!(run.get(b"k00010"), Some(&[1u8; 400][..]));
+    assert_eq!(run.get(b"k00009"), None);
+}
+
+#[test]
+#[should_panic(expected = "keeps the value's length")]
+fn an_overwrite_of_another_length_is_refused() {
+    let mut run: Run = [(&b"k"[..], &b"vv"[..])].into_iter().collect();
+    run.overwrite_value(0, b"v");
+}
+
+#[test]
+fn a_search_by_fences_finds_what_a_plain_search_finds() {
+    // Runs whose keys share a long prefix (as the realistic store's do), none, or differ only
+    // past the fence's 8 bytes, with zero bytes and keys that are prefixes of others.
+    let mut runs: Vec<Vec<Vec<u8>>> = Vec::new();
+    runs.push((0..2000u64).map(|n| [&b"\0realist:"[..], &(n * 3).to_be_bytes()].concat()).collect());
+    runs.push((0..700u32).map(|n| format!("{n}").into_bytes()).collect());
+    runs.push(
+        (0..500u32).map(|n| [&[7u8; 12][..], &(n / 7).to_be_bytes(), &[(n % 7) as u8]].concat()).collect(),
+    );
+    runs.push((0..300u32).flat_map(|n| [vec![n as u8, 0], vec![n as u8, 0, 0], vec![n as u8, 1]]).collect());
+    runs.push(vec![b"only".to_vec()]);
+    runs.push(Vec::new());
+    for mut keys in runs {
+        keys.sort();
+        keys.dedup();
+        let mut run: Run = keys.iter().map(|k| (k, b"v")).collect();
+        for consumed in [0, 17] {
+            let consumed = consumed.min(run.len());
+            run.consume(consumed);
+            let fences = run.fences();
+            let mut probes: Vec<Vec<u8>> = keys.clone();
+            for key in &keys {
+                let mut longer = key.clone();
+                longer.push(0);
+                probes.push(longer);
+                probes.push(key[..key.len() - 1].to_vec());
+                let mut bumped = key.clone();
+                *bumped.last_mut().expect("a key") ^= 1;
+                probes.push(bumped);
+            }
+            probes.extend([Vec::new(), vec![0xff; 20], b"\0realis".to_vec()]);
+            for probe in &probes {
+                assert_eq!(run.position_with(&fences, probe), run.position(probe), "probe {probe:?}");
+            }
+        }
+    }
+}

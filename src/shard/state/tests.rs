@@ -130,3 +130,116 @@ fn a_frozen_layer_with_range_deletes_checkpoints_exactly() {
     }
     assert_eq!(parent, view.full());
 }
+
+/// A small deterministic generator (xorshift), so the comparison below covers many mixes.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn changes(view: &FrozenView, after: Option<&[u8]>) -> Vec<(Bytes, Option<Bytes>)> {
+    view.changes_after(after).map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect()
+}
+
+/// Replays the same random puts, deletes and range deletes into `replayed` (through
+/// `set_in_replay`) and `reference` (through `set_in`, every change in the delta).
+fn replay_both(rng: &mut Rng, replayed: &mut State, reference: &mut State, ops: usize) {
+    for _ in 0..ops {
+        let at = rng.below(300);
+        let key = format!("k{at:03}").into_bytes();
+        match rng.below(10) {
+            0 => {
+                replayed.set_in(0, &key, None);
+                reference.set_in(0, &key, None);
+            }
+            1 => {
+                // Short ranges (and an inverted one now and then), so base keys stay.
+                let end = format!("k{:03}", (at + rng.below(12)).saturating_sub(2)).into_bytes();
+                assert_eq!(
+                    replayed.remove_range_in(&[0], &key, &end),
+                    reference.remove_range_in(&[0], &key, &end)
+                );
+            }
+            _ => {
+                let value = vec![b'a' + rng.below(26) as u8; 1 + rng.below(3) as usize];
+                replayed.set_in_replay(0, &key, Some(&value));
+                reference.set_in(0, &key, Some(&value));
+            }
+        }
+    }
+}
+
+#[test]
+fn replay_overwrites_in_the_base_read_and_checkpoint_as_the_delta_would() {
+    for seed in 1..40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let base: BTreeMap<Bytes, Bytes> = (0..300u64)
+            .filter(|_| rng.below(3) != 0)
+            .map(|i| ([&[0u8][..], format!("k{i:03}").as_bytes()].concat(), vec![b'0'; 1 + (i % 3) as usize]))
+            .collect();
+        let (mut replayed, mut reference) = (State::from_base(base.clone()), State::from_base(base.clone()));
+        for round in 0..3 {
+            replay_both(&mut rng, &mut replayed, &mut reference, 200);
+            assert_eq!(all(&replayed), all(&reference), "seed {seed} round {round}");
+            for i in 0..300 {
+                let key = [&[0u8][..], format!("k{i:03}").as_bytes()].concat();
+                assert_eq!(replayed.get(&key), reference.get(&key), "seed {seed} key {i}");
+            }
+            assert!(
+                replayed.delta().len() < reference.delta().len(),
+                "seed {seed} round {round}: some overwrites went in place ({} {})",
+                replayed.delta().len(),
+                reference.delta().len()
+            );
+            assert!(replayed.has_changes());
+            let (view, reference_view) = (replayed.freeze(), reference.freeze());
+            assert!(!replayed.has_changes(), "the freeze takes the in-place marks");
+            assert_eq!(view.full(), reference_view.full(), "the full checkpoint");
+            // The incremental checkpoint lists the same changes, from any key on.
+            let listed = changes(&reference_view, None);
+            assert_eq!(changes(&view, None), listed, "seed {seed} round {round}");
+            for (key, _) in listed.iter().step_by(5) {
+                assert_eq!(changes(&view, Some(key)), changes(&reference_view, Some(key)));
+            }
+            assert!(view.entries_max(false) >= listed.len() as u64);
+            // After the freeze (a view held, a frozen layer): replay writes only the delta.
+            replay_both(&mut rng, &mut replayed, &mut reference, 50);
+            assert_eq!(replayed.delta().len(), reference.delta().len(), "no in-place write beside a view");
+            drop((view, reference_view));
+            while !replayed.merge_step(7) {}
+            while !reference.merge_step(7) {}
+            assert_eq!(all(&replayed), all(&reference), "seed {seed} round {round}, merged");
+        }
+    }
+}
+
+#[test]
+fn a_replayed_tail_of_same_length_overwrites_adds_no_memory() {
+    let value = vec![7u8; 100];
+    let base: BTreeMap<Bytes, Bytes> =
+        (0..20_000u32).map(|i| ([&[0u8][..], &i.to_be_bytes()].concat(), value.clone())).collect();
+    let mut state = State::from_base(base);
+    let base_bytes = state.base.allocated_bytes();
+    for round in 0..4u8 {
+        for i in 0..20_000u32 {
+            state.set_in_replay(0, &i.to_be_bytes(), Some(&[round; 100]));
+        }
+    }
+    assert!(state.delta().is_empty(), "every overwrite went into the base");
+    assert_eq!(state.base.allocated_bytes(), base_bytes);
+    assert_eq!(state.touched.len(), 20_000);
+    assert_eq!(state.get(&[0, 0, 0, 0, 9]), Some(&[3u8; 100][..]));
+    // Another length, a new key, a delete: the delta, as before.
+    state.set_in_replay(0, &5u32.to_be_bytes(), Some(b"short"));
+    state.set_in_replay(0, b"new", Some(&[3u8; 100]));
+    state.set_in(0, &6u32.to_be_bytes(), None);
+    assert_eq!(state.delta().len(), 3);
+    assert_eq!(state.get(&[0, 0, 0, 0, 5]), Some(&b"short"[..]));
+    assert_eq!(state.get(&[0, 0, 0, 0, 6]), None);
+}
