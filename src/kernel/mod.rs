@@ -532,7 +532,15 @@ impl<E: Env + Clone> Kernel<E> {
                         report.synced.push(shard.id());
                     }
                 }
-                Err(error) => report.failed.push((shard.id(), error)),
+                Err(error) => {
+                    report.failed.push((shard.id(), error));
+                    continue;
+                }
+            }
+            // The next preallocation step of the WAL, with the sync of its length, here
+            // rather than in a commit's sync.
+            if let Err(error) = shard.prepare_wal_ahead() {
+                report.failed.push((shard.id(), error));
             }
         }
         report

@@ -123,10 +123,54 @@ impl<E: Env> Wal<E> {
         Ok(())
     }
 
+    /// Whether the next preallocation step is due ahead of need: preallocating, the segment
+    /// not preallocated to its end, and the tail past the middle of the last step (at most
+    /// half a step of zeros left before it).
+    pub fn prepare_due(&self) -> bool {
+        let step = self.options.preallocate_step_bytes();
+        self.options.preallocate
+            && self.active.preallocated < self.options.segment_size_bytes
+            && self.active.preallocated.saturating_sub(self.active.tail) <= step / 2
+    }
+
+    /// Writes the next preallocation step ahead of need (see [`Wal::prepare_due`]) and starts
+    /// its writeback, so the append that reaches it finds its zeros written, and a sync that
+    /// is not a commit's (the caller's, see [`crate::wal::shared::SharedWal::prepare_ahead`])
+    /// can carry the file's length change before a commit's sync has to. Returns whether it
+    /// wrote. The zeros start on a sector boundary past every written record; at most one
+    /// step and a half of zeros lie ahead of the tail afterwards. Nothing durable depends on
+    /// the zeros (a crash may keep any part of them: recovery treats what lies past the last
+    /// record as a torn tail), so the step needs no sync of its own; a failed write or
+    /// writeback hint poisons the log.
+    pub fn prepare_ahead(&mut self) -> Result<bool, WalError> {
+        self.check_poisoned()?;
+        if !self.prepare_due() {
+            return Ok(false);
+        }
+        let from = self.active.preallocated;
+        let to = (from + self.options.preallocate_step_bytes()).min(self.options.segment_size_bytes);
+        debug_assert!(from.is_multiple_of(SYNC_ALIGN_BYTES) && from >= self.active.tail);
+        if let Err(error) = fill_zeros(&self.active.file, &self.active.path, from, to) {
+            return Err(self.poison(error));
+        }
+        self.active.preallocated = to;
+        if let Err(error) = self.active.file.start_writeback(from, to - from) {
+            return Err(self.poison(WalError::io(
+                "start writeback of preallocation",
+                &self.active.path,
+                error,
+            )));
+        }
+        // Postcondition (the footprint rule): one step and a half ahead at most.
+        debug_assert!(to - self.active.tail <= self.options.preallocate_step_bytes() * 3 / 2);
+        self.check_invariants();
+        Ok(true)
+    }
+
     /// Makes every appended record durable with one sync (group commit) and returns the
     /// durable lsn. `Durability::None` syncs nothing. A failed sync poisons the log.
     pub fn sync(&mut self, durability: Durability) -> Result<Lsn, WalError> {
-        let Some(ticket) = self.sync_begin(durability)? else {
+        let Some(ticket) = self.sync_begin(durability, false)? else {
             return Ok(self.durable_lsn);
         };
         let result = sync_file(&self.active.file, durability);
@@ -142,12 +186,18 @@ impl<E: Env> Wal<E> {
 
     /// First half of [`Wal::sync`]: fixes the target (the last appended lsn) and makes the
     /// next append start on a new sector, so nothing appended while the sync runs shares a
-    /// sector with what it covers. `None` if there is nothing to sync. The caller syncs
+    /// sector with what it covers. `None` if there is nothing to sync, unless `force` (a
+    /// sync wanted for the file's own sake, such as its length after [`Wal::prepare_ahead`]):
+    /// then a ticket whose target is what is already durable. The caller syncs
     /// [`Wal::active_file`] with [`sync_file`], then hands the outcome to [`Wal::sync_finish`].
-    pub(crate) fn sync_begin(&mut self, durability: Durability) -> Result<Option<SyncTicket>, WalError> {
+    pub(crate) fn sync_begin(
+        &mut self,
+        durability: Durability,
+        force: bool,
+    ) -> Result<Option<SyncTicket>, WalError> {
         self.check_poisoned()?;
         let target = self.last_lsn();
-        if durability == Durability::None || target == self.durable_lsn {
+        if durability == Durability::None || (target == self.durable_lsn && !force) {
             return Ok(None);
         }
         // The next append starts a new sector: a tear of it cannot reach the synced records.
