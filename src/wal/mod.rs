@@ -24,7 +24,10 @@
 //!   once the tail has passed the middle of the last step (the kernel's `tick` does this and
 //!   syncs the new length itself, [`shared::SharedWal::sync_ahead`], so a commit's sync need
 //!   not carry the file's growth); so at most one step plus one prepared half-step of zeros
-//!   lies ahead of the tail;
+//!   lies ahead of the tail. In a bulk phase (more than a step appended since the segment's
+//!   last sync, [`Wal::in_bulk_phase`]) no zeros are written: the records grow the file
+//!   themselves, since no sync would profit from zeros they overwrite, and the first step
+//!   after it starts on the sector past the last record;
 //! - any failed write or sync poisons the log: every later call fails with
 //!   [`WalError::Poisoned`] until it is reopened; a failed sync is never retried.
 //!
@@ -172,9 +175,14 @@ struct Segment<F> {
     file: F,
     path: PathBuf,
     tail: u64,
-    /// The file's length, written (zeros past the tail) and a multiple of 4096 when
-    /// preallocating: appends below it never change the file size.
+    /// The file's length when preallocating (zeros past the tail, ending on a multiple of
+    /// 4096), or the end of the last record's slot if a bulk phase let records grow the file
+    /// ([`Wal::in_bulk_phase`]; the file then ends at the record, before its padding): appends
+    /// below it never change the file size beyond it.
     preallocated: u64,
+    /// The tail when the segment was last synced (or opened): more than a preallocation step
+    /// appended past it is a bulk phase, which writes no zeros ahead.
+    synced_tail: u64,
 }
 
 /// An open write-ahead log.

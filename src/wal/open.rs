@@ -175,7 +175,14 @@ pub(super) fn create_segment<E: Env>(
     }
     io("sync segment", &path, file.sync_data())?;
     io("sync directory", dir, env.sync_dir(dir))?;
-    Ok(Segment { id, file, path, tail: SEGMENT_HEADER_BYTES, preallocated })
+    Ok(Segment {
+        id,
+        file,
+        path,
+        tail: SEGMENT_HEADER_BYTES,
+        preallocated,
+        synced_tail: SEGMENT_HEADER_BYTES,
+    })
 }
 
 /// Bytes written at a time when preallocating.
@@ -246,5 +253,5 @@ fn reopen_tail<E: Env>(
     }
     io("sync recovered segment", &path, file.sync_data())?;
     let preallocated = if options.preallocate { len } else { tail };
-    Ok(Segment { id, file, path, tail, preallocated })
+    Ok(Segment { id, file, path, tail, preallocated, synced_tail: tail })
 }
