@@ -39,7 +39,10 @@
 //! shard whose every record is durable but whose newest record no durable record vouches
 //! for appends and syncs an empty vouching record, so rot in the last acknowledged commit is
 //! detected at recovery instead of taken for a torn tail (DESIGN.md rule 18); an idle shard
-//! does this once, not at every tick. The simulator calls it at chosen times;
+//! does this once, not at every tick. Last, each shard writes its WAL's next preallocation
+//! step once the tail has passed half of the last one, and syncs the new length unless a
+//! commit's sync is in flight (`Shard::prepare_wal_ahead`), so that growth is not left to a
+//! commit's `fdatasync` (on ext4 the first sync after a file grows commits the journal). The simulator calls it at chosen times;
 //! [`Kernel::spawn_ticker`] runs it on a
 //! thread for real-OS users.
 
@@ -532,7 +535,15 @@ impl<E: Env + Clone> Kernel<E> {
                         report.synced.push(shard.id());
                     }
                 }
-                Err(error) => report.failed.push((shard.id(), error)),
+                Err(error) => {
+                    report.failed.push((shard.id(), error));
+                    continue;
+                }
+            }
+            // The next preallocation step of the WAL, with the sync of its length, here
+            // rather than in a commit's sync.
+            if let Err(error) = shard.prepare_wal_ahead() {
+                report.failed.push((shard.id(), error));
             }
         }
         report

@@ -449,6 +449,35 @@ impl<E: Env + Clone> Shard<E> {
         }
     }
 
+    /// Background preparation of the shard's WAL (run by `Kernel::tick`, never by a
+    /// commit): writes the next preallocation step ahead of need and syncs the file's new
+    /// length at once, so no commit's sync has to carry a length change (see
+    /// [`SharedWal::prepare_ahead`]). Returns whether it synced. A failed zero write fails the
+    /// shard as a failed append does (it keeps serving reads); a failed sync fails it as any
+    /// failed sync does (fsyncgate: never retried, nothing more acknowledged).
+    pub fn prepare_wal_ahead(&self) -> Result<bool, ShardError> {
+        let Some(wal) = self.wal.as_ref() else { return Ok(false) };
+        let last_before = {
+            let mut inner = self.lock();
+            let serving = self.serving(&mut inner)?;
+            match wal.prepare_ahead() {
+                Ok(false) => return Ok(false),
+                Ok(true) => wal.last_lsn().unwrap_or(0),
+                Err(error) => {
+                    let sync = serving.sync;
+                    return Err(self.fail(&mut inner, Failure::wal("preallocate", error), sync));
+                }
+            }
+        };
+        let result = wal.sync_ahead();
+        let led = matches!(result, Ok((_, true)));
+        if led || result.is_err() {
+            self.record_sync(last_before, result)?;
+            self.notify_durable();
+        }
+        Ok(led)
+    }
+
     /// The shard's counters (zero for a shard that failed to open).
     pub fn stats(&self) -> ShardStats {
         let reads = self.reads.load(Ordering::Relaxed);

@@ -319,7 +319,7 @@ impl<E: Env + Clone> Shard<E> {
     /// counted, the padding a sync may leave, the sync state. A failure fails the shard. (A
     /// call that found nothing to sync is counted with its padding too: an overestimate of
     /// the epoch's WAL bytes, which only brings a checkpoint forward.)
-    fn record_sync(
+    pub(super) fn record_sync(
         &self,
         covered: Lsn,
         result: Result<(Lsn, bool), crate::wal::WalError>,

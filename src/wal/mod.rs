@@ -19,7 +19,15 @@
 //! - with preallocation, zeros are written ahead of the tail in steps of at most
 //!   [`PREALLOCATE_STEP_BYTES_MAX`], each starting on a sector boundary past every written
 //!   record, so a torn zero-fill never reaches a record and the zero tail recovery scans is at
-//!   most one step (an empty log opens without reading a segment's worth of zeros);
+//!   most a step and a half (an empty log opens without reading a segment's worth of zeros).
+//!   A step is written by the append that needs it or, earlier, by [`Wal::prepare_ahead`]
+//!   once the tail has passed the middle of the last step (the kernel's `tick` does this and
+//!   syncs the new length itself, [`shared::SharedWal::sync_ahead`], so a commit's sync need
+//!   not carry the file's growth); so at most one step plus one prepared half-step of zeros
+//!   lies ahead of the tail. In a bulk phase (more than a step appended since the segment's
+//!   last sync, [`Wal::in_bulk_phase`]) no zeros are written: the records grow the file
+//!   themselves, since no sync would profit from zeros they overwrite, and the first step
+//!   after it starts on the sector past the last record;
 //! - any failed write or sync poisons the log: every later call fails with
 //!   [`WalError::Poisoned`] until it is reopened; a failed sync is never retried.
 //!
@@ -35,8 +43,8 @@
 //! marker deleted together with the records it vouches for.
 //!
 //! On-disk footprint of a log: its segments, each a 4 KiB header plus its records, the last
-//! one followed by up to one preallocation step of zeros (1 MiB for segments of 4 MiB or
-//! more). Segments rotate at `segment_size_bytes` (64 MiB by default) and are deleted by
+//! one followed by up to one and a half preallocation steps of zeros (a step is 1 MiB for
+//! segments of 4 MiB or more). Segments rotate at `segment_size_bytes` (64 MiB by default) and are deleted by
 //! [`Wal::truncate_before`] once a checkpoint covers them; an empty log takes 4 KiB + 1 MiB.
 //!
 //! Known limit (fsyncgate): a failed sync may mark pages clean without writing them, and no
@@ -167,9 +175,14 @@ struct Segment<F> {
     file: F,
     path: PathBuf,
     tail: u64,
-    /// The file's length, written (zeros past the tail) and a multiple of 4096 when
-    /// preallocating: appends below it never change the file size.
+    /// The file's length when preallocating (zeros past the tail, ending on a multiple of
+    /// 4096), or the end of the last record's slot if a bulk phase let records grow the file
+    /// ([`Wal::in_bulk_phase`]; the file then ends at the record, before its padding): appends
+    /// below it never change the file size beyond it.
     preallocated: u64,
+    /// The tail when the segment was last synced (or opened): more than a preallocation step
+    /// appended past it is a bulk phase, which writes no zeros ahead.
+    synced_tail: u64,
 }
 
 /// An open write-ahead log.

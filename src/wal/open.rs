@@ -175,16 +175,27 @@ pub(super) fn create_segment<E: Env>(
     }
     io("sync segment", &path, file.sync_data())?;
     io("sync directory", dir, env.sync_dir(dir))?;
-    Ok(Segment { id, file, path, tail: SEGMENT_HEADER_BYTES, preallocated })
+    Ok(Segment {
+        id,
+        file,
+        path,
+        tail: SEGMENT_HEADER_BYTES,
+        preallocated,
+        synced_tail: SEGMENT_HEADER_BYTES,
+    })
 }
 
 /// Bytes written at a time when preallocating.
-const ZERO_FILL_CHUNK_BYTES: u64 = 1024 * 1024;
+const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The zeros every fill writes from: static, so a fill neither allocates nor clears a
+/// mebibyte (it was 44% of a one-writer commit loop's instructions, callgrind).
+static ZEROS: [u8; ZERO_FILL_CHUNK_BYTES] = [0; ZERO_FILL_CHUNK_BYTES];
 
 /// Preallocates by writing zeros (not `set_len`, which leaves a sparse file: every commit
 /// would then allocate a block and its `fdatasync` would have to journal that).
 pub(super) fn fill_zeros<F: EnvFile>(file: &F, path: &Path, from: u64, to: u64) -> Result<(), WalError> {
-    let zeros = vec![0; ZERO_FILL_CHUNK_BYTES.min(to.saturating_sub(from)) as usize];
+    let zeros = &ZEROS[..to.saturating_sub(from).min(ZERO_FILL_CHUNK_BYTES as u64) as usize];
     let mut offset = from;
     while offset < to {
         let len = (to - offset).min(zeros.len() as u64) as usize;
@@ -242,5 +253,5 @@ fn reopen_tail<E: Env>(
     }
     io("sync recovered segment", &path, file.sync_data())?;
     let preallocated = if options.preallocate { len } else { tail };
-    Ok(Segment { id, file, path, tail, preallocated })
+    Ok(Segment { id, file, path, tail, preallocated, synced_tail: tail })
 }

@@ -208,6 +208,36 @@ impl<E: Env> SharedWal<E> {
         self.wait_durable(state, target, durability)
     }
 
+    /// Background preparation of the log (for `tick`, never a commit): writes the next
+    /// preallocation step ahead of need ([`Wal::prepare_ahead`]); if it wrote one, the caller
+    /// leads a group sync at once with [`SharedWal::sync_ahead`], so the file's length change is made durable by this sync and not
+    /// by the next commit's (on ext4 the first `fdatasync` after a file grows commits the
+    /// journal: many times an overwrite's sync). That sync is an ordinary group sync: it
+    /// covers whatever was appended before it began, commits arriving meanwhile park as
+    /// followers, and a failure poisons the log. With a sync in flight or a rotation waiting
+    /// it does not sync (the next commit's sync carries the length). Returns whether it
+    /// wrote a step.
+    ///
+    /// The two halves are two calls so that a caller can tell a failed write (the zeros:
+    /// [`SharedWal::prepare_ahead`]) from a failed sync ([`SharedWal::sync_ahead`]).
+    pub fn prepare_ahead(&self) -> Result<bool, WalError> {
+        self.lock()?.wal.prepare_ahead()
+    }
+
+    /// The sync half of the background preparation (see [`SharedWal::prepare_ahead`]): leads
+    /// a group sync even if every appended record is durable, unless a sync is in flight or
+    /// a rotation waits. Returns the durable lsn and whether it led a sync.
+    pub fn sync_ahead(&self) -> Result<(Lsn, bool), WalError> {
+        let state = self.lock()?;
+        if let Some(cause) = state.wal.poisoned() {
+            return Err(WalError::Poisoned { cause: cause.to_string() });
+        }
+        if state.syncing || state.rotations_waiting > 0 {
+            return Ok((state.wal.durable_lsn(), false));
+        }
+        Ok((self.lead(state, true)?, true))
+    }
+
     /// Deletes every segment whose records all precede `lsn`, as [`Wal::truncate_before`].
     pub fn truncate_before(&self, lsn: Lsn) -> Result<(), WalError> {
         self.lock()?.wal.truncate_before(lsn)
@@ -301,7 +331,7 @@ impl<E: Env> SharedWal<E> {
                 return Err(WalError::Poisoned { cause: cause.to_string() });
             }
             if !(state.syncing || state.rotations_waiting > 0) {
-                let durable = self.lead(state)?;
+                let durable = self.lead(state, false)?;
                 // The leader's target was the last appended lsn, at least its own.
                 debug_assert!(durable >= lsn, "a leader's sync fell short of its own record");
                 return Ok((durable, true));
@@ -333,11 +363,11 @@ impl<E: Env> SharedWal<E> {
     /// Runs one group sync as the leader: begins it under the mutex, syncs outside it,
     /// finishes it under the mutex and releases the parked followers. Returns the durable
     /// lsn, which covers every record appended when it began.
-    fn lead(&self, mut state: Guard<'_, E>) -> Result<Lsn, WalError> {
+    fn lead(&self, mut state: Guard<'_, E>, force: bool) -> Result<Lsn, WalError> {
         debug_assert!(!state.syncing);
         let durability = if std::mem::take(&mut state.want_all) { Durability::All } else { Durability::Data };
-        let Some(ticket) = state.wal.sync_begin(durability)? else {
-            unreachable!("a leader has a record to sync: durable < its lsn <= last");
+        let Some(ticket) = state.wal.sync_begin(durability, force)? else {
+            unreachable!("a leader has a record to sync (durable < its lsn <= last) or forces one");
         };
         let file = state.wal.active_file().clone();
         state.syncing = true;

@@ -86,13 +86,25 @@ impl<E: Env> Wal<E> {
         };
         self.check_append(&record);
         format::frame_record(frame, &record);
-        if self.options.preallocate && self.active.tail + slot > self.active.preallocated {
+        // Past the preallocated end: a step of zeros first, unless the log is in a bulk phase
+        // (more than a step appended since the last sync). Then the zeros would be
+        // overwritten before any sync could profit from them, so the record grows the file
+        // itself (a load that never syncs no longer writes every byte twice).
+        let grows_file = self.active.tail + slot > self.active.preallocated;
+        let bulk_phase =
+            self.active.tail + slot - self.active.synced_tail > self.options.preallocate_step_bytes();
+        if self.options.preallocate && grows_file && !bulk_phase {
             self.preallocate_step(self.active.tail + slot)?;
         }
         if let Err(error) = self.active.file.write_all_at(frame, self.active.tail) {
             return Err(self.poison(WalError::io("append", &self.active.path, error)));
         }
         self.active.tail += slot;
+        if self.active.tail > self.active.preallocated {
+            // The write grew the file to the record's end (its padding unwritten, so the
+            // file may end up to `RECORD_ALIGN_BYTES` short of the tail: no zeros past it).
+            self.active.preallocated = self.active.tail;
+        }
         self.next_lsn += 1;
         self.stats.records += 1;
         self.stats.bytes += slot;
@@ -101,6 +113,15 @@ impl<E: Env> Wal<E> {
         debug_assert_eq!(self.last_lsn(), record.lsn, "the record is the last appended");
         self.check_invariants();
         Ok(record.lsn)
+    }
+
+    /// Whether more than one preallocation step was appended to the active segment since
+    /// its last sync: a bulk load that syncs rarely (or only at its end), for which zeros
+    /// ahead of the tail are pure cost. A writer that syncs at least once a step (every
+    /// durable commit, every group commit) is never in one, so its syncs keep finding the
+    /// file's length already written.
+    pub(crate) fn in_bulk_phase(&self) -> bool {
+        self.active.tail - self.active.synced_tail > self.options.preallocate_step_bytes()
     }
 
     /// Writes zeros past the preallocated end, one step (or up to `needed`, if more), never
@@ -112,21 +133,87 @@ impl<E: Env> Wal<E> {
         if from >= self.options.segment_size_bytes {
             return Ok(());
         }
+        let start = from.max(self.active.tail).next_multiple_of(SYNC_ALIGN_BYTES);
         let to = needed
             .next_multiple_of(SYNC_ALIGN_BYTES)
-            .max(from + self.options.preallocate_step_bytes())
+            .max(start + self.options.preallocate_step_bytes())
             .min(self.options.segment_size_bytes);
+        self.fill_ahead(to).map(|_| ())
+    }
+
+    /// Zeros from the preallocated end (or the tail, if a sync moved it past the end) to
+    /// `to`, starting on a sector boundary, and returns that start. A file a bulk phase grew
+    /// to a record's end is first extended to the boundary by `set_len`: nothing is written
+    /// into the sector that holds the last record's end, so a torn fill cannot reach it. A
+    /// failed call poisons the log.
+    fn fill_ahead(&mut self, to: u64) -> Result<u64, WalError> {
+        let end = self.active.preallocated;
+        let from = end.max(self.active.tail).next_multiple_of(SYNC_ALIGN_BYTES);
+        if to <= from {
+            return Ok(from);
+        }
+        if from > end
+            && let Err(error) = self.active.file.set_len(from)
+        {
+            return Err(self.poison(WalError::io("extend segment to a sector", &self.active.path, error)));
+        }
         if let Err(error) = fill_zeros(&self.active.file, &self.active.path, from, to) {
             return Err(self.poison(error));
         }
         self.active.preallocated = to;
-        Ok(())
+        Ok(from)
+    }
+
+    /// Whether the next preallocation step is due ahead of need: preallocating, not in a bulk
+    /// phase ([`Wal::in_bulk_phase`]: no sync would profit), the segment not preallocated to
+    /// its end, and the tail past the middle of the last step (at most half a step of zeros
+    /// left before it).
+    pub fn prepare_due(&self) -> bool {
+        let step = self.options.preallocate_step_bytes();
+        self.options.preallocate
+            && !self.in_bulk_phase()
+            && self.active.preallocated < self.options.segment_size_bytes
+            && self.active.preallocated.saturating_sub(self.active.tail) <= step / 2
+    }
+
+    /// Writes the next preallocation step ahead of need (see [`Wal::prepare_due`]) and starts
+    /// its writeback, so the append that reaches it finds its zeros written, and a sync that
+    /// is not a commit's (the caller's, see [`crate::wal::shared::SharedWal::prepare_ahead`])
+    /// can carry the file's length change before a commit's sync has to. Returns whether it
+    /// wrote. The zeros start on a sector boundary past every written record; at most one
+    /// step and a half of zeros lie ahead of the tail afterwards. Nothing durable depends on
+    /// the zeros (a crash may keep any part of them: recovery treats what lies past the last
+    /// record as a torn tail), so the step needs no sync of its own; a failed write or
+    /// writeback hint poisons the log.
+    pub fn prepare_ahead(&mut self) -> Result<bool, WalError> {
+        self.check_poisoned()?;
+        if !self.prepare_due() {
+            return Ok(false);
+        }
+        let start = self.active.preallocated.max(self.active.tail).next_multiple_of(SYNC_ALIGN_BYTES);
+        let to = (start + self.options.preallocate_step_bytes()).min(self.options.segment_size_bytes);
+        if to <= start {
+            return Ok(false);
+        }
+        let from = self.fill_ahead(to)?;
+        debug_assert_eq!(from, start, "the step starts on the sector past the tail and the end");
+        if let Err(error) = self.active.file.start_writeback(from, to - from) {
+            return Err(self.poison(WalError::io(
+                "start writeback of preallocation",
+                &self.active.path,
+                error,
+            )));
+        }
+        // Postcondition (the footprint rule): one step and a half ahead at most.
+        debug_assert!(to - self.active.tail <= self.options.preallocate_step_bytes() * 3 / 2);
+        self.check_invariants();
+        Ok(true)
     }
 
     /// Makes every appended record durable with one sync (group commit) and returns the
     /// durable lsn. `Durability::None` syncs nothing. A failed sync poisons the log.
     pub fn sync(&mut self, durability: Durability) -> Result<Lsn, WalError> {
-        let Some(ticket) = self.sync_begin(durability)? else {
+        let Some(ticket) = self.sync_begin(durability, false)? else {
             return Ok(self.durable_lsn);
         };
         let result = sync_file(&self.active.file, durability);
@@ -142,16 +229,23 @@ impl<E: Env> Wal<E> {
 
     /// First half of [`Wal::sync`]: fixes the target (the last appended lsn) and makes the
     /// next append start on a new sector, so nothing appended while the sync runs shares a
-    /// sector with what it covers. `None` if there is nothing to sync. The caller syncs
+    /// sector with what it covers. `None` if there is nothing to sync, unless `force` (a
+    /// sync wanted for the file's own sake, such as its length after [`Wal::prepare_ahead`]):
+    /// then a ticket whose target is what is already durable. The caller syncs
     /// [`Wal::active_file`] with [`sync_file`], then hands the outcome to [`Wal::sync_finish`].
-    pub(crate) fn sync_begin(&mut self, durability: Durability) -> Result<Option<SyncTicket>, WalError> {
+    pub(crate) fn sync_begin(
+        &mut self,
+        durability: Durability,
+        force: bool,
+    ) -> Result<Option<SyncTicket>, WalError> {
         self.check_poisoned()?;
         let target = self.last_lsn();
-        if durability == Durability::None || target == self.durable_lsn {
+        if durability == Durability::None || (target == self.durable_lsn && !force) {
             return Ok(None);
         }
         // The next append starts a new sector: a tear of it cannot reach the synced records.
         self.active.tail = self.active.tail.next_multiple_of(SYNC_ALIGN_BYTES);
+        self.active.synced_tail = self.active.tail;
         Ok(Some(SyncTicket { target, segment_id: self.active.id }))
     }
 

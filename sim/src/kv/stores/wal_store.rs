@@ -10,6 +10,9 @@
 //! The record format and its replay are [`super::replay`]'s: a commit record logs the
 //! transaction's writes as deltas, so replaying it twice would show.
 //!
+//! Before each sync it prepares the next preallocation step when one is due, as the kernel's
+//! `tick` does, so crashes land in prepared fills too.
+//!
 //! The store adds no crash-safety logic of its own: durability, torn tails, corruption and
 //! poisoning are the WAL's, so every violation the simulator finds here is the WAL's.
 
@@ -85,9 +88,17 @@ impl WalStore {
         }
         self.open.remove(&txn);
         if commit && durable {
-            self.wal.sync(Durability::Data).map_err(store_error)?;
+            self.sync_prepared()?;
         }
         Ok(())
+    }
+
+    /// Syncs, after preparing the next preallocation step if it is due (`Wal::prepare_ahead`,
+    /// the production tick's work), so the crash points of a prepared step's fill reach the
+    /// simulator and the sync carries its length.
+    fn sync_prepared(&mut self) -> Result<(), StoreError> {
+        self.wal.prepare_ahead().map_err(store_error)?;
+        self.wal.sync(Durability::Data).map(|_| ()).map_err(store_error)
     }
 }
 
@@ -156,7 +167,7 @@ impl KvStore for WalStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        self.wal.sync(Durability::Data).map(|_| ()).map_err(store_error)
+        self.sync_prepared()
     }
 
     fn get(&self, key: Key) -> Result<Option<Value>, StoreError> {
