@@ -117,7 +117,7 @@ pub enum ReopenRefusal {
     FailedWhileServing,
     /// A sync failed in the shard (during its recovery): the pages it covered may be marked
     /// clean in the page cache without being on disk, and a recovery in this process would
-    /// read them (fsyncgate, see [`crate::wal`]). Restart the process, on the real OS
+    /// read them (fsyncgate: the WAL module docs). Restart the process, on the real OS
     /// preferably the machine.
     AfterFailedSync,
 }

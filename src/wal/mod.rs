@@ -120,7 +120,7 @@ impl Default for WalOptions {
 
 impl WalOptions {
     /// How far ahead of the tail preallocation writes zeros at a time: a quarter of the segment
-    /// size, at least one sector and at most [`PREALLOCATE_STEP_BYTES_MAX`], a multiple of
+    /// size, at least one sector and at most 1 MiB (`PREALLOCATE_STEP_BYTES_MAX`), a multiple of
     /// 4096. An empty segment holds its header plus one step.
     pub fn preallocate_step_bytes(&self) -> u64 {
         (self.segment_size_bytes / 4)
