@@ -112,8 +112,9 @@
 //!   test `tests/tidy.rs` enforces it);
 //! - nothing in `src/` iterates an unordered collection where the order can reach output.
 
-// One exception, in `env/os.rs` (`writeback`): the `sync_file_range` call behind
-// `EnvFile::start_writeback`, which std does not expose. Nothing else may allow it.
+// Two exceptions, in `env/os.rs`: `writeback`, the `sync_file_range` call behind
+// `EnvFile::start_writeback`, and `readahead`, the `posix_fadvise` calls behind
+// `EnvFile::advise_sequential_read`, which std does not expose. Nothing else may allow it.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]

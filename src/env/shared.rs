@@ -57,6 +57,10 @@ impl<F: EnvFile> EnvFile for SharedFile<F> {
     fn start_writeback(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
         self.0.start_writeback(offset, len_bytes)
     }
+
+    fn advise_sequential_read(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        self.0.advise_sequential_read(offset, len_bytes)
+    }
 }
 
 impl<E: Env> Env for SharedEnv<E> {

@@ -133,6 +133,10 @@ impl<'a, F: EnvFile> Window<'a, F> {
     /// every segment of a scan, instead of a fresh mebibyte faulted in per segment).
     fn new(file: &'a F, path: &'a Path, extent: u64, mut buffer: Vec<u8>) -> Result<Self, WalError> {
         let len = file.len().map_err(|e| WalError::io("len", path, e))?;
+        // The scan reads the segment front to back: on a cold cache, ask for it ahead of the
+        // checksums. Only a hint (nothing a read returns depends on it), so its error is
+        // not the log's: a read that fails still fails the scan.
+        let _ = file.advise_sequential_read(0, len.min(extent));
         buffer.clear();
         Ok(Self { file, path, len, extent, start: 0, bytes: buffer })
     }
