@@ -62,7 +62,9 @@
 //!   per-key tombstone costs what main's range delete already cost (a visit of each key).
 //!
 //! A merge rewrites the whole base (the run is immutable), a memory-speed copy per
-//! checkpoint in bounded slices, off the commit path; in exchange reads and recovery work
+//! checkpoint in bounded slices, off the commit path: the old base's entries between two
+//! frozen keys move with `Run::move_front_into` (a byte-range copy per block and an index
+//! slot per entry, or a whole block handed over; no per-entry decode and re-encode); in exchange reads and recovery work
 //! over one compact sorted array.
 //!
 //! # Invariants
@@ -386,10 +388,8 @@ impl State {
             // The old base below the next frozen key, as far as the budget goes.
             let below = changes.peek().map_or(base.len(), |&(key, _)| base.lower_bound_from_front(key));
             let copied = below.min(budget);
-            for (key, value) in base.iter().take(copied) {
-                merged.push(key, value);
-            }
-            base.consume(copied);
+            // Untouched base entries move by block or byte range, not one by one.
+            base.move_front_into(copied, merged);
             budget -= copied;
             if budget == 0 {
                 break;
