@@ -288,3 +288,26 @@ fn moving_a_runs_front_by_block_reads_and_counts_as_pushing_each_entry() {
         }
     }
 }
+
+#[test]
+fn the_state_takes_a_packed_frozen_layer_only_from_its_own_freeze() {
+    let mut state = State::from_base([(b("a"), b("1")), (b("c"), b("1"))].into());
+    state.insert(b"b", b"2");
+    state.remove(b"c");
+    let view = state.freeze();
+    let before = all(&state);
+    let packed = view.packed();
+    assert_eq!(packed.full(), view.full(), "the same state");
+    assert_eq!(changes(&packed, None), changes(&view, None), "the same changes");
+    assert!(state.adopt_packed(&view, &packed));
+    assert!(Arc::ptr_eq(state.frozen.as_ref().expect("frozen"), &packed.frozen), "the copy is the layer now");
+    assert_eq!(all(&state), before);
+    assert_eq!(state.get(b"c"), None, "the tombstone is packed too");
+    drop((view, packed));
+    while !state.merge_step(1) {}
+    state.insert(b"d", b"3");
+    let stale = state.freeze();
+    let old = FrozenView { frozen: Arc::new(Layer::default()), ..stale.clone() };
+    assert!(!state.adopt_packed(&old, &old.packed()), "a view of another frozen layer is refused");
+    assert_eq!(state.get(b"d"), Some(&b"3"[..]));
+}
