@@ -25,6 +25,9 @@
 //! checkpoint chain) reads it in key order and calls [`Run::consume`]: entries below the
 //! new start are gone from every read, and every block and index chunk wholly before the
 //! first live entry is freed at once, so the old run shrinks as the new one grows.
+//! [`Run::move_front_into`] does both at once for entries that go over unchanged: it copies
+//! them a block's byte range at a time (or hands a whole block over) and writes only their
+//! index slots, as pushing each and consuming them would.
 //!
 //! # Overwriting a value in place
 //!
@@ -393,6 +396,11 @@ impl Run {
             self.live_bytes -= (key.len() + value.len()) as u64;
         }
         self.start += n;
+        self.free_consumed();
+    }
+
+    /// Frees every block and index chunk wholly before the first live entry.
+    fn free_consumed(&mut self) {
         let first_live_block =
             if self.is_empty() { self.blocks.len() } else { (self.index.get(self.start) >> 32) as usize };
         // With nothing left, the chunk holding the last (consumed) slot goes too.
@@ -405,6 +413,102 @@ impl Run {
             if block.capacity() > 0 {
                 *block = Vec::new();
             }
+        }
+    }
+
+    /// The block number and offset of the entry at absolute position `i`.
+    fn slot_at(&self, i: usize) -> (usize, usize) {
+        let slot = self.index.get(i);
+        ((slot >> 32) as usize, (slot & u64::from(u32::MAX)) as usize)
+    }
+
+    /// Moves the first `n` live entries to the end of `into`, as a [`Run::push`] of each into
+    /// `into` and then [`Run::consume`] of `n` would, but by block: a block all of whose
+    /// entries move is handed over whole (no copy), the moved entries of any other block are
+    /// copied as one byte range, and per entry only an index slot is written (a merge's
+    /// untouched key ranges cost a copy, not an encode; shard state's merge, issue 12). The
+    /// first moved key must sort after every key of `into`.
+    pub fn move_front_into(&mut self, n: usize, into: &mut Run) {
+        assert!(n <= self.len(), "move {n} of a run of {}", self.len());
+        debug_assert!(
+            n == 0 || into.last_key().is_none_or(|last| last < self.key_at(self.start)),
+            "run keys strictly increase"
+        );
+        let end = self.start + n;
+        let mut i = self.start;
+        while i < end {
+            let (block_number, from) = self.slot_at(i);
+            let mut j = i + 1;
+            while j < end && self.slot_at(j).0 == block_number {
+                j += 1;
+            }
+            // The moved entries of this block, i..j, are the bytes from..to of it.
+            let to = if j < self.index.len() && self.slot_at(j).0 == block_number {
+                self.slot_at(j).1
+            } else {
+                self.blocks[block_number].len()
+            };
+            let payload = self.payload_bytes(i..j);
+            // A whole block moves unless `into`'s last block has room for an 8th of one
+            // (then it is copied there: a move never leaves more than that unused).
+            let room = into.blocks.last().map_or(0, |b| b.capacity() - b.len());
+            if from == 0 && to == self.blocks[block_number].len() && room < BLOCK_BYTES / 8 {
+                into.blocks.push(std::mem::take(&mut self.blocks[block_number]));
+                let number = (into.blocks.len() - 1) as u64;
+                for k in i..j {
+                    into.index.push((number << 32) | self.slot_at(k).1 as u64);
+                }
+            } else {
+                self.copy_entries(i..j, to, into);
+            }
+            (self.live_bytes, into.live_bytes) = (self.live_bytes - payload, into.live_bytes + payload);
+            i = j;
+        }
+        self.start = end;
+        self.free_consumed();
+    }
+
+    /// Key and value bytes of the entries at absolute positions `positions`.
+    fn payload_bytes(&self, positions: Range<usize>) -> u64 {
+        positions.map(|i| self.entry_at(i)).map(|(k, v)| (k.len() + v.len()) as u64).sum()
+    }
+
+    /// Copies the entries at `positions` (all in one block, ending at offset `to`; one larger
+    /// than a block gets a block of its own) to the end of `into`, into its last block as far as they fit
+    /// and the rest into a new one.
+    fn copy_entries(&self, positions: Range<usize>, to: usize, into: &mut Run) {
+        let (block_number, _) = self.slot_at(positions.start);
+        let source = &self.blocks[block_number];
+        let mut i = positions.start;
+        while i < positions.end {
+            let from = self.slot_at(i).1;
+            let room = into.blocks.last().map_or(0, |b| b.capacity() - b.len());
+            // The entries i..j that fit the room.
+            let mut j = i;
+            let end_of = |k: usize| if k + 1 < positions.end { self.slot_at(k + 1).1 } else { to };
+            while j < positions.end && end_of(j) - from <= room {
+                j += 1;
+            }
+            if j == i {
+                let bytes = end_of(i) - from;
+                into.blocks.push(Vec::with_capacity(bytes.max(BLOCK_BYTES)));
+                if bytes > BLOCK_BYTES {
+                    // An oversized entry owns its block, as `push` has it.
+                    let last = into.blocks.len() - 1;
+                    into.blocks[last].extend_from_slice(&source[from..from + bytes]);
+                    into.index.push((last as u64) << 32);
+                    i += 1;
+                }
+                continue;
+            }
+            let last = into.blocks.len() - 1;
+            let (block, number) = (&mut into.blocks[last], last as u64);
+            let at = block.len();
+            block.extend_from_slice(&source[from..end_of(j - 1)]);
+            for k in i..j {
+                into.index.push((number << 32) | (at + self.slot_at(k).1 - from) as u64);
+            }
+            i = j;
         }
     }
 

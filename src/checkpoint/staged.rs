@@ -63,8 +63,13 @@ pub struct StagedCheckpoint<F> {
     body_crc: crc32fast::Hasher,
     puts: u64,
     deletes: u64,
-    last_key: Option<Bytes>,
+    /// The last key added in the current phase (puts, then deletes): reused, so an entry
+    /// allocates nothing; `has_last` says whether it holds one.
+    last_key: Bytes,
+    has_last: bool,
     in_deletes: bool,
+    /// The buffer a chunk is read back into (reused from chunk to chunk).
+    back: Vec<u8>,
 }
 
 impl<F> StagedCheckpoint<F> {
@@ -94,11 +99,11 @@ impl<F> StagedCheckpoint<F> {
             }
             None if !self.in_deletes => {
                 self.in_deletes = true;
-                self.last_key = None;
+                self.has_last = false;
             }
             _ => {}
         }
-        if self.last_key.as_deref().is_some_and(|last| last >= key) {
+        if self.has_last && self.last_key.as_slice() >= key {
             return invalid(format!("key {key:?} is not after the last one"));
         }
         data::encode_entry(&mut self.buffer, key, value)
@@ -107,7 +112,9 @@ impl<F> StagedCheckpoint<F> {
             Some(_) => self.puts += 1,
             None => self.deletes += 1,
         }
-        self.last_key = Some(key.to_vec());
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        self.has_last = true;
         Ok(())
     }
 }
@@ -157,8 +164,10 @@ impl<E: Env> CheckpointStore<E> {
             body_crc: crc32fast::Hasher::new(),
             puts: 0,
             deletes: 0,
-            last_key: None,
+            last_key: Vec::new(),
+            has_last: false,
             in_deletes: false,
+            back: Vec::new(),
         })
     }
 
@@ -171,8 +180,8 @@ impl<E: Env> CheckpointStore<E> {
             return Ok(());
         }
         let sync = staged.unsynced_bytes + staged.buffer.len() as u64 >= UNSYNCED_BYTES_MAX;
-        let written =
-            write_verified(&staged.file, &staged.data_path, &staged.buffer, staged.written_bytes, sync);
+        let StagedCheckpoint { file, data_path, buffer, back, written_bytes, .. } = &mut *staged;
+        let written = write_verified(file, data_path, buffer, *written_bytes, sync, back);
         self.poison_on_error(written)?;
         staged.body_crc.update(&staged.buffer);
         staged.written_bytes += staged.buffer.len() as u64;
@@ -193,7 +202,7 @@ impl<E: Env> CheckpointStore<E> {
         let full = staged.kind == CheckpointKind::Full;
         let header = data::encode_header(full, staged.puts, staged.deletes);
         // The header and every chunk since the last sync become durable here.
-        let written = write_verified(&staged.file, &staged.data_path, &header, 0, true);
+        let written = write_verified(&staged.file, &staged.data_path, &header, 0, true, &mut staged.back);
         self.poison_on_error(written)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header);
@@ -226,13 +235,14 @@ impl<E: Env> CheckpointStore<E> {
 }
 
 /// Writes `bytes` at `offset` of `file`, syncs the file if `sync`, and reads the bytes back
-/// through the handle.
+/// through the handle into `back` (a buffer reused from call to call).
 fn write_verified<F: EnvFile>(
     file: &F,
     path: &std::path::Path,
     bytes: &[u8],
     offset: u64,
     sync: bool,
+    back: &mut Vec<u8>,
 ) -> Result<(), CheckpointError> {
     io("write", path, file.write_all_at(bytes, offset))?;
     if sync {
@@ -242,13 +252,15 @@ fn write_verified<F: EnvFile>(
         let len = bytes.len() as u64;
         io("start writeback (sync_file_range)", path, file.start_writeback(offset, len))?;
     }
-    let mut back = vec![0; bytes.len()];
-    io("read", path, file.read_exact_at(&mut back, offset))?;
-    if back != bytes {
+    // Stale bytes of an earlier chunk never pass for this one: the read fills all of it.
+    back.clear();
+    back.resize(bytes.len(), 0);
+    io("read", path, file.read_exact_at(back, offset))?;
+    if back.as_slice() != bytes {
         return Err(CheckpointError::DataChecksum {
             path: path.to_path_buf(),
             expected: crc32fast::hash(bytes),
-            actual: crc32fast::hash(&back),
+            actual: crc32fast::hash(back),
         });
     }
     Ok(())

@@ -5,7 +5,9 @@
 //!
 //! ```text
 //!   freeze   (shard lock)       delta -> frozen layer; lsn = the WAL's last lsn; epoch sealed
-//!   start    (checkpoint lock)  ckpt-<id>/DATA staged
+//!   start    (checkpoint lock)  the frozen layer packed in key order (unless its keys
+//!                               came ascending) and taken by the state in its place;
+//!                               ckpt-<id>/DATA staged
 //!   steps    (checkpoint lock)  a chunk of step_bytes (writer.rs) of entries from the frozen
 //!                               view, written, synced, read back; the lock released between
 //!   finish   (checkpoint lock)  WAL synced through lsn (rule 11); the header, META renamed,
@@ -50,6 +52,7 @@
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 
+use super::state::FrozenView;
 use super::writer::{self, Checkpointer, Job};
 use super::{Failure, Pending, Published, Serving, Shard, ShardError, Tick};
 use crate::checkpoint::epoch::EpochId;
@@ -325,6 +328,10 @@ impl<E: Env + Clone> Shard<E> {
             pending.entries_total = pending.view.entries_max(parent.is_none());
             (pending.view.clone(), pending.lsn, pending.sealed, parent)
         };
+        // The frozen layer packed in key order, outside the shard's lock, for the writer and
+        // the merge to read front to back (see `super::state`); a layer whose keys all
+        // ascended as they came (a sequential load) is read front to back already.
+        let view = if view.frozen.in_key_order() { view } else { self.pack_frozen(view)? };
         let kind = if parent.is_some() { CheckpointKind::Incremental } else { CheckpointKind::Full };
         let staged = writer
             .store
@@ -332,6 +339,21 @@ impl<E: Env + Clone> Shard<E> {
             .map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
         writer.job = Some(Job::new(staged, view, kind, lsn, sealed));
         Ok(Step::Progress)
+    }
+
+    /// `view` with its frozen layer packed in key order ([`super::state::FrozenView::packed`],
+    /// outside the shard's lock), the state and the pending checkpoint holding the copy in
+    /// its place; the original is freed as `view` goes.
+    fn pack_frozen(&self, view: FrozenView) -> Result<FrozenView, ShardError> {
+        let packed = view.packed();
+        let mut inner = self.lock();
+        let serving = self.serving(&mut inner)?;
+        if let Some(pending) = &mut serving.pending
+            && serving.state.adopt_packed(&view, &packed)
+        {
+            pending.view = packed.clone();
+        }
+        Ok(packed)
     }
 
     /// The WAL-bytes cap of the serving shard.

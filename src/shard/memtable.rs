@@ -77,6 +77,18 @@
 //! outside the shard's lock (`super::state`). Because the order holds key numbers, not
 //! entry positions, an overwrite never makes it stale.
 //!
+//! # A packed copy (a frozen layer read in key order)
+//!
+//! [`Memtable::packed`] copies the newest entries in key order into a new memtable: every
+//! key lands in the ascending tail (no hash slot), the arena and the key numbers are in key
+//! order and the order is built as it goes. A reader in key order then walks memory front
+//! to back, where the original costs a cache miss per entry on random keys (its entries
+//! sit in commit order). The checkpoint writer packs the frozen layer once, outside the
+//! shard's lock, and the writer and the merge both read the copy (`super::state`). Point
+//! reads of the copy binary-search its tail. It costs a second copy of the layer while it
+//! is made (the original is freed once the view and the state drop it), and the copy is
+//! smaller than the original: no slots, no garbage.
+//!
 //! The order sits behind an `RwLock` so the read path can build it through `&self` (a frozen
 //! layer is shared behind an `Arc` with the checkpoint writer): readers hold the read lock
 //! while they iterate; only indexing new keys takes the write lock, and a frozen layer is
@@ -673,6 +685,27 @@ impl<H: KeyHash> Memtable<H> {
     /// Every entry in key order (reversible).
     pub fn iter(&self) -> MemRange<'_, H> {
         self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Whether every key is in the ascending tail (a sequential load's layer, or a packed
+    /// copy): its key numbers, and so its entries but for overwrites, are in key order.
+    pub fn in_key_order(&self) -> bool {
+        self.tail == (0..self.keys.len())
+    }
+
+    /// The newest entries of this memtable copied in key order into a new one with the same
+    /// seed (see "A packed copy" in the module docs).
+    pub fn packed(&self) -> Self {
+        let mut packed = Self::with_seed(self.seed);
+        packed.keys.reserve_exact(self.len());
+        for (key, value) in self.iter() {
+            packed.insert(key, value);
+        }
+        debug_assert_eq!(packed.tail, 0..packed.len(), "ascending keys are all in the tail");
+        let order = packed.order.get_mut().unwrap_or_else(PoisonError::into_inner);
+        // Key numbers ascend with the keys: the order is the numbers themselves.
+        (order.sorted, order.indexed) = ((0..packed.keys.len() as u32).collect(), packed.keys.len());
+        packed
     }
 
     /// Builds the key order now (the checkpoint writer calls it outside the shard's lock).

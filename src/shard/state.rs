@@ -26,10 +26,13 @@
 //!
 //! - [`State::freeze`] moves `delta` into a new `frozen` layer (a pointer move) and hands out
 //!   a [`FrozenView`] (clones of the two `Arc`s) that the checkpoint writer reads without
-//!   the lock: nothing mutates `base` or `frozen` while a view may exist. The frozen layer's
-//!   key order is built by its first range reader, normally the checkpoint writer's first
-//!   step, outside the shard's lock (a range read or range delete under the lock between
-//!   the freeze and that step builds it, or waits for it, there).
+//!   the lock: nothing mutates `base` or `frozen` while a view may exist. The checkpoint
+//!   writer's first step packs the frozen layer in key order outside the shard's lock
+//!   ([`FrozenView::packed`], [`Memtable::packed`]) and the state takes the copy in its place
+//!   ([`State::adopt_packed`]): the writer and then the merge read it front to back, not at
+//!   a cache miss per entry (on random keys the layer's entries sit in commit order). A
+//!   range read or range delete under the lock between the freeze and that step builds the
+//!   original's key order there.
 //! - Once the checkpoint is published and the writer dropped its view, [`State::merge_step`]
 //!   folds `frozen` and the base into a new run in bounded slices, each under the lock for a
 //!   short time: a **merge cursor**. Each slice takes the smallest keys left of `frozen` and
@@ -62,7 +65,9 @@
 //!   per-key tombstone costs what main's range delete already cost (a visit of each key).
 //!
 //! A merge rewrites the whole base (the run is immutable), a memory-speed copy per
-//! checkpoint in bounded slices, off the commit path; in exchange reads and recovery work
+//! checkpoint in bounded slices, off the commit path: the old base's entries between two
+//! frozen keys move with `Run::move_front_into` (a byte-range copy per block and an index
+//! slot per entry, or a whole block handed over; no per-entry decode and re-encode); in exchange reads and recovery work
 //! over one compact sorted array.
 //!
 //! # Invariants
@@ -163,6 +168,13 @@ impl FrozenView {
             (key, Some(value))
         });
         Changes { newer: self.frozen.range(start, Bound::Unbounded).peekable(), older: touched.peekable() }
+    }
+
+    /// This view with its frozen layer packed in key order ([`Memtable::packed`]), so the
+    /// checkpoint writer and the merge read it front to back; call outside the shard's lock
+    /// and hand the result to [`State::adopt_packed`].
+    pub fn packed(&self) -> FrozenView {
+        FrozenView { frozen: Arc::new(self.frozen.packed()), ..self.clone() }
     }
 
     /// An upper bound of the entries a checkpoint of this view holds (full: the base's keys
@@ -371,6 +383,19 @@ impl State {
         FrozenView { base: Arc::clone(&self.base), frozen, touched }
     }
 
+    /// Takes `packed` (made by [`FrozenView::packed`] of `from`) as the frozen layer, if the
+    /// frozen layer is still `from`'s: the same entries, so every read is unchanged. Returns
+    /// whether it did.
+    pub fn adopt_packed(&mut self, from: &FrozenView, packed: &FrozenView) -> bool {
+        let same = self.frozen.as_ref().is_some_and(|frozen| Arc::ptr_eq(frozen, &from.frozen))
+            && Arc::ptr_eq(&from.base, &packed.base);
+        if same {
+            debug_assert_eq!(from.frozen.len(), packed.frozen.len(), "a packed copy holds every key");
+            self.frozen = Some(Arc::clone(&packed.frozen));
+        }
+        same
+    }
+
     /// Moves up to `max_keys` keys (of the frozen layer and of the old base) behind the
     /// merge cursor (see the module docs); returns whether the merge is over (no frozen
     /// layer left). Call only once no [`FrozenView`] is held (else the base would be copied
@@ -386,10 +411,8 @@ impl State {
             // The old base below the next frozen key, as far as the budget goes.
             let below = changes.peek().map_or(base.len(), |&(key, _)| base.lower_bound_from_front(key));
             let copied = below.min(budget);
-            for (key, value) in base.iter().take(copied) {
-                merged.push(key, value);
-            }
-            base.consume(copied);
+            // Untouched base entries move by block or byte range, not one by one.
+            base.move_front_into(copied, merged);
             budget -= copied;
             if budget == 0 {
                 break;

@@ -278,3 +278,29 @@ fn an_inverted_or_empty_range_is_empty() {
     assert_eq!(table.range(Bound::Included(b"b"), Bound::Included(b"b")).count(), 1);
     assert_eq!(Memtable::<SeededHash>::new().iter().count(), 0);
 }
+
+#[test]
+fn a_packed_copy_holds_the_newest_entries_in_key_order_and_in_its_tail_alone() {
+    // Random keys with overwrites of other lengths and tombstones: the original's arena is
+    // in commit order, with garbage; the copy's is in key order, without.
+    let mut table = Memtable::<SeededHash>::with_seed(9);
+    let mut model = Model::new();
+    for (i, n) in numbers(77).take(20_000).enumerate() {
+        let key = vec![b'k', (n % 251) as u8, (n >> 8) as u8 % 64];
+        let value = (i % 5 != 0).then(|| vec![i as u8; (n % 90) as usize]);
+        table.insert(&key, value.as_deref());
+        model.insert(key, value);
+    }
+    let packed = table.packed();
+    check(&packed, &model);
+    assert_eq!(packed.seed(), table.seed(), "the seed carries over");
+    assert_eq!(packed.tail, 0..model.len(), "every key in the tail, none hashed");
+    assert!(packed.slots.is_empty());
+    assert_eq!(packed.garbage_bytes(), 0);
+    // Front to back: each entry sits after the one before it in key order.
+    let positions: Vec<u64> = (0..packed.len() as u32).map(|n| packed.keys[n as usize]).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "the arena is in key order");
+    for (key, value) in &model {
+        assert_eq!(packed.get(key), Some(value.as_deref()), "a point read of {key:?}");
+    }
+}

@@ -243,3 +243,71 @@ fn a_replayed_tail_of_same_length_overwrites_adds_no_memory() {
     assert_eq!(state.get(&[0, 0, 0, 0, 5]), Some(&b"short"[..]));
     assert_eq!(state.get(&[0, 0, 0, 0, 6]), None);
 }
+
+/// Entries of a run, copied out.
+fn run_entries(run: &Run) -> Vec<(Bytes, Bytes)> {
+    run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+}
+
+#[test]
+fn moving_a_runs_front_by_block_reads_and_counts_as_pushing_each_entry() {
+    // Values from a byte to past a block, so moves hand blocks over whole, copy byte ranges
+    // that fit the room and split those that do not, and copy oversized entries.
+    let block = crate::checkpoint::run::BLOCK_BYTES as u64;
+    for seed in 1..40u64 {
+        let mut rng = Rng(seed * 0x9E37_79B9);
+        let big = rng.below(4) == 0;
+        let entries: Vec<(Bytes, Bytes)> = (0..300u64)
+            .map(|i| {
+                let len = if big && rng.below(50) == 0 { block + rng.below(1000) } else { rng.below(40_000) };
+                (format!("k{i:05}").into_bytes(), vec![i as u8; len as usize])
+            })
+            .collect();
+        let mut source: Run = entries.iter().cloned().collect();
+        let mut into: Run = [(b("a"), vec![1u8; rng.below(block) as usize])].into_iter().collect();
+        let mut expected = run_entries(&into);
+        while !source.is_empty() {
+            let most = if rng.below(3) == 0 { 200 } else { 12 };
+            let n = (rng.below(most) as usize).min(source.len());
+            let moved: Vec<_> = source.iter().take(n).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+            source.move_front_into(n, &mut into);
+            expected.extend(moved);
+            assert_eq!(run_entries(&into), expected, "seed {seed}");
+            let live: u64 = expected.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            assert_eq!(into.live_bytes(), live, "seed {seed}: payload counted");
+            let rest: u64 = source.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            assert_eq!(source.live_bytes(), rest, "seed {seed}: payload left");
+        }
+        assert_eq!(source.allocated_bytes(), 0, "seed {seed}: every source block freed or handed over");
+        // The moved run packs about as densely as one pushed entry by entry.
+        let pushed: Run = expected.iter().cloned().collect();
+        let (held, dense) = (into.allocated_bytes(), pushed.allocated_bytes());
+        assert!(held <= dense + dense / 4 + block as usize, "seed {seed}: {held} against {dense}");
+        for (key, value) in &expected {
+            assert_eq!(into.get(key), Some(&value[..]), "seed {seed}: searchable");
+        }
+    }
+}
+
+#[test]
+fn the_state_takes_a_packed_frozen_layer_only_from_its_own_freeze() {
+    let mut state = State::from_base([(b("a"), b("1")), (b("c"), b("1"))].into());
+    state.insert(b"b", b"2");
+    state.remove(b"c");
+    let view = state.freeze();
+    let before = all(&state);
+    let packed = view.packed();
+    assert_eq!(packed.full(), view.full(), "the same state");
+    assert_eq!(changes(&packed, None), changes(&view, None), "the same changes");
+    assert!(state.adopt_packed(&view, &packed));
+    assert!(Arc::ptr_eq(state.frozen.as_ref().expect("frozen"), &packed.frozen), "the copy is the layer now");
+    assert_eq!(all(&state), before);
+    assert_eq!(state.get(b"c"), None, "the tombstone is packed too");
+    drop((view, packed));
+    while !state.merge_step(1) {}
+    state.insert(b"d", b"3");
+    let stale = state.freeze();
+    let old = FrozenView { frozen: Arc::new(Layer::default()), ..stale.clone() };
+    assert!(!state.adopt_packed(&old, &old.packed()), "a view of another frozen layer is refused");
+    assert_eq!(state.get(b"d"), Some(&b"3"[..]));
+}
