@@ -213,7 +213,7 @@ fn a_search_by_fences_finds_what_a_plain_search_finds() {
         for consumed in [0, 17] {
             let consumed = consumed.min(run.len());
             run.consume(consumed);
-            let fences = run.fences();
+            let mut fences = run.fences();
             let mut probes: Vec<Vec<u8>> = keys.clone();
             for key in &keys {
                 let mut longer = key.clone();
@@ -225,8 +225,27 @@ fn a_search_by_fences_finds_what_a_plain_search_finds() {
                 probes.push(bumped);
             }
             probes.extend([Vec::new(), vec![0xff; 20], b"\0realis".to_vec()]);
-            for probe in &probes {
-                assert_eq!(run.position_with(&fences, probe), run.position(probe), "probe {probe:?}");
+            // In key order (as replay mostly goes), backwards, and strided: the gallop from
+            // the previous lookup finds the same entry from any hint.
+            let strided = (0..probes.len()).map(|i| &probes[(i * 7919) % probes.len()]);
+            for probe in probes.iter().chain(probes.iter().rev()).chain(strided) {
+                assert_eq!(run.position_with(&mut fences, probe), run.position(probe), "probe {probe:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_gallop_from_any_hint_finds_the_partition_point() {
+    let samples: Vec<u64> = [0, 0, 1, 3, 3, 3, 4, 9, 9, 10, 12, 12, 12, 12, 12, 13, 20].to_vec();
+    for len in 0..=samples.len() {
+        let samples = &samples[..len];
+        for fence in 0..=21 {
+            for hint in 0..=len + 2 {
+                let below = super::gallop_partition(samples, hint, |f| f < fence);
+                assert_eq!(below, samples.partition_point(|&f| f < fence), "{samples:?} {fence} {hint}");
+                let equal = super::gallop_partition(&samples[below..], hint, |f| f == fence);
+                assert_eq!(equal, samples[below..].partition_point(|&f| f == fence), "{samples:?} {fence}");
             }
         }
     }
