@@ -123,8 +123,9 @@ impl Index {
         if self.len.is_multiple_of(INDEX_CHUNK_SLOTS) {
             self.chunks.push(Vec::with_capacity(INDEX_CHUNK_SLOTS));
         }
-        let last = self.chunks.len() - 1;
-        self.chunks[last].push(slot);
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(slot);
+        }
         self.len += 1;
     }
 
@@ -200,7 +201,9 @@ impl Run {
         let (Ok(key_len), Ok(value_len)) = (u32::try_from(key.len()), u32::try_from(value.len())) else {
             panic!("a run entry's key and value lengths fit a u32 (the checkpoint format's bound)");
         };
-        let entry_bytes = entry_bytes(key_len, value_len);
+        // Keys and values under 128 bytes (the common case) have one-byte lengths.
+        let short = key_len < 0x80 && value_len < 0x80;
+        let entry_bytes = if short { 2 + key.len() + value.len() } else { entry_bytes(key_len, value_len) };
         let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= entry_bytes);
         if !fits {
             self.blocks.push(Vec::with_capacity(entry_bytes.max(BLOCK_BYTES)));
@@ -208,9 +211,15 @@ impl Run {
         let block_number = self.blocks.len() - 1;
         let block = &mut self.blocks[block_number];
         let offset = block.len();
-        put_varint(block, key_len);
-        block.extend_from_slice(key);
-        put_varint(block, value_len);
+        if short {
+            block.push(key_len as u8);
+            block.extend_from_slice(key);
+            block.push(value_len as u8);
+        } else {
+            put_varint(block, key_len);
+            block.extend_from_slice(key);
+            put_varint(block, value_len);
+        }
         block.extend_from_slice(value);
         if entry_bytes > BLOCK_BYTES {
             // An oversized entry owns its block: close it so the next entry starts a new one.

@@ -139,6 +139,25 @@ fn lengths_are_varints_of_one_to_five_bytes_and_round_trip() {
 }
 
 #[test]
+fn entries_round_trip_at_every_length_edge_of_the_one_byte_path() {
+    // `push` writes lengths under 128 as one byte without the varint loop: every pairing of
+    // lengths either side of that edge reads back whole, in one block, packed back to back.
+    let lengths = [0usize, 1, 126, 127, 128, 129, 255, 256, 16_383, 16_384];
+    let mut entries = Vec::new();
+    for (i, &key_len) in lengths.iter().enumerate() {
+        for (j, &value_len) in lengths.iter().enumerate() {
+            let mut key = vec![(i * lengths.len() + j) as u8];
+            key.resize(key_len.max(1), 0x5a);
+            entries.push((key, vec![j as u8; value_len]));
+        }
+    }
+    let run: Run = entries.iter().map(|(k, v)| (k, v)).collect();
+    assert_eq!(run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect::<Vec<_>>(), entries);
+    let packed: usize = entries.iter().map(|(k, v)| entry_bytes(k.len() as u32, v.len() as u32)).sum();
+    assert_eq!(run.blocks.iter().map(Vec::len).sum::<usize>(), packed, "entries are packed back to back");
+}
+
+#[test]
 fn the_index_spans_chunks_and_consuming_frees_them() {
     let entries = 2 * INDEX_CHUNK_SLOTS + 7;
     let mut run: Run = (0..entries as u32).map(|i| (i.to_be_bytes(), [1u8])).collect();
