@@ -139,6 +139,25 @@ fn lengths_are_varints_of_one_to_five_bytes_and_round_trip() {
 }
 
 #[test]
+fn entries_round_trip_at_every_length_edge_of_the_one_byte_path() {
+    // `push` writes lengths under 128 as one byte without the varint loop: every pairing of
+    // lengths either side of that edge reads back whole, in one block, packed back to back.
+    let lengths = [0usize, 1, 126, 127, 128, 129, 255, 256, 16_383, 16_384];
+    let mut entries = Vec::new();
+    for (i, &key_len) in lengths.iter().enumerate() {
+        for (j, &value_len) in lengths.iter().enumerate() {
+            let mut key = vec![(i * lengths.len() + j) as u8];
+            key.resize(key_len.max(1), 0x5a);
+            entries.push((key, vec![j as u8; value_len]));
+        }
+    }
+    let run: Run = entries.iter().map(|(k, v)| (k, v)).collect();
+    assert_eq!(run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect::<Vec<_>>(), entries);
+    let packed: usize = entries.iter().map(|(k, v)| entry_bytes(k.len() as u32, v.len() as u32)).sum();
+    assert_eq!(run.blocks.iter().map(Vec::len).sum::<usize>(), packed, "entries are packed back to back");
+}
+
+#[test]
 fn the_index_spans_chunks_and_consuming_frees_them() {
     let entries = 2 * INDEX_CHUNK_SLOTS + 7;
     let mut run: Run = (0..entries as u32).map(|i| (i.to_be_bytes(), [1u8])).collect();
@@ -213,7 +232,7 @@ fn a_search_by_fences_finds_what_a_plain_search_finds() {
         for consumed in [0, 17] {
             let consumed = consumed.min(run.len());
             run.consume(consumed);
-            let fences = run.fences();
+            let mut fences = run.fences();
             let mut probes: Vec<Vec<u8>> = keys.clone();
             for key in &keys {
                 let mut longer = key.clone();
@@ -225,8 +244,27 @@ fn a_search_by_fences_finds_what_a_plain_search_finds() {
                 probes.push(bumped);
             }
             probes.extend([Vec::new(), vec![0xff; 20], b"\0realis".to_vec()]);
-            for probe in &probes {
-                assert_eq!(run.position_with(&fences, probe), run.position(probe), "probe {probe:?}");
+            // In key order (as replay mostly goes), backwards, and strided: the gallop from
+            // the previous lookup finds the same entry from any hint.
+            let strided = (0..probes.len()).map(|i| &probes[(i * 7919) % probes.len()]);
+            for probe in probes.iter().chain(probes.iter().rev()).chain(strided) {
+                assert_eq!(run.position_with(&mut fences, probe), run.position(probe), "probe {probe:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_gallop_from_any_hint_finds_the_partition_point() {
+    let samples: Vec<u64> = [0, 0, 1, 3, 3, 3, 4, 9, 9, 10, 12, 12, 12, 12, 12, 13, 20].to_vec();
+    for len in 0..=samples.len() {
+        let samples = &samples[..len];
+        for fence in 0..=21 {
+            for hint in 0..=len + 2 {
+                let below = super::gallop_partition(samples, hint, |f| f < fence);
+                assert_eq!(below, samples.partition_point(|&f| f < fence), "{samples:?} {fence} {hint}");
+                let equal = super::gallop_partition(&samples[below..], hint, |f| f == fence);
+                assert_eq!(equal, samples[below..].partition_point(|&f| f == fence), "{samples:?} {fence}");
             }
         }
     }
