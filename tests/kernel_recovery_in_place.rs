@@ -26,6 +26,19 @@ fn check(kernel: &Kernel<SimEnv>, model: &BTreeMap<Vec<u8>, Vec<u8>>, when: &str
     }
 }
 
+/// Puts `value` at the keys of `indices` (not durable) and records them in `model`.
+fn put_all(
+    kernel: &Kernel<SimEnv>,
+    model: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+    indices: std::iter::StepBy<std::ops::Range<u32>>,
+    value: &[u8],
+) {
+    for i in indices {
+        kernel.put(&key(i), value, Durability::None).expect("put");
+        model.insert(key(i), value.to_vec());
+    }
+}
+
 /// A store with a checkpoint of keys 0..200 and a WAL tail that overwrites some of them with
 /// values of the same length (in place at the next open), one with another length, deletes
 /// one and adds new keys; returns it closed, with the model of what it holds.
@@ -33,15 +46,9 @@ fn store_with_a_tail_of_overwrites() -> (SimEnv, BTreeMap<Vec<u8>, Vec<u8>>) {
     let env = SimEnv::new(5, FaultOptions::default()).expect("valid options");
     let kernel = Kernel::open(env.clone(), Path::new(DIR), config()).expect("open");
     let mut model = BTreeMap::new();
-    for i in 0..200 {
-        kernel.put(&key(i), b"base-value", Durability::None).expect("put");
-        model.insert(key(i), b"base-value".to_vec());
-    }
+    put_all(&kernel, &mut model, (0..200).step_by(1), b"base-value");
     kernel.checkpoint().expect("checkpoint");
-    for i in (0..200).step_by(3) {
-        kernel.put(&key(i), b"tail-value", Durability::None).expect("put");
-        model.insert(key(i), b"tail-value".to_vec());
-    }
+    put_all(&kernel, &mut model, (0..200).step_by(3), b"tail-value");
     kernel.put(&key(1), b"a longer tail value", Durability::None).expect("put");
     model.insert(key(1), b"a longer tail value".to_vec());
     kernel.delete(&key(4), Durability::None).expect("delete");
@@ -100,15 +107,9 @@ fn a_tick_checkpoints_a_recovered_state_whose_changes_all_went_in_place() {
     let env = SimEnv::new(6, FaultOptions::default()).expect("valid options");
     let kernel = Kernel::open(env.clone(), Path::new(DIR), config()).expect("open");
     let mut model = BTreeMap::new();
-    for i in 0..200 {
-        kernel.put(&key(i), b"base-value", Durability::None).expect("put");
-        model.insert(key(i), b"base-value".to_vec());
-    }
+    put_all(&kernel, &mut model, (0..200).step_by(1), b"base-value");
     kernel.checkpoint().expect("checkpoint");
-    for i in (0..200).step_by(2) {
-        kernel.put(&key(i), b"tail-value", Durability::None).expect("put");
-        model.insert(key(i), b"tail-value".to_vec());
-    }
+    put_all(&kernel, &mut model, (0..200).step_by(2), b"tail-value");
     kernel.close().expect("close");
     let kernel = Kernel::open(env.clone(), Path::new(DIR), config()).expect("reopen");
     assert_eq!(kernel.recovery_reports()[0].as_ref().expect("a report").records_replayed, 100);

@@ -12,17 +12,12 @@ mod wal_support;
 use stormhold::env::{Env, EnvFile, OpenOptions};
 use stormhold::wal::format::{self, RECORD_ALIGN_BYTES, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES};
 use stormhold::wal::{Durability, RecordKind, Wal, WalOptions};
-use wal_support::{dir, quiet_env};
+use wal_support::{dir, quiet_env, segment_len};
 
 /// Whether a file of `len` bytes ends at the record whose slot ends at `tail` (a record's
 /// padding to `RECORD_ALIGN_BYTES` is not written): no zeros lie past it.
 fn ends_at_record(len: u64, tail: u64) -> bool {
     len <= tail && tail - len < RECORD_ALIGN_BYTES
-}
-
-fn segment_len(env: &impl Env, id: u64) -> u64 {
-    let path = dir().join(format::segment_file_name(id));
-    env.open(&path, OpenOptions::read_only()).expect("open").len().expect("len")
 }
 
 #[test]

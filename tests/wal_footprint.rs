@@ -6,15 +6,9 @@
 
 mod wal_support;
 
-use stormhold::env::{Env, EnvFile, OpenOptions};
 use stormhold::wal::format::{self, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES};
 use stormhold::wal::{Durability, PREALLOCATE_STEP_BYTES_MAX, RecordKind, Wal, WalOptions};
-use wal_support::{dir, quiet_env};
-
-fn segment_len(env: &impl Env, id: u64) -> u64 {
-    let path = dir().join(format::segment_file_name(id));
-    env.open(&path, OpenOptions::read_only()).expect("open").len().expect("len")
-}
+use wal_support::{dir, quiet_env, segment_len};
 
 #[test]
 fn a_new_log_preallocates_one_step_not_a_segment() {

@@ -8,17 +8,12 @@
 
 mod wal_support;
 
+use stormhold::env::SharedEnv;
 use stormhold::env::sim::{CallKind, Fault, SimEnv};
-use stormhold::env::{Env, EnvFile, OpenOptions, SharedEnv};
 use stormhold::wal::format::{self, SEGMENT_HEADER_BYTES, SYNC_ALIGN_BYTES};
 use stormhold::wal::shared::SharedWal;
 use stormhold::wal::{Durability, RecordKind, Wal, WalError, WalOptions};
-use wal_support::{dir, quiet_env};
-
-fn segment_len(env: &impl Env, id: u64) -> u64 {
-    let path = dir().join(format::segment_file_name(id));
-    env.open(&path, OpenOptions::read_only()).expect("open").len().expect("len")
-}
+use wal_support::{dir, quiet_env, segment_len};
 
 #[test]
 fn prepare_ahead_writes_the_next_step_past_half_and_appends_never_grow_the_file() {

@@ -37,6 +37,12 @@ pub fn quiet_env(seed: u64) -> SimEnv {
     SimEnv::new(seed, FaultOptions::default()).expect("default fault options are valid")
 }
 
+/// The length in bytes of segment `id` of the log in [`dir`], as the Env reports it.
+pub fn segment_len(env: &impl Env, id: u64) -> u64 {
+    let path = dir().join(format::segment_file_name(id));
+    env.open(&path, OpenOptions::read_only()).expect("open").len().expect("len")
+}
+
 /// One append of a log plan: its payload, and whether a sync follows it.
 pub type Step = (Vec<u8>, bool);
 
