@@ -196,7 +196,17 @@ impl Run {
     }
 
     /// Appends an entry; `key` must sort after every key already in the run.
+    #[inline]
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.push_with(key, value, Vec::with_capacity);
+    }
+
+    /// [`Run::push`], taking a new block, when the entry does not fit the last one, from
+    /// `new_block(capacity)`: an empty vector of at least that capacity (`BLOCK_BYTES`, or
+    /// the entry's bytes if larger). A loader passes blocks whose pages another thread has
+    /// already touched, so the copy into them takes no page fault (`checkpoint::load`).
+    #[inline]
+    pub fn push_with(&mut self, key: &[u8], value: &[u8], new_block: impl FnOnce(usize) -> Vec<u8>) {
         debug_assert!(
             self.index.len() == self.start || self.key_at(self.index.len() - 1) < key,
             "run keys strictly increase"
@@ -209,7 +219,13 @@ impl Run {
         let entry_bytes = if short { 2 + key.len() + value.len() } else { entry_bytes(key_len, value_len) };
         let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= entry_bytes);
         if !fits {
-            self.blocks.push(Vec::with_capacity(entry_bytes.max(BLOCK_BYTES)));
+            let capacity = entry_bytes.max(BLOCK_BYTES);
+            let block = new_block(capacity);
+            assert!(
+                block.is_empty() && block.capacity() >= capacity,
+                "a new block is empty and large enough"
+            );
+            self.blocks.push(block);
         }
         let block_number = self.blocks.len() - 1;
         let block = &mut self.blocks[block_number];
