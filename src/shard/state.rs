@@ -262,9 +262,8 @@ impl State {
                 && let Some(base) = Arc::get_mut(&mut self.base)
                 && let Some(n) = base
                     .position_with(self.replay_fences.get_or_insert_with(|| base.fences()), &self.replay_key)
-                && base.entry(n).1.len() == value.len()
+                && base.try_overwrite_value(n, value)
             {
-                base.overwrite_value(n, value);
                 self.touched.mark(n, base.len());
                 return;
             }
