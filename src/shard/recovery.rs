@@ -7,6 +7,10 @@
 //! footprint bench 1.43x -> 1.10x the live data). The commit path keeps writing the delta
 //! ([`apply`]): only replay owns the base alone.
 //!
+//! [`Shard::open_with`] recovers with a helper thread where the kernel has one to spare
+//! ([`Helpers::One`]: it readies the arena blocks of the checkpoint's run, see
+//! `checkpoint::load`); what recovers, and what is reported, are the same without it.
+//!
 //! A shard that cannot recover does not stop the kernel: it opens as *failed*, with the
 //! reason (and whether it is data loss or an I/O failure a retry may cure), and every other
 //! shard serves.
