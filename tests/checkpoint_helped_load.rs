@@ -70,3 +70,16 @@ fn a_damaged_file_fails_the_helped_load_as_it_fails_the_plain_one() {
     );
     assert_eq!(format!("{helped:?}"), format!("{plain:?}"), "the same failure, the same reason");
 }
+
+#[test]
+fn a_helper_is_granted_only_where_the_budget_holds_a_spare_thread_per_recovery() {
+    use stormhold::recovery::Helpers;
+    // (threads the kernel may use, shards recovering at once): 1 shard on 2 cores gets one;
+    // 4 shards on 2 threads, or anything on 1 thread, gets none.
+    for (budget, at_once, helped) in
+        [(2, 1, true), (4, 2, true), (8, 1, true), (1, 1, false), (2, 2, false), (3, 2, false), (0, 0, false)]
+    {
+        let want = if helped { Helpers::One } else { Helpers::None };
+        assert_eq!(Helpers::for_budget(budget, at_once), want, "budget {budget}, {at_once} at once");
+    }
+}

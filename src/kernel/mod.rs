@@ -234,7 +234,7 @@ impl<E: Env + Clone> Kernel<E> {
         };
         let threads = budget.clamp(1, config.shards as usize);
         // A shard recovering beside a spare thread of the budget gets it as a helper.
-        let helpers = if budget >= 2 * threads { Helpers::One } else { Helpers::None };
+        let helpers = Helpers::for_budget(budget, threads);
         let open = |id: u32| Self::open_shard_with(env, dir, config, store_id, id, helpers);
         if threads == 1 {
             return (0..config.shards).map(open).collect();

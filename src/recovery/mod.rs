@@ -384,6 +384,16 @@ pub enum Helpers {
     One,
 }
 
+impl Helpers {
+    /// The helpers of each recovery when `at_once` recoveries run side by side on a budget of
+    /// `budget` threads: one each only if the budget holds a spare thread for every one of
+    /// them (so a kernel recovering as many shards at once as it may use threads, or told to
+    /// recover on one thread, uses no helper).
+    pub fn for_budget(budget: usize, at_once: usize) -> Self {
+        if at_once > 0 && budget >= 2 * at_once { Helpers::One } else { Helpers::None }
+    }
+}
+
 /// [`recover`] with `helpers`.
 pub fn recover_with<E: Env + Clone>(
     env: &E,
