@@ -34,7 +34,8 @@
 //! A run is immutable once shared. Its one owner may overwrite an entry's value with one of
 //! the same length ([`Run::overwrite_value`]): the entry's bytes and lengths keep their
 //! place, so the index and the key order are untouched. WAL replay does it for the keys of a
-//! recovered checkpoint (see `crate::shard::state`).
+//! recovered checkpoint (see `crate::shard::state`), through [`Run::try_overwrite_value`],
+//! which checks the length on the same decode of the entry that writes the value.
 //!
 //! # Invariants
 //!
@@ -122,6 +123,7 @@ impl Index {
         self.chunks[i / INDEX_CHUNK_SLOTS][i % INDEX_CHUNK_SLOTS]
     }
 
+    #[inline]
     fn push(&mut self, slot: u64) {
         if self.len.is_multiple_of(INDEX_CHUNK_SLOTS) {
             self.chunks.push(Vec::with_capacity(INDEX_CHUNK_SLOTS));
@@ -196,7 +198,17 @@ impl Run {
     }
 
     /// Appends an entry; `key` must sort after every key already in the run.
+    #[inline]
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.push_with(key, value, Vec::with_capacity);
+    }
+
+    /// [`Run::push`], taking a new block, when the entry does not fit the last one, from
+    /// `new_block(capacity)`: an empty vector of at least that capacity (`BLOCK_BYTES`, or
+    /// the entry's bytes if larger). A loader passes blocks whose pages another thread has
+    /// already touched, so the copy into them takes no page fault (`checkpoint::load`).
+    #[inline]
+    pub fn push_with(&mut self, key: &[u8], value: &[u8], new_block: impl FnOnce(usize) -> Vec<u8>) {
         debug_assert!(
             self.index.len() == self.start || self.key_at(self.index.len() - 1) < key,
             "run keys strictly increase"
@@ -209,7 +221,13 @@ impl Run {
         let entry_bytes = if short { 2 + key.len() + value.len() } else { entry_bytes(key_len, value_len) };
         let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= entry_bytes);
         if !fits {
-            self.blocks.push(Vec::with_capacity(entry_bytes.max(BLOCK_BYTES)));
+            let capacity = entry_bytes.max(BLOCK_BYTES);
+            let block = new_block(capacity);
+            assert!(
+                block.is_empty() && block.capacity() >= capacity,
+                "a new block is empty and large enough"
+            );
+            self.blocks.push(block);
         }
         let block_number = self.blocks.len() - 1;
         let block = &mut self.blocks[block_number];
@@ -319,13 +337,24 @@ impl Run {
     /// (the key order and every other entry unchanged). Panics when the lengths differ: the
     /// caller checks them (an entry cannot grow or shrink in a packed block).
     pub fn overwrite_value(&mut self, n: usize, value: &[u8]) {
+        assert!(self.try_overwrite_value(n, value), "an in-place overwrite keeps the value's length");
+    }
+
+    /// [`Run::overwrite_value`] if the `n`th live entry's value has `value`'s length (`true`);
+    /// else changes nothing (`false`). One decode of the entry, where checking its length
+    /// first and then overwriting decodes it twice (WAL replay does this for every record).
+    #[inline]
+    pub fn try_overwrite_value(&mut self, n: usize, value: &[u8]) -> bool {
         assert!(n < self.len(), "entry {n} of a run of {}", self.len());
         let slot = self.index.get(self.start + n);
         let block = &mut self.blocks[(slot >> 32) as usize];
         let (key_len, key_at) = get_varint(block, (slot & u64::from(u32::MAX)) as usize);
         let (value_len, value_at) = get_varint(block, key_at + key_len);
-        assert_eq!(value_len, value.len(), "an in-place overwrite keeps the value's length");
+        if value_len != value.len() {
+            return false;
+        }
         block[value_at..value_at + value_len].copy_from_slice(value);
+        true
     }
 
     /// The search aid of [`Run::position_with`]: a sample of the run's keys, one every

@@ -70,7 +70,7 @@ pub use ticker::Ticker;
 pub use txn::{CommitInfo, Document, SyncHandle, Transaction};
 
 use crate::env::Env;
-use crate::recovery::RecoveryReport;
+use crate::recovery::{Helpers, RecoveryReport};
 use crate::shard::{Failure, Intent, Shard, ShardError, ShardStats, ShardStatus, Tick};
 use crate::wal::{Durability, Lsn, StoreIdentity};
 use layout::KernelMeta;
@@ -228,12 +228,14 @@ impl<E: Env + Clone> Kernel<E> {
     }
 
     fn open_shards_unchecked(env: &E, dir: &Path, config: &Config, store_id: u64) -> Vec<Shard<E>> {
-        let threads = match config.recovery_threads {
+        let budget = match config.recovery_threads {
             0 => env.parallelism(),
             n => n.min(env.parallelism().max(1)),
-        }
-        .clamp(1, config.shards as usize);
-        let open = |id: u32| Self::open_shard(env, dir, config, store_id, id);
+        };
+        let threads = budget.clamp(1, config.shards as usize);
+        // A shard recovering beside a spare thread of the budget gets it as a helper.
+        let helpers = Helpers::for_budget(budget, threads);
+        let open = |id: u32| Self::open_shard_with(env, dir, config, store_id, id, helpers);
         if threads == 1 {
             return (0..config.shards).map(open).collect();
         }
@@ -253,6 +255,18 @@ impl<E: Env + Clone> Kernel<E> {
 
     /// Opens (recovers) shard `id`; a shard that cannot recover opens failed.
     fn open_shard(env: &E, dir: &Path, config: &Config, store_id: u64, id: u32) -> Shard<E> {
+        Self::open_shard_with(env, dir, config, store_id, id, Helpers::None)
+    }
+
+    /// [`Kernel::open_shard`], recovering with `helpers`.
+    fn open_shard_with(
+        env: &E,
+        dir: &Path,
+        config: &Config,
+        store_id: u64,
+        id: u32,
+        helpers: Helpers,
+    ) -> Shard<E> {
         let shard_dir = layout::shard_dir(dir, id);
         let failed = |failure: Failure| Shard::failed(id, env.clone(), &shard_dir, failure);
         match env.exists(&shard_dir) {
@@ -268,7 +282,7 @@ impl<E: Env + Clone> Kernel<E> {
             let mut options = config.shard.clone();
             options.wal.identity = StoreIdentity { store_id, shard: id, shards: config.shards };
             options.checkpoint.identity = options.wal.identity;
-            Shard::open(id, env.clone(), &shard_dir, &options, config.progress.as_deref())
+            Shard::open_with(id, env.clone(), &shard_dir, &options, config.progress.as_deref(), helpers)
         }))
         .unwrap_or_else(|_| failed(Failure::panic("recovery")))
     }

@@ -368,6 +368,39 @@ pub fn recover<E: Env + Clone>(
     paths: RecoveryPaths<'_>,
     replayer: &mut impl Replayer,
 ) -> Result<Recovered<E>, RecoveryError> {
+    recover_with(env, paths, replayer, Helpers::None)
+}
+
+/// Whether a recovery may use a helper thread beside its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Helpers {
+    /// Everything on the caller's thread (the default: [`recover`]).
+    None,
+    /// One helper thread, where the `Env` allows threads ([`Env::parallelism`] above 1): the
+    /// caller has a core to spare (a kernel recovering fewer shards at once than it may use
+    /// threads). The helper readies the arena blocks of the checkpoint's run
+    /// (`checkpoint::load`); what is read, in which order, and what recovers are the same.
+    One,
+}
+
+impl Helpers {
+    /// The helpers of each recovery when `at_once` recoveries run side by side on a budget of
+    /// `budget` threads: one each only if the budget holds a spare thread for every one of
+    /// them (so a kernel recovering as many shards at once as it may use threads, or told to
+    /// recover on one thread, uses no helper).
+    pub fn for_budget(budget: usize, at_once: usize) -> Self {
+        if at_once > 0 && budget >= 2 * at_once { Helpers::One } else { Helpers::None }
+    }
+}
+
+/// [`recover`] with `helpers`.
+pub fn recover_with<E: Env + Clone>(
+    env: &E,
+    paths: RecoveryPaths<'_>,
+    replayer: &mut impl Replayer,
+    helpers: Helpers,
+) -> Result<Recovered<E>, RecoveryError> {
     let started = env.now_monotonic();
     let (checkpoints, open_report) =
         CheckpointStore::open(env.clone(), paths.checkpoint_dir, paths.checkpoint_options.clone())
@@ -380,7 +413,7 @@ pub fn recover<E: Env + Clone>(
     };
     // `Some` when checkpoints exist and none loads: the whole WAL is the last resort.
     let mut none_loads = None;
-    let (meta, state) = match checkpoints.load_latest_valid_run() {
+    let (meta, state) = match checkpoints.load_latest_valid_run_with(helpers == Helpers::One) {
         Ok(Some(loaded)) => {
             report.fallbacks = loaded.fallbacks;
             (Some(loaded.meta), loaded.run)

@@ -7,6 +7,10 @@
 //! footprint bench 1.43x -> 1.10x the live data). The commit path keeps writing the delta
 //! ([`apply`]): only replay owns the base alone.
 //!
+//! [`Shard::open_with`] recovers with a helper thread where the kernel has one to spare
+//! ([`Helpers::One`]: it readies the arena blocks of the checkpoint's run, see
+//! `checkpoint::load`); what recovers, and what is reported, are the same without it.
+//!
 //! A shard that cannot recover does not stop the kernel: it opens as *failed*, with the
 //! reason (and whether it is data loss or an I/O failure a retry may cure), and every other
 //! shard serves.
@@ -27,7 +31,7 @@ use crate::checkpoint::run::Run;
 use crate::checkpoint::{CheckpointMeta, CheckpointStore};
 use crate::env::Env;
 use crate::env::SharedEnv;
-use crate::recovery::{RecoveryPaths, RecoveryReport, Replayer, recover};
+use crate::recovery::{Helpers, RecoveryPaths, RecoveryReport, Replayer, recover_with};
 use crate::wal::shared::SharedWal;
 use crate::wal::{Record, RecordKind, RecordRef};
 
@@ -180,7 +184,19 @@ impl<E: Env + Clone> Shard<E> {
         options: &ShardOptions,
         progress: Option<ProgressFn<'_>>,
     ) -> Self {
-        let result = Self::try_open(id, env.clone(), dir, options, progress);
+        Self::open_with(id, env, dir, options, progress, Helpers::None)
+    }
+
+    /// [`Shard::open`], recovering with `helpers` (see [`crate::recovery::Helpers`]).
+    pub fn open_with(
+        id: u32,
+        env: E,
+        dir: &Path,
+        options: &ShardOptions,
+        progress: Option<ProgressFn<'_>>,
+        helpers: Helpers,
+    ) -> Self {
+        let result = Self::try_open(id, env.clone(), dir, options, progress, helpers);
         if let Some(progress) = progress {
             let records_replayed =
                 result.as_ref().map_or(0, |s| s.recovery.as_ref().map_or(0, |r| r.records_replayed));
@@ -195,6 +211,7 @@ impl<E: Env + Clone> Shard<E> {
         dir: &Path,
         options: &ShardOptions,
         progress: Option<ProgressFn<'_>>,
+        helpers: Helpers,
     ) -> Result<Self, Failure> {
         // Precondition: the shard's directory has a name of its own (`wal/` and `ckpt/` go
         // below it, never beside another shard's).
@@ -213,11 +230,10 @@ impl<E: Env + Clone> Shard<E> {
             wal_dir: &wal_dir,
             wal_options: options.wal.clone(),
         };
-        let identity = options.wal.identity;
-        let seed = super::memtable::seed_for_store(identity.store_id, id);
+        let seed = super::memtable::seed_for_store(options.wal.identity.store_id, id);
         let state = State::default().with_hash_seed(seed);
         let mut replayer = ShardReplayer { shard: id, state, replayed: 0, replayed_bytes: 0, progress };
-        let recovered = recover(&shared, paths, &mut replayer).map_err(Failure::recovery)?;
+        let recovered = recover_with(&shared, paths, &mut replayer, helpers).map_err(Failure::recovery)?;
         let checkpoints = recovered.checkpoints;
         let epochs = resume_epochs(&env, options, &checkpoints, &recovered.report, &replayer)?;
         let last_checkpoint = recovered.report.checkpoint.as_ref().map(|c| c.id);

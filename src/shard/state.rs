@@ -258,13 +258,15 @@ impl State {
             self.replay_key.clear();
             self.replay_key.push(namespace);
             self.replay_key.extend_from_slice(key);
-            if self.delta.get(&self.replay_key).is_none()
+            // A key the delta holds must change there (the delta wins over the base); during a
+            // replay of same-length overwrites the delta stays empty, and the hash of every key
+            // is skipped.
+            if (self.delta.is_empty() || self.delta.get(&self.replay_key).is_none())
                 && let Some(base) = Arc::get_mut(&mut self.base)
                 && let Some(n) = base
                     .position_with(self.replay_fences.get_or_insert_with(|| base.fences()), &self.replay_key)
-                && base.entry(n).1.len() == value.len()
+                && base.try_overwrite_value(n, value)
             {
-                base.overwrite_value(n, value);
                 self.touched.mark(n, base.len());
                 return;
             }

@@ -213,6 +213,23 @@ fn an_overwrite_of_another_length_is_refused() {
 }
 
 #[test]
+fn a_tried_overwrite_of_another_length_changes_nothing_and_one_of_the_same_length_lands() {
+    let mut run: Run =
+        [(&b"a"[..], &b"vv"[..]), (&b"b"[..], &b"ww"[..]), (&b"c"[..], &b""[..])].into_iter().collect();
+    for (n, value) in [(0, &b"v"[..]), (0, b"vvv"), (1, b""), (2, b"x")] {
+        assert!(!run.try_overwrite_value(n, value), "entry {n} keeps its length");
+    }
+    let got: Vec<(Vec<u8>, Vec<u8>)> = run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    let want =
+        [(b"a".to_vec(), b"vv".to_vec()), (b"b".to_vec(), b"ww".to_vec()), (b"c".to_vec(), Vec::new())];
+    assert_eq!(got, want, "a refused overwrite changes nothing");
+    assert!(run.try_overwrite_value(1, b"WW"));
+    assert!(run.try_overwrite_value(2, b""));
+    assert_eq!(run.get(b"b"), Some(&b"WW"[..]));
+    assert_eq!(run.get(b"a"), Some(&b"vv"[..]));
+}
+
+#[test]
 fn a_search_by_fences_finds_what_a_plain_search_finds() {
     // Runs whose keys share a long prefix (as the realistic store's do), none, or differ only
     // past the fence's 8 bytes, with zero bytes and keys that are prefixes of others.
