@@ -68,7 +68,11 @@
 //! checkpoint in bounded slices, off the commit path: the old base's entries between two
 //! frozen keys move with `Run::move_front_into` (a byte-range copy per block and an index
 //! slot per entry, or a whole block handed over; no per-entry decode and re-encode); in exchange reads and recovery work
-//! over one compact sorted array.
+//! over one compact sorted array. The append fast path: when nothing is merged yet and
+//! every frozen key sorts after the old base's last key (a sequential load), the old base
+//! becomes `merged` whole in O(1) and only the frozen keys are pushed after it, so such a
+//! merge costs the delta, not the state (a load of N bytes under a cap C: O(N), not
+//! O(N^2 / C)).
 //!
 //! # Invariants
 //!
@@ -405,6 +409,14 @@ impl State {
         let base = Arc::make_mut(&mut self.base);
         let merged = self.merged.get_or_insert_with(|| Run::with_capacity(base.len() + frozen.len()));
         let mut changes = frozen.range(after_bound(self.merge_after.as_deref()), Bound::Unbounded).peekable();
+        // The append fast path: with nothing merged yet and every frozen key left above the
+        // old base's last key (a sequential load), the whole old base goes behind the cursor
+        // unchanged: it becomes `merged` as it is (O(1), no block or index slot rewritten)
+        // and only the frozen keys are pushed after it.
+        let appends = changes.peek().is_none_or(|&(key, _)| base.last_key().is_none_or(|last| last < key));
+        if merged.is_empty() && appends {
+            std::mem::swap(merged, base);
+        }
         let mut budget = max_keys;
         let mut last = None;
         while budget > 0 {
