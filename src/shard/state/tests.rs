@@ -362,6 +362,18 @@ fn merges_in_random_slices_keep_every_read_equal_to_a_model_on_random_and_append
                     let view = state.freeze();
                     let frozen_model: BTreeMap<Bytes, Bytes> = model.clone();
                     assert_eq!(view.full(), frozen_model, "seed {seed} op {op}: the view");
+                    // A full checkpoint resumes after its last key written.
+                    let after = frozen_model.keys().nth(rng.below(frozen_model.len() as u64 + 1) as usize);
+                    let rest: Vec<(Bytes, Bytes)> = view
+                        .full_after(after.map(Vec::as_slice))
+                        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                        .collect();
+                    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+                    let expected: Vec<(Bytes, Bytes)> = frozen_model
+                        .range::<Bytes, _>((start, Bound::Unbounded))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    assert_eq!(rest, expected, "seed {seed} op {op}: the view after {after:?}");
                 }
                 4..=6 if state.has_frozen() => {
                     let _ = state.merge_step(1 + rng.below(40) as usize);
