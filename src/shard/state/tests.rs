@@ -322,6 +322,18 @@ fn check_against(state: &State, model: &BTreeMap<Bytes, Bytes>, probes: &[Bytes]
     }
 }
 
+/// A full checkpoint's stream of `view`, whole and resumed after a random key, against `model`.
+fn check_view(view: &FrozenView, model: &BTreeMap<Bytes, Bytes>, rng: &mut Rng, at: &str) {
+    assert_eq!(&view.full(), model, "{at}: the view");
+    let after = model.keys().nth(rng.below(model.len() as u64 + 1) as usize);
+    let rest: Vec<(Bytes, Bytes)> =
+        view.full_after(after.map(Vec::as_slice)).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let expected: Vec<(Bytes, Bytes)> =
+        model.range::<Bytes, _>((start, Bound::Unbounded)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(rest, expected, "{at}: the view after {after:?}");
+}
+
 #[test]
 fn merges_in_random_slices_keep_every_read_equal_to_a_model_on_random_and_appended_keys() {
     let mut appends_seen = 0;
@@ -360,20 +372,7 @@ fn merges_in_random_slices_keep_every_read_equal_to_a_model_on_random_and_append
                         appends_seen += usize::from(frozen_keys_above && !state.base.is_empty());
                     }
                     let view = state.freeze();
-                    let frozen_model: BTreeMap<Bytes, Bytes> = model.clone();
-                    assert_eq!(view.full(), frozen_model, "seed {seed} op {op}: the view");
-                    // A full checkpoint resumes after its last key written.
-                    let after = frozen_model.keys().nth(rng.below(frozen_model.len() as u64 + 1) as usize);
-                    let rest: Vec<(Bytes, Bytes)> = view
-                        .full_after(after.map(Vec::as_slice))
-                        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                        .collect();
-                    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-                    let expected: Vec<(Bytes, Bytes)> = frozen_model
-                        .range::<Bytes, _>((start, Bound::Unbounded))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    assert_eq!(rest, expected, "seed {seed} op {op}: the view after {after:?}");
+                    check_view(&view, &model, &mut rng, &format!("seed {seed} op {op}"));
                 }
                 4..=6 if state.has_frozen() => {
                     let _ = state.merge_step(1 + rng.below(40) as usize);
