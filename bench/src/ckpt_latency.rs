@@ -15,7 +15,7 @@
 //!   times that of the same writer beside any busy thread; comparing with it alone credits
 //!   the checkpointer with a speed-up that a spinning thread gives too.
 //! - **Bulk load across the WAL cap**: a fresh shard with a WAL-bytes cap (16 MiB; 4 MiB with
-//!   `--quick`; default checkpoint options: `full_every_incrementals` 8) loaded with
+//!   `--quick`; default checkpoint options: incrementals on a full one every 8) loaded with
 //!   the same volume in commits of 1,000 puts (`Durability::None`), each commit timed: once
 //!   with a ticker thread (`Kernel::spawn_ticker`, 1 ms) writing the checkpoints the commits
 //!   freeze, once without one, where commits write them as paced backpressure

@@ -19,8 +19,8 @@ impl<E: Env> CheckpointStore<E> {
     ///
     /// Refuses (without touching the disk or poisoning): an lsn below the latest checkpoint's
     /// or the parent's, a missing or unusable parent, a key both put and deleted, and an
-    /// incremental on a parent due for a full checkpoint ([`CheckpointStore::full_due`],
-    /// [`CheckpointError::FullCheckpointDue`]). Any I/O failure poisons the store; the id it
+    /// incremental once `full_every_incrementals` are chained on the parent
+    /// ([`CheckpointError::FullCheckpointDue`]). Any I/O failure poisons the store; the id it
     /// was given is not handed out again by this store.
     pub fn create(
         &mut self,
@@ -98,7 +98,7 @@ impl<E: Env> CheckpointStore<E> {
                 if self.meta(parent).is_some_and(|p| lsn < p.lsn) {
                     return invalid(format!("lsn {lsn} is below parent {parent}'s"));
                 }
-                if self.full_due(parent) {
+                if incrementals >= self.options.full_every_incrementals {
                     return Err(CheckpointError::FullCheckpointDue { parent, incrementals });
                 }
                 Ok(())

@@ -96,8 +96,8 @@ pub enum CheckpointError {
         /// The checkpoint whose parent it is.
         needed_by: u64,
     },
-    /// `create` refused an incremental checkpoint: the parent's chain is due for a full one
-    /// (`full_every_incrementals`, see [`super::CheckpointStore::full_due`]).
+    /// `create` refused an incremental checkpoint: `full_every_incrementals` incrementals are
+    /// already chained on the parent, so the next checkpoint must be full.
     FullCheckpointDue {
         /// The parent asked for.
         parent: u64,

@@ -74,18 +74,9 @@
 //! - any failed write or sync poisons the store: every later change fails with
 //!   [`CheckpointError::Poisoned`] until it is reopened (the on-disk outcome is unknown).
 //!
-//! `full_every_incrementals` (`k`) is enforced by refusing: `create` of an incremental on a
-//! parent whose chain is due for a full one returns [`CheckpointError::FullCheckpointDue`];
-//! [`CheckpointStore::full_due`] tells the caller beforehand. A full is due once the chain
-//! holds `k` incrementals that together hold at least as many bytes as its full checkpoint,
-//! and in any case at `2k` incrementals (`k = 0`: every checkpoint is full). So a chain whose
-//! incrementals are small against its full (a load that grows the state: each checkpoint's
-//! delta is small against everything before it) takes up to `2k` before the state is
-//! rewritten, and the bytes of full checkpoints written over a growing load stay about in
-//! proportion to the load, not to its square over the cap. What it costs: recovery reads
-//! the full and its incrementals, at most about twice the full's bytes past `k` of them
-//! (below `k`, as many as before); a chain retains the WAL back to its full (rule 13), at
-//! most `2k` checkpoints' worth instead of `k`.
+//! `full_every_incrementals` is enforced by refusing: `create` of an incremental whose parent
+//! chain already holds that many incrementals returns [`CheckpointError::FullCheckpointDue`];
+//! [`CheckpointStore::full_due`] tells the caller beforehand.
 
 pub mod data;
 pub mod epoch;
@@ -150,9 +141,8 @@ pub struct CheckpointOptions {
     /// Retention keeps this many newest checkpoints (1..=[`RETAINED_MAX`]; default 3), plus
     /// every parent they need. Keep at least 2 so a damaged latest checkpoint has a fallback.
     pub max_retained: usize,
-    /// Incrementals chain on one full checkpoint until this many of them hold at least the
-    /// full's bytes, and never past twice this many (0..=[`INCREMENTALS_MAX`]; 0: every
-    /// checkpoint is full; default 8; see the module docs).
+    /// At most this many incrementals chain on one full checkpoint (0..=[`INCREMENTALS_MAX`];
+    /// 0: every checkpoint is full; default 8).
     pub full_every_incrementals: u32,
     /// The store and shard this checkpoint store belongs to (default: a standalone store).
     /// Its `META` and `HIGH_WATER` files carry it; one that names another is refused
@@ -360,19 +350,10 @@ impl<E: Env> CheckpointStore<E> {
     /// Whether an incremental checkpoint on top of `parent` would be refused because a full
     /// one is due (also when `parent` is not a usable checkpoint).
     pub fn full_due(&self, parent: u64) -> bool {
-        let Ok(chain) = self.chain_ids(parent) else { return true };
-        let every = u64::from(self.options.full_every_incrementals);
-        let incrementals = (chain.len() - 1) as u64;
-        if incrementals < every {
-            return false;
+        match self.incrementals_in_chain(parent) {
+            Ok(incrementals) => incrementals >= self.options.full_every_incrementals,
+            Err(_) => true,
         }
-        if incrementals >= 2 * every {
-            return true;
-        }
-        // The chain runs from `parent` down to its full checkpoint, the last id.
-        let size = |id: &u64| self.meta(*id).map_or(0, |meta| meta.size_bytes);
-        let (full, increments) = chain.split_last().expect("a chain holds its full checkpoint");
-        increments.iter().map(size).sum::<u64>() >= size(full)
     }
 
     fn valid(&self) -> impl DoubleEndedIterator<Item = &CheckpointMeta> {

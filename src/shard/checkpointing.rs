@@ -311,8 +311,7 @@ impl<E: Env + Clone> Shard<E> {
     }
 
     /// Starts writing the pending checkpoint (if any): its directory and `DATA` staged,
-    /// incremental on the latest unless a full one is due (`CheckpointStore::full_due`: by the
-    /// bytes of the chain, see `crate::checkpoint`).
+    /// incremental on the latest unless a full one is due.
     fn start_job(&self, writer: &mut Checkpointer<E>) -> Result<Step, ShardError> {
         let (view, lsn, sealed, parent) = {
             let mut inner = self.lock();
