@@ -27,7 +27,8 @@
 //! first live entry is freed at once, so the old run shrinks as the new one grows.
 //! [`Run::move_front_into`] does both at once for entries that go over unchanged: it copies
 //! them a block's byte range at a time (or hands a whole block over) and writes only their
-//! index slots, as pushing each and consuming them would.
+//! index slots, as pushing each and consuming them would; it counts their payload from the
+//! distances between their index slots, decoding only entries too long for one-byte lengths.
 //!
 //! # Overwriting a value in place
 //!
@@ -50,6 +51,9 @@ use std::ops::{Bound, Range};
 pub const BLOCK_BYTES: usize = 1 << 20;
 /// The most bytes an entry's two lengths take (two 5-byte varints).
 pub const ENTRY_LENGTHS_BYTES_MAX: usize = 10;
+/// The bytes of the smallest entry with a length of two bytes or more (a key of 128 bytes and
+/// an empty value): every smaller entry has two one-byte lengths.
+const LONG_LENGTH_ENTRY_BYTES_MIN: usize = 2 + 0x80 + 1;
 
 const _: () = assert!(BLOCK_BYTES <= u32::MAX as usize, "offsets in a block fit a u32");
 const _: () = assert!(BLOCK_BYTES > 4 * ENTRY_LENGTHS_BYTES_MAX, "a block holds several small entries");
@@ -501,7 +505,7 @@ impl Run {
             } else {
                 self.blocks[block_number].len()
             };
-            let payload = self.payload_bytes(i..j);
+            let payload = self.payload_bytes_in_block(i..j, to);
             // A whole block moves unless `into`'s last block has room for an 8th of one
             // (then it is copied there: a move never leaves more than that unused).
             let room = into.blocks.last().map_or(0, |b| b.capacity() - b.len());
@@ -521,9 +525,26 @@ impl Run {
         self.free_consumed();
     }
 
-    /// Key and value bytes of the entries at absolute positions `positions`.
-    fn payload_bytes(&self, positions: Range<usize>) -> u64 {
-        positions.map(|i| self.entry_at(i)).map(|(k, v)| (k.len() + v.len()) as u64).sum()
+    /// Key and value bytes of the entries at absolute positions `positions`, all in one block
+    /// and ending at its offset `to`. An entry's bytes run from its offset to the next one's
+    /// (entries lie back to back); one of fewer than [`LONG_LENGTH_ENTRY_BYTES_MIN`] has two
+    /// one-byte lengths, so its payload is its bytes less 2, read from the index alone. Only
+    /// longer entries are decoded.
+    fn payload_bytes_in_block(&self, positions: Range<usize>, to: usize) -> u64 {
+        let mut payload = 0;
+        let mut next = to;
+        for i in positions.rev() {
+            let at = self.slot_at(i).1;
+            let bytes = next - at;
+            payload += if bytes < LONG_LENGTH_ENTRY_BYTES_MIN {
+                bytes - 2
+            } else {
+                let (key, value) = self.entry_at(i);
+                key.len() + value.len()
+            } as u64;
+            next = at;
+        }
+        payload
     }
 
     /// Copies the entries at `positions` (all in one block, ending at offset `to`; one larger

@@ -42,7 +42,9 @@
 //! # The merge after a publication: steps too
 //!
 //! Folding the frozen layer into the base rewrites the packed base (`state`), in proportion
-//! to the whole state, so it is not done at the publication: it is a step of its own
+//! to the whole state (except when every frozen key sorts after the base's last, a
+//! sequential load: then the base is taken whole and the merge costs the frozen layer
+//! alone), so it is not done at the publication: it is a step of its own
 //! (`MERGE_STEP_SLICES` slices, the shard lock released between slices) that `tick` takes
 //! like a chunk of a checkpoint, and a commit takes only when the merge is behind its own
 //! schedule: done by the next freeze (`H/2`), nothing due before `H/4`, each commit past

@@ -68,7 +68,11 @@
 //! checkpoint in bounded slices, off the commit path: the old base's entries between two
 //! frozen keys move with `Run::move_front_into` (a byte-range copy per block and an index
 //! slot per entry, or a whole block handed over; no per-entry decode and re-encode); in exchange reads and recovery work
-//! over one compact sorted array.
+//! over one compact sorted array. The append fast path: when nothing is merged yet and
+//! every frozen key sorts after the old base's last key (a sequential load), the old base
+//! becomes `merged` whole in O(1) and only the frozen keys are pushed after it, so such a
+//! merge costs the delta, not the state (a load of N bytes under a cap C: O(N), not
+//! O(N^2 / C)).
 //!
 //! # Invariants
 //!
@@ -144,14 +148,27 @@ impl FrozenView {
     }
 
     /// The entries of the state at the freeze with keys after `after` (all of them with
-    /// `None`), in key order: what a full checkpoint streams, without copying the base.
-    pub fn full_after<'a>(&'a self, after: Option<&[u8]>) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+    /// `None`), in key order: what a full checkpoint streams, without copying the base. When
+    /// every frozen key left sorts after the base's last (a sequential load), the base's
+    /// entries and then the frozen puts, chained, with no per-entry merge of the two.
+    pub fn full_after<'a>(
+        &'a self,
+        after: Option<&[u8]>,
+    ) -> Box<dyn Iterator<Item = (&'a [u8], &'a [u8])> + 'a> {
         let start = after_bound(after);
-        let frozen: LayerIter<'a> = Box::new(self.frozen.range(start, Bound::Unbounded));
-        let base: LayerIter<'a> =
-            Box::new(self.base.range(start, Bound::Unbounded).map(|(k, v)| (k, Some(v))));
+        let frozen = self.frozen.range(start, Bound::Unbounded);
+        let base = self.base.range(start, Bound::Unbounded);
+        // Every frozen key left above the base's last (a sequential load): the base, then the
+        // frozen puts, with no per-entry comparison of the two.
+        let mut first_frozen = self.frozen.range(start, Bound::Unbounded).map(|(k, _)| k);
+        if first_frozen.next().is_none_or(|first| self.base.last_key().is_none_or(|last| last < first)) {
+            let puts = frozen.filter_map(|(k, v)| v.map(|v| (k, v)));
+            return Box::new(base.chain(puts));
+        }
+        let frozen: LayerIter<'a> = Box::new(frozen);
+        let base: LayerIter<'a> = Box::new(base.map(|(k, v)| (k, Some(v))));
         let none: LayerIter<'a> = Box::new(std::iter::empty());
-        Merge { layers: [frozen, base, none].map(Iterator::peekable), reverse: false }
+        Box::new(Merge { layers: [frozen, base, none].map(Iterator::peekable), reverse: false })
     }
 
     /// The frozen changes with keys after `after`, in key order (`None`: deleted): what an
@@ -407,6 +424,14 @@ impl State {
         let base = Arc::make_mut(&mut self.base);
         let merged = self.merged.get_or_insert_with(|| Run::with_capacity(base.len() + frozen.len()));
         let mut changes = frozen.range(after_bound(self.merge_after.as_deref()), Bound::Unbounded).peekable();
+        // The append fast path: with nothing merged yet and every frozen key left above the
+        // old base's last key (a sequential load), the whole old base goes behind the cursor
+        // unchanged: it becomes `merged` as it is (O(1), no block or index slot rewritten)
+        // and only the frozen keys are pushed after it.
+        let appends = changes.peek().is_none_or(|&(key, _)| base.last_key().is_none_or(|last| last < key));
+        if merged.is_empty() && appends {
+            std::mem::swap(merged, base);
+        }
         let mut budget = max_keys;
         let mut last = None;
         while budget > 0 {

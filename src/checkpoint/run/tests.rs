@@ -286,3 +286,32 @@ fn a_gallop_from_any_hint_finds_the_partition_point() {
         }
     }
 }
+
+#[test]
+fn moving_entries_at_the_edge_of_two_byte_lengths_counts_their_payload() {
+    // Entries of 129 to 135 bytes: the smallest with a two-byte length is 131 (a 128-byte
+    // key, an empty value), and its payload is its bytes less 3, not less 2.
+    let shapes = [(127, 0), (128, 0), (128, 1), (2, 127), (2, 128), (3, 128), (126, 1), (129, 0)];
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..64usize)
+        .map(|i| {
+            let (key_len, value_len) = shapes[i % shapes.len()];
+            // Two bytes of position first, so the keys ascend (and shorter keys take 2).
+            let mut key = vec![b'k'; key_len.max(2)];
+            key[..2].copy_from_slice(&(i as u16).to_be_bytes());
+            (key, vec![b'v'; value_len])
+        })
+        .collect();
+    let mut sorted = entries;
+    sorted.sort();
+    for group in 1..6 {
+        let mut source: Run = sorted.iter().cloned().collect();
+        let mut into = Run::new();
+        while !source.is_empty() {
+            source.move_front_into(group.min(source.len()), &mut into);
+            let rest: u64 = source.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            assert_eq!(source.live_bytes(), rest, "group {group}: payload left");
+        }
+        let moved: u64 = sorted.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+        assert_eq!(into.live_bytes(), moved, "group {group}: payload moved");
+    }
+}

@@ -311,3 +311,107 @@ fn the_state_takes_a_packed_frozen_layer_only_from_its_own_freeze() {
     assert!(!state.adopt_packed(&old, &old.packed()), "a view of another frozen layer is refused");
     assert_eq!(state.get(b"d"), Some(&b"3"[..]));
 }
+
+/// The state's present entries, both ways, against `model`, and point reads of `probes`.
+fn check_against(state: &State, model: &BTreeMap<Bytes, Bytes>, probes: &[Bytes], at: &str) {
+    let expected: Vec<(Bytes, Bytes)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(all(state), expected, "{at}: range");
+    assert_eq!(all_rev(state), expected.iter().rev().cloned().collect::<Vec<_>>(), "{at}: range_rev");
+    for key in probes {
+        assert_eq!(state.get(key), model.get(key).map(Vec::as_slice), "{at}: get {key:?}");
+    }
+}
+
+/// A full checkpoint's stream of `view`, whole and resumed after a random key, against `model`.
+fn check_view(view: &FrozenView, model: &BTreeMap<Bytes, Bytes>, rng: &mut Rng, at: &str) {
+    assert_eq!(&view.full(), model, "{at}: the view");
+    let after = model.keys().nth(rng.below(model.len() as u64 + 1) as usize);
+    let rest: Vec<(Bytes, Bytes)> =
+        view.full_after(after.map(Vec::as_slice)).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let expected: Vec<(Bytes, Bytes)> =
+        model.range::<Bytes, _>((start, Bound::Unbounded)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(rest, expected, "{at}: the view after {after:?}");
+}
+
+#[test]
+fn merges_in_random_slices_keep_every_read_equal_to_a_model_on_random_and_appended_keys() {
+    let mut appends_seen = 0;
+    for seed in 1..60u64 {
+        let mut rng = Rng(seed * 0x9E37_79B9 + 1);
+        let (mut state, mut model) = (State::default(), BTreeMap::<Bytes, Bytes>::new());
+        // Appended keys run above every random one ("k..." < "s..."), ascending.
+        let mut next_append = 0u64;
+        for op in 0..600 {
+            let appending = (op / 100) % 2 == 1 || seed % 3 == 0;
+            let pick = rng.below(10);
+            let key = if appending && pick > 0 {
+                // Now and then the largest key again: a frozen key equal to the base's last.
+                next_append += if pick == 1 { 0 } else { 1 + rng.below(3) };
+                format!("s{next_append:06}").into_bytes()
+            } else {
+                format!("k{:03}", rng.below(200)).into_bytes()
+            };
+            match rng.below(20) {
+                0 => {
+                    state.remove(&key);
+                    model.remove(&key);
+                }
+                1 => {
+                    let end = [&key[..], b"5"].concat();
+                    let removed = model.range(key.clone()..end.clone()).count();
+                    assert_eq!(state.remove_range(key.clone()..end.clone()), removed, "seed {seed} op {op}");
+                    model.retain(|k, _| !(key <= *k && *k < end));
+                }
+                2 | 3 => {
+                    if state.frozen.is_none() || state.merged.is_none() {
+                        let frozen_keys_above = state
+                            .delta
+                            .first_key()
+                            .is_none_or(|first| state.base.last_key().is_none_or(|last| last < first));
+                        appends_seen += usize::from(frozen_keys_above && !state.base.is_empty());
+                    }
+                    let view = state.freeze();
+                    check_view(&view, &model, &mut rng, &format!("seed {seed} op {op}"));
+                }
+                4..=6 if state.has_frozen() => {
+                    let _ = state.merge_step(1 + rng.below(40) as usize);
+                }
+                _ => {
+                    let value = vec![b'a' + rng.below(26) as u8; 1 + rng.below(4) as usize];
+                    state.insert(&key, &value);
+                    model.insert(key.clone(), value);
+                }
+            }
+            if op % 7 == 0 {
+                let probes = [key, b("k000"), format!("s{next_append:06}").into_bytes(), b("s000001")];
+                check_against(&state, &model, &probes, &format!("seed {seed} op {op}"));
+            }
+        }
+        while !state.merge_step(1 + rng.below(40) as usize) {
+            check_against(&state, &model, &[], &format!("seed {seed}: the last merge"));
+        }
+        check_against(&state, &model, &[], &format!("seed {seed}: merged"));
+    }
+    assert!(appends_seen > 50, "the append fast path ran {appends_seen} times");
+}
+
+#[test]
+fn merging_an_appended_frozen_layer_takes_the_whole_base_in_its_first_slice() {
+    let base: BTreeMap<Bytes, Bytes> =
+        (0..10_000).map(|i| (format!("k{i:06}").into_bytes(), b("v"))).collect();
+    let mut state = State::from_base(base);
+    for i in 10_000..10_100 {
+        state.insert(format!("k{i:06}").as_bytes(), b"w");
+    }
+    drop(state.freeze());
+    // One key of budget: the whole old base goes behind the cursor at once, unchanged.
+    assert!(!state.merge_step(1));
+    assert!(state.base.is_empty(), "the old base went whole");
+    assert_eq!(state.merged.as_ref().map(Run::len), Some(10_001));
+    assert_eq!(state.get(b"k009999"), Some(&b"v"[..]));
+    assert_eq!(state.get(b"k010050"), Some(&b"w"[..]));
+    while !state.merge_step(7) {}
+    assert_eq!(state.base.len(), 10_100);
+    assert_eq!(all(&state).len(), 10_100);
+}
