@@ -115,7 +115,8 @@
 //! - `keys[k]` is the position of the newest entry of key `k`, and keys are distinct;
 //! - `order.sorted` and `order.recent` are each strictly increasing by key, disjoint, and
 //!   together hold exactly the key numbers below `order.indexed`;
-//! - `first`/`last` are the key numbers of the smallest and largest key (tombstones included);
+//! - `first`/`last` are the key numbers of the smallest and largest key (tombstones included),
+//!   and `first_head`/`last_head` the first 8 bytes of those keys (`prefix8`);
 //! - `garbage_bytes <= entry_bytes`, and after every insert the garbage is below
 //!   `COMPACT_GARBAGE_BYTES_MIN` or at most the bytes of the newest entries.
 
@@ -179,6 +180,23 @@ fn prefix8(key: &[u8]) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
+/// [`prefix8`] of `prefix ++ rest`, without joining the parts. Two keys whose heads differ
+/// sort as their heads do: the first byte where the heads differ is a byte of both keys, or
+/// the end of the shorter one (a zero of the padding) where the longer one holds a byte
+/// above zero.
+fn head_parts(prefix: &[u8], rest: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    if let ([namespace], Some(eight)) = (prefix, rest.first_chunk::<8>()) {
+        // A state key of 9 bytes or more: one 8-byte load, no call to `memcpy`.
+        return (u64::from(*namespace) << 56) | (u64::from_be_bytes(*eight) >> 8);
+    }
+    let p = prefix.len().min(8);
+    bytes[..p].copy_from_slice(&prefix[..p]);
+    let r = rest.len().min(8 - p);
+    bytes[p..p + r].copy_from_slice(&rest[..r]);
+    u64::from_be_bytes(bytes)
+}
+
 /// The key order (see the module docs).
 #[derive(Debug, Default)]
 struct Order {
@@ -205,6 +223,11 @@ pub struct Memtable<H = SeededHash> {
     /// Key numbers of the smallest and of the largest key.
     first: Option<u32>,
     last: Option<u32>,
+    /// [`prefix8`] of the smallest and of the largest key (0 while there is none): an insert
+    /// compares its key with both, and two heads that differ order the keys without reading
+    /// either entry.
+    first_head: u64,
+    last_head: u64,
     /// Bytes of every entry appended, and of the superseded ones.
     entry_bytes: u64,
     garbage_bytes: u64,
@@ -232,6 +255,8 @@ impl<H> Memtable<H> {
             order: RwLock::default(),
             first: None,
             last: None,
+            first_head: 0,
+            last_head: 0,
             entry_bytes: 0,
             garbage_bytes: 0,
             hash: PhantomData,
@@ -314,8 +339,9 @@ impl<H: KeyHash> Memtable<H> {
         if !self.tail.is_empty() && (self.tail.end < self.keys.len() || *self.tail_read.get_mut()) {
             self.hash_tail_front(TAIL_HASH_STEP_KEYS);
         }
+        let head = head_parts(prefix, rest);
         let above_last =
-            self.last_key().is_none_or(|last| cmp_parts(prefix, rest, last) == Ordering::Greater);
+            self.last.is_none_or(|last| self.cmp_head(last, self.last_head, prefix, rest, head).is_gt());
         if above_last && (self.tail.is_empty() || self.tail.end == self.keys.len()) {
             // A key above every key is new and extends the tail: no hash, no probe.
             let pos = self.append(prefix, rest, value);
@@ -324,8 +350,10 @@ impl<H: KeyHash> Memtable<H> {
                 self.tail = number as usize..number as usize;
             }
             self.tail.end += 1;
-            self.first = self.first.or(Some(number));
-            self.last = Some(number);
+            if self.first.is_none() {
+                (self.first, self.first_head) = (Some(number), head);
+            }
+            (self.last, self.last_head) = (Some(number), head);
             return;
         }
         if !above_last
@@ -356,12 +384,12 @@ impl<H: KeyHash> Memtable<H> {
                 let number = self.push_key(pos);
                 self.slots[slot] = (hash << 32) | (u64::from(number) + 1);
                 if above_last {
-                    self.last = Some(number);
+                    (self.last, self.last_head) = (Some(number), head);
                 } else if self
-                    .first_key()
-                    .is_none_or(|first| cmp_parts(prefix, rest, first) == Ordering::Less)
+                    .first
+                    .is_none_or(|first| self.cmp_head(first, self.first_head, prefix, rest, head).is_lt())
                 {
-                    self.first = Some(number);
+                    (self.first, self.first_head) = (Some(number), head);
                 }
             }
         }
@@ -387,6 +415,13 @@ impl<H: KeyHash> Memtable<H> {
     /// Whether [`Memtable::warm_slots`] loads anything: the slots outgrew [`WARM_SLOTS_MIN`].
     pub fn warms(&self) -> bool {
         self.slots.len() >= WARM_SLOTS_MIN
+    }
+
+    /// `prefix ++ rest` (whose [`head_parts`] is `head`) against the key `number` (whose is
+    /// `number_head`): by the heads if they differ, else by the keys.
+    fn cmp_head(&self, number: u32, number_head: u64, prefix: &[u8], rest: &[u8], head: u64) -> Ordering {
+        debug_assert_eq!(number_head, prefix8(self.key(number)), "a kept head is its key's");
+        head.cmp(&number_head).then_with(|| cmp_parts(prefix, rest, self.key(number)))
     }
 
     /// Keys in the slots (all but the tail's).

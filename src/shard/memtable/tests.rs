@@ -326,3 +326,20 @@ fn warming_slots_loads_only_past_its_threshold_and_changes_nothing() {
         assert_eq!(table.get(key), None, "a warmed key is not inserted");
     }
 }
+
+#[test]
+fn first_and_last_hold_when_keys_tie_on_their_first_eight_bytes_or_end_in_zeros() {
+    // The kept 8-byte heads order most keys; these tie on them or differ only in padding.
+    let keys: [&[u8]; 10] =
+        [b"abcdefgh2", b"a", b"abcdefgh", b"a\0", b"abcdefgh1", b"", b"a\0\x01", b"abcdefgh10", b"\0", b"zz"];
+    for (step, start) in [(1, 0), (3, 1), (7, 4), (9, 0)] {
+        let mut table: Memtable = Memtable::with_seed(3);
+        let mut model = Model::new();
+        for n in 0..keys.len() {
+            let key = keys[(n * step + start) % keys.len()];
+            table.insert(key, Some(b"v"));
+            model.insert(key.to_vec(), Some(b"v".to_vec()));
+            check(&table, &model);
+        }
+    }
+}
