@@ -475,6 +475,57 @@ mod tests {
         shard
     }
 
+    /// The commit path's `apply` with a delta large enough that it loads each group's hash
+    /// slots first: every op applies, in order, exactly as the ops inserted one by one would.
+    #[test]
+    fn a_batch_applied_to_a_warmed_delta_applies_every_op_in_order() {
+        use std::collections::BTreeMap;
+
+        use super::super::recovery::apply;
+        use super::super::state::State;
+        use super::super::{NS_USER, record::BatchView};
+        use super::{BatchBuilder, RECORD_HEADER_BYTES};
+
+        let mut state = State::default();
+        let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut x = 7u64;
+        let mut warmed = 0;
+        for round in 0..200u64 {
+            let mut batch = BatchBuilder::new(RECORD_HEADER_BYTES);
+            let mut ops = Vec::new();
+            for n in 0..1000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Some keys recur within a batch (one group or another) and across batches.
+                let key = (x % 150_000).to_be_bytes().to_vec();
+                let value = (round * 1000 + n).to_le_bytes().to_vec();
+                if x.is_multiple_of(7) {
+                    batch.delete(&key);
+                    ops.push((key, None));
+                } else {
+                    batch.put(&key, &value);
+                    ops.push((key, Some(value)));
+                }
+            }
+            batch.finish(None);
+            warmed += usize::from(state.warms());
+            apply(&mut state, &BatchView::parse(batch.payload()).expect("a built batch decodes"));
+            for (key, value) in ops {
+                match value {
+                    Some(value) => model.insert(key, value),
+                    None => model.remove(&key),
+                };
+            }
+        }
+        assert!(warmed > 100, "most batches met a delta large enough to warm ({warmed})");
+        for n in 0..150_000u64 {
+            let key = n.to_be_bytes();
+            let state_key = [&[NS_USER][..], &key].concat();
+            assert_eq!(state.get(&state_key), model.get(&key[..]).map(Vec::as_slice), "key {n}");
+        }
+    }
+
     #[test]
     fn the_state_hash_is_keyed_by_the_store_identity_through_freezes_and_reopens() {
         // HashDoS guard: a shard whose layers used a fixed (or another store's) hash key

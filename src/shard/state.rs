@@ -263,6 +263,17 @@ impl State {
         self.delta.insert_parts(&[namespace], key, value);
     }
 
+    /// Loads the delta's hash slots of the state keys `[namespace] ++ key` ahead of their
+    /// [`State::set_in`] (the commit path; see [`Memtable::warm_slots`]). Changes nothing.
+    pub fn warm_in<'k>(&self, namespace: &'k [u8; 1], keys: impl IntoIterator<Item = &'k [u8]>) {
+        self.delta.warm_slots(keys.into_iter().map(|key| (&namespace[..], key)));
+    }
+
+    /// Whether [`State::warm_in`] loads anything (the delta's slots are large).
+    pub fn warms(&self) -> bool {
+        self.delta.warms()
+    }
+
     /// Sets the state key `[namespace] ++ key` during WAL replay: a same-length overwrite of
     /// a key only the base holds goes into the base in place (see the module docs), anything
     /// else into the delta as [`State::set_in`] does.

@@ -304,3 +304,42 @@ fn a_packed_copy_holds_the_newest_entries_in_key_order_and_in_its_tail_alone() {
         assert_eq!(packed.get(key), Some(value.as_deref()), "a point read of {key:?}");
     }
 }
+
+#[test]
+fn warming_slots_loads_only_past_its_threshold_and_changes_nothing() {
+    let mut table: Memtable = Memtable::with_seed(11);
+    let mut model = Model::new();
+    let mut keys = numbers(5).map(|n| n.to_be_bytes());
+    while table.slots.len() < WARM_SLOTS_MIN {
+        assert!(!table.warms(), "{} slots: small tables are not warmed", table.slots.len());
+        let key = keys.next().expect("endless");
+        table.insert_parts(&key[..1], &key[1..], Some(b"v"));
+        model.insert(key.to_vec(), Some(b"v".to_vec()));
+    }
+    assert!(table.warms(), "past the threshold");
+    let batch: Vec<[u8; 8]> = keys.by_ref().take(WARM_GROUP_KEYS).collect();
+    let known: Vec<Vec<u8>> = model.keys().take(WARM_GROUP_KEYS).cloned().collect();
+    table
+        .warm_slots(batch.iter().map(|k| (&k[..1], &k[1..])).chain(known.iter().map(|k| (&k[..1], &k[1..]))));
+    check(&table, &model);
+    for key in &batch {
+        assert_eq!(table.get(key), None, "a warmed key is not inserted");
+    }
+}
+
+#[test]
+fn first_and_last_hold_when_keys_tie_on_their_first_eight_bytes_or_end_in_zeros() {
+    // The kept 8-byte heads order most keys; these tie on them or differ only in padding.
+    let keys: [&[u8]; 10] =
+        [b"abcdefgh2", b"a", b"abcdefgh", b"a\0", b"abcdefgh1", b"", b"a\0\x01", b"abcdefgh10", b"\0", b"zz"];
+    for (step, start) in [(1, 0), (3, 1), (7, 4), (9, 0)] {
+        let mut table: Memtable = Memtable::with_seed(3);
+        let mut model = Model::new();
+        for n in 0..keys.len() {
+            let key = keys[(n * step + start) % keys.len()];
+            table.insert(key, Some(b"v"));
+            model.insert(key.to_vec(), Some(b"v".to_vec()));
+            check(&table, &model);
+        }
+    }
+}
