@@ -7,16 +7,15 @@
 //! on the way, so loading holds one block beside the state it builds, not the whole file. A
 //! file whose crc32 fails is a checksum failure whether or not its bytes also decoded.
 //!
-//! Where the caller grants a helper thread ([`CheckpointStore::load_latest_valid_run_with`],
-//! which recovery grants on an `Env` whose [`Env::parallelism`] leaves a core spare), a
-//! helper touches every page of the arena blocks the decoded run will fill, ahead of the
-//! decoder, and hands them over through a bounded channel: the copy of each entry into the run
-//! then takes no page fault (a fresh block's faults were about 45% of a realistic
-//! `Kernel::open`; on 2 cores the helper keeps up with about half the blocks, and the decoder
-//! allocates the rest itself). The helper reads, writes and decides nothing the load depends on: it does
-//! no I/O, and a block it has not readied yet is allocated by the decoder as without it, so
-//! what is read, in which order, and what loads are the same with or without it (the
-//! simulator, whose parallelism is 1, never has one).
+//! Where the caller grants a helper thread ([`CheckpointStore::load_latest_valid_run_with`], which
+//! recovery grants on an `Env` whose [`Env::parallelism`] leaves a core spare), a helper touches
+//! every page of the arena blocks the decoded run will fill, ahead of the decoder, and hands them
+//! over through a bounded channel: the copy of each entry into the run then takes no page fault (a
+//! fresh block's faults were about 45% of a realistic `Kernel::open`; on 2 cores the helper keeps
+//! up with about half the blocks, and the decoder allocates the rest itself). The helper reads,
+//! writes and decides nothing the load depends on: it does no I/O, and a block it has not readied
+//! yet is allocated by the decoder as without it, so what is read, in which order, and what loads
+//! are the same with or without it (the simulator, whose parallelism is 1, never has one).
 
 use std::collections::BTreeMap;
 use std::io;

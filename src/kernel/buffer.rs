@@ -16,10 +16,10 @@
 //! - `ranges` holds the offset of every range delete in order; the latest write of a key is
 //!   the later of its latest put/delete/increment and the latest range delete that covers it
 //!   (a range delete reads as a delete of every key it covers);
-//! - `index`, once built (on the first lookup in a buffer of more than [`INDEX_AFTER`] ops
-//!   by a write path: an increment, or a write while increments are pending) maps every key
-//!   to the offset of its latest point op (put, delete, increment) and is kept up to date; a pure load never looks a key up
-//!   and never builds it, and a `get` without the index scans back.
+//! - `index`, once built (on the first lookup in a buffer of more than [`INDEX_AFTER`] ops by a
+//!   write path: an increment, or a write while increments are pending) maps every key to the
+//!   offset of its latest point op (put, delete, increment) and is kept up to date; a pure load
+//!   never looks a key up and never builds it, and a `get` without the index scans back.
 //!
 //! A [`BufferPool`] keeps a few emptied buffers of committed transactions for the next ones,
 //! so a load of many large transactions neither regrows its buffer op by op (about ten

@@ -30,20 +30,19 @@
 //!
 //! # Background work
 //!
-//! The kernel starts no thread of its own. [`Kernel::tick`] does the background work: each
-//! shard writes and publishes the checkpoint a commit froze (past half the WAL-bytes cap) or
-//! [`Kernel::begin_checkpoint`] froze, or checkpoints when an epoch trigger fires
-//! (operations, WAL bytes, time; the WAL-bytes trigger caps the WAL to replay after a
-//! crash), and, with `sync_on_tick`, syncs unsynced commits. A checkpoint is written outside
-//! the shard's commit lock: commits go on meanwhile (see `shard::checkpointing`). Then a
-//! shard whose every record is durable but whose newest record no durable record vouches
-//! for appends and syncs an empty vouching record, so rot in the last acknowledged commit is
-//! detected at recovery instead of taken for a torn tail (DESIGN.md rule 18); an idle shard
-//! does this once, not at every tick. Last, each shard writes its WAL's next preallocation
-//! step once the tail has passed half of the last one, and syncs the new length unless a
-//! commit's sync is in flight (`Shard::prepare_wal_ahead`), so that growth is not left to a
-//! commit's `fdatasync` (on ext4 the first sync after a file grows commits the journal). The simulator calls it at chosen times;
-//! [`Kernel::spawn_ticker`] runs it on a
+//! The kernel starts no thread of its own. [`Kernel::tick`] does the background work: each shard
+//! writes and publishes the checkpoint a commit froze (past half the WAL-bytes cap) or
+//! [`Kernel::begin_checkpoint`] froze, or checkpoints when an epoch trigger fires (operations, WAL
+//! bytes, time; the WAL-bytes trigger caps the WAL to replay after a crash), and, with
+//! `sync_on_tick`, syncs unsynced commits. A checkpoint is written outside the shard's commit lock:
+//! commits go on meanwhile (see `shard::checkpointing`). Then a shard whose every record is durable
+//! but whose newest record no durable record vouches for appends and syncs an empty vouching
+//! record, so rot in the last acknowledged commit is detected at recovery instead of taken for a
+//! torn tail (DESIGN.md rule 18); an idle shard does this once, not at every tick. Last, each shard
+//! writes its WAL's next preallocation step once the tail has passed half of the last one, and
+//! syncs the new length unless a commit's sync is in flight (`Shard::prepare_wal_ahead`), so that
+//! growth is not left to a commit's `fdatasync` (on ext4 the first sync after a file grows commits
+//! the journal). The simulator calls it at chosen times; [`Kernel::spawn_ticker`] runs it on a
 //! thread for real-OS users.
 
 mod buffer;

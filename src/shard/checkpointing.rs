@@ -20,11 +20,11 @@
 //!                               checkpoint, only now that the covering one is durable
 //! ```
 //!
-//! The checkpoint lock (the store's own mutex) serializes steps and is taken before the
-//! shard lock, never after it, and never held across more than one step. Who steps: `tick`
-//! (the ticker thread on the real OS, chosen times in the simulator), up to
-//! `TICK_STEPS_MAX` steps a tick; [`Shard::checkpoint`], until the checkpoint is published;
-//! and a commit, only as backpressure (below). A full checkpoint streams the merged view: nothing copies the state.
+//! The checkpoint lock (the store's own mutex) serializes steps and is taken before the shard lock,
+//! never after it, and never held across more than one step. Who steps: `tick` (the ticker thread
+//! on the real OS, chosen times in the simulator), up to `TICK_STEPS_MAX` steps a tick;
+//! [`Shard::checkpoint`], until the checkpoint is published; and a commit, only as backpressure
+//! (below). A full checkpoint streams the merged view: nothing copies the state.
 //!
 //! # The WAL-bytes cap: backpressure in steps
 //!

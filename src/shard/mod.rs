@@ -42,15 +42,14 @@
 //! marker at close) and a failure at open serve nothing: after fsyncgate what the shard holds
 //! and what the disk holds have parted.
 //!
-//! The retry is a restart: reopening the kernel recovers the shard from what is on disk, and
-//! it starts Clean, since recovery syncs what it recovered. A shard that failed at open (it
-//! never served in this process) may be recovered again in place
-//! (`Kernel::reopen_shard`) unless a sync failed in it ([`Failure::after_failed_sync`]). After a failed *sync* (not after
-//! an I/O error at open), reopen only in a new process, and on the real OS preferably after
-//! the machine restarted: the WAL's known limit (see [`crate::wal`]) applies, since a reopen
-//! in the same process may read pages that exist only in the page cache, acknowledge new
-//! writes on top of them, and then find the log corrupt after a power loss. The simulator
-//! models every restart as a machine restart.
+//! The retry is a restart: reopening the kernel recovers the shard from what is on disk, and it
+//! starts Clean, since recovery syncs what it recovered. A shard that failed at open (it never
+//! served in this process) may be recovered again in place (`Kernel::reopen_shard`) unless a sync
+//! failed in it ([`Failure::after_failed_sync`]). After a failed *sync* (not after an I/O error at
+//! open), reopen only in a new process, and on the real OS preferably after the machine restarted:
+//! the WAL's known limit (see [`crate::wal`]) applies, since a reopen in the same process may read
+//! pages that exist only in the page cache, acknowledge new writes on top of them, and then find
+//! the log corrupt after a power loss. The simulator models every restart as a machine restart.
 //!
 //! # Invariants
 //!

@@ -64,15 +64,14 @@
 //!   the checkpoint is written, and every read would have to search the range tombstones; a
 //!   per-key tombstone costs what main's range delete already cost (a visit of each key).
 //!
-//! A merge rewrites the whole base (the run is immutable), a memory-speed copy per
-//! checkpoint in bounded slices, off the commit path: the old base's entries between two
-//! frozen keys move with `Run::move_front_into` (a byte-range copy per block and an index
-//! slot per entry, or a whole block handed over; no per-entry decode and re-encode); in exchange reads and recovery work
-//! over one compact sorted array. The append fast path: when nothing is merged yet and
-//! every frozen key sorts after the old base's last key (a sequential load), the old base
-//! becomes `merged` whole in O(1) and only the frozen keys are pushed after it, so such a
-//! merge costs the delta, not the state (a load of N bytes under a cap C: O(N), not
-//! O(N^2 / C)).
+//! A merge rewrites the whole base (the run is immutable), a memory-speed copy per checkpoint in
+//! bounded slices, off the commit path: the old base's entries between two frozen keys move with
+//! `Run::move_front_into` (a byte-range copy per block and an index slot per entry, or a whole
+//! block handed over; no per-entry decode and re-encode); in exchange reads and recovery work over
+//! one compact sorted array. The append fast path: when nothing is merged yet and every frozen key
+//! sorts after the old base's last key (a sequential load), the old base becomes `merged` whole in
+//! O(1) and only the frozen keys are pushed after it, so such a merge costs the delta, not the
+//! state (a load of N bytes under a cap C: O(N), not O(N^2 / C)).
 //!
 //! # Invariants
 //!

@@ -42,9 +42,9 @@
 //! later record or a vouching tick, since no durable fact contradicts a log cut there; and the
 //! marker deleted together with the records it vouches for.
 //!
-//! On-disk footprint of a log: its segments, each a 4 KiB header plus its records, the last
-//! one followed by up to one and a half preallocation steps of zeros (a step is 1 MiB for
-//! segments of 4 MiB or more). Segments rotate at `segment_size_bytes` (64 MiB by default) and are deleted by
+//! On-disk footprint of a log: its segments, each a 4 KiB header plus its records, the last one
+//! followed by up to one and a half preallocation steps of zeros (a step is 1 MiB for segments of 4
+//! MiB or more). Segments rotate at `segment_size_bytes` (64 MiB by default) and are deleted by
 //! [`Wal::truncate_before`] once a checkpoint covers them; an empty log takes 4 KiB + 1 MiB.
 //!
 //! Known limit (fsyncgate): a failed sync may mark pages clean without writing them, and no
