@@ -306,6 +306,37 @@ fn a_packed_copy_holds_the_newest_entries_in_key_order_and_in_its_tail_alone() {
 }
 
 #[test]
+fn a_packed_copy_is_the_same_whether_the_order_is_whole_or_has_recent_keys() {
+    // Enough random keys that the first indexing sorts them all into one list (the path that
+    // loads ahead), then a few more that the next indexing keeps in `recent` (the merge).
+    fn insert(table: &mut Memtable, model: &mut Model, i: usize, n: u64) {
+        let key = n.to_le_bytes()[..5].to_vec();
+        let value = (!i.is_multiple_of(7)).then(|| vec![i as u8; (n % 40) as usize]);
+        table.insert(&key, value.as_deref());
+        model.insert(key, value);
+    }
+    let mut table = Memtable::<SeededHash>::with_seed(21);
+    let mut model = Model::new();
+    let mut keys = numbers(31).enumerate();
+    for (i, n) in keys.by_ref().take(3 * RECENT_MIN) {
+        insert(&mut table, &mut model, i, n);
+    }
+    table.build_order();
+    assert!(table.order.read().unwrap().recent.is_empty(), "one sorted list");
+    let whole = table.packed();
+    check(&whole, &model);
+    for (i, n) in keys.take(RECENT_MIN / 8) {
+        insert(&mut table, &mut model, i, n);
+    }
+    table.build_order();
+    assert!(!table.order.read().unwrap().recent.is_empty(), "recent keys beside the sorted list");
+    let merged = table.packed();
+    check(&merged, &model);
+    assert!(merged.in_key_order() && whole.in_key_order());
+    assert_eq!(whole.len() + RECENT_MIN / 8, merged.len(), "the later keys are all new");
+}
+
+#[test]
 fn warming_slots_loads_only_past_its_threshold_and_changes_nothing() {
     let mut table: Memtable = Memtable::with_seed(11);
     let mut model = Model::new();
