@@ -79,10 +79,11 @@
 //! # Key order, on demand
 //!
 //! Commits and replay need no order: only range reads, range deletes and the checkpoint
-//! writer do. [`Memtable::range`] first indexes the key numbers added since the last call:
-//! it sorts them (by the 8 bytes after the prefix all of them share, big-endian, then by the
-//! whole key) and merges them
-//! into `recent`, a short sorted list; once `recent` outgrows about twice the square root of
+//! writer do. [`Memtable::range`] first indexes the key numbers added since the last call.
+//! Those all in the ascending tail are in order already and above every key indexed before:
+//! they are appended to `sorted` as they are. Others it sorts (by the 8 bytes after the
+//! prefix all of them share, big-endian, then by the whole key) and merges them into
+//! `recent`, a short sorted list; once `recent` outgrows about twice the square root of
 //! `sorted` (the long sorted list), it is merged into `sorted`. A read merges the two lists.
 //! So a scan after a few new keys costs a merge of about `sqrt(n)` numbers, not a copy of
 //! `n`, and a layer frozen after a bulk load is sorted once, by the checkpoint writer,
@@ -707,6 +708,15 @@ impl<H: KeyHash> Memtable<H> {
     /// it outgrows its bound (see the module docs).
     fn index(&self, order: &mut Order) {
         let numbers = order.indexed as u32..self.keys.len() as u32;
+        if self.tail.start <= order.indexed && self.tail.end == self.keys.len() {
+            // Every new key is in the ascending tail: the keys ascend with their numbers, and
+            // each sorts above every key indexed before (those in the tail have lower numbers,
+            // those before it sort below its first key). No sort: they go after `sorted`. (A
+            // sequential load's layer spent 9% of the load sorting numbers already in order.)
+            order.sorted.extend(numbers);
+            order.indexed = self.keys.len();
+            return;
+        }
         // The bytes every new key shares (a common key prefix such as a table name) would
         // make every 8-byte prefix tie: the prefixes start after them.
         let first = self.key(numbers.start);

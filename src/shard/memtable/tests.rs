@@ -337,6 +337,41 @@ fn a_packed_copy_is_the_same_whether_the_order_is_whole_or_has_recent_keys() {
 }
 
 #[test]
+fn keys_indexed_from_the_ascending_tail_go_after_the_sorted_list_unsorted() {
+    let mut table = Memtable::<SeededHash>::with_seed(5);
+    let mut model = Model::new();
+    let mut insert = |table: &mut Memtable, n: u64| {
+        table.insert(&n.to_be_bytes(), Some(&n.to_le_bytes()[..3]));
+        model.insert(n.to_be_bytes().to_vec(), Some(n.to_le_bytes()[..3].to_vec()));
+    };
+    let order = |table: &Memtable| {
+        let order = table.order.read().unwrap();
+        (order.sorted.clone(), order.recent.clone())
+    };
+    for n in 0..10_000 {
+        insert(&mut table, 3 * n);
+    }
+    table.build_order();
+    assert_eq!(order(&table), ((0..10_000).collect(), vec![]), "the tail's numbers are the order");
+    // A long tail searched: inserts now hash it from its front, so the tail starts later,
+    // still at or below the first key not yet indexed.
+    assert_eq!(table.get(&9u64.to_be_bytes()), Some(Some(&9u64.to_le_bytes()[..3])));
+    for n in 10_000..11_000 {
+        insert(&mut table, 3 * n);
+    }
+    assert!(table.tail.start > 0 && table.tail.end == table.len(), "tail {:?}", table.tail);
+    table.build_order();
+    assert_eq!(order(&table), ((0..11_000).collect(), vec![]), "appended, not kept in `recent`");
+    // A key below the last closes the tail: the next keys are sorted and merged.
+    for n in [1, 29_998, 40_000, 2] {
+        insert(&mut table, n);
+    }
+    table.build_order();
+    assert_eq!(order(&table).1, vec![11_000, 11_003, 11_001, 11_002], "sorted into `recent`");
+    check(&table, &model);
+}
+
+#[test]
 fn warming_slots_loads_only_past_its_threshold_and_changes_nothing() {
     let mut table: Memtable = Memtable::with_seed(11);
     let mut model = Model::new();
