@@ -66,6 +66,35 @@ fn wal_recovery_damaged_middle_segment_is_corruption_and_point_in_time_cuts_ther
             middle[1].record.lsn,
         ),
         ("bit flip in its header", Box::new(|env| flip_bit(env, path, 8 * 13)), 0, middle[0].record.lsn),
+        // A record the scan holds in its read window with a valid header: what the window's
+        // fast path must refuse exactly as a record read afresh.
+        (
+            "bit flip in a record's payload",
+            Box::new(|env| {
+                flip_bit(env, path, 8 * (middle[3].offset + format::RECORD_HEADER_BYTES as u64 + 5) + 2);
+            }),
+            middle[3].offset,
+            middle[3].record.lsn,
+        ),
+        (
+            "a valid record of the next lsn in a record's place",
+            Box::new(|env| {
+                let record = format::Record { lsn: middle[3].record.lsn + 1, ..middle[3].record.clone() };
+                overwrite(env, path, middle[3].offset, &format::encode_record(&record));
+            }),
+            middle[3].offset,
+            middle[3].record.lsn,
+        ),
+        (
+            "a valid record of another segment in a record's place",
+            Box::new(|env| {
+                let segment_id = middle[3].record.segment_id + 1;
+                let record = format::Record { segment_id, ..middle[3].record.clone() };
+                overwrite(env, path, middle[3].offset, &format::encode_record(&record));
+            }),
+            middle[3].offset,
+            middle[3].record.lsn,
+        ),
     ];
     for (what, damage, offset, lsn) in damages {
         let env = pristine.fork();
