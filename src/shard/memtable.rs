@@ -101,10 +101,13 @@
 //! reads of the copy binary-search its tail. It costs a second copy of the layer while it
 //! is made (the original is freed once the view and the state drop it), and the copy is
 //! smaller than the original: no slots, no garbage. On random keys the walk waits on two
-//! cache misses per entry (its position in `keys`, then its bytes in the arena): when the
-//! order is one sorted list, the copy loads the position [`PACK_AHEAD_KEYS`] keys ahead and
-//! the entry half as far ahead, plain loads whose misses overlap (as in "A batch's slots
-//! loaded together"); they change nothing but timing.
+//! cache misses per entry (its position in `keys`, then its bytes in the arena). When the
+//! order is one sorted list, the copy takes [`PACK_GROUP_KEYS`] entries at a time: it loads
+//! their positions, then their first bytes, then copies them, so each group waits on two
+//! misses' time, not on two per entry: loads overlap only with loads near them in the
+//! instruction stream, and one entry's copy between two loads keeps them apart (plain
+//! loads, as in "A batch's slots loaded together", that change nothing but timing). Measured: 290k random 17-byte keys with 100-byte values
+//! packed in 78 ms one entry at a time (loading 16 ahead), 50 to 55 ms in groups.
 //!
 //! The order sits behind an `RwLock` so the read path can build it through `&self` (a frozen
 //! layer is shared behind an `Arc` with the checkpoint writer): readers hold the read lock
@@ -141,9 +144,9 @@ pub use range::MemRange;
 
 /// Bytes of the first arena block; each next one doubles, up to [`BLOCK_BYTES`].
 const FIRST_BLOCK_BYTES: usize = 4096;
-/// How many key numbers ahead of the entry it copies [`Memtable::packed`] loads a key's
-/// position (and half as many ahead, its entry's first byte).
-const PACK_AHEAD_KEYS: usize = 16;
+/// Entries [`Memtable::packed`] loads together (their positions, then their first bytes)
+/// before it copies them.
+const PACK_GROUP_KEYS: usize = 16;
 /// Slots of the smallest hash table.
 const SLOTS_MIN: usize = 16;
 /// Garbage (bytes of superseded entries) that may make the memtable compact itself, once
@@ -808,19 +811,23 @@ impl<H: KeyHash> Memtable<H> {
         packed.keys.reserve_exact(self.len());
         let order = self.order();
         if order.recent.is_empty() && !self.in_key_order() {
-            // One sorted list: walk it, loading the key positions and entries ahead so
-            // that their cache misses overlap (see "A packed copy" in the module docs).
+            // One sorted list: walk it a group at a time, loading the group's positions and
+            // entries before copying them (see "A packed copy" in the module docs).
             let sorted = &order.sorted;
             let mut seen = 0u64;
-            for (at, &number) in sorted.iter().enumerate() {
-                if let Some(&ahead) = sorted.get(at + PACK_AHEAD_KEYS) {
-                    seen ^= self.keys[ahead as usize];
+            for group in sorted.chunks(PACK_GROUP_KEYS) {
+                let mut positions = [0u64; PACK_GROUP_KEYS];
+                for (position, &number) in positions.iter_mut().zip(group) {
+                    *position = self.keys[number as usize];
                 }
-                if let Some(&ahead) = sorted.get(at + PACK_AHEAD_KEYS / 2) {
-                    seen ^= u64::from(self.entry_head(self.keys[ahead as usize]));
+                let positions = &positions[..group.len()];
+                for &pos in positions {
+                    seen ^= u64::from(self.entry_head(pos));
                 }
-                let (key, value) = self.entry(self.keys[number as usize]);
-                packed.insert(key, value);
+                for &pos in positions {
+                    let (key, value) = self.entry(pos);
+                    packed.insert(key, value);
+                }
             }
             std::hint::black_box(seen);
         } else {

@@ -318,11 +318,13 @@ fn a_packed_copy_is_the_same_whether_the_order_is_whole_or_has_recent_keys() {
     let mut table = Memtable::<SeededHash>::with_seed(21);
     let mut model = Model::new();
     let mut keys = numbers(31).enumerate();
-    for (i, n) in keys.by_ref().take(3 * RECENT_MIN) {
+    // Not a multiple of the group: the last group is a short one.
+    for (i, n) in keys.by_ref().take(3 * RECENT_MIN + PACK_GROUP_KEYS / 2 + 1) {
         insert(&mut table, &mut model, i, n);
     }
     table.build_order();
     assert!(table.order.read().unwrap().recent.is_empty(), "one sorted list");
+    assert_ne!(table.len() % PACK_GROUP_KEYS, 0, "a short last group");
     let whole = table.packed();
     check(&whole, &model);
     for (i, n) in keys.take(RECENT_MIN / 8) {
