@@ -82,7 +82,8 @@
 //! writer do. [`Memtable::range`] first indexes the key numbers added since the last call.
 //! Those all in the ascending tail are in order already and above every key indexed before:
 //! they are appended to `sorted` as they are. Others it sorts (by the 8 bytes after the
-//! prefix all of them share, big-endian, then by the whole key) and merges them into
+//! prefix the smallest and the largest key share, which every key has, big-endian, then by
+//! the whole key) and merges them into
 //! `recent`, a short sorted list; once `recent` outgrows about twice the square root of
 //! `sorted` (the long sorted list), it is merged into `sorted`. A read merges the two lists.
 //! So a scan after a few new keys costs a merge of about `sqrt(n)` numbers, not a copy of
@@ -721,11 +722,14 @@ impl<H: KeyHash> Memtable<H> {
             return;
         }
         // The bytes every new key shares (a common key prefix such as a table name) would
-        // make every 8-byte prefix tie: the prefixes start after them.
-        let first = self.key(numbers.start);
-        let shared = numbers.clone().fold(first.len(), |shared, n| {
-            shared.min(first.iter().zip(self.key(n)).take_while(|(a, b)| a == b).count())
-        });
+        // make every 8-byte prefix tie: the prefixes start after them. Every key lies between
+        // the smallest and the largest, so it starts with the bytes those two share: no pass
+        // over the keys finds them (it cost a read of every entry before the sort).
+        let (Some(smallest), Some(largest)) = (self.first_key(), self.last_key()) else {
+            unreachable!("keys to index exist, so a smallest and a largest");
+        };
+        let shared = smallest.iter().zip(largest).take_while(|(a, b)| a == b).count();
+        debug_assert!(numbers.clone().all(|n| self.key(n).starts_with(&smallest[..shared])));
         let mut tail: Vec<(u64, u32)> = numbers.map(|n| (prefix8(&self.key(n)[shared..]), n)).collect();
         tail.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| self.cmp_keys(a.1, b.1)));
         let tail: Vec<u32> = tail.into_iter().map(|(_, n)| n).collect();
