@@ -197,20 +197,22 @@ fn record_at<F: EnvFile>(
     segment_id: u64,
     lsn: Lsn,
 ) -> Result<Option<format::RecordHeader>, WalError> {
+    // The header alone first: a record of another segment or lsn is refused without reading
+    // the length it claims.
     let header = match format::decode_record_header(window.get(offset, RECORD_HEADER_BYTES)?) {
         Ok(header) if header.segment_id == segment_id && header.lsn == lsn => header,
         _ => return Ok(None),
     };
-    let bytes = window.get(offset, header.record_bytes() as usize)?;
-    let valid = header.with_payload_ref(&bytes[RECORD_HEADER_BYTES.min(bytes.len())..]).is_ok();
-    Ok(valid.then_some(header))
+    // The whole record into the window (as far as the file holds it); `held_record` decides.
+    window.get(offset, header.record_bytes() as usize)?;
+    Ok(held_record(window, offset, segment_id, lsn).map(|_| header))
 }
 
 /// The record at `offset` if the window already holds all of it and it is valid (both
 /// checksums pass) and the one expected: the scan's common case, taken without a read or an
-/// error to build. `None` leaves every other case (a read to make, damage, sync padding, the
-/// end of the log) to [`record_at`], which decides it as it always has: this accepts exactly
-/// the records `record_at` accepts, from the same bytes.
+/// error to build, and the one definition of a valid record, which [`record_at`] applies
+/// once it has read the record into the window. `None` leaves every other case (a read to
+/// make, damage, sync padding, the end of the log) to `record_at`.
 #[inline]
 fn held_record<'w, F: EnvFile>(
     window: &'w Window<'_, F>,

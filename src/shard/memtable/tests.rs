@@ -308,7 +308,8 @@ fn a_packed_copy_holds_the_newest_entries_in_key_order_and_in_its_tail_alone() {
 #[test]
 fn a_packed_copy_is_the_same_whether_the_order_is_whole_or_has_recent_keys() {
     // Enough random keys that the first indexing sorts them all into one list (the path that
-    // loads ahead), then a few more that the next indexing keeps in `recent` (the merge).
+    // loads a group at a time), then a few more that the next indexing keeps in `recent`
+    // (the merge).
     fn insert(table: &mut Memtable, model: &mut Model, i: usize, n: u64) {
         let key = n.to_le_bytes()[..5].to_vec();
         let value = (!i.is_multiple_of(7)).then(|| vec![i as u8; (n % 40) as usize]);
