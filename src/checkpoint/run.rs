@@ -456,16 +456,20 @@ impl Run {
         self.free_consumed();
     }
 
-    /// Frees every block and index chunk wholly before the first live entry.
+    /// Frees every block and index chunk wholly before the first live entry; a run consumed
+    /// to nothing becomes a new empty run.
     fn free_consumed(&mut self) {
-        let first_live_block =
-            if self.is_empty() { self.blocks.len() } else { (self.index.get(self.start) >> 32) as usize };
-        // With nothing left, the chunk holding the last (consumed) slot goes too.
-        self.index.free_before(if self.is_empty() {
-            self.start.next_multiple_of(INDEX_CHUNK_SLOTS)
-        } else {
-            self.start
-        });
+        if self.is_empty() {
+            // Bug fixed here: only the blocks and chunks were freed, `start` and the index's
+            // length kept, so a push into the emptied run (the merge takes a base it consumed
+            // whole as its new base) wrote its slot at the front of a freed chunk, and reads
+            // of it went out of bounds (found by `shard_state_layers`).
+            debug_assert_eq!(self.live_bytes, 0, "no live entry, no live bytes");
+            *self = Self::new();
+            return;
+        }
+        let first_live_block = (self.index.get(self.start) >> 32) as usize;
+        self.index.free_before(self.start);
         for block in &mut self.blocks[..first_live_block] {
             if block.capacity() > 0 {
                 *block = Vec::new();

@@ -124,6 +124,33 @@ fn consuming_hides_the_front_and_frees_blocks_wholly_behind_it() {
 }
 
 #[test]
+fn a_run_consumed_to_nothing_takes_new_entries_like_a_new_one() {
+    // The merge takes a base it consumed whole as its new base and pushes after it.
+    for (consumed, how) in [(3usize, "consume"), (INDEX_CHUNK_SLOTS + 5, "consume"), (3, "move")] {
+        let mut run: Run = (0..consumed as u32).map(|i| (i.to_be_bytes(), [1u8])).collect();
+        if how == "consume" {
+            run.consume(consumed);
+        } else {
+            run.move_front_into(consumed, &mut Run::new());
+        }
+        assert!(run.is_empty(), "{consumed} {how}");
+        for i in 0..5u32 {
+            run.push(&(u32::MAX - 4 + i).to_be_bytes(), &[i as u8; 3]);
+        }
+        let expected: Vec<Vec<u8>> = (0..5u32).map(|i| (u32::MAX - 4 + i).to_be_bytes().to_vec()).collect();
+        assert_eq!(keys(run.iter()), expected, "{consumed} {how}");
+        for i in 0..5u32 {
+            assert_eq!(
+                run.get(&(u32::MAX - 4 + i).to_be_bytes()),
+                Some(&[i as u8; 3][..]),
+                "{consumed} {how}"
+            );
+        }
+        assert_eq!((run.len(), run.live_bytes()), (5, 5 * 7), "{consumed} {how}");
+    }
+}
+
+#[test]
 fn lengths_are_varints_of_one_to_five_bytes_and_round_trip() {
     for (n, bytes) in
         [(0u32, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (1 << 21, 4), (1 << 28, 5), (u32::MAX, 5)]
