@@ -9,6 +9,7 @@
 //! deleted by retention (they are reported; deleting them is the operator's call).
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use super::error::CheckpointError;
 use super::fsio::{self, io};
@@ -26,23 +27,36 @@ impl<E: Env> CheckpointStore<E> {
         if let Some(child) = self.child_of(id) {
             return Err(CheckpointError::NeededByChain { id, needed_by: child });
         }
-        let result = self.remove_checkpoint(id);
+        let result = self.remove_checkpoint(id, false);
         self.poison_on_error(result)
     }
 
     /// Applies `max_retained` (see the module docs) and returns the ids deleted, in the order
     /// they were deleted.
     pub fn apply_retention(&mut self) -> Result<Vec<u64>, CheckpointError> {
+        Ok(self.retain(false)?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Like [`CheckpointStore::apply_retention`], except that each deleted checkpoint's
+    /// directory is left on disk once its `META` is durably gone (no longer a checkpoint:
+    /// a directory without `META` is never read, and the next open removes it). Returns the
+    /// ids deleted with those directories, for the caller to remove in bounded steps (a
+    /// large `DATA` takes tens of ms to unlink).
+    pub fn apply_retention_deferred(&mut self) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+        self.retain(true)
+    }
+
+    fn retain(&mut self, defer: bool) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
         self.check_writable()?;
         let mut doomed = self.retention_victims();
         let mut deleted = Vec::new();
         // A doomed checkpoint that still has a listed child after every other deletion is
         // needed by a checkpoint retention does not touch (a broken chain): it stays.
         while let Some(id) = doomed.iter().copied().find(|&id| self.child_of(id).is_none()) {
-            let result = self.remove_checkpoint(id);
+            let result = self.remove_checkpoint(id, defer);
             self.poison_on_error(result)?;
             doomed.remove(&id);
-            deleted.push(id);
+            deleted.push((id, self.checkpoint_dir(id)));
         }
         Ok(deleted)
     }
@@ -59,8 +73,9 @@ impl<E: Env> CheckpointStore<E> {
     }
 
     /// Removes checkpoint `id` from disk with the deletion protocol, and from the store as soon
-    /// as its `META` is durably gone.
-    fn remove_checkpoint(&mut self, id: u64) -> Result<(), CheckpointError> {
+    /// as its `META` is durably gone; with `defer`, the rest of its directory stays for the
+    /// caller to remove.
+    fn remove_checkpoint(&mut self, id: u64, defer: bool) -> Result<(), CheckpointError> {
         let mark = self.next_id - 1;
         assert!(id <= mark, "checkpoint {id} is below the next id {}", self.next_id);
         if id > self.high_water {
@@ -71,6 +86,9 @@ impl<E: Env> CheckpointStore<E> {
         fsio::remove_file_if_present(&self.env, &dir.join(META_FILE_NAME))?;
         io("sync directory", &dir, self.env.sync_dir(&dir))?;
         self.slots.remove(&id);
+        if defer {
+            return Ok(());
+        }
         fsio::remove_dir_with_files(&self.env, &dir)?;
         io("sync directory", &self.dir, self.env.sync_dir(&self.dir))
     }

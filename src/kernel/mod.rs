@@ -569,7 +569,10 @@ impl<E: Env + Clone> Kernel<E> {
         for shard in self.shards.iter().filter(|s| !self.read_only && s.status().failed.is_none()) {
             // The floor marker records how far each WAL reached, so a WAL found shorter at
             // the next open (its newest segment deleted, truncated or zeroed) is a loss.
-            if let Err(error) = shard.sync(Durability::Data).and_then(|_| shard.record_floor()) {
+            // And the space of what retention took out, removed now rather than by the next
+            // open (see `shard::reclaim`).
+            let closed = shard.sync(Durability::Data).and_then(|_| shard.record_floor());
+            if let Err(error) = closed.and_then(|_| shard.reclaim_all()) {
                 first_error.get_or_insert(KernelError::Shard { shard: shard.id(), error });
             }
         }

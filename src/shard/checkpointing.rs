@@ -17,7 +17,9 @@
 //!   merge    (shard lock, in slices of MERGE_SLICE_KEYS) the frozen layer into the base,
 //!            a step of MERGE_STEP_SLICES slices at a time, after the publication
 //!   retire   (checkpoint lock)  retention; WAL truncated back to the oldest retained
-//!                               checkpoint, only now that the covering one is durable
+//!                               checkpoint, only now that the covering one is durable;
+//!                               what they took out queued for reclaiming
+//!   reclaim  (checkpoint lock)  a bounded unit with every later step (`super::reclaim`)
 //! ```
 //!
 //! The checkpoint lock (the store's own mutex) serializes steps and is taken before the shard lock,
@@ -58,8 +60,8 @@ use super::state::FrozenView;
 use super::writer::{self, Checkpointer, Job};
 use super::{Failure, Pending, Published, Serving, Shard, ShardError, Tick};
 use crate::checkpoint::epoch::EpochId;
-use crate::checkpoint::{CheckpointKind, CheckpointStore, UserMeta};
-use crate::env::{Env, SharedEnv};
+use crate::checkpoint::{CheckpointKind, UserMeta};
+use crate::env::Env;
 use crate::wal::{Durability, Lsn};
 
 /// What one step of a checkpoint's writing did.
@@ -85,8 +87,6 @@ const LOCK_HANDOVER_YIELDS_MAX: usize = 1000;
 
 /// Slices of the merge one step takes (`tick` takes up to `TICK_STEPS_MAX` steps).
 const MERGE_STEP_SLICES: usize = 16;
-
-type Store<E> = CheckpointStore<SharedEnv<E>>;
 
 impl<E: Env + Clone> Shard<E> {
     fn lock_checkpoints(&self) -> MutexGuard<'_, Option<Checkpointer<E>>> {
@@ -278,6 +278,29 @@ impl<E: Env + Clone> Shard<E> {
         // A failed shard writes nothing more.
         let step_bytes = writer::step_bytes(self.serving_cap_bytes()?);
         let writer = guard.as_mut().expect("a serving shard has a checkpoint store");
+        let step = self.write_step(writer, step_bytes)?;
+        // And a unit of reclaiming what an earlier retirement took out (see `super::reclaim`):
+        // its cost spreads over the steps that follow, a few ms each at most.
+        let reclaimed = self.reclaim_step(writer)?;
+        Ok(if matches!(step, Step::Idle) && reclaimed { Step::Progress } else { step })
+    }
+
+    /// One unit of reclaiming; returns whether there was any to do. A failure fails the
+    /// shard, like a failed retention.
+    fn reclaim_step(&self, writer: &mut Checkpointer<E>) -> Result<bool, ShardError> {
+        writer.reclaim.step(&self.env).map_err(|e| self.fail_now(Failure::checkpoint("reclaim", e)))
+    }
+
+    /// Reclaims everything retirement took out, now (an orderly close).
+    pub fn reclaim_all(&self) -> Result<(), ShardError> {
+        let mut guard = self.lock_checkpoints();
+        self.serving_cap_bytes()?;
+        let writer = guard.as_mut().expect("a serving shard has a checkpoint store");
+        writer.reclaim.drain(&self.env).map_err(|e| self.fail_now(Failure::checkpoint("reclaim", e)))
+    }
+
+    /// The checkpoint's part of [`Shard::checkpoint_step`].
+    fn write_step(&self, writer: &mut Checkpointer<E>, step_bytes: usize) -> Result<Step, ShardError> {
         let Some(job) = writer.job.as_mut() else { return self.start_job(writer) };
         let done = job.fill(step_bytes).map_err(|e| self.fail_now(Failure::checkpoint("checkpoint", e)))?;
         writer
@@ -306,7 +329,7 @@ impl<E: Env + Clone> Shard<E> {
         debug_assert_eq!(meta.epoch, sealed.0, "the checkpoint closes the sealed epoch");
         let published = Published { id: meta.id, lsn, epoch: meta.epoch };
         self.published(published, sealed)?;
-        self.retire(&mut writer.store, published)?;
+        self.retire(writer, published)?;
         Ok(Step::Published(meta.id))
     }
 
@@ -433,14 +456,22 @@ impl<E: Env + Clone> Shard<E> {
         Ok(false)
     }
 
-    /// Retention, WAL truncation and epoch archiving after `published` is durable.
-    fn retire(&self, store: &mut Store<E>, published: Published) -> Result<(), ShardError> {
+    /// Retention, WAL truncation and epoch archiving after `published` is durable. What
+    /// they take out is left for reclaim steps to remove (see `super::reclaim`).
+    fn retire(&self, writer: &mut Checkpointer<E>, published: Published) -> Result<(), ShardError> {
+        let store = &mut writer.store;
         // Postcondition of publication: the store lists what the shard calls the latest.
         debug_assert!(store.meta(published.id).is_some_and(|m| m.lsn == published.lsn));
-        store.apply_retention().map_err(|e| self.fail_now(Failure::checkpoint("retention", e)))?;
+        let removed = store
+            .apply_retention_deferred()
+            .map_err(|e| self.fail_now(Failure::checkpoint("retention", e)))?;
+        removed.into_iter().for_each(|(_, dir)| writer.reclaim.push_dir(dir));
         if let Some(oldest) = store.min_retained_lsn() {
             let wal = self.wal.as_ref().expect("a serving shard has a WAL");
-            wal.truncate_before(oldest + 1).map_err(|e| self.fail_now(Failure::wal("WAL truncation", e)))?;
+            let retired = wal
+                .retire_before(oldest + 1)
+                .map_err(|e| self.fail_now(Failure::wal("WAL truncation", e)))?;
+            retired.into_iter().for_each(|path| writer.reclaim.push_file(path));
         }
         let Some(oldest_epoch) = store.list().iter().map(|m| m.epoch).min() else { return Ok(()) };
         let mut inner = self.lock();

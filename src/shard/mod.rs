@@ -78,6 +78,7 @@ mod invariants;
 pub mod memtable;
 mod notify;
 mod ops;
+mod reclaim;
 pub mod record;
 mod recovery;
 pub mod state;

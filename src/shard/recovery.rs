@@ -22,8 +22,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use super::memtable::WARM_GROUP_KEYS;
+use super::reclaim::Reclaim;
 use super::record::{BatchView, OpRef};
 use super::state::State;
+use super::writer::Checkpointer;
 use super::{
     Bytes, Failure, Inner, NS_DOC, NS_USER, Published, Serving, Shard, ShardOptions, ShardStats, SyncState,
 };
@@ -245,14 +247,12 @@ impl<E: Env + Clone> Shard<E> {
         let state = State::default().with_hash_seed(seed);
         let mut replayer = ShardReplayer { shard: id, state, replayed: 0, replayed_bytes: 0, progress };
         let recovered = recover_with(&shared, paths, &mut replayer, helpers).map_err(Failure::recovery)?;
-        let checkpoints = recovered.checkpoints;
-        let epochs = resume_epochs(&env, options, &checkpoints, &recovered.report, &replayer)?;
+        let checkpoints = Checkpointer::new(recovered.checkpoints, Reclaim::of_retired(&recovered.wal)?);
+        let epochs = resume_epochs(&env, options, &checkpoints.store, &recovered.report, &replayer)?;
         let last_checkpoint = recovered.report.checkpoint.as_ref().map(|c| c.id);
-        let last_checkpoint = last_checkpoint.and_then(|id| checkpoints.meta(id)).map(|meta| Published {
-            id: meta.id,
-            lsn: meta.lsn,
-            epoch: meta.epoch,
-        });
+        let last_checkpoint = last_checkpoint
+            .and_then(|id| checkpoints.store.meta(id))
+            .map(|meta| Published { id: meta.id, lsn: meta.lsn, epoch: meta.epoch });
         let serving = Serving {
             state: replayer.state,
             epochs,
@@ -275,7 +275,7 @@ impl<E: Env + Clone> Shard<E> {
             wal: Some(SharedWal::from_wal(recovered.wal)),
             inner: Mutex::new(Inner::Serving(Box::new(serving))),
             lock_waiting: AtomicUsize::new(0),
-            checkpoints: Mutex::new(Some(super::writer::Checkpointer::new(checkpoints))),
+            checkpoints: Mutex::new(Some(checkpoints)),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),
             recovery: Some(recovered.report),

@@ -12,6 +12,7 @@
 //! - a job holds its view (two `Arc`s) until it is finished or dropped: the base and the
 //!   frozen layer are never mutated meanwhile (the merge waits for the publication).
 
+use super::reclaim::Reclaim;
 use super::state::FrozenView;
 use super::{Bytes, ShardEnv};
 use crate::checkpoint::epoch::EpochId;
@@ -36,11 +37,13 @@ pub(super) struct Checkpointer<E: Env> {
     pub(super) store: CheckpointStore<ShardEnv<E>>,
     /// The pending checkpoint being written, once a step started it.
     pub(super) job: Option<Job<<ShardEnv<E> as Env>::File>>,
+    /// Files and directories retention took out, whose space steps reclaim.
+    pub(super) reclaim: Reclaim,
 }
 
 impl<E: Env> Checkpointer<E> {
-    pub(super) fn new(store: CheckpointStore<ShardEnv<E>>) -> Self {
-        Self { store, job: None }
+    pub(super) fn new(store: CheckpointStore<ShardEnv<E>>, reclaim: Reclaim) -> Self {
+        Self { store, job: None, reclaim }
     }
 }
 

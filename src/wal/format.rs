@@ -451,6 +451,17 @@ pub fn segment_file_name(segment_id: u64) -> String {
     format!("wal-{segment_id:016x}.log")
 }
 
+/// The name a segment takes out of the log before its file is removed
+/// (`Wal::retire_before`): not a segment name, so no scan reads it.
+pub fn retired_segment_file_name(segment_id: u64) -> String {
+    format!("{}.retired", segment_file_name(segment_id))
+}
+
+/// The segment id a retired segment's file name names (see [`retired_segment_file_name`]).
+pub fn parse_retired_segment_file_name(name: &str) -> Option<u64> {
+    parse_segment_file_name(name.strip_suffix(".retired")?)
+}
+
 /// The segment id a file name names, if it is exactly the name [`segment_file_name`] gives
 /// it: 16 lower-case hex digits. `from_str_radix` alone would also take upper-case digits and
 /// a leading `+`, so two names (`wal-…a.log`, `wal-…A.log`) could name one segment.
@@ -568,5 +579,14 @@ mod tests {
         for name in ["wal-1.log", "wal-000000000000000g.log", "LOCK", "wal-0000000000000001.log.tmp"] {
             assert_eq!(parse_segment_file_name(name), None, "{name}");
         }
+    }
+
+    #[test]
+    fn a_retired_segment_name_is_not_a_segment_name() {
+        let retired = retired_segment_file_name(0xabc);
+        assert_eq!(parse_segment_file_name(&retired), None, "no scan reads a retired segment");
+        assert_eq!(parse_retired_segment_file_name(&retired), Some(0xabc));
+        assert_eq!(parse_retired_segment_file_name(&segment_file_name(0xabc)), None);
+        assert_eq!(parse_retired_segment_file_name("wal-1.log.retired"), None);
     }
 }

@@ -243,6 +243,16 @@ impl<E: Env> SharedWal<E> {
         self.lock()?.wal.truncate_before(lsn)
     }
 
+    /// Retires the segments before `lsn`, as [`Wal::retire_before`].
+    pub fn retire_before(&self, lsn: Lsn) -> Result<Vec<PathBuf>, WalError> {
+        self.lock()?.wal.retire_before(lsn)
+    }
+
+    /// The retired segments left in the log's directory, as [`Wal::retired_files`].
+    pub fn retired_files(&self) -> Result<Vec<PathBuf>, WalError> {
+        self.lock()?.wal.retired_files()
+    }
+
     /// Records the floor marker, as [`Wal::record_floor`].
     pub fn record_floor(&self, lsn: Lsn) -> Result<(), WalError> {
         self.lock()?.wal.record_floor(lsn)

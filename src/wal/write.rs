@@ -1,5 +1,7 @@
 //! Appending, syncing, rotating and truncating a log.
 
+use std::path::PathBuf;
+
 use super::format::{
     self, Lsn, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, Record, RecordKind, SEGMENT_HEADER_BYTES,
     SYNC_ALIGN_BYTES,
@@ -317,26 +319,59 @@ impl<E: Env> Wal<E> {
     /// Deletes every segment whose records all precede `lsn` (never the active one). Callers
     /// must have made the state those records describe durable elsewhere first.
     pub fn truncate_before(&mut self, lsn: Lsn) -> Result<(), WalError> {
+        self.retire_before(lsn)?;
+        // Those retired now, and any an earlier process retired and never removed.
+        for path in self.retired_files()? {
+            match self.env.remove_file(&path) {
+                // Removed by an earlier call.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(WalError::io("remove retired segment", &path, error)),
+                Ok(()) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The retired segments in the log's directory (see [`Wal::retire_before`]), oldest
+    /// first: garbage no scan reads, until someone removes it.
+    pub fn retired_files(&self) -> Result<Vec<PathBuf>, WalError> {
+        let names = self.env.list_dir(&self.dir).map_err(|e| WalError::io("list", &self.dir, e))?;
+        let mut ids: Vec<u64> =
+            names.iter().filter_map(|name| format::parse_retired_segment_file_name(name)).collect();
+        ids.sort_unstable();
+        Ok(ids.into_iter().map(|id| self.dir.join(format::retired_segment_file_name(id))).collect())
+    }
+
+    /// Takes every segment whose records all precede `lsn` (never the active one) out of the
+    /// log without deleting it: each is renamed to its retired name
+    /// ([`format::retired_segment_file_name`], which no scan reads), durably, oldest first.
+    /// Returns the retired files, for the caller to remove (a large file takes tens of ms to
+    /// unlink). Callers must have made the state those records describe durable elsewhere
+    /// first.
+    pub fn retire_before(&mut self, lsn: Lsn) -> Result<Vec<PathBuf>, WalError> {
         self.check_poisoned()?;
+        let mut retired = Vec::new();
         while self.segments.len() > 1 && self.segments[1].1 <= lsn {
             let (id, _) = self.segments[0];
             let path = self.dir.join(format::segment_file_name(id));
-            match self.env.remove_file(&path) {
-                // Removed by an earlier call whose directory sync failed.
+            let to = self.dir.join(format::retired_segment_file_name(id));
+            match self.env.rename(&path, &to) {
+                // Retired by an earlier call whose directory sync failed.
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(WalError::io("remove segment", &path, error)),
+                Err(error) => return Err(WalError::io("retire segment", &path, error)),
                 Ok(()) => {}
             }
-            // Oldest first, each removal durable before the next: a crash must never keep an
-            // older segment while a newer one is gone (recovery would see a gap). A failed
+            // Oldest first, each retirement durable before the next: a crash must never keep
+            // an older segment while a newer one is gone (recovery would see a gap). A failed
             // directory sync poisons, like any failed sync.
             if let Err(error) = self.env.sync_dir(&self.dir) {
                 return Err(self.poison(WalError::io("sync directory", &self.dir, error)));
             }
             self.segments.remove(0);
             self.stats.segments_deleted += 1;
+            retired.push(to);
         }
         self.check_invariants();
-        Ok(())
+        Ok(retired)
     }
 }
