@@ -154,7 +154,8 @@ impl<'a, F: EnvFile> Window<'a, F> {
     #[inline(never)]
     fn read_at(&mut self, offset: u64, len: usize) -> Result<(), WalError> {
         if self.ahead.is_some() {
-            if offset >= self.start && self.continue_stream(offset, len)? {
+            // After a failed chunk the stream is not continued: nothing reads from it again.
+            if offset >= self.start && self.continue_stream(offset, len).inspect_err(|_| self.ahead = None)? {
                 return Ok(());
             }
             // Behind the window, or the helper is gone: direct reads from here on.

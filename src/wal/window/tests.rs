@@ -144,7 +144,8 @@ fn a_read_error_surfaces_where_the_scan_reaches_it_and_names_the_file() {
     let (got, _) = reads_through(&file, &reads, true);
     assert!(got.iter().all(Result::is_ok), "reads before the bad chunk succeed: {got:?}");
     let reads = [(0, 10), (3 * READ_WINDOW_BYTES as u64 + 100, 10)];
-    let (got, _) = reads_through(&file, &reads, true);
+    let (got, on) = reads_through(&file, &reads, true);
+    assert!(!on, "a failed chunk ends the read-ahead");
     let error = got[1].as_ref().expect_err("the read that needs the bad chunk fails");
     assert!(error.contains("/w") && error.contains("bad sector"), "{error}");
 }
