@@ -387,6 +387,45 @@ fn the_wal_bytes_cap_forces_a_checkpoint_without_tick() {
     assert!(report.records_replayed < 100, "{report}");
 }
 
+/// A ticker whose interval is far longer than the test goes on at once while a tick reports
+/// work left, so a checkpoint of many steps is published and merged without waiting out an
+/// interval between ticks; and dropping it does not wait out the interval either.
+#[test]
+fn a_ticker_with_a_long_interval_writes_a_checkpoint_of_many_ticks_without_waiting_between() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 64 KiB WAL-bytes cap: a checkpoint is written in steps of 256 B, eight a tick.
+    let epochs = EpochConfig {
+        ops_max: 1_000_000_000,
+        wal_bytes_max: 64 << 10,
+        duration_max_ms: 86_400_000,
+        ..EpochConfig::default()
+    };
+    let config = Config::builder().shards(1).epochs(epochs).build().unwrap();
+    let kernel = Arc::new(open_os(dir.path(), config));
+    // 150 one-put records, under half the cap: the commits freeze nothing.
+    for i in 0..150u32 {
+        kernel.put(&key(i), &[i as u8; 100], Durability::None).unwrap();
+    }
+    // Frozen (no I/O): about 18 KiB of entries, about 70 steps, nine ticks.
+    kernel.begin_checkpoint().unwrap();
+    let before = kernel.stats().total;
+    assert_eq!((before.checkpoints, before.checkpoint_chunks, before.backpressure_steps), (0, 0, 0));
+    let ticker = Kernel::spawn_ticker(Arc::clone(&kernel), std::time::Duration::from_secs(3600));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while kernel.stats().total.checkpoints == 0 {
+        assert!(std::time::Instant::now() < deadline, "the ticker slept between ticks with work left");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(ticker);
+    let stats = kernel.stats().total;
+    assert_eq!(stats.checkpoints, 1, "{stats:?}");
+    assert!(stats.checkpoint_chunks > 16, "it took more than two ticks of steps: {stats:?}");
+    assert_eq!(stats.backpressure_steps, 0, "no commit wrote any: {stats:?}");
+    assert_eq!(kernel.scan::<&[u8]>(..).unwrap().len(), 150);
+    let kernel = Arc::into_inner(kernel).expect("the ticker released its reference");
+    kernel.close().unwrap();
+}
+
 #[test]
 fn the_ticker_thread_syncs_in_the_background_and_many_threads_commit_to_one_shard() {
     let dir = tempfile::tempdir().unwrap();

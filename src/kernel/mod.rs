@@ -98,6 +98,9 @@ pub struct TickReport {
     pub vouched: Vec<(u32, u64)>,
     /// Shards that failed during this tick, with the error.
     pub failed: Vec<(u32, ShardError)>,
+    /// Shards with background work left that the next tick goes on with (a checkpoint
+    /// being written, or the merge after one): a ticker calls again without waiting.
+    pub busy: Vec<u32>,
 }
 
 /// An open store: see the module docs.
@@ -541,8 +544,11 @@ impl<E: Env + Clone> Kernel<E> {
         }
         for shard in self.shards.iter().filter(|s| s.status().failed.is_none()) {
             match shard.tick(self.config.sync_on_tick) {
-                Ok(Tick { checkpoint, synced, vouched }) => {
+                Ok(Tick { checkpoint, synced, vouched, busy }) => {
                     report.checkpoints.extend(checkpoint.map(|id| (shard.id(), id)));
+                    if busy {
+                        report.busy.push(shard.id());
+                    }
                     report.vouched.extend(vouched.map(|lsn| (shard.id(), lsn)));
                     if synced {
                         report.synced.push(shard.id());

@@ -37,7 +37,12 @@
 //! (entries written below the epoch's share of the checkpoint's entries, past a grace of a
 //! 1/8) writes steps until it is back on schedule. Each commit so pays for about its own
 //! share (its WAL bytes times the checkpoint's entries per `3/4 H`), never for a whole
-//! checkpoint; with a ticker that keeps up, no commit writes any. Past `3/4 H` the commit
+//! checkpoint; with a ticker that keeps up, no commit writes any. While a thread is in
+//! `tick` (counted in `Shard::ticking`), a commit behind the schedule writes no step: it
+//! waits for the ticker's progress, looking at the schedule again between yields, so the
+//! checkpoint goes on beside the commits rather than on the commit's thread (and an unfair
+//! checkpoint lock never keeps it waiting for the whole checkpoint). The ticker does not
+//! sleep while a tick reports work left ([`Tick::busy`]). Past `3/4 H` the commit
 //! finishes the checkpoint, which by then is at most its own share behind. The WAL to replay
 //! stays about one cap without `tick`.
 //!
@@ -53,8 +58,8 @@
 //! that paying about twice its share of the keys left. A freeze finds the merge done
 //! unless commits outran the schedule, and then finishes it in slices before it freezes.
 
-use std::sync::MutexGuard;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{MutexGuard, TryLockError};
 
 use super::state::FrozenView;
 use super::writer::{self, Checkpointer, Job};
@@ -240,8 +245,24 @@ impl<E: Env + Clone> Shard<E> {
                     break Ok(());
                 }
             }
-            if let Err(error) = self.checkpoint_step().and_then(|_| self.count_backpressure()) {
-                break Err(error);
+            // A ticker writing steps now: its progress counts toward this commit's share,
+            // so the commit waits for it (looking at the schedule again) rather than
+            // writing steps itself, which would take the checkpoint lock from the ticker and
+            // run the checkpoint on this thread instead of beside the commits. Nor does it
+            // wait on the checkpoint lock: the mutex is not fair, and a ticker that takes it
+            // back at once would keep the commit waiting for the whole checkpoint.
+            if self.ticking.load(Ordering::Acquire) > 0 {
+                std::thread::yield_now();
+                continue;
+            }
+            match self.try_checkpoint_step() {
+                Ok(None) => std::thread::yield_now(),
+                Ok(Some(_)) => {
+                    if let Err(error) = self.count_backpressure() {
+                        break Err(error);
+                    }
+                }
+                Err(error) => break Err(error),
             }
         };
         if budget.is_some() {
@@ -274,7 +295,11 @@ impl<E: Env + Clone> Shard<E> {
     /// One bounded step of the pending checkpoint, under the checkpoint lock: start it, or
     /// write a chunk, or (every entry written) finish and publish it, then merge and retire.
     fn checkpoint_step(&self) -> Result<Step, ShardError> {
-        let mut guard = self.lock_checkpoints();
+        self.step_locked(&mut self.lock_checkpoints())
+    }
+
+    /// [`Shard::checkpoint_step`] with the checkpoint lock held.
+    fn step_locked(&self, guard: &mut MutexGuard<'_, Option<Checkpointer<E>>>) -> Result<Step, ShardError> {
         // A failed shard writes nothing more.
         let step_bytes = writer::step_bytes(self.serving_cap_bytes()?);
         let writer = guard.as_mut().expect("a serving shard has a checkpoint store");
@@ -283,6 +308,16 @@ impl<E: Env + Clone> Shard<E> {
         // its cost spreads over the steps that follow, a few ms each at most.
         let reclaimed = self.reclaim_step(writer)?;
         Ok(if matches!(step, Step::Idle) && reclaimed { Step::Progress } else { step })
+    }
+
+    /// [`Shard::checkpoint_step`] unless another thread holds the checkpoint lock (`None`).
+    fn try_checkpoint_step(&self) -> Result<Option<Step>, ShardError> {
+        let mut guard = match self.checkpoints.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(None),
+        };
+        self.step_locked(&mut guard).map(Some)
     }
 
     /// One unit of reclaiming; returns whether there was any to do. A failure fails the
@@ -488,6 +523,7 @@ impl<E: Env + Clone> Shard<E> {
     /// Background work, driven by the caller: writes the pending checkpoint, or takes one
     /// when an epoch trigger fired; else, with `sync_dirty`, syncs unsynced commits.
     pub fn tick(&self, sync_dirty: bool) -> Result<Tick, ShardError> {
+        let _ticking = Ticking::enter(&self.ticking);
         let mut tick = Tick { checkpoint: self.write_steps(TICK_STEPS_MAX)?, ..Tick::default() };
         let (due, dirty) = {
             let mut inner = self.lock();
@@ -512,6 +548,11 @@ impl<E: Env + Clone> Shard<E> {
             tick.synced = true;
         }
         tick.vouched = self.vouch()?;
+        tick.busy = {
+            let mut inner = self.lock();
+            let serving = self.serving(&mut inner)?;
+            serving.pending.is_some() || serving.state.has_frozen()
+        };
         Ok(tick)
     }
 
@@ -532,3 +573,22 @@ impl<E: Env + Clone> Shard<E> {
         result
     }
 }
+
+/// A thread in [`Shard::tick`], counted while it lasts (see `Shard::ticking`).
+struct Ticking<'a>(&'a AtomicUsize);
+
+impl<'a> Ticking<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests;

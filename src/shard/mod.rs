@@ -329,6 +329,10 @@ pub struct Shard<E: Env> {
     /// Threads waiting in [`Shard::lock`] now: long work in slices (the merge) hands the
     /// lock over to them between slices instead of taking it back at once.
     lock_waiting: AtomicUsize,
+    /// Threads in [`Shard::tick`] writing checkpoint steps now (a ticker): a commit behind
+    /// the checkpoint's schedule waits for their progress instead of writing steps itself
+    /// (see `checkpointing`). Always 0 in the simulator, which runs one thread.
+    ticking: AtomicUsize,
     /// The checkpoint store, behind its own lock, held while a checkpoint is written (lock
     /// order: this one first, then `inner`; never the other way). `None`: failed at open.
     checkpoints: Mutex<Option<writer::Checkpointer<E>>>,
@@ -355,6 +359,7 @@ impl<E: Env + Clone> Shard<E> {
             wal: None,
             inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean, held: None }),
             lock_waiting: AtomicUsize::new(0),
+            ticking: AtomicUsize::new(0),
             checkpoints: Mutex::new(None),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),

@@ -48,6 +48,9 @@ pub struct Tick {
     /// The lsn of the empty record it appended and synced to vouch for the newest durable
     /// record (DESIGN.md rule 18).
     pub vouched: Option<Lsn>,
+    /// Whether background work is left that the next tick goes on with: a checkpoint
+    /// frozen and not yet published, or the merge of the last one not finished.
+    pub busy: bool,
 }
 
 /// Bytes a sync may skip to reach the next sector (the WAL's sync alignment).
