@@ -251,7 +251,7 @@ impl<E: Env + Clone> Shard<E> {
             // run the checkpoint on this thread instead of beside the commits. Nor does it
             // wait on the checkpoint lock: the mutex is not fair, and a ticker that takes it
             // back at once would keep the commit waiting for the whole checkpoint.
-            if self.ticking.load(Ordering::Acquire) > 0 {
+            if self.ticking.load(Ordering::Acquire) > Ticking::on_this_thread() {
                 std::thread::yield_now();
                 continue;
             }
@@ -574,18 +574,34 @@ impl<E: Env + Clone> Shard<E> {
     }
 }
 
+std::thread_local! {
+    /// Ticks this thread is in (of any shard): a commit made from within a tick (a durability
+    /// callback that commits) must not wait for that tick's own progress.
+    static TICKS_ON_THIS_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// A thread in [`Shard::tick`], counted while it lasts (see `Shard::ticking`).
 struct Ticking<'a>(&'a AtomicUsize);
 
 impl<'a> Ticking<'a> {
     fn enter(count: &'a AtomicUsize) -> Self {
         count.fetch_add(1, Ordering::AcqRel);
+        TICKS_ON_THIS_THREAD.with(|ticks| ticks.set(ticks.get() + 1));
         Self(count)
+    }
+
+    /// Ticks this thread is in: the part of a shard's `ticking` count that is this thread.
+    /// (An upper bound of this thread's share of one shard's count, which is what a commit
+    /// compares with: a thread in ticks of two shards at once never exists, as `Kernel::tick`
+    /// ticks them one after the other.)
+    fn on_this_thread() -> usize {
+        TICKS_ON_THIS_THREAD.with(std::cell::Cell::get)
     }
 }
 
 impl Drop for Ticking<'_> {
     fn drop(&mut self) {
+        TICKS_ON_THIS_THREAD.with(|ticks| ticks.set(ticks.get() - 1));
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -1,7 +1,8 @@
 //! How a ticker and the commits share a checkpoint's writing: `tick` says when work is left,
 //! and a commit behind the schedule waits for a ticker's progress instead of writing steps
-//! itself (threads, on `OsEnv`); `tick` reports work left until the checkpoint is published
-//! and merged (`SimEnv`).
+//! itself (threads, on `OsEnv`), except a commit made from within a tick on the ticker's own
+//! thread (a durability callback), which must not wait for itself; `tick` reports work left
+//! until the checkpoint is published and merged (`SimEnv`).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -103,4 +104,49 @@ fn tick_reports_work_left_until_the_checkpoint_is_published_and_merged() {
     }
     // Nothing new: a tick has nothing to do.
     assert!(!shard.tick(false).expect("tick").busy);
+}
+
+/// A durability callback that commits, fired inside a tick (on the ticker's own thread), must
+/// not wait for that tick's progress: it writes its steps itself, and the tick returns.
+#[test]
+fn a_commit_from_a_callback_inside_a_tick_does_not_wait_for_that_tick() {
+    use std::sync::{Arc, mpsc};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shard = Arc::new(open(crate::env::OsEnv::new(), dir.path()));
+    load(&shard, 0..200);
+    shard.begin_checkpoint().expect("freeze").expect("something new to freeze");
+    let lsn = shard
+        .commit(vec![(b"first".to_vec(), Intent::Put(b"1".to_vec()))], None, Durability::None)
+        .expect("commit")
+        .lsn;
+    // When that commit is durable (the tick's sync makes it so, with the checkpoint still
+    // being written), the callback commits about 12 KiB: behind the checkpoint's schedule.
+    let (done, finished) = mpsc::channel();
+    let inner = Arc::clone(&shard);
+    shard.on_durable(
+        lsn,
+        Box::new(move |result| {
+            result.expect("durable");
+            load(&inner, 200..300);
+            done.send(()).expect("the test waits");
+        }),
+    );
+    let ticker = Arc::clone(&shard);
+    let (ticked, tick_done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ticks = 0;
+        // Ticks until the callback ran (the sync that fires it comes once steps are written).
+        while ticker.durable_waiters() > 0 && ticks < 10_000 {
+            ticker.tick(true).expect("tick");
+            ticks += 1;
+        }
+        ticked.send(ticks).expect("the test waits");
+    });
+    let ticks =
+        tick_done.recv_timeout(Duration::from_secs(60)).expect("the tick returned: no wait on itself");
+    finished.recv_timeout(Duration::from_secs(1)).expect("the callback's commits landed");
+    assert!(ticks < 10_000, "the callback fired");
+    assert_eq!(shard.stats().commits, 20 + 1 + 10);
+    assert_eq!(shard.get(&299u64.to_be_bytes()).expect("get"), Some(vec![299u64 as u8; 100]));
 }
