@@ -377,10 +377,11 @@ pub fn recover<E: Env + Clone>(
 pub enum Helpers {
     /// Everything on the caller's thread (the default: [`recover`]).
     None,
-    /// One helper thread, where the `Env` allows threads ([`Env::parallelism`] above 1): the
-    /// caller has a core to spare (a kernel recovering fewer shards at once than it may use
-    /// threads). The helper readies the arena blocks of the checkpoint's run
-    /// (`checkpoint::load`); what is read, in which order, and what recovers are the same.
+    /// One helper thread at a time, where the `Env` allows threads ([`Env::parallelism`]
+    /// above 1): the caller has a core to spare (a kernel recovering fewer shards at once than
+    /// it may use threads). The helper readies the arena blocks of the checkpoint's run
+    /// (`checkpoint::load`), then reads each WAL segment ahead of the scan (`wal::window`);
+    /// what is read, in which order, and what recovers are the same. With `None`, neither.
     One,
 }
 
@@ -434,7 +435,8 @@ pub fn recover_with<E: Env + Clone>(
         detail,
     })?;
     check_wal_exists(env, paths.wal_dir, &checkpoints)?;
-    let (wal, scan) = replay_wal(env, &paths, replayer, meta.as_ref().map_or(0, |m| m.lsn), &mut report)?;
+    let checkpoint_lsn = meta.as_ref().map_or(0, |m| m.lsn);
+    let (wal, scan) = replay_wal(env, &paths, replayer, checkpoint_lsn, helpers, &mut report)?;
     let wal_dir = paths.wal_dir.to_path_buf();
     let first_available = scan.segments.first().map_or(scan.next_lsn, |&(_, first)| first);
     match &meta {
@@ -510,6 +512,7 @@ fn replay_wal<E: Env + Clone>(
     paths: &RecoveryPaths<'_>,
     replayer: &mut impl Replayer,
     checkpoint_lsn: Lsn,
+    helpers: Helpers,
     report: &mut RecoveryReport,
 ) -> Result<(Wal<E>, ScanReport), RecoveryError> {
     let mut bad_record = None;
@@ -518,24 +521,27 @@ fn replay_wal<E: Env + Clone>(
     let covered_lsn =
         if checkpoint_lsn > 0 { report.replay_from.saturating_sub(1).min(checkpoint_lsn) } else { 0 };
     let options = paths.wal_options.clone();
-    let (wal, scan) = Wal::open_covered(env.clone(), paths.wal_dir, options, covered_lsn, |record| {
-        report.records_scanned += 1;
-        if record.lsn < report.replay_from {
-            report.records_skipped += 1;
-            return;
-        }
-        if bad_record.is_some() {
-            return;
-        }
-        let covered = record.lsn <= checkpoint_lsn;
-        let (segment_id, lsn) = (record.segment_id, record.lsn);
-        match replayer.record_borrowed(record, covered) {
-            Ok(()) if covered => report.records_covered += 1,
-            Ok(()) => report.records_replayed += 1,
-            Err(detail) => bad_record = Some((segment_id, lsn, detail)),
-        }
-    })
-    .map_err(RecoveryError::Wal)?;
+    // The scan's read-ahead helper only where the checkpoint load may have one too.
+    let read_ahead = helpers == Helpers::One;
+    let (wal, scan) =
+        Wal::open_covered_with(env.clone(), paths.wal_dir, options, covered_lsn, read_ahead, |record| {
+            report.records_scanned += 1;
+            if record.lsn < report.replay_from {
+                report.records_skipped += 1;
+                return;
+            }
+            if bad_record.is_some() {
+                return;
+            }
+            let covered = record.lsn <= checkpoint_lsn;
+            let (segment_id, lsn) = (record.segment_id, record.lsn);
+            match replayer.record_borrowed(record, covered) {
+                Ok(()) if covered => report.records_covered += 1,
+                Ok(()) => report.records_replayed += 1,
+                Err(detail) => bad_record = Some((segment_id, lsn, detail)),
+            }
+        })
+        .map_err(RecoveryError::Wal)?;
     if let Some((segment_id, lsn, detail)) = bad_record {
         let wal_dir = paths.wal_dir.to_path_buf();
         return Err(RecoveryError::BadRecord { wal_dir, segment_id, lsn, detail });

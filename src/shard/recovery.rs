@@ -346,6 +346,44 @@ mod tests {
         run
     }
 
+    /// A shard recovered with a helper reads its WAL ahead on a helper thread; one recovered
+    /// without (a kernel recovering as many shards at once as it may use threads) starts no
+    /// read-ahead thread, and both recover the same state.
+    #[test]
+    fn the_wal_scan_reads_ahead_only_in_a_recovery_granted_a_helper() {
+        use crate::env::OsEnv;
+        use crate::shard::{Intent, ShardOptions};
+        use crate::wal::Durability;
+        use crate::wal::window::READ_AHEAD_HELPERS;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = ShardOptions {
+            wal: Default::default(),
+            checkpoint: Default::default(),
+            epoch: Default::default(),
+        };
+        {
+            let shard = Shard::open(0, OsEnv::new(), dir.path(), &options, None);
+            for k in 0..100u64 {
+                let writes = vec![(k.to_be_bytes().to_vec(), Intent::Put(vec![k as u8; 100]))];
+                shard.commit(writes, None, Durability::None).expect("commit");
+            }
+            shard.sync(Durability::Data).expect("sync");
+        }
+        let mut recovered = Vec::new();
+        for helpers in [Helpers::None, Helpers::One, Helpers::None] {
+            let before = READ_AHEAD_HELPERS.with(std::cell::Cell::get);
+            let shard = Shard::open_with(0, OsEnv::new(), dir.path(), &options, None, helpers);
+            assert!(shard.status().failed.is_none(), "{:?}", shard.status());
+            let started = READ_AHEAD_HELPERS.with(std::cell::Cell::get) - before;
+            assert_eq!(started > 0, helpers == Helpers::One, "{helpers:?}: {started} read-ahead helpers");
+            assert_eq!(shard.recovery_report().map(|r| r.records_replayed), Some(100));
+            recovered.push(shard.scan(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded).expect("scan"));
+        }
+        assert_eq!(recovered[0].len(), 100);
+        assert!(recovered.iter().all(|state| *state == recovered[0]), "the same state either way");
+    }
+
     #[test]
     fn the_namespace_check_by_sort_order_names_the_same_first_key_as_a_full_pass() {
         let user: &[&[u8]] = &[&[NS_USER], &[NS_USER, b'a'], &[NS_USER, 0xff, 0xfe]];

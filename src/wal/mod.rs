@@ -215,7 +215,7 @@ fn io<T>(op: &'static str, path: &Path, result: std::io::Result<T>) -> Result<T,
 
 mod invariants;
 mod open;
-mod window;
+pub(crate) mod window;
 mod write;
 
 impl<E: Env> Wal<E> {

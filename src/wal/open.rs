@@ -43,6 +43,21 @@ impl<E: Env> Wal<E> {
         covered_lsn: Lsn,
         visit: impl FnMut(RecordRef<'_>),
     ) -> Result<(Self, ScanReport), WalError> {
+        let read_ahead = env.parallelism() > 1;
+        Self::open_covered_with(env, dir, options, covered_lsn, read_ahead, visit)
+    }
+
+    /// [`Wal::open_covered`], the scan reading each segment ahead on a helper thread only if
+    /// `read_ahead` (and the `Env` allows threads): a recovery that runs beside others on
+    /// every thread it may use has no core to spare for one.
+    pub(crate) fn open_covered_with(
+        env: E,
+        dir: &Path,
+        options: WalOptions,
+        covered_lsn: Lsn,
+        read_ahead: bool,
+        visit: impl FnMut(RecordRef<'_>),
+    ) -> Result<(Self, ScanReport), WalError> {
         options.validate()?;
         match env.create_dir(dir) {
             Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
@@ -53,7 +68,8 @@ impl<E: Env> Wal<E> {
         if let Some(parent) = dir.parent() {
             io("sync directory", parent, env.sync_dir(parent))?;
         }
-        let (floor, mut report) = scan_against_floor(&env, dir, &options, covered_lsn, visit)?;
+        let read_ahead = read_ahead && env.parallelism() > 1;
+        let (floor, mut report) = scan_against_floor(&env, dir, &options, covered_lsn, read_ahead, visit)?;
         let point_in_time = options.recovery_mode == scan::RecoveryMode::PointInTime;
         for &id in report.partial_segments.iter().chain(&report.cut_segments) {
             let path = dir.join(format::segment_file_name(id));
@@ -106,6 +122,7 @@ fn scan_against_floor<E: Env>(
     dir: &Path,
     options: &WalOptions,
     covered_lsn: Lsn,
+    read_ahead: bool,
     visit: impl FnMut(RecordRef<'_>),
 ) -> Result<(Option<floor::Floor>, ScanReport), WalError> {
     // Searches past the records stop at the largest segment size the options accept, not at
@@ -118,7 +135,7 @@ fn scan_against_floor<E: Env>(
         covered_lsn,
     };
     let floor = floor::read_floor(env, dir, options.identity)?;
-    let report = scan::scan_bounded(env, dir, options.recovery_mode, expect, visit)?;
+    let report = scan::scan_bounded_with(env, dir, options.recovery_mode, expect, read_ahead, visit)?;
     let point_in_time = options.recovery_mode == scan::RecoveryMode::PointInTime;
     // A marker at or below the covered lsn proves durable only what a checkpoint holds.
     if let Some(floor) = &floor

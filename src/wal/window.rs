@@ -113,6 +113,10 @@ impl<'a, F: EnvFile> Window<'a, F> {
             let helper = move || read_ahead(file, len, &filled_tx, &free_rx);
             let spawned =
                 std::thread::Builder::new().name("stormhold-wal-read".into()).spawn_scoped(scope, helper);
+            #[cfg(test)]
+            if spawned.is_ok() {
+                READ_AHEAD_HELPERS.with(|started| started.set(started.get() + 1));
+            }
             spawned.ok().map(|_| Ahead { filled, free, next: 0 })
         });
         Ok(Self { file, path, len, extent, start: 0, bytes: buffer, lo: 0, ahead })
@@ -245,6 +249,12 @@ fn read_ahead<F: EnvFile>(file: &F, len: u64, filled: &SyncSender<Chunk>, free: 
         }
         offset += want as u64;
     }
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// Read-ahead helpers this thread started (tests see whether a scan used one).
+    pub(crate) static READ_AHEAD_HELPERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]
