@@ -55,7 +55,7 @@ fn a_commit_behind_the_schedule_waits_for_a_ticker_and_writes_no_step_itself() {
         // About 12 KiB of commits: past the schedule's grace with nothing written, so
         // behind it, and under its deadline (24 KiB).
         let committer = scope.spawn(|| load(&shard, 200..300));
-        std::thread::sleep(Duration::from_millis(200));
+        crate::env::OsEnv::new().sleep(Duration::from_millis(200));
         assert_eq!(
             shard.stats().checkpoint_chunks,
             0,
