@@ -38,8 +38,8 @@
 //! 1/8) writes steps until it is back on schedule. Each commit so pays for about its own
 //! share (its WAL bytes times the checkpoint's entries per `3/4 H`), never for a whole
 //! checkpoint; with a ticker that keeps up, no commit writes any. While a thread is in
-//! `tick` (counted in `Shard::ticking`), a commit behind the schedule writes no step: it
-//! waits for the ticker's progress, looking at the schedule again between yields, so the
+//! `tick` (counted in `Shard::tickers`), a commit behind the schedule writes no step: it
+//! waits for the ticker's next step (`super::tickers`) and looks at the schedule again, so the
 //! checkpoint goes on beside the commits rather than on the commit's thread (and an unfair
 //! checkpoint lock never keeps it waiting for the whole checkpoint). The ticker does not
 //! sleep while a tick reports work left ([`Tick::busy`]). Past `3/4 H` the commit
@@ -58,7 +58,7 @@
 //! that paying about twice its share of the keys left. A freeze finds the merge done
 //! unless commits outran the schedule, and then finishes it in slices before it freezes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, TryLockError};
 
 use super::state::FrozenView;
@@ -216,6 +216,8 @@ impl<E: Env + Clone> Shard<E> {
     pub(super) fn wal_cap_step(&self, commit_bytes: u64) -> Result<(), ShardError> {
         let mut budget = None;
         let result = loop {
+            // A ticker's steps so far, read before the schedule is looked at (see below).
+            let seen = self.tickers.steps();
             {
                 let mut inner = self.lock();
                 let serving = self.serving(&mut inner)?;
@@ -246,13 +248,14 @@ impl<E: Env + Clone> Shard<E> {
                 }
             }
             // A ticker writing steps now: its progress counts toward this commit's share,
-            // so the commit waits for it (looking at the schedule again) rather than
-            // writing steps itself, which would take the checkpoint lock from the ticker and
-            // run the checkpoint on this thread instead of beside the commits. Nor does it
-            // wait on the checkpoint lock: the mutex is not fair, and a ticker that takes it
-            // back at once would keep the commit waiting for the whole checkpoint.
-            if self.ticking.load(Ordering::Acquire) > Ticking::on_this_thread() {
-                std::thread::yield_now();
+            // so the commit waits for its next step (then looks at the schedule again)
+            // rather than writing steps itself, which would take the checkpoint lock from
+            // the ticker and run the checkpoint on this thread instead of beside the commits.
+            // Nor does it queue on the checkpoint lock: the mutex is not fair, and a ticker
+            // that takes it back at once would keep the commit waiting for the whole
+            // checkpoint.
+            if self.tickers.another_ticking() {
+                self.tickers.wait_past(seen);
                 continue;
             }
             match self.try_checkpoint_step() {
@@ -523,7 +526,7 @@ impl<E: Env + Clone> Shard<E> {
     /// Background work, driven by the caller: writes the pending checkpoint, or takes one
     /// when an epoch trigger fired; else, with `sync_dirty`, syncs unsynced commits.
     pub fn tick(&self, sync_dirty: bool) -> Result<Tick, ShardError> {
-        let _ticking = Ticking::enter(&self.ticking);
+        let _ticking = self.tickers.enter();
         let mut tick = Tick { checkpoint: self.write_steps(TICK_STEPS_MAX)?, ..Tick::default() };
         let (due, dirty) = {
             let mut inner = self.lock();
@@ -561,7 +564,11 @@ impl<E: Env + Clone> Shard<E> {
     fn write_steps(&self, steps_max: usize) -> Result<Option<u64>, ShardError> {
         let mut result = Ok(None);
         for _ in 0..steps_max {
-            match self.checkpoint_step() {
+            let step = self.checkpoint_step();
+            // A commit waiting for a ticker looks at the schedule again (a no-op for a
+            // caller that is no ticker: nobody waits for it).
+            self.tickers.stepped();
+            match step {
                 Ok(Step::Progress) => continue,
                 Ok(Step::Idle) => {}
                 Ok(Step::Published(id)) => result = Ok(Some(id)),
@@ -571,38 +578,6 @@ impl<E: Env + Clone> Shard<E> {
         }
         self.notify_durable();
         result
-    }
-}
-
-std::thread_local! {
-    /// Ticks this thread is in (of any shard): a commit made from within a tick (a durability
-    /// callback that commits) must not wait for that tick's own progress.
-    static TICKS_ON_THIS_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// A thread in [`Shard::tick`], counted while it lasts (see `Shard::ticking`).
-struct Ticking<'a>(&'a AtomicUsize);
-
-impl<'a> Ticking<'a> {
-    fn enter(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        TICKS_ON_THIS_THREAD.with(|ticks| ticks.set(ticks.get() + 1));
-        Self(count)
-    }
-
-    /// Ticks this thread is in: the part of a shard's `ticking` count that is this thread.
-    /// (An upper bound of this thread's share of one shard's count, which is what a commit
-    /// compares with: a thread in ticks of two shards at once never exists, as `Kernel::tick`
-    /// ticks them one after the other.)
-    fn on_this_thread() -> usize {
-        TICKS_ON_THIS_THREAD.with(std::cell::Cell::get)
-    }
-}
-
-impl Drop for Ticking<'_> {
-    fn drop(&mut self) {
-        TICKS_ON_THIS_THREAD.with(|ticks| ticks.set(ticks.get() - 1));
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -82,6 +82,7 @@ mod reclaim;
 pub mod record;
 mod recovery;
 pub mod state;
+mod tickers;
 mod writer;
 
 use std::fmt;
@@ -329,10 +330,10 @@ pub struct Shard<E: Env> {
     /// Threads waiting in [`Shard::lock`] now: long work in slices (the merge) hands the
     /// lock over to them between slices instead of taking it back at once.
     lock_waiting: AtomicUsize,
-    /// Threads in [`Shard::tick`] writing checkpoint steps now (a ticker): a commit behind
-    /// the checkpoint's schedule waits for their progress instead of writing steps itself
-    /// (see `checkpointing`). Always 0 in the simulator, which runs one thread.
-    ticking: AtomicUsize,
+    /// The threads in [`Shard::tick`] now and their steps: a commit behind the checkpoint's
+    /// schedule waits for a ticker's next step instead of writing steps itself (see
+    /// `checkpointing`). None in the simulator, which runs one thread.
+    tickers: tickers::Tickers,
     /// The checkpoint store, behind its own lock, held while a checkpoint is written (lock
     /// order: this one first, then `inner`; never the other way). `None`: failed at open.
     checkpoints: Mutex<Option<writer::Checkpointer<E>>>,
@@ -359,7 +360,7 @@ impl<E: Env + Clone> Shard<E> {
             wal: None,
             inner: Mutex::new(Inner::Failed { failure, sync: SyncState::Clean, held: None }),
             lock_waiting: AtomicUsize::new(0),
-            ticking: AtomicUsize::new(0),
+            tickers: tickers::Tickers::default(),
             checkpoints: Mutex::new(None),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),

@@ -275,7 +275,7 @@ impl<E: Env + Clone> Shard<E> {
             wal: Some(SharedWal::from_wal(recovered.wal)),
             inner: Mutex::new(Inner::Serving(Box::new(serving))),
             lock_waiting: AtomicUsize::new(0),
-            ticking: AtomicUsize::new(0),
+            tickers: super::tickers::Tickers::default(),
             checkpoints: Mutex::new(Some(checkpoints)),
             reads: AtomicU64::new(0),
             waiters: Mutex::default(),

@@ -5,7 +5,6 @@
 //! until the checkpoint is published and merged (`SimEnv`).
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::super::{Intent, Shard, ShardOptions};
@@ -50,7 +49,7 @@ fn a_commit_behind_the_schedule_waits_for_a_ticker_and_writes_no_step_itself() {
     shard.begin_checkpoint().expect("freeze").expect("something new to freeze");
     assert_eq!(shard.stats().checkpoint_chunks, 0);
     // A ticker is in `tick` (this thread stands in for it) and writes nothing yet.
-    shard.ticking.fetch_add(1, Ordering::AcqRel);
+    let ticking = shard.tickers.enter();
     std::thread::scope(|scope| {
         // About 12 KiB of commits: past the schedule's grace with nothing written, so
         // behind it, and under its deadline (24 KiB).
@@ -64,7 +63,7 @@ fn a_commit_behind_the_schedule_waits_for_a_ticker_and_writes_no_step_itself() {
         assert!(!committer.is_finished(), "the commit behind the schedule waits for the ticker");
         // The ticker's progress: the whole checkpoint, then the ticker leaves `tick`.
         shard.write_pending().expect("write").expect("published");
-        shard.ticking.fetch_sub(1, Ordering::AcqRel);
+        drop(ticking);
         committer.join().expect("the committer");
     });
     let stats = shard.stats();
