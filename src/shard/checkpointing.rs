@@ -58,8 +58,8 @@
 //! that paying about twice its share of the keys left. A freeze finds the merge done
 //! unless commits outran the schedule, and then finishes it in slices before it freezes.
 
+use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
-use std::sync::{MutexGuard, TryLockError};
 
 use super::state::FrozenView;
 use super::writer::{self, Checkpointer, Job};
@@ -258,14 +258,10 @@ impl<E: Env + Clone> Shard<E> {
                 self.tickers.wait_past(seen);
                 continue;
             }
-            match self.try_checkpoint_step() {
-                Ok(None) => std::thread::yield_now(),
-                Ok(Some(_)) => {
-                    if let Err(error) = self.count_backpressure() {
-                        break Err(error);
-                    }
-                }
-                Err(error) => break Err(error),
+            // No ticker: the commit writes the step (queueing on the lock behind another
+            // commit's step at most).
+            if let Err(error) = self.checkpoint_step().and_then(|_| self.count_backpressure()) {
+                break Err(error);
             }
         };
         if budget.is_some() {
@@ -298,11 +294,7 @@ impl<E: Env + Clone> Shard<E> {
     /// One bounded step of the pending checkpoint, under the checkpoint lock: start it, or
     /// write a chunk, or (every entry written) finish and publish it, then merge and retire.
     fn checkpoint_step(&self) -> Result<Step, ShardError> {
-        self.step_locked(&mut self.lock_checkpoints())
-    }
-
-    /// [`Shard::checkpoint_step`] with the checkpoint lock held.
-    fn step_locked(&self, guard: &mut MutexGuard<'_, Option<Checkpointer<E>>>) -> Result<Step, ShardError> {
+        let mut guard = self.lock_checkpoints();
         // A failed shard writes nothing more.
         let step_bytes = writer::step_bytes(self.serving_cap_bytes()?);
         let writer = guard.as_mut().expect("a serving shard has a checkpoint store");
@@ -311,16 +303,6 @@ impl<E: Env + Clone> Shard<E> {
         // its cost spreads over the steps that follow, a few ms each at most.
         let reclaimed = self.reclaim_step(writer)?;
         Ok(if matches!(step, Step::Idle) && reclaimed { Step::Progress } else { step })
-    }
-
-    /// [`Shard::checkpoint_step`] unless another thread holds the checkpoint lock (`None`).
-    fn try_checkpoint_step(&self) -> Result<Option<Step>, ShardError> {
-        let mut guard = match self.checkpoints.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(None),
-        };
-        self.step_locked(&mut guard).map(Some)
     }
 
     /// One unit of reclaiming; returns whether there was any to do. A failure fails the
