@@ -43,8 +43,7 @@ impl<E: Env> Wal<E> {
         covered_lsn: Lsn,
         visit: impl FnMut(RecordRef<'_>),
     ) -> Result<(Self, ScanReport), WalError> {
-        let read_ahead = env.parallelism() > 1;
-        Self::open_covered_with(env, dir, options, covered_lsn, read_ahead, visit)
+        Self::open_covered_with(env, dir, options, covered_lsn, true, visit)
     }
 
     /// [`Wal::open_covered`], the scan reading each segment ahead on a helper thread only if
