@@ -635,13 +635,13 @@ fn open_and_load_reports_of_a_pinned_damaged_store_match_the_snapshot() {
             damaged: [
                 Unusable {
                     id: 3,
-                    reason: "damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x0a270792, computed 0x205dd807",
+                    reason: "damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x5459a9c3, computed 0x7e237656",
                 },
             ],
             broken_chains: [
                 Unusable {
                     id: 4,
-                    reason: "parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x0a270792, computed 0x205dd807",
+                    reason: "parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x5459a9c3, computed 0x7e237656",
                 },
             ],
             partial_removed: [
@@ -652,8 +652,8 @@ fn open_and_load_reports_of_a_pinned_damaged_store_match_the_snapshot() {
         },
         2,
         [
-            "checkpoint 4: parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x0a270792, computed 0x205dd807",
-            "checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x0a270792, computed 0x205dd807",
+            "checkpoint 4: parent chain broken at checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x5459a9c3, computed 0x7e237656",
+            "checkpoint 3: damaged metadata /ckpt/ckpt-0000000000000003/META: checksum mismatch: stored 0x5459a9c3, computed 0x7e237656",
         ],
         {
             "key-0001",

@@ -3,29 +3,36 @@
 //! ```text
 //! DATA
 //!   0..8     magic "STRMCKD\0"
-//!   8..12    format version, u32 LE (1)
+//!   8..12    format version, u32 LE (2; 1 is still read)
 //!   12       kind, u8: 1 full, 2 incremental
 //!   13..16   zero
 //!   16..24   put count, u64 LE
 //!   24..32   delete count, u64 LE (0 for a full checkpoint)
-//!   32..     the puts, keys strictly increasing: key length u32 LE, key, value length u32 LE,
-//!            value; then the deletes, keys strictly increasing: key length u32 LE, key.
-//!            The file ends right after the last entry.
+//!   32..     version 2: the puts in frames, then the deletes in frames (see `frame`: a
+//!            frame's body is a packed run's block);
+//!            version 1: the puts, keys strictly increasing: key length u32 LE, key, value
+//!            length u32 LE, value; then the deletes, keys strictly increasing: key length
+//!            u32 LE, key.
+//!            Either way the file ends right after the last entry.
 //! ```
 //!
 //! The file carries no checksum of its own: `META` records its length and crc32, and the store
 //! verifies both before it uses what it decoded (it decodes while it reads, through a
-//! [`DataSource`]). Decoding still never panics on any bytes and allocates no
-//! more than the input holds; only the exact encoding of some [`CheckpointData`] decodes
-//! (sorted unique keys, no key both put and deleted, no trailing bytes).
+//! [`DataSource`], or, for version 2, frame by frame into the run it builds). Decoding still
+//! never panics on any bytes and allocates no more than the input holds; only an encoding
+//! of some [`CheckpointData`] decodes (sorted unique keys, no key both put and deleted, no
+//! trailing bytes), to that data.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use super::frame::{self, Framer};
 use super::meta::{Bytes, CheckpointData};
 
-/// The data format version this code writes and reads.
-pub const DATA_VERSION: u32 = 1;
+/// The data format version this code writes (it reads this one and [`DATA_VERSION_PACKED_U32`]).
+pub const DATA_VERSION: u32 = 2;
+/// The first data format version: `u32` lengths, no frames (still read).
+pub const DATA_VERSION_PACKED_U32: u32 = 1;
 /// Bytes of the data file header.
 pub const DATA_HEADER_BYTES: usize = 32;
 const DATA_MAGIC: &[u8; 8] = b"STRMCKD\0";
@@ -49,16 +56,9 @@ impl fmt::Display for DataError {
 
 impl std::error::Error for DataError {}
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), DataError> {
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| DataError { offset: 0, detail: format!("a key or value of {} bytes", bytes.len()) })?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(bytes);
-    Ok(())
-}
-
-/// Encodes `data` as a complete data file. Fails if a key is both put and deleted or a key or
-/// value does not fit a u32 length.
+/// Encodes `data` as a complete data file (version 2, frames of up to
+/// [`frame::FRAME_BYTES_MAX`]). Fails if a key is both put and deleted or a key or value
+/// does not fit a u32 length.
 pub fn encode_data(data: &CheckpointData) -> Result<Vec<u8>, DataError> {
     let empty = BTreeSet::new();
     let (kind, puts, deletes) = match data {
@@ -68,14 +68,18 @@ pub fn encode_data(data: &CheckpointData) -> Result<Vec<u8>, DataError> {
     if let Some(key) = deletes.iter().find(|key| puts.contains_key(*key)) {
         return Err(DataError { offset: 0, detail: format!("key {key:?} is both put and deleted") });
     }
-    let mut out = Vec::with_capacity(DATA_HEADER_BYTES);
-    out.extend_from_slice(&encode_header(kind == KIND_FULL, puts.len() as u64, deletes.len() as u64));
+    let mut framer = Framer::new();
     for (key, value) in puts {
-        encode_entry(&mut out, key, Some(value))?;
+        framer.entry(key, value)?;
     }
+    framer.close_frame();
     for key in deletes {
-        encode_entry(&mut out, key, None)?;
+        framer.entry(key, &[])?;
     }
+    let body = framer.into_bytes();
+    let mut out = Vec::with_capacity(DATA_HEADER_BYTES + body.len());
+    out.extend_from_slice(&encode_header(kind == KIND_FULL, puts.len() as u64, deletes.len() as u64));
+    out.extend_from_slice(&body);
     Ok(out)
 }
 
@@ -90,16 +94,6 @@ pub fn encode_header(full: bool, puts: u64, deletes: u64) -> [u8; DATA_HEADER_BY
     out[16..24].copy_from_slice(&puts.to_le_bytes());
     out[24..32].copy_from_slice(&deletes.to_le_bytes());
     out
-}
-
-/// Appends one entry to `out`: a put of `key` to `value`, or with `None` a delete of `key`.
-/// The caller keeps the order of the layout (puts, then deletes, each by increasing key).
-pub fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: Option<&[u8]>) -> Result<(), DataError> {
-    put_bytes(out, key)?;
-    match value {
-        Some(value) => put_bytes(out, value),
-        None => Ok(()),
-    }
 }
 
 /// Where [`decode_from`] reads the data file: `len` contiguous bytes at a time, in order. The
@@ -186,7 +180,8 @@ fn take_key_after(
     Ok(())
 }
 
-fn decode_header(source: &mut impl DataSource) -> Result<(u8, u64, u64), DataError> {
+/// The header at the front of `source`: (version, kind, put count, delete count).
+fn decode_header(source: &mut impl DataSource) -> Result<(u32, u8, u64, u64), DataError> {
     let header = source.take(DATA_HEADER_BYTES)?;
     if &header[..8] != DATA_MAGIC {
         return Err(DataError { offset: 0, detail: "bad magic".into() });
@@ -197,7 +192,7 @@ fn decode_header(source: &mut impl DataSource) -> Result<(u8, u64, u64), DataErr
         u64::from_le_bytes(bytes)
     };
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != DATA_VERSION {
+    if version != DATA_VERSION && version != DATA_VERSION_PACKED_U32 {
         return Err(DataError { offset: 8, detail: format!("unsupported version {version}") });
     }
     let kind = header[12];
@@ -207,7 +202,18 @@ fn decode_header(source: &mut impl DataSource) -> Result<(u8, u64, u64), DataErr
     if header[13..16] != [0, 0, 0] {
         return Err(DataError { offset: 13, detail: "reserved bytes are not zero".into() });
     }
-    Ok((kind, field(16), field(24)))
+    let (puts, deletes) = (field(16), field(24));
+    if kind == KIND_FULL && deletes != 0 {
+        return Err(DataError { offset: 24, detail: format!("a full checkpoint with {deletes} deletes") });
+    }
+    Ok((version, kind, puts, deletes))
+}
+
+/// A data file's header, checked as [`decode_into`] checks it: (version, whether it is a full
+/// checkpoint, put count, delete count). `bytes` holds at least the header.
+pub fn decode_header_bytes(bytes: &[u8]) -> Result<(u32, bool, u64, u64), DataError> {
+    let (version, kind, puts, deletes) = decode_header(&mut Reader { bytes, at: 0 })?;
+    Ok((version, kind == KIND_FULL, puts, deletes))
 }
 
 /// A capacity for `count` entries of at least `entry_bytes` each that the input could hold
@@ -255,12 +261,13 @@ pub struct DataSummary {
 /// decode to the same entries and the same errors at the same offsets.
 pub fn decode_into(source: &mut impl DataSource, sink: &mut impl DataSink) -> Result<DataSummary, DataError> {
     let input_bytes = source.len_bytes();
-    let (kind, put_count, delete_count) = decode_header(source)?;
-    if kind == KIND_FULL && delete_count != 0 {
-        return Err(DataError {
-            offset: 24,
-            detail: format!("a full checkpoint with {delete_count} deletes"),
-        });
+    let (version, kind, put_count, delete_count) = decode_header(source)?;
+    if version == DATA_VERSION {
+        sink.counts(
+            bounded_capacity(put_count, input_bytes, 2),
+            bounded_capacity(delete_count, input_bytes, 2),
+        );
+        return frame::decode_frames(source, sink, kind == KIND_FULL, put_count, delete_count);
     }
     sink.counts(bounded_capacity(put_count, input_bytes, 8), bounded_capacity(delete_count, input_bytes, 4));
     let (mut key, mut last) = (Vec::new(), Vec::new());
@@ -383,10 +390,11 @@ mod tests {
         out.extend_from_slice(bytes);
     }
 
-    /// A full data file whose puts are `keys` in the given order (valid only if sorted).
+    /// A full version-1 data file whose puts are `keys` in the given order (valid only if
+    /// sorted).
     fn full_with_keys(keys: &[&[u8]]) -> Vec<u8> {
-        let mut out = encode_data(&CheckpointData::Full(BTreeMap::new())).expect("encode");
-        out[16..24].copy_from_slice(&(keys.len() as u64).to_le_bytes());
+        let mut out = encode_header(true, keys.len() as u64, 0).to_vec();
+        out[8..12].copy_from_slice(&DATA_VERSION_PACKED_U32.to_le_bytes());
         for key in keys {
             entry(&mut out, key);
             entry(&mut out, b"v");

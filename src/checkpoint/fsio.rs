@@ -133,6 +133,22 @@ impl<'a, F: EnvFile> BlockSource<'a, F> {
         }
     }
 
+    /// A source that goes on from `offset` of the file, with `crc` the crc32 state of every
+    /// byte before it (a loader that read the front itself hands the rest over).
+    pub(super) fn resume(
+        file: &'a F,
+        path: &'a Path,
+        len_bytes: u64,
+        offset: u64,
+        crc: crc32fast::Hasher,
+    ) -> Self {
+        assert!(offset <= len_bytes, "a source resumes inside its file");
+        let left = len_bytes - offset;
+        let block_bytes = usize::try_from(left).map_or(READ_BLOCK_BYTES, |l| l.min(READ_BLOCK_BYTES));
+        let block = vec![0; block_bytes];
+        Self { file, path, len_bytes, block, block_offset: offset, taken: 0, filled: 0, crc, failed: None }
+    }
+
     /// Reads the next bytes of the file into the free end of the block (which has room).
     fn refill(&mut self) -> io::Result<()> {
         let file_offset = self.block_offset + self.filled as u64;

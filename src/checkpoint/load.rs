@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use super::chain::{self, Changes};
 use super::data::{self, DataSink};
 use super::error::CheckpointError;
+use super::frame_load;
 use super::fsio::{self, io};
 use super::meta::{Bytes, CheckpointKind, CheckpointMeta};
 use super::run::{BLOCK_BYTES, Run};
@@ -131,15 +132,29 @@ impl<E: Env> CheckpointStore<E> {
             if len != entry.len_bytes {
                 return Err(CheckpointError::DataLength { path, expected: entry.len_bytes, actual: len });
             }
-            let mut source = fsio::BlockSource::new(&file, &path, len);
-            let summary = (entry.name == DATA_FILE_NAME).then(|| {
-                if helper && len >= HELPED_BYTES_MIN {
-                    decode_with_helper(&mut source, &mut *sink, len)
-                } else {
-                    data::decode_into(&mut source, &mut *sink)
+            let helped = helper && len >= HELPED_BYTES_MIN;
+            let framed = match entry.name == DATA_FILE_NAME {
+                true => frame_load::open(&file, &path, len)?,
+                false => None,
+            };
+            let (summary, crc) = match framed {
+                // Version 2: frame by frame, each read straight into the run's blocks.
+                Some(reader) => {
+                    let (summary, crc) = frame_load::load(reader, &mut *sink, helped)?;
+                    (Some(summary), crc)
                 }
-            });
-            let crc = source.finish()?;
+                None => {
+                    let mut source = fsio::BlockSource::new(&file, &path, len);
+                    let summary = (entry.name == DATA_FILE_NAME).then(|| {
+                        if helped {
+                            decode_with_helper(&mut source, &mut *sink, len)
+                        } else {
+                            data::decode_into(&mut source, &mut *sink)
+                        }
+                    });
+                    (summary, source.finish()?)
+                }
+            };
             if crc != entry.crc32 {
                 return Err(CheckpointError::DataChecksum { path, expected: entry.crc32, actual: crc });
             }

@@ -82,11 +82,13 @@ pub mod data;
 pub mod epoch;
 pub mod error;
 pub mod format;
+pub mod frame;
 pub mod meta;
 pub mod run;
 
 mod chain;
 mod create;
+mod frame_load;
 mod fsio;
 mod load;
 mod open;

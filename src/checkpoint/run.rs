@@ -138,6 +138,19 @@ impl Index {
         self.len += 1;
     }
 
+    /// Drops every slot from `len` on (a failed [`Run::adopt_block`]'s).
+    fn truncate(&mut self, len: usize) {
+        while self.len > len {
+            let chunk = (self.len - 1) / INDEX_CHUNK_SLOTS;
+            let keep = len.max(chunk * INDEX_CHUNK_SLOTS) - chunk * INDEX_CHUNK_SLOTS;
+            self.chunks[chunk].truncate(keep);
+            if keep == 0 {
+                self.chunks.pop();
+            }
+            self.len = chunk * INDEX_CHUNK_SLOTS + keep;
+        }
+    }
+
     /// Frees every chunk wholly before slot `i`.
     fn free_before(&mut self, i: usize) {
         for chunk in &mut self.chunks[..i / INDEX_CHUNK_SLOTS] {
@@ -254,6 +267,39 @@ impl Run {
         self.live_bytes += (key.len() + value.len()) as u64;
     }
 
+    /// Appends `block`, a whole block of entries in this run's layout laid back to back (a
+    /// checkpoint's `DATA` frame, read from disk straight into it: no entry is copied), as
+    /// its own block. `walk` checks the block and reports each entry's offset and payload
+    /// bytes (key plus value) in order; it is handed the block and the run's last key (each
+    /// entry's key must sort after it and after the one before). If `walk` fails, the run is
+    /// as it was and the error is returned.
+    pub fn adopt_block<E>(
+        &mut self,
+        block: Vec<u8>,
+        walk: impl FnOnce(&[u8], Option<&[u8]>, &mut dyn FnMut(usize, usize)) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (index_len, live_bytes) = (self.index.len(), self.live_bytes);
+        let last = self.last_key().map(<[u8]>::to_vec);
+        let number = self.blocks.len() as u64;
+        let Run { index, live_bytes: live, .. } = self;
+        let walked = walk(&block, last.as_deref(), &mut |offset, payload| {
+            debug_assert!(offset < block.len(), "an entry starts inside its block");
+            index.push((number << 32) | offset as u64);
+            *live += payload as u64;
+        });
+        match walked {
+            Ok(()) => {
+                self.blocks.push(block);
+                Ok(())
+            }
+            Err(error) => {
+                self.index.truncate(index_len);
+                self.live_bytes = live_bytes;
+                Err(error)
+            }
+        }
+    }
+
     /// The entry at absolute index position `i` (live or not yet freed).
     fn entry_at(&self, i: usize) -> (&[u8], &[u8]) {
         let slot = self.index.get(i);
@@ -364,6 +410,8 @@ impl Run {
     /// The search aid of [`Run::position_with`]: a sample of the run's keys, one every
     /// [`FENCE_EVERY`] entries, each as the 8 bytes after the prefix every key of the run
     /// shares, as a big-endian `u64`: a byte an entry, against the 100 B or more it holds.
+    /// The samples are taken at the first lookup that needs them (see
+    /// [`Run::position_with`]); this reads the first and last keys only.
     pub fn fences(&self) -> Fences {
         let prefix = match (self.iter().next(), self.last_key()) {
             (Some((first, _)), Some(last)) => {
@@ -372,10 +420,24 @@ impl Run {
             }
             _ => Vec::new(),
         };
-        let shared = prefix.len();
-        let samples =
+        Fences {
+            prefix,
+            samples: Vec::new(),
+            sampled: false,
+            misses: 0,
+            start: self.start,
+            entries: self.len(),
+            hint: 0,
+            last_found: None,
+        }
+    }
+
+    /// The samples of `fences` (see [`Run::fences`]), taken now.
+    fn sample_fences(&self, fences: &mut Fences) {
+        let shared = fences.prefix.len();
+        fences.samples =
             (0..self.len()).step_by(FENCE_EVERY).map(|n| fence_of(self.entry(n).0, shared)).collect();
-        Fences { prefix, samples, start: self.start, entries: self.len(), hint: 0, last_found: None }
+        fences.sampled = true;
     }
 
     /// [`Run::position`] with `fences` of this run (built since its last push or consume):
@@ -391,7 +453,7 @@ impl Run {
             fences.start == self.start && fences.entries == self.len(),
             "fences of this run as it is"
         );
-        if fences.samples.is_empty() {
+        if self.is_empty() {
             return None;
         }
         // Every key of the run starts with the shared prefix: a key without it is not held.
@@ -405,6 +467,18 @@ impl Run {
         if next < self.len() && self.key_at(self.start + next) == key {
             fences.last_found = Some(next);
             return Some(next);
+        }
+        if !fences.sampled {
+            // Sampling touches every FENCE_EVERYth entry of the run (a cache miss each, as
+            // many as a few thousand binary searches): it waits until lookups the shortcut
+            // above misses show it pays (a replay in key order never samples).
+            fences.misses += 1;
+            if fences.misses <= self.len() / LOOKUPS_BEFORE_SAMPLING_PER_ENTRY {
+                let found = self.position(key);
+                fences.last_found = found.or(fences.last_found);
+                return found;
+            }
+            self.sample_fences(fences);
         }
         let fence = fence_of(key, shared);
         // Samples below the key's fence are below the key; samples above it are above it.
@@ -598,6 +672,9 @@ impl Run {
 
 /// Entries between two samples of [`Fences`].
 pub const FENCE_EVERY: usize = 8;
+/// [`Run::position_with`] answers by plain binary search, and samples its fences only after
+/// one lookup in this many entries of the run missed its next-entry shortcut.
+const LOOKUPS_BEFORE_SAMPLING_PER_ENTRY: usize = 256;
 
 /// The 8 bytes of `key` after its first `shared`, zero-padded, as a big-endian `u64`: keys
 /// with that prefix compare as their fences do wherever the fences differ.
@@ -641,8 +718,11 @@ fn gallop_partition(samples: &[u64], hint: usize, below: impl Fn(u64) -> bool) -
 pub struct Fences {
     /// The bytes every key of the run starts with.
     prefix: Vec<u8>,
-    /// The fence of every [`FENCE_EVERY`]th live entry.
+    /// The fence of every [`FENCE_EVERY`]th live entry, once `sampled`.
     samples: Vec<u64>,
+    sampled: bool,
+    /// Lookups the next-entry shortcut missed before the samples were taken.
+    misses: usize,
     /// The run's `start` and live length when sampled (a debug check).
     start: usize,
     entries: usize,

@@ -33,6 +33,7 @@ use std::path::PathBuf;
 
 use super::data::{self, DATA_HEADER_BYTES};
 use super::error::CheckpointError;
+use super::frame::Framer;
 use super::fsio::io;
 use super::meta::{Bytes, CheckpointKind, CheckpointMeta, FileEntry, UserMeta};
 use super::{CheckpointStore, DATA_FILE_NAME, Slot, format};
@@ -53,8 +54,8 @@ pub struct StagedCheckpoint<F> {
     dir: PathBuf,
     data_path: PathBuf,
     file: F,
-    /// The chunk not yet written.
-    buffer: Vec<u8>,
+    /// The chunk not yet written, in frames (see `frame`).
+    framer: Framer,
     /// Bytes of `DATA` written and verified, the header's placeholder included.
     written_bytes: u64,
     /// Bytes written since `DATA` was last synced.
@@ -80,7 +81,7 @@ impl<F> StagedCheckpoint<F> {
 
     /// Bytes encoded and not yet written.
     pub fn buffered_bytes(&self) -> usize {
-        self.buffer.len()
+        self.framer.len()
     }
 
     /// Bytes of `DATA` written so far (the placeholder header included).
@@ -100,13 +101,16 @@ impl<F> StagedCheckpoint<F> {
             None if !self.in_deletes => {
                 self.in_deletes = true;
                 self.has_last = false;
+                // A frame holds puts or deletes, never both.
+                self.framer.close_frame();
             }
             _ => {}
         }
         if self.has_last && self.last_key.as_slice() >= key {
             return invalid(format!("key {key:?} is not after the last one"));
         }
-        data::encode_entry(&mut self.buffer, key, value)
+        self.framer
+            .entry(key, value.unwrap_or_default())
             .map_err(|e| CheckpointError::InvalidRequest(e.to_string()))?;
         match value {
             Some(_) => self.puts += 1,
@@ -158,7 +162,7 @@ impl<E: Env> CheckpointStore<E> {
             dir,
             data_path,
             file,
-            buffer: Vec::new(),
+            framer: Framer::new(),
             written_bytes: DATA_HEADER_BYTES as u64,
             unsynced_bytes: DATA_HEADER_BYTES as u64,
             body_crc: crc32fast::Hasher::new(),
@@ -176,17 +180,20 @@ impl<E: Env> CheckpointStore<E> {
     /// checkpoint flushes at most that much.
     pub fn write_chunk(&mut self, staged: &mut StagedCheckpoint<E::File>) -> Result<(), CheckpointError> {
         self.check_writable()?;
-        if staged.buffer.is_empty() {
+        if staged.framer.is_empty() {
             return Ok(());
         }
-        let sync = staged.unsynced_bytes + staged.buffer.len() as u64 >= UNSYNCED_BYTES_MAX;
-        let StagedCheckpoint { file, data_path, buffer, back, written_bytes, .. } = &mut *staged;
-        let written = write_verified(file, data_path, buffer, *written_bytes, sync, back);
+        let sync = staged.unsynced_bytes + staged.framer.len() as u64 >= UNSYNCED_BYTES_MAX;
+        let StagedCheckpoint {
+            file, data_path, framer, back, written_bytes, body_crc, unsynced_bytes, ..
+        } = &mut *staged;
+        let chunk = framer.closed_bytes();
+        let written = write_verified(file, data_path, chunk, *written_bytes, sync, back);
         self.poison_on_error(written)?;
-        staged.body_crc.update(&staged.buffer);
-        staged.written_bytes += staged.buffer.len() as u64;
-        staged.unsynced_bytes = if sync { 0 } else { staged.unsynced_bytes + staged.buffer.len() as u64 };
-        staged.buffer.clear();
+        body_crc.update(chunk);
+        *written_bytes += chunk.len() as u64;
+        *unsynced_bytes = if sync { 0 } else { *unsynced_bytes + chunk.len() as u64 };
+        framer.clear();
         Ok(())
     }
 
@@ -316,12 +323,17 @@ mod tests {
         assert_eq!(loaded.state, [kv("b", "new")].into(), "a deleted, b put, c deleted");
         let expected = store.meta(full.id).expect("listed");
         assert_eq!((expected.key_count, expected.kind), (3, CheckpointKind::Full));
-        // The same image through `create` has the same bytes: the same length and crc.
+        // The same image through `create` frames it differently (one frame, where the staged
+        // writer ends a frame at each chunk) and loads as the same state.
         let env2 = SimEnv::new(4, FaultOptions::default()).expect("env");
         let mut other = self::store(&env2);
-        let created =
-            other.create(1, 7, UserMeta::default(), CheckpointData::Full(state), None).expect("create");
-        assert_eq!(created.files, expected.files);
+        let created = other
+            .create(1, 7, UserMeta::default(), CheckpointData::Full(state.clone()), None)
+            .expect("create");
+        assert_eq!((created.key_count, created.kind), (expected.key_count, expected.kind));
+        assert!(created.files[0].len_bytes < expected.files[0].len_bytes, "fewer frames, fewer headers");
+        assert_eq!(other.load(created.id).expect("load"), state);
+        assert_eq!(store.load(full.id).expect("load"), state);
     }
 
     #[test]

@@ -1,0 +1,242 @@
+//! Loading a version-2 `DATA` file (see `frame`) frame by frame: each frame's body is read
+//! from disk straight into a block of its own, checked, and adopted whole by the run being
+//! built ([`Run::adopt_block`]): the only copy of an entry is the read's. Every byte read is
+//! checksummed on the way, and the rest of a file that fails to decode is still read for its
+//! crc32 (a damaged file is reported as a checksum failure first, as `load` has it).
+//!
+//! Each read takes a frame's body and the 8 bytes after it (the next frame's header), so a
+//! file of n frames costs n reads (one, for a file no larger than a read block). Where the
+//! caller grants a helper thread (a core is spare, see `load`), the frames are read on both
+//! threads at once, the caller's thread checking and adopting them in file order
+//! (`parallel`): what loads, and what fails and why, is the same as on one thread. The
+//! simulator (parallelism 1) never has a helper.
+//!
+//! # Invariants
+//!
+//! - a frame's length is checked against the bytes left in the file before its block is
+//!   allocated ([`Sections::frame`]): a crafted length allocates nothing;
+//! - the crc32 returned covers every byte of the file, in order, whatever the decoder found.
+
+mod parallel;
+
+use std::io;
+use std::path::Path;
+
+use super::chain::Changes;
+use super::data::{self, DATA_HEADER_BYTES, DATA_VERSION, DataError, DataSummary};
+use super::error::CheckpointError;
+use super::frame::{FRAME_HEADER_BYTES, FrameHeader, Section, Sections, walk_frame};
+use super::fsio::{BlockSource, READ_BLOCK_BYTES};
+use crate::env::EnvFile;
+
+/// Frames read ahead of the decoder on each thread.
+const FRAMES_AHEAD_MAX: usize = 4;
+
+/// A frame as read: its section, header, body (in a block of its own) and the body's offset.
+struct FrameRead {
+    section: Section,
+    header: FrameHeader,
+    block: Vec<u8>,
+    body_at: u64,
+}
+
+/// What stops a read: an I/O failure, or bytes that are not a valid layout.
+enum Stop {
+    Io(io::Error),
+    Data(DataError),
+}
+
+/// Reads the frames of one `DATA` file front to back (see the module docs).
+pub(super) struct FrameReader<'a, F: EnvFile> {
+    file: &'a F,
+    path: &'a Path,
+    len_bytes: u64,
+    /// Where the next frame header is (after the last frame handed out).
+    at: u64,
+    /// Bytes `0..read_to` are read and checksummed.
+    read_to: u64,
+    /// The header at `at`, if it was read with the frame before it.
+    pending: Option<[u8; FRAME_HEADER_BYTES]>,
+    /// The first bytes of the file (up to a read block), read by the first read: a small
+    /// file is read in one call, as the version-1 path reads it; frames in it are copied out.
+    front: Vec<u8>,
+    sections: Sections,
+    full: bool,
+    puts: u64,
+    deletes: u64,
+    crc: crc32fast::Hasher,
+}
+
+/// Opens `file` (`len_bytes` long) as a version-2 `DATA` file: its first read block read
+/// and its header checked. `Ok(None)` when it is not one (another version, or a header that
+/// does not decode): the caller decodes it the general way, which reports why.
+pub(super) fn open<'a, F: EnvFile>(
+    file: &'a F,
+    path: &'a Path,
+    len_bytes: u64,
+) -> Result<Option<FrameReader<'a, F>>, CheckpointError> {
+    if len_bytes < DATA_HEADER_BYTES as u64 {
+        return Ok(None);
+    }
+    let front_bytes = usize::try_from(len_bytes).map_or(READ_BLOCK_BYTES, |len| len.min(READ_BLOCK_BYTES));
+    let mut front = vec![0; front_bytes];
+    file.read_exact_at(&mut front, 0).map_err(|e| CheckpointError::io("read", path, e))?;
+    let Ok((DATA_VERSION, full, puts, deletes)) = data::decode_header_bytes(&front) else {
+        return Ok(None);
+    };
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&front);
+    Ok(Some(FrameReader {
+        file,
+        path,
+        len_bytes,
+        at: DATA_HEADER_BYTES as u64,
+        read_to: front.len() as u64,
+        pending: None,
+        front,
+        sections: Sections::new(puts, deletes),
+        full,
+        puts,
+        deletes,
+        crc,
+    }))
+}
+
+impl<F: EnvFile> FrameReader<'_, F> {
+    /// The `len` bytes at `from` (never before the last read's end, unless in the front):
+    /// copied from the front where they lie in it, the rest read from the file and
+    /// checksummed.
+    fn read_range(&mut self, from: u64, len: usize) -> Result<Vec<u8>, Stop> {
+        let mut block = vec![0; len];
+        let in_front = self.front.get(from as usize..).map_or(0, |rest| rest.len().min(len));
+        if in_front > 0 {
+            let at = from as usize;
+            block[..in_front].copy_from_slice(&self.front[at..at + in_front]);
+        }
+        if in_front < len {
+            let fresh_at = from + in_front as u64;
+            debug_assert_eq!(fresh_at, self.read_to, "the file is read front to back");
+            let fresh = &mut block[in_front..];
+            self.file.read_exact_at(fresh, fresh_at).map_err(Stop::Io)?;
+            self.crc.update(fresh);
+            self.read_to = fresh_at + fresh.len() as u64;
+            // Past the front for good: free it.
+            self.front = Vec::new();
+        }
+        Ok(block)
+    }
+
+    /// The next frame (call only while its sections are not done).
+    fn next_frame(&mut self) -> Result<FrameRead, Stop> {
+        let at = self.at;
+        let header = match self.pending.take() {
+            Some(header) => header,
+            None if self.len_bytes - at < FRAME_HEADER_BYTES as u64 => {
+                return Err(Stop::Data(data::ends_first(at, FRAME_HEADER_BYTES)));
+            }
+            None => {
+                let bytes = self.read_range(at, FRAME_HEADER_BYTES)?;
+                bytes.try_into().unwrap_or_else(|_| unreachable!("read 8 bytes"))
+            }
+        };
+        let header = FrameHeader::parse(header);
+        let body_at = at + FRAME_HEADER_BYTES as u64;
+        let section = self.sections.frame(at, header, self.len_bytes - body_at).map_err(Stop::Data)?;
+        let body = header.body_bytes as usize;
+        let end = body_at + body as u64;
+        // The next frame's header comes with this body, unless this was the last frame.
+        let after =
+            if self.sections.is_done() { 0 } else { (self.len_bytes - end).min(FRAME_HEADER_BYTES as u64) };
+        let mut block = self.read_range(body_at, body + after as usize)?;
+        if after == FRAME_HEADER_BYTES as u64 {
+            let mut next = [0; FRAME_HEADER_BYTES];
+            next.copy_from_slice(&block[body..]);
+            self.pending = Some(next);
+        }
+        block.truncate(body);
+        self.at = end;
+        Ok(FrameRead { section, header, block, body_at })
+    }
+
+    /// Reads (and checksums) whatever is left, then returns the crc32 of the whole file.
+    fn finish(self) -> Result<u32, CheckpointError> {
+        let checksummed = self.read_to.max(self.front.len() as u64);
+        BlockSource::resume(self.file, self.path, self.len_bytes, checksummed, self.crc).finish()
+    }
+}
+
+/// Decodes the frames of `reader` into `sink` (see the module docs), with a helper thread
+/// reading ahead if `helper`. Returns what decoding found (the sink may be used only if the
+/// crc matches too) and the crc32 of the whole file; an I/O failure is an error.
+pub(super) fn load<F: EnvFile>(
+    mut reader: FrameReader<'_, F>,
+    sink: &mut Changes,
+    helper: bool,
+) -> Result<(Result<DataSummary, DataError>, u32), CheckpointError> {
+    let helped = if helper { parallel::decode_on_two_threads(&mut reader, sink) } else { None };
+    let decoded = helped.unwrap_or_else(|| {
+        let mut stopped = false;
+        let frames = std::iter::from_fn(|| {
+            if stopped || reader.sections.is_done() {
+                return None;
+            }
+            let next = reader.next_frame();
+            stopped = next.is_err();
+            Some(next)
+        });
+        decode(frames, sink)
+    });
+    let summary = match decoded {
+        Ok(()) => {
+            // Every entry was read: the file must end there.
+            let at = reader.at;
+            if at != reader.len_bytes {
+                Err(DataError { offset: at, detail: format!("{} trailing bytes", reader.len_bytes - at) })
+            } else {
+                Ok(DataSummary { full: reader.full, entries: reader.puts + reader.deletes })
+            }
+        }
+        Err(Stop::Data(error)) => Err(error),
+        Err(Stop::Io(error)) => return Err(CheckpointError::io("read", reader.path, error)),
+    };
+    let crc = reader.finish()?;
+    Ok((summary, crc))
+}
+
+/// Checks and adopts each frame into `sink`'s runs, until the first failure or the end of
+/// `frames`.
+fn decode(frames: impl Iterator<Item = Result<FrameRead, Stop>>, sink: &mut Changes) -> Result<(), Stop> {
+    for frame in frames {
+        adopt(frame?, sink)?;
+    }
+    Ok(())
+}
+
+/// Checks one frame and adopts it into the run of its section.
+fn adopt(frame: FrameRead, sink: &mut Changes) -> Result<(), Stop> {
+    let Changes { puts, deletes } = sink;
+    let FrameRead { section, header, block, body_at } = frame;
+    let adopted = match section {
+        Section::Puts => puts.adopt_block(block, |body, last, entry| {
+            walk_frame(body, body_at, header.entries, false, last, |at, key, value| {
+                entry(at, key.len() + value.len());
+            })
+        }),
+        Section::Deletes => deletes.adopt_block(block, |body, last, entry| {
+            let mut also_put = None;
+            walk_frame(body, body_at, header.entries, true, last, |at, key, _| {
+                if also_put.is_none() && puts.get(key).is_some() {
+                    also_put = Some(at);
+                }
+                entry(at, key.len());
+            })?;
+            match also_put {
+                Some(at) => {
+                    Err(DataError { offset: body_at + at as u64, detail: "a deleted key is also put".into() })
+                }
+                None => Ok(()),
+            }
+        }),
+    };
+    adopted.map_err(Stop::Data)
+}

@@ -1,0 +1,165 @@
+//! `DATA` versions on disk: a store written with version 1 (u32 lengths, no frames) still
+//! loads, exactly, with and without a helper thread; and a version-2 file whose frames are
+//! damaged behind a crc32 that matches them (so only decoding can catch it) fails the load
+//! with the error `decode_data` gives for the same bytes, naming the file and the offset,
+//! on the real OS (helper and not) and in the simulator.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use stormhold::checkpoint::data::{self, DATA_HEADER_BYTES};
+use stormhold::checkpoint::frame::{FRAME_HEADER_BYTES, FrameHeader};
+use stormhold::checkpoint::{
+    CheckpointData, CheckpointError, CheckpointOptions, CheckpointStore, DATA_FILE_NAME, FallbackReason,
+    META_FILE_NAME, UserMeta, format,
+};
+use stormhold::env::sim::{FaultOptions, SimEnv};
+use stormhold::env::{Env, EnvFile, OpenOptions, OsEnv};
+
+fn options() -> CheckpointOptions {
+    CheckpointOptions { max_retained: 3, full_every_incrementals: 0, ..CheckpointOptions::default() }
+}
+
+/// About 10 MiB in many frames (past the size below which no helper is used).
+fn state() -> BTreeMap<Vec<u8>, Vec<u8>> {
+    (0..90_000u32)
+        .map(|i| (format!("key-{i:07}").into_bytes(), vec![(i % 251) as u8; 90 + (i % 37) as usize]))
+        .collect()
+}
+
+/// `data` in version 1: the header, then each put as u32 lengths and bytes.
+fn version_1(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<u8> {
+    let mut out = data::encode_header(true, state.len() as u64, 0).to_vec();
+    out[8..12].copy_from_slice(&data::DATA_VERSION_PACKED_U32.to_le_bytes());
+    for (key, value) in state {
+        for bytes in [key, value] {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+    }
+    out
+}
+
+/// The whole file at `path`.
+fn read<E: Env>(env: &E, path: &Path) -> Vec<u8> {
+    let file = env.open(path, OpenOptions::read_only()).expect("open");
+    let mut bytes = vec![0; file.len().expect("len") as usize];
+    file.read_exact_at(&mut bytes, 0).expect("read");
+    bytes
+}
+
+/// Replaces checkpoint `id`'s `DATA` in `dir` with `bytes` and rewrites its `META` to record
+/// their length and crc32, as if they were written so.
+fn replace_data<E: Env>(env: &E, dir: &Path, id: u64, bytes: &[u8]) -> PathBuf {
+    let at = dir.join(format::checkpoint_dir_name(id));
+    let write = |path: &Path, bytes: &[u8]| {
+        let file = env.open(path, OpenOptions::create().truncate(true)).expect("open");
+        file.write_all_at(bytes, 0).expect("write");
+        file.sync_data().expect("sync");
+    };
+    let meta_path = at.join(META_FILE_NAME);
+    let meta_bytes = read(env, &meta_path);
+    let (mut meta, place) = format::decode_meta(&meta_bytes).expect("META decodes");
+    meta.files[0].len_bytes = bytes.len() as u64;
+    meta.files[0].crc32 = crc32fast::hash(bytes);
+    meta.size_bytes = bytes.len() as u64;
+    let data_path = at.join(DATA_FILE_NAME);
+    write(&data_path, bytes);
+    write(&meta_path, &format::encode_meta(&meta, place).expect("encode META"));
+    data_path
+}
+
+fn entries(run: &stormhold::checkpoint::run::Run) -> Vec<(Vec<u8>, Vec<u8>)> {
+    run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+}
+
+#[test]
+fn a_version_1_data_file_still_loads_exactly_with_and_without_a_helper() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = state();
+    let (mut store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
+    let id = store
+        .create(1, 1, UserMeta::default(), CheckpointData::Full(written.clone()), None)
+        .expect("create")
+        .id;
+    drop(store);
+    let old = version_1(&written);
+    replace_data(&OsEnv::new(), dir.path(), id, &old);
+    let expected: Vec<_> = written.into_iter().collect();
+    for helper in [false, true] {
+        let (store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
+        let loaded = store.load_latest_valid_run_with(helper).expect("load").expect("a checkpoint");
+        assert!(loaded.fallbacks.is_empty(), "helper {helper}: {:?}", loaded.fallbacks);
+        assert!(entries(&loaded.run) == expected, "helper {helper}: the version-1 state");
+    }
+}
+
+/// Damaged version-2 files: each refused by `decode_data` with a known error.
+fn damaged(good: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let first = DATA_HEADER_BYTES;
+    let header = |bytes: &[u8], at: usize| FrameHeader::parse(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let second = first + FRAME_HEADER_BYTES + header(good, first).body_bytes as usize;
+    let third = second + FRAME_HEADER_BYTES + header(good, second).body_bytes as usize;
+    let mut out = Vec::new();
+    // The second frame's first key made larger than every later one: out of order at the
+    // second entry of the frame (keys are "key-NNNNNNN", the first byte after the length).
+    let mut disorder = good.to_vec();
+    disorder[second + FRAME_HEADER_BYTES + 1] = b'z';
+    out.push(("out of order", disorder));
+    // The third frame's length past the end of the file.
+    let mut long = good.to_vec();
+    long[third..third + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    out.push(("length past the end", long));
+    // A frame's count one short: its last entry is left over.
+    let mut short = good.to_vec();
+    let count = header(good, second).entries - 1;
+    short[second + 4..second + 8].copy_from_slice(&count.to_le_bytes());
+    out.push(("count short", short));
+    // Trailing bytes.
+    let mut trailing = good.to_vec();
+    trailing.extend_from_slice(&[0; 3]);
+    out.push(("trailing bytes", trailing));
+    // Cut inside the last frame.
+    out.push(("cut", good[..good.len() - 40].to_vec()));
+    out
+}
+
+/// The reason the only checkpoint of `dir` did not load.
+fn load_failure<E: Env + Clone>(env: &E, dir: &Path, helper: bool) -> String {
+    let (store, _) = CheckpointStore::open(env.clone(), dir, options()).expect("open");
+    match store.load_latest_valid_run_with(helper).map(|loaded| loaded.map(|l| l.run.len())) {
+        Err(CheckpointError::NoLoadableCheckpoint { fallbacks }) => match &fallbacks[0].reason {
+            FallbackReason::DamagedData(why) => why.clone(),
+            other => panic!("passed over for another reason: {other:?}"),
+        },
+        other => panic!("the damaged checkpoint loaded or failed otherwise: {other:?}"),
+    }
+}
+
+#[test]
+fn damaged_frames_behind_a_matching_crc_fail_the_load_as_decode_data_fails_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
+    let id = store.create(1, 1, UserMeta::default(), CheckpointData::Full(state()), None).expect("create").id;
+    drop(store);
+    let good = read(&OsEnv::new(), &dir.path().join(format::checkpoint_dir_name(id)).join(DATA_FILE_NAME));
+    let sim_dir = Path::new("/ckpt");
+    for (what, bytes) in damaged(&good) {
+        let error = data::decode_data(&bytes).expect_err(what);
+        let path = replace_data(&OsEnv::new(), dir.path(), id, &bytes);
+        let expected =
+            format!("{}", CheckpointError::DataFormat { path: path.clone(), source: error.clone() });
+        for helper in [false, true] {
+            assert_eq!(load_failure(&OsEnv::new(), dir.path(), helper), expected, "{what}, helper {helper}");
+        }
+        // The simulator (no helper ever) reads the same frames the same way.
+        let env = SimEnv::new(7, FaultOptions::default()).expect("env");
+        let (mut store, _) = CheckpointStore::open(env.clone(), sim_dir, options()).expect("open");
+        let sim_id =
+            store.create(1, 1, UserMeta::default(), CheckpointData::Full(state()), None).expect("create").id;
+        drop(store);
+        let sim_path = replace_data(&env, sim_dir, sim_id, &bytes);
+        let expected = format!("{}", CheckpointError::DataFormat { path: sim_path, source: error });
+        assert_eq!(load_failure(&env, sim_dir, true), expected, "{what}, simulated");
+    }
+}
