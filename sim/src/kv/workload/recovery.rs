@@ -263,7 +263,24 @@ impl<S: KvStore> KvWorkload<S> {
                 at_power_loss = Some(env.stats().sync_failures);
             }
             let sync_failures_at_power_loss = at_power_loss.unwrap_or(self.sync_failures_at_power_loss);
+            let crashed = || {
+                if env.last_crash_kind() == Some(CrashKind::Process)
+                    && env.stats().sync_failures > sync_failures_at_power_loss
+                {
+                    // A process crash during recovery after a failed sync: see `crash_now`.
+                    env.crash_with(CrashKind::Machine);
+                }
+                env.restart()
+            };
             match S::open(env, &self.store_config) {
+                // The process died during the open at a call that cannot fail (a clock
+                // reading: it answers, and the process is dead after it), so the open went
+                // on and returned: it is a crash during recovery like any other (the audit
+                // that followed otherwise failed at its first call, on a dead process).
+                Ok(store) if env.is_crashed() => {
+                    drop(store);
+                    crashed();
+                }
                 Ok(store) => match self.accept_open(env, store) {
                     Ok(store) => return Ok((Opened::Store(store), at_power_loss)),
                     Err(why) => {
@@ -285,15 +302,7 @@ impl<S: KvStore> KvWorkload<S> {
                         format!("open reported data loss, but the simulator damaged no media: {what}"),
                     ));
                 }
-                Err(StoreError::Io(error)) if is_crash(&error) => {
-                    if env.last_crash_kind() == Some(CrashKind::Process)
-                        && env.stats().sync_failures > sync_failures_at_power_loss
-                    {
-                        // A process crash during recovery after a failed sync: see `crash_now`.
-                        env.crash_with(CrashKind::Machine);
-                    }
-                    env.restart()
-                }
+                Err(StoreError::Io(error)) if is_crash(&error) => crashed(),
                 Err(error) => {
                     // A failed open fail-stops the process, which restarts before trying again
                     // (retrying in-process would trust pages a failed sync left only in the
