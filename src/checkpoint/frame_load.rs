@@ -18,6 +18,7 @@
 //! - the crc32 returned covers every byte of the file, in order, whatever the decoder found.
 
 mod parallel;
+mod populate;
 
 use std::io;
 use std::path::Path;
@@ -107,7 +108,7 @@ impl<F: EnvFile> FrameReader<'_, F> {
     /// copied from the front where they lie in it, the rest read from the file and
     /// checksummed.
     fn read_range(&mut self, from: u64, len: usize) -> Result<Vec<u8>, Stop> {
-        let mut block = vec![0; len];
+        let mut block = populate::zeroed_block(len);
         let in_front = self.front.get(from as usize..).map_or(0, |rest| rest.len().min(len));
         if in_front > 0 {
             let at = from as usize;
