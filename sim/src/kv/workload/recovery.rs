@@ -281,6 +281,14 @@ impl<S: KvStore> KvWorkload<S> {
                     drop(store);
                     crashed();
                 }
+                // Whatever a failed open said, if the process died during it this is a crash
+                // during recovery too, and a sync that failed in it turns the crash into a
+                // power loss (the generic arm below cannot: `SimEnv::crash` does nothing to a
+                // dead process). Bug fixed here: the kernel store reports a process that died
+                // while its shards recovered as an `Other` error, so a failed WAL directory
+                // sync of that open was followed by a restart that trusted the page cache
+                // (corpus: kernel-power-loss-after-failed-sync-in-open).
+                Err(_) if env.is_crashed() => crashed(),
                 Ok(store) => match self.accept_open(env, store) {
                     Ok(store) => return Ok((Opened::Store(store), at_power_loss)),
                     Err(why) => {
