@@ -112,15 +112,17 @@
 //!   test `tests/tidy.rs` enforces it);
 //! - nothing in `src/` iterates an unordered collection where the order can reach output.
 
-// Two exceptions, in `env/os.rs`: `writeback`, the `sync_file_range` call behind
+// Three exceptions: in `env/os.rs`, `writeback`, the `sync_file_range` call behind
 // `EnvFile::start_writeback`, and `readahead`, the `posix_fadvise` calls behind
-// `EnvFile::advise_sequential_read`, which std does not expose. Nothing else may allow it.
+// `EnvFile::advise_sequential_read`; in `pages.rs`, the `madvise` call that maps a fresh
+// block's pages at once. std exposes none of them. Nothing else may allow it.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod env;
 mod identity;
+mod pages;
 
 // The layer modules: public with `internals`, crate-private without (see the crate docs).
 // Without `internals` the kernel uses only part of each layer's API; the rest serves the

@@ -18,7 +18,6 @@
 //! - the crc32 returned covers every byte of the file, in order, whatever the decoder found.
 
 mod parallel;
-mod populate;
 
 use std::io;
 use std::path::Path;
@@ -108,7 +107,7 @@ impl<F: EnvFile> FrameReader<'_, F> {
     /// copied from the front where they lie in it, the rest read from the file and
     /// checksummed.
     fn read_range(&mut self, from: u64, len: usize) -> Result<Vec<u8>, Stop> {
-        let mut block = populate::zeroed_block(len);
+        let mut block = crate::pages::zeroed(len);
         let in_front = self.front.get(from as usize..).map_or(0, |rest| rest.len().min(len));
         if in_front > 0 {
             let at = from as usize;

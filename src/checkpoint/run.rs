@@ -217,7 +217,7 @@ impl Run {
     /// Appends an entry; `key` must sort after every key already in the run.
     #[inline]
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
-        self.push_with(key, value, Vec::with_capacity);
+        self.push_with(key, value, crate::pages::with_capacity);
     }
 
     /// [`Run::push`], taking a new block, when the entry does not fit the last one, from

@@ -634,7 +634,7 @@ impl<H: KeyHash> Memtable<H> {
             varint_bytes(key_len) + key_len as usize + varint_bytes(tag) + value.map_or(0, <[u8]>::len);
         if self.blocks.last().is_none_or(|b| b.capacity() - b.len() < bytes) {
             let next = self.blocks.last().map_or(FIRST_BLOCK_BYTES, |b| (2 * b.capacity()).min(BLOCK_BYTES));
-            self.blocks.push(Vec::with_capacity(bytes.max(next)));
+            self.blocks.push(crate::pages::with_capacity(bytes.max(next)));
         }
         let number = self.blocks.len() - 1;
         let block = &mut self.blocks[number];

@@ -68,7 +68,7 @@ impl<F: EnvFile> Shared<'_, F> {
     /// The `len` bytes at `from`, from the front where they lie in it, and the crc32 of
     /// those read past it.
     fn read_bytes(&self, from: u64, len: usize) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
-        let mut block = super::populate::zeroed_block(len);
+        let mut block = crate::pages::zeroed(len);
         let mut crc = crc32fast::Hasher::new();
         let in_front = self.front.get(from as usize..).map_or(0, |rest| rest.len().min(len));
         if in_front > 0 {
