@@ -7,9 +7,11 @@
 //! declared here (glibc's and musl's signature on 64-bit Linux), and the call is safe because
 //! the range lies inside an allocation this function owns for the call's duration, and
 //! `MADV_POPULATE_WRITE` only maps its pages (zeroed where none was mapped yet; a mapped page
-//! keeps its bytes); no byte Rust can observe changes. A kernel without it (before 5.14), or
-//! a page size other than 4 KiB, refuses the call: the pages then fault in as the bytes are
-//! written, as without it.
+//! keeps its bytes); no byte Rust can observe changes. A kernel without it (before 5.14)
+//! refuses the call, and so does one with pages larger than 4 KiB where the range does not
+//! start on one; where it does, the kernel rounds the length up to its page, which may map a
+//! page past the block (the allocator's, its bytes unchanged). Refused, the pages fault in as
+//! the bytes are written, as without the call.
 
 /// `len` zero bytes in a fresh vector.
 pub(crate) fn zeroed(len: usize) -> Vec<u8> {

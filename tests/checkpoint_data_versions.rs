@@ -163,3 +163,48 @@ fn damaged_frames_behind_a_matching_crc_fail_the_load_as_decode_data_fails_them(
         assert_eq!(load_failure(&env, sim_dir, true), expected, "{what}, simulated");
     }
 }
+
+/// A full version-2 file of `state` whose frames end every `every` entries (small frames,
+/// which the loader copies into the run instead of adopting).
+fn in_small_frames(state: &BTreeMap<Vec<u8>, Vec<u8>>, every: usize) -> Vec<u8> {
+    let mut framer = stormhold::checkpoint::frame::Framer::new();
+    for (n, (key, value)) in state.iter().enumerate() {
+        framer.entry(key, value).expect("entry");
+        if n % every == every - 1 {
+            framer.close_frame();
+        }
+    }
+    let mut out = data::encode_header(true, state.len() as u64, 0).to_vec();
+    out.extend_from_slice(&framer.into_bytes());
+    out
+}
+
+#[test]
+fn small_frames_load_exactly_and_fail_as_decode_data_fails_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = state();
+    let (mut store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
+    let id = store
+        .create(1, 1, UserMeta::default(), CheckpointData::Full(written.clone()), None)
+        .expect("create")
+        .id;
+    drop(store);
+    // Frames of 3 entries, about 350 bytes each.
+    let small = in_small_frames(&written, 3);
+    replace_data(&OsEnv::new(), dir.path(), id, &small);
+    let expected: Vec<_> = written.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for helper in [false, true] {
+        let (store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
+        let loaded = store.load_latest_valid_run_with(helper).expect("load").expect("a checkpoint");
+        assert!(entries(&loaded.run) == expected, "helper {helper}: the state of small frames");
+    }
+    // Damage inside small frames, behind a matching crc: the same error as decode_data.
+    for (what, bytes) in damaged(&small) {
+        let error = data::decode_data(&bytes).expect_err(what);
+        let path = replace_data(&OsEnv::new(), dir.path(), id, &bytes);
+        let expected = format!("{}", CheckpointError::DataFormat { path: path.clone(), source: error });
+        for helper in [false, true] {
+            assert_eq!(load_failure(&OsEnv::new(), dir.path(), helper), expected, "{what}, helper {helper}");
+        }
+    }
+}

@@ -40,6 +40,12 @@ struct FrameRead {
     body_at: u64,
 }
 
+/// The front's index of file offset `at` (past the front, and past `usize`, an index no front
+/// holds).
+fn front_index(at: u64) -> usize {
+    usize::try_from(at).unwrap_or(usize::MAX)
+}
+
 /// What stops a read: an I/O failure, or bytes that are not a valid layout.
 enum Stop {
     Io(io::Error),
@@ -108,9 +114,9 @@ impl<F: EnvFile> FrameReader<'_, F> {
     /// checksummed.
     fn read_range(&mut self, from: u64, len: usize) -> Result<Vec<u8>, Stop> {
         let mut block = crate::pages::zeroed(len);
-        let in_front = self.front.get(from as usize..).map_or(0, |rest| rest.len().min(len));
+        let in_front = self.front.get(front_index(from)..).map_or(0, |rest| rest.len().min(len));
         if in_front > 0 {
-            let at = from as usize;
+            let at = front_index(from);
             block[..in_front].copy_from_slice(&self.front[at..at + in_front]);
         }
         if in_front < len {
@@ -212,8 +218,18 @@ fn decode(frames: impl Iterator<Item = Result<FrameRead, Stop>>, sink: &mut Chan
     Ok(())
 }
 
-/// Checks one frame and adopts it into the run of its section.
+/// Frames smaller than this are copied into the run's blocks, not adopted as blocks of their
+/// own: a crafted file of one-entry frames of a few bytes (or a simulated store's, whose
+/// writer ends a frame at each chunk of a few entries) would otherwise cost an allocation and
+/// an index slot per frame, several times the bytes it holds.
+const ADOPTED_FRAME_BYTES_MIN: usize = 16 << 10;
+
+/// Checks one frame and adopts it into the run of its section (or copies its entries there,
+/// if it is small).
 fn adopt(frame: FrameRead, sink: &mut Changes) -> Result<(), Stop> {
+    if frame.block.len() < ADOPTED_FRAME_BYTES_MIN {
+        return copy_small(frame, sink);
+    }
     let Changes { puts, deletes } = sink;
     let FrameRead { section, header, block, body_at } = frame;
     let adopted = match section {
@@ -239,4 +255,29 @@ fn adopt(frame: FrameRead, sink: &mut Changes) -> Result<(), Stop> {
         }),
     };
     adopted.map_err(Stop::Data)
+}
+
+/// [`adopt`] of a small frame: checked as it is, its entries pushed into the run (copied into
+/// its last block). A frame that fails the check leaves entries before the failure pushed:
+/// the load fails and the run is dropped.
+fn copy_small(frame: FrameRead, sink: &mut Changes) -> Result<(), Stop> {
+    let Changes { puts, deletes } = sink;
+    let FrameRead { section, header, block, body_at } = frame;
+    let deleting = section == Section::Deletes;
+    let run = if deleting { &mut *deletes } else { &mut *puts };
+    let before = run.last_key().map(<[u8]>::to_vec);
+    let mut entries = Vec::with_capacity(header.entries as usize);
+    walk_frame(&block, body_at, header.entries, deleting, before.as_deref(), |at, key, value| {
+        entries.push((at, key, value));
+    })
+    .map_err(Stop::Data)?;
+    for (at, key, value) in entries {
+        if deleting && puts.get(key).is_some() {
+            let detail = "a deleted key is also put".into();
+            return Err(Stop::Data(DataError { offset: body_at + at as u64, detail }));
+        }
+        let run = if deleting { &mut *deletes } else { &mut *puts };
+        run.push(key, value);
+    }
+    Ok(())
 }

@@ -70,9 +70,9 @@ impl<F: EnvFile> Shared<'_, F> {
     fn read_bytes(&self, from: u64, len: usize) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
         let mut block = crate::pages::zeroed(len);
         let mut crc = crc32fast::Hasher::new();
-        let in_front = self.front.get(from as usize..).map_or(0, |rest| rest.len().min(len));
+        let in_front = self.front.get(super::front_index(from)..).map_or(0, |rest| rest.len().min(len));
         if in_front > 0 {
-            let at = from as usize;
+            let at = super::front_index(from);
             block[..in_front].copy_from_slice(&self.front[at..at + in_front]);
         }
         if in_front < len {
