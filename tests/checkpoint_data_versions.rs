@@ -73,25 +73,34 @@ fn entries(run: &stormhold::checkpoint::run::Run) -> Vec<(Vec<u8>, Vec<u8>)> {
     run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
 }
 
+/// A store on the real OS whose one checkpoint holds `state`, and that checkpoint's id.
+fn store_holding(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> (tempfile::TempDir, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
+    let data = CheckpointData::Full(state.clone());
+    let id = store.create(1, 1, UserMeta::default(), data, None).expect("create").id;
+    (dir, id)
+}
+
+/// The only checkpoint of `dir` loads as `expected`, with and without a helper, passing over
+/// nothing.
+fn assert_loads(dir: &Path, expected: &BTreeMap<Vec<u8>, Vec<u8>>, what: &str) {
+    let expected: Vec<_> = expected.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for helper in [false, true] {
+        let (store, _) = CheckpointStore::open(OsEnv::new(), dir, options()).expect("open");
+        let loaded = store.load_latest_valid_run_with(helper).expect("load").expect("a checkpoint");
+        assert!(loaded.fallbacks.is_empty(), "{what}, helper {helper}: {:?}", loaded.fallbacks);
+        assert!(entries(&loaded.run) == expected, "{what}, helper {helper}: the state written");
+    }
+}
+
 #[test]
 fn a_version_1_data_file_still_loads_exactly_with_and_without_a_helper() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let written = state();
-    let (mut store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
-    let id = store
-        .create(1, 1, UserMeta::default(), CheckpointData::Full(written.clone()), None)
-        .expect("create")
-        .id;
-    drop(store);
+    let (dir, id) = store_holding(&written);
     let old = version_1(&written);
     replace_data(&OsEnv::new(), dir.path(), id, &old);
-    let expected: Vec<_> = written.into_iter().collect();
-    for helper in [false, true] {
-        let (store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
-        let loaded = store.load_latest_valid_run_with(helper).expect("load").expect("a checkpoint");
-        assert!(loaded.fallbacks.is_empty(), "helper {helper}: {:?}", loaded.fallbacks);
-        assert!(entries(&loaded.run) == expected, "helper {helper}: the version-1 state");
-    }
+    assert_loads(dir.path(), &written, "version 1");
 }
 
 /// Damaged version-2 files: each refused by `decode_data` with a known error.
@@ -138,10 +147,7 @@ fn load_failure<E: Env + Clone>(env: &E, dir: &Path, helper: bool) -> String {
 
 #[test]
 fn damaged_frames_behind_a_matching_crc_fail_the_load_as_decode_data_fails_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
-    let id = store.create(1, 1, UserMeta::default(), CheckpointData::Full(state()), None).expect("create").id;
-    drop(store);
+    let (dir, id) = store_holding(&state());
     let good = read(&OsEnv::new(), &dir.path().join(format::checkpoint_dir_name(id)).join(DATA_FILE_NAME));
     let sim_dir = Path::new("/ckpt");
     for (what, bytes) in damaged(&good) {
@@ -181,23 +187,12 @@ fn in_small_frames(state: &BTreeMap<Vec<u8>, Vec<u8>>, every: usize) -> Vec<u8> 
 
 #[test]
 fn small_frames_load_exactly_and_fail_as_decode_data_fails_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let written = state();
-    let (mut store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
-    let id = store
-        .create(1, 1, UserMeta::default(), CheckpointData::Full(written.clone()), None)
-        .expect("create")
-        .id;
-    drop(store);
+    let (dir, id) = store_holding(&written);
     // Frames of 3 entries, about 350 bytes each.
     let small = in_small_frames(&written, 3);
     replace_data(&OsEnv::new(), dir.path(), id, &small);
-    let expected: Vec<_> = written.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    for helper in [false, true] {
-        let (store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
-        let loaded = store.load_latest_valid_run_with(helper).expect("load").expect("a checkpoint");
-        assert!(entries(&loaded.run) == expected, "helper {helper}: the state of small frames");
-    }
+    assert_loads(dir.path(), &written, "frames of 3 entries");
     // Damage inside small frames, behind a matching crc: the same error as decode_data.
     for (what, bytes) in damaged(&small) {
         let error = data::decode_data(&bytes).expect_err(what);

@@ -46,6 +46,27 @@ fn front_index(at: u64) -> usize {
     usize::try_from(at).unwrap_or(usize::MAX)
 }
 
+/// The `len` bytes of `file` at `from`, copied from `front` (the file's first bytes) where they
+/// lie in it and read from the file past it, in a fresh block; with how many came from the
+/// front (the rest are the fresh bytes a caller checksums).
+fn read_past_front<F: EnvFile>(
+    file: &F,
+    front: &[u8],
+    from: u64,
+    len: usize,
+) -> io::Result<(Vec<u8>, usize)> {
+    let mut block = crate::pages::zeroed(len);
+    let in_front = front.get(front_index(from)..).map_or(0, |rest| rest.len().min(len));
+    if in_front > 0 {
+        let at = front_index(from);
+        block[..in_front].copy_from_slice(&front[at..at + in_front]);
+    }
+    if in_front < len {
+        file.read_exact_at(&mut block[in_front..], from + in_front as u64)?;
+    }
+    Ok((block, in_front))
+}
+
 /// What stops a read: an I/O failure, or bytes that are not a valid layout.
 enum Stop {
     Io(io::Error),
@@ -113,19 +134,11 @@ impl<F: EnvFile> FrameReader<'_, F> {
     /// copied from the front where they lie in it, the rest read from the file and
     /// checksummed.
     fn read_range(&mut self, from: u64, len: usize) -> Result<Vec<u8>, Stop> {
-        let mut block = crate::pages::zeroed(len);
-        let in_front = self.front.get(front_index(from)..).map_or(0, |rest| rest.len().min(len));
-        if in_front > 0 {
-            let at = front_index(from);
-            block[..in_front].copy_from_slice(&self.front[at..at + in_front]);
-        }
+        let (block, in_front) = read_past_front(self.file, &self.front, from, len).map_err(Stop::Io)?;
         if in_front < len {
-            let fresh_at = from + in_front as u64;
-            debug_assert_eq!(fresh_at, self.read_to, "the file is read front to back");
-            let fresh = &mut block[in_front..];
-            self.file.read_exact_at(fresh, fresh_at).map_err(Stop::Io)?;
-            self.crc.update(fresh);
-            self.read_to = fresh_at + fresh.len() as u64;
+            debug_assert_eq!(from + in_front as u64, self.read_to, "the file is read front to back");
+            self.crc.update(&block[in_front..]);
+            self.read_to = from + len as u64;
             // Past the front for good: free it.
             self.front = Vec::new();
         }

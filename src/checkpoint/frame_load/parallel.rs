@@ -68,17 +68,9 @@ impl<F: EnvFile> Shared<'_, F> {
     /// The `len` bytes at `from`, from the front where they lie in it, and the crc32 of
     /// those read past it.
     fn read_bytes(&self, from: u64, len: usize) -> io::Result<(Vec<u8>, crc32fast::Hasher)> {
-        let mut block = crate::pages::zeroed(len);
+        let (block, in_front) = super::read_past_front(self.file, self.front, from, len)?;
         let mut crc = crc32fast::Hasher::new();
-        let in_front = self.front.get(super::front_index(from)..).map_or(0, |rest| rest.len().min(len));
-        if in_front > 0 {
-            let at = super::front_index(from);
-            block[..in_front].copy_from_slice(&self.front[at..at + in_front]);
-        }
-        if in_front < len {
-            self.file.read_exact_at(&mut block[in_front..], from + in_front as u64)?;
-            crc.update(&block[in_front..]);
-        }
+        crc.update(&block[in_front..]);
         Ok((block, crc))
     }
 
