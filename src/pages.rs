@@ -13,10 +13,16 @@
 //! page past the block (the allocator's, its bytes unchanged). Refused, the pages fault in as
 //! the bytes are written, as without the call.
 
-/// `len` zero bytes in a fresh vector.
+/// `len` zero bytes in a fresh vector, its pages mapped as [`with_capacity`] maps them.
+///
+/// Zeroed by the allocator (`calloc`), which writes no byte of memory fresh from the
+/// kernel (already zero): a checkpoint load, which reads a file into such blocks, spent
+/// about 2% of its time writing zeros over zeros.
 pub(crate) fn zeroed(len: usize) -> Vec<u8> {
-    let mut block = with_capacity(len);
-    block.resize(len, 0);
+    let mut block = vec![0; len];
+    if len >= POPULATE_BYTES_MIN {
+        populate(&mut block);
+    }
     block
 }
 
@@ -25,7 +31,7 @@ pub(crate) fn zeroed(len: usize) -> Vec<u8> {
 pub(crate) fn with_capacity(capacity: usize) -> Vec<u8> {
     let mut block = Vec::with_capacity(capacity);
     if capacity >= POPULATE_BYTES_MIN {
-        populate(&mut block);
+        populate(block.spare_capacity_mut());
     }
     block
 }
@@ -35,7 +41,7 @@ const POPULATE_BYTES_MIN: usize = 64 << 10;
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn populate(block: &mut Vec<u8>) {
+fn populate<T>(bytes: &mut [T]) {
     use std::ffi::c_void;
 
     /// `MADV_POPULATE_WRITE` of `<linux/mman.h>` (Linux 5.14).
@@ -46,18 +52,17 @@ fn populate(block: &mut Vec<u8>) {
         fn madvise(addr: *mut c_void, len: usize, advice: i32) -> i32;
     }
 
-    let spare = block.spare_capacity_mut();
-    let start = spare.as_mut_ptr() as usize;
-    let (first, end) = (start.next_multiple_of(PAGE_BYTES), (start + spare.len()) / PAGE_BYTES * PAGE_BYTES);
+    let (start, len) = (bytes.as_mut_ptr() as usize, std::mem::size_of_val(bytes));
+    let (first, end) = (start.next_multiple_of(PAGE_BYTES), (start + len) / PAGE_BYTES * PAGE_BYTES);
     if end > first {
-        // SAFETY: see the module docs: whole pages inside `block`'s allocation, which lives
-        // for the call; the advice maps them and changes no byte.
+        // SAFETY: see the module docs: whole pages inside `bytes`, borrowed for the call;
+        // the advice maps them and changes no byte.
         let _ = unsafe { madvise(first as *mut c_void, end - first, MADV_POPULATE_WRITE) };
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn populate(_block: &mut Vec<u8>) {}
+fn populate<T>(_bytes: &mut [T]) {}
 
 #[cfg(test)]
 mod tests {

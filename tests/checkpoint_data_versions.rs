@@ -2,7 +2,9 @@
 //! loads, exactly, with and without a helper thread; and a version-2 file whose frames are
 //! damaged behind a crc32 that matches them (so only decoding can catch it) fails the load
 //! with the error `decode_data` gives for the same bytes, naming the file and the offset,
-//! on the real OS (helper and not) and in the simulator.
+//! on the real OS (helper and not) and in the simulator. Small frames between full ones
+//! load into about the file's bytes, and a kernel writing in its largest steps writes full
+//! frames.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -202,4 +204,112 @@ fn small_frames_load_exactly_and_fail_as_decode_data_fails_them() {
             assert_eq!(load_failure(&OsEnv::new(), dir.path(), helper), expected, "{what}, helper {helper}");
         }
     }
+}
+
+/// Each full frame followed by a frame of one entry: what the staged writer wrote when a
+/// step's budget equalled a frame's bound (the step ended one entry into the next frame).
+fn full_frames_each_followed_by_one_entry(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<u8> {
+    let mut framer = stormhold::checkpoint::frame::Framer::new();
+    let (mut body_bytes, mut next_alone) = (0, false);
+    for (key, value) in state {
+        let entry_bytes = key.len() + value.len() + 2;
+        framer.entry(key, value).expect("entry");
+        if next_alone {
+            framer.close_frame();
+            (body_bytes, next_alone) = (0, false);
+            continue;
+        }
+        body_bytes += entry_bytes;
+        if body_bytes + entry_bytes > stormhold::checkpoint::frame::FRAME_BYTES_MAX {
+            // Full: the next entry goes in a frame of its own.
+            framer.close_frame();
+            next_alone = true;
+        }
+    }
+    let mut out = data::encode_header(true, state.len() as u64, 0).to_vec();
+    out.extend_from_slice(&framer.into_bytes());
+    out
+}
+
+/// A one-entry frame after an adopted (full) frame finds no room in the run's last block:
+/// its entry went into a fresh block of a whole `BLOCK_BYTES`, so such a file loaded into
+/// twice its bytes (and took twice the page faults). It loads into about its bytes now.
+#[test]
+fn small_frames_between_full_ones_take_no_block_of_their_own() {
+    let written = state();
+    let (dir, id) = store_holding(&written);
+    let bytes = full_frames_each_followed_by_one_entry(&written);
+    let frames = frame_sizes(&bytes);
+    let small = frames.iter().filter(|&&body| body < 1024).count();
+    assert!(small >= 8 && small * 2 + 1 >= frames.len() && small * 2 <= frames.len(), "{frames:?}");
+    replace_data(&OsEnv::new(), dir.path(), id, &bytes);
+    assert_loads(dir.path(), &written, "full frames, each followed by one entry");
+    for helper in [false, true] {
+        let (store, _) = CheckpointStore::open(OsEnv::new(), dir.path(), options()).expect("open");
+        let loaded = store.load_latest_valid_run_with(helper).expect("load").expect("a checkpoint");
+        let allocated = loaded.run.allocated_bytes();
+        assert!(
+            allocated < bytes.len() * 5 / 4,
+            "helper {helper}: {allocated} bytes allocated for a file of {}",
+            bytes.len()
+        );
+    }
+}
+
+/// The body length of each frame of a version-2 `DATA` file.
+fn frame_sizes(bytes: &[u8]) -> Vec<usize> {
+    let mut at = DATA_HEADER_BYTES;
+    let mut sizes = Vec::new();
+    while at + FRAME_HEADER_BYTES <= bytes.len() {
+        let header: [u8; FRAME_HEADER_BYTES] =
+            bytes[at..at + FRAME_HEADER_BYTES].try_into().expect("8 bytes");
+        let body = FrameHeader::parse(header).body_bytes as usize;
+        sizes.push(body);
+        at += FRAME_HEADER_BYTES + body;
+    }
+    assert_eq!(at, bytes.len(), "the frames end where the file does");
+    sizes
+}
+
+/// A kernel whose WAL-bytes cap is large writes its checkpoints in steps of the largest
+/// size: each step's chunk ends a frame, and every frame but the last is full (a step of a
+/// whole frame's bound left a one-entry frame after each full one).
+#[test]
+fn a_checkpoint_written_in_the_largest_steps_has_full_frames() {
+    use stormhold::checkpoint::frame::FRAME_BYTES_MAX;
+    use stormhold::{Config, Durability, EpochConfig, Kernel};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let epochs = EpochConfig {
+        ops_max: 1_000_000_000,
+        wal_bytes_max: 64 << 30,
+        duration_max_ms: 86_400_000,
+        ..EpochConfig::default()
+    };
+    let config = Config::builder().shards(1).epochs(epochs).build().expect("config");
+    let kernel = Kernel::open(OsEnv::new(), dir.path(), config).expect("open");
+    for (key, value) in &state() {
+        kernel.put(key, value, Durability::None).expect("put");
+    }
+    kernel.checkpoint().expect("checkpoint");
+    drop(kernel);
+    let shard = stormhold::kernel::layout::shard_dir(dir.path(), 0).join("ckpt");
+    let env = OsEnv::new();
+    let mut data_files: Vec<_> = env
+        .list_dir(&shard)
+        .expect("list")
+        .into_iter()
+        .filter(|name| name.starts_with("ckpt-"))
+        .map(|name| shard.join(name).join(DATA_FILE_NAME))
+        .collect();
+    data_files.sort();
+    let bytes = read(&env, data_files.last().expect("a checkpoint"));
+    let frames = frame_sizes(&bytes);
+    assert!(frames.len() >= 8, "{frames:?}");
+    let (last, full) = frames.split_last().expect("frames");
+    assert!(
+        full.iter().all(|body| (FRAME_BYTES_MAX * 9 / 10..=FRAME_BYTES_MAX).contains(body)),
+        "{frames:?}"
+    );
+    assert!(*last > 0);
 }

@@ -237,6 +237,12 @@ fn decode(frames: impl Iterator<Item = Result<FrameRead, Stop>>, sink: &mut Chan
 /// an index slot per frame, several times the bytes it holds.
 const ADOPTED_FRAME_BYTES_MIN: usize = 16 << 10;
 
+/// The block small frames' entries are copied into when the run's last block has no room
+/// for them (an adopted frame leaves none): a file of full frames, each followed by a frame
+/// of the entry or two a writer's chunk ended on, took a whole run block per small frame,
+/// its pages mapped (twice the file's bytes in memory, and twice its page faults).
+const SMALL_FRAMES_BLOCK_BYTES: usize = 2 * ADOPTED_FRAME_BYTES_MIN;
+
 /// Checks one frame and adopts it into the run of its section (or copies its entries there,
 /// if it is small).
 fn adopt(frame: FrameRead, sink: &mut Changes) -> Result<(), Stop> {
@@ -290,7 +296,7 @@ fn copy_small(frame: FrameRead, sink: &mut Changes) -> Result<(), Stop> {
             return Err(Stop::Data(DataError { offset: body_at + at as u64, detail }));
         }
         let run = if deleting { &mut *deletes } else { &mut *puts };
-        run.push(key, value);
+        run.push_in_blocks_of(key, value, SMALL_FRAMES_BLOCK_BYTES);
     }
     Ok(())
 }

@@ -226,6 +226,26 @@ impl Run {
     /// already touched, so the copy into them takes no page fault (`checkpoint::load`).
     #[inline]
     pub fn push_with(&mut self, key: &[u8], value: &[u8], new_block: impl FnOnce(usize) -> Vec<u8>) {
+        self.push_in(key, value, BLOCK_BYTES, new_block);
+    }
+
+    /// [`Run::push`], starting a new block (when the entry does not fit the last one) of
+    /// `block_bytes` (or the entry's bytes if larger) rather than [`BLOCK_BYTES`]: a loader
+    /// copying a few small entries after a full block (`checkpoint::frame_load`) would
+    /// otherwise take a whole block, its pages mapped, for each such stretch.
+    pub fn push_in_blocks_of(&mut self, key: &[u8], value: &[u8], block_bytes: usize) {
+        debug_assert!(block_bytes <= BLOCK_BYTES, "blocks are at most BLOCK_BYTES");
+        self.push_in(key, value, block_bytes, crate::pages::with_capacity);
+    }
+
+    #[inline]
+    fn push_in(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        block_bytes: usize,
+        new_block: impl FnOnce(usize) -> Vec<u8>,
+    ) {
         debug_assert!(
             self.index.len() == self.start || self.key_at(self.index.len() - 1) < key,
             "run keys strictly increase"
@@ -238,7 +258,7 @@ impl Run {
         let entry_bytes = if short { 2 + key.len() + value.len() } else { entry_bytes(key_len, value_len) };
         let fits = self.blocks.last().is_some_and(|b| b.capacity() - b.len() >= entry_bytes);
         if !fits {
-            let capacity = entry_bytes.max(BLOCK_BYTES);
+            let capacity = entry_bytes.max(block_bytes);
             let block = new_block(capacity);
             assert!(
                 block.is_empty() && block.capacity() >= capacity,

@@ -16,13 +16,21 @@ use super::reclaim::Reclaim;
 use super::state::FrozenView;
 use super::{Bytes, ShardEnv};
 use crate::checkpoint::epoch::EpochId;
+use crate::checkpoint::frame::FRAME_BYTES_MAX;
 use crate::checkpoint::{CheckpointError, CheckpointKind, CheckpointStore, StagedCheckpoint};
 use crate::env::Env;
 use crate::wal::Lsn;
 
-/// The smallest and largest step of a checkpoint's writing, in bytes of data.
+/// The smallest and largest step of a checkpoint's writing, in bytes of data. Each step's
+/// chunk ends its last frame (`checkpoint::frame`), so the largest step stays a few KiB
+/// under a frame's bound: a step of a whole bound filled one frame to the bound, then
+/// opened the next for the entry or two left of the step, so every other frame of a large
+/// checkpoint held one entry (a small frame costs the loader a copy, and took it a whole
+/// block).
 const STEP_BYTES_MIN: u64 = 32;
-const STEP_BYTES_MAX: u64 = 1 << 20;
+const STEP_BYTES_MAX: u64 = (FRAME_BYTES_MAX - FRAME_SLACK_BYTES) as u64;
+/// Room left in the largest step's frame for the entry that ends the step.
+const FRAME_SLACK_BYTES: usize = 4 << 10;
 
 /// Bytes of checkpoint data one step encodes and writes: a 256th of the WAL-bytes cap, within
 /// [`STEP_BYTES_MIN`]..=[`STEP_BYTES_MAX`] (256 KiB for the default 64 MiB cap; a few entries
