@@ -117,6 +117,11 @@ fn damaged(good: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let mut disorder = good.to_vec();
     disorder[second + FRAME_HEADER_BYTES + 1] = b'z';
     out.push(("out of order", disorder));
+    // The second frame's first key made smaller than the first frame's last: the frame is
+    // in order on its own, out of order with the one before it (at its first entry).
+    let mut behind = good.to_vec();
+    behind[second + FRAME_HEADER_BYTES + 1] = b'a';
+    out.push(("out of order with the frame before", behind));
     // The third frame's length past the end of the file.
     let mut long = good.to_vec();
     long[third..third + 4].copy_from_slice(&u32::MAX.to_le_bytes());

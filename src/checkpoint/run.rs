@@ -320,6 +320,28 @@ impl Run {
         }
     }
 
+    /// [`Run::adopt_block`] of a block already walked: `offsets` are its entries' offsets in
+    /// order, `payload_bytes` their keys' and values' bytes. The caller checked the block as
+    /// `adopt_block`'s walk does, its first key against the run's last included.
+    pub fn adopt_walked(&mut self, block: Vec<u8>, offsets: &[u32], payload_bytes: u64) {
+        debug_assert!(offsets.windows(2).all(|w| w[0] < w[1]), "entries in order");
+        debug_assert!(
+            offsets.last().is_none_or(|&at| (at as usize) < block.len()),
+            "entries inside the block"
+        );
+        let number = (self.blocks.len() as u64) << 32;
+        for &at in offsets {
+            self.index.push(number | u64::from(at));
+        }
+        self.live_bytes += payload_bytes;
+        self.blocks.push(block);
+        let first = self.index.len() - offsets.len();
+        debug_assert!(
+            offsets.is_empty() || first <= self.start || self.key_at(first - 1) < self.key_at(first),
+            "the block's first key sorts after the run's last"
+        );
+    }
+
     /// The entry at absolute index position `i` (live or not yet freed).
     fn entry_at(&self, i: usize) -> (&[u8], &[u8]) {
         let slot = self.index.get(i);

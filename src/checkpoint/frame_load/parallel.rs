@@ -3,7 +3,10 @@
 //! fresh blocks), against which checking and indexing a frame is quick, so one reading
 //! thread kept the decoder waiting about half the time. Here both threads claim frames from
 //! one cursor and read them in parallel; the caller's thread also checks and adopts them, in
-//! file order, and reads one itself whenever the next in order is not there yet.
+//! file order, and reads one itself whenever the next in order is not there yet. The thread
+//! that read a large frame of puts walks it at once (`pre_walk`), while its bytes are in that
+//! core's cache, so the caller checks only its first key against the run and adopts it (a
+//! walk behind the reads on the other core was a stream of cache misses, 17% of the load).
 //!
 //! A claim reads the frame's header (under the cursor's lock: it says where the next frame
 //! starts) and checks it as the serial reader does; the body is read outside the lock. Each
@@ -26,7 +29,7 @@ use std::io;
 use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Mutex, PoisonError};
 
-use super::{FRAMES_AHEAD_MAX, FrameRead, FrameReader, Stop, adopt};
+use super::{FRAMES_AHEAD_MAX, FrameRead, FrameReader, Stop, adopt, pre_walk};
 use crate::checkpoint::chain::Changes;
 use crate::checkpoint::data;
 use crate::checkpoint::frame::{FRAME_HEADER_BYTES, FrameHeader, Sections};
@@ -105,7 +108,9 @@ impl<F: EnvFile> Shared<'_, F> {
         let read = match self.read_bytes(body_at, header.body_bytes as usize) {
             Ok((block, body_crc)) => {
                 crc.combine(&body_crc);
-                Ok(FrameRead { section, header, block, body_at })
+                let mut frame = FrameRead { section, header, block, body_at, walked: None };
+                pre_walk(&mut frame);
+                Ok(frame)
             }
             Err(error) => {
                 self.cursor().stopped = true;
