@@ -30,10 +30,15 @@
 //! - The window's bytes are `bytes[lo..]`, the file's bytes at `start..start + bytes.len() -
 //!   lo`.
 //! - With a read-ahead, the window ends where the next chunk starts (`Ahead::next`).
+//! - A read-ahead's buffers are bounded whatever the segment's length: the window's, one the
+//!   helper reads into, [`CHUNKS_AHEAD`] filled, [`FREE_BUFFERS_MAX`] handed back (and one
+//!   being assembled, only for a record longer than a chunk).
 
 use std::io;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::Scope;
 
 use super::error::WalError;
@@ -42,8 +47,16 @@ use crate::env::EnvFile;
 /// Bytes the scan reads at a time (and the read-ahead's chunk).
 pub const READ_WINDOW_BYTES: usize = 1024 * 1024;
 
-/// Room in front of each read-ahead chunk for the part of a record the window before held.
-const HEADROOM_BYTES: usize = 256 * 1024;
+/// Room in front of each read-ahead chunk for the part of a record the window before held:
+/// a chunk's worth, so a record no longer than a chunk (a batch of 1,000 puts of 1 KiB
+/// values is just under one) is never assembled by copying. With 256 KiB, each such record
+/// was copied into a fresh buffer, and a 260 MiB log of them took 196 MB over the state.
+const HEADROOM_BYTES: usize = READ_WINDOW_BYTES;
+
+/// Buffers the scan hands back for the helper to read into; more are dropped. With every
+/// buffer handed back kept, each record assembled left one more waiting (the helper takes one
+/// per chunk), until the segment's scan ended.
+const FREE_BUFFERS_MAX: usize = 2;
 
 /// Chunks the helper may have read ahead of the scan, besides the one it is reading.
 const CHUNKS_AHEAD: usize = 1;
@@ -68,9 +81,18 @@ impl Chunk {
 /// The scan's end of a read-ahead.
 struct Ahead {
     filled: Receiver<Chunk>,
-    free: Sender<Vec<u8>>,
+    free: SyncSender<Vec<u8>>,
     /// The offset of the next chunk to arrive.
     next: u64,
+    /// Buffers allocated for the stream (the helper's fresh ones, records assembled).
+    allocated: Arc<AtomicUsize>,
+}
+
+impl Ahead {
+    /// Hands `buf` back to the helper, or drops it if [`FREE_BUFFERS_MAX`] wait already.
+    fn give_back(&self, buf: Vec<u8>) {
+        let _ = self.free.try_send(buf);
+    }
 }
 
 /// Reads a file through a bounded window.
@@ -109,15 +131,17 @@ impl<'a, F: EnvFile> Window<'a, F> {
         buffer.clear();
         let ahead = scope.and_then(|scope| {
             let (filled_tx, filled) = mpsc::sync_channel(CHUNKS_AHEAD);
-            let (free, free_rx) = mpsc::channel();
-            let helper = move || read_ahead(file, len, &filled_tx, &free_rx);
+            let (free, free_rx) = mpsc::sync_channel(FREE_BUFFERS_MAX);
+            let allocated = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&allocated);
+            let helper = move || read_ahead(file, len, &filled_tx, &free_rx, &counted);
             let spawned =
                 std::thread::Builder::new().name("stormhold-wal-read".into()).spawn_scoped(scope, helper);
             #[cfg(test)]
             if spawned.is_ok() {
                 READ_AHEAD_HELPERS.with(|started| started.set(started.get() + 1));
             }
-            spawned.ok().map(|_| Ahead { filled, free, next: 0 })
+            spawned.ok().map(|_| Ahead { filled, free, next: 0, allocated })
         });
         Ok(Self { file, path, len, extent, start: 0, bytes: buffer, lo: 0, ahead })
     }
@@ -197,9 +221,7 @@ impl<'a, F: EnvFile> Window<'a, F> {
             }
             match &mut assembled {
                 // Wholly before `offset` (a search skipped ahead): dropped.
-                None if chunk.end() <= offset => {
-                    let _ = ahead.free.send(chunk.buf);
-                }
+                None if chunk.end() <= offset => ahead.give_back(chunk.buf),
                 None => {
                     let tail = &self.bytes[kept_from..];
                     let lo = if offset >= chunk.offset {
@@ -209,24 +231,25 @@ impl<'a, F: EnvFile> Window<'a, F> {
                         chunk.buf[lo..HEADROOM_BYTES].copy_from_slice(tail);
                         lo
                     } else {
+                        ahead.allocated.fetch_add(1, Ordering::Relaxed);
                         let mut joined = Vec::with_capacity(tail.len() + chunk.len());
                         joined.extend_from_slice(tail);
                         joined.extend_from_slice(&chunk.buf[HEADROOM_BYTES..]);
-                        let _ = ahead.free.send(std::mem::replace(&mut chunk.buf, joined));
+                        ahead.give_back(std::mem::replace(&mut chunk.buf, joined));
                         0
                     };
                     assembled = Some((chunk.buf, lo));
                 }
                 Some((buf, _)) => {
                     buf.extend_from_slice(&chunk.buf[HEADROOM_BYTES..]);
-                    let _ = ahead.free.send(chunk.buf);
+                    ahead.give_back(chunk.buf);
                 }
             }
         }
         let Some((buf, lo)) = assembled else { return Ok(false) };
         let old = std::mem::replace(&mut self.bytes, buf);
         if old.capacity() >= HEADROOM_BYTES + READ_WINDOW_BYTES {
-            let _ = ahead.free.send(old);
+            ahead.give_back(old);
         }
         (self.lo, self.start) = (lo, offset);
         Ok(true)
@@ -235,11 +258,20 @@ impl<'a, F: EnvFile> Window<'a, F> {
 
 /// The helper: reads `file` front to back in chunks until the end, a failed read, or the
 /// window is gone.
-fn read_ahead<F: EnvFile>(file: &F, len: u64, filled: &SyncSender<Chunk>, free: &Receiver<Vec<u8>>) {
+fn read_ahead<F: EnvFile>(
+    file: &F,
+    len: u64,
+    filled: &SyncSender<Chunk>,
+    free: &Receiver<Vec<u8>>,
+    allocated: &AtomicUsize,
+) {
     let mut offset = 0;
     while offset < len {
         let want = (len - offset).min(READ_WINDOW_BYTES as u64) as usize;
-        let mut buf = free.try_recv().unwrap_or_default();
+        let mut buf = free.try_recv().unwrap_or_else(|_| {
+            allocated.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        });
         // Every byte past the headroom is read over; only a new buffer is zeroed.
         buf.resize(HEADROOM_BYTES + want, 0);
         let result = file.read_exact_at(&mut buf[HEADROOM_BYTES..], offset);

@@ -159,3 +159,31 @@ fn the_helper_stops_when_the_window_is_dropped_early() {
     assert_eq!(got[0].as_deref(), Ok(&file.bytes[..16]));
     assert!(on);
 }
+
+/// A log of records of most of a chunk (a batch of 1,000 puts of 1 KiB values is just under
+/// one): most straddle a chunk boundary, and the front of each fits the next chunk's
+/// headroom, so no record is assembled and the stream reads into the same few buffers from
+/// start to end. With a
+/// headroom of a quarter chunk, most records were copied into a fresh buffer, and every
+/// buffer handed back was kept until the segment's scan ended.
+#[test]
+fn records_of_most_of_a_chunk_take_a_few_buffers_for_the_whole_segment() {
+    let file = MemFile::new(64 << 20, usize::MAX);
+    let record = READ_WINDOW_BYTES * 2 / 3 + 12_345;
+    std::thread::scope(|scope| {
+        let mut window =
+            Window::new(&file, Path::new("/w"), u64::MAX, Vec::new(), Some(scope)).expect("window");
+        let (mut at, mut records) = (0, 0);
+        while at + record <= file.bytes.len() {
+            let got = window.get(at as u64, record).expect("read");
+            assert!(got == &file.bytes[at..at + record], "record {records}");
+            (at, records) = (at + record, records + 1);
+        }
+        let ahead = window.ahead.as_ref().expect("forward reads keep the read-ahead");
+        let allocated = ahead.allocated.load(Ordering::Relaxed);
+        assert!(
+            allocated <= 2 + CHUNKS_AHEAD + FREE_BUFFERS_MAX,
+            "{allocated} buffers for {records} records"
+        );
+    });
+}
