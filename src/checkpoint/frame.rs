@@ -31,7 +31,7 @@
 //!   the bytes left in the file before anything is read into it.
 
 use super::data::{DataError, DataSink, DataSource, DataSummary};
-use super::run::{BLOCK_BYTES, put_varint, varint_bytes};
+use super::run::{BLOCK_BYTES, compare_keys, put_varint, varint_bytes};
 
 /// The largest frame body holding more than one entry (a run's block).
 pub const FRAME_BYTES_MAX: usize = BLOCK_BYTES;
@@ -181,7 +181,7 @@ pub fn walk_frame<'b>(
             return Err(fail("a delete carries a value"));
         }
         let key = &body[key_at..key_end];
-        if previous.is_some_and(|previous| !sorts_before(previous, key)) {
+        if previous.is_some_and(|previous| compare_keys(previous, key).is_ge()) {
             return Err(fail("keys are not strictly increasing"));
         }
         entry(at, key, &body[value_at..value_end]);
@@ -193,24 +193,6 @@ pub fn walk_frame<'b>(
         return Err(DataError { offset: body_at + at as u64, detail });
     }
     Ok(())
-}
-
-/// Whether `a` sorts before `b` (byte-wise, a prefix first), compared 8 bytes at a time:
-/// the walk checks the order of every entry of a checkpoint, and a `memcmp` call per pair
-/// of short keys was 4% of a realistic load.
-#[inline(always)]
-fn sorts_before(a: &[u8], b: &[u8]) -> bool {
-    let (mut a, mut b) = (a, b);
-    while let (Some((x, a_rest)), Some((y, b_rest))) =
-        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
-    {
-        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
-        if x != y {
-            return x < y;
-        }
-        (a, b) = (a_rest, b_rest);
-    }
-    a < b
 }
 
 /// A frame header: its body's length and entry count.

@@ -197,24 +197,3 @@ fn a_frame_never_spans_the_puts_and_the_deletes() {
     let CheckpointData::Incremental { puts, deletes } = decoded else { panic!("an incremental") };
     assert_eq!((puts.len(), deletes.len()), (1, 1));
 }
-
-/// The 8-bytes-at-a-time order check agrees with the slices' own order, at every length
-/// around a chunk's boundary and every byte that could differ.
-#[test]
-fn the_order_check_agrees_with_byte_order() {
-    let mut keys: Vec<Vec<u8>> = vec![Vec::new()];
-    for len in [1, 7, 8, 9, 15, 16, 17, 24, 25] {
-        for differ_at in 0..len {
-            for byte in [0u8, 1, 0x7f, 0x80, 0xfe, 0xff] {
-                let mut key = vec![0x61; len];
-                key[differ_at] = byte;
-                keys.push(key);
-            }
-        }
-    }
-    for a in &keys {
-        for b in &keys {
-            assert_eq!(sorts_before(a, b), a < b, "{a:?} vs {b:?}");
-        }
-    }
-}

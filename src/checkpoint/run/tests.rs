@@ -342,3 +342,24 @@ fn moving_entries_at_the_edge_of_two_byte_lengths_counts_their_payload() {
         assert_eq!(into.live_bytes(), moved, "group {group}: payload moved");
     }
 }
+
+/// `compare_keys` agrees with the slices' own order, at every length around an 8-byte word's
+/// boundary and every byte that could differ.
+#[test]
+fn the_word_at_a_time_order_agrees_with_byte_order() {
+    let mut keys: Vec<Vec<u8>> = vec![Vec::new()];
+    for len in [1, 7, 8, 9, 15, 16, 17, 24, 25] {
+        for differ_at in 0..len {
+            for byte in [0u8, 1, 0x7f, 0x80, 0xfe, 0xff] {
+                let mut key = vec![0x61; len];
+                key[differ_at] = byte;
+                keys.push(key);
+            }
+        }
+    }
+    for a in &keys {
+        for b in &keys {
+            assert_eq!(compare_keys(a, b), a.cmp(b), "{a:?} vs {b:?}");
+        }
+    }
+}
