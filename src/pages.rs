@@ -5,7 +5,7 @@
 //!
 //! The third `unsafe` of the crate (after `env::os`'s two; see the crate root): std exposes no `madvise`, so it is
 //! declared here (glibc's and musl's signature on 64-bit Linux), and the call is safe because
-//! the range lies inside an allocation this function owns for the call's duration, and
+//! the range lies inside a slice borrowed mutably for the call's duration, and
 //! `MADV_POPULATE_WRITE` only maps its pages (zeroed where none was mapped yet; a mapped page
 //! keeps its bytes); no byte Rust can observe changes. A kernel without it (before 5.14)
 //! refuses the call, and so does one with pages larger than 4 KiB where the range does not

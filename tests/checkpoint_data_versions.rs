@@ -122,6 +122,19 @@ fn damaged(good: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     let mut behind = good.to_vec();
     behind[second + FRAME_HEADER_BYTES + 1] = b'a';
     out.push(("out of order with the frame before", behind));
+    // The second frame's first key made equal to the first frame's last (keys and values
+    // under 128 bytes: one-byte lengths).
+    let mut equal = good.to_vec();
+    let (mut at, mut last_key) = (first + FRAME_HEADER_BYTES, 0..0);
+    for _ in 0..header(good, first).entries {
+        let key_len = usize::from(good[at]);
+        last_key = at + 1..at + 1 + key_len;
+        at += 2 + key_len + usize::from(good[at + 1 + key_len]);
+    }
+    let second_key = second + FRAME_HEADER_BYTES + 1;
+    equal.copy_within(last_key.clone(), second_key);
+    assert_eq!(usize::from(good[second + FRAME_HEADER_BYTES]), last_key.len(), "keys of one length");
+    out.push(("equal to the last key of the frame before", equal));
     // The third frame's length past the end of the file.
     let mut long = good.to_vec();
     long[third..third + 4].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -277,11 +290,27 @@ fn frame_sizes(bytes: &[u8]) -> Vec<usize> {
 }
 
 /// A kernel whose WAL-bytes cap is large writes its checkpoints in steps of the largest
-/// size: each step's chunk ends a frame, and every frame but the last is full (a step of a
-/// whole frame's bound left a one-entry frame after each full one).
+/// size, and a step ends before an entry that would close its frame: every frame but the
+/// last is full, for small values and for values of 10 KB (a step of a whole frame's bound
+/// left a one-entry frame after each full one; one stopped 4 KiB short, for entries larger
+/// than that).
 #[test]
 fn a_checkpoint_written_in_the_largest_steps_has_full_frames() {
-    use stormhold::checkpoint::frame::FRAME_BYTES_MAX;
+    let small = state();
+    let large: BTreeMap<Vec<u8>, Vec<u8>> =
+        (0..3_000u32).map(|i| (format!("key-{i:07}").into_bytes(), vec![(i % 251) as u8; 10_000])).collect();
+    for (what, written) in [("small values", small), ("10 KB values", large)] {
+        let frames = frames_of_a_kernel_checkpoint(&written);
+        assert!(frames.len() >= 8, "{what}: {frames:?}");
+        let (_, full) = frames.split_last().expect("frames");
+        let bound = stormhold::checkpoint::frame::FRAME_BYTES_MAX;
+        assert!(full.iter().all(|body| (bound * 9 / 10..=bound).contains(body)), "{what}: {frames:?}");
+    }
+}
+
+/// The frame sizes of the checkpoint a one-shard kernel with a large WAL-bytes cap writes of
+/// `state`.
+fn frames_of_a_kernel_checkpoint(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<usize> {
     use stormhold::{Config, Durability, EpochConfig, Kernel};
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -293,7 +322,7 @@ fn a_checkpoint_written_in_the_largest_steps_has_full_frames() {
     };
     let config = Config::builder().shards(1).epochs(epochs).build().expect("config");
     let kernel = Kernel::open(OsEnv::new(), dir.path(), config).expect("open");
-    for (key, value) in &state() {
+    for (key, value) in state {
         kernel.put(key, value, Durability::None).expect("put");
     }
     kernel.checkpoint().expect("checkpoint");
@@ -308,13 +337,5 @@ fn a_checkpoint_written_in_the_largest_steps_has_full_frames() {
         .map(|name| shard.join(name).join(DATA_FILE_NAME))
         .collect();
     data_files.sort();
-    let bytes = read(&env, data_files.last().expect("a checkpoint"));
-    let frames = frame_sizes(&bytes);
-    assert!(frames.len() >= 8, "{frames:?}");
-    let (last, full) = frames.split_last().expect("frames");
-    assert!(
-        full.iter().all(|body| (FRAME_BYTES_MAX * 9 / 10..=FRAME_BYTES_MAX).contains(body)),
-        "{frames:?}"
-    );
-    assert!(*last > 0);
+    frame_sizes(&read(&env, data_files.last().expect("a checkpoint")))
 }

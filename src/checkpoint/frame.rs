@@ -65,11 +65,8 @@ impl Framer {
         };
         let (key_len, value_len) = (length(key)?, length(value)?);
         let entry_bytes = varint_bytes(key_len) + key.len() + varint_bytes(value_len) + value.len();
-        if let Some((at, entries)) = self.open {
-            let body = self.bytes.len() - at - FRAME_HEADER_BYTES;
-            if body + entry_bytes > FRAME_BYTES_MAX || entries == u32::MAX {
-                self.close_frame();
-            }
+        if self.closes_for(entry_bytes) {
+            self.close_frame();
         }
         if entry_bytes > u32::MAX as usize {
             return Err(DataError { offset: 0, detail: format!("an entry of {entry_bytes} bytes") });
@@ -86,6 +83,21 @@ impl Framer {
         put_varint(&mut self.bytes, value_len);
         self.bytes.extend_from_slice(value);
         Ok(())
+    }
+
+    /// Whether an entry of `key_len` and `value_len` bytes would close the open frame (it
+    /// would take the frame's body past [`FRAME_BYTES_MAX`]) and open the next one with it:
+    /// a writer that ends a frame where it likes can end it before such an entry instead.
+    pub fn would_close(&self, key_len: usize, value_len: usize) -> bool {
+        let varint = |len: usize| varint_bytes(u32::try_from(len).unwrap_or(u32::MAX));
+        self.closes_for(varint(key_len) + key_len + varint(value_len) + value_len)
+    }
+
+    fn closes_for(&self, entry_bytes: usize) -> bool {
+        self.open.is_some_and(|(at, entries)| {
+            let body = self.bytes.len() - at - FRAME_HEADER_BYTES;
+            body + entry_bytes > FRAME_BYTES_MAX || entries == u32::MAX
+        })
     }
 
     /// Ends the open frame, if any: its header gets its length and count.

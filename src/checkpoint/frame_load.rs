@@ -1,8 +1,9 @@
 //! Loading a version-2 `DATA` file (see `frame`) frame by frame: each frame's body is read
 //! from disk straight into a block of its own, checked, and adopted whole by the run being
-//! built ([`Run::adopt_block`]): the only copy of an entry is the read's. Every byte read is
-//! checksummed on the way, and the rest of a file that fails to decode is still read for its
-//! crc32 (a damaged file is reported as a checksum failure first, as `load` has it).
+//! built ([`Run::adopt_block`], or [`Run::adopt_walked`] once the thread that read it checked
+//! it): the only copy of an entry is the read's. Every byte read is checksummed on the way,
+//! and the rest of a file that fails to decode is still read for its crc32 (a damaged file is
+//! reported as a checksum failure first, as `load` has it).
 //!
 //! Each read takes a frame's body and the 8 bytes after it (the next frame's header), so a
 //! file of n frames costs n reads (one, for a file no larger than a read block). Where the
@@ -276,7 +277,7 @@ fn decode(frames: impl Iterator<Item = Result<FrameRead, Stop>>, sink: &mut Chan
 const ADOPTED_FRAME_BYTES_MIN: usize = 16 << 10;
 
 /// The block small frames' entries are copied into when the run's last block has no room
-/// for them (an adopted frame leaves none): a file of full frames, each followed by a frame
+/// for them (an adopted frame leaves at most the 8 bytes of the header read with it): a file of full frames, each followed by a frame
 /// of the entry or two a writer's chunk ended on, took a whole run block per small frame,
 /// its pages mapped (twice the file's bytes in memory, and twice its page faults).
 const SMALL_FRAMES_BLOCK_BYTES: usize = 2 * ADOPTED_FRAME_BYTES_MIN;

@@ -5,7 +5,8 @@
 //! # Layout
 //!
 //! ```text
-//!   block (BLOCK_BYTES, allocated once, never reallocated)
+//!   block (BLOCK_BYTES, allocated once, never reallocated; a checkpoint frame adopted
+//!          whole, or a small block a loader copies small frames into, is its own length)
 //!     entry: key length | key | value length | value                    (back to back)
 //!            (each length a LEB128 varint of 1 to 5 bytes: 7 bits a byte, low bits first,
 //!            the high bit set on every byte but the last)
@@ -257,7 +258,7 @@ impl Run {
     /// `block_bytes` (or the entry's bytes if larger) rather than [`BLOCK_BYTES`]: a loader
     /// copying a few small entries after a full block (`checkpoint::frame_load`) would
     /// otherwise take a whole block, its pages mapped, for each such stretch.
-    pub fn push_in_blocks_of(&mut self, key: &[u8], value: &[u8], block_bytes: usize) {
+    pub(crate) fn push_in_blocks_of(&mut self, key: &[u8], value: &[u8], block_bytes: usize) {
         debug_assert!(block_bytes <= BLOCK_BYTES, "blocks are at most BLOCK_BYTES");
         self.push_in(key, value, block_bytes, crate::pages::with_capacity);
     }
@@ -317,7 +318,7 @@ impl Run {
     /// bytes (key plus value) in order; it is handed the block and the run's last key (each
     /// entry's key must sort after it and after the one before). If `walk` fails, the run is
     /// as it was and the error is returned.
-    pub fn adopt_block<E>(
+    pub(crate) fn adopt_block<E>(
         &mut self,
         block: Vec<u8>,
         walk: impl FnOnce(&[u8], Option<&[u8]>, &mut dyn FnMut(usize, usize)) -> Result<(), E>,
@@ -347,7 +348,7 @@ impl Run {
     /// [`Run::adopt_block`] of a block already walked: `offsets` are its entries' offsets in
     /// order, `payload_bytes` their keys' and values' bytes. The caller checked the block as
     /// `adopt_block`'s walk does, its first key against the run's last included.
-    pub fn adopt_walked(&mut self, block: Vec<u8>, offsets: &[u32], payload_bytes: u64) {
+    pub(crate) fn adopt_walked(&mut self, block: Vec<u8>, offsets: &[u32], payload_bytes: u64) {
         debug_assert!(offsets.windows(2).all(|w| w[0] < w[1]), "entries in order");
         debug_assert!(
             offsets.last().is_none_or(|&at| (at as usize) < block.len()),

@@ -84,6 +84,12 @@ impl<F> StagedCheckpoint<F> {
         self.framer.len()
     }
 
+    /// Whether adding `key` with `value` would close the open frame by its size (see
+    /// `frame::Framer::would_close`; never right after a chunk is written: no frame is open).
+    pub fn would_close_frame(&self, key: &[u8], value: Option<&[u8]>) -> bool {
+        self.framer.would_close(key.len(), value.map_or(0, <[u8]>::len))
+    }
+
     /// Bytes of `DATA` written so far (the placeholder header included).
     pub fn written_bytes(&self) -> u64 {
         self.written_bytes

@@ -16,21 +16,13 @@ use super::reclaim::Reclaim;
 use super::state::FrozenView;
 use super::{Bytes, ShardEnv};
 use crate::checkpoint::epoch::EpochId;
-use crate::checkpoint::frame::FRAME_BYTES_MAX;
 use crate::checkpoint::{CheckpointError, CheckpointKind, CheckpointStore, StagedCheckpoint};
 use crate::env::Env;
 use crate::wal::Lsn;
 
-/// The smallest and largest step of a checkpoint's writing, in bytes of data. Each step's
-/// chunk ends its last frame (`checkpoint::frame`), so the largest step stays a few KiB
-/// under a frame's bound: a step of a whole bound filled one frame to the bound, then
-/// opened the next for the entry or two left of the step, so every other frame of a large
-/// checkpoint held one entry (a small frame costs the loader a copy, and took it a whole
-/// block).
+/// The smallest and largest step of a checkpoint's writing, in bytes of data.
 const STEP_BYTES_MIN: u64 = 32;
-const STEP_BYTES_MAX: u64 = (FRAME_BYTES_MAX - FRAME_SLACK_BYTES) as u64;
-/// Room left in the largest step's frame for the entry that ends the step.
-const FRAME_SLACK_BYTES: usize = 4 << 10;
+const STEP_BYTES_MAX: u64 = 1 << 20;
 
 /// Bytes of checkpoint data one step encodes and writes: a 256th of the WAL-bytes cap, within
 /// [`STEP_BYTES_MIN`]..=[`STEP_BYTES_MAX`] (256 KiB for the default 64 MiB cap; a few entries
@@ -90,12 +82,23 @@ impl<F> Job<F> {
 
     /// Encodes the next entries until `budget_bytes` are buffered or none is left; returns
     /// whether every entry is encoded.
+    ///
+    /// A step also ends before an entry that would close its open frame by size (a step's
+    /// chunk ends its last frame; a step's first entry finds no frame open, so every step
+    /// makes progress): a step of a frame's bound otherwise filled one frame, then
+    /// opened the next for the entry or two left of its budget, so every other frame of a
+    /// large checkpoint held one entry (which the loader copies rather than adopts).
     pub(super) fn fill(&mut self, budget_bytes: usize) -> Result<bool, CheckpointError> {
         let Job { staged, view, full, phase, after, entries, .. } = self;
-        while *phase != Phase::Done && staged.buffered_bytes() < budget_bytes {
+        let mut frame_full = false;
+        while *phase != Phase::Done && staged.buffered_bytes() < budget_bytes && !frame_full {
             let mut last = None;
             if *full {
                 for (key, value) in view.full_after(after.as_deref()) {
+                    if staged.would_close_frame(key, Some(value)) {
+                        frame_full = true;
+                        break;
+                    }
                     staged.entry(key, Some(value))?;
                     (last, *entries) = (Some(key), *entries + 1);
                     if staged.buffered_bytes() >= budget_bytes {
@@ -107,6 +110,10 @@ impl<F> Job<F> {
                 for (key, value) in
                     view.changes_after(after.as_deref()).filter(|(_, v)| v.is_none() == deletes)
                 {
+                    if staged.would_close_frame(key, value) {
+                        frame_full = true;
+                        break;
+                    }
                     staged.entry(key, value)?;
                     (last, *entries) = (Some(key), *entries + 1);
                     if staged.buffered_bytes() >= budget_bytes {
@@ -116,6 +123,8 @@ impl<F> Job<F> {
             }
             match last {
                 Some(key) => *after = Some(key.to_vec()),
+                // The phase's next entry waits for the next step.
+                None if frame_full => {}
                 None => {
                     // This phase is exhausted: a full checkpoint is done, an incremental one
                     // goes on with its deletes from the first key.
