@@ -193,10 +193,16 @@ fn damaged_frames_behind_a_matching_crc_fail_the_load_as_decode_data_fails_them(
 /// A full version-2 file of `state` whose frames end every `every` entries (small frames,
 /// which the loader copies into the run instead of adopting).
 fn in_small_frames(state: &BTreeMap<Vec<u8>, Vec<u8>>, every: usize) -> Vec<u8> {
+    framed(state, |n, _| n % every == every - 1)
+}
+
+/// A full version-2 file of `state`, a frame ended after each entry for which `ends_frame`
+/// (given the entry's number and payload bytes) says so, and wherever the framer must.
+fn framed(state: &BTreeMap<Vec<u8>, Vec<u8>>, mut ends_frame: impl FnMut(usize, usize) -> bool) -> Vec<u8> {
     let mut framer = stormhold::checkpoint::frame::Framer::new();
     for (n, (key, value)) in state.iter().enumerate() {
         framer.entry(key, value).expect("entry");
-        if n % every == every - 1 {
+        if ends_frame(n, key.len() + value.len()) {
             framer.close_frame();
         }
     }
@@ -227,26 +233,18 @@ fn small_frames_load_exactly_and_fail_as_decode_data_fails_them() {
 /// Each full frame followed by a frame of one entry: what the staged writer wrote when a
 /// step's budget equalled a frame's bound (the step ended one entry into the next frame).
 fn full_frames_each_followed_by_one_entry(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<u8> {
-    let mut framer = stormhold::checkpoint::frame::Framer::new();
     let (mut body_bytes, mut next_alone) = (0, false);
-    for (key, value) in state {
-        let entry_bytes = key.len() + value.len() + 2;
-        framer.entry(key, value).expect("entry");
-        if next_alone {
-            framer.close_frame();
-            (body_bytes, next_alone) = (0, false);
-            continue;
+    framed(state, |_, payload| {
+        if std::mem::take(&mut next_alone) {
+            body_bytes = 0;
+            return true;
         }
-        body_bytes += entry_bytes;
-        if body_bytes + entry_bytes > stormhold::checkpoint::frame::FRAME_BYTES_MAX {
-            // Full: the next entry goes in a frame of its own.
-            framer.close_frame();
-            next_alone = true;
-        }
-    }
-    let mut out = data::encode_header(true, state.len() as u64, 0).to_vec();
-    out.extend_from_slice(&framer.into_bytes());
-    out
+        // Keys and values under 128 bytes: two bytes of lengths.
+        body_bytes += payload + 2;
+        // Full once the next entry of this size would not fit: that one goes alone.
+        next_alone = body_bytes + payload + 2 > stormhold::checkpoint::frame::FRAME_BYTES_MAX;
+        next_alone
+    })
 }
 
 /// A one-entry frame after an adopted (full) frame finds no room in the run's last block:
