@@ -277,9 +277,10 @@ fn decode(frames: impl Iterator<Item = Result<FrameRead, Stop>>, sink: &mut Chan
 const ADOPTED_FRAME_BYTES_MIN: usize = 16 << 10;
 
 /// The block small frames' entries are copied into when the run's last block has no room
-/// for them (an adopted frame leaves at most the 8 bytes of the header read with it): a file of full frames, each followed by a frame
-/// of the entry or two a writer's chunk ended on, took a whole run block per small frame,
-/// its pages mapped (twice the file's bytes in memory, and twice its page faults).
+/// for them (an adopted frame leaves at most the 8 bytes of the header read with it): a file
+/// of full frames, each followed by a frame of the entry or two a writer's chunk ended on,
+/// took a whole run block per small frame, its pages mapped (twice the file's bytes in
+/// memory, and twice its page faults).
 const SMALL_FRAMES_BLOCK_BYTES: usize = 2 * ADOPTED_FRAME_BYTES_MIN;
 
 /// Checks one frame and adopts it into the run of its section (or copies its entries there,
