@@ -54,8 +54,11 @@ fn tick_merges_a_published_checkpoint_in_bounded_steps_while_reads_see_every_key
     let env = SimEnv::new(21, FaultOptions::default()).unwrap();
     let kernel = Kernel::open(env, Path::new("/k"), config(64 << 30)).unwrap();
     load(&kernel, 0..KEYS);
+    // A tombstone in the layer: it is no run (a sequential load's layer is handed to the
+    // base whole, below), so it is merged in slices.
+    kernel.delete(&key(KEYS + 1), Durability::None).unwrap();
     kernel.checkpoint().unwrap();
-    assert_eq!(merge_keys_left(&kernel), KEYS, "the publication leaves the whole merge to later steps");
+    assert_eq!(merge_keys_left(&kernel), KEYS + 1, "the publication leaves the whole merge to later steps");
     reads_back(&kernel, KEYS);
     let mut ticks = 0;
     while merge_keys_left(&kernel) > 0 {
@@ -72,6 +75,24 @@ fn tick_merges_a_published_checkpoint_in_bounded_steps_while_reads_see_every_key
     kernel.checkpoint().unwrap();
     assert_eq!(kernel.get(&key(KEYS)).unwrap(), Some(b"new".to_vec()));
     assert_eq!(kernel.get(&key(KEYS / 2)).unwrap(), Some(key(KEYS / 2).to_vec()));
+}
+
+#[test]
+fn a_sequential_load_is_handed_to_the_base_in_one_tick() {
+    const KEYS: u64 = 300_000;
+    let env = SimEnv::new(23, FaultOptions::default()).unwrap();
+    let kernel = Kernel::open(env, Path::new("/k"), config(64 << 30)).unwrap();
+    load(&kernel, 0..KEYS);
+    kernel.checkpoint().unwrap();
+    assert_eq!(merge_keys_left(&kernel), KEYS, "the publication leaves the merge to a step");
+    kernel.tick();
+    assert_eq!(merge_keys_left(&kernel), 0, "one step: the layer's blocks are the base's");
+    reads_back(&kernel, KEYS);
+    load(&kernel, KEYS..KEYS + 1000);
+    kernel.checkpoint().unwrap();
+    kernel.tick();
+    assert_eq!(merge_keys_left(&kernel), 0);
+    reads_back(&kernel, KEYS + 1000);
 }
 
 #[test]

@@ -100,6 +100,40 @@ impl Framer {
         })
     }
 
+    /// Appends `entries` entries laid out already (a stretch of a run's block, `body`) to
+    /// the open frame, opening one first, or closing a full one as [`Framer::entry`] does.
+    /// The caller vouches for the body as [`walk_frame`] checks it (debug builds walk it),
+    /// for its keys' order against the entries before it, and, for more than one entry,
+    /// that it fits a frame's bound ([`Framer::room_bytes`] of a new frame).
+    pub fn entries(&mut self, body: &[u8], entries: u32) {
+        assert!(entries > 0 && !body.is_empty(), "entries to add");
+        assert!(body.len() <= FRAME_BYTES_MAX || entries == 1, "entries above the bound are one entry");
+        debug_assert_eq!(walk_frame(body, 0, entries, false, None, |_, _, _| {}), Ok(()), "valid entries");
+        if self.open.is_some_and(|(at, count)| {
+            let open_body = self.bytes.len() - at - FRAME_HEADER_BYTES;
+            open_body + body.len() > FRAME_BYTES_MAX || count.checked_add(entries).is_none()
+        }) {
+            self.close_frame();
+        }
+        let bytes = &mut self.bytes;
+        self.open
+            .get_or_insert_with(|| {
+                bytes.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+                (bytes.len() - FRAME_HEADER_BYTES, 0)
+            })
+            .1 += entries;
+        self.bytes.extend_from_slice(body);
+    }
+
+    /// Bytes of entries the open frame takes before it reaches its bound (a new frame's:
+    /// [`FRAME_BYTES_MAX`]).
+    pub fn room_bytes(&self) -> usize {
+        // A frame of one entry may be past the bound: no room then.
+        self.open.map_or(FRAME_BYTES_MAX, |(at, _)| {
+            FRAME_BYTES_MAX.saturating_sub(self.bytes.len() - at - FRAME_HEADER_BYTES)
+        })
+    }
+
     /// Ends the open frame, if any: its header gets its length and count.
     pub fn close_frame(&mut self) {
         if let Some((at, entries)) = self.open.take() {

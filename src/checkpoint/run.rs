@@ -367,6 +367,38 @@ impl Run {
         );
     }
 
+    /// Appends `blocks`, entries in this run's layout back to back (a memtable's arena that
+    /// is a run already: `crate::shard::memtable::Memtable::into_run_parts`), as blocks of
+    /// their own: `positions` are their entries', (block number in `blocks` << 32) | offset,
+    /// in key order, and `payload_bytes` their keys' and values' bytes. The caller knows the
+    /// entries' keys increase, from the run's last key on. No entry is copied.
+    pub(crate) fn adopt_blocks(&mut self, blocks: Vec<Vec<u8>>, positions: &[u64], payload_bytes: u64) {
+        debug_assert!(positions.windows(2).all(|w| w[0] < w[1]), "entries in arena order");
+        debug_assert!(
+            positions
+                .iter()
+                .all(|&p| blocks.get((p >> 32) as usize).is_some_and(|b| (p as u32 as usize) < b.len())),
+            "entries inside their blocks"
+        );
+        let first = self.index.len();
+        let base = (self.blocks.len() as u64) << 32;
+        for &pos in positions {
+            self.index.push(base + pos);
+        }
+        self.blocks.extend(blocks);
+        self.live_bytes += payload_bytes;
+        debug_assert!(
+            (first.max(self.start + 1)..self.index.len()).all(|i| self.key_at(i - 1) < self.key_at(i)),
+            "run keys strictly increase"
+        );
+    }
+
+    /// Where each block's bytes are (tests: blocks handed over, not copied).
+    #[cfg(test)]
+    pub(crate) fn block_addresses(&self) -> Vec<usize> {
+        self.blocks.iter().filter(|b| !b.is_empty()).map(|b| b.as_ptr() as usize).collect()
+    }
+
     /// The entry at absolute index position `i` (live or not yet freed).
     fn entry_at(&self, i: usize) -> (&[u8], &[u8]) {
         let slot = self.index.get(i);

@@ -129,6 +129,39 @@ impl<F> StagedCheckpoint<F> {
     }
 }
 
+impl<F> StagedCheckpoint<F> {
+    /// Adds `count` puts laid out already (a stretch of a run's block, `body`: see
+    /// `crate::checkpoint::frame::Framer::entries`), from `first_key` to `last_key`.
+    /// Refuses what [`StagedCheckpoint::entry`] refuses of its first put.
+    pub fn puts(
+        &mut self,
+        body: &[u8],
+        count: u32,
+        first_key: &[u8],
+        last_key: &[u8],
+    ) -> Result<(), CheckpointError> {
+        let invalid = |what: String| Err(CheckpointError::InvalidRequest(what));
+        if self.in_deletes {
+            return invalid(format!("put of {first_key:?} after a delete"));
+        }
+        if self.has_last && self.last_key.as_slice() >= first_key {
+            return invalid(format!("key {first_key:?} is not after the last one"));
+        }
+        self.framer.entries(body, count);
+        self.puts += u64::from(count);
+        self.last_key.clear();
+        self.last_key.extend_from_slice(last_key);
+        self.has_last = true;
+        Ok(())
+    }
+
+    /// Bytes of entries the open frame takes before its bound (see
+    /// `crate::checkpoint::frame::Framer::room_bytes`).
+    pub fn frame_room_bytes(&self) -> usize {
+        self.framer.room_bytes()
+    }
+}
+
 impl<E: Env> CheckpointStore<E> {
     /// Begins a checkpoint at `epoch` and `lsn` (see the module docs): checks the request as
     /// `create` does, takes the next id, creates its directory and `DATA`.

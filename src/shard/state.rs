@@ -193,6 +193,21 @@ impl FrozenView {
         FrozenView { frozen: Arc::new(self.frozen.packed()), ..self.clone() }
     }
 
+    /// Whether a checkpoint of this view (`full` or not) holds exactly the frozen layer's
+    /// entries, and that layer is a run already ([`Memtable::is_run`]): its puts, no
+    /// tombstone, in key order and back to back, which the writer can frame a stretch of a
+    /// block at a time. A pass over the frozen layer's key table.
+    pub fn frozen_alone_is_run(&self, full: bool) -> bool {
+        self.touched.is_empty() && (!full || self.base.is_empty()) && self.frozen.is_run()
+    }
+
+    /// The frozen layer's entries from key number `from` on, a stretch of one block at a
+    /// time ([`Memtable::run_stretch`]); only for a view whose
+    /// [`FrozenView::frozen_alone_is_run`].
+    pub fn frozen_stretch(&self, from: usize, max_bytes: usize) -> Option<super::memtable::RunStretch<'_>> {
+        self.frozen.run_stretch(from, max_bytes)
+    }
+
     /// An upper bound of the entries a checkpoint of this view holds (full: the base's keys
     /// and the frozen ones; incremental: the frozen ones), for pacing its writing.
     pub fn entries_max(&self, full: bool) -> u64 {
@@ -430,6 +445,9 @@ impl State {
     /// layer left). Call only once no [`FrozenView`] is held (else the base would be copied
     /// whole).
     pub fn merge_step(&mut self, max_keys: usize) -> bool {
+        if self.merged.is_none() && self.adopt_frozen() {
+            return true;
+        }
         let Some(frozen) = self.frozen.as_ref() else { return true };
         let base = Arc::make_mut(&mut self.base);
         let merged = self.merged.get_or_insert_with(|| Run::with_capacity(base.len() + frozen.len()));
@@ -474,6 +492,26 @@ impl State {
             (self.frozen, self.merge_after, self.merged_frozen_keys) = (None, None, 0);
         }
         self.frozen.is_none()
+    }
+}
+
+impl State {
+    /// The append fast path without a copy: a frozen layer that is a run already (its keys
+    /// came ascending, no tombstone, no garbage: `Memtable::into_run_parts`), every key above
+    /// the base's last, and owned by the state alone, has its blocks handed to the base in
+    /// one step (an index slot per entry). Returns whether it did (the merge is then over).
+    fn adopt_frozen(&mut self) -> bool {
+        let Some(frozen) = self.frozen.take_if(|frozen| {
+            Arc::strong_count(frozen) == 1
+                && frozen.first_key().is_none_or(|first| self.base.last_key().is_none_or(|last| last < first))
+                && frozen.is_run()
+        }) else {
+            return false;
+        };
+        let parts = Arc::try_unwrap(frozen).expect("the state holds the frozen layer alone").into_run_parts();
+        Arc::make_mut(&mut self.base).adopt_blocks(parts.blocks, &parts.positions, parts.payload_bytes);
+        (self.merge_after, self.merged_frozen_keys) = (None, 0);
+        true
     }
 }
 

@@ -66,6 +66,10 @@ pub(super) struct Job<F> {
     pub(super) sealed: EpochId,
     /// Entries encoded so far.
     pub(super) entries: u64,
+    /// The checkpoint holds the frozen layer alone, which is a run already: it is framed a
+    /// stretch of a block at a time, `entries` being the next key number (see
+    /// [`Job::fill_stretches`]).
+    stretches: bool,
 }
 
 impl<F> Job<F> {
@@ -77,7 +81,41 @@ impl<F> Job<F> {
         sealed: EpochId,
     ) -> Self {
         let full = kind == CheckpointKind::Full;
-        Self { staged, view, full, phase: Phase::Puts, after: None, lsn, sealed, entries: 0 }
+        let stretches = view.frozen_alone_is_run(full);
+        Self { staged, view, full, phase: Phase::Puts, after: None, lsn, sealed, entries: 0, stretches }
+    }
+
+    /// [`Job::fill`] of a checkpoint that holds the frozen layer alone, a run already: the
+    /// next entries a stretch of a block at a time, their bytes copied as they lie, none
+    /// encoded, until the budget is reached or the next stretch would close the frame (as
+    /// the entry-by-entry path ends a step); no deletes follow (the layer holds no
+    /// tombstone).
+    fn fill_stretches(&mut self, budget_bytes: usize) -> Result<bool, CheckpointError> {
+        let Job { staged, view, phase, entries, .. } = self;
+        let mut first = true;
+        while *phase == Phase::Puts {
+            let room = budget_bytes.saturating_sub(staged.buffered_bytes()).min(staged.frame_room_bytes());
+            if !first && room == 0 {
+                break;
+            }
+            let from = usize::try_from(*entries).expect("a key number fits a usize");
+            let Some(stretch) = view.frozen_stretch(from, room.max(1)) else {
+                *phase = Phase::Done;
+                break;
+            };
+            if !first && stretch.bytes.len() > room {
+                // Its one entry would close the frame: the next step's.
+                break;
+            }
+            let count = u32::try_from(stretch.count).expect("a frame's count fits a u32");
+            staged.puts(stretch.bytes, count, stretch.first_key, stretch.last_key)?;
+            *entries += u64::from(count);
+            if from + stretch.count == view.frozen.len() {
+                *phase = Phase::Done;
+            }
+            first = false;
+        }
+        Ok(*phase == Phase::Done)
     }
 
     /// Encodes the next entries until `budget_bytes` are buffered or none is left; returns
@@ -89,6 +127,9 @@ impl<F> Job<F> {
     /// opened the next for the entry or two left of its budget, so every other frame of a
     /// large checkpoint held one entry (which the loader copies rather than adopts).
     pub(super) fn fill(&mut self, budget_bytes: usize) -> Result<bool, CheckpointError> {
+        if self.stretches {
+            return self.fill_stretches(budget_bytes);
+        }
         let Job { staged, view, full, phase, after, entries, .. } = self;
         let mut frame_full = false;
         while *phase != Phase::Done && staged.buffered_bytes() < budget_bytes && !frame_full {
@@ -141,3 +182,6 @@ impl<F> Job<F> {
         self.staged
     }
 }
+
+#[cfg(all(test, feature = "sim"))]
+mod tests;

@@ -298,7 +298,8 @@ fn a_packed_copy_holds_the_newest_entries_in_key_order_and_in_its_tail_alone() {
     assert!(packed.slots.is_empty());
     assert_eq!(packed.garbage_bytes(), 0);
     // Front to back: each entry sits after the one before it in key order.
-    let positions: Vec<u64> = (0..packed.len() as u32).map(|n| packed.keys[n as usize]).collect();
+    let positions: Vec<u64> =
+        (0..packed.len() as u32).map(|n| packed.keys[n as usize] & !TOMBSTONE).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "the arena is in key order");
     for (key, value) in &model {
         assert_eq!(packed.get(key), Some(value.as_deref()), "a point read of {key:?}");
@@ -410,5 +411,67 @@ fn first_and_last_hold_when_keys_tie_on_their_first_eight_bytes_or_end_in_zeros(
             model.insert(key.to_vec(), Some(b"v".to_vec()));
             check(&table, &model);
         }
+    }
+}
+
+#[test]
+fn a_layer_of_ascending_keys_without_tombstones_or_garbage_hands_its_arena_to_a_run() {
+    // Lengths across the varint boundaries, an empty value, an entry larger than a block,
+    // and a same-length overwrite in place (no garbage).
+    let mut table = Memtable::<SeededHash>::with_seed(5);
+    let mut model = BTreeMap::new();
+    let lengths = [0usize, 1, 100, 126, 127, 128, 129, 16_383, 16_384, BLOCK_BYTES + 7, 3, 200];
+    for i in 0..3000usize {
+        let key = format!("key{i:05}").into_bytes();
+        let value = vec![i as u8; lengths[i % lengths.len()] % (if i < 12 { usize::MAX } else { 300 })];
+        table.insert(&key, Some(&value));
+        model.insert(key, value);
+    }
+    table.insert(b"key00002", Some(&[9u8; 100]));
+    model.insert(b"key00002".to_vec(), vec![9u8; 100]);
+    let addresses = table.block_addresses();
+    assert!(table.is_run(), "a run already");
+    let parts = table.into_run_parts();
+    let payload: usize = model.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert_eq!(parts.payload_bytes, payload as u64);
+    let parts_addresses: Vec<usize> = parts.blocks.iter().map(|b| b.as_ptr() as usize).collect();
+    assert_eq!(parts_addresses, addresses, "the blocks themselves, none copied");
+    let mut run = crate::checkpoint::run::Run::new();
+    run.push(b"aaa", b"before");
+    run.adopt_blocks(parts.blocks, &parts.positions, parts.payload_bytes);
+    run.push(b"zzz", b"after");
+    let got: Vec<(Vec<u8>, Vec<u8>)> = run.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+    let mut expected: Vec<(Vec<u8>, Vec<u8>)> = vec![(b"aaa".to_vec(), b"before".to_vec())];
+    expected.extend(model);
+    expected.push((b"zzz".to_vec(), b"after".to_vec()));
+    assert_eq!(got, expected);
+    assert_eq!(run.live_bytes(), (payload + 3 + 6 + 3 + 5) as u64);
+}
+
+#[test]
+fn a_layer_with_a_tombstone_garbage_or_keys_out_of_order_is_no_run() {
+    let ascending = || {
+        let mut table = Memtable::<SeededHash>::with_seed(5);
+        for i in 0..100u32 {
+            table.insert(format!("k{i:03}").as_bytes(), Some(b"value"));
+        }
+        table
+    };
+    assert!(ascending().is_run(), "the layer the cases change is one");
+    let mut tombstone = ascending();
+    tombstone.insert(b"k100", None);
+    let mut garbage = ascending();
+    garbage.insert(b"k050", Some(b"a longer value"));
+    let mut out_of_order = ascending();
+    out_of_order.insert(b"a", Some(b"value"));
+    // Garbage compacted away, but the overwritten key's entry now sits after the others.
+    let mut reordered = ascending();
+    reordered.insert(b"k000", Some(b"a longer value"));
+    reordered.compact();
+    assert_eq!(reordered.garbage_bytes(), 0);
+    for (case, table) in
+        [("tombstone", tombstone), ("garbage", garbage), ("order", out_of_order), ("arena", reordered)]
+    {
+        assert!(!table.is_run(), "{case}");
     }
 }

@@ -397,6 +397,47 @@ fn merges_in_random_slices_keep_every_read_equal_to_a_model_on_random_and_append
 }
 
 #[test]
+fn an_appended_frozen_layer_that_is_a_run_already_is_handed_to_the_base_in_one_step() {
+    let base: BTreeMap<Bytes, Bytes> =
+        (0..10_000).map(|i| (format!("k{i:06}").into_bytes(), b("v"))).collect();
+    let mut state = State::from_base(base);
+    // Ascending keys, a same-length overwrite in place among them: no garbage, no tombstone.
+    for i in 10_000..10_100 {
+        state.insert(format!("k{i:06}").as_bytes(), b"w");
+    }
+    state.insert(b"k010050", b"x");
+    let view = state.freeze();
+    let frozen_blocks = view.frozen.block_addresses();
+    let live_bytes = state.base.live_bytes() + 100 * 8;
+    // Shared with a view, the layer is not taken: the first slice merges as before.
+    let mut shared =
+        State { base: Arc::clone(&state.base), frozen: state.frozen.clone(), ..State::default() };
+    assert!(!shared.adopt_frozen(), "a layer a view holds stays where it is");
+    drop((view, shared));
+    assert!(state.merge_step(1), "one step, whatever the budget");
+    assert!(state.frozen.is_none() && state.merged.is_none());
+    assert_eq!(state.base.len(), 10_100);
+    assert_eq!(state.base.live_bytes(), live_bytes, "the payload of every entry counted");
+    let base_blocks = state.base.block_addresses();
+    assert!(
+        frozen_blocks.iter().all(|block| base_blocks.contains(block)),
+        "the frozen layer's blocks are the base's now: no entry was copied"
+    );
+    assert_eq!(state.get(b"k009999"), Some(&b"v"[..]));
+    assert_eq!(state.get(b"k010050"), Some(&b"x"[..]));
+    assert_eq!(state.get(b"k010099"), Some(&b"w"[..]));
+    let keys: Vec<Bytes> = all(&state).into_iter().map(|(k, _)| k).collect();
+    let expected: Vec<Bytes> = (0..10_100).map(|i| format!("k{i:06}").into_bytes()).collect();
+    assert_eq!(keys, expected);
+    // The base goes on growing after the adopted blocks.
+    state.insert(b"k010100", b"y");
+    drop(state.freeze());
+    assert!(state.merge_step(usize::MAX));
+    assert_eq!(state.base.len(), 10_101);
+    assert_eq!(state.get(b"k010100"), Some(&b"y"[..]));
+}
+
+#[test]
 fn merging_an_appended_frozen_layer_takes_the_whole_base_in_its_first_slice() {
     let base: BTreeMap<Bytes, Bytes> =
         (0..10_000).map(|i| (format!("k{i:06}").into_bytes(), b("v"))).collect();
@@ -404,6 +445,8 @@ fn merging_an_appended_frozen_layer_takes_the_whole_base_in_its_first_slice() {
     for i in 10_000..10_100 {
         state.insert(format!("k{i:06}").as_bytes(), b"w");
     }
+    // A tombstone among them: the layer is no run, so it is merged slice by slice.
+    state.remove(b"k010100");
     drop(state.freeze());
     // One key of budget: the whole old base goes behind the cursor at once, unchanged.
     assert!(!state.merge_step(1));
